@@ -1,0 +1,126 @@
+"""Where instance files live on disk, and how they get there durably.
+
+Layout: <root>/objects/<yyyymmdd>/<uuid4 hex>.dcm. No path component ever comes from a DICOM value,
+so a UID like "../../etc" cannot steer a write. Files arrive in <root>/incoming/ (same file system, so
+the final move is an atomic rename), are fsynced, renamed into place, and the directory is fsynced;
+only then may the index be committed and the sender told Success.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+
+class DiskReserveError(OSError):
+    """Accepting the object would leave less free space than the configured reserve."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    def __init__(self, root: Path, reserve_bytes: int):
+        self.root = root
+        self.incoming = root / "incoming"
+        self.objects = root / "objects"
+        self.reserve_bytes = reserve_bytes
+        for d in (self.root, self.incoming, self.objects):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- space ---------------------------------------------------------------------------------
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def check_reserve(self, incoming_size: int = 0) -> None:
+        """Raise DiskReserveError if free space is already at or below the reserve.
+
+        `incoming_size` bytes are already on disk (in incoming/) when this is called, so they are not
+        subtracted again; what matters is that the file system keeps `reserve_bytes` free after it.
+        """
+        free = self.free_bytes()
+        if free < self.reserve_bytes:
+            raise DiskReserveError(
+                errno.ENOSPC,
+                f"free space {free // (1024 * 1024)} MB is below the reserve "
+                f"{self.reserve_bytes // (1024 * 1024)} MB (object of {incoming_size} bytes)",
+            )
+
+    # -- placement -----------------------------------------------------------------------------
+    def new_incoming_path(self) -> Path:
+        return self.incoming / f"{uuid.uuid4().hex}.part"
+
+    def place(self, tmp: Path) -> Path:
+        """fsync `tmp`, rename it to a fresh final path, fsync the directory. Returns the final path.
+
+        `tmp` may be anywhere: if it is on another file system it is copied into incoming/ first.
+        """
+        day = time.strftime("%Y%m%d")
+        final_dir = self.objects / day
+        if not final_dir.is_dir():
+            final_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.objects)
+        final = final_dir / f"{uuid.uuid4().hex}.dcm"
+        if os.stat(tmp).st_dev != os.stat(self.incoming).st_dev:
+            local = self.new_incoming_path()
+            shutil.copyfile(tmp, local)
+            os.unlink(tmp)
+            tmp = local
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        fsync_dir(final_dir)
+        return final
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def absolute(self, rel: str) -> Path:
+        return self.root / rel
+
+    def remove(self, rel: str) -> None:
+        try:
+            os.unlink(self.root / rel)
+        except FileNotFoundError:
+            pass
+
+    # -- recovery ------------------------------------------------------------------------------
+    def clean_incoming(self) -> int:
+        """Remove partial files left by a crash. Nothing in incoming/ was ever acknowledged."""
+        n = 0
+        for p in self.incoming.iterdir():
+            try:
+                p.unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+        return n
+
+    def remove_orphans(self, known: set[str]) -> int:
+        """Remove files under objects/ that the index does not know.
+
+        They were renamed into place but the process died before the index commit, so the sender
+        never got Success and will send them again.
+        """
+        n = 0
+        for day in self.objects.iterdir():
+            if not day.is_dir():
+                continue
+            for p in day.iterdir():
+                if self.relative(p) not in known:
+                    p.unlink(missing_ok=True)
+                    n += 1
+        return n

@@ -1,0 +1,177 @@
+"""Taking an instance into the buffer: place the file durably, index it, queue its routes.
+
+This is the one door every received object goes through (C-STORE, media import, capture). It
+returns only after the file is fsynced and in place and the index transaction is committed; the
+caller may then say Success.
+"""
+
+from __future__ import annotations
+
+import enum
+import filecmp
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gateway.buffer.attributes import InstanceAttributes
+from gateway.buffer.files import FileStore
+from gateway.buffer.index import Index
+from gateway.buffer.queue import JobQueue
+
+log = logging.getLogger("gateway.buffer")
+
+FORWARD = "forward"
+
+Router = Callable[[InstanceAttributes, str], list[str]]
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    REPLACED = "replaced"  # same SOP Instance UID, different content, later one wins
+    IDENTICAL = "identical"  # same SOP Instance UID, same bytes: nothing to do
+    KEPT_FIRST = "kept-first"  # same UID, different content, policy keeps the first
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    instance_id: int
+    routes: tuple[str, ...]
+
+
+class Buffer:
+    def __init__(self, root: Path, reserve_bytes: int, duplicate_policy: str, router: Router):
+        self.files = FileStore(root, reserve_bytes)
+        self.index = Index(root / "index.sqlite")
+        self.queue = JobQueue(self.index)
+        self.duplicate_policy = duplicate_policy
+        self.router = router
+
+    def recover(self) -> dict[str, int]:
+        """Start-up after any stop, clean or not. Idempotent."""
+        partial = self.files.clean_incoming()
+        known = {r["path"] for r in self.index.query("SELECT path FROM instances")}
+        orphans = self.files.remove_orphans(known)
+        requeued = self.queue.recover()
+        return {"partial_files": partial, "orphan_files": orphans, "requeued_jobs": requeued}
+
+    def ingest(self, tmp: Path, attrs: InstanceAttributes, calling_ae: str) -> IngestResult:
+        """Take ownership of the file at `tmp`. Raises DiskReserveError (tmp removed) when full."""
+        try:
+            self.files.check_reserve(tmp.stat().st_size)
+            final = self.files.place(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        rel = self.files.relative(final)
+        size = final.stat().st_size
+        routes = tuple(self.router(attrs, calling_ae))
+        now = time.time()
+        try:
+            with self.index.tx() as cur:
+                result, superseded = self._index(cur, attrs, rel, size, calling_ae, routes, now)
+        except BaseException:
+            # Never acknowledged: the new file must not stay behind as an orphan; the old one is
+            # still what the index points at.
+            self.files.remove(rel)
+            raise
+        if superseded is not None:
+            self.files.remove(superseded)
+        if result.routes:
+            self.queue.notify()
+        return result
+
+    def _index(self, cur, attrs, rel, size, calling_ae, routes, now) -> tuple[IngestResult, str | None]:
+        """Index the placed file. Returns the result and the path of a file to delete afterwards."""
+        old = cur.execute(
+            "SELECT id, path, size FROM instances WHERE sop_uid = ?", (attrs.sop_uid,)
+        ).fetchone()
+        if old is not None:
+            outcome = self._duplicate_outcome(old, self.files.absolute(rel), size)
+            if outcome is not Outcome.REPLACED:
+                return IngestResult(outcome, old["id"], ()), rel
+        series_fk = self._upsert_hierarchy(cur, attrs, now)
+        if old is None:
+            cur.execute(
+                "INSERT INTO instances(sop_uid, sop_class, series_fk, instance_number,"
+                " transfer_syntax, path, size, calling_ae, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attrs.sop_uid, attrs.sop_class, series_fk, attrs.instance_number,
+                 attrs.transfer_syntax, rel, size, calling_ae, now),
+            )
+            instance_id, outcome = cur.lastrowid, Outcome.STORED
+        else:
+            instance_id, outcome = old["id"], Outcome.REPLACED
+            cur.execute(
+                "UPDATE instances SET sop_class = ?, series_fk = ?, instance_number = ?,"
+                " transfer_syntax = ?, path = ?, size = ?, calling_ae = ?, received_at = ?,"
+                " version = version + 1 WHERE id = ?",
+                (attrs.sop_class, series_fk, attrs.instance_number, attrs.transfer_syntax,
+                 rel, size, calling_ae, now, instance_id),
+            )
+        for dest in routes:
+            JobQueue.enqueue_instance_in(cur, FORWARD, dest, instance_id, now)
+        return IngestResult(outcome, instance_id, routes), (old["path"] if old is not None else None)
+
+    def _duplicate_outcome(self, old, new_path: Path, new_size: int) -> Outcome:
+        old_path = self.files.absolute(old["path"])
+        if old["size"] == new_size and old_path.exists() and filecmp.cmp(old_path, new_path, shallow=False):
+            return Outcome.IDENTICAL
+        if self.duplicate_policy == "keep-first":
+            return Outcome.KEPT_FIRST
+        return Outcome.REPLACED
+
+    @staticmethod
+    def _upsert_hierarchy(cur, a: InstanceAttributes, now: float) -> int:
+        patient_fk = cur.execute(
+            "INSERT INTO patients(patient_id, issuer, patient_name, birth_date, sex)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(patient_id, issuer) DO UPDATE SET patient_name = excluded.patient_name,"
+            " birth_date = excluded.birth_date, sex = excluded.sex RETURNING id",
+            (a.patient_id, a.issuer, a.patient_name, a.birth_date, a.sex),
+        ).fetchone()[0]
+        study_fk = cur.execute(
+            "INSERT INTO studies(study_uid, patient_fk, study_date, study_time, accession, study_id,"
+            " description, referring, charset, first_received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(study_uid) DO UPDATE SET patient_fk = excluded.patient_fk,"
+            " study_date = excluded.study_date, study_time = excluded.study_time,"
+            " accession = excluded.accession, study_id = excluded.study_id,"
+            " description = excluded.description, referring = excluded.referring,"
+            " charset = excluded.charset RETURNING id",
+            (a.study_uid, patient_fk, a.study_date, a.study_time, a.accession, a.study_id,
+             a.study_description, a.referring, a.charset, now),
+        ).fetchone()[0]
+        return cur.execute(
+            "INSERT INTO series(series_uid, study_fk, modality, series_number, description, body_part)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(series_uid) DO UPDATE SET study_fk = excluded.study_fk,"
+            " modality = excluded.modality, series_number = excluded.series_number,"
+            " description = excluded.description, body_part = excluded.body_part RETURNING id",
+            (a.series_uid, study_fk, a.modality, a.series_number, a.series_description, a.body_part),
+        ).fetchone()[0]
+
+    def release_if_done(self, instance_ids: list[int]) -> int:
+        """delete_when_done: drop files whose every job is done. Returns how many were removed."""
+        removed = 0
+        for instance_id in instance_ids:
+            with self.index.tx() as cur:
+                pending = cur.execute(
+                    "SELECT 1 FROM jobs WHERE instance_fk = ? AND state != 'done' LIMIT 1", (instance_id,)
+                ).fetchone()
+                if pending:
+                    continue
+                row = cur.execute("SELECT path FROM instances WHERE id = ?", (instance_id,)).fetchone()
+                if row is None:
+                    continue
+                cur.execute("DELETE FROM jobs WHERE instance_fk = ?", (instance_id,))
+                cur.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            # Index first, then the file: a crash in between leaves an orphan file, which recovery
+            # removes, never an index row pointing at nothing.
+            self.files.remove(row["path"])
+            removed += 1
+        return removed
+
+    def close(self) -> None:
+        self.index.close()

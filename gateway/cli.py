@@ -1,0 +1,189 @@
+"""`dicom-gateway`: the service and the tools an engineer uses on the box."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from gateway import config as config_mod
+from gateway.config import ConfigError, DestinationSection, LoadedConfig
+
+DEFAULT_CONFIG = "/etc/dicom-gateway/gateway.toml"
+
+
+def _load(args) -> LoadedConfig:
+    return config_mod.load(args.config, args.set)
+
+
+def _resolve_dest(loaded: LoadedConfig, name: str) -> DestinationSection:
+    cfg = loaded.config
+    if name in cfg.destinations:
+        return cfg.destinations[name]
+    if name in cfg.peers:
+        p = cfg.peers[name]
+        return DestinationSection(ae_title=p.ae_title, host=p.host, port=p.port)
+    m = re.fullmatch(r"([^@]{1,16})@([^:]+):(\d{1,5})", name)
+    if m:
+        return DestinationSection(ae_title=m.group(1), host=m.group(2), port=int(m.group(3)))
+    known = ", ".join(list(cfg.destinations) + list(cfg.peers)) or "none configured"
+    raise SystemExit(f"unknown destination {name!r} (known: {known}; or give AET@host:port)")
+
+
+def cmd_run(args) -> int:
+    from gateway import app, logs
+
+    loaded = _load(args)
+    logs.setup(loaded.config.logging.level, loaded.config.logging.journald)
+    return app.run(loaded)
+
+
+def cmd_check_config(args) -> int:
+    loaded = _load(args)
+    print(f"ok: {loaded.source or '(built-in defaults)'}")
+    return 0
+
+
+def cmd_echo(args) -> int:
+    from gateway.dicom.echo import echo
+
+    loaded = _load(args)
+    d = _resolve_dest(loaded, args.dest)
+    ok, msg = echo(loaded.config.ae.title, d.ae_title, d.host, d.port, loaded.config.timers.association_s)
+    print(msg)
+    return 0 if ok else 1
+
+
+def _files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SystemExit(f"{p}: no such file or directory")
+    return out
+
+
+def cmd_send(args) -> int:
+    import pydicom
+
+    from gateway.dicom.listener import configure_pynetdicom
+    from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
+
+    loaded = _load(args)
+    d = _resolve_dest(loaded, args.to)
+    items, failures = [], 0
+    for f in _files(args.paths):
+        try:
+            meta = pydicom.dcmread(f, stop_before_pixels=True).file_meta
+            items.append(SendItem(f, str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+                                  str(meta.TransferSyntaxUID)))
+        except Exception as exc:
+            print(f"{f}: skipped, not a DICOM Part-10 file ({exc})")
+            failures += 1
+    import tempfile
+    configure_pynetdicom(Path(tempfile.gettempdir()))
+    scu = StoreSCU(loaded.config.ae.title, d, loaded.config.timers, loaded.config.ae.tcp_nodelay)
+    while items:
+        n = fit_batch(items)
+        batch, items = items[:n], items[n:]
+        try:
+            assoc = scu.open(batch)
+        except AssociationFailed as exc:
+            print(f"error: {exc}")
+            return 1
+        try:
+            for it in batch:
+                r = scu.send(assoc, it)
+                state = "ok" if r.ok else "FAILED"
+                code = f"0x{r.status:04X}" if r.status is not None else "no response"
+                print(f"{it.path}: {state} ({code}){' ' + r.error if r.error else ''}")
+                failures += 0 if r.ok else 1
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    return 1 if failures else 0
+
+
+def _queue(loaded: LoadedConfig):
+    from gateway.buffer.index import Index
+    from gateway.buffer.queue import JobQueue
+
+    path = loaded.buffer_dir / "index.sqlite"
+    if not path.exists():
+        raise SystemExit(f"no buffer at {loaded.buffer_dir} (has the service run with this config?)")
+    return JobQueue(Index(path))
+
+
+def cmd_queue(args) -> int:
+    from gateway.buffer.queue import STATES
+
+    q = _queue(_load(args))
+    if args.action == "list":
+        states = args.state or ["queued", "in_flight", "committing", "dead"]
+        bad = [s for s in states if s not in STATES]
+        if bad:
+            raise SystemExit(f"unknown state {bad[0]!r}; states: {', '.join(STATES)}")
+        jobs = q.list(states)
+        print(f"{'ID':>7} {'KIND':8} {'TARGET':12} {'STATE':10} {'TRIES':>5}  OBJECT / LAST ERROR")
+        for j in jobs:
+            what = j.sop_uid or (j.payload or "")[:40]
+            print(f"{j.id:>7} {j.kind:8} {j.target:12} {j.state:10} {j.attempts:>5}  {what}"
+                  + (f"\n{'':>45}{j.last_error}" if j.last_error else ""))
+        totals: dict[str, int] = {}
+        for (_kind, _target, state), n in q.counts().items():
+            totals[state] = totals.get(state, 0) + n
+        print("totals: " + (", ".join(f"{s} {n}" for s, n in sorted(totals.items())) or "empty"))
+    elif args.action == "retry":
+        n = q.retry([int(i) for i in args.ids] if args.ids else None)
+        print(f"{n} jobs queued again")
+    elif args.action == "dead-letter":
+        if not args.ids:
+            raise SystemExit("dead-letter needs job IDs")
+        n = q.dead_letter([int(i) for i in args.ids], args.reason)
+        print(f"{n} jobs dead-lettered")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dicom-gateway", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set ae.port=11113 (repeatable)")
+        sp.set_defaults(func=func)
+        return sp
+
+    add("run", cmd_run, "run the service")
+    add("check-config", cmd_check_config, "validate the config and list every problem")
+    add("echo", cmd_echo, "C-ECHO a destination or peer").add_argument("dest")
+    sp = add("send", cmd_send, "send files or folders with C-STORE")
+    sp.add_argument("paths", nargs="+")
+    sp.add_argument("--to", required=True, help="destination or peer name, or AET@host:port")
+    sp = add("queue", cmd_queue, "list, retry or dead-letter jobs")
+    sp.add_argument("action", choices=["list", "retry", "dead-letter"])
+    sp.add_argument("ids", nargs="*", help="job IDs (retry: default all dead jobs)")
+    sp.add_argument("--state", action="append", help="list only these states (repeatable)")
+    sp.add_argument("--reason", default="dead-lettered by operator")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"config: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for line in exc.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

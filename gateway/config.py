@@ -1,0 +1,251 @@
+"""The appliance's configuration: one TOML file, typed and strict.
+
+Unknown keys and out-of-range values are rejected with the dotted key and the reason, because on a box
+with no screen a typo that silently falls back to a default is found only when a study goes missing.
+Relative paths are resolved against the directory of the config file, never the process's cwd (which
+is / under systemd).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_ae_title(value: str) -> str:
+    # PS3.5 AE VR: 16 characters, no backslash or control characters, not only spaces.
+    if not value.strip():
+        raise ValueError("AE title must not be empty")
+    if len(value) > 16:
+        raise ValueError(f"AE title {value!r} is longer than 16 characters")
+    if any(ch == "\\" or ord(ch) < 0x20 or ord(ch) > 0x7E for ch in value):
+        raise ValueError(f"AE title {value!r} contains a backslash or a non-printable character")
+    return value.strip()
+
+
+
+
+def _check_host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+    return value
+
+
+AETitle = Annotated[str, AfterValidator(_check_ae_title)]
+Host = Annotated[str, AfterValidator(_check_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class AESection(_Section):
+    title: AETitle = "EDGE"
+    bind: Host = "127.0.0.1"
+    port: Port = 11112
+    max_pdu: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 131072
+    max_associations: Annotated[int, Field(ge=1, le=256)] = 16
+    # The seed product accepts any caller; a hospital network wants deny-by-default.
+    accept_unknown_callers: bool = False
+    tcp_nodelay: bool = True
+
+
+
+class TimersSection(_Section):
+    association_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    inactivity_s: Annotated[float, Field(gt=0, le=3600)] = 180.0
+    session_s: Annotated[float, Field(ge=10, le=24 * 3600)] = 3600.0
+    # A connection must finish association negotiation within this time, so half-open or stalled
+    # sockets cannot hold association slots that real modalities need.
+    handshake_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class PeerSection(_Section):
+    ae_title: AETitle
+    host: Host = "127.0.0.1"
+    port: Port = 104
+    may_store: bool = True
+    may_query: bool = False
+    may_retrieve: bool = False
+    may_print: bool = False
+
+
+
+class DestinationSection(_Section):
+    ae_title: AETitle
+    host: Host = "127.0.0.1"
+    port: Port = 104
+    enabled: bool = True
+    storage_commitment: bool = False
+    commitment_timeout_s: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] = 3600.0
+    # After this many failed attempts a job is dead-lettered for a human to look at.
+    max_attempts: Annotated[int, Field(ge=1, le=10000)] = 50
+    retry_initial_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    retry_max_s: Annotated[float, Field(gt=0, le=24 * 3600)] = 600.0
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 200
+
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "DestinationSection":
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must not be smaller than retry_initial_s")
+        return self
+
+
+class RouteSection(_Section):
+    to: Annotated[list[str], Field(min_length=1)]
+    # Empty list = matches anything. Several criteria are ANDed; values in one list are ORed.
+    calling_ae: list[str] = []
+    modality: list[str] = []
+    sop_class: list[str] = []
+
+    @field_validator("sop_class")
+    @classmethod
+    def _uids(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not _UID_RE.match(v) or len(v) > 64:
+                raise ValueError(f"{v!r} is not a UID")
+        return values
+
+
+class BufferSection(_Section):
+    path: str = "/var/lib/dicom-gateway"
+    # C-STOREs are refused with A700 when accepting one would leave less free space than this.
+    reserve_mb: Annotated[int, Field(ge=0, le=10_000_000)] = 512
+    # What a second copy of a SOP Instance UID with different content does: the seed product's
+    # behaviour ("replace": the later one wins) or keep the first and discard the newcomer.
+    duplicate_policy: Literal["replace", "keep-first"] = "replace"
+    # Delete an instance's file once every route for it is done (and committed where configured).
+    delete_when_done: bool = False
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    journald: Literal["auto", "on", "off"] = "auto"
+
+
+class Config(_Section):
+    ae: AESection = AESection()
+    timers: TimersSection = TimersSection()
+    peers: dict[str, PeerSection] = {}
+    destinations: dict[str, DestinationSection] = {}
+    routes: list[RouteSection] = []
+    buffer: BufferSection = BufferSection()
+    logging: LoggingSection = LoggingSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        problems = []
+        for i, route in enumerate(self.routes):
+            for name in route.to:
+                if name not in self.destinations:
+                    problems.append(f"routes[{i}].to: unknown destination {name!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def peer_by_ae(self, ae_title: str) -> PeerSection | None:
+        for peer in self.peers.values():
+            if peer.ae_title == ae_title.strip():
+                return peer
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    source: Path | None
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        if p.is_absolute() or self.source is None:
+            return p
+        return (self.source.parent / p).resolve()
+
+    @property
+    def buffer_dir(self) -> Path:
+        return self.resolve(self.config.buffer.path)
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, each naming its dotted key."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            out.append(f"{key}: unknown key")
+        elif e["type"] == "missing":
+            out.append(f"{key}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            shown = e.get("input")
+            if isinstance(shown, (str, int, float, bool)):
+                out.append(f"{key}: {msg} (got {shown!r})")
+            else:
+                out.append(f"{key}: {msg}")
+    return out
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError([f"--set {item!r}: expected dotted.key=value"])
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError([f"--set {item!r}: empty key component"])
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string, like TOML would with quotes
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError([f"--set {item!r}: {p} is not a table"])
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def load(path: Path | str | None, overrides: list[str] | None = None) -> LoadedConfig:
+    data: dict = {}
+    source = None
+    if path is not None:
+        source = Path(path).resolve()
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"{source}: no such config file"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+    data = apply_overrides(data, overrides or [])
+    try:
+        return LoadedConfig(Config.model_validate(data), source)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None

@@ -1,0 +1,156 @@
+"""The forwarder: one worker per destination that drains that destination's queue.
+
+Failure classes:
+- the association cannot be opened (PACS down, rejected): the destination backs off (capped
+  exponential); the jobs wait without using up attempts, because a PACS down for a weekend must
+  not turn Monday's studies into dead letters.
+- a transient C-STORE failure (A7xx out of resources, no response, association lost): that job is
+  retried with capped exponential backoff, until `max_attempts`, then dead-lettered.
+- a permanent failure (A9xx, Cxxx, 0122, 0124...): dead-lettered at once, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gateway.buffer.ingest import FORWARD, Buffer
+from gateway.buffer.queue import Job
+from gateway.config import Config, DestinationSection
+from gateway.dicom.commitment import CommitmentSCU
+from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
+from gateway.events import EventBus
+
+log = logging.getLogger("gateway.dicom.forward")
+
+
+def backoff(initial: float, cap: float, failures: int) -> float:
+    return min(cap, initial * (2 ** max(0, failures - 1)))
+
+
+def _item(buffer: Buffer, job: Job) -> SendItem:
+    return SendItem(buffer.files.absolute(job.path), job.sop_class, job.sop_uid, job.transfer_syntax)
+
+
+class Forwarder:
+    def __init__(self, name: str, config: Config, buffer: Buffer, events: EventBus,
+                 commitment: CommitmentSCU | None, scu_handlers: list | None = None):
+        self.name = name
+        self.dest: DestinationSection = config.destinations[name]
+        self.config = config
+        self.buffer = buffer
+        self.queue = buffer.queue
+        self.events = events
+        self.commitment = commitment if self.dest.storage_commitment else None
+        self.scu = StoreSCU(config.ae.title, self.dest, config.timers, config.ae.tcp_nodelay,
+                            config.ae.max_pdu, scu_handlers)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
+        self._down_since: float | None = None
+        self._assoc_failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self.queue.notify()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        log.info("forwarder for %s (%s@%s:%d) started", self.name, self.dest.ae_title, self.dest.host, self.dest.port)
+        while not self._stop.is_set():
+            try:
+                jobs = self.queue.claim(FORWARD, self.name, self.dest.batch_size)
+                if not jobs:
+                    due = self.queue.next_due(FORWARD, self.name)
+                    wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
+                    self.queue.wait(wait)
+                    continue
+                self._send_batch(jobs)
+            except Exception:
+                # A bug here must not silently stop forwarding for good: log, pause, go on.
+                log.exception("forwarder %s: unexpected error; retrying in 5 s", self.name)
+                self._stop.wait(5.0)
+        log.info("forwarder for %s stopped", self.name)
+
+    def _send_batch(self, jobs: list[Job]) -> None:
+        items = [_item(self.buffer, j) for j in jobs]
+        n = fit_batch(items)
+        if n < len(jobs):
+            self.queue.release([j.id for j in jobs[n:]], "", 0, uncount=True)
+            jobs, items = jobs[:n], items[:n]
+        try:
+            assoc = self.scu.open(items, commitment=self.commitment is not None)
+        except AssociationFailed as exc:
+            self._assoc_failures += 1
+            delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, self._assoc_failures)
+            self.queue.release([j.id for j in jobs], str(exc), time.time() + delay, uncount=True)
+            if self._down_since is None:
+                self._down_since = time.time()
+                log.warning("%s unreachable: %s; %d jobs wait, retrying in %.0f s", self.name, exc, len(jobs), delay)
+                self.events.publish("destination-down", target=self.name, reason=str(exc))
+            self._stop.wait(delay)
+            return
+        if self._down_since is not None:
+            log.info("%s reachable again after %.0f s", self.name, time.time() - self._down_since)
+            self.events.publish("destination-up", target=self.name)
+        self._down_since, self._assoc_failures = None, 0
+        started = time.monotonic()
+        sent: list[Job] = []
+        try:
+            for i, (job, item) in enumerate(zip(jobs, items)):
+                if self._stop.is_set() or time.monotonic() - started > self.config.timers.session_s:
+                    self.queue.release([j.id for j in jobs[i:]], "", 0, uncount=True)
+                    break
+                result = self.scu.send(assoc, item)
+                if result.ok:
+                    if result.warning:
+                        log.warning("%s accepted %s with warning 0x%04X %s", self.name, job.sop_uid,
+                                    result.status, result.error)
+                    sent.append(job)
+                    if self.commitment is None:
+                        self.queue.complete([job.id])
+                        self._done([job])
+                    continue
+                self._failed(job, result.error, result.transient)
+                if not assoc.is_established:
+                    self.queue.release([j.id for j in jobs[i + 1:]], "association lost", 0, uncount=True)
+                    break
+                if result.transient:
+                    # Seed statement: "Refused -> release; the unit failed". The rest waits.
+                    delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, job.attempts)
+                    self.queue.release([j.id for j in jobs[i + 1:]], "peer refused an earlier object",
+                                       time.time() + delay, uncount=True)
+                    break
+            if self.commitment is not None and sent and assoc.is_established:
+                self.commitment.request(assoc, self.name, self.dest, sent)
+            elif self.commitment is not None and sent:
+                self.queue.release([j.id for j in sent], "association lost before commitment request", 0)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if sent:
+            log.info("forwarded %d instances to %s", len(sent), self.name)
+
+    def _failed(self, job: Job, error: str, transient: bool) -> None:
+        if transient and job.attempts < self.dest.max_attempts:
+            delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, job.attempts)
+            self.queue.fail(job.id, error, time.time() + delay)
+            log.warning("forward %s to %s failed (attempt %d/%d), retry in %.0f s: %s", job.sop_uid,
+                        self.name, job.attempts, self.dest.max_attempts, delay, error)
+            self.events.publish("forward-failed", target=self.name, sop_uid=job.sop_uid, reason=error)
+        else:
+            why = error if not transient else f"{error} (gave up after {job.attempts} attempts)"
+            self.queue.fail(job.id, why, None)
+            log.error("forward %s to %s dead-lettered: %s", job.sop_uid, self.name, why)
+            self.events.publish("dead-lettered", target=self.name, sop_uid=job.sop_uid, reason=why)
+
+    def _done(self, jobs: list[Job]) -> None:
+        self.events.publish("forwarded", target=self.name, count=len(jobs))
+        if self.config.buffer.delete_when_done:
+            self.buffer.release_if_done([j.instance_fk for j in jobs])

@@ -1,0 +1,96 @@
+"""STORE SCP: a C-STORE becomes a durable, indexed instance, or a precise failure status.
+
+pynetdicom streams the data set to a temporary file in the buffer's incoming/ folder
+(STORE_RECV_CHUNKED_DATASET), so memory does not grow with object size and the file is already on
+the right file system: taking it into the buffer is an fsync and a rename, never a copy or a
+re-encode. Success goes out only after Buffer.ingest returned (file fsynced, renamed, directory
+fsynced, index committed).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sqlite3
+from pathlib import Path
+
+from gateway.buffer.attributes import InvalidDataset, MalformedDataset, read_attributes
+from gateway.buffer.files import DiskReserveError
+from gateway.buffer.ingest import Buffer, Outcome
+from gateway.config import Config
+from gateway.dicom import status
+from gateway.dicom.sop_classes import STORAGE_SOP_CLASSES
+from gateway.events import EventBus
+
+log = logging.getLogger("gateway.dicom.store_scp")
+
+
+class StoreSCP:
+    def __init__(self, config: Config, buffer: Buffer, events: EventBus):
+        self.config = config
+        self.buffer = buffer
+        self.events = events
+
+    def handle_store(self, event):
+        req = event.request
+        calling = event.assoc.requestor.ae_title.strip()
+        sop_class = str(req.AffectedSOPClassUID)
+        sop_uid = str(req.AffectedSOPInstanceUID)
+        path = Path(event.dataset_path)
+        try:
+            return self._store(path, calling, sop_class, sop_uid)
+        finally:
+            # Whatever happened, nothing half-received stays in incoming/.
+            path.unlink(missing_ok=True)
+
+    def _store(self, path: Path, calling: str, sop_class: str, sop_uid: str):
+        if sop_class not in STORAGE_SOP_CLASSES:
+            return self._refuse(status.SOP_CLASS_NOT_SUPPORTED, calling, sop_uid,
+                                f"SOP class {sop_class} is not a storage class")
+        peer = self.config.peer_by_ae(calling)
+        if peer is not None and not peer.may_store:
+            return self._refuse(status.NOT_AUTHORIZED, calling, sop_uid, f"{calling} may not store")
+        try:
+            attrs = read_attributes(path)
+        except MalformedDataset as exc:
+            return self._refuse(status.CANNOT_UNDERSTAND, calling, sop_uid, str(exc))
+        except InvalidDataset as exc:
+            return self._refuse(status.DATASET_MISMATCH, calling, sop_uid, str(exc))
+        if attrs.sop_uid != sop_uid:
+            return self._refuse(status.DATASET_MISMATCH, calling, sop_uid,
+                                "SOP Instance UID in data set differs from the request")
+        if attrs.sop_class != sop_class:
+            return self._refuse(status.DATASET_MISMATCH, calling, sop_uid,
+                                "SOP Class UID in data set differs from the request")
+        try:
+            result = self.buffer.ingest(path, attrs, calling)
+        except DiskReserveError as exc:
+            self.events.publish("disk-full", detail=str(exc))
+            return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "buffer full: " + str(exc))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.events.publish("disk-full", detail=str(exc))
+                return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "disk full")
+            log.exception("storing %s from %s failed", sop_uid, calling)
+            return self._refuse(status.OUT_OF_RESOURCES_DIRECTORY, calling, sop_uid,
+                                f"cannot write to buffer: {exc.strerror}")
+        except sqlite3.Error as exc:
+            log.exception("indexing %s from %s failed", sop_uid, calling)
+            return self._refuse(status.DATABASE_ERROR, calling, sop_uid, f"index error: {exc}")
+
+        if result.outcome is Outcome.IDENTICAL:
+            log.info("received %s from %s again, identical: not queued again", sop_uid, calling)
+        elif result.outcome is Outcome.KEPT_FIRST:
+            log.warning("received %s from %s again with different content: kept the first "
+                        "(buffer.duplicate_policy = keep-first)", sop_uid, calling)
+        else:
+            log.info("stored %s from %s (%s), routes: %s", sop_uid, calling, result.outcome.value,
+                     ", ".join(result.routes) or "none")
+        self.events.publish("received", sop_uid=sop_uid, calling_ae=calling,
+                            outcome=result.outcome.value, routes=result.routes)
+        return status.SUCCESS
+
+    def _refuse(self, code: int, calling: str, sop_uid: str, why: str):
+        log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why)
+        self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=calling, status=code, reason=why)
+        return status.response(code, why)

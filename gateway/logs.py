@@ -1,0 +1,40 @@
+"""Logging: stderr always (systemd captures it, and it is the only output off systemd), plus
+journald with structured fields when running under systemd.
+
+Log lines name SOP Instance UIDs, AE titles and job IDs, never patient names or IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def _under_systemd() -> bool:
+    return bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
+
+
+def setup(level: str = "INFO", journald: str = "auto") -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(level)
+    use_journal = journald == "on" or (journald == "auto" and _under_systemd())
+    handler: logging.Handler | None = None
+    if use_journal:
+        try:
+            from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER="dicom-gateway")
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            root.addHandler(handler)
+        except ImportError:
+            handler = None
+    if handler is None or not _under_systemd():
+        # Off systemd JournalHandler drops messages silently: keep stderr. Under systemd stderr
+        # would reach the journal a second time, without the structured fields.
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stderr)
+    # pynetdicom logs every PDU at INFO; its warnings and errors are what an operator needs.
+    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,29 @@
+"""Which destinations an instance goes to: the config's routes, matched on calling AE, modality and
+SOP class. No routes configured means every enabled destination."""
+
+from __future__ import annotations
+
+from gateway.buffer.attributes import InstanceAttributes
+from gateway.config import Config
+
+
+class Router:
+    def __init__(self, config: Config):
+        self._enabled = [name for name, d in config.destinations.items() if d.enabled]
+        self._routes = config.routes
+
+    def __call__(self, attrs: InstanceAttributes, calling_ae: str) -> list[str]:
+        if not self._routes:
+            return list(self._enabled)
+        chosen: list[str] = []
+        for route in self._routes:
+            if route.calling_ae and calling_ae.strip() not in route.calling_ae:
+                continue
+            if route.modality and attrs.modality not in route.modality:
+                continue
+            if route.sop_class and attrs.sop_class not in route.sop_class:
+                continue
+            for name in route.to:
+                if name in self._enabled and name not in chosen:
+                    chosen.append(name)
+        return chosen
