@@ -35,7 +35,7 @@ class Gateway:
         self.events = EventBus()
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
-        configure_pynetdicom(self.buffer.files.incoming)
+        configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve)
         self.commitment = CommitmentSCU(self.buffer.queue, self.events, self._release_done)
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pydicom
 
+from gateway.buffer.structure import check_structure
+
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 _TAGS = [
@@ -78,6 +80,8 @@ def read_attributes(path: Path) -> InstanceAttributes:
     """
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+        # pydicom stops quietly at the end of a truncated data set; this does not.
+        check_structure(path, str(ds.file_meta.TransferSyntaxUID))
         # Force decoding of every kept element now, so a truncated or garbled value fails here,
         # while we can still answer C000, and not later in a query or an export.
         fields = {kw: _text(ds, kw) for kw in _TAGS}

@@ -60,8 +60,9 @@ class FileStore:
     def new_incoming_path(self) -> Path:
         return self.incoming / f"{uuid.uuid4().hex}.part"
 
-    def place(self, tmp: Path) -> Path:
-        """fsync `tmp`, rename it to a fresh final path, fsync the directory. Returns the final path.
+    def place(self, tmp: Path, synced: bool = False) -> Path:
+        """fsync `tmp` (unless the caller already did), rename it to a fresh final path, fsync the
+        directory. Returns the final path.
 
         `tmp` may be anywhere: if it is on another file system it is copied into incoming/ first.
         """
@@ -75,12 +76,13 @@ class FileStore:
             local = self.new_incoming_path()
             shutil.copyfile(tmp, local)
             os.unlink(tmp)
-            tmp = local
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            tmp, synced = local, False
+        if not synced:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, final)
         fsync_dir(final_dir)
         return final

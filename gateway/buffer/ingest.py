@@ -57,11 +57,12 @@ class Buffer:
         requeued = self.queue.recover()
         return {"partial_files": partial, "orphan_files": orphans, "requeued_jobs": requeued}
 
-    def ingest(self, tmp: Path, attrs: InstanceAttributes, calling_ae: str) -> IngestResult:
-        """Take ownership of the file at `tmp`. Raises DiskReserveError (tmp removed) when full."""
+    def ingest(self, tmp: Path, attrs: InstanceAttributes, calling_ae: str, synced: bool = False) -> IngestResult:
+        """Take ownership of the file at `tmp` (already fsynced if `synced`). Raises
+        DiskReserveError (tmp removed) when full."""
         try:
             self.files.check_reserve(tmp.stat().st_size)
-            final = self.files.place(tmp)
+            final = self.files.place(tmp, synced)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import tempfile
 
-from pynetdicom import AE, _config, evt
+from pathlib import Path
+
+from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from gateway.config import Config
+from gateway.dicom import receive_spool
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -26,11 +29,14 @@ log = logging.getLogger("gateway.dicom.listener")
 _HANDSHAKE_HEADROOM = 64
 
 
-def configure_pynetdicom(incoming_dir) -> None:
-    """Process-wide pynetdicom settings. Received data sets stream to a temporary file in the
+def configure_pynetdicom(incoming_dir, reserve_check=None) -> None:
+    """Process-wide pynetdicom settings. Received data sets stream to a spool file in the
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
     files are sent from disk as they are, never decoded."""
     _config.STORE_RECV_CHUNKED_DATASET = True
+    receive_spool.configure(Path(incoming_dir), reserve_check)
+    # See receive_spool: survive a full disk with a status instead of an aborted association.
+    dimse_messages.NamedTemporaryFile = receive_spool.SpoolFile
     _config.STORE_SEND_CHUNKED_DATASET = True
     # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
     # business to report (A900 from the attribute check), not pynetdicom's to drop the association.

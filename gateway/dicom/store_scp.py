@@ -9,7 +9,6 @@ fsynced, index committed).
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 from pathlib import Path
@@ -18,7 +17,7 @@ from gateway.buffer.attributes import InvalidDataset, MalformedDataset, read_att
 from gateway.buffer.files import DiskReserveError
 from gateway.buffer.ingest import Buffer, Outcome
 from gateway.config import Config
-from gateway.dicom import status
+from gateway.dicom import receive_spool, status
 from gateway.dicom.sop_classes import STORAGE_SOP_CLASSES
 from gateway.events import EventBus
 
@@ -50,6 +49,12 @@ class StoreSCP:
         peer = self.config.peer_by_ae(calling)
         if peer is not None and not peer.may_store:
             return self._refuse(status.NOT_AUTHORIZED, calling, sop_uid, f"{calling} may not store")
+        spool = receive_spool.lookup(path)
+        if spool is not None:
+            try:
+                spool.finish()
+            except OSError as exc:
+                return self._write_failed(exc, calling, sop_uid)
         try:
             attrs = read_attributes(path)
         except MalformedDataset as exc:
@@ -63,17 +68,9 @@ class StoreSCP:
             return self._refuse(status.DATASET_MISMATCH, calling, sop_uid,
                                 "SOP Class UID in data set differs from the request")
         try:
-            result = self.buffer.ingest(path, attrs, calling)
-        except DiskReserveError as exc:
-            self.events.publish("disk-full", detail=str(exc))
-            return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "buffer full: " + str(exc))
+            result = self.buffer.ingest(path, attrs, calling, synced=spool is not None)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                self.events.publish("disk-full", detail=str(exc))
-                return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "disk full")
-            log.exception("storing %s from %s failed", sop_uid, calling)
-            return self._refuse(status.OUT_OF_RESOURCES_DIRECTORY, calling, sop_uid,
-                                f"cannot write to buffer: {exc.strerror}")
+            return self._write_failed(exc, calling, sop_uid)
         except sqlite3.Error as exc:
             log.exception("indexing %s from %s failed", sop_uid, calling)
             return self._refuse(status.DATABASE_ERROR, calling, sop_uid, f"index error: {exc}")
@@ -89,6 +86,18 @@ class StoreSCP:
         self.events.publish("received", sop_uid=sop_uid, calling_ae=calling,
                             outcome=result.outcome.value, routes=result.routes)
         return status.SUCCESS
+
+    def _write_failed(self, exc: OSError, calling: str, sop_uid: str):
+        if isinstance(exc, DiskReserveError):
+            self.events.publish("disk-full", detail=str(exc))
+            return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "buffer full: " + str(exc))
+        if receive_spool.is_disk_full(exc):
+            self.events.publish("disk-full", detail=str(exc))
+            return self._refuse(status.OUT_OF_RESOURCES, calling, sop_uid, "disk full")
+        log.error("storing %s from %s failed: %s", sop_uid, calling, exc)
+        self.events.publish("buffer-error", detail=str(exc))
+        return self._refuse(status.OUT_OF_RESOURCES_DIRECTORY, calling, sop_uid,
+                            f"cannot write to buffer: {exc.strerror or exc}")
 
     def _refuse(self, code: int, calling: str, sop_uid: str, why: str):
         log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why)
