@@ -36,7 +36,10 @@ class Gateway:
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
         configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve)
-        self.commitment = CommitmentSCU(self.buffer.queue, self.events, self._release_done)
+        self.commitment = CommitmentSCU(self.buffer.queue, self.events,
+                                        lambda target: cfg.destinations[target].retry_initial_s
+                                        if target in cfg.destinations else 60.0,
+                                        self._release_done)
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
         self.listener = Listener(cfg, [(evt.EVT_C_STORE, self.store_scp.handle_store)] + report)

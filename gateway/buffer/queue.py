@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from gateway.buffer.index import Index
@@ -103,7 +103,8 @@ class JobQueue:
                 "UPDATE jobs SET state = 'in_flight', attempts = attempts + 1, updated = ? WHERE id = ?",
                 [(now, r["id"]) for r in rows],
             )
-        return [_job(r) for r in rows]
+        # The returned jobs carry the attempt now under way (the row was read before the update).
+        return [replace(_job(r), state=IN_FLIGHT, attempts=r["attempts"] + 1) for r in rows]
 
     def next_due(self, kind: str, target: str) -> float | None:
         rows = self.index.query(

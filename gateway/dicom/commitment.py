@@ -33,11 +33,12 @@ FAILURE_REASONS = {
 
 
 class CommitmentSCU:
-    def __init__(self, queue: JobQueue, events: EventBus, on_done=None):
+    def __init__(self, queue: JobQueue, events: EventBus, retry_delay, on_done=None):
+        """`retry_delay(target)`: seconds before an instance the target failed to commit is resent."""
         self.queue = queue
         self.events = events
+        self.retry_delay = retry_delay
         self.on_done = on_done or (lambda instance_ids: None)
-        self._retry_delay = 30.0
 
     def request(self, assoc, target: str, dest: DestinationSection, jobs: list[Job]) -> bool:
         txn = generate_uid()
@@ -63,7 +64,7 @@ class CommitmentSCU:
         pending = self.queue.committing_jobs(txn)
         reason = "no N-ACTION response" if code is None else f"N-ACTION status 0x{code:04X}"
         self.queue.release([j.id for j in pending], f"storage commitment not accepted ({reason})",
-                           time.time() + self._retry_delay)
+                           time.time() + self.retry_delay(target))
         self.queue.close_commitment(txn, "refused")
         self.events.publish("commitment-refused", target=target, reason=reason)
         return False
@@ -92,10 +93,12 @@ class CommitmentSCU:
         for j in jobs:
             if j.sop_uid in committed:
                 continue
+            delay = self.retry_delay(j.target)
             code = failed.get(j.sop_uid)
             why = (f"storage commitment failed: 0x{code:04X} {FAILURE_REASONS.get(code, '')}".strip()
                    if code is not None else "storage commitment report did not mention it")
-            self.queue.release([j.id], why, now + self._retry_delay)
+            self.queue.release([j.id], why, now + delay)
+            log.warning("%s not committed by %s (%s); sending again in %.0f s", j.sop_uid, j.target, why, delay)
         self.queue.close_commitment(txn, "done")
         log.info("storage commitment %s: %d committed, %d to resend", txn, len(done), len(jobs) - len(done))
         self.events.publish("committed", transaction=txn, committed=len(done), failed=len(jobs) - len(done))
