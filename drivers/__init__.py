@@ -1,0 +1,1 @@
+"""Real hardware behind small interfaces; hw-sim/ provides simulated devices underneath them."""
