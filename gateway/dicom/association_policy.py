@@ -23,6 +23,7 @@ log = logging.getLogger("gateway.dicom.association")
 
 # A-ASSOCIATE-RJ (result, source, reason): PS3.8 9.3.4
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # rejected-permanent, service-user, calling AE not recognised
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # rejected-permanent, service-user, called AE not recognised
 REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # rejected-transient, service-provider (presentation), local-limit-exceeded
 
 
@@ -44,8 +45,9 @@ def raw_socket(assoc) -> socket.socket | None:
 
 
 class AssociationPolicy:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, called_titles: list[str]):
         self.config = config
+        self.called_titles = {t.strip() for t in called_titles}
         self._lock = threading.Lock()
         self._established: set[int] = set()
         self._session_timers: dict[int, threading.Timer] = {}
@@ -70,7 +72,13 @@ class AssociationPolicy:
         assoc = event.assoc
         # requestor.ae_title is filled in only after negotiation; the request primitive has it now.
         calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        called = str(assoc.requestor.primitive.called_ae_title).strip()
         host = assoc.requestor.address
+        if called not in self.called_titles:
+            log.warning("rejected association from %s (%s): called AE title %r is not served here",
+                        calling, host, called)
+            self._reject(assoc, REJECT_CALLED_AE)
+            return
         if not self.config.ae.accept_unknown_callers and self.config.peer_by_ae(calling) is None:
             log.warning("rejected association from %s (%s): calling AE title not configured as a peer",
                         calling, host)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 
 from pathlib import Path
 
@@ -41,13 +40,17 @@ def configure_pynetdicom(incoming_dir, reserve_check=None) -> None:
     # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
     # business to report (A900 from the attribute check), not pynetdicom's to drop the association.
     _config.ENFORCE_UID_CONFORMANCE = False
-    tempfile.tempdir = str(incoming_dir)
 
 
 class Listener:
-    def __init__(self, config: Config, handlers: list[tuple]):
+    """`handlers`: pynetdicom (event, handler) pairs of the services behind this port.
+    `contexts`: further supported contexts, (abstract syntax, transfer syntaxes, scu_role, scp_role).
+    `called_titles`: AE titles besides ae.title that this port answers to (e.g. a print AE)."""
+
+    def __init__(self, config: Config, handlers: list[tuple], contexts: list[tuple] = (),
+                 called_titles: list[str] = ()):
         self.config = config
-        self.policy = AssociationPolicy(config)
+        self.policy = AssociationPolicy(config, [config.ae.title, *called_titles])
         ae = AE(ae_title=config.ae.title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
@@ -57,13 +60,16 @@ class Listener:
         ae.network_timeout = t.inactivity_s
         ae.maximum_pdu_size = config.ae.max_pdu
         ae.maximum_associations = config.ae.max_associations + _HANDSHAKE_HEADROOM
-        ae.require_called_aet = True
+        # Called AE titles are checked by AssociationPolicy, which knows every title served here.
+        ae.require_called_aet = False
         ae.add_supported_context(VERIFICATION)
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
         # Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and
         # propose the SCP role for it: accept both roles.
         ae.add_supported_context(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), scu_role=True, scp_role=True)
+        for abstract, syntaxes, scu_role, scp_role in contexts:
+            ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
         self.ae = ae
         self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, handle_echo)] + handlers
         self._server = None
