@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= auto
 APT_PACKAGES := dcmtk orthanc dicom3tools xorriso genisoimage dosfstools mtools ghostscript \
 	libsystemd-dev pkg-config systemd curl fonts-dejavu-core fonts-ipafont-gothic python3-venv
 
-.PHONY: run test bench deps venv check-config clean
+.PHONY: run test bench deps venv check-config clean pacs
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ test: venv
 
 run: venv
 	$(VENV)/bin/dicom-gateway run --config config/gateway.toml
+
+# A PACS to forward to while trying `make run` (the default config's destination): DCMTK storescp.
+pacs:
+	mkdir -p var/pacs
+	storescp -aet PACS -od var/pacs 11114
 
 check-config: venv
 	$(VENV)/bin/dicom-gateway check-config --config config/gateway.toml
