@@ -92,7 +92,10 @@ class Gateway:
         log.info("stopping: closing the listener, letting workers finish the object in hand")
         self.listener.stop()
         for f in self.forwarders:
-            f.stop()
+            f.request_stop()
+        deadline = time.monotonic() + 20
+        for f in self.forwarders:
+            f.join(max(0.1, deadline - time.monotonic()))
         self.buffer.close()
         log.info("stopped")
 

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.print.profile import PrintSection
+
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -144,6 +146,7 @@ class Config(_Section):
     routes: list[RouteSection] = []
     buffer: BufferSection = BufferSection()
     logging: LoggingSection = LoggingSection()
+    print: PrintSection = PrintSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

@@ -47,15 +47,23 @@ class Forwarder:
                             config.ae.max_pdu, scu_handlers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
+        self._assoc = None
         self._down_since: float | None = None
         self._assoc_failures = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Stop after the object in hand; a peer stalled mid-send is cut off (its job stays
+        in flight and is sent again after the restart)."""
         self._stop.set()
         self.queue.notify()
+        assoc = self._assoc
+        if assoc is not None and assoc.is_established:
+            assoc.abort()
+
+    def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
     def is_alive(self) -> bool:
@@ -96,6 +104,7 @@ class Forwarder:
                 self.events.publish("destination-down", target=self.name, reason=str(exc))
             self._stop.wait(delay)
             return
+        self._assoc = assoc
         if self._down_since is not None:
             log.info("%s reachable again after %.0f s", self.name, time.time() - self._down_since)
             self.events.publish("destination-up", target=self.name)
@@ -132,6 +141,7 @@ class Forwarder:
             elif self.commitment is not None and sent:
                 self.queue.release([j.id for j in sent], "association lost before commitment request", 0)
         finally:
+            self._assoc = None
             if assoc.is_established:
                 assoc.release()
         if sent:

@@ -79,7 +79,16 @@ class Listener:
         self._server = self.ae.start_server((c.bind, c.port), block=False, evt_handlers=self._handlers)
         log.info("listening as %s on %s:%d", c.title, c.bind, c.port)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()
+        # shutdown() only closes the listening socket: associations in progress keep running on
+        # their own threads and would call the handlers after the buffer is closed. End them and
+        # wait until their handlers returned; an object not yet acknowledged is sent again.
+        active = server.active_associations
+        for assoc in active:
+            assoc.abort()
+        for assoc in active:
+            assoc.join(timeout)
