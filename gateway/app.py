@@ -42,7 +42,7 @@ class Gateway:
                                         self._release_done)
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
-        self.listener = Listener(cfg, [(evt.EVT_C_STORE, self.store_scp.handle_store)] + report)
+        self.listener = Listener(cfg, self.store_scp.handlers() + report)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

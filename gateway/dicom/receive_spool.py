@@ -15,12 +15,15 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import weakref
 from pathlib import Path
 
 _BUFFER = 1 << 20
 
 _lock = threading.Lock()
-_open: dict[str, "SpoolFile"] = {}
+# Weak: when pynetdicom drops a message (association aborted mid-data-set) nothing here keeps its
+# file object, and so its descriptor, alive.
+_open: "weakref.WeakValueDictionary[str, SpoolFile]" = weakref.WeakValueDictionary()
 _incoming: Path | None = None
 _reserve_check = None
 
@@ -100,6 +103,19 @@ class SpoolFile:
                 self._f.close()
             except OSError:
                 pass
+
+
+def discard_partial(assoc) -> None:
+    """The connection closed with a data set half received: delete its spool file now rather than
+    at the next restart (a box that runs for years must not fill up with fragments)."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    spool = getattr(message, "_data_set_file", None)
+    if isinstance(spool, SpoolFile):
+        spool.close()
+        try:
+            os.unlink(spool.name)
+        except FileNotFoundError:
+            pass
 
 
 def is_disk_full(exc: OSError) -> bool:

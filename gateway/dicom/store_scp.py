@@ -13,6 +13,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from pynetdicom import evt
+
 from gateway.buffer.attributes import InvalidDataset, MalformedDataset, read_attributes
 from gateway.buffer.files import DiskReserveError
 from gateway.buffer.ingest import Buffer, Outcome
@@ -29,6 +31,13 @@ class StoreSCP:
         self.config = config
         self.buffer = buffer
         self.events = events
+
+    def handlers(self) -> list[tuple]:
+        return [(evt.EVT_C_STORE, self.handle_store), (evt.EVT_CONN_CLOSE, self._on_close)]
+
+    @staticmethod
+    def _on_close(event) -> None:
+        receive_spool.discard_partial(event.assoc)
 
     def handle_store(self, event):
         req = event.request

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from datasets import make_ct
 from dicom_bytes import indexed
-from peers import TEST_FILES, storescu, wait_until
+from peers import TEST_FILES, require, storescu, wait_until
 from pydicom.uid import CTImageStorage, generate_uid
 from pynetdicom import AE, _config
 
@@ -278,3 +278,22 @@ def test_duplicate_identical_is_not_queued_twice_and_replacement_wins(gateway_fa
     assert _body(stored) == _body(second)  # the later one wins
     assert len([p for p in (gw.buffer / "objects").rglob("*.dcm")]) == 1  # the first is gone
     assert len(jobs(gw.buffer)) == 1  # still one waiting forward job: never sent twice by accident
+
+
+def test_sender_killed_mid_object_leaves_no_fragment(gateway_factory, tmp_path):
+    exe = require("storescu", "dcmtk")
+    gw = gateway_factory()
+    big = tmp_path / "big.dcm"
+    make_ct(big, rows=4096, cols=4096)  # 32 MB: still arriving when the sender dies
+    proc = subprocess.Popen([exe, "-aet", "STORESCU", "-aec", "EDGE", "--max-send-pdu", "16384",
+                             "127.0.0.1", str(gw.port), str(big)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any(p.stat().st_size > 0 for p in (gw.buffer / "incoming").iterdir()), 30,
+                   interval=0.01, what="a data set half received")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    wait_until(lambda: not list((gw.buffer / "incoming").iterdir()), 30, what="the fragment removed")
+    assert indexed(gw.buffer) == {}
+    assert gw.proc.poll() is None
