@@ -23,6 +23,7 @@ from gateway.dicom.forward import Forwarder
 from gateway.dicom.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.events import EventBus
+from gateway.print.service import PrintService
 from gateway.routing import Router
 
 log = logging.getLogger("gateway.app")
@@ -42,7 +43,11 @@ class Gateway:
                                         self._release_done)
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
-        self.listener = Listener(cfg, self.store_scp.handlers() + report)
+        self.printing = PrintService(loaded, self.buffer, self.events) if cfg.print.enabled else None
+        p = self.printing
+        self.listener = Listener(cfg, self.store_scp.handlers() + report + (p.scp.handlers() if p else []),
+                                 contexts=p.scp.contexts() if p else (),
+                                 called_titles=p.scp.called_titles() if p else ())
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled
@@ -60,6 +65,8 @@ class Gateway:
                  rec["orphan_files"], rec["requeued_jobs"])
         for f in self.forwarders:
             f.start()
+        if self.printing:
+            self.printing.start()
         self.listener.start()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
 
@@ -77,7 +84,8 @@ class Gateway:
         last_status = 0.0
         while not self._stop.wait(tick):
             self.commitment.expire()
-            if all(f.is_alive() for f in self.forwarders):
+            if all(f.is_alive() for f in self.forwarders) and (
+                    self.printing is None or self.printing.spooler.is_alive()):
                 # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.
                 systemd_notify.notify("WATCHDOG=1")
             if time.monotonic() - last_status > 30:
@@ -96,6 +104,8 @@ class Gateway:
         deadline = time.monotonic() + 20
         for f in self.forwarders:
             f.join(max(0.1, deadline - time.monotonic()))
+        if self.printing:
+            self.printing.stop()
         self.buffer.close()
         log.info("stopped")
 

@@ -148,6 +148,12 @@ def cmd_queue(args) -> int:
     return 0
 
 
+def cmd_print_test(args) -> int:
+    from gateway.print.calibrate import print_test
+
+    return print_test(_load(args), args.steps, args.wedge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dicom-gateway", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -171,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="*", help="job IDs (retry: default all dead jobs)")
     sp.add_argument("--state", action="append", help="list only these states (repeatable)")
     sp.add_argument("--reason", default="dead-lettered by operator")
+    sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
+    sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
+    sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",
+                    help="drive: raw drive levels to measure (default); gsdf: P-values through the LUT")
     return p
 
 

@@ -1,0 +1,432 @@
+"""Print SCP: Basic Grayscale / Color Print Management Meta SOP classes, Presentation LUT, Basic
+Annotation Box, Print Job and Printer Configuration Retrieval, on the listener's port.
+
+DIMSE messages are mapped onto gateway.print.session.PrintSession (one per association, dropped
+on release and abort); an N-ACTION hands the films to the durable spool (gateway.print.spooler)
+and is answered only after they are committed.  Printer status changes and Print Job progress go
+back to the clients as N-EVENT-REPORTs, sent from a per-association thread (pynetdicom pauses the
+association's reactor between messages for it; never from inside a handler, which would
+deadlock).
+
+pynetdicom 3.0.4 and N-CREATE warnings: its N-CREATE service copies the Affected SOP Instance UID
+from the handler's data set into the response only for Success, so a Warning (B605, 0116, B600)
+went out without the UID of the instance just created and DCMTK's dcmprscu gave up.  The handler
+may return a status *Dataset* instead of an int, and pynetdicom copies every element of it that
+the response primitive has onto the response (ServiceClass.validate_status); so the status
+Dataset here always carries AffectedSOPInstanceUID.  No pynetdicom code is patched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import threading
+import time
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom import evt
+
+from gateway.config import Config
+from gateway.events import EventBus
+from gateway.print import session as S
+from gateway.print.printer_status import PrinterStatusMonitor
+from gateway.print.profile import PrintSection
+from gateway.print.session import PrintSession
+from gateway.print.spooler import PrintStore, SpoolFull
+from gateway.print.validate import PrintFailure
+
+log = logging.getLogger("gateway.dicom.print_scp")
+
+TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
+PRINT_CONTEXTS = [S.GRAYSCALE_META, S.COLOR_META, S.PRESENTATION_LUT, S.ANNOTATION_BOX, S.PRINT_JOB,
+                  S.PRINTER_CONFIGURATION]
+PRINTER_EVENTS = {"NORMAL": 1, "WARNING": 2, "FAILURE": 3}
+PRINT_JOB_EVENTS = {"PENDING": 1, "PRINTING": 2, "DONE": 3, "FAILURE": 4}
+SPOOL_FULL = 0xC601
+
+
+def _status(code: int, comment: str = "", uid: str | None = None, tags=None, with_tags=False) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment.replace("\\", "/")[:64]
+    if uid:
+        ds.AffectedSOPInstanceUID = uid
+    if with_tags and tags:
+        ds.AttributeIdentifierList = list(tags)
+    return ds
+
+
+class _Client:
+    """One association's print state and its outgoing N-EVENT-REPORT queue."""
+
+    def __init__(self, assoc, profile: PrintSection):
+        self.assoc = assoc
+        self.session = PrintSession(profile, assoc.requestor.ae_title.strip())
+        self.jobs: dict[str, str] = {}  # Print Job UID -> last status reported
+        self.outbox: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def accepted(self, uid: str) -> bool:
+        return any(cx.abstract_syntax == uid for cx in self.assoc.accepted_contexts)
+
+    def meta(self) -> str | None:
+        for uid in (S.GRAYSCALE_META, S.COLOR_META):
+            if self.accepted(uid):
+                return uid
+        return None
+
+
+class PrintSCP:
+    def __init__(self, config: Config, store: PrintStore, events: EventBus,
+                 monitor: PrinterStatusMonitor):
+        self.config = config
+        self.profile: PrintSection = config.print
+        self.store = store
+        self.events = events
+        self.monitor = monitor
+        self._clients: dict[int, _Client] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sub = events.subscribe()
+        self._thread = threading.Thread(target=self._dispatch, name="print-events", daemon=True)
+
+    # -- wiring --------------------------------------------------------------------------------
+    def contexts(self) -> list[tuple]:
+        return [(uid, TRANSFER_SYNTAXES, True, False) for uid in PRINT_CONTEXTS]
+
+    def called_titles(self) -> list[str]:
+        return [self.profile.ae_title] if self.profile.ae_title else []
+
+    def handlers(self) -> list[tuple]:
+        return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set),
+                (evt.EVT_N_GET, self.on_n_get), (evt.EVT_N_ACTION, self.on_n_action),
+                (evt.EVT_N_DELETE, self.on_n_delete), (evt.EVT_RELEASED, self._closed),
+                (evt.EVT_ABORTED, self._closed), (evt.EVT_CONN_CLOSE, self._closed)]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.events.unsubscribe(self._sub)
+
+    def _client(self, assoc) -> _Client:
+        with self._lock:
+            c = self._clients.get(id(assoc))
+            if c is None:
+                c = self._clients[id(assoc)] = _Client(assoc, self.profile)
+            return c
+
+    def _closed(self, event) -> None:
+        with self._lock:
+            c = self._clients.pop(id(event.assoc), None)
+        if c is not None:
+            c.session.clear()
+            c.outbox.put(None)
+            log.debug("print objects of %s dropped", c.session.calling_ae)
+
+    @property
+    def open_sessions(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def _may_print(self, assoc) -> bool:
+        peer = self.config.peer_by_ae(assoc.requestor.ae_title)
+        return peer.may_print if peer is not None else self.config.ae.accept_unknown_callers
+
+    def _fail(self, what: str, exc: PrintFailure, assoc, with_tags=False) -> Dataset:
+        log.warning("%s from %s refused with 0x%04X: %s", what, assoc.requestor.ae_title.strip(),
+                    exc.status, exc.comment)
+        return _status(exc.status, exc.comment, tags=exc.tags, with_tags=with_tags)
+
+    # -- N-CREATE ----------------------------------------------------------------------------------
+    def on_n_create(self, event):
+        req = event.request
+        cls = str(req.AffectedSOPClassUID)
+        asked_uid = str(req.AffectedSOPInstanceUID) if req.AffectedSOPInstanceUID else None
+        ds = event.attribute_list if req.AttributeList is not None else Dataset()
+        client = self._client(event.assoc)
+        if not self._may_print(event.assoc):
+            return _status(0x0124, f"{client.session.calling_ae} may not print"), None
+        try:
+            if cls == S.FILM_SESSION:
+                uid, checked = client.session.create_film_session(ds, asked_uid)
+                reply = Dataset()
+            elif cls == S.FILM_BOX:
+                colour = event.context.abstract_syntax == S.COLOR_META
+                film, checked = client.session.create_film_box(ds, colour, client.accepted(S.ANNOTATION_BOX),
+                                                               asked_uid)
+                uid, reply = film.uid, self._film_box_reply(film, ds)
+            elif cls == S.PRESENTATION_LUT:
+                uid, checked = client.session.create_presentation_lut(ds, asked_uid)
+                reply = Dataset()
+            else:
+                return _status(0x0118 if cls not in PRINT_CONTEXTS else 0x0211,
+                               f"N-CREATE of {cls} not supported"), None
+        except PrintFailure as exc:
+            return self._fail(f"N-CREATE {cls}", exc, event.assoc), None
+        for code, text in checked.warnings:
+            log.info("N-CREATE %s from %s: warning 0x%04X %s", cls, client.session.calling_ae, code, text)
+        status = _status(checked.status, checked.warnings[0][1] if checked.warnings else "", uid=uid)
+        if checked.status == 0 and asked_uid is None:
+            reply.AffectedSOPInstanceUID = uid  # where pynetdicom looks for it on Success
+        return status, reply
+
+    def _film_box_reply(self, film: S.FilmBox, ds: Dataset) -> Dataset:
+        v = film.values
+        out = Dataset()
+        out.ImageDisplayFormat = v["display_format"]
+        out.FilmOrientation = v["orientation"]
+        out.FilmSizeID = v["film_size"]
+        out.MagnificationType = v["magnification"]
+        if v.get("smoothing"):
+            out.SmoothingType = v["smoothing"]
+        out.BorderDensity = v["border_density"]
+        out.EmptyImageDensity = v["empty_density"]
+        out.MinDensity = v["min_density"]
+        out.MaxDensity = v["max_density"]
+        out.Trim = "YES" if v["trim"] else "NO"
+        if v.get("configuration"):
+            out.ConfigurationInformation = v["configuration"]
+        if v.get("annotation_format"):
+            out.AnnotationDisplayFormatID = v["annotation_format"]
+        out.Illumination = int(v["illumination"])
+        out.ReflectedAmbientLight = int(v["ambient"])
+        out.RequestedResolutionID = v["resolution"]
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = S.FILM_SESSION
+        ref.ReferencedSOPInstanceUID = v["film_session_uid"]
+        out.ReferencedFilmSessionSequence = [ref]
+        if "ReferencedPresentationLUTSequence" in ds:
+            out.ReferencedPresentationLUTSequence = ds.ReferencedPresentationLUTSequence
+        items = []
+        for b in film.image_boxes:
+            item = Dataset()
+            item.ReferencedSOPClassUID = b.sop_class
+            item.ReferencedSOPInstanceUID = b.uid
+            items.append(item)
+        out.ReferencedImageBoxSequence = items
+        if film.annotations:
+            notes = []
+            for a in film.annotations:
+                item = Dataset()
+                item.ReferencedSOPClassUID = S.ANNOTATION_BOX
+                item.ReferencedSOPInstanceUID = a.uid
+                notes.append(item)
+            out.ReferencedBasicAnnotationBoxSequence = notes
+        return out
+
+    # -- N-SET -----------------------------------------------------------------------------------
+    def on_n_set(self, event):
+        req = event.request
+        cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
+        ds = event.modification_list if req.ModificationList is not None else Dataset()
+        client = self._client(event.assoc)
+        try:
+            if cls == S.FILM_SESSION:
+                checked = client.session.set_film_session(uid, ds)
+            elif cls == S.FILM_BOX:
+                checked = client.session.set_film_box(uid, ds)
+            elif cls in (S.GRAYSCALE_IMAGE_BOX, S.COLOR_IMAGE_BOX):
+                checked = client.session.set_image_box(uid, ds, cls)
+            elif cls == S.ANNOTATION_BOX:
+                checked = client.session.set_annotation(uid, ds)
+            else:
+                return _status(0x0211, f"N-SET of {cls} not supported"), None
+        except PrintFailure as exc:
+            return self._fail(f"N-SET {cls}", exc, event.assoc, with_tags=True), None
+        except (ValueError, TypeError, AttributeError) as exc:
+            # A value pydicom could not even decode (e.g. a malformed number string).
+            return _status(0x0106, f"cannot decode: {exc}"), None
+        for code, text in checked.warnings:
+            log.info("N-SET %s from %s: warning 0x%04X %s", cls, client.session.calling_ae, code, text)
+        return _status(checked.status, checked.warnings[0][1] if checked.warnings else ""), Dataset()
+
+    # -- N-GET ----------------------------------------------------------------------------------
+    def on_n_get(self, event):
+        req = event.request
+        cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
+        wanted = [int(t) for t in (req.AttributeIdentifierList or [])]
+        if cls == S.PRINTER:
+            if uid != S.PRINTER_INSTANCE:
+                return _status(0x0112, "the Printer instance is 1.2.840.10008.5.1.1.17"), None
+            ds = self._printer_attributes()
+        elif cls == S.PRINTER_CONFIGURATION:
+            if uid != S.PRINTER_CONFIGURATION_INSTANCE:
+                return _status(0x0112, "no such Printer Configuration instance"), None
+            ds = self._printer_configuration()
+        elif cls == S.PRINT_JOB:
+            job = self.store.print_job(uid)
+            if job is None:
+                return _status(0x0112, f"no Print Job {uid}"), None
+            ds = self._print_job_attributes(job)
+        else:
+            return _status(0x0211, f"N-GET of {cls} not supported"), None
+        if wanted:
+            out = Dataset()
+            for tag in wanted:
+                if tag in ds:
+                    out[tag] = ds[tag]
+            ds = out
+        return 0x0000, ds
+
+    def _printer_attributes(self) -> Dataset:
+        p = self.profile
+        status, info = self.monitor.current
+        ds = Dataset()
+        ds.PrinterStatus = status
+        ds.PrinterStatusInfo = info
+        ds.PrinterName = p.name
+        ds.Manufacturer = p.manufacturer
+        ds.ManufacturerModelName = p.model_name
+        ds.DeviceSerialNumber = p.serial_number
+        ds.SoftwareVersions = p.software_version
+        if p.calibration_date:
+            ds.DateOfLastCalibration = p.calibration_date
+        return ds
+
+    def _printer_configuration(self) -> Dataset:
+        p = self.profile
+        item = Dataset()
+        item.SoftwareVersions = p.software_version
+        item.Manufacturer = p.manufacturer
+        item.ManufacturerModelName = p.model_name
+        item.DeviceSerialNumber = p.serial_number
+        item.PrinterResolutionID = "STANDARD"
+        item.DefaultPrinterResolutionID = "STANDARD"
+        item.MaximumMemoryAllocation = 0
+        item.MinDensity = p.min_density
+        item.MaxDensity = p.max_density
+        item.PrinterPixelSpacing = [25.4 / p.printer.dpi, 25.4 / p.printer.dpi]
+        ds = Dataset()
+        ds.PrinterConfigurationSequence = [item]
+        return ds
+
+    def _print_job_attributes(self, job: dict) -> Dataset:
+        ds = Dataset()
+        ds.ExecutionStatus = job["status"]
+        ds.ExecutionStatusInfo = job["info"]
+        created = datetime.datetime.fromtimestamp(job["created"])
+        ds.CreationDate = created.strftime("%Y%m%d")
+        ds.CreationTime = created.strftime("%H%M%S")
+        ds.PrintPriority = job["priority"]
+        ds.PrinterName = job["printer"]
+        ds.Originator = job["calling_ae"]
+        return ds
+
+    # -- N-ACTION ---------------------------------------------------------------------------------
+    def on_n_action(self, event):
+        req = event.request
+        cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
+        client = self._client(event.assoc)
+        if cls not in (S.FILM_SESSION, S.FILM_BOX):
+            return _status(0x0211, f"N-ACTION of {cls} not supported"), None
+        if req.ActionTypeID != 1:
+            return _status(0x0123, f"no action type {req.ActionTypeID}"), None
+        try:
+            films, warning = client.session.films_to_print(cls, uid)
+            described = [client.session.film_description(f) for f in films]
+        except PrintFailure as exc:
+            return self._fail(f"N-ACTION {cls}", exc, event.assoc), None
+        job_uid = generate_uid()
+        priority = described[0][0]["priority"] if described else "MED"
+        try:
+            self.store.spool(job_uid, described, client.session.calling_ae, priority,
+                             self.profile.max_queued_films)
+        except SpoolFull as exc:
+            return _status(SPOOL_FULL, str(exc)), None
+        except OSError as exc:
+            log.error("print job from %s cannot be spooled: %s", client.session.calling_ae, exc)
+            return _status(0xC605, f"cannot spool the films: {exc.strerror or exc}"), None
+        for f in films:
+            f.printed = True
+        client.jobs[job_uid] = ""
+        log.info("print job %s from %s: %d film(s) spooled", job_uid, client.session.calling_ae, len(films))
+        self.events.publish("print-spooled", uid=job_uid, films=len(films),
+                            calling_ae=client.session.calling_ae)
+        reply = Dataset()
+        item = Dataset()
+        item.ReferencedSOPClassUID = S.PRINT_JOB
+        item.ReferencedSOPInstanceUID = job_uid
+        reply.ReferencedPrintJobSequencePullStoredPrint = [item]  # (2100,0500)
+        return _status(warning, "empty page" if warning else ""), reply
+
+    # -- N-DELETE ---------------------------------------------------------------------------------
+    def on_n_delete(self, event):
+        req = event.request
+        cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
+        client = self._client(event.assoc)
+        try:
+            if cls == S.FILM_SESSION:
+                client.session.delete_film_session(uid)
+            elif cls == S.FILM_BOX:
+                client.session.delete_film_box(uid)
+            elif cls == S.PRESENTATION_LUT:
+                client.session.delete_presentation_lut(uid)
+            else:
+                return _status(0x0211, f"N-DELETE of {cls} not supported")
+        except PrintFailure as exc:
+            return self._fail(f"N-DELETE {cls}", exc, event.assoc)
+        return 0x0000
+
+    # -- N-EVENT-REPORT ---------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ev = self._sub.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if ev.kind == "printer-status-changed":
+                with self._lock:
+                    clients = list(self._clients.values())
+                for c in clients:
+                    meta = c.meta()
+                    if meta is not None:
+                        self._send(c, self._printer_event(ev.data["status"], ev.data["info"], meta))
+            elif ev.kind == "print-job":
+                with self._lock:
+                    clients = [c for c in self._clients.values() if ev.data["uid"] in c.jobs]
+                for c in clients:
+                    status = ev.data["status"]
+                    if c.jobs.get(ev.data["uid"]) == status or not c.accepted(S.PRINT_JOB):
+                        continue
+                    c.jobs[ev.data["uid"]] = status
+                    info = Dataset()
+                    info.ExecutionStatusInfo = ev.data["info"]
+                    info.PrinterName = self.profile.name
+                    self._send(c, (info, PRINT_JOB_EVENTS[status], S.PRINT_JOB, ev.data["uid"], S.PRINT_JOB))
+
+    def _printer_event(self, status: str, info_text: str, meta: str):
+        info = None
+        if status != "NORMAL":
+            info = Dataset()
+            info.PrinterStatusInfo = info_text
+            info.PrinterName = self.profile.name
+        return info, PRINTER_EVENTS[status], S.PRINTER, S.PRINTER_INSTANCE, meta
+
+    def _send(self, client: _Client, report) -> None:
+        client.outbox.put(report)
+        if client.thread is None:
+            client.thread = threading.Thread(target=self._sender, args=(client,),
+                                             name="print-event-report", daemon=True)
+            client.thread.start()
+
+    def _sender(self, client: _Client) -> None:
+        while True:
+            report = client.outbox.get()
+            if report is None or not client.assoc.is_established:
+                return
+            info, event_type, cls, uid, meta = report
+            try:
+                rsp, _ = client.assoc.send_n_event_report(info, event_type, cls, uid, meta_uid=meta)
+                code = rsp.get("Status") if rsp is not None else None
+                log.info("N-EVENT-REPORT %s type %d to %s: %s", "Printer" if cls == S.PRINTER else "Print Job",
+                         event_type, client.session.calling_ae,
+                         "no response" if code is None else f"0x{code:04X}")
+            except (RuntimeError, ValueError) as exc:
+                log.info("N-EVENT-REPORT to %s not sent: %s", client.session.calling_ae, exc)
+                time.sleep(0.1)

@@ -1,0 +1,63 @@
+"""The printer's DICOM status (Printer Status, Printer Status Info), kept current.
+
+Two sources: the spooler publishes what it sees around every film ("printer-status" events), and
+this monitor polls the device every `print.poll_interval_s` when no film is being sent.  A change
+is published once as "printer-status-changed"; the Print SCP turns it into an N-EVENT-REPORT of the
+Printer SOP instance to every open print association.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from drivers.printer.status_map import dicom_printer_status
+from gateway.events import EventBus
+from gateway.print.device import PrinterDevice
+
+log = logging.getLogger("gateway.print.status")
+
+
+class PrinterStatusMonitor:
+    def __init__(self, device: PrinterDevice, events: EventBus, interval: float):
+        self.device, self.events, self.interval = device, events, interval
+        self._lock = threading.Lock()
+        self.current: tuple[str, str] = ("FAILURE", "PRINTER INIT")
+        self._known = False
+        self._stop = threading.Event()
+        self._sub = events.subscribe()
+        self._thread = threading.Thread(target=self._run, name="printer-status", daemon=True)
+
+    def start(self) -> None:
+        self.update(dicom_printer_status(self.device.status()))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.events.unsubscribe(self._sub)
+
+    def update(self, status: tuple[str, str]) -> None:
+        with self._lock:
+            changed = not self._known or status != self.current
+            old, self.current, self._known = self.current, status, True
+        if changed:
+            log.info("printer status %s (%s), was %s (%s)", *status, *old)
+            self.events.publish("printer-status-changed", status=status[0], info=status[1])
+
+    def _run(self) -> None:
+        last_poll = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                ev = self._sub.get(timeout=max(0.05, self.interval - (time.monotonic() - last_poll)))
+                if ev.kind == "printer-status":
+                    self.update(tuple(ev.data["status"]))
+            except queue.Empty:
+                pass
+            if time.monotonic() - last_poll >= self.interval:
+                last_poll = time.monotonic()
+                asked, st = self.device.try_status()
+                if asked:
+                    self.update(dicom_printer_status(st))

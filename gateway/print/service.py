@@ -1,0 +1,48 @@
+"""The print side of the appliance, put together: printer device, spool, status monitor, Print SCP.
+
+app.Gateway builds one when `[print] enabled = true` and hands the SCP's handlers, presentation
+contexts and AE title to the listener.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.buffer.ingest import Buffer
+from gateway.config import LoadedConfig
+from gateway.events import EventBus
+from gateway.print.device import PrinterDevice
+from gateway.print.printer_status import PrinterStatusMonitor
+from gateway.print.spooler import PrintStore, Spooler
+
+log = logging.getLogger("gateway.print")
+
+
+class PrintService:
+    def __init__(self, loaded: LoadedConfig, buffer: Buffer, events: EventBus):
+        from gateway.dicom.print_scp import PrintSCP
+
+        self.profile = p = loaded.config.print
+        self.device = PrinterDevice(p, loaded.resolve)
+        self.store = PrintStore(buffer.files.root, buffer.index, buffer.queue, p.name)
+        self.monitor = PrinterStatusMonitor(self.device, events, p.poll_interval_s)
+        self.spooler = Spooler(p, self.store, self.device, events)
+        self.scp = PrintSCP(loaded.config, self.store, events, self.monitor)
+
+    def start(self) -> None:
+        orphans = self.store.remove_orphans()
+        if orphans:
+            log.info("print spool: %d unanswered print jobs' films removed", orphans)
+        self.device.start_simulator()
+        self.scp.start()
+        self.monitor.start()
+        self.spooler.start()
+        log.info("print SCP: printer %s (%s, %s, %g dpi%s)", self.profile.name, self.profile.printer.kind,
+                 self.profile.printer.language, self.profile.printer.dpi,
+                 ", colour" if self.profile.printer.color else "")
+
+    def stop(self) -> None:
+        self.spooler.stop()
+        self.monitor.stop()
+        self.scp.stop()
+        self.device.stop()

@@ -1,0 +1,400 @@
+"""The durable print spool: films become jobs in the buffer's queue, one worker prints them.
+
+Spooling (PrintStore.spool, called by the Print SCP's N-ACTION before it answers):
+  each film's description (JSON) and pixel arrays (.npy) are written under
+  <buffer>/print/spool/<print job uid>/film-<n>/, fsynced with their directories; then ONE index
+  transaction inserts the Print Job row, one `jobs` row per film (kind 'print', target the
+  printer's name, payload JSON naming the film's folder) and one `print_films` row per film
+  (phase 'queued').  Only then does the client get its N-ACTION response and Print Job UID.
+  A crash before the commit loses nothing acknowledged (the folder is removed at start-up as an
+  orphan); after it, the films print after the restart.
+
+Printing (Spooler, one thread per printer), per film:
+  1. claim the job (queue: in_flight)
+  2. render it (image.compose), ask the printer's status; not ready -> the job waits (no attempt
+     used) and is tried again when the printer is back
+  3. phase 'sending' committed, with the device's supply counter when it has one (DRF/1 reports
+     films left) -- BEFORE the first byte goes out
+  4. send; the printer's verdict:
+       printed        -> preview PNG written (fsynced), then phase 'printed' + job done in one
+                         transaction; Print Job event DONE when the last film is printed
+       not printed    -> (PrinterNotReady: the device said so) phase back to 'queued', the job
+                         waits for the printer; nothing was printed, so printing it later is safe
+       no verdict     -> (link lost, timeout, or a crash of this process) phase stays 'sending'
+
+The guarantee, honestly:
+  - A film is never lost once the client had its N-ACTION response.
+  - A film whose verdict arrived is never printed twice: 'printed' is committed before anything
+    else happens, and a 'printed' film is never sent again.
+  - A film left in 'sending' (we sent bytes, the verdict never reached the index) is resolved
+    with the printer's own evidence before anything else is sent: a DRF/1 imager's supply counter
+    equal to the recorded one means the film did not come out (it is sent again); lower by exactly
+    the film's copies with the imager healthy means it came out (marked printed, not sent again).
+    When the printer has no such evidence (PostScript over USB, a file) or the evidence is
+    ambiguous (films reloaded, a jam in between), `print.on_interrupted` decides: "hold"
+    (default) dead-letters the film with the reason -- never two films; an operator looks at the
+    printer and runs `dicom-gateway queue retry ID` to print it again -- or "reprint" sends it
+    again -- never zero films.  Exactly-once is therefore guaranteed for DRF/1 printers and
+    at-most-once-plus-operator for the others; no printer protocol here can do better without a
+    job id the device remembers across power cycles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from drivers.printer.interface import PrinterError, PrinterNotReady, PrintJob
+from drivers.printer.status_map import dicom_printer_status
+from gateway.buffer.files import fsync_dir
+from gateway.buffer.index import Index
+from gateway.buffer.queue import Job, JobQueue
+from gateway.events import EventBus
+from gateway.print.device import PrinterDevice, films_left
+from gateway.print.profile import PrintSection
+from gateway.print.render import render_film
+
+log = logging.getLogger("gateway.print.spooler")
+
+PRINT = "print"
+QUEUED, SENDING, PRINTED, HELD = "queued", "sending", "printed", "held"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS print_jobs (
+    uid TEXT PRIMARY KEY,
+    printer TEXT NOT NULL,
+    calling_ae TEXT NOT NULL DEFAULT '',
+    priority TEXT NOT NULL DEFAULT 'MED',
+    films INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS print_films (
+    job_id INTEGER PRIMARY KEY,
+    print_job_uid TEXT NOT NULL REFERENCES print_jobs(uid),
+    film INTEGER NOT NULL,
+    folder TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    mark TEXT NOT NULL DEFAULT '',
+    preview TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS print_films_job ON print_films(print_job_uid);
+"""
+
+
+class SpoolFull(Exception):
+    pass
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PrintStore:
+    """Print jobs in the buffer: film folders on disk, rows in the buffer's index."""
+
+    def __init__(self, root: Path, index: Index, queue: JobQueue, printer_name: str):
+        self.root = root / "print"
+        self.spool_dir = self.root / "spool"
+        self.preview_dir = self.root / "previews"
+        for d in (self.root, self.spool_dir, self.preview_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.index, self.queue, self.printer = index, queue, printer_name
+        with index.tx() as cur:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    cur.execute(stmt)
+
+    # -- spooling ----------------------------------------------------------------------------------
+    def waiting_films(self) -> int:
+        rows = self.index.query("SELECT COUNT(*) AS n FROM jobs WHERE kind = ? AND state IN "
+                                "('queued', 'in_flight')", (PRINT,))
+        return rows[0]["n"]
+
+    def spool(self, uid: str, films: list[tuple[dict, dict]], calling_ae: str, priority: str,
+              limit: int) -> list[int]:
+        """Make the films durable and queue them; returns the job ids.  Raises SpoolFull."""
+        if self.waiting_films() + len(films) > limit:
+            raise SpoolFull(f"{self.waiting_films()} films wait already (print.max_queued_films)")
+        job_dir = self.spool_dir / uid
+        job_dir.mkdir(parents=True, exist_ok=False)
+        fsync_dir(self.spool_dir)
+        folders = []
+        for n, (desc, arrays) in enumerate(films, 1):
+            folder = job_dir / f"film-{n}"
+            folder.mkdir()
+            for name, arr in arrays.items():
+                with open(folder / f"{name}.npy", "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            with open(folder / "film.json", "w") as fh:
+                json.dump(desc, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            fsync_dir(folder)
+            folders.append(str(folder.relative_to(self.root)))
+        fsync_dir(job_dir)
+        now = time.time()
+        ids = []
+        with self.index.tx() as cur:
+            cur.execute("INSERT INTO print_jobs(uid, printer, calling_ae, priority, films, created)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", (uid, self.printer, calling_ae, priority, len(films), now))
+            for n, folder in enumerate(folders, 1):
+                payload = json.dumps({"print_job": uid, "film": n, "folder": folder})
+                cur.execute("INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
+                            " VALUES (?, ?, ?, 'queued', 0, ?, ?)", (PRINT, self.printer, payload, now, now))
+                ids.append(cur.lastrowid)
+                cur.execute("INSERT INTO print_films(job_id, print_job_uid, film, folder, phase, updated)"
+                            " VALUES (?, ?, ?, ?, 'queued', ?)", (cur.lastrowid, uid, n, folder, now))
+        self.queue.notify()
+        return ids
+
+    def remove_orphans(self) -> int:
+        """Film folders without a Print Job row: the N-ACTION was never answered."""
+        known = {r["uid"] for r in self.index.query("SELECT uid FROM print_jobs")}
+        n = 0
+        for d in self.spool_dir.iterdir():
+            if d.name not in known:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        return n
+
+    # -- films -------------------------------------------------------------------------------------
+    def load(self, folder: str) -> tuple[dict, dict]:
+        path = self.root / folder
+        desc = json.loads((path / "film.json").read_text())
+        arrays = {p.stem: np.load(p, allow_pickle=False) for p in path.glob("*.npy")}
+        return desc, arrays
+
+    def film(self, job_id: int):
+        rows = self.index.query("SELECT * FROM print_films WHERE job_id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def set_phase(self, job_id: int, phase: str, mark: str | None = None) -> None:
+        with self.index.tx() as cur:
+            if mark is None:
+                cur.execute("UPDATE print_films SET phase = ?, updated = ? WHERE job_id = ?",
+                            (phase, time.time(), job_id))
+            else:
+                cur.execute("UPDATE print_films SET phase = ?, mark = ?, updated = ? WHERE job_id = ?",
+                            (phase, mark, time.time(), job_id))
+
+    def mark_printed(self, job_id: int, preview: str) -> None:
+        """Printed and done, in one transaction: never printed again after this commits."""
+        now = time.time()
+        with self.index.tx() as cur:
+            cur.execute("UPDATE print_films SET phase = 'printed', preview = ?, updated = ? WHERE job_id = ?",
+                        (preview, now, job_id))
+            cur.execute("UPDATE jobs SET state = 'done', last_error = '', updated = ? WHERE id = ?",
+                        (now, job_id))
+
+    # -- Print Job SOP instances -----------------------------------------------------------------------
+    def print_job(self, uid: str) -> dict | None:
+        rows = self.index.query("SELECT * FROM print_jobs WHERE uid = ?", (uid,))
+        if not rows:
+            return None
+        films = self.index.query(
+            "SELECT f.phase, j.state, j.last_error FROM print_films f JOIN jobs j ON j.id = f.job_id"
+            " WHERE f.print_job_uid = ? ORDER BY f.film", (uid,))
+        job = dict(rows[0])
+        job["status"], job["info"] = execution_status(films)
+        return job
+
+
+def execution_status(films) -> tuple[str, str]:
+    """Print Job Execution Status (PENDING / PRINTING / DONE / FAILURE) and its info."""
+    if any(f["state"] == "dead" for f in films):
+        return "FAILURE", "QUEUE HELD" if any(f["phase"] == HELD for f in films) else "CHECK PRINTER"
+    if all(f["phase"] == PRINTED for f in films):
+        return "DONE", "NORMAL"
+    if any(f["phase"] in (SENDING, PRINTED) for f in films):
+        return "PRINTING", "NORMAL"
+    waiting = [f["last_error"] for f in films if f["last_error"]]
+    return "PENDING", "PRINTER NOT READY" if waiting else "QUEUED"
+
+
+def backoff(initial: float, cap: float, failures: int) -> float:
+    return min(cap, initial * (2 ** max(0, failures - 1)))
+
+
+class Spooler:
+    """The queue worker of kind 'print' for the one attached printer."""
+
+    def __init__(self, profile: PrintSection, store: PrintStore, device: PrinterDevice,
+                 events: EventBus):
+        self.profile, self.store, self.device, self.events = profile, store, device, events
+        self.queue = store.queue
+        self.curve = profile.curve()
+        self.dpi = profile.printer.dpi
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="print-spooler", daemon=True)
+        self._waiting = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self.queue.notify()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        log.info("print spooler for %s started", self.store.printer)
+        while not self._stop.is_set():
+            try:
+                jobs = self.queue.claim(PRINT, self.store.printer, 1)
+                if not jobs:
+                    due = self.queue.next_due(PRINT, self.store.printer)
+                    wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
+                    self.queue.wait(wait)
+                    continue
+                self.process(jobs[0])
+            except Exception:
+                log.exception("print spooler: unexpected error; retrying in 5 s")
+                self._stop.wait(5.0)
+        log.info("print spooler stopped")
+
+    # -- one film ------------------------------------------------------------------------------------
+    def _event(self, uid: str) -> None:
+        job = self.store.print_job(uid)
+        if job is not None:
+            self.events.publish("print-job", uid=uid, status=job["status"], info=job["info"],
+                                calling_ae=job["calling_ae"])
+
+    def _wait_for_printer(self, job: Job, why: str) -> None:
+        self._waiting += 1
+        delay = backoff(self.profile.retry_initial_s, self.profile.retry_max_s, self._waiting)
+        self.queue.release([job.id], why, time.time() + delay, uncount=True)
+        self._stop.wait(min(delay, 1.0))
+
+    def process(self, job: Job) -> None:
+        film_row = self.store.film(job.id)
+        payload = json.loads(job.payload or "{}")
+        if film_row is None:
+            self.queue.fail(job.id, "no print film row for this job", None)
+            return
+        uid = film_row["print_job_uid"]
+        try:
+            desc, arrays = self.store.load(film_row["folder"])
+            film = render_film(desc, arrays, self.curve, self.dpi, self.profile.annotation_height_mm,
+                               self.profile.printer.color)
+        except Exception as exc:  # noqa: BLE001 - a broken film must not stop the others
+            log.exception("print job %s film %s cannot be rendered", uid, payload.get("film"))
+            self.queue.fail(job.id, f"cannot render the film: {exc}", None)
+            self._event(uid)
+            return
+        with self.device.lock:
+            status = self.device.status()
+            self.events.publish("printer-status", status=dicom_printer_status(status), detail=status)
+            phase = film_row["phase"]
+            if phase == PRINTED:
+                self.queue.complete([job.id])
+                return
+            if phase == SENDING:
+                if status is None:
+                    self._wait_for_printer(job, "printer down; an interrupted film waits for it")
+                    return
+                verdict = self._resolve(film_row, status)
+                if verdict == PRINTED:
+                    preview = self._preview(uid, film_row["film"], film)
+                    self.store.mark_printed(job.id, preview)
+                    log.warning("print job %s film %d: interrupted while sending, the printer shows "
+                                "it printed; not sent again", uid, film_row["film"])
+                    self._event(uid)
+                    return
+                if verdict == HELD:
+                    self.store.set_phase(job.id, HELD)
+                    why = ("interrupted while sending; the printer cannot tell whether the film came "
+                           "out: check it, then `dicom-gateway queue retry %d` prints it again" % job.id)
+                    self.queue.fail(job.id, why, None)
+                    log.error("print job %s film %d held: %s", uid, film_row["film"], why)
+                    self.events.publish("print-held", uid=uid, job_id=job.id, reason=why)
+                    self._event(uid)
+                    return
+            if status is None or not status.ready:
+                info = dicom_printer_status(status)[1]
+                self._wait_for_printer(job, f"printer not ready: {info}")
+                self._event(uid)
+                return
+            self._waiting = 0
+            copies = int(desc.get("copies", 1))
+            self.store.set_phase(job.id, SENDING, json.dumps({"films_left": films_left(status),
+                                                              "copies": copies}))
+            self._event(uid)
+            try:
+                after = self.device.print_film(PrintJob(film, self.dpi, copies))
+            except PrinterNotReady as exc:
+                # The device says the film was not printed: safe to print it later.
+                self.store.set_phase(job.id, QUEUED)
+                self.events.publish("printer-status", status=dicom_printer_status(exc.status),
+                                    detail=exc.status)
+                self._wait_for_printer(job, f"not printed: {dicom_printer_status(exc.status)[1]}")
+                self._event(uid)
+                log.warning("print job %s film %d not printed (%s); waits for the printer", uid,
+                            film_row["film"], dicom_printer_status(exc.status)[1])
+                return
+            except PrinterError as exc:
+                # No verdict: stays 'sending'; resolved against the printer's evidence next time.
+                self._wait_for_printer(job, f"no answer from the printer: {exc}")
+                log.warning("print job %s film %d: %s; outcome unknown, resolved on the next try",
+                            uid, film_row["film"], exc)
+                return
+        preview = self._preview(uid, film_row["film"], film)
+        self.store.mark_printed(job.id, preview)
+        self.events.publish("printer-status", status=dicom_printer_status(after), detail=after)
+        self.events.publish("printed", uid=uid, film=film_row["film"], preview=preview)
+        log.info("print job %s film %d printed (%d copies), preview %s", uid, film_row["film"],
+                 copies, preview)
+        self._event(uid)
+
+    def _resolve(self, film_row, status) -> str:
+        """An interrupted film: PRINTED, QUEUED (send again) or HELD, from the device's evidence."""
+        try:
+            mark = json.loads(film_row["mark"] or "{}")
+        except ValueError:
+            mark = {}
+        before, now = mark.get("films_left"), films_left(status)
+        if film_row["phase"] == SENDING and self.queue_retried_by_operator(film_row["job_id"]):
+            return QUEUED
+        if before is not None and now is not None and status.ready:
+            if now == before:
+                return QUEUED
+            if now == before - int(mark.get("copies", 1)):
+                return PRINTED
+        return QUEUED if self.profile.on_interrupted == "reprint" else HELD
+
+    def queue_retried_by_operator(self, job_id: int) -> bool:
+        rows = self.store.index.query("SELECT last_error FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows) and rows[0]["last_error"] == "retried by operator"
+
+    def _preview(self, uid: str, n: int, film: np.ndarray) -> str:
+        from PIL import Image
+
+        path = self.store.preview_dir / f"{uid}-{n}.png"
+        tmp = path.with_suffix(".part")
+        if film.ndim == 3:
+            img = Image.fromarray(film, "RGB")
+        elif film.dtype == np.uint8:
+            img = Image.fromarray(film, "L")
+        else:
+            img = Image.fromarray(film.astype(np.uint16), "I;16")
+        img.save(tmp, format="PNG")
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return str(path.relative_to(self.store.root))
