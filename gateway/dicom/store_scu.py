@@ -19,6 +19,7 @@ from pynetdicom import AE, evt
 from gateway.config import DestinationSection, TimersSection
 from gateway.dicom import status
 from gateway.dicom.association_policy import raw_socket, tune_socket
+from gateway.dicom.pdu_flow import limit_pending_pdata
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
 
@@ -98,6 +99,7 @@ class StoreSCU:
         d = self.dest
         assoc = ae.associate(d.host, d.port, ae_title=d.ae_title, evt_handlers=handlers)
         if assoc.is_established:
+            limit_pending_pdata(assoc)
             return assoc
         if assoc.is_rejected:
             rsp = assoc.acceptor.primitive
