@@ -10,7 +10,7 @@ from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from gateway.config import Config
-from gateway.dicom import receive_spool
+from gateway.dicom import pynetdicom_tuning, receive_spool
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -33,6 +33,7 @@ def configure_pynetdicom(incoming_dir, reserve_check=None) -> None:
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
     files are sent from disk as they are, never decoded."""
     _config.STORE_RECV_CHUNKED_DATASET = True
+    pynetdicom_tuning.apply()
     receive_spool.configure(Path(incoming_dir), reserve_check)
     # See receive_spool: survive a full disk with a status instead of an aborted association.
     dimse_messages.NamedTemporaryFile = receive_spool.SpoolFile
