@@ -152,12 +152,14 @@ class Forwarder:
             delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, job.attempts)
             self.queue.fail(job.id, error, time.time() + delay)
             log.warning("forward %s to %s failed (attempt %d/%d), retry in %.0f s: %s", job.sop_uid,
-                        self.name, job.attempts, self.dest.max_attempts, delay, error)
+                        self.name, job.attempts, self.dest.max_attempts, delay, error,
+                        extra={"sop_instance_uid": job.sop_uid, "destination": self.name, "job_id": job.id})
             self.events.publish("forward-failed", target=self.name, sop_uid=job.sop_uid, reason=error)
         else:
             why = error if not transient else f"{error} (gave up after {job.attempts} attempts)"
             self.queue.fail(job.id, why, None)
-            log.error("forward %s to %s dead-lettered: %s", job.sop_uid, self.name, why)
+            log.error("forward %s to %s dead-lettered: %s", job.sop_uid, self.name, why,
+                      extra={"sop_instance_uid": job.sop_uid, "destination": self.name, "job_id": job.id})
             self.events.publish("dead-lettered", target=self.name, sop_uid=job.sop_uid, reason=why)
 
     def _done(self, jobs: list[Job]) -> None:

@@ -91,7 +91,8 @@ class StoreSCP:
                         "(buffer.duplicate_policy = keep-first)", sop_uid, calling)
         else:
             log.info("stored %s from %s (%s), routes: %s", sop_uid, calling, result.outcome.value,
-                     ", ".join(result.routes) or "none")
+                     ", ".join(result.routes) or "none",
+                     extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": "0x0000"})
         self.events.publish("received", sop_uid=sop_uid, calling_ae=calling,
                             outcome=result.outcome.value, routes=result.routes)
         return status.SUCCESS
@@ -109,6 +110,8 @@ class StoreSCP:
                             f"cannot write to buffer: {exc.strerror or exc}")
 
     def _refuse(self, code: int, calling: str, sop_uid: str, why: str):
-        log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why)
+        # Structured fields for journald (SOP_INSTANCE_UID=, CALLING_AE=, DIMSE_STATUS=).
+        log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why,
+                    extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": f"0x{code:04X}"})
         self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=calling, status=code, reason=why)
         return status.response(code, why)

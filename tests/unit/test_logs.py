@@ -1,0 +1,53 @@
+"""Logging: journald with structured fields when asked; stderr kept off systemd (JournalHandler
+drops messages silently without a journal, PEERS.md)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway import logs
+
+
+def test_journald_handler_gets_structured_fields_and_stderr_stays(monkeypatch):
+    journal = pytest.importorskip("systemd.journal", reason="systemd-python (libsystemd-dev, pkg-config)")
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    logs.setup("INFO", "on")
+    root = logging.getLogger()
+    try:
+        kinds = {type(h).__name__ for h in root.handlers}
+        assert kinds == {"JournalHandler", "StreamHandler"}
+        jh = next(h for h in root.handlers if isinstance(h, journal.JournalHandler))
+        sent = []
+        jh.send = lambda MESSAGE, **fields: sent.append((MESSAGE, fields))  # no journald here
+        logging.getLogger("gateway.dicom.store_scp").warning(
+            "C-STORE %s refused", "1.2.3", extra={"sop_instance_uid": "1.2.3", "dimse_status": "0xA900"})
+        (msg, fields), = sent
+        assert "C-STORE 1.2.3 refused" in msg
+        assert fields["sop_instance_uid"] == "1.2.3" and fields["dimse_status"] == "0xA900"
+        assert fields["SYSLOG_IDENTIFIER"] == "dicom-gateway"
+    finally:
+        root.handlers.clear()
+
+
+def test_under_systemd_auto_uses_only_the_journal(monkeypatch):
+    pytest.importorskip("systemd.journal", reason="systemd-python (libsystemd-dev, pkg-config)")
+    monkeypatch.setenv("INVOCATION_ID", "x")
+    logs.setup("INFO", "auto")
+    root = logging.getLogger()
+    try:
+        assert [type(h).__name__ for h in root.handlers] == ["JournalHandler"]
+    finally:
+        root.handlers.clear()
+
+
+def test_off_uses_stderr():
+    logs.setup("DEBUG", "off")
+    root = logging.getLogger()
+    try:
+        assert [type(h).__name__ for h in root.handlers] == ["StreamHandler"]
+        assert logging.getLogger("pynetdicom").level == logging.WARNING
+    finally:
+        root.handlers.clear()
