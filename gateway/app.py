@@ -36,7 +36,7 @@ class Gateway:
         self.events = EventBus()
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
-        configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve)
+        configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve, cfg.ae.max_pdu)
         self.commitment = CommitmentSCU(self.buffer.queue, self.events,
                                         lambda target: cfg.destinations[target].retry_initial_s
                                         if target in cfg.destinations else 60.0,

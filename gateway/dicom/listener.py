@@ -28,12 +28,12 @@ log = logging.getLogger("gateway.dicom.listener")
 _HANDSHAKE_HEADROOM = 64
 
 
-def configure_pynetdicom(incoming_dir, reserve_check=None) -> None:
+def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> None:
     """Process-wide pynetdicom settings. Received data sets stream to a spool file in the
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
     files are sent from disk as they are, never decoded."""
     _config.STORE_RECV_CHUNKED_DATASET = True
-    pynetdicom_tuning.apply()
+    pynetdicom_tuning.apply(max_pdu)
     receive_spool.configure(Path(incoming_dir), reserve_check)
     # See receive_spool: survive a full disk with a status instead of an aborted association.
     dimse_messages.NamedTemporaryFile = receive_spool.SpoolFile

@@ -297,3 +297,20 @@ def test_sender_killed_mid_object_leaves_no_fragment(gateway_factory, tmp_path):
     wait_until(lambda: not list((gw.buffer / "incoming").iterdir()), 30, what="the fragment removed")
     assert indexed(gw.buffer) == {}
     assert gw.proc.poll() is None
+
+
+def test_hostile_pdu_length_is_refused_without_allocating_it(gw_with_one, tmp_path):
+    import struct
+
+    s = socket.create_connection(("127.0.0.1", gw_with_one.port), timeout=30)
+    try:
+        # An A-ASSOCIATE-RQ header announcing ~2 GB: pynetdicom alone would try to read it all.
+        s.sendall(b"\x01\x00" + struct.pack(">I", 0x7FFFFFF0) + b"\x00" * 64)
+        assert s.recv(1) == b""  # the gateway hangs up
+    finally:
+        s.close()
+    assert "announced a PDU of 2147483632 bytes" in gw_with_one.log
+    rss_kb = int(next(line.split()[1] for line in open(f"/proc/{gw_with_one.proc.pid}/status")
+                      if line.startswith("VmHWM")))
+    assert rss_kb < 1024 * 1024  # peak RSS stayed far below the announced length
+    _still_serving_and_intact(gw_with_one, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
+from gateway.dicom import pynetdicom_tuning
 from gateway.dicom.pynetdicom_tuning import _recv
 
 
@@ -31,3 +32,15 @@ def test_reads_exactly_across_many_small_sends_and_stops_short_at_eof():
     assert bytes(rest) == payload[100_000:]  # short: the peer closed
     assert _recv(_Sock(b), 10) == bytearray()
     b.close()
+
+
+def test_a_pdu_longer_than_the_limit_reads_as_a_closed_connection():
+    pynetdicom_tuning.apply(131072)
+    a, b = socket.socketpair()
+    try:
+        assert _recv(_Sock(b), 0x7FFFFFF0) == bytearray()  # nothing allocated, nothing read
+        a.sendall(b"x" * 10)
+        assert _recv(_Sock(b), 10) == bytearray(b"x" * 10)
+    finally:
+        a.close()
+        b.close()
