@@ -44,3 +44,16 @@ def test_a_pdu_longer_than_the_limit_reads_as_a_closed_connection():
     finally:
         a.close()
         b.close()
+
+
+def test_supported_contexts_are_list_copied_other_values_deep_copied():
+    from pynetdicom import transport
+    from pynetdicom.presentation import build_context
+
+    pynetdicom_tuning.apply(131072)
+    contexts = [build_context("1.2.840.10008.1.1")]
+    copied = transport.deepcopy(contexts)
+    assert copied == contexts and copied is not contexts and copied[0] is contexts[0]
+    nested = {"a": [1, 2]}
+    other = transport.deepcopy(nested)
+    assert other == nested and other["a"] is not nested["a"]
