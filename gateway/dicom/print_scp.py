@@ -89,6 +89,9 @@ class PrintSCP:
         self.monitor = monitor
         self._clients: dict[int, _Client] = {}
         self._lock = threading.Lock()
+        # Spooling a job and queueing its PENDING report vs. dispatching the spooler's later
+        # reports for it: one at a time, so PENDING is queued first and none is dropped.
+        self._job_lock = threading.Lock()
         self._stop = threading.Event()
         self._sub = events.subscribe()
         self._thread = threading.Thread(target=self._dispatch, name="print-events", daemon=True)
@@ -250,7 +253,10 @@ class PrintSCP:
     def on_n_get(self, event):
         req = event.request
         cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
-        wanted = [int(t) for t in (req.AttributeIdentifierList or [])]
+        wanted = req.AttributeIdentifierList or []
+        if isinstance(wanted, int):  # one tag: pynetdicom hands back a bare BaseTag, not a list
+            wanted = [wanted]
+        wanted = [int(t) for t in wanted]
         if cls == S.PRINTER:
             if uid != S.PRINTER_INSTANCE:
                 return _status(0x0112, "the Printer instance is 1.2.840.10008.5.1.1.17"), None
@@ -334,17 +340,22 @@ class PrintSCP:
             return self._fail(f"N-ACTION {cls}", exc, event.assoc), None
         job_uid = generate_uid()
         priority = described[0][0]["priority"] if described else "MED"
-        try:
-            self.store.spool(job_uid, described, client.session.calling_ae, priority,
-                             self.profile.max_queued_films)
-        except SpoolFull as exc:
-            return _status(SPOOL_FULL, str(exc)), None
-        except OSError as exc:
-            log.error("print job from %s cannot be spooled: %s", client.session.calling_ae, exc)
-            return _status(0xC605, f"cannot spool the films: {exc.strerror or exc}"), None
+        with self._job_lock:
+            try:
+                self.store.spool(job_uid, described, client.session.calling_ae, priority,
+                                 self.profile.max_queued_films)
+            except SpoolFull as exc:
+                return _status(SPOOL_FULL, str(exc)), None
+            except OSError as exc:
+                log.error("print job from %s cannot be spooled: %s", client.session.calling_ae, exc)
+                return _status(0xC605, f"cannot spool the films: {exc.strerror or exc}"), None
+            # The spooler reports PRINTING / DONE / FAILURE; PENDING is this moment. The sender
+            # thread sends it only once the reactor is idle, i.e. after this N-ACTION's response.
+            client.jobs[job_uid] = "PENDING"
+            if client.accepted(S.PRINT_JOB):
+                self._send(client, self._job_event(job_uid, "PENDING", "QUEUED"))
         for f in films:
             f.printed = True
-        client.jobs[job_uid] = ""
         log.info("print job %s from %s: %d film(s) spooled", job_uid, client.session.calling_ae, len(films))
         self.events.publish("print-spooled", uid=job_uid, films=len(films),
                             calling_ae=client.session.calling_ae)
@@ -388,17 +399,21 @@ class PrintSCP:
                     if meta is not None:
                         self._send(c, self._printer_event(ev.data["status"], ev.data["info"], meta))
             elif ev.kind == "print-job":
-                with self._lock:
-                    clients = [c for c in self._clients.values() if ev.data["uid"] in c.jobs]
-                for c in clients:
-                    status = ev.data["status"]
-                    if c.jobs.get(ev.data["uid"]) == status or not c.accepted(S.PRINT_JOB):
-                        continue
-                    c.jobs[ev.data["uid"]] = status
-                    info = Dataset()
-                    info.ExecutionStatusInfo = ev.data["info"]
-                    info.PrinterName = self.profile.name
-                    self._send(c, (info, PRINT_JOB_EVENTS[status], S.PRINT_JOB, ev.data["uid"], S.PRINT_JOB))
+                with self._job_lock:
+                    with self._lock:
+                        clients = [c for c in self._clients.values() if ev.data["uid"] in c.jobs]
+                    for c in clients:
+                        status = ev.data["status"]
+                        if c.jobs.get(ev.data["uid"]) == status or not c.accepted(S.PRINT_JOB):
+                            continue
+                        c.jobs[ev.data["uid"]] = status
+                        self._send(c, self._job_event(ev.data["uid"], status, ev.data["info"]))
+
+    def _job_event(self, uid: str, status: str, info_text: str):
+        info = Dataset()
+        info.ExecutionStatusInfo = info_text
+        info.PrinterName = self.profile.name
+        return info, PRINT_JOB_EVENTS[status], S.PRINT_JOB, uid, S.PRINT_JOB
 
     def _printer_event(self, status: str, info_text: str, meta: str):
         info = None
@@ -421,12 +436,45 @@ class PrintSCP:
             if report is None or not client.assoc.is_established:
                 return
             info, event_type, cls, uid, meta = report
+            if _release_requested(client.assoc):
+                return
+            done, released = threading.Event(), threading.Event()
+            watch = threading.Thread(target=_end_wait_on_release, args=(client.assoc, done, released),
+                                     name="print-event-release-watch", daemon=True)
+            watch.start()
             try:
                 rsp, _ = client.assoc.send_n_event_report(info, event_type, cls, uid, meta_uid=meta)
                 code = rsp.get("Status") if rsp is not None else None
                 log.info("N-EVENT-REPORT %s type %d to %s: %s", "Printer" if cls == S.PRINTER else "Print Job",
                          event_type, client.session.calling_ae,
-                         "no response" if code is None else f"0x{code:04X}")
+                         "not answered, the client is releasing" if released.is_set()
+                         else "no response" if code is None else f"0x{code:04X}")
             except (RuntimeError, ValueError) as exc:
                 log.info("N-EVENT-REPORT to %s not sent: %s", client.session.calling_ae, exc)
                 time.sleep(0.1)
+            finally:
+                done.set()
+                watch.join(1)
+
+
+def _release_requested(assoc) -> bool:
+    """An A-RELEASE-RQ waits in the association's queue (looked at, not taken)."""
+    from pynetdicom.pdu_primitives import A_RELEASE
+    pdu = assoc.dul.peek_next_pdu()
+    return isinstance(pdu, A_RELEASE) and pdu.result is None
+
+
+def _end_wait_on_release(assoc, done: threading.Event, released: threading.Event) -> None:
+    """PS3.8 7.2: after its A-RELEASE-RQ the client sends no more P-DATA, so the response to an
+    N-EVENT-REPORT in flight never comes, and pynetdicom would wait the whole DIMSE timeout (then
+    abort) before answering the release.  Seeing the request, end that wait with a stand-in response
+    so the reactor answers the release now."""
+    from pynetdicom.dimse_primitives import N_EVENT_REPORT
+    while not done.wait(0.02):
+        if _release_requested(assoc):
+            rsp = N_EVENT_REPORT()
+            rsp.MessageIDBeingRespondedTo = 1
+            rsp.Status = 0x0000
+            released.set()
+            assoc.dimse.msg_queue.put((None, rsp))
+            return

@@ -70,7 +70,8 @@ class DcmtkPrintClient:
     """dcmpsprt renders a Stored Print + Hardcopy Grayscale images; dcmprscu sends them."""
 
     def __init__(self, workdir: Path, port: int, aet: str = "PRINTSCU", called: str = "EDGE",
-                 supports_12bit: bool = True, annotation: bool = True, extra_cfg: str = ""):
+                 supports_12bit: bool = True, annotation: bool = True, extra_cfg: str = "",
+                 film_sizes: str = "8INX10IN\\14INX17IN\\24CMX30CM", general_cfg: str = ""):
         self.dcmpsprt = require("dcmpsprt", "dcmtk")
         self.dcmprscu = require("dcmprscu", "dcmtk")
         self.dir = workdir
@@ -87,6 +88,7 @@ Directory = {workdir / 'db'}
 [PRINT]
 Spooler = {self.dcmprscu}
 Directory = {workdir / 'spool'}
+{general_cfg}
 [[COMMUNICATION]]
 [TARGET]
 Type = PRINTER
@@ -96,7 +98,7 @@ Aetitle = {called}
 MaxPDU = 32768
 Timeout = 20
 DisplayFormat = 1,1\\1,2\\2,1\\2,2\\2,3\\3,3\\3,4\\4,4\\4,5\\5,4
-FilmSizeID = 8INX10IN\\14INX17IN\\24CMX30CM
+FilmSizeID = {film_sizes}
 Supports12Bit = {'true' if supports_12bit else 'false'}
 SupportsPresentationLUT = true
 PresentationLUTMatchRequired = false
