@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import tomli_w
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -195,34 +197,9 @@ def start_storescp(workdir: Path, port: int, tuned: bool = True, extra: list[str
     return p
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(value)
-
-
 def write_toml(path: Path, data: dict) -> None:
-    """Tables of scalars, nested one or two levels: what the gateway config needs."""
-    lines: list[str] = []
-
-    def table(prefix: str, d: dict) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
-        if prefix and scalars:
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{k} = {_toml(v)}")
-        for k, v in d.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}" if prefix else k, v)
-
-    table("", data)
-    path.write_text("\n".join(lines) + "\n")
+    with open(path, "wb") as fh:
+        tomli_w.dump(data, fh)
 
 
 def gateway_config(workdir: Path, port: int, *, destinations: dict | None = None, nodelay: bool = True,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import tomli_w
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,39 +56,9 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(value)
-
-
 def write_toml(path: Path, data: dict) -> None:
-    lines: list[str] = []
-
-    def table(prefix: str, d: dict) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not (
-            isinstance(v, list) and v and isinstance(v[0], dict))}
-        if prefix:
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{k} = {_toml(v)}")
-        for k, v in d.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}" if prefix else k, v)
-            elif isinstance(v, list) and v and isinstance(v[0], dict):
-                for item in v:
-                    lines.append(f"[[{prefix + '.' if prefix else ''}{k}]]")
-                    for ik, iv in item.items():
-                        lines.append(f"{ik} = {_toml(iv)}")
-
-    table("", data)
-    path.write_text("\n".join(lines) + "\n")
+    with open(path, "wb") as fh:
+        tomli_w.dump(data, fh)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
