@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from gateway import config as config_mod
@@ -84,7 +85,6 @@ def cmd_send(args) -> int:
         except Exception as exc:
             print(f"{f}: skipped, not a DICOM Part-10 file ({exc})")
             failures += 1
-    import tempfile
     configure_pynetdicom(Path(tempfile.gettempdir()))
     scu = StoreSCU(loaded.config.ae.title, d, loaded.config.timers, loaded.config.ae.tcp_nodelay)
     while items:

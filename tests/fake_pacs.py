@@ -86,7 +86,6 @@ class FakePACS:
         if bad:
             ds.FailedSOPSequence = bad
         # As Orthanc does: a new association, proposing the SCP role for commitment.
-        from pynetdicom.sop_class import StorageCommitmentPushModel  # noqa: F401
         from pynetdicom import build_role
 
         ae = AE(ae_title=self.aet)

@@ -6,7 +6,6 @@ The film imager runs in the test process (faults switched here; it outlives a ki
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 
