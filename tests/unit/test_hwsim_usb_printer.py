@@ -1,8 +1,6 @@
 """The real USB transport and PostScript driver against the simulated USB printer (a pyusb backend)."""
 
 import io
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -14,15 +12,11 @@ from drivers.printer.raster import RasterLanguage
 from drivers.printer.status_map import dicom_printer_status
 from drivers.printer.transport_usb import UsbTransport, parse_device_id
 from hwsim.usb_printer import PRODUCT_ID, VENDOR_ID, SimulatedUsbPrinter
+from peers import require
 
 
 def _need_gs():
-    if shutil.which("gs"):
-        return
-    message = "gs not found: apt-get install ghostscript"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    require("gs", "ghostscript")
 
 
 @pytest.fixture

@@ -1,23 +1,16 @@
 """GSDF P-value -> OD against the PS3.14 formulas and against DCMTK's dcmdspfn as an oracle."""
 
-import os
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from image import gsdf
+from peers import require
 
 
 def _need(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if path:
-        return path
-    message = f"{binary} not found: apt-get install {package}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require(binary, package)
 
 
 def _dcmdspfn_od(tmp_path, ddl_count, dmin, dmax, l0, la):

@@ -1,7 +1,5 @@
 """PostScript output rendered by Ghostscript must give back the composed film pixel for pixel."""
 
-import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -12,18 +10,13 @@ from drivers.printer.interface import PrintJob
 from drivers.printer.postscript import PostScriptLanguage
 from image.compose import FilmSpec, ImageBox, compose_film
 from image.density import CharacteristicCurve
+from peers import require
 
 CURVE = CharacteristicCurve([(0, 3.1), (64, 2.4), (128, 1.3), (192, 0.55), (255, 0.19)])
 
 
 def _gs() -> str:
-    path = shutil.which("gs")
-    if path:
-        return path
-    message = "gs not found: apt-get install ghostscript"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require("gs", "ghostscript")
 
 
 def _render(tmp_path, ps: bytes, dpi: int, device: str) -> np.ndarray:
