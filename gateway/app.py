@@ -37,9 +37,7 @@ class Gateway:
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
         configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve, cfg.ae.max_pdu)
-        self.commitment = CommitmentSCU(self.buffer.queue, self.events,
-                                        lambda target: cfg.destinations[target].retry_initial_s
-                                        if target in cfg.destinations else 60.0,
+        self.commitment = CommitmentSCU(self.buffer.queue, self.events, cfg.destinations.get,
                                         self._release_done)
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)

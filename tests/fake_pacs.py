@@ -31,6 +31,7 @@ class FakePACS:
         # Set by a test: (gateway_port, gateway_aet, fail_once_uids) to answer commitment on a new
         # association; each UID in the set is reported failed once, then committed.
         self.report_to: tuple[int, str, set[str]] | None = None
+        self.never_commit: set[str] = set()  # reported failed every time
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
         for cx in AllStoragePresentationContexts:
@@ -75,7 +76,7 @@ class FakePACS:
         for cls, inst in uids:
             item = Dataset()
             item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = cls, inst
-            if inst in fail:
+            if inst in fail or inst in self.never_commit:
                 fail.discard(inst)
                 item.FailureReason = 0x0112
                 bad.append(item)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -33,11 +34,12 @@ FAILURE_REASONS = {
 
 
 class CommitmentSCU:
-    def __init__(self, queue: JobQueue, events: EventBus, retry_delay, on_done=None):
-        """`retry_delay(target)`: seconds before an instance the target failed to commit is resent."""
+    def __init__(self, queue: JobQueue, events: EventBus,
+                 destination: Callable[[str], DestinationSection | None], on_done=None):
+        """`destination(target)`: the target's config (retry delay, attempts), None if gone."""
         self.queue = queue
         self.events = events
-        self.retry_delay = retry_delay
+        self.destination = destination
         self.on_done = on_done or (lambda instance_ids: None)
 
     def request(self, assoc, target: str, dest: DestinationSection, jobs: list[Job]) -> bool:
@@ -64,7 +66,7 @@ class CommitmentSCU:
         pending = self.queue.committing_jobs(txn)
         reason = "no N-ACTION response" if code is None else f"N-ACTION status 0x{code:04X}"
         self.queue.release([j.id for j in pending], f"storage commitment not accepted ({reason})",
-                           time.time() + self.retry_delay(target))
+                           time.time() + dest.retry_initial_s)
         self.queue.close_commitment(txn, "refused")
         self.events.publish("commitment-refused", target=target, reason=reason)
         return False
@@ -89,28 +91,40 @@ class CommitmentSCU:
             return status.SUCCESS, None
         done = [j for j in jobs if j.sop_uid in committed]
         self.queue.complete([j.id for j in done])
-        now = time.time()
         for j in jobs:
             if j.sop_uid in committed:
                 continue
-            delay = self.retry_delay(j.target)
             code = failed.get(j.sop_uid)
             why = (f"storage commitment failed: 0x{code:04X} {FAILURE_REASONS.get(code, '')}".strip()
                    if code is not None else "storage commitment report did not mention it")
-            self.queue.release([j.id], why, now + delay)
-            log.warning("%s not committed by %s (%s); sending again in %.0f s", j.sop_uid, j.target, why, delay)
+            self._resend_or_give_up(j, why)
         self.queue.close_commitment(txn, "done")
         log.info("storage commitment %s: %d committed, %d to resend", txn, len(done), len(jobs) - len(done))
         self.events.publish("committed", transaction=txn, committed=len(done), failed=len(jobs) - len(done))
         self.on_done([j.instance_fk for j in done])
         return status.SUCCESS, None
 
+    def _resend_or_give_up(self, job: Job, why: str, at_once: bool = False) -> None:
+        """Send the instance again, or dead-letter it once the destination's attempts are used up:
+        a PACS that never commits an instance must not have it resent forever."""
+        dest = self.destination(job.target)
+        if dest is None or job.attempts >= dest.max_attempts:
+            reason = f"{why} (gave up after {job.attempts} attempts)"
+            self.queue.fail(job.id, reason, None)
+            log.error("%s dead-lettered for %s: %s", job.sop_uid, job.target, reason)
+            self.events.publish("dead-lettered", target=job.target, sop_uid=job.sop_uid, reason=reason)
+            return
+        delay = 0.0 if at_once else dest.retry_initial_s
+        self.queue.release([job.id], why, time.time() + delay)
+        log.warning("%s not committed by %s (%s); sending again in %.0f s", job.sop_uid, job.target, why, delay)
+
     def expire(self) -> int:
         """Transactions past their deadline: send their instances again."""
         n = 0
         for txn in self.queue.expired_commitments(time.time()):
             jobs = self.queue.committing_jobs(txn)
-            self.queue.release([j.id for j in jobs], "storage commitment timed out; sending again", 0)
+            for j in jobs:
+                self._resend_or_give_up(j, "storage commitment timed out", at_once=True)
             self.queue.close_commitment(txn, "expired")
             log.warning("storage commitment %s timed out: %d instances will be sent again", txn, len(jobs))
             n += len(jobs)

@@ -140,6 +140,23 @@ def test_commitment_failure_resends_only_the_failed_instance(gateway_factory, fa
     assert "0x0112 no such object instance" in str(jobs(gw.buffer)) or "no such object instance" in gw.log
 
 
+def test_an_instance_never_committed_is_dead_lettered_after_max_attempts(gateway_factory, fake_pacs, tmp_path):
+    pacs = fake_pacs()
+    gw = gateway_factory({
+        "peers": {"fake": {"ae_title": pacs.aet, "may_store": False}},
+        "destinations": {"pacs": {"ae_title": pacs.aet, "port": pacs.port, "storage_commitment": True,
+                                  "max_attempts": 2, **FAST_RETRY}}})
+    src = tmp_path / "a.dcm"
+    ds = make_ct(src)
+    pacs.never_commit = {ds.SOPInstanceUID}
+    pacs.report_to = (gw.port, "EDGE", set())
+    _send(gw, [src])
+    wait_until(lambda: _states(gw) == ["dead"], 60, what="dead letter")
+    (_, _, _, attempts, error), = jobs(gw.buffer)
+    assert attempts == 2 and "0x0112" in error and "gave up after 2 attempts" in error
+    assert pacs.received.count(ds.SOPInstanceUID) == 2
+
+
 def test_commitment_timeout_resends(gateway_factory, fake_pacs, tmp_path):
     pacs = fake_pacs()  # accepts N-ACTION but never reports
     gw = gateway_factory({"destinations": {"pacs": {
