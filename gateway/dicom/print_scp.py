@@ -206,21 +206,9 @@ class PrintSCP:
         out.ReferencedFilmSessionSequence = [ref]
         if "ReferencedPresentationLUTSequence" in ds:
             out.ReferencedPresentationLUTSequence = ds.ReferencedPresentationLUTSequence
-        items = []
-        for b in film.image_boxes:
-            item = Dataset()
-            item.ReferencedSOPClassUID = b.sop_class
-            item.ReferencedSOPInstanceUID = b.uid
-            items.append(item)
-        out.ReferencedImageBoxSequence = items
+        out.ReferencedImageBoxSequence = [_ref(b.sop_class, b.uid) for b in film.image_boxes]
         if film.annotations:
-            notes = []
-            for a in film.annotations:
-                item = Dataset()
-                item.ReferencedSOPClassUID = S.ANNOTATION_BOX
-                item.ReferencedSOPInstanceUID = a.uid
-                notes.append(item)
-            out.ReferencedBasicAnnotationBoxSequence = notes
+            out.ReferencedBasicAnnotationBoxSequence = [_ref(S.ANNOTATION_BOX, a.uid) for a in film.annotations]
         return out
 
     # -- N-SET -----------------------------------------------------------------------------------
@@ -455,6 +443,13 @@ class PrintSCP:
             finally:
                 done.set()
                 watch.join(1)
+
+
+def _ref(sop_class: str, uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = uid
+    return item
 
 
 def _release_requested(assoc) -> bool:

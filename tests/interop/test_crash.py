@@ -47,6 +47,22 @@ def _seed() -> int:
     return seed
 
 
+def _send_and_kill(tmp_path, gw, files, tag: str, delay: float, acked: dict) -> list:
+    """storescu sends `files`; the gateway is killed `delay` s after storescu started. Records and
+    returns the files storescu got Success for."""
+    scu = StoreSCU(tmp_path, gw.port, files, tag)
+    try:
+        time.sleep(max(0.0, scu.started + delay - time.monotonic()))
+        gw.kill9()
+        scu.wait(60)
+    finally:
+        scu.close()
+    got = scu.acknowledged()
+    for p in got:
+        acked[sop_uid_of(p)] = p
+    return got
+
+
 # --- receive rounds -----------------------------------------------------------------------------
 
 def test_kill9_while_receiving_loses_nothing_acknowledged(tmp_path, gateway_factory):
@@ -71,16 +87,7 @@ def test_kill9_while_receiving_loses_nothing_acknowledged(tmp_path, gateway_fact
         ctx = f"seed {seed}, round {rnd}"
         files = make_series(tmp_path / f"series-{rnd}", SERIES_SIZE, rows=ROWS, cols=ROWS)
         delay = rng.uniform(0.0, duration * 1.1)
-        scu = StoreSCU(tmp_path, gw.port, files, f"r{rnd}")
-        try:
-            time.sleep(max(0.0, scu.started + delay - time.monotonic()))
-            gw.kill9()
-            scu.wait(60)
-        finally:
-            scu.close()
-        got = scu.acknowledged()
-        for p in got:
-            acked[sop_uid_of(p)] = p
+        got = _send_and_kill(tmp_path, gw, files, f"r{rnd}", delay, acked)
         restart(gw)
         rec = last_recovery(gw.log)
         summary.append((rnd, round(delay, 3), len(got), rec["partial"], rec["orphans"]))
@@ -149,16 +156,7 @@ def test_kill9_while_receiving_and_forwarding_reaches_pacs_exactly_once(tmp_path
         all_files += files
         batch = carry + files
         delay = rng.uniform(0.0, 2.0)
-        scu = StoreSCU(tmp_path, gw.port, batch, f"r{rnd}")
-        try:
-            time.sleep(max(0.0, scu.started + delay - time.monotonic()))
-            gw.kill9()
-            scu.wait(60)
-        finally:
-            scu.close()
-        got = scu.acknowledged()
-        for p in got:
-            acked[sop_uid_of(p)] = p
+        got = _send_and_kill(tmp_path, gw, batch, f"r{rnd}", delay, acked)
         carry = [p for p in batch if p not in set(got)]
         restart(gw)
         rec = last_recovery(gw.log)

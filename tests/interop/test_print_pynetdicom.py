@@ -295,12 +295,12 @@ def test_kill9_while_the_film_is_printing_is_not_printed_twice(gw, imager):
         c.close()
     wait_until(lambda: _phase(g) == [("sending", "in_flight")], 20, interval=0.05, what="film being sent")
     g.kill9()
-    wait_until(lambda: len(imager.printed) == 1, 10, what="the imager finishing the film")
-    imager.print_seconds = 0.0
+    # The kill lands either after the whole job reached the imager (it prints it, and the supply
+    # counter shows it) or in the middle of the transfer (the imager drops the partial job, and
+    # the counter is unchanged). Either way exactly one film must come out.
     g.start()
-    wait_until(lambda: _phase(g) == [("printed", "done")], 30, what="interrupted film resolved")
+    wait_until(lambda: _phase(g) == [("printed", "done")], 60, what="interrupted film resolved")
     assert len(imager.printed) == 1
-    assert "not sent again" in g.log
 
 
 @pytest.mark.crash
