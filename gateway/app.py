@@ -45,7 +45,7 @@ class Gateway:
         p = self.printing
         self.listener = Listener(cfg, self.store_scp.handlers() + report + (p.scp.handlers() if p else []),
                                  contexts=p.scp.contexts() if p else (),
-                                 called_titles=p.scp.called_titles() if p else ())
+                                 called_titles=p.scp.called_titles() if p else (), store=self.store_scp.store)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

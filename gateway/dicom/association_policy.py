@@ -49,6 +49,7 @@ class AssociationPolicy:
         self.config = config
         self.called_titles = {t.strip() for t in called_titles}
         self._lock = threading.Lock()
+        self._admit_lock = threading.Lock()
         self._established: set[int] = set()
         self._session_timers: dict[int, threading.Timer] = {}
 
@@ -68,26 +69,45 @@ class AssociationPolicy:
     def _on_conn_open(self, event) -> None:
         tune_socket(raw_socket(event.assoc), self.config.ae.tcp_nodelay, self.config.timers.handshake_s)
 
+    def admission(self, calling: str, called: str, host: str) -> tuple[int, int, int] | None:
+        """Why an association request must be rejected (A-ASSOCIATE-RJ result, source, reason),
+        or None. Logs the reason."""
+        if called not in self.called_titles:
+            log.warning("rejected association from %s (%s): called AE title %r is not served here",
+                        calling, host, called)
+            return REJECT_CALLED_AE
+        if not self.config.ae.accept_unknown_callers and self.config.peer_by_ae(calling) is None:
+            log.warning("rejected association from %s (%s): calling AE title not configured as a peer",
+                        calling, host)
+            return REJECT_CALLING_AE
+        if self.established_count >= self.config.ae.max_associations:
+            log.warning("rejected association from %s (%s): %d associations already open (ae.max_associations)",
+                        calling, host, self.config.ae.max_associations)
+            return REJECT_LOCAL_LIMIT
+        return None
+
+    def try_admit(self, key: object, calling: str, called: str, host: str) -> tuple[int, int, int] | None:
+        """admission() and, if admitted, count the association as established in one step (the
+        storage path negotiates on its own thread; two requests must not both take the last slot)."""
+        with self._admit_lock:
+            reason = self.admission(calling, called, host)
+            if reason is None:
+                with self._lock:
+                    self._established.add(id(key))
+            return reason
+
+    def release(self, key: object) -> None:
+        with self._lock:
+            self._established.discard(id(key))
+
     def _on_requested(self, event) -> None:
         assoc = event.assoc
         # requestor.ae_title is filled in only after negotiation; the request primitive has it now.
         calling = str(assoc.requestor.primitive.calling_ae_title).strip()
         called = str(assoc.requestor.primitive.called_ae_title).strip()
-        host = assoc.requestor.address
-        if called not in self.called_titles:
-            log.warning("rejected association from %s (%s): called AE title %r is not served here",
-                        calling, host, called)
-            self._reject(assoc, REJECT_CALLED_AE)
-            return
-        if not self.config.ae.accept_unknown_callers and self.config.peer_by_ae(calling) is None:
-            log.warning("rejected association from %s (%s): calling AE title not configured as a peer",
-                        calling, host)
-            self._reject(assoc, REJECT_CALLING_AE)
-            return
-        if self.established_count >= self.config.ae.max_associations:
-            log.warning("rejected association from %s (%s): %d associations already open (ae.max_associations)",
-                        calling, host, self.config.ae.max_associations)
-            self._reject(assoc, REJECT_LOCAL_LIMIT)
+        reason = self.admission(calling, called, assoc.requestor.address)
+        if reason is not None:
+            self._reject(assoc, reason)
 
     @staticmethod
     def _reject(assoc, reason: tuple[int, int, int]) -> None:

@@ -1,4 +1,8 @@
-"""The listening AE: one port, one AE title, every service the appliance offers as SCP."""
+"""The listening AE: one port, one AE title, every service the appliance offers as SCP.
+
+The port belongs to Acceptor, which serves Storage/Verification associations itself and hands
+every other association to a pynetdicom server that never listens on a port of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,41 @@ import logging
 from pathlib import Path
 
 from pynetdicom import AE, _config, dimse_messages, evt
+from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from gateway.config import Config
 from gateway.dicom import pynetdicom_tuning, receive_spool
+from gateway.dicom.acceptor import Acceptor
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.dicom.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_COMMITMENT_PUSH,
+    STORAGE_SOP_CLASSES,
     UNCOMPRESSED,
     VERIFICATION,
 )
 
 log = logging.getLogger("gateway.dicom.listener")
 
-# Headroom above ae.max_associations for connections still negotiating; AssociationPolicy enforces
-# the real cap on established associations.
-_HANDSHAKE_HEADROOM = 64
+# Acceptor limits the connections; AssociationPolicy caps the established associations.
+_UNLIMITED = 10_000
+
+
+class _HandOffServer(ThreadedAssociationServer):
+    """pynetdicom's server without a socket of its own: Acceptor passes it connections."""
+
+    def server_bind(self) -> None:
+        pass
+
+    def server_activate(self) -> None:
+        pass
+
+    def hand_off(self, sock, address) -> None:
+        # As ThreadedAssociationServer.process_request_thread: starts the Association thread.
+        self.finish_request(sock, address)
 
 
 def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> None:
@@ -46,10 +66,11 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
 class Listener:
     """`handlers`: pynetdicom (event, handler) pairs of the services behind this port.
     `contexts`: further supported contexts, (abstract syntax, transfer syntaxes, scu_role, scp_role).
-    `called_titles`: AE titles besides ae.title that this port answers to (e.g. a print AE)."""
+    `called_titles`: AE titles besides ae.title that this port answers to (e.g. a print AE).
+    `store`: StoreSCP.store, for the Storage/Verification fast path (None: pynetdicom serves all)."""
 
     def __init__(self, config: Config, handlers: list[tuple], contexts: list[tuple] = (),
-                 called_titles: list[str] = ()):
+                 called_titles: list[str] = (), store=None):
         self.config = config
         self.policy = AssociationPolicy(config, [config.ae.title, *called_titles])
         ae = AE(ae_title=config.ae.title)
@@ -60,7 +81,7 @@ class Listener:
         ae.dimse_timeout = t.inactivity_s
         ae.network_timeout = t.inactivity_s
         ae.maximum_pdu_size = config.ae.max_pdu
-        ae.maximum_associations = config.ae.max_associations + _HANDSHAKE_HEADROOM
+        ae.maximum_associations = _UNLIMITED
         # Called AE titles are checked by AssociationPolicy, which knows every title served here.
         ae.require_called_aet = False
         ae.add_supported_context(VERIFICATION)
@@ -73,21 +94,29 @@ class Listener:
             ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
         self.ae = ae
         self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, handle_echo)] + handlers
+        self._store = store
         self._server = None
+        self._acceptor = None
 
     def start(self) -> None:
         c = self.config.ae
-        self._server = self.ae.start_server((c.bind, c.port), block=False, evt_handlers=self._handlers)
+        self._server = _HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
+                                      evt_handlers=self._handlers)
+        fast = STORAGE_SOP_CLASSES | {VERIFICATION} if self._store is not None else frozenset()
+        self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),
+                                  self._store, self._server.hand_off)
+        self._acceptor.start()
         log.info("listening as %s on %s:%d", c.title, c.bind, c.port)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is None:
             return
         server, self._server = self._server, None
-        server.shutdown()
-        # shutdown() only closes the listening socket: associations in progress keep running on
-        # their own threads and would call the handlers after the buffer is closed. End them and
-        # wait until their handlers returned; an object not yet acknowledged is sent again.
+        # Closing the port does not end associations in progress: they would call the handlers
+        # after the buffer is closed. End them and wait until their handlers returned; an object
+        # not yet acknowledged is sent again.
+        self._acceptor.stop(timeout)
+        server.server_close()
         active = server.active_associations
         for assoc in active:
             assoc.abort()

@@ -42,6 +42,11 @@ _MIN_LIMIT = 1024 * 1024
 _limit = _MIN_LIMIT
 
 
+def pdu_limit(max_pdu: int) -> int:
+    """The longest PDU body accepted from a peer when this AE negotiates `max_pdu`."""
+    return max(_MIN_LIMIT, max_pdu + 6)
+
+
 def _recv(self, nr_bytes: int) -> bytearray:
     if nr_bytes > _limit:
         try:
@@ -69,7 +74,7 @@ def _copy_contexts(value, memo=None):
 def apply(max_pdu: int = 0) -> None:
     """`max_pdu`: the largest PDU this process negotiates to receive (plus the 6-byte header)."""
     global _limit
-    _limit = max(_MIN_LIMIT, max_pdu + 6)
+    _limit = pdu_limit(max_pdu)
     transport.AssociationSocket.recv = _recv
     # transport.py uses deepcopy only for the acceptor's supported contexts.
     transport.deepcopy = _copy_contexts

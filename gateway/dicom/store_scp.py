@@ -40,11 +40,15 @@ class StoreSCP:
         receive_spool.discard_partial(event.assoc)
 
     def handle_store(self, event):
+        """pynetdicom's C-STORE event (associations that also carry other services)."""
         req = event.request
-        calling = event.assoc.requestor.ae_title.strip()
-        sop_class = str(req.AffectedSOPClassUID)
-        sop_uid = str(req.AffectedSOPInstanceUID)
-        path = Path(event.dataset_path)
+        code, comment = self.store(Path(event.dataset_path), event.assoc.requestor.ae_title.strip(),
+                                   str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID))
+        return status.response(code, comment)
+
+    def store(self, path: Path, calling: str, sop_class: str, sop_uid: str) -> tuple[int, str]:
+        """Take the received Part-10 file at `path` into the buffer. Returns the DIMSE status and
+        an error comment for the C-STORE response."""
         try:
             return self._store(path, calling, sop_class, sop_uid)
         finally:
@@ -95,7 +99,7 @@ class StoreSCP:
                      extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": "0x0000"})
         self.events.publish("received", sop_uid=sop_uid, calling_ae=calling,
                             outcome=result.outcome.value, routes=result.routes)
-        return status.SUCCESS
+        return status.SUCCESS, ""
 
     def _write_failed(self, exc: OSError, calling: str, sop_uid: str):
         if isinstance(exc, DiskReserveError):
@@ -114,4 +118,4 @@ class StoreSCP:
         log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why,
                     extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": f"0x{code:04X}"})
         self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=calling, status=code, reason=why)
-        return status.response(code, why)
+        return code, why

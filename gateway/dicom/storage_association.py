@@ -1,0 +1,298 @@
+"""An established association that carries only Storage and Verification: the receive fast path.
+
+Why not pynetdicom here: per C-STORE it runs two polling threads (the DUL's and the
+association's, 1 ms sleeps), decodes and encodes every command set with pydicom, and passes each
+PDU through two queues; on a 2-core box that cost more than the fsyncs the durability promise
+needs (bench/README.md). This is one thread doing blocking reads: the P-DATA fragments of a data
+set go from the socket buffer straight into the spool file, the command set is read by hand
+(dimse_command.py), and the store itself is StoreSCP.store, the same door as every other path.
+
+State machine (PS3.8 9.2, the acceptor's side after A-ASSOCIATE-AC):
+  idle --command fragment--> command --last fragment: C-STORE-RQ with data--> data
+  data --last fragment--> store --response sent--> idle
+  idle --A-RELEASE-RQ--> send A-RELEASE-RP, close;  any --A-ABORT--> close
+  anything else (an unexpected PDU, a fragment of another context, a command inside a data set,
+  a PDU over our maximum length) --> A-ABORT, close.
+A data set cut short by a closed connection or an abort is deleted at once, never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from gateway.buffer import file_meta
+from gateway.dicom import dimse_command, receive_spool, status
+from gateway.dicom.pdu_socket import (
+    ABORT_INVALID_PARAMETER,
+    ABORT_UNEXPECTED_PDU,
+    ABORT_UNRECOGNIZED_PDU,
+    A_ABORT,
+    A_RELEASE_RQ,
+    P_DATA_TF,
+    PDU_HEADER,
+    PDV_HEADER,
+    ConnectionClosed,
+    SocketReader,
+    abort_pdu,
+    command_pdus,
+    release_rp_pdu,
+)
+
+log = logging.getLogger("gateway.dicom.storage")
+
+# Status for a DIMSE operation this path does not offer on a storage or verification context.
+UNRECOGNIZED_OPERATION = 0x0211
+
+Store = Callable[[Path, str, str, str], "tuple[int, str]"]
+
+
+class ProtocolError(Exception):
+    def __init__(self, reason: int, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Message:
+    """The DIMSE message being received: its command fragments, then its data set."""
+
+    def __init__(self, context_id: int):
+        self.context_id = context_id
+        self.command_bytes = bytearray()
+        self.command: dimse_command.Command | None = None
+        self.spool: receive_spool.SpoolFile | None = None
+        self.discard = False  # data set of a refused operation: read and dropped
+
+    def drop(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            Path(self.spool.name).unlink(missing_ok=True)
+            self.spool = None
+
+
+class StorageAssociation:
+    """`contexts`: accepted context ID -> (abstract syntax, transfer syntax)."""
+
+    def __init__(self, sock: socket.socket, reader: SocketReader, calling_ae: str, peer: str,
+                 contexts: dict[int, tuple[str, str]], peer_max_pdu: int, pdu_limit: int,
+                 session_s: float, store: Store):
+        self.sock = sock
+        self.reader = reader
+        self.calling_ae = calling_ae
+        self.peer = peer
+        self.contexts = contexts
+        self.peer_max_pdu = peer_max_pdu
+        self.pdu_limit = pdu_limit
+        self.session_s = session_s
+        self.store = store
+        self._message: _Message | None = None
+        # Sends and the stop decision are serialised: stop() must not abort in the middle of a
+        # store whose Success is about to go out, nor write into a response.
+        self._lock = threading.Lock()
+        self._storing = False
+        self._stopping = False
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            while True:
+                if time.monotonic() - started > self.session_s:
+                    log.warning("aborting association from %s (%s): session timer (%.0f s) expired",
+                                self.calling_ae, self.peer, self.session_s)
+                    self._abort()
+                    return
+                if not self._next_pdu():
+                    return
+        except ConnectionClosed:
+            if self._message is not None and not self._stopping:
+                log.warning("association from %s (%s) closed by the peer in the middle of a message; "
+                            "the partial data set is deleted", self.calling_ae, self.peer)
+        except socket.timeout:
+            log.warning("aborting association from %s (%s): nothing received for the inactivity "
+                        "timer", self.calling_ae, self.peer)
+            self._abort()
+        except ProtocolError as exc:
+            log.warning("aborting association from %s (%s): %s", self.calling_ae, self.peer, exc)
+            self._abort(exc.reason)
+        except OSError as exc:
+            if not self._stopping:
+                log.warning("association from %s (%s) ended: %s", self.calling_ae, self.peer, exc)
+        finally:
+            if self._message is not None:
+                self._message.drop()
+                self._message = None
+            self._close()
+
+    def stop(self) -> None:
+        """From another thread (service stop): abort now, unless a store is in progress, in which
+        case its response goes out first and the association is aborted right after."""
+        with self._lock:
+            self._stopping = True
+            if self._storing or self._closed:
+                return
+            try:
+                self._send_locked(abort_pdu())
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+            except OSError:
+                pass
+
+    # -- PDUs ----------------------------------------------------------------------------------
+    def _next_pdu(self) -> bool:
+        pdu_type, length = PDU_HEADER.unpack(self.reader.exact(PDU_HEADER.size))
+        if length > self.pdu_limit:
+            raise ProtocolError(ABORT_INVALID_PARAMETER,
+                                f"PDU of {length} bytes announced, more than the {self.pdu_limit} this AE accepts")
+        if pdu_type == P_DATA_TF:
+            self._p_data(length)
+            return True
+        self.reader.skip(length)
+        if pdu_type == A_RELEASE_RQ:
+            if self._message is not None:
+                raise ProtocolError(ABORT_UNEXPECTED_PDU, "A-RELEASE-RQ in the middle of a message")
+            self._send(release_rp_pdu())
+            log.info("association from %s (%s) released", self.calling_ae, self.peer)
+            return False
+        if pdu_type == A_ABORT:
+            if self._message is not None:
+                log.warning("association from %s (%s) aborted by the peer in the middle of a message; "
+                            "the partial data set is deleted", self.calling_ae, self.peer)
+            else:
+                log.info("association from %s (%s) aborted by the peer", self.calling_ae, self.peer)
+            return False
+        if 0x01 <= pdu_type <= 0x07:
+            raise ProtocolError(ABORT_UNEXPECTED_PDU, f"unexpected PDU type 0x{pdu_type:02X}")
+        raise ProtocolError(ABORT_UNRECOGNIZED_PDU, f"unrecognised PDU type 0x{pdu_type:02X}")
+
+    def _p_data(self, length: int) -> None:
+        remaining = length
+        while remaining:
+            if remaining < PDV_HEADER.size:
+                raise ProtocolError(ABORT_INVALID_PARAMETER, "P-DATA-TF ends inside a PDV header")
+            item_length, context_id, control = PDV_HEADER.unpack(self.reader.exact(PDV_HEADER.size))
+            if item_length < 2 or item_length + 4 > remaining:
+                raise ProtocolError(ABORT_INVALID_PARAMETER, f"PDV item length {item_length} does not fit its PDU")
+            remaining -= item_length + 4
+            self._fragment(context_id, bool(control & 0x01), bool(control & 0x02), item_length - 2)
+
+    def _fragment(self, context_id: int, is_command: bool, last: bool, size: int) -> None:
+        if context_id not in self.contexts:
+            raise ProtocolError(ABORT_INVALID_PARAMETER, f"P-DATA on presentation context {context_id}, "
+                                "which was not accepted")
+        m = self._message
+        if m is None:
+            if not is_command:
+                raise ProtocolError(ABORT_UNEXPECTED_PDU, "data set fragment without a command")
+            m = self._message = _Message(context_id)
+        if m.context_id != context_id:
+            raise ProtocolError(ABORT_INVALID_PARAMETER, "message continues on another presentation context")
+        if is_command:
+            if m.command is not None:
+                raise ProtocolError(ABORT_UNEXPECTED_PDU, "command fragment inside a data set")
+            while size:
+                piece = self.reader.some(size)
+                m.command_bytes += piece
+                size -= len(piece)
+            if last:
+                self._command_complete(m)
+            return
+        if m.command is None:
+            raise ProtocolError(ABORT_UNEXPECTED_PDU, "data set fragment before the command was complete")
+        while size:
+            piece = self.reader.some(size)
+            if m.spool is not None:
+                m.spool.write(piece)
+            size -= len(piece)
+        if last:
+            self._data_set_complete(m)
+
+    # -- DIMSE ---------------------------------------------------------------------------------
+    def _command_complete(self, m: _Message) -> None:
+        try:
+            command = dimse_command.parse(m.command_bytes)
+        except dimse_command.CommandError as exc:
+            raise ProtocolError(ABORT_INVALID_PARAMETER, f"unreadable command set: {exc}") from None
+        m.command = command
+        if command.command_field == dimse_command.C_ECHO_RQ and not command.has_data_set:
+            self._message = None
+            self._respond(m.context_id, command, status.SUCCESS)
+            return
+        if command.command_field != dimse_command.C_STORE_RQ:
+            log.warning("refused DIMSE command 0x%04X from %s on a storage association (0x0211)",
+                        command.command_field, self.calling_ae)
+            if command.has_data_set:
+                m.discard = True
+            else:
+                self._message = None
+                self._respond(m.context_id, command, UNRECOGNIZED_OPERATION, "operation not supported here")
+            return
+        if not command.has_data_set:
+            self._message = None
+            self._respond(m.context_id, command, status.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
+            return
+        m.spool = receive_spool.SpoolFile()
+        m.spool.write(file_meta.encode(command.affected_sop_class, command.affected_sop_instance,
+                                       self.contexts[m.context_id][1], self.calling_ae))
+
+    def _data_set_complete(self, m: _Message) -> None:
+        command = m.command
+        self._message = None
+        if m.discard:
+            self._respond(m.context_id, command, UNRECOGNIZED_OPERATION, "operation not supported here")
+            return
+        with self._lock:
+            if self._stopping:
+                # Not acknowledged: the sender keeps it and sends it again to the restarted service.
+                m.drop()
+                raise ConnectionClosed()
+            self._storing = True
+        try:
+            code, comment = self.store(Path(m.spool.name), self.calling_ae, command.affected_sop_class,
+                                       command.affected_sop_instance)
+        except Exception:
+            log.exception("storing %s from %s failed", command.affected_sop_instance, self.calling_ae)
+            code, comment = status.PROCESSING_FAILURE, "internal error"
+        finally:
+            m.drop()
+        try:
+            self._respond(m.context_id, command, code, comment)
+        finally:
+            with self._lock:
+                self._storing = False
+                stopping = self._stopping
+            if stopping:
+                self._abort()
+                raise ConnectionClosed()
+
+    def _respond(self, context_id: int, command: dimse_command.Command, code: int, comment: str = "") -> None:
+        self._send(command_pdus(context_id, dimse_command.response(command, code, comment), self.peer_max_pdu))
+
+    # -- transport -----------------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        with self._lock:
+            self._send_locked(data)
+
+    def _send_locked(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionClosed()
+        # One sendall per PDU: with TCP_NODELAY it leaves in as few segments as the data needs.
+        self.sock.sendall(data)
+
+    def _abort(self, reason: int = 0) -> None:
+        try:
+            self._send(abort_pdu(0x02, reason))
+        except (OSError, ConnectionClosed):
+            pass
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
