@@ -16,6 +16,7 @@ import time
 from pynetdicom import evt
 
 from gateway import systemd_notify
+from gateway.buffer.attributes import configure_pydicom
 from gateway.buffer.ingest import Buffer
 from gateway.config import LoadedConfig
 from gateway.dicom.commitment import CommitmentSCU
@@ -36,6 +37,7 @@ class Gateway:
         self.events = EventBus()
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
+        configure_pydicom()
         configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve, cfg.ae.max_pdu)
         self.commitment = CommitmentSCU(self.buffer.queue, self.events, cfg.destinations.get,
                                         self._release_done)

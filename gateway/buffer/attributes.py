@@ -59,6 +59,13 @@ class InstanceAttributes:
     instance_number: str = ""
 
 
+def configure_pydicom() -> None:
+    """Process-wide: pydicom's per-value validation while reading only warns (nobody reads the
+    warnings of a headless box) and costs a third of the header parse on every received object.
+    The values that matter are checked here, and by the print SCP's own validation."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
 def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= 64 and bool(_UID_RE.match(value))
 

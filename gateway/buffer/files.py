@@ -36,6 +36,7 @@ class FileStore:
         self.reserve_bytes = reserve_bytes
         for d in (self.root, self.incoming, self.objects):
             d.mkdir(parents=True, exist_ok=True)
+        self._incoming_dev = os.stat(self.incoming).st_dev
 
     # -- space ---------------------------------------------------------------------------------
     def free_bytes(self) -> int:
@@ -66,13 +67,9 @@ class FileStore:
 
         `tmp` may be anywhere: if it is on another file system it is copied into incoming/ first.
         """
-        day = time.strftime("%Y%m%d")
-        final_dir = self.objects / day
-        if not final_dir.is_dir():
-            final_dir.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.objects)
+        final_dir = self._day_dir()
         final = final_dir / f"{uuid.uuid4().hex}.dcm"
-        if os.stat(tmp).st_dev != os.stat(self.incoming).st_dev:
+        if os.stat(tmp).st_dev != self._incoming_dev:
             local = self.new_incoming_path()
             shutil.copyfile(tmp, local)
             os.unlink(tmp)
@@ -86,6 +83,13 @@ class FileStore:
         os.replace(tmp, final)
         fsync_dir(final_dir)
         return final
+
+    def _day_dir(self) -> Path:
+        final_dir = self.objects / time.strftime("%Y%m%d")
+        if not final_dir.is_dir():
+            final_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.objects)
+        return final_dir
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))

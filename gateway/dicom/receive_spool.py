@@ -24,6 +24,7 @@ import errno
 import os
 import threading
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 _BUFFER = 1 << 20
@@ -45,6 +46,8 @@ def _load_sync_file_range():
 
 
 _sync_file_range = _load_sync_file_range()
+# fsync waits for the disk with the GIL released: the receiving thread parses the header meanwhile.
+_syncer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spool-fsync")
 
 _lock = threading.Lock()
 # Weak: when pynetdicom drops a message (association aborted mid-data-set) nothing here keeps its
@@ -132,10 +135,22 @@ class SpoolFile:
 
     def finish(self) -> None:
         """Flush and fsync the complete data set (called by the handler before taking it)."""
+        self.start_finish().result()
+
+    def start_finish(self) -> "Future[None]":
+        """Flush now; fsync on a worker thread. The file may be read by path at once; it must not
+        be closed before the future is done. The future raises what finish() would."""
         if self.error is not None:
             raise self.error
         try:
             self._f.flush()
+        except OSError as exc:
+            self._fail(exc)
+            raise
+        return _syncer.submit(self._sync)
+
+    def _sync(self) -> None:
+        try:
             os.fsync(self._f.fileno())
         except OSError as exc:
             self._fail(exc)

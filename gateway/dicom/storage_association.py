@@ -65,13 +65,18 @@ class _Message:
         self.command_bytes = bytearray()
         self.command: dimse_command.Command | None = None
         self.spool: receive_spool.SpoolFile | None = None
+        self.spool_error: OSError | None = None  # no spool file could be created
         self.discard = False  # data set of a refused operation: read and dropped
 
     def drop(self) -> None:
         if self.spool is not None:
-            self.spool.close()
-            Path(self.spool.name).unlink(missing_ok=True)
+            self.drop_spool(self.spool)
             self.spool = None
+
+    @staticmethod
+    def drop_spool(spool: receive_spool.SpoolFile) -> None:
+        spool.close()
+        Path(spool.name).unlink(missing_ok=True)
 
 
 class StorageAssociation:
@@ -90,6 +95,9 @@ class StorageAssociation:
         self.session_s = session_s
         self.store = store
         self._message: _Message | None = None
+        # The spool file for the next object, created while the sender prepares it (creating a
+        # file costs a journal operation; off the critical path it is free).
+        self._spare: receive_spool.SpoolFile | None = None
         # Sends and the stop decision are serialised: stop() must not abort in the middle of a
         # store whose Success is about to go out, nor write into a response.
         self._lock = threading.Lock()
@@ -127,6 +135,7 @@ class StorageAssociation:
             if self._message is not None:
                 self._message.drop()
                 self._message = None
+            self._drop_spare()
             self._close()
 
     def stop(self) -> None:
@@ -155,6 +164,7 @@ class StorageAssociation:
         if pdu_type == A_RELEASE_RQ:
             if self._message is not None:
                 raise ProtocolError(ABORT_UNEXPECTED_PDU, "A-RELEASE-RQ in the middle of a message")
+            self._drop_spare()  # before the peer hears the release: nothing left in incoming/
             self._send(release_rp_pdu())
             log.info("association from %s (%s) released", self.calling_ae, self.peer)
             return False
@@ -235,7 +245,16 @@ class StorageAssociation:
             self._message = None
             self._respond(m.context_id, command, status.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
             return
-        m.spool = receive_spool.SpoolFile()
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.error is not None:
+            # Refused by the reserve check when it was made: check again now.
+            _Message.drop_spool(spare)
+            spare = None
+        try:
+            m.spool = spare or receive_spool.SpoolFile()
+        except OSError as exc:
+            m.spool_error = exc
+            return
         m.spool.write(file_meta.encode(command.affected_sop_class, command.affected_sop_instance,
                                        self.contexts[m.context_id][1], self.calling_ae))
 
@@ -244,6 +263,13 @@ class StorageAssociation:
         self._message = None
         if m.discard:
             self._respond(m.context_id, command, UNRECOGNIZED_OPERATION, "operation not supported here")
+            return
+        if m.spool_error is not None:
+            exc = m.spool_error
+            log.error("cannot create a spool file for %s from %s: %s", command.affected_sop_instance,
+                      self.calling_ae, exc)
+            code = status.OUT_OF_RESOURCES if receive_spool.is_disk_full(exc) else status.OUT_OF_RESOURCES_DIRECTORY
+            self._respond(m.context_id, command, code, f"cannot write to buffer: {exc.strerror or exc}")
             return
         with self._lock:
             if self._stopping:
@@ -268,6 +294,15 @@ class StorageAssociation:
             if stopping:
                 self._abort()
                 raise ConnectionClosed()
+        try:
+            self._spare = receive_spool.SpoolFile()
+        except OSError:
+            pass  # the next C-STORE tries again and answers the error
+
+    def _drop_spare(self) -> None:
+        if self._spare is not None:
+            _Message.drop_spool(self._spare)
+            self._spare = None
 
     def _respond(self, context_id: int, command: dimse_command.Command, code: int, comment: str = "") -> None:
         self._send(command_pdus(context_id, dimse_command.response(command, code, comment), self.peer_max_pdu))

@@ -63,17 +63,24 @@ class StoreSCP:
         if peer is not None and not peer.may_store:
             return self._refuse(status.NOT_AUTHORIZED, calling, sop_uid, f"{calling} may not store")
         spool = receive_spool.lookup(path)
-        if spool is not None:
+        try:
+            synced = spool.start_finish() if spool is not None else None
+        except OSError as exc:
+            return self._write_failed(exc, calling, sop_uid)
+        # The header is parsed while the fsync runs; the write outcome is reported first.
+        try:
+            attrs, refusal = read_attributes(path), None
+        except MalformedDataset as exc:
+            attrs, refusal = None, (status.CANNOT_UNDERSTAND, str(exc))
+        except InvalidDataset as exc:
+            attrs, refusal = None, (status.DATASET_MISMATCH, str(exc))
+        if synced is not None:
             try:
-                spool.finish()
+                synced.result()
             except OSError as exc:
                 return self._write_failed(exc, calling, sop_uid)
-        try:
-            attrs = read_attributes(path)
-        except MalformedDataset as exc:
-            return self._refuse(status.CANNOT_UNDERSTAND, calling, sop_uid, str(exc))
-        except InvalidDataset as exc:
-            return self._refuse(status.DATASET_MISMATCH, calling, sop_uid, str(exc))
+        if refusal is not None:
+            return self._refuse(refusal[0], calling, sop_uid, refusal[1])
         if attrs.sop_uid != sop_uid:
             return self._refuse(status.DATASET_MISMATCH, calling, sop_uid,
                                 "SOP Instance UID in data set differs from the request")
