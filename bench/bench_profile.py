@@ -1,12 +1,13 @@
 """Where the gateway's time goes on the CT ingest (tuned storescu, one association).
 
 1. Experiments: the same CT ingest into the gateway started through bench/profile_gateway.py
-   (no profiler) with bench-only monkeypatches (BENCH_PATCH, see profile_gateway.py): baseline,
-   no fsync, pynetdicom's polling sleeps ×0.1, recv_into instead of 4 KB recv() calls, all of these.
-   Images/s and receiver CPU s/GB against the baseline: each figure is what removing that cost buys.
+   (no profiler) with a bench-only monkeypatch (BENCH_PATCH, see profile_gateway.py): baseline and
+   no fsync. Images/s and receiver CPU s/GB against the baseline: what durability costs. (The
+   pynetdicom polling/recv experiments of earlier versions are gone with pynetdicom from the
+   storage path: gateway/dicom/storage_association.py.)
 2. cProfile (per-thread CPU time) of one CT ingest: top functions by own time, % of all profiled CPU.
 3. Wall-clock sampling of one CT ingest: per thread kind, the leaf frames (where the threads are,
-   including waiting in the 1 ms polling sleeps).
+   including waiting for the socket and the disk).
 Reports and raw stats in the cache folder (profile/...).
 """
 
@@ -30,12 +31,6 @@ from common import (CACHE, GATEWAY_AE, GB, MB, REPEAT, SCALE, cpu_seconds, drop_
 EXPERIMENTS = [
     ("baseline", ""),
     ("no fsync", "nofsync"),
-    ("pynetdicom sleeps x0.1", "sleep=0.1"),
-    ("association reactor sleep x0.1", "sleep_assoc=0.1"),
-    ("DUL reactor sleep x0.1", "sleep_dul=0.1"),
-    ("recv_into (no 4 KB recv loop)", "recvbuf"),
-    ("sleeps x0.1 + recv_into", "sleep=0.1,recvbuf"),
-    ("all three", "nofsync,sleep=0.1,recvbuf"),
 ]
 OUT = CACHE / "profile"
 
@@ -183,7 +178,7 @@ def main() -> int:
 
     print("  idle cost and association set-up...", flush=True)
     results["idle_cpu_pct"] = {}
-    for label, patch in (("stock pynetdicom", ""), ("sleeps x0.1", "sleep=0.1")):
+    for label, patch in (("as shipped", ""),):
         for attempt in range(2):  # others edit gateway/ while this runs: one retry on a failed start
             try:
                 results["idle_cpu_pct"][label] = idle_cost(patch)
@@ -224,9 +219,9 @@ def main() -> int:
     print("\n".join(lines))
     print()
     idle = results["idle_cpu_pct"]
-    print(table(["gateway state", "CPU % of one core", "with pynetdicom sleeps x0.1"],
-                [[k, v, idle["sleeps x0.1"].get(k, float("nan"))] for k, v in idle["stock pynetdicom"].items()],
-                "Idle cost of pynetdicom's polling (gateway process CPU while nothing is sent):"))
+    print(table(["gateway state", "CPU % of one core"],
+                [[k, v] for k, v in idle["as shipped"].items()],
+                "Idle cost (gateway process CPU while nothing is sent):"))
     print()
     a = results["association_setup"]
     print(table(["storescu run with 1 CT object into", "median wall ms"],
