@@ -48,6 +48,9 @@ log = logging.getLogger("gateway.dicom.storage")
 # Status for a DIMSE operation this path does not offer on a storage or verification context.
 UNRECOGNIZED_OPERATION = 0x0211
 
+# A command set is a few hundred bytes; one that keeps growing is an attack on memory.
+MAX_COMMAND_SET = 64 * 1024
+
 Store = Callable[[Path, str, str, str], "tuple[int, str]"]
 
 
@@ -204,6 +207,9 @@ class StorageAssociation:
         if is_command:
             if m.command is not None:
                 raise ProtocolError(ABORT_UNEXPECTED_PDU, "command fragment inside a data set")
+            if len(m.command_bytes) + size > MAX_COMMAND_SET:
+                raise ProtocolError(ABORT_INVALID_PARAMETER,
+                                    f"command set longer than {MAX_COMMAND_SET} bytes")
             while size:
                 piece = self.reader.some(size)
                 m.command_bytes += piece
