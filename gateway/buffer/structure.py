@@ -3,7 +3,9 @@
 Written by hand because pydicom reads a truncated data set without complaint (it stops at the end
 of the bytes, and a pixel data value cut short comes back short), and acknowledging a truncated
 image is exactly the loss this appliance exists to prevent. The walk reads only headers and seeks
-over values, so a 1 GB multi-frame costs a few hundred reads, not a decode.
+over values, so a 1 GB multi-frame costs a few hundred reads, not a decode. On the way it can
+collect the raw values of a few top-level elements (walk_file), which is how the buffer reads the
+attributes it indexes without a second parse.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ class StructureError(ValueError):
 
 
 class _Walker:
-    def __init__(self, buf, start: int, implicit: bool, little: bool):
+    def __init__(self, buf, start: int, implicit: bool, little: bool, wanted: frozenset[int] = frozenset()):
         self.buf, self.pos, self.implicit = buf, start, implicit
         self.e = "<" if little else ">"
         self.end = len(buf)
+        self.wanted = wanted
+        # (group << 16 | element) -> (VR or None when implicit, raw value) of wanted top-level elements
+        self.values: dict[int, tuple[bytes | None, bytes]] = {}
 
     def _need(self, n: int, what: str) -> None:
         if self.pos + n > self.end:
@@ -88,6 +93,10 @@ class _Walker:
             elif length == UNDEFINED:
                 self.items(depth + 1, encapsulated=(tag == (0x7FE0, 0x0010)))
             else:
+                if depth == 0 and self.wanted:
+                    key = tag[0] << 16 | tag[1]
+                    if key in self.wanted and self.pos + length <= self.end:
+                        self.values[key] = (vr, bytes(self.buf[self.pos:self.pos + length]))
                 self._skip(length, tag)
         if until_item_end:
             raise StructureError("data set truncated inside a sequence item")
@@ -108,10 +117,12 @@ class _Walker:
                 self._skip(length, tag)
 
 
-def _end_of_file_meta(mm) -> int:
-    # Walk the group 0002 elements (always Explicit VR LE) rather than trusting a group length that
-    # may be absent or wrong.
+def _file_meta(mm) -> tuple[int, str]:
+    """End of the file meta group and its Transfer Syntax UID ("" if absent). Walks the group 0002
+    elements (always Explicit VR LE) rather than trusting a group length that may be absent or
+    wrong."""
     w = _Walker(mm, 132, False, True)
+    transfer_syntax = ""
     while w.pos + 4 <= w.end and struct.unpack_from("<H", mm, w.pos)[0] == 0x0002:
         tag = w._tag()
         w._need(2, "a VR")
@@ -126,21 +137,37 @@ def _end_of_file_meta(mm) -> int:
             w.pos += 2
         if length == UNDEFINED:
             raise StructureError("file meta element of undefined length")
+        if tag == (0x0002, 0x0010):
+            w._need(length, "the Transfer Syntax UID")
+            transfer_syntax = bytes(mm[w.pos:w.pos + length]).rstrip(b"\x00 ").decode("ascii", "replace")
         w._skip(length, tag)
-    return w.pos
+    return w.pos, transfer_syntax
 
 
-def check_structure(path: Path, transfer_syntax: str) -> None:
-    """Raise StructureError unless the data set after the file meta parses to its last byte."""
+def walk_file(path: Path, transfer_syntax: str | None = None,
+              wanted: frozenset[int] = frozenset()) -> tuple[str, dict[int, tuple[bytes | None, bytes]]]:
+    """Walk the Part-10 file at `path` to its last byte (StructureError if it does not hold
+    together). `transfer_syntax`: as known to the caller, else read from the file meta. Returns the
+    transfer syntax and the raw values of the `wanted` top-level elements that are present."""
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if len(mm) < 132 or mm[128:132] != b"DICM":
             raise StructureError("not a Part-10 file")
-        start = _end_of_file_meta(mm)
-        if transfer_syntax in DEFLATED:
+        start, meta_syntax = _file_meta(mm)
+        ts = transfer_syntax or meta_syntax
+        if not ts:
+            raise StructureError("no Transfer Syntax UID in the file meta")
+        if ts in DEFLATED:
             try:
                 buf = zlib.decompress(mm[start:], -15)
             except zlib.error as exc:
                 raise StructureError(f"deflated data set does not inflate: {exc}") from None
-            _Walker(buf, 0, False, True).dataset(0, False)
-            return
-        _Walker(mm, start, transfer_syntax == IMPLICIT_LE, transfer_syntax != EXPLICIT_BE).dataset(0, False)
+            w = _Walker(buf, 0, False, True, wanted)
+        else:
+            w = _Walker(mm, start, ts == IMPLICIT_LE, ts != EXPLICIT_BE, wanted)
+        w.dataset(0, False)
+        return ts, w.values
+
+
+def check_structure(path: Path, transfer_syntax: str) -> None:
+    """Raise StructureError unless the data set after the file meta parses to its last byte."""
+    walk_file(path, transfer_syntax)

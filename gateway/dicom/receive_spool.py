@@ -151,7 +151,7 @@ class SpoolFile:
 
     def _sync(self) -> None:
         try:
-            os.fsync(self._f.fileno())
+            os.fdatasync(self._f.fileno())
         except OSError as exc:
             self._fail(exc)
             raise
