@@ -117,12 +117,17 @@ class _Walker:
                 self._skip(length, tag)
 
 
-def _file_meta(mm) -> tuple[int, str]:
-    """End of the file meta group and its Transfer Syntax UID ("" if absent). Walks the group 0002
-    elements (always Explicit VR LE) rather than trusting a group length that may be absent or
-    wrong."""
+_META_UIDS = {0x0002: "sop_class", 0x0003: "sop_instance", 0x0010: "transfer_syntax"}
+
+
+def file_meta(mm) -> tuple[int, dict[str, str]]:
+    """Where the data set starts after the file meta group, and the group's SOP class, SOP instance
+    and transfer syntax UIDs (those present). Walks the group 0002 elements (always Explicit VR LE)
+    rather than trusting a group length that may be absent or wrong."""
+    if len(mm) < 132 or mm[128:132] != b"DICM":
+        raise StructureError("not a Part-10 file")
     w = _Walker(mm, 132, False, True)
-    transfer_syntax = ""
+    uids: dict[str, str] = {}
     while w.pos + 4 <= w.end and struct.unpack_from("<H", mm, w.pos)[0] == 0x0002:
         tag = w._tag()
         w._need(2, "a VR")
@@ -137,11 +142,11 @@ def _file_meta(mm) -> tuple[int, str]:
             w.pos += 2
         if length == UNDEFINED:
             raise StructureError("file meta element of undefined length")
-        if tag == (0x0002, 0x0010):
-            w._need(length, "the Transfer Syntax UID")
-            transfer_syntax = bytes(mm[w.pos:w.pos + length]).rstrip(b"\x00 ").decode("ascii", "replace")
+        if tag[1] in _META_UIDS:
+            w._need(length, f"(0002,{tag[1]:04X})")
+            uids[_META_UIDS[tag[1]]] = bytes(mm[w.pos:w.pos + length]).rstrip(b"\x00 ").decode("ascii", "replace")
         w._skip(length, tag)
-    return w.pos, transfer_syntax
+    return w.pos, uids
 
 
 def walk_file(path: Path, transfer_syntax: str | None = None,
@@ -150,10 +155,8 @@ def walk_file(path: Path, transfer_syntax: str | None = None,
     together). `transfer_syntax`: as known to the caller, else read from the file meta. Returns the
     transfer syntax and the raw values of the `wanted` top-level elements that are present."""
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if len(mm) < 132 or mm[128:132] != b"DICM":
-            raise StructureError("not a Part-10 file")
-        start, meta_syntax = _file_meta(mm)
-        ts = transfer_syntax or meta_syntax
+        start, meta = file_meta(mm)
+        ts = transfer_syntax or meta.get("transfer_syntax", "")
         if not ts:
             raise StructureError("no Transfer Syntax UID in the file meta")
         if ts in DEFLATED:

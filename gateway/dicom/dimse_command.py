@@ -1,9 +1,9 @@
-"""DIMSE command sets of the storage fast path, read and written by hand (PS3.7 E.1, 9.3.1).
+"""DIMSE command sets of the storage paths, read and written by hand (PS3.7 E.1, 9.3.1).
 
 A command set is group 0000 in Implicit VR Little Endian: tag, 4-byte length, value. pydicom
-decodes one into a Dataset and pynetdicom wraps it in message classes; for the two requests a
-storage association carries (C-STORE-RQ, C-ECHO-RQ) that costs more CPU per object than parsing
-the object's header, for seven fixed fields. Anything this module does not understand is
+decodes one into a Dataset and pynetdicom wraps it in message classes; for the messages a
+storage association carries (C-STORE-RQ/RSP, C-ECHO-RQ/RSP) that costs more CPU per object than
+parsing the object's header, for a handful of fixed fields. Anything this module does not understand is
 reported, never guessed.
 """
 
@@ -28,6 +28,7 @@ _DATA_SET_TYPE = 0x0800
 _STATUS = 0x0900
 _ERROR_COMMENT = 0x0902
 _AFFECTED_SOP_INSTANCE = 0x1000
+_PRIORITY = 0x0700
 
 
 class CommandError(ValueError):
@@ -41,6 +42,9 @@ class Command:
     has_data_set: bool
     affected_sop_class: str
     affected_sop_instance: str
+    status: int | None = None  # responses only
+    error_comment: str = ""
+    message_id_responded_to: int | None = None
 
 
 def _uid(value: bytes) -> str:
@@ -71,12 +75,17 @@ def parse(encoded: bytes | bytearray | memoryview) -> Command:
             raise CommandError(f"{name} (0000,{element:04X}) missing or not 2 bytes")
         return _US.unpack(value)[0]
 
+    command_field = us(_COMMAND_FIELD, "Command Field")
+    is_response = bool(command_field & 0x8000)
     return Command(
-        command_field=us(_COMMAND_FIELD, "Command Field"),
-        message_id=us(_MESSAGE_ID, "Message ID"),
+        command_field=command_field,
+        message_id=0 if is_response else us(_MESSAGE_ID, "Message ID"),
         has_data_set=us(_DATA_SET_TYPE, "Command Data Set Type") != NO_DATA_SET,
         affected_sop_class=_uid(fields.get(_AFFECTED_SOP_CLASS, b"")),
         affected_sop_instance=_uid(fields.get(_AFFECTED_SOP_INSTANCE, b"")),
+        status=us(_STATUS, "Status") if is_response else None,
+        error_comment=fields.get(_ERROR_COMMENT, b"").decode("ascii", "replace").strip(" \x00"),
+        message_id_responded_to=us(_MESSAGE_ID_RESPONDED_TO, "Message ID Being Responded To") if is_response else None,
     )
 
 
@@ -84,6 +93,23 @@ def _element(element: int, value: bytes) -> bytes:
     if len(value) % 2:
         value += b"\x00"  # UI padding; LO values are padded with a space by the caller
     return _ELEMENT.pack(0x0000, element, len(value)) + value
+
+
+def _command_set(body: bytes) -> bytes:
+    """Group 0000 with its Command Group Length in front."""
+    return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<I", len(body)) + body
+
+
+def store_request(message_id: int, sop_class: str, sop_instance: str, priority: int = 0x0000) -> bytes:
+    """A C-STORE-RQ command set announcing a data set (PS3.7 9.3.1.1)."""
+    return _command_set(
+        _element(_AFFECTED_SOP_CLASS, sop_class.encode("ascii"))
+        + _element(_COMMAND_FIELD, _US.pack(C_STORE_RQ))
+        + _element(_MESSAGE_ID, _US.pack(message_id))
+        + _element(_PRIORITY, _US.pack(priority))
+        + _element(_DATA_SET_TYPE, _US.pack(0x0001))
+        + _element(_AFFECTED_SOP_INSTANCE, sop_instance.encode("ascii"))
+    )
 
 
 def response(request: Command, status: int, error_comment: str = "") -> bytes:
@@ -101,4 +127,4 @@ def response(request: Command, status: int, error_comment: str = "") -> bytes:
         body += _element(_ERROR_COMMENT, text + b" " * (len(text) % 2))
     if request.affected_sop_instance:
         body += _element(_AFFECTED_SOP_INSTANCE, request.affected_sop_instance.encode("ascii", "replace"))
-    return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<I", len(body)) + body
+    return _command_set(body)

@@ -22,6 +22,7 @@ from gateway.dicom.association_policy import raw_socket, tune_socket
 from gateway.dicom.pdu_flow import limit_pending_pdata
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
+from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor
 
 log = logging.getLogger("gateway.dicom.store_scu")
 
@@ -85,6 +86,10 @@ class StoreSCU:
         self.extra_handlers = extra_handlers or []
 
     def open(self, items: list[SendItem], commitment: bool = False):
+        """An association for `items`: the own storage requestor, or pynetdicom when storage
+        commitment must be negotiated too."""
+        if not commitment:
+            return self._open_storage(items)
         ae = AE(ae_title=self.local_ae)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
@@ -111,6 +116,21 @@ class StoreSCU:
                                     transient=result != 0x01)
         raise AssociationFailed(f"no association with {d.ae_title}@{d.host}:{d.port} "
                                 "(connection refused, aborted or timed out)")
+
+    def _open_storage(self, items: list[SendItem]) -> StorageRequestor:
+        d = self.dest
+        try:
+            return StorageRequestor.connect(d.host, d.port, self.local_ae, d.ae_title, contexts_for(items),
+                                            self.max_pdu, self.timers.association_s, self.timers.inactivity_s,
+                                            self.nodelay)
+        except RequestRefused as exc:
+            # As for pynetdicom below: rejected-permanent is a configuration error, but a PACS that
+            # restarts may answer it briefly too; keep retrying with backoff.
+            where = f"{d.ae_title}@{d.host}:{d.port}"
+            if exc.result is not None:
+                raise AssociationFailed(f"association rejected by {where}: {exc}",
+                                        transient=exc.result != 0x01) from None
+            raise AssociationFailed(f"no association with {where} ({exc})") from None
 
     def _on_open(self, event) -> None:
         tune_socket(raw_socket(event.assoc), self.nodelay)

@@ -54,6 +54,7 @@ class SerialFilmImager:
         self.films, self.low_mark = films, low_mark
         self.receiver, self.receiver_capacity = 0, receiver_capacity
         self.print_seconds = print_seconds
+        self.printing = False  # a complete job is on the drum (tests kill the host at this moment)
         self.jammed = self.jam_next = self.cover_open = self.offline = self.mute = False
         self.slow_bps: float | None = None
         self.xonxoff = False
@@ -223,7 +224,9 @@ class SerialFilmImager:
             return FAULT
         if self.films < copies:
             return FAULT
+        self.printing = True
         time.sleep(self.print_seconds)
+        self.printing = False
         self.films -= copies
         self.receiver += copies
         self.printed.append(film)

@@ -312,7 +312,9 @@ def test_kill9_while_printing_with_ambiguous_evidence_is_held_for_the_operator(g
         assert c.print_film_box(gray_film(c, gradient()))[0].Status == 0
     finally:
         c.close()
-    wait_until(lambda: _phase(g) == [("sending", "in_flight")], 20, interval=0.05, what="film being sent")
+    # Ambiguous evidence: the whole job reached the imager (it is printing) but the gateway dies
+    # before it hears the result. A kill in mid-transfer is the other test's case.
+    wait_until(lambda: imager.printing, 20, interval=0.02, what="the imager printing the film")
     g.kill9()
     wait_until(lambda: len(imager.printed) == 1, 10, what="the imager finishing the film")
     imager.print_seconds = 0.0
