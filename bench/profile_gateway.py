@@ -15,7 +15,7 @@ sample: a wall-clock sampler that reads sys._current_frames() every --interval s
   DIR/sample.json and DIR/sample.txt.
 
 Experiments (bench-only monkeypatches, env BENCH_PATCH, comma-separated; the gateway's code is not
-touched): `nofsync` (os.fsync is a no-op: the cost of durability), `sleep=F` (multiply the sleeps
+touched): `nofsync` (os.fsync and os.fdatasync are no-ops: the cost of durability, SQLite's own fsync aside), `sleep=F` (multiply the sleeps
 inside pynetdicom's association/DUL/DIMSE modules by F, e.g. 0 or 0.1: the cost of its polling;
 `sleep_assoc=F` / `sleep_dul=F`: only the association reactor's / only the DUL reactor's),
 `recvbuf` (AssociationSocket.recv with recv_into a preallocated buffer instead of
@@ -42,7 +42,7 @@ def apply_patches(spec: str) -> list[str]:
     applied = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         if item == "nofsync":
-            os.fsync = lambda fd: None
+            os.fsync = os.fdatasync = lambda fd: None
             applied.append(item)
         elif item.split("=", 1)[0] in ("sleep", "sleep_assoc", "sleep_dul"):
             which, factor = item.split("=", 1)
