@@ -16,18 +16,12 @@ import socket
 import threading
 
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-    SCP_SCU_RoleSelectionNegotiation,
-)
+from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
 from gateway.dicom.association_policy import AssociationPolicy, tune_socket
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.dicom.identity import user_information
 from gateway.dicom.pdu_socket import (
     A_ASSOCIATE_RQ as RQ_TYPE,
     PDU_HEADER,
@@ -245,13 +239,7 @@ class Acceptor:
         ac.result = 0x00
         ac.result_source = 0x01
         ac.presentation_context_definition_results_list = result
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.config.ae.max_pdu
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-        ac.user_information = [max_length, class_uid, version, *ac_roles]
+        ac.user_information = [*user_information(self.config.ae.max_pdu), *ac_roles]
         pdu = A_ASSOCIATE_AC()
         pdu.from_primitive(ac)
         sock.sendall(pdu.encode())

@@ -5,3 +5,21 @@ The UID is under the 2.25 root (PS3.5 B.2, a UUID as a decimal integer), fixed f
 
 IMPLEMENTATION_CLASS_UID = "2.25.211826508049113193358415653718601850479"
 IMPLEMENTATION_VERSION_NAME = "EDGEGW_010"
+
+
+def user_information(max_pdu: int) -> list:
+    """The A-ASSOCIATE user information items this implementation always sends (PS3.7 D.3.3):
+    the longest PDU it accepts, its class UID and version name."""
+    from pynetdicom.pdu_primitives import (
+        ImplementationClassUIDNotification,
+        ImplementationVersionNameNotification,
+        MaximumLengthNotification,
+    )
+
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = max_pdu
+    class_uid = ImplementationClassUIDNotification()
+    class_uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    return [max_length, class_uid, version]

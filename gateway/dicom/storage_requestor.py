@@ -24,18 +24,13 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from gateway.buffer.structure import StructureError, file_meta
 from gateway.dicom import dimse_command
 from gateway.dicom.acceptor import APPLICATION_CONTEXT_NAME
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.dicom.identity import user_information
 from gateway.dicom.pdu_socket import (
     A_ABORT,
     A_ASSOCIATE_AC as AC_TYPE,
@@ -323,13 +318,7 @@ def _request_pdu(calling: str, called: str, contexts: list[PresentationContext],
     rq.calling_ae_title = calling
     rq.called_ae_title = called
     rq.presentation_context_definition_list = contexts
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = max_pdu
-    class_uid = ImplementationClassUIDNotification()
-    class_uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    rq.user_information = [max_length, class_uid, version]
+    rq.user_information = user_information(max_pdu)
     out = A_ASSOCIATE_RQ()
     out.from_primitive(rq)
     return out.encode()
