@@ -61,13 +61,13 @@ class Buffer:
         """Take ownership of the file at `tmp` (already fsynced if `synced`). Raises
         DiskReserveError (tmp removed) when full."""
         try:
-            self.files.check_reserve(tmp.stat().st_size)
+            size = tmp.stat().st_size  # the rename below keeps it
+            self.files.check_reserve(size)
             final = self.files.place(tmp, synced)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         rel = self.files.relative(final)
-        size = final.stat().st_size
         routes = tuple(self.router(attrs, calling_ae))
         now = time.time()
         try:

@@ -21,7 +21,7 @@ from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
 from gateway.dicom.association_policy import AssociationPolicy, tune_socket
-from gateway.dicom.identity import user_information
+from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, user_information
 from gateway.dicom.pdu_socket import (
     A_ASSOCIATE_RQ as RQ_TYPE,
     PDU_HEADER,
@@ -33,7 +33,6 @@ from gateway.dicom.storage_association import Store, StorageAssociation
 
 log = logging.getLogger("gateway.dicom.acceptor")
 
-APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
 # An A-ASSOCIATE-RQ larger than this (128 contexts with long UIDs stay under 20 KB) is left to
 # pynetdicom; peeking needs it to fit the socket's receive buffer.
 _PEEK_LIMIT = 64 * 1024

@@ -5,6 +5,8 @@ The UID is under the 2.25 root (PS3.5 B.2, a UUID as a decimal integer), fixed f
 
 IMPLEMENTATION_CLASS_UID = "2.25.211826508049113193358415653718601850479"
 IMPLEMENTATION_VERSION_NAME = "EDGEGW_010"
+# The DICOM application context (PS3.7 A.2.1), the same in every association.
+APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
 
 
 def user_information(max_pdu: int) -> list:

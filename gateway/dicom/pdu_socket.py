@@ -39,6 +39,10 @@ class ConnectionClosed(Exception):
     """The peer closed the connection (or it was shut down under us)."""
 
 
+class MalformedPdu(ValueError):
+    """A PDU whose items do not add up to its length."""
+
+
 class SocketReader:
     def __init__(self, sock: socket.socket, size: int = 256 * 1024, quickack: bool = True):
         self.sock = sock
@@ -86,6 +90,20 @@ class SocketReader:
     def skip(self, n: int) -> None:
         while n:
             n -= len(self.some(n))
+
+
+def pdv_items(reader: SocketReader, length: int):
+    """The PDV items of a P-DATA-TF body of `length` bytes: yields (context ID, control header,
+    value size). The caller reads each value (`size` bytes) before taking the next item."""
+    remaining = length
+    while remaining:
+        if remaining < PDV_HEADER.size:
+            raise MalformedPdu("P-DATA-TF ends inside a PDV header")
+        item_length, context_id, control = PDV_HEADER.unpack(reader.exact(PDV_HEADER.size))
+        if item_length < 2 or item_length + 4 > remaining:
+            raise MalformedPdu(f"PDV item length {item_length} does not fit its PDU")
+        remaining -= item_length + 4
+        yield context_id, control, item_length - 2
 
 
 def pdu(pdu_type: int, body: bytes) -> bytes:

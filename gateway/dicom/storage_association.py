@@ -35,11 +35,12 @@ from gateway.dicom.pdu_socket import (
     A_RELEASE_RQ,
     P_DATA_TF,
     PDU_HEADER,
-    PDV_HEADER,
     ConnectionClosed,
+    MalformedPdu,
     SocketReader,
     abort_pdu,
     command_pdus,
+    pdv_items,
     release_rp_pdu,
 )
 
@@ -183,15 +184,11 @@ class StorageAssociation:
         raise ProtocolError(ABORT_UNRECOGNIZED_PDU, f"unrecognised PDU type 0x{pdu_type:02X}")
 
     def _p_data(self, length: int) -> None:
-        remaining = length
-        while remaining:
-            if remaining < PDV_HEADER.size:
-                raise ProtocolError(ABORT_INVALID_PARAMETER, "P-DATA-TF ends inside a PDV header")
-            item_length, context_id, control = PDV_HEADER.unpack(self.reader.exact(PDV_HEADER.size))
-            if item_length < 2 or item_length + 4 > remaining:
-                raise ProtocolError(ABORT_INVALID_PARAMETER, f"PDV item length {item_length} does not fit its PDU")
-            remaining -= item_length + 4
-            self._fragment(context_id, bool(control & 0x01), bool(control & 0x02), item_length - 2)
+        try:
+            for context_id, control, size in pdv_items(self.reader, length):
+                self._fragment(context_id, bool(control & 0x01), bool(control & 0x02), size)
+        except MalformedPdu as exc:
+            raise ProtocolError(ABORT_INVALID_PARAMETER, str(exc)) from None
 
     def _fragment(self, context_id: int, is_command: bool, last: bool, size: int) -> None:
         if context_id not in self.contexts:

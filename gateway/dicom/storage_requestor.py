@@ -29,8 +29,7 @@ from pynetdicom.presentation import PresentationContext
 
 from gateway.buffer.structure import StructureError, file_meta
 from gateway.dicom import dimse_command
-from gateway.dicom.acceptor import APPLICATION_CONTEXT_NAME
-from gateway.dicom.identity import user_information
+from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, user_information
 from gateway.dicom.pdu_socket import (
     A_ABORT,
     A_ASSOCIATE_AC as AC_TYPE,
@@ -45,6 +44,7 @@ from gateway.dicom.pdu_socket import (
     abort_pdu,
     command_pdus,
     pdu,
+    pdv_items,
 )
 
 log = logging.getLogger("gateway.dicom.storage_requestor")
@@ -258,17 +258,14 @@ class StorageRequestor:
                 raise ConnectionClosed()
             if pdu_type != P_DATA_TF:
                 raise ValueError(f"unexpected PDU type 0x{pdu_type:02X} while waiting for a C-STORE-RSP")
-            remaining = length
-            while remaining:
-                item_length, pcid, control = PDV_HEADER.unpack(self.reader.exact(PDV_HEADER.size))
-                if item_length < 2 or item_length + 4 > remaining:
-                    raise ValueError("malformed P-DATA-TF in the response")
-                remaining -= item_length + 4
-                if not control & 0x01 or pcid != context_id or len(command) + item_length > 65536:
+            consumed = 0
+            for pcid, control, size in pdv_items(self.reader, length):
+                consumed += size + 6
+                if not control & 0x01 or pcid != context_id or len(command) + size > 65536:
                     raise ValueError("unexpected data in place of a C-STORE-RSP")
-                command += self.reader.exact(item_length - 2)
+                command += self.reader.exact(size)
                 if control & 0x02:
-                    if remaining:
+                    if consumed != length:
                         raise ValueError("data after the C-STORE-RSP")
                     rsp = dimse_command.parse(command)
                     if rsp.command_field != 0x8001 or rsp.message_id_responded_to != self._message_id:
