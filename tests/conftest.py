@@ -7,7 +7,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import GatewayProcess, Orthanc  # noqa: E402
+from leak_check import pytest_configure, pytest_sessionfinish  # noqa: E402,F401  (the run's last check)
+from peers import GatewayProcess, Orthanc, kill_group  # noqa: E402
+
+
+def _stop_all(started: list, stop) -> None:
+    """Stop every peer even when stopping one of them fails; then raise the first failure."""
+    errors = []
+    for peer in started:
+        try:
+            stop(peer)
+        except Exception as exc:  # noqa: BLE001 - the others must still be stopped
+            errors.append(exc)
+            if peer.proc is not None and peer.proc.poll() is None:
+                kill_group(peer.proc)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
@@ -23,8 +38,7 @@ def gateway_factory(tmp_path):
         return gw.start() if start else gw
 
     yield make
-    for gw in started:
-        gw.stop(timeout=15)
+    _stop_all(started, lambda gw: gw.stop(timeout=15))
 
 
 @pytest.fixture
@@ -37,5 +51,4 @@ def orthanc_factory(tmp_path):
         return o.start()
 
     yield make
-    for o in started:
-        o.stop()
+    _stop_all(started, lambda o: o.stop())

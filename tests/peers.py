@@ -56,6 +56,18 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a peer started with start_new_session=True and everything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def write_toml(path: Path, data: dict) -> None:
     with open(path, "wb") as fh:
         tomli_w.dump(data, fh)
@@ -114,8 +126,7 @@ class GatewayProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                kill_group(self.proc)
         return self.proc.returncode if self.proc else None
 
     @property
@@ -200,8 +211,7 @@ class Orthanc:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                kill_group(self.proc)
 
     def _req(self, path: str, data: bytes | None = None) -> bytes:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", data=data)
