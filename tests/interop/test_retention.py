@@ -99,15 +99,14 @@ def test_pacs_up_several_times_the_disk_all_success(small_disk, gateway_factory,
     # undelivered backlog that fills the disk is rightly refused. The PACS here keeps up the way
     # a real one does with a real modality: each study of 16 images (4 MB) is sent once the
     # previous one arrived.
-    got = []
     for k in range(0, n, 16):
         r = storescu(gw.port, files[k:k + 16], extra=["-nh"], timeout=300)
-        got += _responses(r.stdout + r.stderr)
+        got = _responses(r.stdout + r.stderr)
+        assert len(got) == len(files[k:k + 16]), r.stderr[-3000:]
+        assert {status for _, status in got} == {"Success"}, [g for g in got if g[1] != "Success"][:3]
         wait_until(lambda: orthanc.count() >= min(n, k + 16), 120, interval=0.2,
                    what=f"images {k}..{k + 15} at Orthanc")
 
-    assert len(got) == n
-    assert {status for _, status in got} == {"Success"}, [g for g in got if g[1] != "Success"][:5]
     wait_until(lambda: orthanc.count() == n, 180, interval=0.5, what=f"{n} instances at Orthanc")
     for f in files[:: n // 8]:
         assert orthanc.lookup(_uid(f)), f.name
