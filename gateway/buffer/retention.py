@@ -186,7 +186,10 @@ class Retention:
     def make_room(self, needed: int) -> int:
         """The reserve path (FileStore.check_reserve): free space is under the reserve. Evict
         delivered instances until the reserve is met (however many that takes), then on toward
-        the high-water mark, at most SYNC_MAX_INSTANCES more. Returns the bytes freed."""
+        the high-water mark, at most SYNC_MAX_INSTANCES more. Returns the bytes freed.
+
+        `needed` is what the caller saw missing; it is measured again here, under the lock,
+        because a concurrent C-STORE may have made the room meanwhile."""
         with self._lock:
             total, free = self.buffer.files.disk_usage()
             reserve = self.buffer.files.reserve_bytes
@@ -222,7 +225,9 @@ class Retention:
                     short = self.high_water_bytes(total) - free
                     if short > 0:
                         out["low-space"] = self._until_none("low-space", bytes_wanted=short)
-            except (sqlite3.Error, OSError):
+            except Exception:
+                # The housekeeping loop also pets the watchdog: a failing sweep (a busy or
+                # damaged index, an unreadable folder) must not stop it.
                 log.exception("retention sweep failed; trying again at the next tick")
         return {k: v for k, v in out.items() if v.instances}
 

@@ -118,8 +118,8 @@ def test_commitment_pending_holds_the_instance_until_the_report(tmp_path):
     buf.queue.mark_committing([job.id], "1.2.3.4", "pacs", T0 + 3600)  # ...but has not committed
     disk.leave_free(0)
     assert ret.sweep() == {}
+    buf.files.reserve_bytes = 1
     with pytest.raises(DiskReserveError):
-        buf.files.reserve_bytes = 1
         buf.files.check_reserve()
     assert _held(buf) == {iid}
     buf.queue.complete([job.id])  # what CommitmentSCU.handle_report does for a committed instance
@@ -258,6 +258,17 @@ def test_index_first_then_the_file(tmp_path):
     del buf.files.remove
     assert buf.recover()["orphan_files"] == 1
     assert not path.exists()
+
+
+def test_a_failing_sweep_is_logged_not_raised(tmp_path, caplog):
+    buf, disk, ret, _ = _setup(tmp_path, routes=("a",), retention_free_percent=50)
+    iid, _ = _ingest(buf, tmp_path, 1)
+    _deliver(buf, iid, ("a",))
+    disk.leave_free(0)
+    buf.index.close()  # e.g. the index became unreadable
+    with caplog.at_level(logging.ERROR, logger="gateway.buffer.retention"):
+        assert ret.sweep() == {}
+    assert "retention sweep failed" in caplog.text
 
 
 def test_emptied_series_studies_and_patients_leave_the_index(tmp_path):
