@@ -47,11 +47,11 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _config(mnt: Path, pacs_port: int) -> dict:
+def _config(mnt: Path, pacs_port: int, commitment: bool = False) -> dict:
     return {
         # reserve 2 MB (8 images), high-water 25 % (4 MB): small enough to be crossed many times.
         "buffer": {"path": str(mnt / "buffer"), "reserve_mb": 2, "retention_free_percent": 25},
-        "destinations": {"pacs": {"ae_title": "TESTPACS", "port": pacs_port,
+        "destinations": {"pacs": {"ae_title": "TESTPACS", "port": pacs_port, "storage_commitment": commitment,
                                   "retry_initial_s": 0.2, "retry_max_s": 1.0}},
     }
 
@@ -86,10 +86,12 @@ def _states(buffer: Path) -> dict[str, set[str]]:
         db.close()
 
 
-def test_pacs_up_several_times_the_disk_all_success(small_disk, gateway_factory, orthanc_factory, tmp_path):
+@pytest.mark.parametrize("commitment", [False, True], ids=["forward", "storage-commitment"])
+def test_pacs_up_several_times_the_disk_all_success(small_disk, gateway_factory, orthanc_factory, tmp_path,
+                                                    commitment):
     port = free_port()
     orthanc = orthanc_factory(port)
-    gw = gateway_factory(_config(small_disk, orthanc.dicom), port=port)
+    gw = gateway_factory(_config(small_disk, orthanc.dicom, commitment), port=port)
     gw.buffer = small_disk / "buffer"
     n = 3 * TMPFS_MB * 4  # three times the tmpfs
     files = make_series(tmp_path / "in", n, rows=ROWS, cols=COLS)
@@ -98,14 +100,16 @@ def test_pacs_up_several_times_the_disk_all_success(small_disk, gateway_factory,
     # On loopback storescu writes to a tmpfs far faster than Orthanc takes images in, and an
     # undelivered backlog that fills the disk is rightly refused. The PACS here keeps up the way
     # a real one does with a real modality: each study of 16 images (4 MB) is sent once the
-    # previous one arrived.
+    # previous one was delivered (arrived, and committed where commitment is on: until the
+    # report an image is not delivered and must not make room).
     for k in range(0, n, 16):
         r = storescu(gw.port, files[k:k + 16], extra=["-nh"], timeout=300)
         got = _responses(r.stdout + r.stderr)
         assert len(got) == len(files[k:k + 16]), r.stderr[-3000:]
         assert {status for _, status in got} == {"Success"}, [g for g in got if g[1] != "Success"][:3]
-        wait_until(lambda: orthanc.count() >= min(n, k + 16), 120, interval=0.2,
-                   what=f"images {k}..{k + 15} at Orthanc")
+        wait_until(lambda: orthanc.count() >= min(n, k + 16)
+                   and all(s == {"done"} for s in _states(gw.buffer).values()), 120, interval=0.2,
+                   what=f"images {k}..{k + 15} delivered")
 
     wait_until(lambda: orthanc.count() == n, 180, interval=0.5, what=f"{n} instances at Orthanc")
     for f in files[:: n // 8]:
