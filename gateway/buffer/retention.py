@@ -77,9 +77,12 @@ class Evicted:
 
 
 def ensure_schema(index) -> None:
-    """Oldest-first selection walks received_at; without an index every sweep sorts the table."""
+    """Oldest-first selection walks received_at; without an index every sweep sorts the table.
+    The partial index on done jobs answers "is anything delivered at all?" at once: with the PACS
+    down for a weekend every refused C-STORE asks, and the answer is no."""
     with index.tx() as cur:
         cur.execute("CREATE INDEX IF NOT EXISTS instances_received ON instances(received_at)")
+        cur.execute("CREATE INDEX IF NOT EXISTS jobs_done ON jobs(instance_fk) WHERE state = 'done'")
 
 
 def _chunks(items: list, n: int = _CHUNK):
@@ -111,6 +114,8 @@ def _evict_one_batch(buffer, reason, where, ids, received_before, bytes_wanted, 
         conds.append("i.received_at < ?")
         params.append(received_before)
     with buffer.index.tx() as cur:
+        if where == DELIVERED and cur.execute("SELECT 1 FROM jobs WHERE state = 'done' LIMIT 1").fetchone() is None:
+            return Evicted()
         rows = cur.execute(
             f"SELECT i.id, i.path, i.size, i.series_fk FROM instances i WHERE {' AND '.join(conds)}"
             " ORDER BY i.received_at, i.id LIMIT ?",
