@@ -2,7 +2,7 @@
 
 The disk is modelled (total fixed, free = total - what the buffer's files take - a chosen "other"
 use) so a test can put the buffer under any pressure without filling a real disk; the interop test
-(tests/interop/test_retention.py) does the same on a real tmpfs.
+(tests/interop/test_retention_tmpfs.py) does the same on a real tmpfs.
 """
 
 from __future__ import annotations
