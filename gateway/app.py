@@ -18,6 +18,7 @@ from pynetdicom import evt
 from gateway import systemd_notify
 from gateway.buffer.attributes import configure_pydicom
 from gateway.buffer.ingest import Buffer
+from gateway.buffer.retention import Retention
 from gateway.config import LoadedConfig
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
@@ -37,6 +38,8 @@ class Gateway:
         self.events = EventBus()
         self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
                              cfg.buffer.duplicate_policy, Router(cfg))
+        # Hooks into the buffer: the reserve check evicts delivered instances before refusing.
+        self.retention = Retention(self.buffer, cfg.buffer, self.events)
         configure_pydicom()
         configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve, cfg.ae.max_pdu)
         self.commitment = CommitmentSCU(self.buffer.queue, self.events, cfg.destinations.get,
@@ -78,12 +81,13 @@ class Gateway:
                 f"{waiting} jobs waiting, {dead} dead-lettered")
 
     def serve_forever(self) -> None:
-        """Housekeeping until stopped: commitment timeouts, watchdog, status."""
+        """Housekeeping until stopped: commitment timeouts, retention, watchdog, status."""
         wd = systemd_notify.watchdog_interval()
         tick = min(5.0, wd) if wd else 5.0
         last_status = 0.0
         while not self._stop.wait(tick):
             self.commitment.expire()
+            self.retention.sweep()
             if all(f.is_alive() for f in self.forwarders) and (
                     self.printing is None or self.printing.spooler.is_alive()):
                 # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.

@@ -14,6 +14,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 
 class DiskReserveError(OSError):
@@ -34,27 +35,45 @@ class FileStore:
         self.incoming = root / "incoming"
         self.objects = root / "objects"
         self.reserve_bytes = reserve_bytes
+        # Set by retention: asked to free at least n bytes (by evicting delivered instances) before
+        # an object is refused for the reserve. Returns the bytes it freed.
+        self.make_room: Callable[[int], int] | None = None
         for d in (self.root, self.incoming, self.objects):
             d.mkdir(parents=True, exist_ok=True)
         self._incoming_dev = os.stat(self.incoming).st_dev
 
     # -- space ---------------------------------------------------------------------------------
     def free_bytes(self) -> int:
+        return self.disk_usage()[1]
+
+    def disk_usage(self) -> tuple[int, int]:
+        """(size, free) of the buffer's file system in bytes; free as an unprivileged writer sees it."""
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
     def check_reserve(self, incoming_size: int = 0) -> None:
-        """Raise DiskReserveError if free space is already at or below the reserve.
+        """Raise DiskReserveError if free space is below the reserve and evicting delivered
+        instances (make_room) cannot bring it back.
 
         `incoming_size` bytes are already on disk (in incoming/) when this is called, so they are not
         subtracted again; what matters is that the file system keeps `reserve_bytes` free after it.
         """
         free = self.free_bytes()
+        if free >= self.reserve_bytes:
+            return
+        freed = 0
+        if self.make_room is not None:
+            freed = self.make_room(self.reserve_bytes - free)
+            # Some file systems report unlinked blocks as free only after their journal commits:
+            # count what was freed rather than trust an immediate second statvfs alone.
+            free = max(self.free_bytes(), free + freed)
         if free < self.reserve_bytes:
             raise DiskReserveError(
                 errno.ENOSPC,
                 f"free space {free // (1024 * 1024)} MB is below the reserve "
-                f"{self.reserve_bytes // (1024 * 1024)} MB (object of {incoming_size} bytes)",
+                f"{self.reserve_bytes // (1024 * 1024)} MB (object of {incoming_size} bytes); "
+                + ("nothing delivered is left to evict" if self.make_room is not None
+                   else "retention does not evict"),
             )
 
     # -- placement -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from gateway.buffer.attributes import InstanceAttributes
 from gateway.buffer.files import FileStore
 from gateway.buffer.index import Index
 from gateway.buffer.queue import JobQueue
+from gateway.buffer.retention import evict
 
 log = logging.getLogger("gateway.buffer")
 
@@ -48,6 +49,9 @@ class Buffer:
         self.queue = JobQueue(self.index)
         self.duplicate_policy = duplicate_policy
         self.router = router
+        # Told of every eviction batch (reason, retention.Evicted); Retention sets it to log and
+        # publish. A bare Buffer (tools, tests) evicts silently.
+        self.evicted: Callable[[str, object], None] = lambda reason, evicted: None
 
     def recover(self) -> dict[str, int]:
         """Start-up after any stop, clean or not. Idempotent."""
@@ -154,25 +158,11 @@ class Buffer:
         ).fetchone()[0]
 
     def release_if_done(self, instance_ids: list[int]) -> int:
-        """delete_when_done: drop files whose every job is done. Returns how many were removed."""
-        removed = 0
-        for instance_id in instance_ids:
-            with self.index.tx() as cur:
-                pending = cur.execute(
-                    "SELECT 1 FROM jobs WHERE instance_fk = ? AND state != 'done' LIMIT 1", (instance_id,)
-                ).fetchone()
-                if pending:
-                    continue
-                row = cur.execute("SELECT path FROM instances WHERE id = ?", (instance_id,)).fetchone()
-                if row is None:
-                    continue
-                cur.execute("DELETE FROM jobs WHERE instance_fk = ?", (instance_id,))
-                cur.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
-            # Index first, then the file: a crash in between leaves an orphan file, which recovery
-            # removes, never an index row pointing at nothing.
-            self.files.remove(row["path"])
-            removed += 1
-        return removed
+        """delete_when_done: evict those of these instances that are delivered (every job done,
+        committed where configured; see retention). Returns how many were removed."""
+        # Index first, then the file (retention.evict): a crash in between leaves an orphan file,
+        # which recovery removes, never an index row pointing at nothing.
+        return evict(self, "done", ids=list(instance_ids)).instances
 
     def close(self) -> None:
         self.index.close()
