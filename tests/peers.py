@@ -90,7 +90,8 @@ class GatewayProcess:
         base = {
             "ae": {"title": "EDGE", "bind": "127.0.0.1", "port": self.port},
             "timers": {"handshake_s": 3.0},
-            "buffer": {"path": str(self.buffer), "reserve_mb": 0},
+            # No eviction by free-space percentage: a nearly full CI disk must not evict what tests count.
+            "buffer": {"path": str(self.buffer), "reserve_mb": 0, "retention_free_percent": 0},
             "logging": {"level": "INFO"},
             "peers": {
                 "storescu": {"ae_title": "STORESCU", "may_store": True},
