@@ -221,7 +221,7 @@ def _list_grouped(q, states: list[str]) -> None:
                 nxt = "now" if j.next_attempt <= now else f"{_clock(j.next_attempt)} (in {_span(j.next_attempt - now)})"
             else:
                 nxt = "-"
-            what = j.sop_uid or (j.payload or "")[:44]
+            what = j.sop_uid or _film_name(j.payload)
             err = ""
             if j.last_error:
                 err = f"[{errors.setdefault(j.last_error, len(errors) + 1)}]"
@@ -233,6 +233,16 @@ def _list_grouped(q, states: list[str]) -> None:
     for (_kind, _target, state), n in q.counts().items():
         totals[state] = totals.get(state, 0) + n
     print("totals: " + (", ".join(f"{s} {n}" for s, n in sorted(totals.items())) or "empty"))
+
+
+def _film_name(payload: str | None) -> str:
+    import json
+
+    try:
+        p = json.loads(payload or "{}")
+        return f"film {p['film']} of print job {p['print_job']}"
+    except (ValueError, KeyError, TypeError):
+        return (payload or "")[:44]
 
 
 def cmd_queue(args) -> int:

@@ -23,6 +23,7 @@ within one attempt (or the commitment deadline), and the operator can act on the
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -335,7 +336,11 @@ class JobQueue:
         cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
                     " last_error = 'retried by operator', commit_txn = NULL, updated = ? WHERE id = ?",
                     (now, job_id))
-        return VerbResult(job_id, True, f"job {job_id}: {what} queued again")
+        note = ""
+        if job.kind == "print" and _film_phase(cur, job_id) in ("sending", "held"):
+            note = ("; its last attempt ended without a verdict from the printer: if that film came out,"
+                    " this prints a second one")
+        return VerbResult(job_id, True, f"job {job_id}: {what} queued again{note}")
 
     def dead_letter_jobs(self, job_ids: Iterable[int], reason: str) -> list[VerbResult]:
         """Operator `dead-letter`: a waiting (queued) job is given up with `reason`. A dead job stays
@@ -501,6 +506,15 @@ class JobQueue:
     def counts(self) -> dict[tuple[str, str, str], int]:
         rows = self.index.query("SELECT kind, target, state, COUNT(*) AS n FROM jobs GROUP BY kind, target, state")
         return {(r["kind"], r["target"], r["state"]): r["n"] for r in rows}
+
+
+def _film_phase(cur, job_id: int) -> str | None:
+    """The print spooler's phase of a film job (its table exists once printing was enabled)."""
+    try:
+        row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row["phase"] if row else None
 
 
 def _when(t: float) -> str:

@@ -154,7 +154,7 @@ class Forwarder:
         now = time.time()
         if self._down_since is None:
             self._down_since = self._reminded_at = now
-            log.warning("%s unreachable: %s; jobs wait, retrying in %.0f s", self.name, reason, delay)
+            log.warning("%s unreachable: %s; jobs wait, retrying in %.3g s", self.name, reason, delay)
             self.events.publish("destination-down", target=self.name, reason=reason, retry_in=delay)
             return
         self.events.publish("destination-still-down", target=self.name, reason=reason, retry_in=delay)
@@ -162,7 +162,7 @@ class Forwarder:
             self._reminded_at = now
             waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
                           if kind == FORWARD and target == self.name and state == "queued")
-            log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.0f s",
+            log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
                         self.name, now - self._down_since, reason, waiting, delay)
 
     def _failed(self, job: Job, error: str, transient: bool) -> None:

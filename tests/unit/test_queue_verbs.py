@@ -227,3 +227,17 @@ def test_backoff_wait_ends_on_operator_wake_and_stop_not_on_new_work(tmp_path):
     buf.queue.notify()  # what request_stop does
     t.join(10)
     assert not t.is_alive() and ended == [True, True]
+
+
+def test_retry_of_a_film_without_verdict_warns_of_a_second_film(tmp_path):
+    from gateway.print.spooler import PrintStore
+
+    buf = _buffer(tmp_path)
+    store = PrintStore(buf.files.root, buf.index, buf.queue, "film")
+    (job_id,) = store.spool("1.2.3", [({"copies": 1}, {})], "PRINTSCU", "MED", 10)
+    buf.queue.claim(PRINT, "film", 1)
+    store.set_phase(job_id, "held")
+    buf.queue.fail(job_id, "interrupted while sending", None)
+    (r,) = buf.queue.retry_jobs([job_id])
+    assert r.ok and "second one" in r.message
+    assert buf.queue.get(job_id).last_error == "retried by operator"  # what the spooler honours
