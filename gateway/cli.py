@@ -187,7 +187,10 @@ def _wake_service(buffer_dir: Path) -> None:
             return
         except OSError:
             pass
-    print("the running service picks the change up within a few seconds")
+    # Not signalled (still starting, another user's process): its workers see the change the next
+    # time they look at the queue, at the latest when their current retry wait ends.
+    print(f"the running service (PID {pid if pid > 0 else 'unknown'}) could not be told; it acts on the"
+          " change when its workers next look at the queue")
 
 
 def _report(results, summary: str) -> int:

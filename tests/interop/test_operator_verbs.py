@@ -14,6 +14,7 @@ import pytest
 from datasets import make_series
 from dicom_bytes import jobs
 from peers import Orthanc, free_port, storescu, wait_until
+from test_print import imager  # noqa: F401 - the imager fixture
 
 pytestmark = pytest.mark.interop
 
@@ -146,3 +147,43 @@ def test_identical_resend_requeues_a_dead_route(gateway_factory, orthanc_factory
     _send(gw, files)  # the modality sends it again, identical
     wait_until(lambda: _states(gw) == ["done"], 60, what="the dead route queued again and sent")
     assert orthanc.count() == 1
+
+
+def test_print_job_cells_on_the_command_line(gateway_factory, imager, tmp_path):  # noqa: F811
+    from test_print import print_config
+    from test_print_pynetdicom import Client, gradient, gray_film
+
+    imager.offline = True  # the film waits for the printer
+    gw = gateway_factory({**print_config(imager.url),
+                          "destinations": {"pacs": {"ae_title": "NOPACS", "port": free_port()}}})
+    c = Client(gw.port)
+    try:
+        assert c.print_film_box(gray_film(c, gradient()))[0].Status == 0
+    finally:
+        c.close()
+    wait_until(lambda: "printer not ready" in str(jobs(gw.buffer)), 30, what="the film waiting")
+    (job_id, target, *_), = jobs(gw.buffer)
+    assert target == "film"
+
+    def cli(*args):
+        r = gw.cli(*args)
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
+
+    # queued -> dead-letter -> retry: the film is queued again and prints once the printer is back.
+    r = wait_until(lambda: (r := cli("queue", "dead-letter", str(job_id))).returncode == 0 and r, 30,
+                   what="dead-lettered between attempts")
+    assert "film 1 of print job" in r.stdout and _states(gw) == ["dead"]
+    r = cli("queue", "retry", str(job_id))
+    assert r.returncode == 0 and "queued again" in r.stdout
+    imager.offline = False
+    wait_until(lambda: _states(gw) == ["done"], 30, what="film printed")
+    assert len(imager.printed) == 1
+    # done: every verb refuses, with its reason.
+    r = cli("queue", "retry", str(job_id))
+    assert r.returncode == 1 and "not printed again from the queue" in r.stdout
+    r = cli("queue", "dead-letter", str(job_id))
+    assert r.returncode == 1 and "nothing to dead-letter" in r.stdout
+    r = cli("re-forward", str(job_id), "--to", "pacs")
+    assert r.returncode == 1 and "a print job" in r.stdout
+    assert len(imager.printed) == 1
