@@ -248,6 +248,24 @@ def _film_name(payload: str | None) -> str:
         return (payload or "")[:44]
 
 
+def _note_idle_targets(loaded: LoadedConfig, jobs) -> None:
+    """Jobs queued again for a destination or printer that no worker serves wait until one does:
+    say so, or the operator waits for nothing."""
+    cfg = loaded.config
+    idle = set()
+    for j in jobs:
+        if j is None:
+            continue
+        if j.kind == "forward":
+            d = cfg.destinations.get(j.target)
+            if d is None or not d.enabled:
+                idle.add(f"destination {j.target!r} is {'disabled' if d else 'not in the config'}")
+        elif j.kind == "print" and (not cfg.print.enabled or cfg.print.name != j.target):
+            idle.add(f"printer {j.target!r} is not enabled in the config")
+    for why in sorted(idle):
+        print(f"note: {why}; its jobs wait until it is")
+
+
 def cmd_queue(args) -> int:
     from gateway.buffer.queue import STATES
 
@@ -270,6 +288,8 @@ def cmd_queue(args) -> int:
     else:
         results = q.dead_letter_jobs(ids, args.reason)
         rc = _report(results, f"{sum(r.ok for r in results)} jobs dead-lettered")
+    if args.action == "retry":
+        _note_idle_targets(loaded, [q.get(r.job_id) for r in results if r.ok and r.job_id])
     if any(r.ok for r in results):
         _wake_service(loaded.buffer_dir)
     elif not _service_pid(loaded.buffer_dir):

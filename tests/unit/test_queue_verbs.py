@@ -241,3 +241,35 @@ def test_retry_of_a_film_without_verdict_warns_of_a_second_film(tmp_path):
     (r,) = buf.queue.retry_jobs([job_id])
     assert r.ok and "second one" in r.message
     assert buf.queue.get(job_id).last_error == "retried by operator"  # what the spooler honours
+
+
+def _cli(config, *args):
+    import subprocess
+    import sys
+
+    from peers import ROOT
+
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_without_a_running_service(tmp_path):
+    import tomli_w
+
+    buf = _buffer(tmp_path)
+    dead = _job_in(buf, tmp_path, FORWARD, DEAD)
+    buf.close()
+    config = tmp_path / "gateway.toml"
+    config.write_text(tomli_w.dumps({
+        "buffer": {"path": str(tmp_path / "buf")},
+        "destinations": {"pacs": {"ae_title": "PACS", "enabled": False}}}))
+    r = _cli(config, "queue", "retry", str(dead))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 jobs queued again" in r.stdout
+    assert "note: destination 'pacs' is disabled; its jobs wait until it is" in r.stdout
+    assert "no service is running on this buffer: the change takes effect at its next start" in r.stdout
+    r = _cli(config, "re-forward", str(dead), "--to", "pacs")
+    assert r.returncode != 0 and r.stderr.strip() == (
+        "re-forward: destination 'pacs' is disabled (destinations.pacs.enabled)")
+    r = _cli(config, "queue", "dead-letter", "7x")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "'7x' is not a job ID" in r.stderr
