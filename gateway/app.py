@@ -130,7 +130,10 @@ def run(loaded: LoadedConfig) -> int:
     # owns where the lock is taken; on merge keep ONE acquire, before recovery.
     from gateway.buffer import lock as buffer_lock
 
-    gw.buffer_lock = buffer_lock.acquire(loaded.buffer_dir)
+    try:
+        gw.buffer_lock = buffer_lock.acquire(loaded.buffer_dir)
+    except buffer_lock.BufferLocked as exc:
+        raise SystemExit(str(exc)) from None
     signal.signal(signal.SIGTERM, gw.request_stop)
     signal.signal(signal.SIGINT, gw.request_stop)
     gw.start()

@@ -100,8 +100,7 @@ class Forwarder:
             delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, self._assoc_failures)
             self.queue.release([j.id for j in jobs], str(exc), time.time() + delay, uncount=True)
             self._note_down(str(exc), delay)
-            # An operator's `queue retry` / `re-forward` ends this wait (queue.wake_all via SIGUSR1).
-            self.queue.backoff_wait(delay, self._stop)
+            self._wait_out_outage(str(exc), delay)
             return
         self._assoc = assoc
         if self._down_since is not None:
@@ -149,21 +148,36 @@ class Forwarder:
             log.info("forwarded %d instances to %s", len(sent), self.name)
 
     def _note_down(self, reason: str, delay: float) -> None:
-        """Log an outage when it starts, then again every `logging.down_reminder_s` while it
-        lasts: one line at 3 a.m. scrolls away long before anyone reads the log."""
+        """An association attempt failed: log the outage when it starts (WARNING, once)."""
         now = time.time()
         if self._down_since is None:
             self._down_since = self._reminded_at = now
             log.warning("%s unreachable: %s; jobs wait, retrying in %.3g s", self.name, reason, delay)
             self.events.publish("destination-down", target=self.name, reason=reason, retry_in=delay)
-            return
-        self.events.publish("destination-still-down", target=self.name, reason=reason, retry_in=delay)
-        if now - self._reminded_at >= self.config.logging.down_reminder_s:
-            self._reminded_at = now
-            waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
-                          if kind == FORWARD and target == self.name and state == "queued")
-            log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
-                        self.name, now - self._down_since, reason, waiting, delay)
+        else:
+            self.events.publish("destination-still-down", target=self.name, reason=reason, retry_in=delay)
+
+    def _wait_out_outage(self, reason: str, delay: float) -> None:
+        """The backoff after a failed association. Ends early on stop or on an operator's verb
+        (`queue retry`, `re-forward`: queue.wake_all via SIGUSR1). While it lasts, the outage is
+        logged again every `logging.down_reminder_s`: one line at 3 a.m. scrolls away long before
+        anyone reads the log, and the retry cadence alone (up to retry_max_s) is not the operator's."""
+        every = self.config.logging.down_reminder_s
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            remind_in = self._reminded_at + every - time.time()
+            if remind_in <= 0:
+                self._reminded_at = time.time()
+                waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
+                              if kind == FORWARD and target == self.name and state == "queued")
+                log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
+                            self.name, time.time() - (self._down_since or time.time()), reason, waiting, left)
+                continue
+            if self.queue.backoff_wait(min(left, remind_in), self._stop):
+                return
 
     def _failed(self, job: Job, error: str, transient: bool) -> None:
         if transient and job.attempts < self.dest.max_attempts:

@@ -98,3 +98,15 @@ def test_status_without_a_buffer_is_one_line(gateway_factory):
     gw = gateway_factory(start=False)
     r = gw.cli("status")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "no buffer at" in r.stderr
+
+
+def test_reminder_comes_during_a_long_backoff(gateway_factory, tmp_path):
+    # One attempt, then ten minutes of backoff: the reminder keeps its own interval.
+    gw = gateway_factory({"logging": {"down_reminder_s": 1},
+                          "destinations": {"pacs": {"ae_title": "NOPACS", "port": free_port(),
+                                                    "retry_initial_s": 600, "retry_max_s": 600}}})
+    r = storescu(gw.port, make_series(tmp_path / "in", 1))
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: gw.log.count("pacs still unreachable after") >= 2, 30, what="two reminders")
+    line = [ln for ln in gw.log.splitlines() if "still unreachable" in ln][-1]
+    assert "WARNING" in line and "1 jobs wait" in line
