@@ -4,20 +4,27 @@ A job is claimed (queued -> in_flight) in its own committed transaction before a
 box, and marked done only after the far side confirmed. After a crash, in_flight jobs go back to
 queued: the far side may see an object twice, never zero times.
 
-Who may change a row: workers (forwarder, spooler, commitment) change only jobs they hold
-(in_flight, committing); operator verbs change only jobs nobody holds (queued, dead) or add new
-rows. Each verb reads the state and changes it in one transaction, so a verb and a worker never
-both act on one job. The verbs, per job state (forward / print):
+Who may change a row: workers (forwarder, spooler, commitment) change jobs they hold (in_flight,
+committing); operator verbs change only jobs nobody holds (queued, dead) or add rows; a worker only
+ever makes queued jobs due sooner. Each verb reads the state and changes it in one transaction, so
+a verb and a worker never both act on one job.
 
-  verb         queued          in_flight   committing  done                 dead
-  retry        due now, tries  refused     refused     refused (forward:    queued, tries 0
-               reset                                   use re-forward)
-  dead-letter  dead            refused     refused     refused              already dead (no-op)
-  re-forward   forward: new job to DEST, or the waiting/sending one named; print: refused
-  (to DEST)    a dead job for DEST is revived rather than duplicated
+Operator verbs per job state (a refusal changes nothing and says why in one line):
 
-In flight and committing are refused rather than deferred: the worker holding the job decides
-within one attempt (or the commitment deadline), and the operator can act on the outcome.
+               queued          in_flight  committing  done                     dead
+  retry        due now,        refused    refused     refused; forward: "use   queued, due now,
+               tries reset                            re-forward"              tries reset
+  dead-letter  dead            refused    refused     refused                  unchanged, said so
+  re-forward   that job,       refused    refused     a new job queued         that job revived
+  (to its own  due now                                (the done one stays)     (not duplicated)
+   target)
+  Print jobs: as above, except re-forward, which is refused in every state (a film is printed
+  again from the modality), and retry of done, which never prints a film twice.
+  re-forward to another destination: the object's job for THAT destination decides, as above;
+  none yet: a new job.
+
+In flight and committing are refused rather than deferred: the worker holding the job settles it
+within one attempt (or the commitment deadline), and the operator can then act on the outcome.
 """
 
 from __future__ import annotations
@@ -425,10 +432,13 @@ class JobQueue:
             cur.execute("UPDATE jobs SET next_attempt = 0 WHERE id = ?", (states[QUEUED],))
             return VerbResult(states[QUEUED], True, f"{what} already waits for {target} as job"
                                                     f" {states[QUEUED]}; due now")
-        for busy in (IN_FLIGHT, COMMITTING):
-            if busy in states:
-                return VerbResult(states[busy], False, f"{what} is being sent to {target} now (job"
-                                                        f" {states[busy]}, {busy})")
+        if IN_FLIGHT in states:
+            return VerbResult(states[IN_FLIGHT], False, f"{what} is being sent to {target} now"
+                                                        f" (job {states[IN_FLIGHT]})")
+        if COMMITTING in states:
+            return VerbResult(states[COMMITTING], False, (
+                f"{what} was sent to {target} and awaits its storage commitment (job"
+                f" {states[COMMITTING]}); it is sent again by itself if that fails"))
         if DEAD in states:
             job_id = states[DEAD]
             cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
