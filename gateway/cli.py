@@ -13,6 +13,17 @@ from gateway.config import ConfigError, DestinationSection, LoadedConfig
 
 DEFAULT_CONFIG = "/etc/dicom-gateway/gateway.toml"
 
+QUEUE_VERBS_HELP = """\
+what each verb does to a job, by its state (anything else is refused with the reason; exit 1):
+  retry        queued: due now, tries reset   dead: queued again, tries reset
+               done forward job: use re-forward; in flight / awaiting commitment: wait
+  dead-letter  queued: given up (dead)        dead: unchanged
+  re-forward   forward jobs and stored studies/series/instances, whatever their earlier jobs
+               (a dead job for DEST is revived; one waiting for DEST is made due now)
+A verb wakes the running service (SIGUSR1) so it acts at once; with no service running the
+change takes effect at its next start.
+"""
+
 
 def _load(args) -> LoadedConfig:
     return config_mod.load(args.config, args.set)
@@ -497,12 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="*", help="job IDs (retry: default all dead jobs)")
     sp.add_argument("--state", action="append", help="list only these states (repeatable)")
     sp.add_argument("--reason", default="dead-lettered by operator")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = QUEUE_VERBS_HELP
     sp = add("re-forward", cmd_reforward, "send stored objects to a destination again, even if delivered")
     sp.add_argument("jobs", nargs="*", help="forward job IDs whose objects to send again")
     sp.add_argument("--study", metavar="UID", help="every instance of this study held in the buffer")
     sp.add_argument("--series", metavar="UID", help="every instance of this series held in the buffer")
     sp.add_argument("--instance", metavar="UID", help="this SOP instance")
-    sp.add_argument("--to", required=True, help="destination name from the config")
+    sp.add_argument("--to", required=True, metavar="DEST", help="destination name from the config")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = QUEUE_VERBS_HELP
     add("status", cmd_status, "service, buffer, destinations and printer at a glance")
     add("studies", cmd_studies, "studies held in the buffer, with their delivery state per destination")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
