@@ -27,6 +27,7 @@ from gateway.dicom.store_scp import StoreSCP
 from gateway.events import EventBus
 from gateway.print.service import PrintService
 from gateway.routing import Router
+from gateway.state import StateObserver
 
 log = logging.getLogger("gateway.app")
 
@@ -56,12 +57,22 @@ class Gateway:
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
         self._stop = threading.Event()
+        # Operator view (status): destination reachability and printer state, from events.
+        self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
+                                   cfg.print.name if cfg.print.enabled else None)
+
+    def wake_workers(self, *_args) -> None:
+        """SIGUSR1, sent by a CLI verb that changed the queue: workers look at it now, even those
+        backing off. The waking runs in a thread: a signal handler must not take the locks the
+        interrupted main thread may hold."""
+        threading.Thread(target=self.buffer.queue.wake_all, name="operator-wake", daemon=True).start()
 
     def _release_done(self, instance_ids: list[int]) -> None:
         if self.config.buffer.delete_when_done:
             self.buffer.release_if_done(instance_ids)
 
     def start(self) -> None:
+        self.state.start()
         rec = self.buffer.recover()
         log.info("buffer at %s recovered: %d partial files removed, %d orphan files removed, "
                  "%d interrupted jobs queued again", self.loaded.buffer_dir, rec["partial_files"],
@@ -115,7 +126,18 @@ class Gateway:
 
 
 def run(loaded: LoadedConfig) -> int:
+    # SIGUSR1's default action ends the process: catch it before anything can find us.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     gw = Gateway(loaded)
+    signal.signal(signal.SIGUSR1, gw.wake_workers)
+    # field-queue: CLI verbs find the service through the buffer lock's holder. Item 3 (wt-life)
+    # owns where the lock is taken; on merge keep ONE acquire, before recovery.
+    from gateway.buffer import lock as buffer_lock
+
+    try:
+        gw.buffer_lock = buffer_lock.acquire(loaded.buffer_dir)
+    except buffer_lock.BufferLocked as exc:
+        raise SystemExit(str(exc)) from None
     signal.signal(signal.SIGTERM, gw.request_stop)
     signal.signal(signal.SIGINT, gw.request_stop)
     gw.start()

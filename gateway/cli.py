@@ -13,6 +13,17 @@ from gateway.config import ConfigError, DestinationSection, LoadedConfig
 
 DEFAULT_CONFIG = "/etc/dicom-gateway/gateway.toml"
 
+QUEUE_VERBS_HELP = """\
+what each verb does to a job, by its state (anything else is refused with the reason; exit 1):
+  retry        queued: due now, tries reset   dead: queued again, tries reset
+               done forward job: use re-forward; in flight / awaiting commitment: wait
+  dead-letter  queued: given up (dead)        dead: unchanged
+  re-forward   forward jobs and stored studies/series/instances, whatever their earlier jobs
+               (a dead job for DEST is revived; one waiting for DEST is made due now)
+A verb wakes the running service (SIGUSR1) so it acts at once; with no service running the
+change takes effect at its next start.
+"""
+
 
 def _load(args) -> LoadedConfig:
     return config_mod.load(args.config, args.set)
@@ -118,33 +129,353 @@ def _queue(loaded: LoadedConfig):
     return JobQueue(Index(path))
 
 
+def _job_ids(verb: str, raw: list[str]) -> list[int]:
+    out = []
+    for r in raw:
+        if not r.isdigit() or int(r) == 0:
+            raise SystemExit(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list` shows)")
+        out.append(int(r))
+    return out
+
+
+def _clock(t: float | None) -> str:
+    import time
+
+    if not t:
+        return "-"
+    fmt = "%H:%M:%S" if abs(time.time() - t) < 20 * 3600 else "%Y-%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(t))
+
+
+def _span(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{s // 60} min"
+    if s < 48 * 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} days"
+
+
+def _service_pid(buffer_dir: Path) -> int | None:
+    from gateway.buffer.lock import holder
+
+    try:
+        return holder(buffer_dir)
+    except OSError:
+        return None
+
+
+def _catches_sigusr1(pid: int) -> bool:
+    """Whether the process has a SIGUSR1 handler: its default action would end the service (a
+    service still starting has not installed it yet)."""
+    import signal
+
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGUSR1 - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _wake_service(buffer_dir: Path) -> None:
+    """Tell the running service that the queue changed, so its workers act now rather than at the
+    end of a backoff (up to `retry_max_s`)."""
+    import os
+    import signal
+
+    pid = _service_pid(buffer_dir)
+    if pid is None:
+        print("no service is running on this buffer: the change takes effect at its next start")
+        return
+    if pid > 0 and _catches_sigusr1(pid):
+        try:
+            os.kill(pid, signal.SIGUSR1)
+            print(f"the running service (PID {pid}) was told to act on it now")
+            return
+        except OSError:
+            pass
+    # Not signalled (still starting, another user's process): its workers see the change the next
+    # time they look at the queue, at the latest when their current retry wait ends.
+    print(f"the running service (PID {pid if pid > 0 else 'unknown'}) could not be told; it acts on the"
+          " change when its workers next look at the queue")
+
+
+def _report(results, summary: str) -> int:
+    for r in results:
+        print(r.message if r.ok else f"refused: {r.message}")
+    print(summary)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _list_grouped(q, states: list[str]) -> None:
+    """`queue list`: per destination (or printer), each job once with tries and next try, each
+    distinct error once (jobs point at it by number)."""
+    import time
+
+    jobs = q.list(states)
+    groups: dict[str, list] = {}
+    for j in jobs:
+        groups.setdefault(j.target, []).append(j)
+    now = time.time()
+    if not jobs:
+        print("no jobs in state " + ", ".join(states))
+    for target, group in groups.items():
+        per_state: dict[str, int] = {}
+        for j in group:
+            per_state[j.state] = per_state.get(j.state, 0) + 1
+        print(f"{target}: " + ", ".join(f"{n} {s}" for s, n in per_state.items()))
+        errors: dict[str, int] = {}
+        print(f"{'ID':>7} {'KIND':8} {'STATE':10} {'TRIES':>5}  {'NEXT TRY':18} {'OBJECT':44} ERROR")
+        for j in group:
+            if j.state == "queued":
+                nxt = "now" if j.next_attempt <= now else f"{_clock(j.next_attempt)} (in {_span(j.next_attempt - now)})"
+            else:
+                nxt = "-"
+            what = j.sop_uid or _film_name(j.payload)
+            err = ""
+            if j.last_error:
+                err = f"[{errors.setdefault(j.last_error, len(errors) + 1)}]"
+            print(f"{j.id:>7} {j.kind:8} {j.state:10} {j.attempts:>5}  {nxt:18} {what:44} {err}")
+        for text, n in errors.items():
+            print(f"    [{n}] {text}")
+        print()
+    totals: dict[str, int] = {}
+    for (_kind, _target, state), n in q.counts().items():
+        totals[state] = totals.get(state, 0) + n
+    print("totals: " + (", ".join(f"{s} {n}" for s, n in sorted(totals.items())) or "empty"))
+
+
+def _film_name(payload: str | None) -> str:
+    import json
+
+    try:
+        p = json.loads(payload or "{}")
+        return f"film {p['film']} of print job {p['print_job']}"
+    except (ValueError, KeyError, TypeError):
+        return (payload or "")[:44]
+
+
+def _note_idle_targets(loaded: LoadedConfig, jobs) -> None:
+    """Jobs queued again for a destination or printer that no worker serves wait until one does:
+    say so, or the operator waits for nothing."""
+    cfg = loaded.config
+    idle = set()
+    for j in jobs:
+        if j is None:
+            continue
+        if j.kind == "forward":
+            d = cfg.destinations.get(j.target)
+            if d is None or not d.enabled:
+                idle.add(f"destination {j.target!r} is {'disabled' if d else 'not in the config'}")
+        elif j.kind == "print" and (not cfg.print.enabled or cfg.print.name != j.target):
+            idle.add(f"printer {j.target!r} is not enabled in the config")
+    for why in sorted(idle):
+        print(f"note: {why}; its jobs wait until it is")
+
+
 def cmd_queue(args) -> int:
     from gateway.buffer.queue import STATES
 
-    q = _queue(_load(args))
+    loaded = _load(args)
     if args.action == "list":
         states = args.state or ["queued", "in_flight", "committing", "dead"]
         bad = [s for s in states if s not in STATES]
         if bad:
             raise SystemExit(f"unknown state {bad[0]!r}; states: {', '.join(STATES)}")
-        jobs = q.list(states)
-        print(f"{'ID':>7} {'KIND':8} {'TARGET':12} {'STATE':10} {'TRIES':>5}  OBJECT / LAST ERROR")
-        for j in jobs:
-            what = j.sop_uid or (j.payload or "")[:40]
-            print(f"{j.id:>7} {j.kind:8} {j.target:12} {j.state:10} {j.attempts:>5}  {what}"
-                  + (f"\n{'':>45}{j.last_error}" if j.last_error else ""))
-        totals: dict[str, int] = {}
-        for (_kind, _target, state), n in q.counts().items():
-            totals[state] = totals.get(state, 0) + n
-        print("totals: " + (", ".join(f"{s} {n}" for s, n in sorted(totals.items())) or "empty"))
-    elif args.action == "retry":
-        n = q.retry([int(i) for i in args.ids] if args.ids else None)
-        print(f"{n} jobs queued again")
-    elif args.action == "dead-letter":
-        if not args.ids:
-            raise SystemExit("dead-letter needs job IDs")
-        n = q.dead_letter([int(i) for i in args.ids], args.reason)
-        print(f"{n} jobs dead-lettered")
+        _list_grouped(_queue(loaded), states)
+        return 0
+    ids = _job_ids(f"queue {args.action}", args.ids)
+    if args.action == "dead-letter" and not ids:
+        raise SystemExit("queue dead-letter: give the IDs of the jobs to give up on")
+    q = _queue(loaded)
+    if args.action == "retry":
+        results = q.retry_jobs(ids) if ids else q.retry_all_dead()
+        done = sum(r.ok for r in results)
+        rc = _report(results, f"{done} jobs queued again" + ("" if results else " (no dead jobs)"))
+    else:
+        results = q.dead_letter_jobs(ids, args.reason)
+        rc = _report(results, f"{sum(r.ok for r in results)} jobs dead-lettered")
+    if args.action == "retry":
+        _note_idle_targets(loaded, [q.get(r.job_id) for r in results if r.ok and r.job_id])
+    if any(r.ok for r in results):
+        _wake_service(loaded.buffer_dir)
+    elif not _service_pid(loaded.buffer_dir):
+        # "being sent now" is stale when no service runs: recovery queues such jobs again.
+        if any(j.state == "in_flight" for j in (q.get(r.job_id) for r in results if r.job_id) if j):
+            print("(no service is running: jobs left in flight are queued again at its next start)")
+    return rc
+
+
+def cmd_reforward(args) -> int:
+    loaded = _load(args)
+    cfg = loaded.config
+    dest = cfg.destinations.get(args.to)
+    if dest is None:
+        known = ", ".join(cfg.destinations) or "none configured"
+        raise SystemExit(f"re-forward: unknown destination {args.to!r} (destinations: {known})")
+    if not dest.enabled:
+        raise SystemExit(f"re-forward: destination {args.to!r} is disabled (destinations.{args.to}.enabled)")
+    forms = [bool(args.jobs), bool(args.study), bool(args.series), bool(args.instance)]
+    if sum(forms) != 1:
+        raise SystemExit("re-forward: give job IDs, or one of --study / --series / --instance UID")
+    q = _queue(loaded)
+    if args.jobs:
+        results = q.reforward_jobs(_job_ids("re-forward", args.jobs), args.to)
+    else:
+        level, uid = (("study", args.study) if args.study else ("series", args.series) if args.series
+                      else ("instance", args.instance))
+        sql = {
+            "study": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
+                     " JOIN studies st ON st.id = se.study_fk WHERE st.study_uid = ? ORDER BY i.id",
+            "series": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
+                      " WHERE se.series_uid = ? ORDER BY i.id",
+            "instance": "SELECT id FROM instances WHERE sop_uid = ?",
+        }[level]
+        ids = [r["id"] for r in q.index.query(sql, (uid,))]
+        if not ids:
+            raise SystemExit(f"re-forward: no {level} {uid} in the buffer")
+        results = q.reforward_instances(ids, args.to)
+    done = sum(r.ok for r in results)
+    rc = _report(results, f"{done} objects queued for {args.to}")
+    if done:
+        _wake_service(loaded.buffer_dir)
+    return rc
+
+
+def _retention_lines(loaded: LoadedConfig, index) -> list[str]:
+    """Retention figures for `status` (item 2: policy, evictable bytes, high-water mark). Empty
+    until the retention policy exists; its owner fills this in."""
+    return []
+
+
+def cmd_status(args) -> int:
+    import shutil
+    import time
+
+    from gateway.state import read_snapshot
+
+    loaded = _load(args)
+    cfg = loaded.config
+    buf = loaded.buffer_dir
+    q = _queue(loaded)
+    now = time.time()
+    pid = _service_pid(buf)
+    snap = read_snapshot(buf)
+    live = snap if (snap and pid and snap.get("pid") == pid) else None
+    if pid:
+        since = f" since {_clock(live['started'])}" if live else ""
+        print(f"service: running, PID {pid if pid > 0 else 'unknown'}{since}")
+    else:
+        print(f"service: not running (nothing holds {buf / 'gateway.lock'}); figures are from the buffer")
+    row = q.index.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM instances")[0]
+    usage = shutil.disk_usage(buf)
+    print(f"buffer: {buf}: {row['n']} instances, {_bytes(row['b'])}; free {_bytes(usage.free)} of "
+          f"{_bytes(usage.total)}; reserve {cfg.buffer.reserve_mb} MB"
+          + ("  ** below the reserve: new images are refused **" if usage.free < cfg.buffer.reserve_mb * 2**20 else ""))
+    for line in _retention_lines(loaded, q.index):
+        print(line)
+    per = _per_target(q.index, "forward")
+    names = list(cfg.destinations) + [t for t in per if t not in cfg.destinations]
+    if not names:
+        print("destinations: none configured")
+    for name in names:
+        d = cfg.destinations.get(name)
+        where = f"{d.ae_title}@{d.host}:{d.port}" if d else "no longer in the config"
+        if d is not None and not d.enabled:
+            reach = "disabled"
+        elif not pid:
+            reach = "unknown (service not running)"
+        else:
+            e = (live or {}).get("destinations", {}).get(name)
+            if not e or e.get("reachable") is None:
+                reach = "not tried yet"
+            elif e["reachable"]:
+                reach = "reachable" + (f", last forward {_clock(e['last_forwarded'])}" if e.get("last_forwarded") else "")
+            else:
+                reach = f"UNREACHABLE since {_clock(e['since'])} ({e.get('reason', '')})"
+        print(f"destination {name} ({where}): {reach}")
+        print("    " + _backlog_line(per.get(name, {}), now))
+    if cfg.print.enabled:
+        pr = (live or {}).get("printer") or {}
+        state = (f"{pr['status']} ({pr.get('info', '')}) since {_clock(pr.get('since'))}"
+                 if pr.get("status") else "unknown (service not running)" if not pid else "not known yet")
+        print(f"printer {cfg.print.name}: {state}")
+        print("    " + _backlog_line(_per_target(q.index, "print").get(cfg.print.name, {}), now, "films"))
+    return 0
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _per_target(index, kind: str) -> dict[str, dict]:
+    """Per target: job counts per state, oldest waiting job's creation, earliest next try."""
+    out: dict[str, dict] = {}
+    for r in index.query("SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest,"
+                         " MIN(next_attempt) AS nxt FROM jobs WHERE kind = ? GROUP BY target, state", (kind,)):
+        out.setdefault(r["target"], {})[r["state"]] = (r["n"], r["oldest"], r["nxt"])
+    return out
+
+
+def _backlog_line(states: dict, now: float, noun: str = "jobs") -> str:
+    def n(s):
+        return states.get(s, (0, None, None))[0]
+
+    waiting = [states[s] for s in ("queued", "in_flight", "committing") if s in states]
+    parts = [f"backlog {sum(w[0] for w in waiting)} {noun}"]
+    if waiting:
+        oldest = min(w[1] for w in waiting)
+        parts[0] += f" (oldest waiting since {_clock(oldest)}, {_span(now - oldest)})"
+    parts.append(f"in flight {n('in_flight')}")
+    if n("committing"):
+        parts.append(f"awaiting commitment {n('committing')}")
+    if "queued" in states:
+        nxt = states["queued"][2]
+        parts.append("next retry now" if nxt <= now else f"next retry {_clock(nxt)} (in {_span(nxt - now)})")
+    parts.append(f"dead letters {n('dead')}")
+    return ", ".join(parts)
+
+
+def cmd_studies(args) -> int:
+    q = _queue(_load(args))
+    studies = q.index.query(
+        "SELECT st.id, st.study_uid, st.study_date, p.patient_id,"
+        " (SELECT GROUP_CONCAT(DISTINCT se.modality) FROM series se WHERE se.study_fk = st.id) AS modalities,"
+        " (SELECT COUNT(*) FROM instances i JOIN series se ON se.id = i.series_fk WHERE se.study_fk = st.id) AS n"
+        " FROM studies st JOIN patients p ON p.id = st.patient_fk ORDER BY st.first_received")
+    held = [s for s in studies if s["n"]]
+    if not held:
+        print("the buffer holds no studies")
+        return 0
+    # Delivery state per instance and destination is that of its latest forward job.
+    rows = q.index.query(
+        "SELECT se.study_fk AS study, j.target, j.state, COUNT(*) AS n FROM jobs j"
+        " JOIN (SELECT MAX(id) AS id FROM jobs WHERE kind = 'forward' GROUP BY instance_fk, target) last"
+        " ON last.id = j.id JOIN instances i ON i.id = j.instance_fk JOIN series se ON se.id = i.series_fk"
+        " GROUP BY se.study_fk, j.target, j.state")
+    delivery: dict[int, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        delivery.setdefault(r["study"], {}).setdefault(r["target"], {})[r["state"]] = r["n"]
+    print(f"{'DATE':10} {'PATIENT ID':16} {'MOD':8} {'IMAGES':>6}  STUDY UID / DELIVERY")
+    for s in held:
+        print(f"{s['study_date'] or '-':10} {s['patient_id'] or '-':16} {s['modalities'] or '-':8} "
+              f"{s['n']:>6}  {s['study_uid']}")
+        per = delivery.get(s["id"], {})
+        if not per:
+            print(f"{'':45}no destination (no route matched)")
+        for target, counts in sorted(per.items()):
+            label = {"done": "delivered", "queued": "waiting", "in_flight": "sending",
+                     "committing": "awaiting commitment", "dead": "DEAD"}
+            text = ", ".join(f"{counts[k]} {label[k]}" for k in label if k in counts)
+            print(f"{'':45}{target}: {text}")
     return 0
 
 
@@ -177,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="*", help="job IDs (retry: default all dead jobs)")
     sp.add_argument("--state", action="append", help="list only these states (repeatable)")
     sp.add_argument("--reason", default="dead-lettered by operator")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = QUEUE_VERBS_HELP
+    sp = add("re-forward", cmd_reforward, "send stored objects to a destination again, even if delivered")
+    sp.add_argument("jobs", nargs="*", help="forward job IDs whose objects to send again")
+    sp.add_argument("--study", metavar="UID", help="every instance of this study held in the buffer")
+    sp.add_argument("--series", metavar="UID", help="every instance of this series held in the buffer")
+    sp.add_argument("--instance", metavar="UID", help="this SOP instance")
+    sp.add_argument("--to", required=True, metavar="DEST", help="destination name from the config")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = QUEUE_VERBS_HELP
+    add("status", cmd_status, "service, buffer, destinations and printer at a glance")
+    add("studies", cmd_studies, "studies held in the buffer, with their delivery state per destination")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",

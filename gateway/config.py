@@ -154,6 +154,8 @@ class BufferSection(_Section):
 class LoggingSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     journald: Literal["auto", "on", "off"] = "auto"
+    # A destination that stays down is logged again (WARNING) at this interval, not only once.
+    down_reminder_s: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] = 900.0
 
 
 class Config(_Section):

@@ -96,7 +96,10 @@ class Buffer:
         if old is not None:
             outcome = self._duplicate_outcome(old, self.files.absolute(rel), size)
             if outcome is not Outcome.REPLACED:
-                return IngestResult(outcome, old["id"], ()), rel
+                # An identical re-send queues again only the routes whose job is dead or missing.
+                again = (JobQueue.requeue_routes_in(cur, FORWARD, routes, old["id"], now)
+                         if outcome is Outcome.IDENTICAL else [])
+                return IngestResult(outcome, old["id"], tuple(again)), rel
         series_fk = self._upsert_hierarchy(cur, attrs, now)
         if old is None:
             cur.execute(

@@ -3,10 +3,34 @@
 A job is claimed (queued -> in_flight) in its own committed transaction before any byte leaves the
 box, and marked done only after the far side confirmed. After a crash, in_flight jobs go back to
 queued: the far side may see an object twice, never zero times.
+
+Who may change a row: workers (forwarder, spooler, commitment) change jobs they hold (in_flight,
+committing); operator verbs change only jobs nobody holds (queued, dead) or add rows; a worker only
+ever makes queued jobs due sooner. Each verb reads the state and changes it in one transaction, so
+a verb and a worker never both act on one job.
+
+Operator verbs per job state (a refusal changes nothing and says why in one line):
+
+               queued          in_flight  committing  done                     dead
+  retry        due now,        refused    refused     refused; forward: "use   queued, due now,
+               tries reset                            re-forward"              tries reset
+  dead-letter  dead            refused    refused     refused                  unchanged, said so
+  re-forward   that job,       refused    refused     a new job queued         that job revived
+  (to its own  due now                                (the done one stays)     (not duplicated)
+   target)
+  Print jobs: as above, except re-forward, which is refused in every state (a film is printed
+  again from the modality), and retry of done, which never prints a film twice.
+  re-forward to another destination: the object's job for THAT destination decides, as above;
+  none yet: a new job.
+
+In flight and committing are refused rather than deferred: the worker holding the job settles it
+within one attempt (or the commitment deadline), and the operator can then act on the outcome.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -33,11 +57,24 @@ class Job:
     transfer_syntax: str | None = None
     path: str | None = None
     study_uid: str | None = None
+    next_attempt: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class VerbResult:
+    """What an operator verb did to one job (or one object): `ok` False means refused, and
+    `message` is the one-line reason the CLI prints."""
+
+    job_id: int | None
+    ok: bool
+    message: str
+    new_job: int | None = None
 
 
 _JOB_COLUMNS = """
     j.id, j.kind, j.target, j.state, j.attempts, j.last_error, j.payload, j.instance_fk,
-    i.sop_uid, i.sop_class, i.transfer_syntax, i.path, st.study_uid
+    i.sop_uid, i.sop_class, i.transfer_syntax, i.path, st.study_uid, j.next_attempt, j.updated
 """
 _JOB_FROM = """
     FROM jobs j
@@ -55,6 +92,7 @@ class JobQueue:
     def __init__(self, index: Index):
         self.index = index
         self._wake = threading.Condition()
+        self._operator_wakeups = 0
 
     # -- producers -----------------------------------------------------------------------------
     @staticmethod
@@ -81,12 +119,45 @@ class JobQueue:
 
     # -- wake-ups ------------------------------------------------------------------------------
     def notify(self) -> None:
+        """New or newly due work: idle workers look at the queue now."""
         with self._wake:
             self._wake.notify_all()
 
     def wait(self, timeout: float) -> None:
+        """An idle worker's wait: ends on notify() or after `timeout`."""
         with self._wake:
             self._wake.wait(timeout)
+
+    def wake_all(self) -> None:
+        """An operator changed the queue: idle workers look now, and workers backing off (a
+        destination down, a printer not ready) give up the rest of their backoff."""
+        with self._wake:
+            self._operator_wakeups += 1
+            self._wake.notify_all()
+
+    def backoff_wait(self, delay: float, stop: threading.Event) -> bool:
+        """Sleep out a backoff. Ends early when `stop` is set (its setter calls notify()) or on
+        wake_all(); new work arriving does not end it, or every image received while a PACS is
+        down would cost an association attempt. True when ended early."""
+        deadline = time.monotonic() + delay
+        with self._wake:
+            seen = self._operator_wakeups
+            while not stop.is_set() and self._operator_wakeups == seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(left)
+        return True
+
+    def make_due(self, kind: str, target: str) -> int:
+        """Every queued job of `target` due now (its destination just came back)."""
+        with self.index.tx() as cur:
+            cur.execute("UPDATE jobs SET next_attempt = 0 WHERE kind = ? AND target = ? AND state = 'queued'"
+                        " AND next_attempt > 0", (kind, target))
+            n = cur.rowcount
+        if n:
+            self.notify()
+        return n
 
     # -- consumers -----------------------------------------------------------------------------
     def claim(self, kind: str, target: str, limit: int) -> list[Job]:
@@ -137,19 +208,21 @@ class JobQueue:
 
     @staticmethod
     def _requeue(cur, job_id: int, error: str, retry_at: float, now: float) -> None:
-        # A newer copy of the instance may already be queued (replaced while this one was out);
-        # then this job has nothing left to do that the queued one will not do.
+        # Another job may already queue the same instance for the same target (a corrected copy
+        # arrived while this one was out); then this job has nothing left to do that that one will
+        # not do, and the unique index allows only one queued row. The job itself never counts.
         row = cur.execute("SELECT kind, target, instance_fk FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row and row["instance_fk"] is not None:
             dup = cur.execute(
-                "SELECT 1 FROM jobs WHERE kind = ? AND target = ? AND instance_fk = ? AND state = 'queued'",
-                (row["kind"], row["target"], row["instance_fk"]),
+                "SELECT id FROM jobs WHERE kind = ? AND target = ? AND instance_fk = ? AND state = 'queued'"
+                " AND id != ?",
+                (row["kind"], row["target"], row["instance_fk"], job_id),
             ).fetchone()
             if dup:
                 cur.execute(
                     "UPDATE jobs SET state = 'done', last_error = ?, commit_txn = NULL, updated = ?"
                     " WHERE id = ?",
-                    (f"superseded by a newer copy; {error}", now, job_id),
+                    (f"superseded by job {dup['id']} (a newer copy); {error}", now, job_id),
                 )
                 return
         cur.execute(
@@ -208,37 +281,228 @@ class JobQueue:
         return len(ids)
 
     def retry(self, job_ids: Iterable[int] | None = None) -> int:
-        """Operator: send dead (or the given) jobs again now, with a fresh attempt count."""
-        now = time.time()
-        with self.index.tx() as cur:
-            if job_ids is None:
-                ids = [r["id"] for r in cur.execute("SELECT id FROM jobs WHERE state = 'dead'").fetchall()]
-            else:
-                ids = [
-                    r["id"]
-                    for i in job_ids
-                    for r in cur.execute(
-                        "SELECT id FROM jobs WHERE id = ? AND state IN ('dead', 'queued')", (i,)
-                    ).fetchall()
-                ]
-            for job_id in ids:
-                cur.execute("UPDATE jobs SET attempts = 0 WHERE id = ?", (job_id,))
-                self._requeue(cur, job_id, "retried by operator", 0, now)
-        self.notify()
-        return len(ids)
+        """Operator: send dead (or the given) jobs again now. Returns how many were queued again;
+        retry_jobs() says why the others were refused."""
+        results = self.retry_all_dead() if job_ids is None else self.retry_jobs(job_ids)
+        return sum(r.ok for r in results)
 
     def dead_letter(self, job_ids: Iterable[int], reason: str) -> int:
+        """Operator: give up on the given waiting jobs. Returns how many are now dead."""
+        return sum(r.ok for r in self.dead_letter_jobs(job_ids, reason))
+
+    def retry_all_dead(self) -> list[VerbResult]:
+        """Operator: every dead job queued again, due now, with a fresh attempt count."""
+        ids = [r["id"] for r in self.index.query("SELECT id FROM jobs WHERE state = 'dead' ORDER BY id")]
+        return self.retry_jobs(ids)
+
+    def retry_jobs(self, job_ids: Iterable[int]) -> list[VerbResult]:
+        """Operator `retry`: a dead job is queued again; a queued one is made due now (a destination
+        that was down may be back). Both get a fresh attempt count. Other states are refused."""
         now = time.time()
-        n = 0
+        out = []
         with self.index.tx() as cur:
             for job_id in job_ids:
-                cur.execute(
-                    "UPDATE jobs SET state = 'dead', last_error = ?, updated = ?"
-                    " WHERE id = ? AND state IN ('queued', 'dead')",
-                    (reason, now, job_id),
-                )
-                n += cur.rowcount
-        return n
+                out.append(self._retry_one(cur, int(job_id), now))
+        if any(r.ok for r in out):
+            self.wake_all()
+        return out
+
+    def _retry_one(self, cur, job_id: int, now: float) -> VerbResult:
+        job = self._get(cur, job_id)
+        if job is None:
+            return VerbResult(job_id, False, f"job {job_id}: no such job")
+        what = _what(job)
+        if job.state == IN_FLIGHT:
+            return VerbResult(job_id, False, f"job {job_id}: {what} is being sent now; nothing to retry")
+        if job.state == COMMITTING:
+            return VerbResult(job_id, False, (
+                f"job {job_id}: {what} was sent at {_when(job.updated)} and awaits the storage commitment;"
+                " if it fails or times out the object is sent again by itself"))
+        if job.state == DONE:
+            if job.kind == "forward":
+                return VerbResult(job_id, False, (
+                    f"job {job_id}: {what} was delivered at {_when(job.updated)}; to send it again use"
+                    f" `dicom-gateway re-forward {job_id} --to {job.target}`"))
+            return VerbResult(job_id, False, (
+                f"job {job_id}: {what} finished at {_when(job.updated)}; a printed film is not printed"
+                " again from the queue (print it again from the modality)"))
+        missing = self._not_held(job)
+        if missing:
+            return VerbResult(job_id, False, f"job {job_id}: {missing}")
+        if job.state == QUEUED:
+            cur.execute("UPDATE jobs SET attempts = 0, next_attempt = 0, updated = ? WHERE id = ?",
+                        (now, job_id))
+            return VerbResult(job_id, True, f"job {job_id}: {what} is due now (was waiting: "
+                                            f"{job.last_error or 'not yet tried'})")
+        # dead
+        other = self._queued_twin(cur, job)
+        if other is not None:
+            return VerbResult(job_id, False, f"job {job_id}: job {other} already queues {what}")
+        # "retried by operator" is also what the print spooler reads as "the operator looked at the
+        # printer: print it again" for a film whose first attempt ended without a verdict.
+        cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
+                    " last_error = 'retried by operator', commit_txn = NULL, updated = ? WHERE id = ?",
+                    (now, job_id))
+        note = ""
+        if job.kind == "print" and _film_phase(cur, job_id) in ("sending", "held"):
+            note = ("; its last attempt ended without a verdict from the printer: if that film came out,"
+                    " this prints a second one")
+        return VerbResult(job_id, True, f"job {job_id}: {what} queued again{note}")
+
+    def dead_letter_jobs(self, job_ids: Iterable[int], reason: str) -> list[VerbResult]:
+        """Operator `dead-letter`: a waiting (queued) job is given up with `reason`. A dead job stays
+        as it is; jobs being sent, awaiting commitment or done are refused."""
+        now = time.time()
+        out = []
+        with self.index.tx() as cur:
+            for job_id in job_ids:
+                job_id = int(job_id)
+                job = self._get(cur, job_id)
+                if job is None:
+                    out.append(VerbResult(job_id, False, f"job {job_id}: no such job"))
+                    continue
+                what = _what(job)
+                if job.state == QUEUED:
+                    cur.execute("UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL,"
+                                " updated = ? WHERE id = ?", (reason, now, job_id))
+                    out.append(VerbResult(job_id, True, f"job {job_id}: {what} dead-lettered"))
+                elif job.state == DEAD:
+                    out.append(VerbResult(job_id, True, f"job {job_id}: {what} was already dead-lettered"
+                                                        f" ({job.last_error})"))
+                elif job.state == IN_FLIGHT:
+                    out.append(VerbResult(job_id, False, (
+                        f"job {job_id}: {what} is being sent now; dead-letter it if it is queued again")))
+                elif job.state == COMMITTING:
+                    out.append(VerbResult(job_id, False, (
+                        f"job {job_id}: {what} was sent at {_when(job.updated)} and awaits the storage"
+                        " commitment; only waiting jobs can be dead-lettered")))
+                else:
+                    out.append(VerbResult(job_id, False, (
+                        f"job {job_id}: {what} was {'delivered' if job.kind == 'forward' else 'finished'}"
+                        f" at {_when(job.updated)}; nothing to dead-letter")))
+        return out
+
+    def reforward_jobs(self, job_ids: Iterable[int], target: str) -> list[VerbResult]:
+        """Operator `re-forward JOB_ID... --to TARGET`: the forward jobs' instances sent to `target`
+        again, whatever became of the earlier jobs (a PACS can lose what it confirmed)."""
+        out = []
+        instance_of: list[tuple[int, int | None]] = []
+        with self.index.tx() as cur:
+            for job_id in job_ids:
+                job_id = int(job_id)
+                job = self._get(cur, job_id)
+                if job is None:
+                    out.append(VerbResult(job_id, False, f"job {job_id}: no such job"))
+                elif job.kind != "forward" or job.instance_fk is None:
+                    out.append(VerbResult(job_id, False, (
+                        f"job {job_id}: a {job.kind} job; re-forward sends stored objects to a"
+                        " destination (a film is printed again from the modality)")))
+                else:
+                    instance_of.append((job_id, job.instance_fk))
+        for job_id, instance_fk in instance_of:
+            (r,) = self.reforward_instances([instance_fk], target)
+            out.append(replace(r, job_id=job_id, message=f"job {job_id}: {r.message}"))
+        return out
+
+    def reforward_instances(self, instance_ids: Iterable[int], target: str) -> list[VerbResult]:
+        """Queue each instance for `target` now: a new job, unless one already waits or is being
+        sent (that one is named, and made due now), or a dead one can be revived."""
+        now = time.time()
+        out = []
+        with self.index.tx() as cur:
+            for instance_fk in instance_ids:
+                out.append(self._reforward_one(cur, instance_fk, target, now))
+        if any(r.ok for r in out):
+            self.wake_all()
+        return out
+
+    def _reforward_one(self, cur, instance_fk: int, target: str, now: float) -> VerbResult:
+        inst = cur.execute("SELECT sop_uid, path FROM instances WHERE id = ?", (instance_fk,)).fetchone()
+        if inst is None:
+            return VerbResult(None, False, f"instance #{instance_fk} is no longer held in the buffer")
+        what = f"instance {inst['sop_uid']}"
+        if not (self.index.path.parent / inst["path"]).is_file():
+            return VerbResult(None, False, f"{what} is no longer held in the buffer (its file is gone)")
+        rows = cur.execute(
+            "SELECT id, state FROM jobs WHERE kind = 'forward' AND target = ? AND instance_fk = ?"
+            " AND state IN ('queued', 'in_flight', 'committing', 'dead') ORDER BY id DESC",
+            (target, instance_fk)).fetchall()
+        states = {r["state"]: r["id"] for r in rows}
+        if QUEUED in states:
+            cur.execute("UPDATE jobs SET next_attempt = 0 WHERE id = ?", (states[QUEUED],))
+            return VerbResult(states[QUEUED], True, f"{what} already waits for {target} as job"
+                                                    f" {states[QUEUED]}; due now")
+        if IN_FLIGHT in states:
+            return VerbResult(states[IN_FLIGHT], False, f"{what} is being sent to {target} now"
+                                                        f" (job {states[IN_FLIGHT]})")
+        if COMMITTING in states:
+            return VerbResult(states[COMMITTING], False, (
+                f"{what} was sent to {target} and awaits its storage commitment (job"
+                f" {states[COMMITTING]}); it is sent again by itself if that fails"))
+        if DEAD in states:
+            job_id = states[DEAD]
+            cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
+                        " last_error = 're-forwarded by operator', commit_txn = NULL, updated = ?"
+                        " WHERE id = ?", (now, job_id))
+            return VerbResult(job_id, True, f"{what} queued for {target} again (dead job {job_id} revived)",
+                              new_job=job_id)
+        cur.execute("INSERT INTO jobs(kind, target, instance_fk, state, next_attempt, last_error, created,"
+                    " updated) VALUES ('forward', ?, ?, 'queued', 0, 're-forwarded by operator', ?, ?)",
+                    (target, instance_fk, now, now))
+        return VerbResult(cur.lastrowid, True, f"{what} queued for {target} as job {cur.lastrowid}",
+                          new_job=cur.lastrowid)
+
+    @staticmethod
+    def requeue_routes_in(cur, kind: str, targets: Iterable[str], instance_fk: int, now: float) -> list[str]:
+        """An identical copy of a held instance arrived again (the modality re-sent it): queue the
+        routes whose job is dead or missing, inside the caller's transaction. Routes queued, in
+        flight, committing or done are left alone (a re-send is not an operator's re-forward).
+        Returns the targets queued."""
+        queued = []
+        for target in targets:
+            row = cur.execute(
+                "SELECT id, state FROM jobs WHERE kind = ? AND target = ? AND instance_fk = ?"
+                " ORDER BY id DESC LIMIT 1", (kind, target, instance_fk)).fetchone()
+            if row is not None and row["state"] != DEAD:
+                continue
+            if row is None:
+                JobQueue.enqueue_instance_in(cur, kind, target, instance_fk, now)
+            else:
+                cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
+                            " last_error = 'received again from the modality', commit_txn = NULL,"
+                            " updated = ? WHERE id = ?", (now, row["id"]))
+            queued.append(target)
+        return queued
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        """One job by id, or None."""
+        rows = self.index.query(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    @staticmethod
+    def _get(cur, job_id: int) -> Job | None:
+        row = cur.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    @staticmethod
+    def _queued_twin(cur, job: Job) -> int | None:
+        if job.instance_fk is None:
+            return None
+        row = cur.execute("SELECT id FROM jobs WHERE kind = ? AND target = ? AND instance_fk = ?"
+                          " AND state = 'queued' AND id != ?",
+                          (job.kind, job.target, job.instance_fk, job.id)).fetchone()
+        return row["id"] if row else None
+
+    def _not_held(self, job: Job) -> str:
+        """Why a forward job can no longer be sent (its object left the buffer), or ''."""
+        if job.kind != "forward":
+            return ""
+        if job.path is None:
+            return "its object is no longer held in the buffer"
+        if not (self.index.path.parent / job.path).is_file():
+            return f"instance {job.sop_uid} is no longer held in the buffer (its file is gone)"
+        return ""
 
     def list(self, states: Iterable[str] = (QUEUED, IN_FLIGHT, COMMITTING, DEAD), limit: int = 1000) -> list[Job]:
         states = tuple(states)
@@ -252,3 +516,27 @@ class JobQueue:
     def counts(self) -> dict[tuple[str, str, str], int]:
         rows = self.index.query("SELECT kind, target, state, COUNT(*) AS n FROM jobs GROUP BY kind, target, state")
         return {(r["kind"], r["target"], r["state"]): r["n"] for r in rows}
+
+
+def _film_phase(cur, job_id: int) -> str | None:
+    """The print spooler's phase of a film job (its table exists once printing was enabled)."""
+    try:
+        row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row["phase"] if row else None
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _what(job: Job) -> str:
+    """A job named for an operator: kind, object and target; no patient data."""
+    if job.kind == "forward":
+        return f"forward of {job.sop_uid or 'a removed instance'} to {job.target}"
+    try:
+        p = json.loads(job.payload or "{}")
+        return f"{job.kind} of film {p['film']} of print job {p['print_job']} on {job.target}"
+    except (ValueError, KeyError, TypeError):
+        return f"{job.kind} job on {job.target}"

@@ -49,6 +49,7 @@ class Forwarder:
         self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
         self._assoc = None
         self._down_since: float | None = None
+        self._reminded_at = 0.0
         self._assoc_failures = 0
 
     def start(self) -> None:
@@ -98,16 +99,15 @@ class Forwarder:
             self._assoc_failures += 1
             delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, self._assoc_failures)
             self.queue.release([j.id for j in jobs], str(exc), time.time() + delay, uncount=True)
-            if self._down_since is None:
-                self._down_since = time.time()
-                log.warning("%s unreachable: %s; %d jobs wait, retrying in %.0f s", self.name, exc, len(jobs), delay)
-                self.events.publish("destination-down", target=self.name, reason=str(exc))
-            self._stop.wait(delay)
+            self._note_down(str(exc), delay)
+            self._wait_out_outage(str(exc), delay)
             return
         self._assoc = assoc
         if self._down_since is not None:
             log.info("%s reachable again after %.0f s", self.name, time.time() - self._down_since)
             self.events.publish("destination-up", target=self.name)
+            # Jobs that waited out the outage go now, not at their staggered backoff times.
+            self.queue.make_due(FORWARD, self.name)
         self._down_since, self._assoc_failures = None, 0
         started = time.monotonic()
         sent: list[Job] = []
@@ -146,6 +146,38 @@ class Forwarder:
                 assoc.release()
         if sent:
             log.info("forwarded %d instances to %s", len(sent), self.name)
+
+    def _note_down(self, reason: str, delay: float) -> None:
+        """An association attempt failed: log the outage when it starts (WARNING, once)."""
+        now = time.time()
+        if self._down_since is None:
+            self._down_since = self._reminded_at = now
+            log.warning("%s unreachable: %s; jobs wait, retrying in %.3g s", self.name, reason, delay)
+            self.events.publish("destination-down", target=self.name, reason=reason, retry_in=delay)
+        else:
+            self.events.publish("destination-still-down", target=self.name, reason=reason, retry_in=delay)
+
+    def _wait_out_outage(self, reason: str, delay: float) -> None:
+        """The backoff after a failed association. Ends early on stop or on an operator's verb
+        (`queue retry`, `re-forward`: queue.wake_all via SIGUSR1). While it lasts, the outage is
+        logged again every `logging.down_reminder_s`: one line at 3 a.m. scrolls away long before
+        anyone reads the log, and the retry cadence alone (up to retry_max_s) is not the operator's."""
+        every = self.config.logging.down_reminder_s
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            remind_in = self._reminded_at + every - time.time()
+            if remind_in <= 0:
+                self._reminded_at = time.time()
+                waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
+                              if kind == FORWARD and target == self.name and state == "queued")
+                log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
+                            self.name, time.time() - (self._down_since or time.time()), reason, waiting, left)
+                continue
+            if self.queue.backoff_wait(min(left, remind_in), self._stop):
+                return
 
     def _failed(self, job: Job, error: str, transient: bool) -> None:
         if transient and job.attempts < self.dest.max_attempts:

@@ -280,7 +280,7 @@ class Spooler:
         self._waiting += 1
         delay = backoff(self.profile.retry_initial_s, self.profile.retry_max_s, self._waiting)
         self.queue.release([job.id], why, time.time() + delay, uncount=True)
-        self._stop.wait(min(delay, 1.0))
+        self.queue.backoff_wait(min(delay, 1.0), self._stop)
 
     def process(self, job: Job) -> None:
         film_row = self.store.film(job.id)
