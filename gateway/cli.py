@@ -347,9 +347,31 @@ def cmd_reforward(args) -> int:
 
 
 def _retention_lines(loaded: LoadedConfig, index) -> list[str]:
-    """Retention figures for `status` (item 2: policy, evictable bytes, high-water mark). Empty
-    until the retention policy exists; its owner fills this in."""
-    return []
+    """Retention figures for `status`: what may be evicted, what may not, and the policy."""
+    from types import SimpleNamespace
+
+    from gateway.buffer.files import FileStore
+    from gateway.buffer.retention import retention_summary
+
+    cfg = loaded.config.buffer
+    files = FileStore(loaded.buffer_dir, cfg.reserve_mb * 1024 * 1024)
+    s = retention_summary(SimpleNamespace(index=index, files=files), cfg)
+    pol = s["policy"]
+    if pol["delete_when_done"]:
+        rule = "delete each instance once delivered"
+    elif pol["enabled"]:
+        rule = f"evict delivered instances, oldest first, below {_bytes(pol['high_water_bytes'])} free"
+        if pol["max_age_days"]:
+            rule += f" or after {pol['max_age_days']} days"
+    else:
+        rule = "off (nothing is evicted; a full disk refuses new images)"
+    lines = [f"retention: {rule}"]
+    for key, label in (("evictable", "evictable"), ("undelivered", "undelivered (never evicted)"),
+                       ("unrouted", "unrouted (no route matched)")):
+        c = s.get(key)
+        if c is not None:
+            lines.append(f"  {label}: {c['instances']} instances, {_bytes(c['bytes'])}")
+    return lines
 
 
 def cmd_status(args) -> int:
