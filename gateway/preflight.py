@@ -87,8 +87,11 @@ def writable_folder(key: str, path: Path) -> list[str]:
     base = _nearest_existing(path)
     if not base.is_dir():
         return [f"{key}: cannot create {path}: {base} is a file, not a folder"]
-    if not os.access(base, os.W_OK | os.X_OK):
-        return [f"{key}: cannot create {path}: {base} is not writable for this user"]
+    # os.access says yes to root everywhere, even on /proc or a read-only mount: try it.
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=base, prefix=".create-probe-"))
+    except OSError as exc:
+        return [f"{key}: cannot create {path}: {base} is not writable ({exc.strerror or exc})"]
     return []
 
 
