@@ -136,6 +136,7 @@ class Gateway:
             code = exit_codes.PORT_IN_USE if exc.errno == errno.EADDRINUSE else exit_codes.CONFIG
             raise StartupError(preflight.port_problem(exc, self.loaded), code) from None
         self._started.append("listener")
+        log.info("config %s; relative paths against %s", self.loaded.source, self.loaded.state_dir)
         rec = self.buffer.recover()
         log.info("buffer at %s recovered: %d partial files removed, %d orphan files removed, "
                  "%d interrupted jobs queued again", self.loaded.buffer_dir, rec["partial_files"],

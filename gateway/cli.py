@@ -69,13 +69,9 @@ def _resolve_dest(loaded: LoadedConfig, name: str) -> DestinationSection:
 def cmd_run(args) -> int:
     from gateway import app, logs
 
-    args.quiet_config = True  # said in the log below, where an operator of the service looks
+    args.quiet_config = True  # the service logs which config it runs with (Gateway.start)
     loaded = _load(args)
     logs.setup(loaded.config.logging.level, loaded.config.logging.journald)
-    import logging
-
-    logging.getLogger("gateway.app").info("config %s; state directory %s; buffer %s", loaded.source,
-                                          loaded.state_dir, loaded.buffer_dir)
     return app.run(loaded)
 
 
