@@ -14,6 +14,7 @@ where the transfer pauses (a 400 MB object would only make the same moment last 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -281,19 +282,16 @@ def test_full_disk_is_one_error_line_and_one_recovery_line(tmp_path, gateway_fac
     r = storescu(gw.port, make_series(tmp_path / "one", 1))
     assert "(Success)" in r.stderr, r.stderr
     filler = small_tmpfs / "filler"
-    with open(filler, "wb") as fh:  # fill the disk to the last block
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-        try:
-            while True:
-                fh.write(b"\0" * 512)
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (65536, 4096, 512):  # to the last block
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     wait_until(lambda: "the buffer cannot be used" in gw.log, 60, 0.2, "the forwarder to meet the full disk")
     time.sleep(12)  # two more rounds of its 5 s retry: still only the one line
     filler.unlink()
