@@ -12,7 +12,6 @@ Failure classes:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 
@@ -22,6 +21,7 @@ from gateway.config import Config, DestinationSection
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
 from gateway.events import EventBus
+from gateway.logs import EXPECTED_BUFFER_ERRORS, FaultLog
 
 log = logging.getLogger("gateway.dicom.forward")
 
@@ -48,7 +48,7 @@ class Forwarder:
                             config.ae.max_pdu, scu_handlers)
         self._stop = threading.Event()
         self._cut = False  # the stop's drain deadline passed: the send in progress was aborted
-        self._buffer_fault: str | None = None  # the buffer error being waited out, logged once
+        self._buffer_fault = FaultLog(log, f"forwarder {name}")
         self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
         self._assoc = None
         self._down_since: float | None = None
@@ -88,22 +88,16 @@ class Forwarder:
             try:
                 jobs = self.queue.claim(FORWARD, self.name, self.dest.batch_size)
                 if not jobs:
-                    self._buffer_ok()
+                    self._buffer_fault.ok()
                     due = self.queue.next_due(FORWARD, self.name)
                     wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
                     self.queue.wait(wait)
                     continue
                 self._send_batch(jobs)
-                self._buffer_ok()
-            except (OSError, sqlite3.OperationalError) as exc:
-                # A full or failing disk under the index: expected on a box, and it lasts. One
-                # ERROR line when it starts, one line when it is over, not a traceback every 5 s.
-                fault = f"{type(exc).__name__}: {exc}"
-                if self._buffer_fault is None:
-                    log.error("forwarder %s: the buffer cannot be used (%s); retrying every 5 s", self.name, fault)
-                elif fault != self._buffer_fault:
-                    log.error("forwarder %s: the buffer still cannot be used, now: %s", self.name, fault)
-                self._buffer_fault = fault
+                self._buffer_fault.ok()
+            except EXPECTED_BUFFER_ERRORS as exc:
+                # A full or failing disk under the index: one line, not a traceback every 5 s.
+                self._buffer_fault.failed(exc, 5.0)
                 self._stop.wait(5.0)
             except Exception:
                 # A bug here must not silently stop forwarding for good: log, pause, go on.
@@ -111,10 +105,7 @@ class Forwarder:
                 self._stop.wait(5.0)
         log.info("forwarder for %s stopped", self.name)
 
-    def _buffer_ok(self) -> None:
-        if self._buffer_fault is not None:
-            log.info("forwarder %s: the buffer is usable again (was: %s)", self.name, self._buffer_fault)
-            self._buffer_fault = None
+
 
     def _send_batch(self, jobs: list[Job]) -> None:
         items = [_item(self.buffer, j) for j in jobs]
