@@ -96,6 +96,7 @@ def writable_folder(key: str, path: Path) -> list[str]:
 
 
 def buffer_folder(loaded: LoadedConfig) -> list[str]:
+    """buffer.path can be created, or is a folder this process can write in."""
     return writable_folder("buffer.path", loaded.buffer_dir)
 
 

@@ -106,6 +106,7 @@ class Acceptor:
             self.accept()
 
     def accept(self) -> None:
+        """Start serving connections on the bound port (after start(accept=False))."""
         self._accept_thread = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
         self._accept_thread.start()
 
