@@ -87,6 +87,8 @@ class TimersSection(_Section):
     # to finish; past it, the association is aborted. Must stay below the unit's TimeoutStopSec (60 s)
     # with room for closing the index.
     stop_drain_s: Annotated[float, Field(ge=0, le=50)] = 30.0
+    # A destination that stays unreachable is reminded in the log this often (a WARNING line).
+    down_reminder_s: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] = 3600.0
 
 
 class PeerSection(_Section):

@@ -52,6 +52,7 @@ class Forwarder:
         self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
         self._assoc = None
         self._down_since: float | None = None
+        self._reminded = 0.0  # when "still unreachable" was last logged
         self._assoc_failures = 0
 
     def start(self) -> None:
@@ -120,9 +121,14 @@ class Forwarder:
             delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, self._assoc_failures)
             self.queue.release([j.id for j in jobs], str(exc), time.time() + delay, uncount=True)
             if self._down_since is None:
-                self._down_since = time.time()
+                self._down_since = self._reminded = time.time()
                 log.warning("%s unreachable: %s; %d jobs wait, retrying in %.0f s", self.name, exc, len(jobs), delay)
                 self.events.publish("destination-down", target=self.name, reason=str(exc))
+            elif time.time() - self._reminded >= self.config.timers.down_reminder_s:
+                # A destination that stays down must not go quiet after its first line.
+                self._reminded = time.time()
+                log.warning("%s still unreachable after %.0f min: %s; retrying every %.0f s", self.name,
+                            (time.time() - self._down_since) / 60, exc, delay)
             self._stop.wait(delay)
             return
         self._assoc = assoc

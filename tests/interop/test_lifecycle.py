@@ -300,3 +300,16 @@ def test_full_disk_is_one_error_line_and_one_recovery_line(tmp_path, gateway_fac
     errors = [line for line in gw.log.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "forwarder pacs: the buffer cannot be used" in errors[0], errors
     assert "Traceback" not in gw.log, gw.log[-3000:]
+
+
+def test_a_destination_that_stays_down_is_reminded_in_the_log(tmp_path, gateway_factory):
+    gw = gateway_factory({"timers": {"down_reminder_s": 1.0},
+                          "destinations": {"pacs": {"ae_title": "PACS", "port": free_port(),
+                                                    "retry_initial_s": 0.2, "retry_max_s": 0.5}},
+                          "routes": [{"to": ["pacs"]}]})
+    r = storescu(gw.port, make_series(tmp_path / "one", 1))
+    assert "(Success)" in r.stderr, r.stderr
+    wait_until(lambda: gw.log.count("pacs still unreachable after") >= 2, 30, 0.1, "two reminders")
+    first = [line for line in gw.log.splitlines() if "pacs unreachable:" in line]
+    assert len(first) == 1 and " WARNING " in first[0], first
+    assert gw.stop(STOP_WAIT_S) == 0
