@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             import logging
 
-            # The service's log keeps the traceback for the developer; the operator gets one line.
-            logging.getLogger("gateway").error("internal error", exc_info=True) if logging.getLogger().handlers else None
+            if logging.getLogger().handlers:
+                # The service's log keeps the traceback for the developer; the terminal gets one line.
+                logging.getLogger("gateway").error("internal error", exc_info=True)
         print(f"internal error: {type(exc).__name__}: {exc} (details: DICOM_GATEWAY_DEBUG=1)", file=sys.stderr)
         return exit_codes.INTERNAL
 
