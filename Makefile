@@ -1,6 +1,7 @@
 # The README's commands. `make run`: the appliance on simulated hardware with config/gateway.toml.
 # `make test`: installs what it needs (venv; Debian packages when root) and runs the whole suite.
 # `make bench`: measurements against DCMTK peers in the same run (not part of `make test`).
+# `make install` (root): the service on this machine, run by systemd (see README, "Installing").
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,14 @@ PYTEST_WORKERS ?= auto
 APT_PACKAGES := dcmtk orthanc dicom3tools xorriso genisoimage dosfstools mtools ghostscript \
 	libsystemd-dev pkg-config systemd curl fonts-dejavu-core fonts-ipafont-gothic python3-venv
 
-.PHONY: run test bench deps venv check-config clean pacs
+.PHONY: run test bench deps venv check-config clean pacs install
+
+# make install: the package in its own venv, the console script in /usr/bin (where the unit looks),
+# the config in /etc (never overwritten), the unit, and the system user. DESTDIR stages it elsewhere
+# (then no user is created and systemd is not told).
+DESTDIR ?=
+INSTALL_VENV ?= /opt/dicom-gateway
+SUPPLEMENTARY_GROUPS := lp dialout plugdev cdrom video
 
 venv: $(VENV)/.installed
 
@@ -39,6 +47,28 @@ test: venv
 run: venv
 	$(VENV)/bin/dicom-gateway run --config config/gateway.toml
 
+install:
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then echo "make install: run as root (or set DESTDIR)"; exit 2; fi
+	python3 -m venv $(DESTDIR)$(INSTALL_VENV)
+	$(DESTDIR)$(INSTALL_VENV)/bin/pip install -q .
+	@if pkg-config --exists libsystemd 2>/dev/null; then \
+		$(DESTDIR)$(INSTALL_VENV)/bin/pip install -q '.[systemd]'; \
+	else echo "libsystemd-dev/pkg-config missing: installed without systemd-python (no sd_notify: Type=notify would time out)"; exit 1; fi
+	install -d $(DESTDIR)/usr/bin $(DESTDIR)/etc/dicom-gateway $(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/share/doc/dicom-gateway
+	ln -sf $(INSTALL_VENV)/bin/dicom-gateway $(DESTDIR)/usr/bin/dicom-gateway
+	@if [ -e $(DESTDIR)/etc/dicom-gateway/gateway.toml ]; then \
+		echo "kept the existing /etc/dicom-gateway/gateway.toml (the shipped one: config/gateway.toml)"; \
+	else install -m 0644 config/gateway.toml $(DESTDIR)/etc/dicom-gateway/gateway.toml; fi
+	install -m 0644 config/dicom-gateway.service $(DESTDIR)/etc/systemd/system/dicom-gateway.service
+	install -m 0644 README.md CONFORMANCE.md $(DESTDIR)/usr/share/doc/dicom-gateway/
+	@if [ -z "$(DESTDIR)" ]; then \
+		for g in $(SUPPLEMENTARY_GROUPS); do getent group $$g >/dev/null || groupadd --system $$g; done; \
+		getent passwd dicom-gateway >/dev/null || useradd --system --user-group --home-dir /var/lib/dicom-gateway \
+			--no-create-home --shell /usr/sbin/nologin dicom-gateway; \
+		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+		echo "installed; start with: systemctl enable --now dicom-gateway"; \
+	fi
+
 # A PACS to forward to while trying `make run` (the default config's destination): DCMTK storescp.
 pacs:
 	mkdir -p var/pacs
@@ -51,4 +81,4 @@ bench: venv
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var config/buffer config/films

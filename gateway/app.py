@@ -1,9 +1,22 @@
 """The service: wires config, buffer, listener and workers; starts, serves, stops.
 
-Start-up order matters: the buffer recovers (partial files removed, in-flight jobs re-queued)
-before the listener accepts anything, and systemd hears READY only when the port is open.
-Stop: the listener closes first (no new work accepted), workers finish the object in hand, then
-the index closes. Anything abandoned is still queued and goes out after the next start.
+Start-up order matters:
+1. the buffer's lock (gateway/buffer/lock.py), before anything in the buffer is touched: a second
+   instance on the same buffer exits here, naming the holder's PID, having changed nothing;
+2. the DICOM port is bound and listening, but not accepting: a port in use ends the start before
+   recovery has changed anything, and modalities that connect now wait in the backlog;
+3. recovery (partial files removed, in-flight jobs re-queued): no association is being served, so
+   no incoming/ file of a live C-STORE can be taken for a leftover;
+4. the workers (forwarders, print spooler);
+5. accepting associations, then READY=1 to systemd.
+
+Stop (SIGTERM, SIGINT): no new associations; what is in hand is finished within
+`timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received is stored and
+answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT, a WARNING
+naming the association); an aborted forward does not count as an attempt. Then the index closes.
+Anything abandoned is still queued and goes out after the next start.
+
+SIGHUP is logged and ignored: the config is read at start only (restart to apply a change).
 """
 
 from __future__ import annotations
@@ -15,7 +28,12 @@ import time
 
 from pynetdicom import evt
 
-from gateway import systemd_notify
+import errno
+import socket
+import sqlite3
+
+from gateway import exit_codes, preflight, systemd_notify
+from gateway.buffer import lock as buffer_lock
 from gateway.buffer.attributes import configure_pydicom
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
@@ -31,14 +49,64 @@ from gateway.state import StateObserver
 
 log = logging.getLogger("gateway.app")
 
+# After the drain deadline, aborted associations and workers get this long to wind down before the
+# index closes under them.
+_CUT_GRACE_S = 5.0
+
+
+class StartupError(Exception):
+    """The service cannot start: one line for the operator and the exit code (gateway.exit_codes)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _lock_buffer(root) -> buffer_lock.BufferLock:
+    if root.exists() and not root.is_dir():
+        raise StartupError(f"buffer.path: {root} is a file, not a folder", exit_codes.CONFIG)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"buffer.path: cannot create {root}: {exc.strerror or exc}", exit_codes.CONFIG) from None
+    try:
+        return buffer_lock.acquire(root)
+    except buffer_lock.BufferLocked as exc:
+        raise StartupError(f"{exc}: another instance runs on this buffer; not started, nothing touched",
+                           exit_codes.BUFFER_IN_USE) from None
+    except OSError as exc:
+        raise StartupError(f"buffer.path: cannot write in {root}: {exc.strerror or exc}",
+                           exit_codes.CONFIG) from None
+
 
 class Gateway:
-    def __init__(self, loaded: LoadedConfig):
+    """The whole service. Construction takes the buffer's lock first (StartupError when another
+    instance holds it); start() binds, recovers, starts the workers, accepts; stop() drains."""
+
+    def __init__(self, loaded: LoadedConfig, stop: threading.Event | None = None):
         self.loaded = loaded
-        cfg = self.config = loaded.config
+        self.config = loaded.config
         self.events = EventBus()
-        self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
-                             cfg.buffer.duplicate_policy, Router(cfg))
+        self._stop = stop or threading.Event()
+        self._lock = _lock_buffer(loaded.buffer_dir)
+        self._started: list[str] = []
+        try:
+            self._build(loaded)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _build(self, loaded: LoadedConfig) -> None:
+        cfg = self.config
+        problems = preflight.buffer_folder(loaded)
+        if problems:
+            raise StartupError(problems[0], exit_codes.CONFIG)
+        try:
+            self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
+                                 cfg.buffer.duplicate_policy, Router(cfg))
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"buffer.path: cannot open the buffer in {loaded.buffer_dir}: {exc}",
+                               exit_codes.CONFIG) from None
         # Hooks into the buffer: the reserve check evicts delivered instances before refusing.
         self.retention = Retention(self.buffer, cfg.buffer, self.events)
         configure_pydicom()
@@ -56,7 +124,6 @@ class Gateway:
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
-        self._stop = threading.Event()
         # Operator view (status): destination reachability and printer state, from events.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
                                    cfg.print.name if cfg.print.enabled else None)
@@ -72,16 +139,29 @@ class Gateway:
             self.buffer.release_if_done(instance_ids)
 
     def start(self) -> None:
+        """Bind, recover, start the workers, accept, READY (the order is the module docstring's)."""
         self.state.start()
+        try:
+            self.listener.start(accept=False)
+        except socket.gaierror as exc:
+            raise StartupError(f"ae.bind: cannot resolve {self.config.ae.bind!r}: {exc.strerror}",
+                               exit_codes.CONFIG) from None
+        except OSError as exc:
+            code = exit_codes.PORT_IN_USE if exc.errno == errno.EADDRINUSE else exit_codes.CONFIG
+            raise StartupError(preflight.port_problem(exc, self.loaded), code) from None
+        self._started.append("listener")
+        log.info("config %s; relative paths against %s", self.loaded.source, self.loaded.state_dir)
         rec = self.buffer.recover()
         log.info("buffer at %s recovered: %d partial files removed, %d orphan files removed, "
                  "%d interrupted jobs queued again", self.loaded.buffer_dir, rec["partial_files"],
                  rec["orphan_files"], rec["requeued_jobs"])
         for f in self.forwarders:
             f.start()
+        self._started.append("forwarders")
         if self.printing:
             self.printing.start()
-        self.listener.start()
+            self._started.append("printing")
+        self.listener.accept()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
 
     def status_line(self) -> str:
@@ -111,37 +191,60 @@ class Gateway:
         self._stop.set()
 
     def stop(self) -> None:
+        """Drain within timers.stop_drain_s, then abort what is left; close the index and the lock.
+        Safe after a start that failed half-way."""
+        if not self._started:  # the start failed before anything ran: nothing to drain
+            self.close()
+            return
         systemd_notify.notify("STOPPING=1")
-        log.info("stopping: closing the listener, letting workers finish the object in hand")
-        self.listener.stop()
-        for f in self.forwarders:
-            f.request_stop()
-        deadline = time.monotonic() + 20
-        for f in self.forwarders:
-            f.join(max(0.1, deadline - time.monotonic()))
-        if self.printing:
+        drain = self.config.timers.stop_drain_s
+        deadline = time.monotonic() + drain
+        log.info("stopping: no new associations; finishing the objects in hand (at most %.0f s)", drain)
+        forwarders = self.forwarders if "forwarders" in self._started else []
+        for f in forwarders:
+            f.request_stop()  # first, so that forwards drain while the listener does
+        if "listener" in self._started:
+            self.listener.stop(max(0.0, deadline - time.monotonic()))
+        for f in forwarders:
+            f.join(max(0.0, deadline - time.monotonic()))
+        for f in forwarders:
+            if f.is_alive():
+                f.cut(drain)
+        for f in forwarders:
+            f.join(_CUT_GRACE_S)
+        if "printing" in self._started:
             self.printing.stop()
-        self.buffer.close()
+        self.close()
         log.info("stopped")
+
+    def close(self) -> None:
+        """Close the index and give up the buffer's lock."""
+        try:
+            self.buffer.close()
+        finally:
+            self._lock.close()
+
+
+def _ignore_sighup(*_args) -> None:
+    log.info("SIGHUP received and ignored: the config is read at start only; restart the service "
+             "to apply a change")
 
 
 def run(loaded: LoadedConfig) -> int:
-    # SIGUSR1's default action ends the process: catch it before anything can find us.
+    """The service until SIGTERM/SIGINT. Raises StartupError when it cannot start."""
+    stop = threading.Event()
+    # Installed before anything starts: a SIGTERM during recovery still ends in a clean stop, and
+    # SIGHUP's default action (terminate, silently) never applies.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, _ignore_sighup)
+    # SIGUSR1 (a CLI verb's wake-up) would end the process by default: ignored until the
+    # workers exist, then it wakes them.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    gw = Gateway(loaded)
+    gw = Gateway(loaded, stop)
     signal.signal(signal.SIGUSR1, gw.wake_workers)
-    # field-queue: CLI verbs find the service through the buffer lock's holder. Item 3 (wt-life)
-    # owns where the lock is taken; on merge keep ONE acquire, before recovery.
-    from gateway.buffer import lock as buffer_lock
-
     try:
-        gw.buffer_lock = buffer_lock.acquire(loaded.buffer_dir)
-    except buffer_lock.BufferLocked as exc:
-        raise SystemExit(str(exc)) from None
-    signal.signal(signal.SIGTERM, gw.request_stop)
-    signal.signal(signal.SIGINT, gw.request_stop)
-    gw.start()
-    try:
+        gw.start()
         gw.serve_forever()
     finally:
         gw.stop()

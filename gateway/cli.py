@@ -1,17 +1,47 @@
-"""`dicom-gateway`: the service and the tools an engineer uses on the box."""
+"""`dicom-gateway`: the service and the tools an engineer uses on the box.
+
+Which config: `--config FILE`; else $DICOM_GATEWAY_CONFIG; else ./config/gateway.toml in the current
+folder (a checkout, where `make run` runs); else /etc/dicom-gateway/gateway.toml (installed). A
+command that found its config by this search says which file it used (on stderr).
+
+Errors are one line on stderr, never a traceback; exit codes are in gateway/exit_codes.py (and the
+README): 0 ok, 1 the operation failed, 2 bad command line or config, 3 buffer in use by another
+instance, 4 port in use, 70 internal error (the traceback with DICOM_GATEWAY_DEBUG=1).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sqlite3
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from gateway import config as config_mod
+from gateway import exit_codes
 from gateway.config import ConfigError, DestinationSection, LoadedConfig
 
 DEFAULT_CONFIG = "/etc/dicom-gateway/gateway.toml"
+CONFIG_ENV = "DICOM_GATEWAY_CONFIG"
+# Searched in this order when neither --config nor $DICOM_GATEWAY_CONFIG is given.
+SEARCH_PATH = ("config/gateway.toml", DEFAULT_CONFIG)
+
+
+def find_config(given: str | None) -> tuple[Path, str]:
+    """The config file to use and how it was chosen ("--config", the variable, or "found")."""
+    if given:
+        return Path(given), "--config"
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env), f"${CONFIG_ENV}"
+    for candidate in SEARCH_PATH:
+        if Path(candidate).is_file():
+            return Path(candidate), "found"
+    raise ConfigError([f"no config file: none of {', '.join(SEARCH_PATH)} exists (give --config FILE "
+                       f"or set {CONFIG_ENV})"])
 
 QUEUE_VERBS_HELP = """\
 what each verb does to a job, by its state (anything else is refused with the reason; exit 1):
@@ -26,7 +56,11 @@ change takes effect at its next start.
 
 
 def _load(args) -> LoadedConfig:
-    return config_mod.load(args.config, args.set)
+    path, how = find_config(args.config)
+    loaded = config_mod.load(path, args.set)
+    if how != "--config" and not getattr(args, "quiet_config", False):
+        print(f"(config {loaded.source}, from {how if how != 'found' else 'the search path'})", file=sys.stderr)
+    return loaded
 
 
 def _resolve_dest(loaded: LoadedConfig, name: str) -> DestinationSection:
@@ -46,15 +80,30 @@ def _resolve_dest(loaded: LoadedConfig, name: str) -> DestinationSection:
 def cmd_run(args) -> int:
     from gateway import app, logs
 
+    args.quiet_config = True  # the service logs which config it runs with (Gateway.start)
     loaded = _load(args)
     logs.setup(loaded.config.logging.level, loaded.config.logging.journald)
     return app.run(loaded)
 
 
 def cmd_check_config(args) -> int:
+    """What the README says: `ok: FILE` and what the service would use, or every problem."""
+    from gateway import preflight
+
+    args.quiet_config = True  # the first line names the file
     loaded = _load(args)
-    print(f"ok: {loaded.source or '(built-in defaults)'}")
-    return 0
+    problems, notes = preflight.check(loaded)
+    if problems:
+        raise ConfigError(problems)
+    c = loaded.config
+    print(f"ok: {loaded.source}")
+    print(f"  listens as {c.ae.title} on {c.ae.bind}:{c.ae.port}")
+    print(f"  buffer {loaded.buffer_dir} (relative paths against {loaded.state_dir})")
+    for name, d in c.destinations.items():
+        print(f"  forwards to {name}: {d.ae_title}@{d.host}:{d.port}{'' if d.enabled else ' (disabled)'}")
+    for note in notes:
+        print(f"  note: {note}")
+    return exit_codes.OK
 
 
 def cmd_echo(args) -> int:
@@ -62,9 +111,10 @@ def cmd_echo(args) -> int:
 
     loaded = _load(args)
     d = _resolve_dest(loaded, args.dest)
-    ok, msg = echo(loaded.config.ae.title, d.ae_title, d.host, d.port, loaded.config.timers.association_s)
+    ok, msg = echo(args.aet or loaded.config.ae.title, d.ae_title, d.host, d.port,
+                   loaded.config.timers.association_s)
     print(msg)
-    return 0 if ok else 1
+    return exit_codes.OK if ok else exit_codes.FAILED
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -97,7 +147,7 @@ def cmd_send(args) -> int:
             print(f"{f}: skipped, not a DICOM Part-10 file ({exc})")
             failures += 1
     configure_pynetdicom(Path(tempfile.gettempdir()))
-    scu = StoreSCU(loaded.config.ae.title, d, loaded.config.timers, loaded.config.ae.tcp_nodelay)
+    scu = StoreSCU(args.aet or loaded.config.ae.title, d, loaded.config.timers, loaded.config.ae.tcp_nodelay)
     while items:
         n = fit_batch(items)
         batch, items = items[:n], items[n:]
@@ -507,13 +557,34 @@ def cmd_print_test(args) -> int:
     return print_test(_load(args), args.steps, args.wedge)
 
 
+def _job_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job ID (a number from `queue list`)")
+    return int(text)
+
+
+def _ae_title(text: str) -> str:
+    try:
+        return config_mod._check_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (the usage itself is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(exit_codes.CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dicom-gateway", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="dicom-gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name, func, help_):
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        sp.add_argument("--config", default=None,
+                        help=f"config file (default: ${CONFIG_ENV}, else the first of {', '.join(SEARCH_PATH)})")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set ae.port=11113 (repeatable)")
         sp.set_defaults(func=func)
@@ -521,13 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "run the service")
     add("check-config", cmd_check_config, "validate the config and list every problem")
-    add("echo", cmd_echo, "C-ECHO a destination or peer").add_argument("dest")
+    sp = add("echo", cmd_echo, "C-ECHO a destination or peer")
+    sp.add_argument("dest", help="destination or peer name, or AET@host:port")
+    sp.add_argument("--aet", type=_ae_title, help="calling AE title (default: ae.title)")
     sp = add("send", cmd_send, "send files or folders with C-STORE")
     sp.add_argument("paths", nargs="+")
     sp.add_argument("--to", required=True, help="destination or peer name, or AET@host:port")
+    sp.add_argument("--aet", type=_ae_title, help="calling AE title (default: ae.title)")
     sp = add("queue", cmd_queue, "list, retry or dead-letter jobs")
     sp.add_argument("action", choices=["list", "retry", "dead-letter"])
-    sp.add_argument("ids", nargs="*", help="job IDs (retry: default all dead jobs)")
+    sp.add_argument("ids", nargs="*", type=_job_id, help="job IDs (retry: default all dead jobs)")
     sp.add_argument("--state", action="append", help="list only these states (repeatable)")
     sp.add_argument("--reason", default="dead-lettered by operator")
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -550,14 +624,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Parse, run, and turn every expected failure into one line and its exit code."""
+    args = build_parser().parse_args(argv)  # usage errors: one line, exit 2 (argparse)
+    from gateway.app import StartupError
+
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"config: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for line in exc.problems:
-            print(f"  {line}", file=sys.stderr)
-        return 2
+        if len(exc.problems) == 1:
+            print(f"config: {exc.problems[0]}", file=sys.stderr)
+        else:
+            print(f"config: {len(exc.problems)} problems:", file=sys.stderr)
+            for line in exc.problems:
+                print(f"  {line}", file=sys.stderr)
+        return exit_codes.CONFIG
+    except StartupError as exc:
+        print(f"dicom-gateway: not started: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    except BrokenPipeError:
+        return exit_codes.FAILED  # `dicom-gateway queue list | head`
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_codes.FAILED
+    except Exception as exc:
+        if os.environ.get("DICOM_GATEWAY_DEBUG"):
+            traceback.print_exc()
+        else:
+            import logging
+
+            if logging.getLogger().handlers:
+                # The service's log keeps the traceback for the developer; the terminal gets one line.
+                logging.getLogger("gateway").error("internal error", exc_info=True)
+        print(f"internal error: {type(exc).__name__}: {exc} (details: DICOM_GATEWAY_DEBUG=1)", file=sys.stderr)
+        return exit_codes.INTERNAL
 
 
 if __name__ == "__main__":

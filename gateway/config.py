@@ -2,20 +2,27 @@
 
 Unknown keys and out-of-range values are rejected with the dotted key and the reason, because on a box
 with no screen a typo that silently falls back to a default is found only when a study goes missing.
-Relative paths are resolved against the directory of the config file, never the process's cwd (which
-is / under systemd).
+
+Relative paths (buffer.path, print.printer.sim_out, ...) never depend on the process's cwd (which is /
+under systemd). They resolve against the state directory, the first that applies:
+1. $STATE_DIRECTORY, which systemd sets from the unit's StateDirectory= (/var/lib/dicom-gateway);
+2. /var/lib/dicom-gateway when the config file is in /etc/dicom-gateway/ (the installed layout), so
+   that a CLI command run by hand finds the buffer the service uses;
+3. the config file's folder (a checkout: config/gateway.toml keeps its data in config/).
+`check-config` prints where each path ends up.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.print.profile import PrintSection
 
@@ -43,6 +50,10 @@ def _check_host(value: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
+        # "999.1.1.1" matches the host-name pattern below, but no resolver takes an all-numeric
+        # name as a host: it is a mistyped IPv4 address.
+        if re.fullmatch(r"[0-9.]+", value):
+            raise ValueError(f"{value!r} is not a valid IPv4 address") from None
         if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
             raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
     return value
@@ -72,6 +83,10 @@ class TimersSection(_Section):
     # A connection must finish association negotiation within this time, so half-open or stalled
     # sockets cannot hold association slots that real modalities need.
     handshake_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # On SIGTERM, an object in hand (a C-STORE being received, a forward being sent) gets this long
+    # to finish; past it, the association is aborted. Must stay below the unit's TimeoutStopSec (60 s)
+    # with room for closing the index.
+    stop_drain_s: Annotated[float, Field(ge=0, le=50)] = 30.0
 
 
 class PeerSection(_Section):
@@ -151,8 +166,13 @@ class BufferSection(_Section):
     retention_unrouted_max_age_days: Annotated[int, Field(ge=0, le=36500)] = 0
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class LoggingSection(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Any case: "info" is as clear as "INFO".
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = "INFO"
     journald: Literal["auto", "on", "off"] = "auto"
     # A destination that stays down is logged again (WARNING) at this interval, not only once.
     down_reminder_s: Annotated[float, Field(ge=1, le=7 * 24 * 3600)] = 900.0
@@ -175,6 +195,18 @@ class Config(_Section):
             for name in route.to:
                 if name not in self.destinations:
                     problems.append(f"routes[{i}].to: unknown destination {name!r}")
+        # Two peers with one AE title: which peer's permissions apply would depend on dict order.
+        seen: dict[str, str] = {}
+        for name, peer in self.peers.items():
+            if peer.ae_title in seen:
+                problems.append(f"peers.{name}.ae_title: {peer.ae_title!r} is also the AE title of "
+                                f"peers.{seen[peer.ae_title]}")
+            else:
+                seen[peer.ae_title] = name
+        for name, dest in self.destinations.items():
+            if _is_self(dest, self.ae):
+                problems.append(f"destinations.{name}: is this gateway itself ({dest.ae_title}@{dest.host}:"
+                                f"{dest.port}): forwarding to it would loop")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -186,16 +218,62 @@ class Config(_Section):
         return None
 
 
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def _same_host(a: str, b: str) -> bool:
+    def norm(h: str) -> str:
+        h = h.lower()
+        if h in _LOOPBACK_NAMES:
+            return "loopback"
+        try:
+            ip = ipaddress.ip_address(h)
+        except ValueError:
+            return h
+        return "loopback" if ip.is_loopback else ("any" if ip.is_unspecified else str(ip))
+
+    na, nb = norm(a), norm(b)
+    return na == nb or "any" in (na, nb) and "loopback" in (na, nb)
+
+
+def _is_self(dest: "DestinationSection", ae: AESection) -> bool:
+    """A destination that is this gateway's own listener (same AE title, host and port)."""
+    return dest.ae_title == ae.title and dest.port == ae.port and _same_host(dest.host, ae.bind)
+
+
+# The installed layout: config in /etc/dicom-gateway, data in the unit's StateDirectory.
+INSTALLED_CONFIG_DIR = Path("/etc/dicom-gateway")
+INSTALLED_STATE_DIR = Path("/var/lib/dicom-gateway")
+
+
+def state_directory(source: Path | None) -> Path | None:
+    """Where relative paths of the config at `source` resolve (see the module docstring)."""
+    env = os.environ.get("STATE_DIRECTORY", "")
+    if env:
+        return Path(env.split(":")[0])  # systemd lists several when StateDirectory= names several
+    if source is None:
+        return None
+    if source.parent == INSTALLED_CONFIG_DIR:
+        return INSTALLED_STATE_DIR
+    return source.parent
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     config: Config
     source: Path | None
 
+    @property
+    def state_dir(self) -> Path | None:
+        return state_directory(self.source)
+
     def resolve(self, path: str) -> Path:
+        """A path from the config, absolute: relative ones against the state directory."""
         p = Path(path)
-        if p.is_absolute() or self.source is None:
+        base = self.state_dir
+        if p.is_absolute() or base is None:
             return p
-        return (self.source.parent / p).resolve()
+        return (base / p).resolve()
 
     @property
     def buffer_dir(self) -> Path:
@@ -214,6 +292,10 @@ def _format_errors(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if not e["loc"] and e["type"] == "value_error":
+            # Cross-checks (Config._cross_checks) name their own keys, one problem each.
+            out.extend(e["msg"].removeprefix("Value error, ").split("; "))
+            continue
         if e["type"] == "extra_forbidden":
             out.append(f"{key}: unknown key")
         elif e["type"] == "missing":
@@ -221,7 +303,8 @@ def _format_errors(err: ValidationError) -> list[str]:
         else:
             msg = e["msg"].removeprefix("Value error, ")
             shown = e.get("input")
-            if isinstance(shown, (str, int, float, bool)):
+            # Our own validators already quote the value; say it once.
+            if isinstance(shown, (str, int, float, bool)) and repr(shown) not in msg and str(shown) not in msg:
                 out.append(f"{key}: {msg} (got {shown!r})")
             else:
                 out.append(f"{key}: {msg}")
@@ -255,16 +338,34 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
 def load(path: Path | str | None, overrides: list[str] | None = None) -> LoadedConfig:
     data: dict = {}
     source = None
     if path is not None:
-        source = Path(path).resolve()
+        source = Path(os.path.abspath(path))
         try:
             with open(source, "rb") as fh:
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError([f"{source}: no such config file"]) from None
+        except IsADirectoryError:
+            raise ConfigError([f"{source}: is a folder, not a config file"]) from None
+        except PermissionError:
+            raise ConfigError([f"{source}: cannot be read (permission denied for user "
+                               f"{_user()})"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{source}: cannot be read: {exc.strerror or exc}"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"{source}: not valid TOML: not UTF-8 text"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
     data = apply_overrides(data, overrides or [])

@@ -8,7 +8,33 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import sys
+
+# What a full or failing disk under the buffer raises: expected on a box, and it lasts.
+EXPECTED_BUFFER_ERRORS = (OSError, sqlite3.OperationalError)
+
+
+class FaultLog:
+    """A worker's view of a lasting fault (a full disk): one ERROR line when it starts, one when it
+    changes, one INFO line when it is over; never a traceback every retry."""
+
+    def __init__(self, logger: logging.Logger, who: str):
+        self.logger, self.who = logger, who
+        self.fault: str | None = None
+
+    def failed(self, exc: BaseException, retry_s: float) -> None:
+        fault = f"{type(exc).__name__}: {exc}"
+        if self.fault is None:
+            self.logger.error("%s: the buffer cannot be used (%s); retrying every %.0f s", self.who, fault, retry_s)
+        elif fault != self.fault:
+            self.logger.error("%s: the buffer still cannot be used, now: %s", self.who, fault)
+        self.fault = fault
+
+    def ok(self) -> None:
+        if self.fault is not None:
+            self.logger.info("%s: the buffer is usable again (was: %s)", self.who, self.fault)
+            self.fault = None
 
 
 def _under_systemd() -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiation
@@ -39,6 +40,8 @@ _PEEK_LIMIT = 64 * 1024
 # Connections still negotiating, on top of ae.max_associations: room for real senders while
 # stalled sockets wait out their handshake timer.
 _HANDSHAKE_HEADROOM = 64
+# After the drain deadline, an aborted association's thread gets this long to wind down.
+_CUT_GRACE_S = 5.0
 
 
 def _peek(sock: socket.socket, n: int) -> bytes:
@@ -83,21 +86,36 @@ class Acceptor:
     def address(self) -> tuple:
         return self._listen.getsockname()
 
-    def start(self) -> None:
+    def start(self, accept: bool = True) -> None:
+        """Bind and listen; accept connections only when `accept` (else accept() does it). Until
+        then connecting peers wait in the listen backlog. Raises OSError (port in use, address not
+        of this host) with nothing left open."""
         c = self.config.ae
         family, kind, proto, _, addr = socket.getaddrinfo(c.bind, c.port, type=socket.SOCK_STREAM,
                                                           flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
         self._listen = sock
+        if accept:
+            self.accept()
+
+    def accept(self) -> None:
+        """Start serving connections on the bound port (after start(accept=False))."""
         self._accept_thread = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
         self._accept_thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Close the port; abort fast-path associations (a store in progress answers first);
-        wait for their threads. pynetdicom's associations are the listener's to stop."""
+        """Close the port, then drain: an idle association is aborted at once; one receiving a
+        C-STORE finishes it (stored, answered) and is aborted after the response. Past `timeout`
+        seconds what is left is aborted with a WARNING naming it (StorageAssociation.cut).
+        pynetdicom's associations are the listener's to stop."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._stopping = True
             connections = dict(self._connections)
@@ -108,7 +126,7 @@ class Acceptor:
                 pass
             self._listen.close()
         if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
+            self._accept_thread.join(5.0)
         for sock, assoc in connections.items():
             if assoc is not None:
                 assoc.stop()
@@ -120,7 +138,13 @@ class Acceptor:
         with self._lock:
             threads = list(self._threads)
         for t in threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = [a for a in self._connections.values() if a is not None]
+        for assoc in left:
+            assoc.cut(timeout)
+        for t in threads:
+            t.join(_CUT_GRACE_S)
 
     # -- connections ---------------------------------------------------------------------------
     def _accept_loop(self) -> None:

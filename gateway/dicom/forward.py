@@ -21,6 +21,7 @@ from gateway.config import Config, DestinationSection
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
 from gateway.events import EventBus
+from gateway.logs import EXPECTED_BUFFER_ERRORS, FaultLog
 
 log = logging.getLogger("gateway.dicom.forward")
 
@@ -46,6 +47,8 @@ class Forwarder:
         self.scu = StoreSCU(config.ae.title, self.dest, config.timers, config.ae.tcp_nodelay,
                             config.ae.max_pdu, scu_handlers)
         self._stop = threading.Event()
+        self._cut = False  # the stop's drain deadline passed: the send in progress was aborted
+        self._buffer_fault = FaultLog(log, f"forwarder {name}")
         self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
         self._assoc = None
         self._down_since: float | None = None
@@ -56,12 +59,22 @@ class Forwarder:
         self._thread.start()
 
     def request_stop(self) -> None:
-        """Stop after the object in hand; a peer stalled mid-send is cut off (its job stays
-        in flight and is sent again after the restart)."""
+        """Stop after the object in hand: the send under way completes (and is marked done); the
+        rest of the batch goes back to the queue without using up an attempt. cut() ends a send
+        that outlasts the stop's drain deadline."""
         self._stop.set()
         self.queue.notify()
+
+    def cut(self, drain_s: float) -> None:
+        """The drain deadline passed: abort the association in progress (a WARNING names it). The
+        job goes back to the queue without using up an attempt and is sent after the restart."""
+        self._cut = True
+        self._stop.set()
         assoc = self._assoc
         if assoc is not None and assoc.is_established:
+            log.warning("aborting the association to %s (%s@%s:%d): the service is stopping and the "
+                        "drain deadline (timers.stop_drain_s = %.0f s) passed mid-send; the object stays "
+                        "queued", self.name, self.dest.ae_title, self.dest.host, self.dest.port, drain_s)
             assoc.abort()
 
     def join(self, timeout: float) -> None:
@@ -76,16 +89,24 @@ class Forwarder:
             try:
                 jobs = self.queue.claim(FORWARD, self.name, self.dest.batch_size)
                 if not jobs:
+                    self._buffer_fault.ok()
                     due = self.queue.next_due(FORWARD, self.name)
                     wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
                     self.queue.wait(wait)
                     continue
                 self._send_batch(jobs)
+                self._buffer_fault.ok()
+            except EXPECTED_BUFFER_ERRORS as exc:
+                # A full or failing disk under the index: one line, not a traceback every 5 s.
+                self._buffer_fault.failed(exc, 5.0)
+                self._stop.wait(5.0)
             except Exception:
                 # A bug here must not silently stop forwarding for good: log, pause, go on.
                 log.exception("forwarder %s: unexpected error; retrying in 5 s", self.name)
                 self._stop.wait(5.0)
         log.info("forwarder for %s stopped", self.name)
+
+
 
     def _send_batch(self, jobs: list[Job]) -> None:
         items = [_item(self.buffer, j) for j in jobs]
@@ -117,6 +138,10 @@ class Forwarder:
                     self.queue.release([j.id for j in jobs[i:]], "", 0, uncount=True)
                     break
                 result = self.scu.send(assoc, item)
+                if not result.ok and self._cut:
+                    # Cut by the stop, not by the peer: this job and the rest are not attempts.
+                    self.queue.release([j.id for j in jobs[i:]], "interrupted by a service stop", 0, uncount=True)
+                    break
                 if result.ok:
                     if result.warning:
                         log.warning("%s accepted %s with warning 0x%04X %s", self.name, job.sop_uid,
@@ -139,7 +164,8 @@ class Forwarder:
             if self.commitment is not None and sent and assoc.is_established:
                 self.commitment.request(assoc, self.name, self.dest, sent)
             elif self.commitment is not None and sent:
-                self.queue.release([j.id for j in sent], "association lost before commitment request", 0)
+                self.queue.release([j.id for j in sent], "association lost before commitment request", 0,
+                                   uncount=self._cut)
         finally:
             self._assoc = None
             if assoc.is_established:

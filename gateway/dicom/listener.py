@@ -98,17 +98,31 @@ class Listener:
         self._server = None
         self._acceptor = None
 
-    def start(self) -> None:
+    def start(self, accept: bool = True) -> None:
+        """Bind and listen (OSError when the port cannot be had); serve associations only when
+        `accept` (otherwise call accept() later: the service recovers its buffer in between)."""
         c = self.config.ae
         self._server = _HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
                                       evt_handlers=self._handlers)
         fast = STORAGE_SOP_CLASSES | {VERIFICATION} if self._store is not None else frozenset()
         self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),
                                   self._store, self._server.hand_off)
-        self._acceptor.start()
+        try:
+            self._acceptor.start(accept=False)
+        except BaseException:
+            self._server = None
+            raise
+        if accept:
+            self.accept()
+
+    def accept(self) -> None:
+        """Start serving connections on the bound port."""
+        c = self.config.ae
+        self._acceptor.accept()
         log.info("listening as %s on %s:%d", c.title, c.bind, c.port)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """`timeout`: how long associations in progress may take to finish what they are doing."""
         if self._server is None:
             return
         server, self._server = self._server, None
@@ -121,4 +135,4 @@ class Listener:
         for assoc in active:
             assoc.abort()
         for assoc in active:
-            assoc.join(timeout)
+            assoc.join(min(timeout, 5.0))  # aborted: they end at once, or never

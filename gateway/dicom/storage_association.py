@@ -106,7 +106,8 @@ class StorageAssociation:
         # store whose Success is about to go out, nor write into a response.
         self._lock = threading.Lock()
         self._storing = False
-        self._stopping = False
+        self._stopping = False  # service stop: finish the message in hand, then abort
+        self._cut = False  # the stop's drain deadline passed: aborted, store nothing more
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -120,6 +121,12 @@ class StorageAssociation:
                     self._abort()
                     return
                 if not self._next_pdu():
+                    return
+                if self._stopping and self._message is None:
+                    # Service stop, and the object in hand (if any) is answered: end here.
+                    log.info("aborting association from %s (%s): the service is stopping",
+                             self.calling_ae, self.peer)
+                    self._abort()
                     return
         except ConnectionClosed:
             if self._message is not None and not self._stopping:
@@ -143,16 +150,38 @@ class StorageAssociation:
             self._close()
 
     def stop(self) -> None:
-        """From another thread (service stop): abort now, unless a store is in progress, in which
-        case its response goes out first and the association is aborted right after."""
+        """From another thread (service stop): an idle association is aborted now; one in the
+        middle of a message finishes it (a C-STORE is stored and answered) and is aborted right
+        after. cut() ends a message that takes too long."""
         with self._lock:
             self._stopping = True
-            if self._storing or self._closed:
+            if self._storing or self._closed or self._message is not None:
                 return
             try:
                 self._send_locked(abort_pdu())
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
             except OSError:
+                pass
+
+    def cut(self, drain_s: float) -> None:
+        """From another thread, when the stop's drain deadline has passed: A-ABORT now, the partial
+        data set is deleted and nothing more is stored. A store already under way (local, short)
+        is left to answer; the association is aborted right after it."""
+        with self._lock:
+            self._stopping = True
+            if self._closed or self._storing:
+                return
+            self._cut = True
+            m = self._message
+            what = (f"in the middle of C-STORE {m.command.affected_sop_instance}"
+                    if m is not None and m.command is not None else "in the middle of a message")
+            log.warning("aborting association from %s (%s): the service is stopping and the drain "
+                        "deadline (timers.stop_drain_s = %.0f s) passed %s; the partial data set is deleted, "
+                        "the sender keeps the object", self.calling_ae, self.peer, drain_s, what)
+            try:
+                self._send_locked(abort_pdu())
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+            except (OSError, ConnectionClosed):
                 pass
 
     # -- PDUs ----------------------------------------------------------------------------------
@@ -275,8 +304,8 @@ class StorageAssociation:
             self._respond(m.context_id, command, code, f"cannot write to buffer: {exc.strerror or exc}")
             return
         with self._lock:
-            if self._stopping:
-                # Not acknowledged: the sender keeps it and sends it again to the restarted service.
+            if self._cut:
+                # Aborted at the drain deadline: not acknowledged, so not kept; the sender has it.
                 m.drop()
                 raise ConnectionClosed()
             self._storing = True
@@ -294,9 +323,8 @@ class StorageAssociation:
             with self._lock:
                 self._storing = False
                 stopping = self._stopping
-            if stopping:
-                self._abort()
-                raise ConnectionClosed()
+        if stopping:
+            return  # run() aborts now that the object in hand is answered
         try:
             self._spare = receive_spool.SpoolFile()
         except OSError:

@@ -56,6 +56,42 @@ _DEFAULT_PDV = 128 * 1024
 _META_READ = 64 * 1024
 
 
+VERIFICATION = "1.2.840.10008.1.1"
+C_STORE_RSP = 0x8001
+C_ECHO_RSP = 0x8030
+
+# PS3.8 Table 9-21: A-ASSOCIATE-RJ (source, reason) in the words an operator can act on.
+_REJECT_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded (too many associations)",
+}
+
+
+def describe_rejection(result: int, source: int, reason: int) -> str:
+    """An A-ASSOCIATE-RJ in words, the codes after it for whoever reads the peer's log:
+    e.g. "calling AE title not recognised (permanent; A-ASSOCIATE-RJ 1/1/3)"."""
+    words = _REJECT_REASONS.get((source, reason), f"reason {reason} from source {source}")
+    kind = {1: "permanent", 2: "transient"}.get(result, f"result {result}")
+    return f"{words} ({kind}; A-ASSOCIATE-RJ {result}/{source}/{reason})"
+
+
+def describe_connect_error(exc: OSError, timeout: float) -> str:
+    """Why a TCP connection failed, in words."""
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"no answer within {timeout:g} s (host down, or a firewall drops the connection)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return exc.strerror or str(exc)
+
+
 class RequestRefused(Exception):
     """No association: connection failed, rejected (`result` from the A-ASSOCIATE-RJ) or aborted."""
 
@@ -92,7 +128,7 @@ class StorageRequestor:
         try:
             sock = socket.create_connection((host, port), timeout=connect_s)
         except OSError as exc:
-            raise RequestRefused(f"cannot connect: {exc.strerror or exc}") from None
+            raise RequestRefused(describe_connect_error(exc, connect_s)) from None
         try:
             if nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -111,9 +147,9 @@ class StorageRequestor:
             body = reader.exact(length)
             if pdu_type == A_ASSOCIATE_RJ:
                 result, source, reason = body[1], body[2], body[3]
-                raise RequestRefused(f"rejected (result {result}, source {source}, reason {reason})", result)
+                raise RequestRefused(describe_rejection(result, source, reason), result)
             if pdu_type == A_ABORT:
-                raise RequestRefused("aborted the association request")
+                raise RequestRefused("the peer answered the association request with A-ABORT")
             if pdu_type != AC_TYPE:
                 raise RequestRefused(f"answered the association request with PDU type 0x{pdu_type:02X}")
             ac = A_ASSOCIATE_AC()
@@ -195,6 +231,24 @@ class StorageRequestor:
             size = os.fstat(fh.fileno()).st_size - start
             return self._exchange(cx, meta["sop_class"], meta.get("sop_instance", ""), _FileData(fh, size))
 
+    def send_c_echo(self) -> int | None:
+        """C-ECHO on the Verification context: the response's Status, None when none came."""
+        cx = next((c for c in self.accepted_contexts if c.abstract_syntax == VERIFICATION), None)
+        if cx is None:
+            raise ValueError("the peer did not accept the Verification SOP class")
+        self._message_id = self._message_id % 0xFFFF + 1
+        body = (dimse_command._element(0x0002, VERIFICATION.encode("ascii"))
+                + dimse_command._element(0x0100, struct.pack("<H", dimse_command.C_ECHO_RQ))
+                + dimse_command._element(0x0110, struct.pack("<H", self._message_id))
+                + dimse_command._element(0x0800, struct.pack("<H", dimse_command.NO_DATA_SET)))
+        try:
+            self._send(command_pdus(cx.context_id, dimse_command._command_set(body), self.peer_max_pdu))
+            return self._read_response(cx.context_id, C_ECHO_RSP).status
+        except (OSError, ConnectionClosed, ValueError) as exc:
+            log.warning("association lost during C-ECHO: %s", exc)
+            self.abort()
+            return None
+
     def _send_decoded(self, ds: Dataset) -> Dataset:
         cx = self._context(str(ds.SOPClassUID), ("1.2.840.10008.1.2.1", IMPLICIT_LE))
         body = encode(ds, cx.transfer_syntax[0] == IMPLICIT_LE, True)
@@ -216,7 +270,7 @@ class StorageRequestor:
             self._send(command_pdus(cx.context_id, dimse_command.store_request(self._message_id, sop_class,
                                                                               sop_instance), self.peer_max_pdu))
             self._send_data(cx.context_id, data)
-            rsp = self._read_response(cx.context_id)
+            rsp = self._read_response(cx.context_id, C_STORE_RSP)
         except (OSError, ConnectionClosed, ValueError) as exc:
             log.warning("association lost while sending %s: %s", sop_instance, exc)
             self.abort()
@@ -247,7 +301,7 @@ class StorageRequestor:
             with self._lock:
                 _sendmsg_all(self.sock, header, piece)
 
-    def _read_response(self, context_id: int) -> dimse_command.Command:
+    def _read_response(self, context_id: int, field: int) -> dimse_command.Command:
         command = bytearray()
         while True:
             pdu_type, length = PDU_HEADER.unpack(self.reader.exact(PDU_HEADER.size))
@@ -268,8 +322,8 @@ class StorageRequestor:
                     if consumed != length:
                         raise ValueError("data after the C-STORE-RSP")
                     rsp = dimse_command.parse(command)
-                    if rsp.command_field != 0x8001 or rsp.message_id_responded_to != self._message_id:
-                        raise ValueError("response does not answer the C-STORE-RQ")
+                    if rsp.command_field != field or rsp.message_id_responded_to != self._message_id:
+                        raise ValueError("response does not answer the request")
                     return rsp
 
     def _send(self, data: bytes) -> None:

@@ -22,7 +22,7 @@ from gateway.dicom.association_policy import raw_socket, tune_socket
 from gateway.dicom.pdu_flow import limit_pending_pdata
 from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
-from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor
+from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
 
 log = logging.getLogger("gateway.dicom.store_scu")
 
@@ -76,6 +76,8 @@ def fit_batch(items: list[SendItem], limit: int = MAX_CONTEXTS) -> int:
 
 
 class StoreSCU:
+    """C-STORE to one destination as `local_ae` (the calling AE title)."""
+
     def __init__(self, local_ae: str, dest: DestinationSection, timers: TimersSection,
                  nodelay: bool = True, max_pdu: int = 131072, extra_handlers: list | None = None):
         self.dest = dest
@@ -109,7 +111,9 @@ class StoreSCU:
         if assoc.is_rejected:
             rsp = assoc.acceptor.primitive
             result = getattr(rsp, "result", None)
-            why = getattr(rsp, "reason_str", None) or "rejected"
+            source, diagnostic = getattr(rsp, "result_source", None), getattr(rsp, "diagnostic", None)
+            why = (describe_rejection(result, source, diagnostic) if None not in (result, source, diagnostic)
+                   else "rejected")
             # rejected-permanent (0x01) is a configuration error, but a PACS that restarts may
             # answer it briefly too: keep retrying with backoff; the operator sees the reason.
             raise AssociationFailed(f"association rejected by {d.ae_title}@{d.host}:{d.port}: {why}",

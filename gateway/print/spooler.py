@@ -57,6 +57,7 @@ from gateway.buffer.files import fsync_dir
 from gateway.buffer.index import Index
 from gateway.buffer.queue import Job, JobQueue
 from gateway.events import EventBus
+from gateway.logs import EXPECTED_BUFFER_ERRORS, FaultLog
 from gateway.print.device import PrinterDevice, films_left
 from gateway.print.profile import PrintSection
 from gateway.print.render import render_film
@@ -241,6 +242,7 @@ class Spooler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="print-spooler", daemon=True)
         self._waiting = 0
+        self._buffer_fault = FaultLog(log, "print spooler")
 
     def start(self) -> None:
         self._thread.start()
@@ -259,11 +261,16 @@ class Spooler:
             try:
                 jobs = self.queue.claim(PRINT, self.store.printer, 1)
                 if not jobs:
+                    self._buffer_fault.ok()
                     due = self.queue.next_due(PRINT, self.store.printer)
                     wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
                     self.queue.wait(wait)
                     continue
                 self.process(jobs[0])
+                self._buffer_fault.ok()
+            except EXPECTED_BUFFER_ERRORS as exc:
+                self._buffer_fault.failed(exc, 5.0)  # a full disk: one line, not a traceback every 5 s
+                self._stop.wait(5.0)
             except Exception:
                 log.exception("print spooler: unexpected error; retrying in 5 s")
                 self._stop.wait(5.0)

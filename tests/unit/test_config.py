@@ -27,11 +27,55 @@ def _problems(overrides: list[str], text: str | None = None) -> list[str]:
     return []
 
 
-def test_shipped_default_config_is_valid_and_listens_on_loopback():
+def test_shipped_default_config_is_valid_and_listens_on_loopback(monkeypatch):
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     loaded = config.load(ROOT / "config" / "gateway.toml")
     assert loaded.config.ae.bind == "127.0.0.1"
-    assert loaded.buffer_dir == (ROOT / "var" / "buffer").resolve()  # relative to the config file
+    assert loaded.buffer_dir == ROOT / "config" / "buffer"  # a checkout: the config file's folder
     assert not loaded.config.ae.accept_unknown_callers
+
+
+def test_shipped_config_under_the_unit_keeps_its_data_in_the_state_directory(monkeypatch, tmp_path):
+    """Installed as /etc/dicom-gateway/gateway.toml and run by the shipped unit (StateDirectory=,
+    which sets $STATE_DIRECTORY): buffer and films land there, never in read-only /etc/var/..."""
+    state = tmp_path / "var-lib-dicom-gateway"
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    loaded = config.load(ROOT / "config" / "gateway.toml")
+    assert loaded.buffer_dir == state / "buffer"
+    assert loaded.resolve(loaded.config.print.printer.sim_out) == state / "films"
+    # A CLI command run by hand has no $STATE_DIRECTORY: the installed config still finds the
+    # service's buffer.
+    monkeypatch.delenv("STATE_DIRECTORY")
+    assert config.state_directory(Path("/etc/dicom-gateway/gateway.toml")) == Path("/var/lib/dicom-gateway")
+    assert config.state_directory(tmp_path / "gw.toml") == tmp_path
+
+
+def test_logging_level_in_any_case():
+    assert config.load(None, ['logging.level="debug"']).config.logging.level == "DEBUG"
+    assert config.load(None, ['logging.level="Warning"']).config.logging.level == "WARNING"
+
+
+@pytest.mark.parametrize("override,value", [
+    ('ae.title="WAYTOOLONGAETITLE17"', "WAYTOOLONGAETITLE17"),
+    ('ae.bind="999.1.1.1"', "999.1.1.1"),
+    ('ae.port=70000', "70000"),
+])
+def test_a_problem_shows_the_value_once(override, value):
+    [problem] = _problems([override])
+    assert problem.count(value) == 1, problem
+
+
+def test_bind_address_that_is_no_ipv4_address():
+    assert _problems(['ae.bind="999.1.1.1"']) == ["ae.bind: '999.1.1.1' is not a valid IPv4 address"]
+
+
+def test_duplicate_peer_titles_and_a_destination_that_is_the_gateway():
+    problems = _problems(['peers.ct.ae_title="CT1"', 'peers.ct2.ae_title="CT1"',
+                          'destinations.loop.ae_title="EDGE"', 'destinations.loop.port=11112',
+                          'destinations.loop.host="localhost"', 'destinations.pacs.ae_title="EDGE"',
+                          'destinations.pacs.port=11113'])
+    assert problems == ["peers.ct2.ae_title: 'CT1' is also the AE title of peers.ct",
+                        "destinations.loop: is this gateway itself (EDGE@localhost:11112): forwarding to it would loop"]
 
 
 def test_unknown_keys_are_named():
@@ -76,7 +120,7 @@ to = ["nowhere"]
     assert any(p.startswith("destinations.pacs:") and "retry_max_s" in p for p in problems), problems
     text_ok_dest = text.replace("retry_initial_s = 100", "retry_initial_s = 1")
     problems = _problems([], text_ok_dest)
-    assert problems == ["(top level): routes[0].to: unknown destination 'nowhere'"]
+    assert problems == ["routes[0].to: unknown destination 'nowhere'"]
 
 
 def test_set_overrides_parse_toml_values():
@@ -87,9 +131,15 @@ def test_set_overrides_parse_toml_values():
     assert c.peer_by_ae("CT1") is not None
 
 
+def _check_config(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", *args], capture_output=True,
+                          text=True, cwd=kw.pop("cwd", ROOT), timeout=60, **kw)
+
+
 def test_check_config_command(tmp_path):
     good = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--config",
-                           str(ROOT / "config" / "gateway.toml")], capture_output=True, text=True, cwd=ROOT)
+                           str(ROOT / "config" / "gateway.toml"), "--set", f"ae.port={_free_port()}"],
+                          capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0 and good.stdout.startswith("ok")
     bad = tmp_path / "bad.toml"
     bad.write_text("[ae]\nport = 0\ncolour = 'blue'\n")
@@ -100,3 +150,109 @@ def test_check_config_command(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--config",
                               str(tmp_path / "none.toml")], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "no such config file" in missing.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_check_config_prints_what_the_readme_says(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[ae]\nport = {_free_port()}\n[buffer]\npath = "buf"\n'
+                   '[destinations.pacs]\nae_title = "PACS"\nport = 104\n')
+    r = _check_config("--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"ok: {cfg}"
+    assert any(line.strip() == f"buffer {tmp_path / 'buf'} (relative paths against {tmp_path})" for line in lines)
+    assert any("listens as EDGE on 127.0.0.1:" in line for line in lines)
+    assert any(line.strip() == "forwards to pacs: PACS@127.0.0.1:104" for line in lines)
+    readme = (ROOT / "README.md").read_text()
+    assert "`ok: FILE`" in readme and "check-config" in readme
+
+
+def _one_line(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_config_that_cannot_be_read_is_one_line(tmp_path):
+    r = _check_config("--config", str(tmp_path))
+    assert r.returncode == 2 and _one_line(r) == f"config: {tmp_path}: is a folder, not a config file"
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    r = _check_config("--config", str(binary))
+    assert r.returncode == 2 and "not valid TOML" in _one_line(r)
+
+
+def test_config_without_read_permission_is_one_line(tmp_path):
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to read the config as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    os.chmod(tmp_path, 0o755)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text("[ae]\n")
+    os.chmod(cfg, 0o600)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: as nobody, load the config root wrote
+        try:
+            os.close(read_end)
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                config.load(cfg)
+                out = "loaded"
+            except config.ConfigError as exc:
+                out = "\n".join(exc.problems)
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                out = f"raised {type(exc).__name__}: {exc}"
+            os.write(write_end, out.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        out = fh.read().decode()
+    os.waitpid(pid, 0)
+    assert out == f"{cfg}: cannot be read (permission denied for user nobody)"
+
+
+@pytest.mark.parametrize("override,expected", [
+    # What `run` refuses at start, `check-config` (the unit's ExecStartPre) refuses too.
+    ('ae.bind="192.0.2.1"', "config: ae.bind: 192.0.2.1 is not an address of this host"),
+    ('buffer.path="/proc/gw-buffer"', "config: buffer.path: cannot create /proc/gw-buffer: /proc is not writable"),
+    ('buffer.path="/etc/passwd/buffer"', "config: buffer.path: cannot create /etc/passwd/buffer: /etc/passwd is a file"),
+    ('ae.bind="no-such-host.invalid"', "config: ae.bind: cannot resolve 'no-such-host.invalid'"),
+])
+def test_check_config_refuses_what_run_refuses(tmp_path, override, expected):
+    r = _check_config("--config", str(_minimal(tmp_path)), "--set", override)
+    assert r.returncode == 2 and _one_line(r).startswith(expected), r.stderr
+
+
+def test_check_config_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = _check_config("--config", str(_minimal(tmp_path)), "--set", f"ae.port={port}")
+    assert r.returncode == 2 and _one_line(r) == f"config: ae.port: 127.0.0.1:{port} is in use by another program"
+
+
+def _minimal(tmp_path: Path) -> Path:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[ae]\nport = {_free_port()}\n[buffer]\npath = "buf"\n')
+    return cfg
