@@ -179,9 +179,9 @@ def _queue(loaded: LoadedConfig):
     return JobQueue(Index(path))
 
 
-def _job_ids(verb: str, raw: list[str]) -> list[int]:
+def _job_ids(verb: str, raw: list[str | int]) -> list[int]:
     out = []
-    for r in raw:
+    for r in map(str, raw):  # `queue` IDs arrive as ints (argparse checked them), re-forward's as text
         if not r.isdigit() or int(r) == 0:
             raise SystemExit(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list` shows)")
         out.append(int(r))
