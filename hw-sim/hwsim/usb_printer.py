@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import usb.backend
 import usb.core
 
-from hwsim.film_decode import body_size, decode_raster_job, render_postscript
+from hwsim.film_decode import body_size, decode_raster_job, render_postscript, write_film
 
 VENDOR_ID, PRODUCT_ID = 0x1209, 0x0001  # pid.codes test IDs
 EP_OUT = 0x01
@@ -193,8 +193,7 @@ class SimulatedUsbPrinter(usb.backend.IBackend):
         if self.films is not None:
             self.films = max(0, self.films - copies)
         if self.out_dir:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / f"film-{len(self.printed):04d}.png").write_bytes(png)
+            write_film(self.out_dir, png)
 
 
 def _ps_copies(job: bytes) -> int:
