@@ -131,6 +131,7 @@ class PrintSCP:
         return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set),
                 (evt.EVT_N_GET, self.on_n_get), (evt.EVT_N_ACTION, self.on_n_action),
                 (evt.EVT_N_DELETE, self.on_n_delete), (evt.EVT_REQUESTED, self._requested),
+                (evt.EVT_ACCEPTED, self._accepted),
                 (evt.EVT_RELEASED, self._closed),
                 (evt.EVT_ABORTED, self._closed), (evt.EVT_CONN_CLOSE, self._closed)]
 
@@ -153,6 +154,13 @@ class PrintSCP:
         _RequestGuard.install(assoc)
         with self._lock:
             self._channels[id(assoc)] = channel
+
+    def _accepted(self, event) -> None:
+        """A client that only reads the Printer (N-GET) is told of its changes too (PS3.4 H.4.2.2.4)."""
+        with self._lock:
+            ours = id(event.assoc) in self._channels
+        if ours:
+            self._client(event.assoc)
 
     def _client(self, assoc) -> _Client:
         with self._lock:
