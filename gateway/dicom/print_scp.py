@@ -152,6 +152,7 @@ class PrintSCP:
             return
         channel = ReportChannel.install(assoc)
         _RequestGuard.install(assoc)
+        _guard_message_dumps(assoc)
         with self._lock:
             self._channels[id(assoc)] = channel
 
@@ -553,6 +554,31 @@ class _RequestGuard:
 
 
 _N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE)
+
+
+def _guard_message_dumps(assoc) -> None:
+    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug log,
+    even when that log is off, and fail on a command set that lacks a mandatory element (an ERROR
+    and a traceback per malformed request, though _RequestGuard answers it).  Run them only when
+    their log is wanted, and turn a failure into one debug line."""
+    from pynetdicom import _handlers
+
+    dump_log = logging.getLogger("pynetdicom")
+    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
+                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
+        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
+            continue  # LOG_HANDLER_LEVEL is not "standard"
+
+        def dump(ev, standard=standard):
+            if not dump_log.isEnabledFor(logging.DEBUG):
+                return
+            try:
+                standard(ev)
+            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
+                log.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
+
+        assoc.unbind(event, standard)
+        assoc.bind(event, dump)
 
 
 def _request_uids(msg) -> tuple:
