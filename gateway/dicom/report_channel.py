@@ -110,6 +110,8 @@ class ReportChannel:
         assoc = self.assoc
         if not assoc.is_established:
             raise RuntimeError("the association is not established")
+        if _release_requested(assoc):  # it would never answer (PS3.8 7.2)
+            raise NoResponse("the client is releasing the association")
         context = assoc._get_valid_context(meta_uid or class_uid, "", None)
         req = N_EVENT_REPORT()
         req.MessageID = msg_id = next(self._ids)
