@@ -14,7 +14,7 @@ could have read with N-GET when it connected).
 Every request gets a response with a status (PS3.7 10.1.3): pynetdicom drops an N-* request that
 lacks a mandatory command element without answering ("unexpected N-SET service message") and
 aborts on a SOP class it does not know, so _RequestGuard answers those here first (0118 no such
-SOP class, 0117 invalid object instance, 0123 no such action type).
+SOP class, 0117 invalid object instance, 0123 no such action type, 0113 no such event type).
 
 pynetdicom 3.0.4 and N-CREATE warnings: its N-CREATE service copies the Affected SOP Instance UID
 from the handler's data set into the response only for Success, so a Warning (B605, 0116, B600)
@@ -36,7 +36,7 @@ import time
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import evt
-from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_GET, N_SET
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
 from gateway.config import Config
 from gateway.dicom.report_channel import NoResponse, ReportChannel
@@ -548,12 +548,14 @@ class _RequestGuard:
             rsp.AffectedSOPInstanceUID = inst_uid
         if isinstance(msg, N_ACTION) and msg.ActionTypeID is not None:
             rsp.ActionTypeID = msg.ActionTypeID
+        if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is not None:
+            rsp.EventTypeID = msg.EventTypeID
         log.warning("%s from %s refused with 0x%04X: %s", msg.msg_type,
                     self.assoc.requestor.ae_title.strip(), code, comment)
         self.assoc.dimse.send_msg(rsp, context_id)
 
 
-_N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE)
+_N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
 
 
 def _guard_message_dumps(assoc) -> None:
@@ -582,14 +584,14 @@ def _guard_message_dumps(assoc) -> None:
 
 
 def _request_uids(msg) -> tuple:
-    if isinstance(msg, N_CREATE):
+    if isinstance(msg, (N_CREATE, N_EVENT_REPORT)):
         return msg.AffectedSOPClassUID, msg.AffectedSOPInstanceUID
     return msg.RequestedSOPClassUID, msg.RequestedSOPInstanceUID
 
 
 def _request_problem(msg) -> tuple[int, str] | None:
     """(status, comment) for a request that cannot be served as sent, else None."""
-    name = "Affected" if isinstance(msg, N_CREATE) else "Requested"
+    name = "Affected" if isinstance(msg, (N_CREATE, N_EVENT_REPORT)) else "Requested"
     cls_uid, inst_uid = _request_uids(msg)
     if cls_uid is None or not str(cls_uid):
         return 0x0118, f"no {name} SOP Class UID"
@@ -605,4 +607,6 @@ def _request_problem(msg) -> tuple[int, str] | None:
         return 0x0117, f"{name} SOP Instance UID is not a valid UID"
     if isinstance(msg, N_ACTION) and msg.ActionTypeID is None:
         return 0x0123, "no Action Type ID"
+    if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is None:
+        return 0x0113, "no Event Type ID"
     return None

@@ -8,6 +8,7 @@ come back, answer the request's Message ID, and carry the status that fits:
   0117 Invalid object instance -- Requested SOP Instance UID absent, empty or not a UID
   0112 No such SOP Instance    -- a well-formed UID of nothing this association created
   0123 No such action type     -- N-ACTION without an Action Type ID
+  0113 No such event type      -- N-EVENT-REPORT without an Event Type ID
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE
-from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_GET, N_SET
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
 from test_print import imager, print_config  # noqa: F401 - the imager fixture
 from test_print_pynetdicom import FILM_BOX, FILM_SESSION, GRAY_BOX, GRAY_META, PRINTER, PRINTER_INSTANCE
@@ -102,6 +103,13 @@ def n_create(cls, inst=ABSENT):
     return p
 
 
+def n_event_report(cls, inst, event_type=1):
+    p = N_EVENT_REPORT()
+    p._affected_sop_class_uid, p._affected_sop_instance_uid = _uid(cls), _uid(inst)
+    p._event_type_id = None if event_type is ABSENT else event_type
+    return p
+
+
 CASES = [
     # the two inputs of the issue
     ("N-SET without Requested SOP Class UID", n_set(ABSENT, UNKNOWN_INSTANCE), 0x0118),
@@ -127,6 +135,10 @@ CASES = [
     ("N-CREATE with an empty Affected SOP Class UID", n_create(""), 0x0118),
     ("N-CREATE of a class that is no print class", n_create("1.2.3.4.5"), 0x0118),
     ("N-CREATE with an Affected SOP Instance UID that is no UID", n_create(FILM_SESSION, "x.y"), 0x0117),
+    # a client has no events to report to a Print SCP, but gets an answer all the same
+    ("N-EVENT-REPORT without Affected SOP Class UID", n_event_report(ABSENT, PRINTER_INSTANCE), 0x0118),
+    ("N-EVENT-REPORT with an empty Affected SOP Instance UID", n_event_report(PRINTER, ""), 0x0117),
+    ("N-EVENT-REPORT without Event Type ID", n_event_report(PRINTER, PRINTER_INSTANCE, ABSENT), 0x0113),
 ]
 
 
