@@ -355,15 +355,17 @@ class Spooler:
                 # print the rest later.
                 made = getattr(exc, "copies_printed", 0)
                 if made:
-                    log.warning("print job %s film %d: %d of %d copies printed, the rest wait for "
-                                "the printer", uid, film_row["film"], done + made, copies)
+                    log.warning("print job %s film %d: %d of %d copies printed (%s); the rest wait "
+                                "for the printer", uid, film_row["film"], done + made, copies,
+                                dicom_printer_status(exc.status)[1])
                 self.store.set_phase(job.id, QUEUED, json.dumps({"done": done + made}) if made else None)
                 self.events.publish("printer-status", status=dicom_printer_status(exc.status),
                                     detail=exc.status)
                 self._wait_for_printer(job, f"not printed: {dicom_printer_status(exc.status)[1]}")
                 self._event(uid)
-                log.warning("print job %s film %d not printed (%s); waits for the printer", uid,
-                            film_row["film"], dicom_printer_status(exc.status)[1])
+                if not made:
+                    log.warning("print job %s film %d not printed (%s); waits for the printer", uid,
+                                film_row["film"], dicom_printer_status(exc.status)[1])
                 return
             except PrinterError as exc:
                 # No verdict: stays 'sending'; resolved against the printer's evidence next time.
