@@ -48,7 +48,8 @@ def _states(log: str) -> list[tuple[str, str]]:
 def test_dcmtk_two_copies_on_one_film_no_abort_and_exactly_two_films(gateway_factory, one_film_imager,
                                                                         tmp_path):
     im = one_film_imager
-    gw = gateway_factory(print_config(im.url))
+    # Backoff of an hour: the owed copy can only come out because loading film wakes the spooler.
+    gw = gateway_factory(print_config(im.url, retry_initial_s=3600, retry_max_s=3600))
     client = DcmtkPrintClient(tmp_path / "scu", gw.port)
     _, out = client.print([CT], [], ["--copies", "2", "-d"])
     # dcmprscu exits 0 whatever happened: its output is the verdict.
