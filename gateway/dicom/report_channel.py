@@ -16,9 +16,9 @@ ReportChannel puts a demultiplexer in place of that queue (``assoc.dimse.msg_que
 - everything else (the client's requests, pynetdicom's (None, None) wake-ups) goes on to the
   reactor, which keeps serving requests while a report waits.
 
-The reactor is never paused for a report, and each outgoing message is written whole (a lock
-around ``dimse.send_msg``), so a report never splits a response on the wire (PS3.8 9.3.5: the
-fragments of one message are sent in order, one message at a time).
+The reactor is never paused for a report, and each outgoing message is queued whole (a lock
+around ``dimse.send_msg``), so a report's fragments never land between those of a response the
+reactor is sending: a receiver builds each message from consecutive fragments.
 
 This relies on pynetdicom internals (DIMSEServiceProvider.msg_queue, send_msg, the DUL's
 (None, None) on close); pynetdicom is pinned <3.1 for that reason (see pynetdicom_tuning).
