@@ -14,11 +14,13 @@ come back, answer the request's Message ID, and carry the status that fits:
 from __future__ import annotations
 
 import time
+from io import BytesIO
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE
+from pynetdicom.dsutils import encode
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
 from test_print import imager, print_config  # noqa: F401 - the imager fixture
@@ -72,8 +74,6 @@ def n_set(cls, inst):
     p._requested_sop_class_uid, p._requested_sop_instance_uid = _uid(cls), _uid(inst)
     ds = Dataset()
     ds.FilmSessionLabel = "X"
-    from io import BytesIO
-    from pynetdicom.dsutils import encode
     p.ModificationList = BytesIO(encode(ds, True, True))
     return p
 
