@@ -3,7 +3,8 @@
 Pass an instance as ``backend=`` to pyusb (drivers.printer.transport_usb.UsbTransport does) and
 the real driver enumerates it, reads its descriptors, asks GET_DEVICE_ID and GET_PORT_STATUS and
 writes bulk OUT data to it.  Jobs are cut at the PostScript '%%EOF' line (or at the end of a DRF/1
-raster command) and rendered to PNG: ``printed`` holds them, and ``out_dir`` gets a file each.
+raster command) and rendered to PNG: ``printed`` holds them, and ``out_dir`` gets a file each
+(film-NNNNNN.png, numbered after the films already there, never overwriting one).
 
 Fault switches (attributes, change them at any time):
   offline       not selected: GET_PORT_STATUS clears Select, bulk OUT NAKs (times out)
