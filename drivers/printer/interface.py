@@ -59,6 +59,15 @@ class PrinterNotReady(PrinterError):
         self.status = status
 
 
+class PartlyPrinted(PrinterNotReady):
+    """Some copies of the film came out, then the printer stopped (e.g. out of film); the other
+    ``copies - copies_printed`` are still owed and must be printed, never more."""
+
+    def __init__(self, status: DeviceStatus, copies_printed: int, message: str = ""):
+        super().__init__(status, message or f"{copies_printed} copies printed, then: {status}")
+        self.copies_printed = copies_printed
+
+
 @runtime_checkable
 class Transport(Protocol):
     def write(self, data: bytes) -> None: ...

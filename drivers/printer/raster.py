@@ -20,7 +20,9 @@ Imager -> host (after the command byte, ASCII hex digits, so replies are XON/XOF
   PRINT reply   "DRF1" 0x81 status:4 hex digits, result:2 hex digits           (11 bytes)
                 sent when the film (all copies) is out, or the job was refused.
                 result 00 printed, 01 refused: malformed header or CRC mismatch,
-                02 not printed: a fault in status (before or during printing).
+                02 not printed: a fault in status (before or during printing),
+                03 partly printed: followed by copies made:4 hex digits (15 bytes in all);
+                   the imager stopped after them (the fault is in status, e.g. SUPPLY EMPTY)
 
 Status bits
   0x0001 FILM JAM      0x0002 SUPPLY EMPTY   0x0004 SUPPLY LOW     0x0008 COVER OPEN
@@ -32,8 +34,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from drivers.printer.interface import (DeviceStatus, PrinterError, PrinterNotReady, PrintJob,
-                                      Transport)
+from drivers.printer.interface import (DeviceStatus, PartlyPrinted, PrinterError, PrinterNotReady,
+                                      PrintJob, Transport)
 
 MAGIC = b"DRF1"
 CMD_PRINT, CMD_STATUS = 0x01, 0x05
@@ -41,7 +43,8 @@ REPLY_PRINT, REPLY_STATUS = 0x81, 0x85
 FLAG_ESCAPED = 0x01
 HEADER = struct.Struct(">IIBBH")
 STATUS_REPLY_LEN, PRINT_REPLY_LEN = 13, 11
-RESULT_PRINTED, RESULT_REFUSED, RESULT_FAULT = 0, 1, 2
+RESULT_PRINTED, RESULT_REFUSED, RESULT_FAULT, RESULT_PARTLY = 0, 1, 2, 3
+COPIES_LEN = 4
 
 FILM_JAM, SUPPLY_EMPTY, SUPPLY_LOW, COVER_OPEN = 0x01, 0x02, 0x04, 0x08
 OFFLINE, RECEIVER_FULL, BUSY, ERROR = 0x10, 0x20, 0x40, 0x80
@@ -117,6 +120,12 @@ class RasterLanguage:
         status = status_from_bits(bits)
         if result == RESULT_REFUSED:
             raise PrinterError("imager refused the job (malformed header or CRC mismatch)")
+        if result == RESULT_PARTLY:
+            made = _hex(transport.read(COPIES_LEN, self.status_timeout), "copies count")
+            if status.ready:
+                status = status.merged(DeviceStatus(error=True))
+            raise PartlyPrinted(status, made, f"{made} copies printed, then the imager stopped: "
+                                              f"{status}")
         if result != RESULT_PRINTED:
             if status.ready:  # the imager failed without naming why
                 status = status.merged(DeviceStatus(error=True))

@@ -4,9 +4,17 @@ Annotation Box, Print Job and Printer Configuration Retrieval, on the listener's
 DIMSE messages are mapped onto gateway.print.session.PrintSession (one per association, dropped
 on release and abort); an N-ACTION hands the films to the durable spool (gateway.print.spooler)
 and is answered only after they are committed.  Printer status changes and Print Job progress go
-back to the clients as N-EVENT-REPORTs, sent from a per-association thread (pynetdicom pauses the
-association's reactor between messages for it; never from inside a handler, which would
-deadlock).
+back to the clients as N-EVENT-REPORTs (PS3.4 H.4.2.2.4 Printer, H.4.2.1.4 Print Job), sent from a
+per-association thread through a ReportChannel, which matches each report's response by Message ID
+while the association's reactor keeps serving the client's requests: the client may send one of
+its own at the same moment (PS3.7 default operations window; see report_channel).  A printer
+state is reported to a client only when it differs from the last one that client was told (or
+could have read with N-GET when it connected).
+
+Every request gets a response with a status (PS3.7 10.1.3): pynetdicom drops an N-* request that
+lacks a mandatory command element without answering ("unexpected N-SET service message") and
+aborts on a SOP class it does not know, so _RequestGuard answers those here first (0118 no such
+SOP class, 0117 invalid object instance, 0123 no such action type, 0113 no such event type).
 
 pynetdicom 3.0.4 and N-CREATE warnings: its N-CREATE service copies the Affected SOP Instance UID
 from the handler's data set into the response only for Success, so a Warning (B605, 0116, B600)
@@ -21,14 +29,17 @@ from __future__ import annotations
 import datetime
 import logging
 import queue
+import re
 import threading
 import time
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
 from gateway.config import Config
+from gateway.dicom.report_channel import NoResponse, ReportChannel
 from gateway.events import EventBus
 from gateway.print import session as S
 from gateway.print.printer_status import PrinterStatusMonitor
@@ -42,9 +53,14 @@ log = logging.getLogger("gateway.dicom.print_scp")
 TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
 PRINT_CONTEXTS = [S.GRAYSCALE_META, S.COLOR_META, S.PRESENTATION_LUT, S.ANNOTATION_BOX, S.PRINT_JOB,
                   S.PRINTER_CONFIGURATION]
+# The SOP classes a request on a print context may name (PS3.4 H.3).
+PRINT_SOP_CLASSES = frozenset({S.FILM_SESSION, S.FILM_BOX, S.GRAYSCALE_IMAGE_BOX, S.COLOR_IMAGE_BOX,
+                               S.ANNOTATION_BOX, S.PRESENTATION_LUT, S.PRINTER, S.PRINT_JOB,
+                               S.PRINTER_CONFIGURATION})
 PRINTER_EVENTS = {"NORMAL": 1, "WARNING": 2, "FAILURE": 3}
 PRINT_JOB_EVENTS = {"PENDING": 1, "PRINTING": 2, "DONE": 3, "FAILURE": 4}
 SPOOL_FULL = 0xC601
+_UID_CHARS = re.compile(r"[0-9.]+")
 
 
 def _status(code: int, comment: str = "", uid: str | None = None, tags=None, with_tags=False) -> Dataset:
@@ -62,10 +78,15 @@ def _status(code: int, comment: str = "", uid: str | None = None, tags=None, wit
 class _Client:
     """One association's print state and its outgoing N-EVENT-REPORT queue."""
 
-    def __init__(self, assoc, profile: PrintSection):
+    def __init__(self, assoc, profile: PrintSection, channel: ReportChannel | None,
+                 printer_state: tuple[str, str]):
         self.assoc = assoc
+        self.channel = channel
         self.session = PrintSession(profile, assoc.requestor.ae_title.strip())
         self.jobs: dict[str, str] = {}  # Print Job UID -> last status reported
+        # What this client knows of the printer: the state when it connected (an N-GET would
+        # have shown it), then the last state reported to it.
+        self.printer_state = printer_state
         self.outbox: queue.Queue = queue.Queue()
         self.thread: threading.Thread | None = None
 
@@ -80,6 +101,8 @@ class _Client:
 
 
 class PrintSCP:
+    """The Print Management SCP (PS3.4 Annex H) behind the listener's port."""
+
     def __init__(self, config: Config, store: PrintStore, events: EventBus,
                  monitor: PrinterStatusMonitor):
         self.config = config
@@ -88,6 +111,7 @@ class PrintSCP:
         self.events = events
         self.monitor = monitor
         self._clients: dict[int, _Client] = {}
+        self._channels: dict[int, ReportChannel] = {}
         self._lock = threading.Lock()
         # Spooling a job and queueing its PENDING report vs. dispatching the spooler's later
         # reports for it: one at a time, so PENDING is queued first and none is dropped.
@@ -106,7 +130,9 @@ class PrintSCP:
     def handlers(self) -> list[tuple]:
         return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set),
                 (evt.EVT_N_GET, self.on_n_get), (evt.EVT_N_ACTION, self.on_n_action),
-                (evt.EVT_N_DELETE, self.on_n_delete), (evt.EVT_RELEASED, self._closed),
+                (evt.EVT_N_DELETE, self.on_n_delete), (evt.EVT_REQUESTED, self._requested),
+                (evt.EVT_ACCEPTED, self._accepted),
+                (evt.EVT_RELEASED, self._closed),
                 (evt.EVT_ABORTED, self._closed), (evt.EVT_CONN_CLOSE, self._closed)]
 
     def start(self) -> None:
@@ -117,16 +143,38 @@ class PrintSCP:
         self._thread.join(5)
         self.events.unsubscribe(self._sub)
 
+    def _requested(self, event) -> None:
+        """A-ASSOCIATE-RQ received, AC not yet sent: the client cannot send P-DATA yet, so this is
+        the moment to put the report channel and the request guard in place."""
+        assoc = event.assoc
+        proposed = assoc.requestor.primitive.presentation_context_definition_list or []
+        if not any(str(cx.abstract_syntax) in PRINT_CONTEXTS for cx in proposed):
+            return
+        channel = ReportChannel.install(assoc)
+        _RequestGuard.install(assoc)
+        _guard_message_dumps(assoc)
+        with self._lock:
+            self._channels[id(assoc)] = channel
+
+    def _accepted(self, event) -> None:
+        """A client that only reads the Printer (N-GET) is told of its changes too (PS3.4 H.4.2.2.4)."""
+        with self._lock:
+            ours = id(event.assoc) in self._channels
+        if ours:
+            self._client(event.assoc)
+
     def _client(self, assoc) -> _Client:
         with self._lock:
             c = self._clients.get(id(assoc))
             if c is None:
-                c = self._clients[id(assoc)] = _Client(assoc, self.profile)
+                c = self._clients[id(assoc)] = _Client(assoc, self.profile, self._channels.get(id(assoc)),
+                                                       tuple(self.monitor.current))
             return c
 
     def _closed(self, event) -> None:
         with self._lock:
             c = self._clients.pop(id(event.assoc), None)
+            self._channels.pop(id(event.assoc), None)
         if c is not None:
             c.session.clear()
             c.outbox.put(None)
@@ -382,10 +430,13 @@ class PrintSCP:
             if ev.kind == "printer-status-changed":
                 with self._lock:
                     clients = list(self._clients.values())
+                state = (ev.data["status"], ev.data["info"])
                 for c in clients:
                     meta = c.meta()
-                    if meta is not None:
-                        self._send(c, self._printer_event(ev.data["status"], ev.data["info"], meta))
+                    if meta is None or c.printer_state == state:
+                        continue
+                    c.printer_state = state
+                    self._send(c, self._printer_event(*state, meta))
             elif ev.kind == "print-job":
                 with self._job_lock:
                     with self._lock:
@@ -424,25 +475,22 @@ class PrintSCP:
             if report is None or not client.assoc.is_established:
                 return
             info, event_type, cls, uid, meta = report
-            if _release_requested(client.assoc):
-                return
-            done, released = threading.Event(), threading.Event()
-            watch = threading.Thread(target=_end_wait_on_release, args=(client.assoc, done, released),
-                                     name="print-event-release-watch", daemon=True)
-            watch.start()
+            what = "Printer" if cls == S.PRINTER else "Print Job"
+            if client.channel is None:  # not set up at EVT_REQUESTED: no safe way to send
+                log.warning("N-EVENT-REPORT %s to %s not sent: no report channel", what,
+                            client.session.calling_ae)
+                continue
             try:
-                rsp, _ = client.assoc.send_n_event_report(info, event_type, cls, uid, meta_uid=meta)
-                code = rsp.get("Status") if rsp is not None else None
-                log.info("N-EVENT-REPORT %s type %d to %s: %s", "Printer" if cls == S.PRINTER else "Print Job",
-                         event_type, client.session.calling_ae,
-                         "not answered, the client is releasing" if released.is_set()
-                         else "no response" if code is None else f"0x{code:04X}")
+                rsp = client.channel.send_event_report(info, event_type, cls, uid, meta_uid=meta)
+                code = rsp.Status
+                log.info("N-EVENT-REPORT %s type %d to %s: %s", what, event_type,
+                         client.session.calling_ae, "no status" if code is None else f"0x{code:04X}")
+            except NoResponse as exc:
+                log.info("N-EVENT-REPORT %s type %d to %s not answered: %s", what, event_type,
+                         client.session.calling_ae, exc)
             except (RuntimeError, ValueError) as exc:
-                log.info("N-EVENT-REPORT to %s not sent: %s", client.session.calling_ae, exc)
+                log.info("N-EVENT-REPORT %s to %s not sent: %s", what, client.session.calling_ae, exc)
                 time.sleep(0.1)
-            finally:
-                done.set()
-                watch.join(1)
 
 
 def _ref(sop_class: str, uid: str) -> Dataset:
@@ -452,24 +500,113 @@ def _ref(sop_class: str, uid: str) -> Dataset:
     return item
 
 
-def _release_requested(assoc) -> bool:
-    """An A-RELEASE-RQ waits in the association's queue (looked at, not taken)."""
-    from pynetdicom.pdu_primitives import A_RELEASE
-    pdu = assoc.dul.peek_next_pdu()
-    return isinstance(pdu, A_RELEASE) and pdu.result is None
+def _valid_uid(value) -> bool:
+    # Loose on purpose (digits and dots, at most 64): the listener tolerates odd-but-parsable
+    # UIDs (ENFORCE_UID_CONFORMANCE off), and a client's own session UID must keep working.
+    text = str(value) if value is not None else ""
+    return 0 < len(text) <= 64 and _UID_CHARS.fullmatch(text) is not None
 
 
-def _end_wait_on_release(assoc, done: threading.Event, released: threading.Event) -> None:
-    """PS3.8 7.2: after its A-RELEASE-RQ the client sends no more P-DATA, so the response to an
-    N-EVENT-REPORT in flight never comes, and pynetdicom would wait the whole DIMSE timeout (then
-    abort) before answering the release.  Seeing the request, end that wait with a stand-in response
-    so the reactor answers the release now."""
-    from pynetdicom.dimse_primitives import N_EVENT_REPORT
-    while not done.wait(0.02):
-        if _release_requested(assoc):
-            rsp = N_EVENT_REPORT()
-            rsp.MessageIDBeingRespondedTo = 1
-            rsp.Status = 0x0000
-            released.set()
-            assoc.dimse.msg_queue.put((None, rsp))
+class _RequestGuard:
+    """Answers the DIMSE-N requests pynetdicom would leave unanswered or abort on (PS3.7 10.1.3:
+    every request gets a response with a status), before pynetdicom's service class sees them.
+
+    Runs on the association's reactor thread, in the order the requests came, in place of
+    Association._serve_request (a per-instance attribute: nothing of pynetdicom is patched)."""
+
+    def __init__(self, assoc, serve):
+        self.assoc, self.serve = assoc, serve
+
+    @classmethod
+    def install(cls, assoc) -> None:
+        assoc._serve_request = cls(assoc, assoc._serve_request)
+
+    def __call__(self, msg, context_id) -> None:
+        if not isinstance(msg, _N_REQUESTS) or msg.MessageIDBeingRespondedTo is not None:
+            self.serve(msg, context_id)
             return
+        if msg.MessageID is None:
+            # A response must name the request's Message ID: there is nothing to answer, and
+            # waiting would hang the client; a protocol error ends the association (PS3.8 9.2).
+            log.warning("%s without a Message ID from %s: aborting the association",
+                        msg.msg_type, self.assoc.requestor.ae_title.strip())
+            self.assoc.abort()
+            return
+        problem = _request_problem(msg)
+        if problem is None:
+            self.serve(msg, context_id)
+            return
+        code, comment = problem
+        rsp = type(msg)()
+        rsp.MessageIDBeingRespondedTo = msg.MessageID
+        rsp.Status = code
+        rsp.ErrorComment = comment[:64]
+        cls_uid, inst_uid = _request_uids(msg)
+        if _valid_uid(cls_uid):
+            rsp.AffectedSOPClassUID = cls_uid
+        if _valid_uid(inst_uid):
+            rsp.AffectedSOPInstanceUID = inst_uid
+        if isinstance(msg, N_ACTION) and msg.ActionTypeID is not None:
+            rsp.ActionTypeID = msg.ActionTypeID
+        if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is not None:
+            rsp.EventTypeID = msg.EventTypeID
+        log.warning("%s from %s refused with 0x%04X: %s", msg.msg_type,
+                    self.assoc.requestor.ae_title.strip(), code, comment)
+        self.assoc.dimse.send_msg(rsp, context_id)
+
+
+_N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
+
+
+def _guard_message_dumps(assoc) -> None:
+    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug log,
+    even when that log is off, and fail on a command set that lacks a mandatory element (an ERROR
+    and a traceback per malformed request, though _RequestGuard answers it).  Run them only when
+    their log is wanted, and turn a failure into one debug line."""
+    from pynetdicom import _handlers
+
+    dump_log = logging.getLogger("pynetdicom")
+    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
+                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
+        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
+            continue  # LOG_HANDLER_LEVEL is not "standard"
+
+        def dump(ev, standard=standard):
+            if not dump_log.isEnabledFor(logging.DEBUG):
+                return
+            try:
+                standard(ev)
+            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
+                log.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
+
+        assoc.unbind(event, standard)
+        assoc.bind(event, dump)
+
+
+def _request_uids(msg) -> tuple:
+    if isinstance(msg, (N_CREATE, N_EVENT_REPORT)):
+        return msg.AffectedSOPClassUID, msg.AffectedSOPInstanceUID
+    return msg.RequestedSOPClassUID, msg.RequestedSOPInstanceUID
+
+
+def _request_problem(msg) -> tuple[int, str] | None:
+    """(status, comment) for a request that cannot be served as sent, else None."""
+    name = "Affected" if isinstance(msg, (N_CREATE, N_EVENT_REPORT)) else "Requested"
+    cls_uid, inst_uid = _request_uids(msg)
+    if cls_uid is None or not str(cls_uid):
+        return 0x0118, f"no {name} SOP Class UID"
+    if not _valid_uid(cls_uid) or str(cls_uid) not in PRINT_SOP_CLASSES:
+        return 0x0118, f"no such SOP class on a print association: {str(cls_uid)[:24]}"
+    if isinstance(msg, N_CREATE):
+        # Optional here (PS3.7 10.1.5.1.4): absent or empty means the SCP assigns it.
+        if inst_uid is not None and str(inst_uid) and not _valid_uid(inst_uid):
+            return 0x0117, "Affected SOP Instance UID is not a valid UID"
+    elif inst_uid is None or not str(inst_uid):
+        return 0x0117, f"no {name} SOP Instance UID"
+    elif not _valid_uid(inst_uid):
+        return 0x0117, f"{name} SOP Instance UID is not a valid UID"
+    if isinstance(msg, N_ACTION) and msg.ActionTypeID is None:
+        return 0x0123, "no Action Type ID"
+    if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is None:
+        return 0x0113, "no Event Type ID"
+    return None

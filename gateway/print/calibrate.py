@@ -6,14 +6,20 @@ that is the printer's characteristic curve (image.density.CharacteristicCurve).
 --wedge gsdf: equal P-value steps through the full pipeline (GSDF, the configured curve); after
 calibration their densities should match the printed table (PS3.14 for the film's Min/Max Density).
 
-The printer is driven directly, not through the spool: run it while the service is stopped (a
-serial printer has one line), or with `--set print.printer.kind=file` to look at the job.
+The printer is driven directly, not through the spool, so it must not run beside the service: a
+serial printer has one line, and for the `-sim` kinds a second simulated imager would print films
+the service's imager never saw.  print-test takes the buffer's lock (gateway.buffer.lock, the one
+`run` holds for its whole life) before it starts a simulator or opens the device, and refuses with
+one line naming the service's PID when the service holds it; while print-test prints, a service
+that starts refuses in turn.  Stop the service first, print through it with a print SCU, or use
+`--set print.printer.kind=file` to look at the job.
 """
 
 from __future__ import annotations
 
 from drivers.printer.interface import PrintJob
 from drivers.printer.status_map import dicom_printer_status
+from gateway.buffer.lock import BufferLocked, acquire, holder
 from gateway.config import LoadedConfig
 from gateway.print.device import PrinterDevice
 from image.compose import FilmSpec, ImageBox, compose_film
@@ -46,6 +52,37 @@ def step_wedge_film(profile, steps: int, kind: str):
 def print_test(loaded: LoadedConfig, steps: int, kind: str, out=print) -> int:
     profile = loaded.config.print
     film, table = step_wedge_film(profile, steps, kind)
+    lock = None
+    if loaded.buffer_dir.is_dir():  # no buffer yet: no service has run with this config
+        try:
+            lock = acquire(loaded.buffer_dir, wait_s=0)
+        except BufferLocked as exc:
+            return _refuse(out, profile, loaded, exc.pid)
+        except OSError as exc:  # e.g. the service's user owns the lock file: can still look
+            try:
+                pid = holder(loaded.buffer_dir)
+            except OSError:
+                pid = -1
+            if pid is not None:
+                return _refuse(out, profile, loaded, pid)
+            out(f"not printed: cannot take the buffer lock ({exc.strerror or exc}) to keep the "
+                "service off the printer meanwhile")
+            return 1
+    try:
+        return _print_wedge(loaded, profile, film, table, steps, kind, out)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _refuse(out, profile, loaded: LoadedConfig, pid: int | None) -> int:
+    who = f"the running service (PID {pid})" if pid and pid > 0 else "the running service"
+    out(f"not printed: {who} holds the printer {profile.name} (buffer {loaded.buffer_dir}); "
+        "stop it first, or print through it")
+    return 1
+
+
+def _print_wedge(loaded: LoadedConfig, profile, film, table, steps: int, kind: str, out) -> int:
     device = PrinterDevice(profile, loaded.resolve)
     device.start_simulator()
     try:

@@ -3,7 +3,9 @@
 Two sources: the spooler publishes what it sees around every film ("printer-status" events), and
 this monitor polls the device every `print.poll_interval_s` when no film is being sent.  A change
 is published once as "printer-status-changed"; the Print SCP turns it into an N-EVENT-REPORT of the
-Printer SOP instance to every open print association.
+Printer SOP instance to every open print association.  When the printer becomes able to print
+again (FAILURE -> NORMAL/WARNING: film loaded, jam cleared), `on_ready` runs, so films waiting out
+their backoff print now rather than at their next retry.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ log = logging.getLogger("gateway.print.status")
 
 
 class PrinterStatusMonitor:
-    def __init__(self, device: PrinterDevice, events: EventBus, interval: float):
+    """Printer Status / Printer Status Info (PS3.3 C.13.9.1) of the one printer, published on change."""
+
+    def __init__(self, device: PrinterDevice, events: EventBus, interval: float, on_ready=None):
         self.device, self.events, self.interval = device, events, interval
+        self.on_ready = on_ready
         self._lock = threading.Lock()
         self.current: tuple[str, str] = ("FAILURE", "PRINTER INIT")
         self._known = False
@@ -46,6 +51,8 @@ class PrinterStatusMonitor:
         if changed:
             log.info("printer status %s (%s), was %s (%s)", *status, *old)
             self.events.publish("printer-status-changed", status=status[0], info=status[1])
+            if self.on_ready is not None and old[0] == "FAILURE" and status[0] != "FAILURE":
+                self.on_ready()
 
     def _run(self) -> None:
         last_poll = time.monotonic()

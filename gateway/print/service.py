@@ -7,6 +7,7 @@ contexts and AE title to the listener.
 from __future__ import annotations
 
 import logging
+import time
 
 from gateway.buffer.ingest import Buffer
 from gateway.config import LoadedConfig
@@ -25,9 +26,19 @@ class PrintService:
         self.profile = p = loaded.config.print
         self.device = PrinterDevice(p, loaded.resolve)
         self.store = PrintStore(buffer.files.root, buffer.index, buffer.queue, p.name)
-        self.monitor = PrinterStatusMonitor(self.device, events, p.poll_interval_s)
+        self.monitor = PrinterStatusMonitor(self.device, events, p.poll_interval_s, on_ready=self._printer_ready)
         self.spooler = Spooler(p, self.store, self.device, events)
         self.scp = PrintSCP(loaded.config, self.store, events, self.monitor)
+
+    def _printer_ready(self) -> None:
+        """Films that waited for the printer (backoff up to print.retry_max_s) are due now."""
+        with self.store.index.tx() as cur:
+            cur.execute("UPDATE jobs SET next_attempt = ? WHERE kind = 'print' AND target = ? "
+                        "AND state = 'queued' AND next_attempt > ?", (0, self.profile.name, time.time()))
+            woken = cur.rowcount
+        if woken:
+            log.info("printer ready: %d waiting film(s) due now", woken)
+            self.store.queue.notify()
 
     def start(self) -> None:
         orphans = self.store.remove_orphans()

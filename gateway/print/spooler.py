@@ -226,6 +226,15 @@ def execution_status(films) -> tuple[str, str]:
     return "PENDING", "PRINTER NOT READY" if waiting else "QUEUED"
 
 
+def copies_done(film_row) -> int:
+    """Copies of this film a printer already put out before it stopped part-way (DRF/1 result
+    "partly printed"), as recorded in the film's mark."""
+    try:
+        return int(json.loads(film_row["mark"] or "{}").get("done", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
 def backoff(initial: float, cap: float, failures: int) -> float:
     return min(cap, initial * (2 ** max(0, failures - 1)))
 
@@ -340,20 +349,30 @@ class Spooler:
                 return
             self._waiting = 0
             copies = int(desc.get("copies", 1))
+            # Copies already out (the printer stopped part-way through an earlier try) are owed
+            # no more: only the rest is sent.  "copies" in the mark is what this send asks for.
+            done = copies_done(film_row)
             self.store.set_phase(job.id, SENDING, json.dumps({"films_left": films_left(status),
-                                                              "copies": copies}))
+                                                              "copies": copies - done, "done": done}))
             self._event(uid)
             try:
-                after = self.device.print_film(PrintJob(film, self.dpi, copies))
+                after = self.device.print_film(PrintJob(film, self.dpi, copies - done))
             except PrinterNotReady as exc:
-                # The device says the film was not printed: safe to print it later.
-                self.store.set_phase(job.id, QUEUED)
+                # The device says the film was not printed (or only some copies, counted): safe to
+                # print the rest later.
+                made = getattr(exc, "copies_printed", 0)
+                if made:
+                    log.warning("print job %s film %d: %d of %d copies printed (%s); the rest wait "
+                                "for the printer", uid, film_row["film"], done + made, copies,
+                                dicom_printer_status(exc.status)[1])
+                self.store.set_phase(job.id, QUEUED, json.dumps({"done": done + made}) if made else None)
                 self.events.publish("printer-status", status=dicom_printer_status(exc.status),
                                     detail=exc.status)
                 self._wait_for_printer(job, f"not printed: {dicom_printer_status(exc.status)[1]}")
                 self._event(uid)
-                log.warning("print job %s film %d not printed (%s); waits for the printer", uid,
-                            film_row["film"], dicom_printer_status(exc.status)[1])
+                if not made:
+                    log.warning("print job %s film %d not printed (%s); waits for the printer", uid,
+                                film_row["film"], dicom_printer_status(exc.status)[1])
                 return
             except PrinterError as exc:
                 # No verdict: stays 'sending'; resolved against the printer's evidence next time.

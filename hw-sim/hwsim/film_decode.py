@@ -8,6 +8,8 @@ tests.  PostScript is rasterised by Ghostscript, as a PostScript printer's RIP w
 from __future__ import annotations
 
 import io
+import os
+import re
 import shutil
 import struct
 import subprocess
@@ -17,6 +19,25 @@ from dataclasses import dataclass
 from PIL import Image
 
 MAGIC = b"DRF1"
+_FILM_NAME = re.compile(r"film-(\d+)\.png$")
+
+
+def write_film(out_dir: Path, png: bytes) -> Path:
+    """Keep one printed film as ``film-NNNNNN.png`` in `out_dir`, numbered after the highest
+    number already there, and never over an existing file: a restarted simulator, or a second
+    one writing to the same folder, adds films instead of replacing earlier ones."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for m in map(_FILM_NAME.match, os.listdir(out_dir)) if m]
+    n = max(numbers, default=0)
+    while True:
+        n += 1
+        path = out_dir / f"film-{n:06d}.png"
+        try:
+            with open(path, "xb") as fh:  # O_EXCL: taken by someone else -> the next number
+                fh.write(png)
+            return path
+        except FileExistsError:
+            continue
 
 
 @dataclass

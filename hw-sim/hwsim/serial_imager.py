@@ -7,7 +7,9 @@ Fault switches (attributes; in the CLI, type the command name on stdin):
   jam_next        the next print jams (the job fails, the imager stays jammed)
   cover_open      COVER OPEN, prints fail
   offline         OFFLINE, prints fail (STATUS still answers)
-  films           films left (``load N``); 0 is SUPPLY EMPTY, <= low_mark SUPPLY LOW
+  films           films left (``load N``); 0 is SUPPLY EMPTY, <= low_mark SUPPLY LOW.  A job
+                  with more copies than films left prints what it can, then stops SUPPLY EMPTY
+                  and answers "partly printed" with the count (the host owes the rest)
   receiver        films in the output tray; at receiver_capacity RECEIVER FULL (``unload``)
   slow_bps        read at most this many bytes per second (None: as fast as they come): a slow
                   imager that makes the host's writes block and, past its write timeout, fail
@@ -16,7 +18,9 @@ Fault switches (attributes; in the CLI, type the command name on stdin):
                   0x11/0x13 it receives as flow control and drops it from the data
 
 In-process:  im = SerialFilmImager(out_dir=...); url = im.start_pty()  (or im.start_tcp());
-             ...; im.stop().  Printed films: im.printed (list of hwsim.film_decode.RasterFilm).
+             ...; im.stop().  Printed films: im.printed (one hwsim.film_decode.RasterFilm per
+             print command that put film out, ``copies`` = sheets it made), im.sheets (sheets
+             of film out in all); out_dir gets one PNG per sheet, never overwriting one.
 CLI:         python -m hwsim.serial_imager --pty | --tcp PORT [--out DIR] [--films N]
              prints "url: ..." and then reads fault commands from stdin: jam, jam-next, clear,
              cover-open, cover-close, offline, online, load N, unload, slow BPS, fast, mute,
@@ -33,14 +37,16 @@ import sys
 import threading
 import time
 import tty
+from dataclasses import replace
 from pathlib import Path
 
-from hwsim.film_decode import RasterFilm, body_size, decode_raster_body, parse_header, unescape
+from hwsim.film_decode import (RasterFilm, body_size, decode_raster_body, parse_header, unescape,
+                               write_film)
 
 MAGIC = b"DRF1"
 FILM_JAM, SUPPLY_EMPTY, SUPPLY_LOW, COVER_OPEN = 0x01, 0x02, 0x04, 0x08
 OFFLINE, RECEIVER_FULL, BUSY, ERROR = 0x10, 0x20, 0x40, 0x80
-PRINTED, REFUSED, FAULT = 0, 1, 2
+PRINTED, REFUSED, FAULT, PARTLY = 0, 1, 2, 3
 
 
 class _Closed(Exception):
@@ -59,6 +65,7 @@ class SerialFilmImager:
         self.slow_bps: float | None = None
         self.xonxoff = False
         self.printed: list[RasterFilm] = []
+        self.sheets = 0
         self.refused = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,11 +209,13 @@ class SerialFilmImager:
                 if not self.mute:
                     send(MAGIC + b"\x85" + b"%04X%04X" % (self.status_bits(), max(self.films, 0)))
             elif head[4] == 0x01:
-                result = self._print(recv, self._take(recv, 1)[0] & 1)
+                result, made = self._print(recv, self._take(recv, 1)[0] & 1)
                 if not self.mute:
-                    send(MAGIC + b"\x81" + b"%04X%02X" % (self.status_bits(), result))
+                    tail = b"%04X" % made if result == PARTLY else b""
+                    send(MAGIC + b"\x81" + b"%04X%02X" % (self.status_bits(), result) + tail)
 
-    def _print(self, recv, escaped: bool) -> int:
+    def _print(self, recv, escaped: bool) -> tuple[int, int]:
+        """(result, sheets made) for one PRINT command."""
         header = self._take_body(recv, 12, escaped)
         try:
             width, height, bits, channels, copies = parse_header(header)
@@ -215,25 +224,31 @@ class SerialFilmImager:
         except ValueError:
             self.refused += 1
             self._raw.clear()
-            return REFUSED
+            return REFUSED, 0
         if self.status_bits() & (FILM_JAM | SUPPLY_EMPTY | COVER_OPEN | OFFLINE | RECEIVER_FULL):
-            return FAULT
+            return FAULT, 0
         if self.jam_next:
             self.jam_next, self.jammed = False, True
             self.films -= 1  # the jammed sheet is lost
-            return FAULT
-        if self.films < copies:
-            return FAULT
+            return FAULT, 0
         self.printing = True
         time.sleep(self.print_seconds)
         self.printing = False
-        self.films -= copies
-        self.receiver += copies
-        self.printed.append(film)
-        if self.out_dir:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / f"film-{len(self.printed):04d}.png").write_bytes(film.png())
-        return PRINTED
+        # Sheet by sheet, as a real imager: it stops where the supply (or the tray) runs out.
+        made = 0
+        png = film.png() if self.out_dir else b""
+        while made < copies and self.films > 0 and self.receiver < self.receiver_capacity:
+            self.films -= 1
+            self.receiver += 1
+            self.sheets += 1
+            made += 1
+            if self.out_dir:
+                write_film(self.out_dir, png)
+        if made:
+            self.printed.append(replace(film, copies=made))
+        if made == copies:
+            return PRINTED, made
+        return (PARTLY, made) if made else (FAULT, 0)
 
 
 def _command(im: SerialFilmImager, line: str) -> bool:
@@ -260,7 +275,7 @@ def _command(im: SerialFilmImager, line: str) -> bool:
     elif cmd != "status":
         print(f"unknown command {line.strip()!r}", flush=True)
     print(f"status 0x{im.status_bits():04x} films {im.films} receiver {im.receiver} "
-          f"printed {len(im.printed)}", flush=True)
+          f"printed {len(im.printed)} sheets {im.sheets}", flush=True)
     return True
 
 

@@ -3,7 +3,8 @@
 Pass an instance as ``backend=`` to pyusb (drivers.printer.transport_usb.UsbTransport does) and
 the real driver enumerates it, reads its descriptors, asks GET_DEVICE_ID and GET_PORT_STATUS and
 writes bulk OUT data to it.  Jobs are cut at the PostScript '%%EOF' line (or at the end of a DRF/1
-raster command) and rendered to PNG: ``printed`` holds them, and ``out_dir`` gets a file each.
+raster command) and rendered to PNG: ``printed`` holds them, and ``out_dir`` gets a file each
+(film-NNNNNN.png, numbered after the films already there, never overwriting one).
 
 Fault switches (attributes, change them at any time):
   offline       not selected: GET_PORT_STATUS clears Select, bulk OUT NAKs (times out)
@@ -30,7 +31,7 @@ from types import SimpleNamespace
 import usb.backend
 import usb.core
 
-from hwsim.film_decode import body_size, decode_raster_job, render_postscript
+from hwsim.film_decode import body_size, decode_raster_job, render_postscript, write_film
 
 VENDOR_ID, PRODUCT_ID = 0x1209, 0x0001  # pid.codes test IDs
 EP_OUT = 0x01
@@ -193,8 +194,7 @@ class SimulatedUsbPrinter(usb.backend.IBackend):
         if self.films is not None:
             self.films = max(0, self.films - copies)
         if self.out_dir:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / f"film-{len(self.printed):04d}.png").write_bytes(png)
+            write_film(self.out_dir, png)
 
 
 def _ps_copies(job: bytes) -> int:

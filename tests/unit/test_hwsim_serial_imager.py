@@ -141,3 +141,46 @@ def test_unescaped_data_over_xonxoff_is_never_misprinted():
         p.close()
         im.stop()
     assert im.printed == []
+
+
+def test_out_of_film_part_way_prints_what_it_can_and_says_how_many():
+    """Two copies on one film: one sheet, then SUPPLY EMPTY and "partly printed, 1"; after
+    loading, the owed copy alone -- two sheets in all."""
+    from drivers.printer.interface import PartlyPrinted
+
+    im = SerialFilmImager(films=1)
+    im.url = im.start_tcp()
+    p = _printer(im)
+    try:
+        with pytest.raises(PartlyPrinted) as info:
+            p.print_film(PrintJob(_film(), 50, copies=2))
+        assert info.value.copies_printed == 1
+        assert dicom_printer_status(info.value.status) == ("FAILURE", "SUPPLY EMPTY")
+        assert dicom_printer_status(p.status()) == ("FAILURE", "SUPPLY EMPTY")
+        assert im.sheets == 1
+        im.load(10)
+        p.print_film(PrintJob(_film(), 50, copies=2 - info.value.copies_printed))
+    finally:
+        p.close()
+        im.stop()
+    assert im.sheets == 2 and [f.copies for f in im.printed] == [1, 1]
+
+
+def test_films_are_never_overwritten_across_restarts(tmp_path):
+    out = tmp_path / "films"
+    written = []
+    for seed in (1, 2):  # a restarted imager (a new process would start the same way)
+        im = SerialFilmImager(out_dir=out)
+        im.url = im.start_tcp()
+        p = _printer(im)
+        try:
+            film = _film(seed)
+            p.print_film(PrintJob(film, 50, copies=2 if seed == 2 else 1))
+            written += [film] * (2 if seed == 2 else 1)
+        finally:
+            p.close()
+            im.stop()
+    pngs = sorted(out.glob("film-*.png"))
+    assert [p.name for p in pngs] == ["film-000001.png", "film-000002.png", "film-000003.png"]
+    for png, film in zip(pngs, written):
+        assert np.array_equal(np.asarray(Image.open(png)), film)

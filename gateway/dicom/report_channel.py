@@ -1,0 +1,170 @@
+"""SCP-initiated N-EVENT-REPORTs on an association whose client keeps sending requests.
+
+PS3.4 H.4 lets a Print SCP report a Printer or Print Job event at any time, and with the default
+asynchronous operations window of PS3.7 (one outstanding operation *each way*) the client may
+have its own request in flight at that moment: the report and, say, an N-DELETE cross on the
+wire.  pynetdicom 3.0's Association.send_n_event_report cannot live with that: it pauses the
+association's reactor and takes the *next* DIMSE message off the association's one queue as the
+report's response.  When that message is the client's N-DELETE, pynetdicom logs "invalid
+N-DELETE response", aborts, and the client sees its spool fail although the job is queued.
+
+ReportChannel puts a demultiplexer in place of that queue (``assoc.dimse.msg_queue``):
+
+- a *response* (it carries Message ID Being Responded To) goes to the report that waits for it,
+  matched by that ID -- the SCP side of a print association sends no other requests, so every
+  response is one of ours; one that matches nothing (answered after we gave up) is dropped;
+- everything else (the client's requests, pynetdicom's (None, None) wake-ups) goes on to the
+  reactor, which keeps serving requests while a report waits.
+
+The reactor is never paused for a report, and each outgoing message is queued whole (a lock
+around ``dimse.send_msg``), so a report's fragments never land between those of a response the
+reactor is sending: a receiver builds each message from consecutive fragments.
+
+This relies on pynetdicom internals (DIMSEServiceProvider.msg_queue, send_msg, the DUL's
+(None, None) on close); pynetdicom is pinned <3.1 for that reason (see pynetdicom_tuning).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from io import BytesIO
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom.dsutils import encode
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.pdu_primitives import A_RELEASE
+
+log = logging.getLogger("gateway.dicom.report_channel")
+
+
+class NoResponse(Exception):
+    """The client did not answer the report: association gone, releasing, or DIMSE timeout."""
+
+
+class _Demux(queue.Queue):
+    """The association's DIMSE message queue, with responses taken out for ReportChannel."""
+
+    def __init__(self, channel: "ReportChannel"):
+        super().__init__()
+        self._channel = channel
+
+    def put(self, item, block=True, timeout=None):
+        _, msg = item
+        if msg is not None and getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
+            self._channel._deliver(msg)
+            return
+        if msg is None:  # the connection closed or aborted: no response will come
+            self._channel._wake_all()
+        super().put(item, block, timeout)
+
+
+class ReportChannel:
+    """Send N-EVENT-REPORT requests on an accepted association and match their responses by
+    Message ID Being Responded To, whatever the client sends in between (PS3.7 10.1.1,
+    PS3.4 H.4).  ``install`` must run before the client can send P-DATA (EVT_REQUESTED)."""
+
+    def __init__(self, assoc):
+        self.assoc = assoc
+        self._ids = itertools.cycle(range(1, 0x10000))
+        self._lock = threading.Lock()
+        self._waiting: dict[int, list] = {}  # Message ID -> [Event, response or None]
+        self._send_lock = threading.Lock()
+
+    @classmethod
+    def install(cls, assoc) -> "ReportChannel":
+        channel = cls(assoc)
+        dimse = assoc.dimse
+        demux = _Demux(channel)
+        old = dimse.msg_queue
+        dimse.msg_queue = demux
+        # Nothing should be queued before the A-ASSOCIATE-AC went out; move it over regardless.
+        while True:
+            try:
+                demux.put(old.get_nowait())
+            except queue.Empty:
+                break
+        original_send = dimse.send_msg
+
+        def send_msg(primitive, context_id):
+            with channel._send_lock:
+                original_send(primitive, context_id)
+
+        dimse.send_msg = send_msg
+        return channel
+
+    # -- sending ---------------------------------------------------------------------------------
+    def send_event_report(self, info: Dataset | None, event_type: int, class_uid: str,
+                          instance_uid: str, meta_uid: str | None = None,
+                          timeout: float | None = None) -> N_EVENT_REPORT:
+        """Send one N-EVENT-REPORT (PS3.7 10.1.1.1) and return the client's response primitive.
+
+        Raises NoResponse when the association ends, the client asks to release (PS3.8 7.2: it
+        sends no more P-DATA after its A-RELEASE-RQ) or `timeout` (default: the association's
+        DIMSE timeout) passes; RuntimeError/ValueError as pynetdicom for no context / unencodable
+        information."""
+        assoc = self.assoc
+        if not assoc.is_established:
+            raise RuntimeError("the association is not established")
+        if _release_requested(assoc):  # it would never answer (PS3.8 7.2)
+            raise NoResponse("the client is releasing the association")
+        context = assoc._get_valid_context(meta_uid or class_uid, "", None)
+        req = N_EVENT_REPORT()
+        req.MessageID = msg_id = next(self._ids)
+        req.AffectedSOPClassUID = UID(class_uid)
+        req.AffectedSOPInstanceUID = UID(instance_uid)
+        req.EventTypeID = event_type
+        if info is not None:
+            ts = context.transfer_syntax[0]
+            raw = encode(info, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+            if raw is None:
+                raise ValueError("cannot encode the Event Information")
+            req.EventInformation = BytesIO(raw)
+        slot = [threading.Event(), None]
+        with self._lock:
+            self._waiting[msg_id] = slot
+        try:
+            assoc.dimse.send_msg(req, context.context_id)
+            limit = timeout if timeout is not None else assoc.dimse_timeout
+            deadline = None if limit is None else time.monotonic() + limit
+            while not slot[0].wait(0.05):
+                if not assoc.is_established:
+                    raise NoResponse("the association ended")
+                if _release_requested(assoc):
+                    raise NoResponse("the client is releasing the association")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise NoResponse(f"no response within {limit:g} s")
+            if slot[1] is None:
+                raise NoResponse("the association ended")
+            return slot[1]
+        finally:
+            with self._lock:
+                self._waiting.pop(msg_id, None)
+
+    # -- receiving (called on the DUL's thread) -----------------------------------------------------
+    def _deliver(self, rsp) -> None:
+        msg_id = rsp.MessageIDBeingRespondedTo
+        with self._lock:
+            slot = self._waiting.get(msg_id)
+        if slot is None or not isinstance(rsp, N_EVENT_REPORT):
+            log.warning("%s response to message %s matches no request of ours; dropped",
+                        type(rsp).__name__.replace("_", "-"), msg_id)
+            return
+        slot[1] = rsp
+        slot[0].set()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            slots = list(self._waiting.values())
+        for slot in slots:
+            slot[0].set()
+
+
+def _release_requested(assoc) -> bool:
+    """An A-RELEASE-RQ waits in the association's queue (looked at, not taken)."""
+    pdu = assoc.dul.peek_next_pdu()
+    return isinstance(pdu, A_RELEASE) and pdu.result is None
