@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= auto
 APT_PACKAGES := dcmtk orthanc dicom3tools xorriso genisoimage dosfstools mtools ghostscript \
 	libsystemd-dev pkg-config systemd curl fonts-dejavu-core fonts-ipafont-gothic python3-venv
 
-.PHONY: run test bench deps venv check-config clean pacs install
+.PHONY: run test bench deps venv check-config clean pacs try-echo try-store try-print install
 
 # make install: the package in its own venv, the console script in /usr/bin (where the unit looks),
 # the config in /etc (never overwritten), the unit, and the system user. DESTDIR stages it elsewhere
@@ -73,6 +73,20 @@ install:
 pacs:
 	mkdir -p var/pacs
 	storescp -aet PACS -od var/pacs 11114
+
+# Try the running appliance (`make run` in another terminal) with DCMTK and the default titles/ports.
+CT_SAMPLE = $$($(abspath $(PY)) -c "import pydicom.data as d; print(d.get_testdata_file('CT_small.dcm'))")
+try-echo: venv
+	echoscu -v -aet ECHOSCU -aec EDGE 127.0.0.1 11112
+
+try-store: venv
+	storescu -v -aet STORESCU -aec EDGE 127.0.0.1 11112 $(CT_SAMPLE)
+
+try-print: venv
+	mkdir -p var/try-print/db var/try-print/spool
+	cd var/try-print && dcmpsprt -c ../../config/try/printscu.cfg -p GATEWAY --layout 1 1 \
+		--filmsize 8INX10IN $(CT_SAMPLE)
+	cd var/try-print && dcmprscu -c ../../config/try/printscu.cfg -p GATEWAY -v $$(ls -t db/SP_*.dcm | head -1)
 
 check-config: venv
 	$(VENV)/bin/dicom-gateway check-config --config config/gateway.toml
