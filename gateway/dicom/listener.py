@@ -12,20 +12,19 @@ from pathlib import Path
 
 from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.presentation import AllStoragePresentationContexts
 
 from gateway.config import Config
 from gateway.dicom import pynetdicom_tuning, receive_spool
 from gateway.dicom.acceptor import Acceptor
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, lenient_ae_validator
 from gateway.dicom.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_COMMITMENT_PUSH,
-    STORAGE_SOP_CLASSES,
     UNCOMPRESSED,
     VERIFICATION,
+    storage_sop_classes,
 )
 
 log = logging.getLogger("gateway.dicom.listener")
@@ -61,6 +60,13 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
     # business to report (A900 from the attribute check), not pynetdicom's to drop the association.
     _config.ENFORCE_UID_CONFORMANCE = False
+    # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
+    # reason) instead of failing pynetdicom's decoder.
+    _config.VALIDATORS["AE"] = lenient_ae_validator
+    # pynetdicom picks the service class from the command's SOP class and knows no retired or
+    # private storage class: every C-STORE goes to its storage service, and StoreSCP.handle_store
+    # checks the class against the presentation context.
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
 
 
 class Listener:
@@ -85,8 +91,9 @@ class Listener:
         # Called AE titles are checked by AssociationPolicy, which knows every title served here.
         ae.require_called_aet = False
         ae.add_supported_context(VERIFICATION)
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+        self.storage_classes = storage_sop_classes(config.storage.extra_sop_classes)
+        for uid in sorted(self.storage_classes):
+            ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES)
         # Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and
         # propose the SCP role for it: accept both roles.
         ae.add_supported_context(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), scu_role=True, scp_role=True)
@@ -102,7 +109,7 @@ class Listener:
         c = self.config.ae
         self._server = _HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
                                       evt_handlers=self._handlers)
-        fast = STORAGE_SOP_CLASSES | {VERIFICATION} if self._store is not None else frozenset()
+        fast = self.storage_classes | {VERIFICATION} if self._store is not None else frozenset()
         self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),
                                   self._store, self._server.hand_off)
         self._acceptor.start()
