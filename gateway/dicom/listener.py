@@ -10,7 +10,9 @@ import logging
 
 from pathlib import Path
 
-from pynetdicom import AE, _config, dimse_messages, evt
+from pynetdicom import AE, _config, dimse_messages, evt, register_uid
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.config import Config
@@ -63,10 +65,14 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
     # reason) instead of failing pynetdicom's decoder.
     _config.VALIDATORS["AE"] = lenient_ae_validator
-    # pynetdicom picks the service class from the command's SOP class and knows no retired or
-    # private storage class: every C-STORE goes to its storage service, and StoreSCP.handle_store
-    # checks the class against the presentation context.
-    _config.UNRESTRICTED_STORAGE_SERVICE = True
+
+
+def _register_storage(uids) -> None:
+    """pynetdicom picks the service for a request by its SOP class and knows no retired or
+    private storage class (its handler would never run): register those as storage."""
+    for uid in uids:
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, "EdgeStorage_" + uid.replace(".", "_"), StorageServiceClass)
 
 
 class Listener:
@@ -92,6 +98,7 @@ class Listener:
         ae.require_called_aet = False
         ae.add_supported_context(VERIFICATION)
         self.storage_classes = storage_sop_classes(config.storage.extra_sop_classes)
+        _register_storage(self.storage_classes)
         for uid in sorted(self.storage_classes):
             ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES)
         # Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and
