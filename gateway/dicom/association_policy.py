@@ -22,6 +22,8 @@ import threading
 import time
 
 from pynetdicom import evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 
 from gateway.config import Config, PeerSection
 from gateway.dicom.identity import escaped_ae, normalise_ae
@@ -41,6 +43,43 @@ def _address(text: str):
     address = ipaddress.ip_address(text.split("%", 1)[0])
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
+
+
+class _GuardedDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, for associations served by pynetdicom: a command set it
+    cannot read (Command Field missing, an element cut short) raised inside its DUL thread and
+    killed it, leaving the peer without an answer. Here it is treated as pynetdicom treats a PDU
+    it cannot decode: Evt19, invalid PDU, so its state machine sends the A-ABORT (PS3.8 9.2, AA-8)."""
+
+    def receive_primitive(self, primitive) -> None:
+        try:
+            super().receive_primitive(primitive)
+        except Exception as exc:
+            log.warning("aborting association from %s (%s): unreadable DIMSE message (%s: %s)",
+                        escaped_ae(self.assoc.requestor.ae_title or "?"), self.assoc.requestor.address,
+                        type(exc).__name__, exc)
+            self.message = None
+            self.dul.event_queue.put("Evt19")
+
+
+# Events a local primitive raises (PS3.8 9.2.1: A-ASSOCIATE/P-DATA/A-RELEASE/A-ABORT requests and
+# responses of the service user).
+_LOCAL_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+
+
+class _GuardedStateMachine(StateMachine):
+    """pynetdicom's upper-layer state machine, for associations served by pynetdicom: a response
+    the service sends after the peer's invalid PDU already made the DUL abort (Sta13, awaiting
+    the close) is an event the state table does not list, and pynetdicom raised it in its DUL
+    thread, which died. The association is over: the primitive is dropped."""
+
+    def do_action(self, event: str) -> None:
+        if (event, self.current_state) not in TRANSITION_TABLE and event in _LOCAL_EVENTS \
+                and self.current_state in ("Sta1", "Sta13"):
+            log.info("association from %s ended before a local %s could be sent; dropped",
+                     escaped_ae(self.dul.assoc.requestor.ae_title or "?"), event)
+            return
+        super().do_action(event)
 
 
 def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None = None) -> None:
@@ -84,6 +123,9 @@ class AssociationPolicy:
         ]
 
     def _on_conn_open(self, event) -> None:
+        # Input must never kill a pynetdicom thread (issue 14): see the two classes above.
+        event.assoc.dimse.__class__ = _GuardedDIMSE
+        event.assoc.dul.state_machine.__class__ = _GuardedStateMachine
         tune_socket(raw_socket(event.assoc), self.config.ae.tcp_nodelay, self.config.timers.handshake_s)
 
     def refusal(self, calling: str, called: str, host: str, calling_raw: bytes | str | None = None,

@@ -49,6 +49,16 @@ class _HandOffServer(ThreadedAssociationServer):
         self.finish_request(sock, address)
 
 
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if not record.getMessage().strip() and exc is not None:
+                record.msg, record.args = f"{type(exc).__name__}: {exc}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> None:
     """Process-wide pynetdicom settings. Received data sets stream to a spool file in the
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
@@ -65,6 +75,12 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
     # reason) instead of failing pynetdicom's decoder.
     _config.VALIDATORS["AE"] = lenient_ae_validator
+    # pynetdicom logs the input errors it handles (a PDU it cannot decode, then an A-ABORT) with
+    # a traceback: one line each is what an operator needs, and a traceback means a fault here.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("pynetdicom") and isinstance(logger, logging.Logger):
+            if not any(isinstance(f, _OneLine) for f in logger.filters):
+                logger.addFilter(_OneLine())
 
 
 def _register_storage(uids) -> None:
