@@ -230,6 +230,13 @@ class Acceptor:
                 log.warning("aborted connection from %s: PDU type 0x%02X before an A-ASSOCIATE-RQ", host, pdu_type)
                 _answer(sock, abort_pdu(0x02, ABORT_UNEXPECTED_PDU if known else ABORT_UNRECOGNIZED_PDU))
                 return None
+            if length > pdu_limit(self.config.ae.max_pdu):
+                # A hostile length: hang up without reading it (as pynetdicom_tuning does for
+                # pynetdicom's associations), memory must not follow the header.
+                log.warning("closing connection with %s: it announced a PDU of %d bytes, more than the %d "
+                            "this AE accepts", host, length, pdu_limit(self.config.ae.max_pdu))
+                _drain(sock)  # what already arrived, so that the close is a FIN, not a reset
+                return None
             if length > _PEEK_LIMIT:
                 # Far beyond 128 contexts; and a request must fit the receive buffer to be peeked.
                 log.warning("rejected association from %s: A-ASSOCIATE-RQ of %d bytes (more than %d)",

@@ -133,21 +133,22 @@ class AssociationPolicy:
         """Why the titles or the host refuse this association (A-ASSOCIATE-RJ result, source,
         reason; PS3.8 9.3.4: called AE not recognised 1/1/7, calling AE not recognised 1/1/3), or
         None. `calling`/`called` normalised; the raw titles, as received, go into the log."""
+        shown_calling = escaped_ae(calling_raw if calling_raw is not None else calling)
         if called not in self.called_titles:
-            log.warning("rejected association from %s (%s): called AE title %s is not served here",
-                        escaped_ae(calling_raw if calling_raw is not None else calling), host,
-                        escaped_ae(called_raw if called_raw is not None else called))
+            log.warning("rejected association from %s (%s): called AE title %s is not served here "
+                        "(calling AE title %s)", calling, host,
+                        escaped_ae(called_raw if called_raw is not None else called), shown_calling)
             return REJECT_CALLED_AE
         peer = self.config.peer_by_ae(calling) if calling else None
         if peer is None and not (calling and self.config.ae.accept_unknown_callers):
-            log.warning("rejected association from %s: calling AE title %s is not configured as a peer",
-                        host, escaped_ae(calling_raw if calling_raw is not None else calling))
+            log.warning("rejected association from %s (%s): calling AE title %s is not configured as a peer",
+                        calling, host, shown_calling)
             return REJECT_CALLING_AE
         if peer is not None and not self._host_matches(peer, host):
             # Same reason as an unknown title: PS3.8 has no "wrong host", and to this AE a known
             # title from an unexpected address is not the peer it knows.
-            log.warning("rejected association from %s: calling AE title %s is configured for host %s only "
-                        "(peers.*.host)", host, escaped_ae(calling), peer.host)
+            log.warning("rejected association from %s (%s): calling AE title %s is configured for host %s "
+                        "only (peers.*.host)", calling, host, shown_calling, peer.host)
             return REJECT_CALLING_AE
         return None
 
