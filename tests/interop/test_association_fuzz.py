@@ -127,6 +127,9 @@ GOOD_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, "1.2.840.10008.
 
 @st.composite
 def context_items(draw):
+    """(item, context ID, certainly malformed): the last is True for defects no reading of
+    PS3.8 9.3.2.2 allows (even or zero ID, no abstract or no transfer syntax, wrong order, an
+    empty UID); the others may or may not leave a valid item."""
     context_id = draw(often(st.sampled_from([1, 3, 5, 7, 9, 255]), st.integers(0, 255)))
     abstract = pdu_bytes.item(0x30, pdu_bytes.uid_bytes(draw(st.sampled_from(GOOD_ABSTRACTS))))
     syntaxes = [pdu_bytes.item(0x40, pdu_bytes.uid_bytes(ts))
@@ -147,7 +150,8 @@ def context_items(draw):
         subs.reverse()
     elif defect == "empty-uid":
         subs[draw(st.integers(0, len(subs) - 1))] = pdu_bytes.item(0x40, b"")
-    return pdu_bytes.item(0x20, bytes((context_id, 0, 0, 0)) + b"".join(subs))
+    certain = defect in ("no-abstract", "no-syntax", "order", "empty-uid") or context_id % 2 == 0
+    return pdu_bytes.item(0x20, bytes((context_id, 0, 0, 0)) + b"".join(subs)), context_id, certain
 
 
 @st.composite
@@ -155,6 +159,7 @@ def user_items(draw):
     subs = [pdu_bytes.item(0x51, struct.pack(">I", draw(st.sampled_from([0, 4096, 16384, 1 << 31])))),
             pdu_bytes.item(0x52, pdu_bytes.uid_bytes(pdu_bytes.IMPLEMENTATION_CLASS_UID))]
     kinds = st.sampled_from(["identity", "role", "async", "version", "unknown", "ext", "common-ext"])
+    certain = False
     for kind in draw(st.lists(kinds, max_size=2)):
         right = draw(often(st.just(True), st.just(False), good=2))
         if kind == "identity":
@@ -179,9 +184,10 @@ def user_items(draw):
             u = pdu_bytes.uid_bytes(CTImageStorage)
             body = struct.pack(">H", len(u)) + u + struct.pack(">H", len(u)) + u + struct.pack(">H", 0)
             subs.append(pdu_bytes.item(0x57, body if right else draw(lie(body))))
-        else:
+        else:  # a sub-item type PS3.7 D.3.3 does not define for a request
             subs.append(pdu_bytes.item(draw(st.integers(0x59, 0xFF)), draw(st.binary(max_size=10))))
-    return pdu_bytes.item(0x50, b"".join(subs))
+            certain = True
+    return pdu_bytes.item(0x50, b"".join(subs)), certain
 
 
 @st.composite
@@ -200,21 +206,32 @@ def lie(draw, data: bytes) -> bytes:
 
 @st.composite
 def associate_requests(draw):
+    """(A-ASSOCIATE-RQ, certainly malformed)."""
     items = []
+    certain = False
     if draw(often(st.just(True), st.just(False), good=9)):
         items.append(pdu_bytes.item(0x10, draw(often(st.just(pdu_bytes.APPLICATION_CONTEXT.encode()),
                                                      st.binary(max_size=70), good=9))))
-    items += draw(st.lists(context_items(), min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=4))
+    else:
+        certain = True  # no application context item
+    contexts = draw(st.lists(context_items(), min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=4))
+    ids = [cx[1] for cx in contexts]
+    certain |= not contexts or len(set(ids)) != len(ids) or any(cx[2] for cx in contexts)
+    items += [cx[0] for cx in contexts]
     if draw(often(st.just(True), st.just(False), good=9)):
-        items.append(draw(user_items()))
+        user, broken = draw(user_items())
+        items.append(user)
+        certain |= broken
     if draw(st.integers(0, 9)) == 0:
         items = draw(st.permutations(items))
     body = b"".join(items)
-    body = draw(often(st.just(body), lie(body), good=3))
+    if draw(st.integers(0, 3)) == 0:
+        body = draw(lie(body))
+        certain = False  # a lie may cut the defect away
     version = draw(often(st.just(1), st.sampled_from([0, 2, 0xFFFF]), good=9))
     called = draw(often(good_title(names=(b"EDGE",)), bad_title(), good=6))
     calling = draw(often(good_title(), bad_title(), good=6))
-    return pdu_bytes.associate_rq(called, calling, body, version)
+    return pdu_bytes.associate_rq(called, calling, body, version), certain
 
 
 @st.composite
@@ -280,17 +297,22 @@ def _healthy(gw, requestors) -> None:
 def test_fuzzed_associate_requests_are_answered_at_once(fuzz_gateway, requestors):
     gw = fuzz_gateway
     outcomes: Counter = Counter()
+    certain = [0]
 
     @_seeded
     @_settings(250)
     @given(associate_requests())
-    def case(request: bytes) -> None:
+    def case(drawn: tuple[bytes, bool]) -> None:
+        request, malformed = drawn
         sock = _connect(gw.port)
         try:
             sock.sendall(request)
             got = _read_pdu(sock)
             assert got is not None, "connection closed without an answer"
             assert got[0] in (0x02, 0x03, 0x07), f"answered with PDU type 0x{got[0]:02X}"
+            if malformed:  # PS3.8 9.2 AA-1: invalid PDU in Sta2 -> A-ABORT
+                assert got[0] == 0x07, f"a malformed A-ASSOCIATE-RQ answered with PDU type 0x{got[0]:02X}"
+                certain[0] += 1
             outcomes[{0x02: "accepted", 0x03: "rejected", 0x07: "aborted"}[got[0]]] += 1
             if got[0] == 0x02:
                 _finish(sock)
@@ -299,7 +321,7 @@ def test_fuzzed_associate_requests_are_answered_at_once(fuzz_gateway, requestors
         assert gw.proc.poll() is None, "the service died"
 
     case()
-    print("A-ASSOCIATE-RQ outcomes:", dict(outcomes))
+    print("A-ASSOCIATE-RQ outcomes:", dict(outcomes), "certainly malformed:", certain[0])
     _healthy(gw, requestors)
     # The cases reach every kind of answer, or the strategies have gone blind.
     assert set(outcomes) == {"accepted", "rejected", "aborted"}, outcomes
