@@ -24,7 +24,7 @@ import pydicom
 import pytest
 from datasets import make_ct
 from dicom_bytes import dataset_bytes, file_dataset_bytes, indexed
-from peers import require, wait_until
+from peers import free_port, require, wait_until
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless, MRImageStorage
@@ -820,3 +820,24 @@ def test_a_private_class_not_configured_is_rejected_at_negotiation(gateway_facto
                                                (9, RETIRED_US[0], [ExplicitVRLittleEndian])]))
     assert r.results[7] == 3 and r.results[9] == 0  # abstract syntax not supported; retired accepted
     r.release()
+
+
+def test_group_0002_inside_the_data_set_reaches_the_pacs_as_explicit_vr_le(gateway_factory, orthanc_factory,
+                                                                          requestors, tmp_path):
+    """Item 4 with the real forward: the object acknowledged is the object Orthanc receives and
+    parses, Explicit VR LE with its pixel data, not a dead letter announced as JPEG-LS."""
+    port = free_port()
+    orthanc = orthanc_factory(port)
+    gw = gateway_factory({"destinations": {"pacs": {"ae_title": "TESTPACS", "port": orthanc.dicom,
+                                                    "retry_initial_s": 0.2, "retry_max_s": 1.0}}}, port=port)
+    ds, body = _ct(tmp_path)
+    r = requestors(gw.port)
+    r.associate(CT_CONTEXTS)
+    r.send_command(3, store_rq(1, ds.SOPInstanceUID))
+    r.send_data(3, _stray_meta_prefix() + body)
+    assert r.read_response()[0].Status == 0x0000
+    r.release()
+    wait_until(lambda: orthanc.lookup(ds.SOPInstanceUID), 60, what="the object at the PACS")
+    received = pydicom.dcmread(BytesIO(orthanc.instance_file(ds.SOPInstanceUID)))
+    assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert received.PixelData == ds.PixelData
