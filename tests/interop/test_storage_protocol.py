@@ -25,6 +25,7 @@ import pytest
 from datasets import make_ct
 from dicom_bytes import dataset_bytes, file_dataset_bytes, indexed
 from peers import free_port, require, wait_until
+from test_print import imager, print_config  # noqa: F401 - the imager fixture
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless, MRImageStorage
@@ -841,3 +842,35 @@ def test_group_0002_inside_the_data_set_reaches_the_pacs_as_explicit_vr_le(gatew
     received = pydicom.dcmread(BytesIO(orthanc.instance_file(ds.SOPInstanceUID)))
     assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert received.PixelData == ds.PixelData
+
+
+GRAYSCALE_PRINT_META = "1.2.840.10008.5.1.1.9"
+
+
+def test_print_association_with_nul_padded_titles_malformed_and_refused(gateway_factory, imager, requestors):
+    """Items 6 and 14 on a print association (pynetdicom's path, as a print client opens it):
+    NUL-padded titles are accepted and served; an unknown caller gets A-ASSOCIATE-RJ 1/1/3; a
+    print context without a transfer syntax (held for 25 s and more in the field) an A-ABORT at once."""
+    gw = gateway_factory(dict(print_config(imager.url), timers={"handshake_s": 60.0}))
+    print_cx = [(1, VERIFICATION, [ImplicitVRLittleEndian]), (3, GRAYSCALE_PRINT_META, [ImplicitVRLittleEndian])]
+    r = requestors(gw.port)
+    pdu_type, _ = r.associate_raw(pdu_bytes.associate_rq(b"EDGE" + b"\x00" * 12, b"PRINTSCU" + b"\x00" * 8,
+                                                         pdu_bytes.standard_items(print_cx)))
+    assert pdu_type == ASSOCIATE_AC and set(r.accepted) == {1, 3}
+    assert r.echo(1, 1).Status == 0x0000
+    r.release()
+
+    r = requestors(gw.port)
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(b"EDGE" + b"\x00" * 12, b"NOBODY" + b"\x00" * 10,
+                                                            pdu_bytes.standard_items(print_cx)))
+    assert (pdu_type, tuple(body[1:4])) == (ASSOCIATE_RJ, (1, 1, 3))
+
+    r = requestors(gw.port)
+    r.sock.settimeout(10.0)  # far below the 60 s handshake timer
+    items = (pdu_bytes.item(0x10, pdu_bytes.APPLICATION_CONTEXT.encode())
+             + pdu_bytes.presentation_context(1, GRAYSCALE_PRINT_META, []) + pdu_bytes.user_information())
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(pdu_bytes.title("EDGE"), pdu_bytes.title("PRINTSCU"),
+                                                            items))
+    assert pdu_type == ABORT and body[2] == 2
+    _still_serving(gw, requestors)
+    _no_dead_threads(gw)
