@@ -721,9 +721,12 @@ def test_c_store_on_the_verification_context_is_refused_and_not_kept(gateway_fac
     r.send_data(7, body)
     rsp, _ = r.read_response()
     assert (rsp.CommandField, rsp.Status) == (0x8001, 0x0122)
+    r.send_command(3, echo_rq(3))  # and an echo on a storage context
+    rsp, _ = r.read_response()
+    assert (rsp.CommandField, rsp.Status) == (0x8030, 0x0211)
     assert indexed(gw.buffer) == {}
     # The right context still stores.
-    r.send_command(3, store_rq(3, ds.SOPInstanceUID))
+    r.send_command(3, store_rq(4, ds.SOPInstanceUID))
     r.send_data(3, body)
     assert r.read_response()[0].Status == 0x0000
     r.release()
