@@ -83,6 +83,18 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
                 logger.addFilter(_OneLine())
 
 
+def _echo_on_its_context(event):
+    """C-ECHO, on the Verification context only (PS3.7 9.1.5.1.2): pynetdicom picks the service
+    by the command's SOP class, so an echo on a print or storage context would pass otherwise.
+    The fast path answers the same (0211)."""
+    abstract = str(event.context.abstract_syntax)
+    if abstract != VERIFICATION:
+        log.warning("refused C-ECHO from %s on presentation context %d (%s): 0x0211",
+                    event.assoc.requestor.ae_title, event.context.context_id, abstract)
+        return 0x0211
+    return handle_echo(event)
+
+
 def _register_storage(uids) -> None:
     """pynetdicom picks the service for a request by its SOP class and knows no retired or
     private storage class (its handler would never run): register those as storage."""
@@ -123,7 +135,7 @@ class Listener:
         for abstract, syntaxes, scu_role, scp_role in contexts:
             ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
         self.ae = ae
-        self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, handle_echo)] + handlers
+        self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, _echo_on_its_context)] + handlers
         self._store = store
         self._server = None
         self._acceptor = None

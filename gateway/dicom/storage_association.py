@@ -27,7 +27,6 @@ from typing import Callable
 
 from gateway.buffer import file_meta
 from gateway.dicom import dimse_command, receive_spool, status
-from gateway.dicom.sop_classes import VERIFICATION
 from gateway.dicom.pdu_socket import (
     ABORT_INVALID_PARAMETER,
     ABORT_UNEXPECTED_PDU,
@@ -44,6 +43,7 @@ from gateway.dicom.pdu_socket import (
     pdv_items,
     release_rp_pdu,
 )
+from gateway.dicom.sop_classes import VERIFICATION
 
 log = logging.getLogger("gateway.dicom.storage")
 
