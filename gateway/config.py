@@ -137,6 +137,21 @@ class RouteSection(_Section):
         return values
 
 
+class StorageSection(_Section):
+    """Storage SOP classes accepted besides every one of PS3.6 Annex A (sop_classes.py): private
+    ones such as vendor raw data. Proposed with any accepted transfer syntax, stored as received."""
+
+    extra_sop_classes: list[str] = []
+
+    @field_validator("extra_sop_classes")
+    @classmethod
+    def _uids(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not _UID_RE.match(v) or len(v) > 64:
+                raise ValueError(f"{v!r} is not a UID")
+        return values
+
+
 class BufferSection(_Section):
     path: str = "/var/lib/dicom-gateway"
     # C-STOREs are refused with A700 when accepting one would leave less free space than this.
@@ -185,6 +200,7 @@ class Config(_Section):
     destinations: dict[str, DestinationSection] = {}
     routes: list[RouteSection] = []
     buffer: BufferSection = BufferSection()
+    storage: StorageSection = StorageSection()
     logging: LoggingSection = LoggingSection()
     print: PrintSection = PrintSection()
 

@@ -10,6 +10,8 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
+import traceback
 
 # What a full or failing disk under the buffer raises: expected on a box, and it lasts.
 EXPECTED_BUFFER_ERRORS = (OSError, sqlite3.OperationalError)
@@ -41,7 +43,24 @@ def _under_systemd() -> bool:
     return bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
 
 
+def _thread_died(args) -> None:
+    """threading.excepthook: a thread that dies of an exception logs one ERROR line (where it
+    died, not the whole traceback), so a monitor and the tests can find it; Python's default
+    would print a traceback to stderr only."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    where = ""
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+    if frames:
+        last = frames[-1]
+        where = f" at {os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+    logging.getLogger("gateway.threads").error("thread %s died: %s: %s%s", name, args.exc_type.__name__,
+                                               args.exc_value, where)
+
+
 def setup(level: str = "INFO", journald: str = "auto") -> None:
+    threading.excepthook = _thread_died
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from gateway.buffer.structure import StructureError, check_structure, walk_file
+from gateway.buffer.structure import StrayFileMeta, StructureError, check_structure, walk_file
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -131,13 +131,16 @@ def read_attributes(path: Path) -> InstanceAttributes:
     """Parse the index attributes of the Part-10 file at `path`.
 
     Raises MalformedDataset when it cannot be read, InvalidDataset when a required UID is
-    missing or not a UID.
+    missing or not a UID, StrayFileMeta when the data set begins with group 0002 elements (the
+    caller decides: drop them, or refuse).
     """
     try:
         try:
             ts, fields = _fast_fields(path)
         except _Unusual:
             ts, fields = _pydicom_fields(path)
+    except StrayFileMeta:
+        raise
     except StructureError as exc:
         raise MalformedDataset(f"cannot parse data set: {exc}") from None
     except Exception as exc:  # pydicom raises many kinds on hostile input; all mean "cannot parse"

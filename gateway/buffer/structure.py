@@ -28,6 +28,17 @@ class StructureError(ValueError):
     pass
 
 
+class StrayFileMeta(StructureError):
+    """Group 0002 elements at the start of the data set, after the file meta (PS3.10 7.1: group
+    0002 belongs to the file meta only; PS3.7 says nothing in a C-STORE data set may carry it).
+    `start`/`end`: their byte range in the file; `tags`: (group, element) of each."""
+
+    def __init__(self, start: int, end: int, tags: list[tuple[int, int]]):
+        names = ", ".join(f"({g:04X},{e:04X})" for g, e in tags)
+        super().__init__(f"group 0002 element(s) {names} inside the data set")
+        self.start, self.end, self.tags = start, end, tags
+
+
 class _Walker:
     def __init__(self, buf, start: int, implicit: bool, little: bool, wanted: frozenset[int] = frozenset()):
         self.buf, self.pos, self.implicit = buf, start, implicit
@@ -123,12 +134,17 @@ _META_UIDS = {0x0002: "sop_class", 0x0003: "sop_instance", 0x0010: "transfer_syn
 def file_meta(mm) -> tuple[int, dict[str, str]]:
     """Where the data set starts after the file meta group, and the group's SOP class, SOP instance
     and transfer syntax UIDs (those present). Walks the group 0002 elements (always Explicit VR LE)
-    rather than trusting a group length that may be absent or wrong."""
+    rather than trusting a group length that may be absent or wrong; but where the group length
+    (0002,0000) ends exactly on an element boundary, the meta ends there, so group 0002 elements
+    a sender put at the start of its data set cannot redefine the meta (see StrayFileMeta)."""
     if len(mm) < 132 or mm[128:132] != b"DICM":
         raise StructureError("not a Part-10 file")
     w = _Walker(mm, 132, False, True)
     uids: dict[str, str] = {}
+    declared_end = None
     while w.pos + 4 <= w.end and struct.unpack_from("<H", mm, w.pos)[0] == 0x0002:
+        if w.pos == declared_end:
+            break
         tag = w._tag()
         w._need(2, "a VR")
         vr = bytes(mm[w.pos:w.pos + 2])
@@ -142,11 +158,56 @@ def file_meta(mm) -> tuple[int, dict[str, str]]:
             w.pos += 2
         if length == UNDEFINED:
             raise StructureError("file meta element of undefined length")
+        if tag == (0x0002, 0x0000) and length == 4 and vr == b"UL" and w.pos == 140 and w.pos + 4 <= w.end:
+            declared_end = w.pos + 4 + struct.unpack_from("<I", mm, w.pos)[0]
         if tag[1] in _META_UIDS:
             w._need(length, f"(0002,{tag[1]:04X})")
             uids[_META_UIDS[tag[1]]] = bytes(mm[w.pos:w.pos + length]).rstrip(b"\x00 ").decode("ascii", "replace")
         w._skip(length, tag)
     return w.pos, uids
+
+
+def _stray_meta(mm, start: int, implicit: bool, little: bool) -> None:
+    """Raise StrayFileMeta if the data set at `start` begins with group 0002 elements. One look
+    at the first tag for a normal object; the run is walked only when there is one."""
+    e = "<" if little else ">"
+    if start + 4 > len(mm) or struct.unpack_from(e + "H", mm, start)[0] != 0x0002:
+        return
+    w = _Walker(mm, start, implicit, little)
+    tags = []
+    while w.pos + 4 <= w.end and struct.unpack_from(e + "H", mm, w.pos)[0] == 0x0002:
+        tags.append(struct.unpack_from(e + "HH", mm, w.pos))
+        _one_element(w)
+    raise StrayFileMeta(start, w.pos, tags)
+
+
+def _one_element(w: _Walker) -> None:
+    """Advance the walker over exactly one top-level element (values included)."""
+    tag = w._tag()
+    if w.implicit:
+        length = w._u32("an element length")
+        vr = None
+    else:
+        w._need(2, "a VR")
+        vr = bytes(w.buf[w.pos:w.pos + 2])
+        w.pos += 2
+        if vr in _LONG_VRS:
+            w._need(2, "reserved bytes")
+            w.pos += 2
+            length = w._u32("an element length")
+        else:
+            w._need(2, "an element length")
+            (length,) = struct.unpack_from(w.e + "H", w.buf, w.pos)
+            w.pos += 2
+    if length == UNDEFINED:
+        if vr == b"UN":
+            saved, w.implicit = w.implicit, True
+            w.items(1, encapsulated=False)
+            w.implicit = saved
+        else:
+            w.items(1, encapsulated=False)
+    else:
+        w._skip(length, tag)
 
 
 def walk_file(path: Path, transfer_syntax: str | None = None,
@@ -166,6 +227,7 @@ def walk_file(path: Path, transfer_syntax: str | None = None,
                 raise StructureError(f"deflated data set does not inflate: {exc}") from None
             w = _Walker(buf, 0, False, True, wanted)
         else:
+            _stray_meta(mm, start, ts == IMPLICIT_LE, ts != EXPLICIT_BE)
             w = _Walker(mm, start, ts == IMPLICIT_LE, ts != EXPLICIT_BE, wanted)
         w.dataset(0, False)
         return ts, w.values

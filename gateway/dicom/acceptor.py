@@ -4,9 +4,13 @@ Every connection gets `timers.handshake_s` to deliver its A-ASSOCIATE-RQ. The re
 with MSG_PEEK, so it is still in the socket when a decision is made:
 - only Storage and Verification proposed (a modality, a media importer, a PACS pushing back):
   negotiated here and served by StorageAssociation on this thread, the fast path;
-- anything else (print, storage commitment reports, a request this code does not parse):
-  handed, untouched, to pynetdicom's server, which reads the request itself.
-Both paths share AssociationPolicy: the same calling/called AE rules and one association cap.
+- anything else (print, storage commitment reports): handed, untouched, to pynetdicom's server,
+  which reads the request itself.
+Before either, the request is checked to its last byte (association_request, PS3.8 9.3.2) and
+the AE titles and host are checked (AssociationPolicy.refusal): a malformed request gets an
+A-ABORT at once, a refused one an A-ASSOCIATE-RJ with its reason; pynetdicom only ever sees
+requests that hold together. Both paths share AssociationPolicy: the same calling/called AE
+rules and one association cap.
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ from pynetdicom.presentation import negotiate_as_acceptor
 from gateway.config import Config
 from gateway.dicom.association_policy import AssociationPolicy, tune_socket
 from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, user_information
+from gateway.dicom import association_request
+from gateway.dicom.identity import escaped_ae
 from gateway.dicom.pdu_socket import (
+    ABORT_INVALID_PARAMETER,
+    ABORT_UNEXPECTED_PDU,
+    ABORT_UNRECOGNIZED_PDU,
+    A_ABORT as A_ABORT_TYPE,
+    A_ASSOCIATE_AC as A_ASSOCIATE_AC_TYPE,
     A_ASSOCIATE_RQ as RQ_TYPE,
     PDU_HEADER,
     SocketReader,
+    abort_pdu,
     reject_pdu,
 )
 from gateway.dicom.pynetdicom_tuning import pdu_limit
@@ -37,6 +49,10 @@ log = logging.getLogger("gateway.dicom.acceptor")
 # An A-ASSOCIATE-RQ larger than this (128 contexts with long UIDs stay under 20 KB) is left to
 # pynetdicom; peeking needs it to fit the socket's receive buffer.
 _PEEK_LIMIT = 64 * 1024
+# A-ASSOCIATE-RJ for a request too large to check: rejected-permanent, ACSE, no reason given (PS3.8 9.3.4).
+REJECT_TOO_LARGE = (0x01, 0x02, 0x01)
+# How long a refused peer may take to close after its answer (it should at once, PS3.8 9.2 AR-3).
+_LINGER_S = 2.0
 # Connections still negotiating, on top of ae.max_associations: room for real senders while
 # stalled sockets wait out their handshake timer.
 _HANDSHAKE_HEADROOM = 64
@@ -50,6 +66,22 @@ def _peek(sock: socket.socket, n: int) -> bytes:
     if len(data) < n:
         raise ConnectionResetError("connection closed inside an association request")
     return data
+
+
+def _answer(sock: socket.socket, pdu: bytes) -> None:
+    """Send the answer to a request that is refused here, then let the peer close first: the
+    request is still unread in the socket, and closing over unread data would send a reset that
+    can overtake the answer."""
+    deadline = time.monotonic() + _LINGER_S
+    try:
+        sock.sendall(pdu)
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                break
+    except OSError:
+        pass
 
 
 def _drain(sock: socket.socket) -> None:
@@ -174,12 +206,15 @@ class Acceptor:
         handed_off = False
         try:
             tune_socket(sock, self.config.ae.tcp_nodelay, self.config.timers.handshake_s)
-            request = self._peek_request(sock)
-            if request is None or not self._is_fast(request):
+            request = self._read_request(sock, address)
+            if request is None:
+                return  # answered (A-ABORT or A-ASSOCIATE-RJ) and logged
+            checked, primitive = request
+            if not self._is_fast(primitive):
                 handed_off = True
                 self.hand_off(sock, address)
                 return
-            self._negotiate_and_serve(sock, address, request)
+            self._negotiate_and_serve(sock, address, checked, primitive)
         except socket.timeout:
             log.warning("dropped connection from %s: no association request within %.0f s",
                         address[0], self.config.timers.handshake_s)
@@ -187,7 +222,10 @@ class Acceptor:
         except OSError as exc:
             log.info("connection from %s ended during association set-up: %s", address[0], exc)
         except Exception:
+            # A fault of this code, not of the input (the request was checked): still answer the
+            # peer, so it does not wait for a timer.
             log.exception("connection from %s failed", address[0])
+            _answer(sock, abort_pdu())
         finally:
             with self._lock:
                 self._connections.pop(sock, None)
@@ -195,40 +233,84 @@ class Acceptor:
             if not handed_off:
                 sock.close()
 
-    @staticmethod
-    def _peek_request(sock: socket.socket) -> A_ASSOCIATE | None:
-        """The A-ASSOCIATE-RQ waiting in the socket, decoded, or None when it is something else
-        (pynetdicom then answers the protocol error). Raises socket.timeout, OSError."""
+    def _read_request(self, sock: socket.socket, address: tuple):
+        """Peek at the first PDU and check it fully (PS3.8 9.3.2). Returns (checked request,
+        pynetdicom's primitive) with the PDU still in the socket, or None when the connection was
+        answered here: A-ABORT for anything malformed or not an A-ASSOCIATE-RQ (PS3.8 9.2, Sta2),
+        A-ASSOCIATE-RJ for a PS3.8 9.3.4 reason (protocol version, application context, AE titles,
+        host). Raises socket.timeout, OSError."""
+        host = address[0]
         # MSG_WAITALL does not wait with MSG_PEEK; a receive low-water mark does (Linux), and
         # the socket's timeout still bounds the wait.
         try:
             header = _peek(sock, PDU_HEADER.size)
             pdu_type, length = PDU_HEADER.unpack(header)
-            if pdu_type != RQ_TYPE or length > _PEEK_LIMIT:
+            if pdu_type == A_ABORT_TYPE:
+                log.info("connection from %s aborted before an association request", host)
+                return None
+            if pdu_type != RQ_TYPE:
+                known = A_ASSOCIATE_AC_TYPE <= pdu_type <= A_ABORT_TYPE
+                log.warning("aborted connection from %s: PDU type 0x%02X before an A-ASSOCIATE-RQ", host, pdu_type)
+                _answer(sock, abort_pdu(0x02, ABORT_UNEXPECTED_PDU if known else ABORT_UNRECOGNIZED_PDU))
+                return None
+            if length > pdu_limit(self.config.ae.max_pdu):
+                # A hostile length: hang up without reading it (as pynetdicom_tuning does for
+                # pynetdicom's associations), memory must not follow the header.
+                log.warning("closing connection with %s: it announced a PDU of %d bytes, more than the %d "
+                            "this AE accepts", host, length, pdu_limit(self.config.ae.max_pdu))
+                _drain(sock)  # what already arrived, so that the close is a FIN, not a reset
+                return None
+            if length > _PEEK_LIMIT:
+                # Far beyond 128 contexts; and a request must fit the receive buffer to be peeked.
+                log.warning("rejected association from %s: A-ASSOCIATE-RQ of %d bytes (more than %d)",
+                            host, length, _PEEK_LIMIT)
+                _answer(sock, reject_pdu(*REJECT_TOO_LARGE))
                 return None
             data = _peek(sock, PDU_HEADER.size + length)
         finally:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         try:
+            checked = association_request.parse(data)
+        except association_request.MalformedRequest as exc:
+            log.warning("aborted association request from %s: malformed A-ASSOCIATE-RQ (%s)", host, exc)
+            _answer(sock, abort_pdu(0x02, ABORT_INVALID_PARAMETER))
+            return None
+        if checked.reject is not None:
+            log.warning("rejected association from %s (%s): %s", escaped_ae(checked.calling_raw), host,
+                        "protocol version not supported" if checked.reject == association_request.REJECT_PROTOCOL_VERSION
+                        else "application context name not supported")
+            _answer(sock, reject_pdu(*checked.reject))
+            return None
+        # The titles and the host are checked here for both paths, with the titles as received.
+        reason = self.policy.refusal(checked.calling, checked.called, host, checked.calling_raw, checked.called_raw)
+        if reason is not None:
+            _answer(sock, reject_pdu(*reason))
+            return None
+        try:
+            # pynetdicom decodes it again (both paths negotiate with its primitive); a request that
+            # passed the check and still fails there is not handed to it.
             rq = A_ASSOCIATE_RQ()
             rq.decode(data)
-            return rq.to_primitive()
-        except Exception:  # pynetdicom's decoder raises many kinds on a malformed request
+            primitive = rq.to_primitive()
+        except Exception as exc:  # its decoder raises many kinds
+            log.warning("aborted association request from %s: A-ASSOCIATE-RQ not decodable (%s: %s)", host,
+                        type(exc).__name__, exc)
+            _answer(sock, abort_pdu(0x02, ABORT_INVALID_PARAMETER))
             return None
+        return checked, primitive
 
     def _is_fast(self, request: A_ASSOCIATE) -> bool:
         proposed = request.presentation_context_definition_list
         return bool(proposed) and all(str(cx.abstract_syntax) in self.fast_abstracts for cx in proposed)
 
-    def _negotiate_and_serve(self, sock: socket.socket, address: tuple, request: A_ASSOCIATE) -> None:
+    def _negotiate_and_serve(self, sock: socket.socket, address: tuple, checked, request: A_ASSOCIATE) -> None:
         reader = SocketReader(sock)
         # The request was only peeked at: consume it now.
         reader.skip(PDU_HEADER.unpack(reader.exact(PDU_HEADER.size))[1])
-        calling = str(request.calling_ae_title).strip()
-        called = str(request.called_ae_title).strip()
+        calling, called = checked.calling, checked.called
         host = address[0]
         key = object()
-        reason = self.policy.try_admit(key, calling, called, host)
+        reason = self.policy.try_admit(key, calling, called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
             sock.sendall(reject_pdu(*reason))
             return

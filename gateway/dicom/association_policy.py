@@ -1,6 +1,10 @@
 """Who may associate, for how long, and how the sockets behave: the listener's admission rules.
 
-- Calling AE titles not in the config are rejected at association (unless the config allows them).
+- Calling AE titles not in the config are rejected at association (unless the config allows them);
+  a peer whose `host` is given in the config is admitted only from that host. Every refusal is an
+  A-ASSOCIATE-RJ with its PS3.8 9.3.4 reason, never a bare abort, and logs the title as received.
+- AE titles are compared normalised (identity.normalise_ae: up to the first NUL, spaces stripped),
+  the same on the fast path and on pynetdicom's.
 - The association cap counts only associations that finished negotiating. pynetdicom counts every
   connection, so a dozen sockets that send three bytes and stall would lock real modalities out;
   here they get `handshake_s` to finish the A-ASSOCIATE exchange and are dropped after it.
@@ -11,13 +15,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
+import time
 
 from pynetdicom import evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 
-from gateway.config import Config
+from gateway.config import Config, PeerSection
+from gateway.dicom.identity import escaped_ae, normalise_ae
 
 log = logging.getLogger("gateway.dicom.association")
 
@@ -25,6 +34,52 @@ log = logging.getLogger("gateway.dicom.association")
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # rejected-permanent, service-user, calling AE not recognised
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # rejected-permanent, service-user, called AE not recognised
 REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # rejected-transient, service-provider (presentation), local-limit-exceeded
+
+# A peer configured by host name is resolved at most this often (a DHCP-addressed modality moves).
+_RESOLVE_TTL_S = 60.0
+
+
+def _address(text: str):
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+class _GuardedDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, for associations served by pynetdicom: a command set it
+    cannot read (Command Field missing, an element cut short) raised inside its DUL thread and
+    killed it, leaving the peer without an answer. Here it is treated as pynetdicom treats a PDU
+    it cannot decode: Evt19, invalid PDU, so its state machine sends the A-ABORT (PS3.8 9.2, AA-8)."""
+
+    def receive_primitive(self, primitive) -> None:
+        try:
+            super().receive_primitive(primitive)
+        except Exception as exc:
+            log.warning("aborting association from %s (%s): unreadable DIMSE message (%s: %s)",
+                        escaped_ae(self.assoc.requestor.ae_title or "?"), self.assoc.requestor.address,
+                        type(exc).__name__, exc)
+            self.message = None
+            self.dul.event_queue.put("Evt19")
+
+
+# Events a local primitive raises (PS3.8 9.2.1: A-ASSOCIATE/P-DATA/A-RELEASE/A-ABORT requests and
+# responses of the service user).
+_LOCAL_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+
+
+class _GuardedStateMachine(StateMachine):
+    """pynetdicom's upper-layer state machine, for associations served by pynetdicom: a response
+    the service sends after the peer's invalid PDU already made the DUL abort (Sta13, awaiting
+    the close) is an event the state table does not list, and pynetdicom raised it in its DUL
+    thread, which died. The association is over: the primitive is dropped."""
+
+    def do_action(self, event: str) -> None:
+        if (event, self.current_state) not in TRANSITION_TABLE and event in _LOCAL_EVENTS \
+                and self.current_state in ("Sta1", "Sta13"):
+            log.info("association from %s ended before a local %s could be sent; dropped",
+                     escaped_ae(self.dul.assoc.requestor.ae_title or "?"), event)
+            return
+        super().do_action(event)
 
 
 def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None = None) -> None:
@@ -52,6 +107,7 @@ class AssociationPolicy:
         self._admit_lock = threading.Lock()
         self._established: set[int] = set()
         self._session_timers: dict[int, threading.Timer] = {}
+        self._resolved: dict[str, tuple[float, frozenset]] = {}
 
     @property
     def established_count(self) -> int:
@@ -67,30 +123,81 @@ class AssociationPolicy:
         ]
 
     def _on_conn_open(self, event) -> None:
+        # Input must never kill a pynetdicom thread (issue 14): see the two classes above.
+        event.assoc.dimse.__class__ = _GuardedDIMSE
+        event.assoc.dul.state_machine.__class__ = _GuardedStateMachine
         tune_socket(raw_socket(event.assoc), self.config.ae.tcp_nodelay, self.config.timers.handshake_s)
 
-    def admission(self, calling: str, called: str, host: str) -> tuple[int, int, int] | None:
-        """Why an association request must be rejected (A-ASSOCIATE-RJ result, source, reason),
-        or None. Logs the reason."""
+    def refusal(self, calling: str, called: str, host: str, calling_raw: bytes | str | None = None,
+                called_raw: bytes | str | None = None) -> tuple[int, int, int] | None:
+        """Why the titles or the host refuse this association (A-ASSOCIATE-RJ result, source,
+        reason; PS3.8 9.3.4: called AE not recognised 1/1/7, calling AE not recognised 1/1/3), or
+        None. `calling`/`called` normalised; the raw titles, as received, go into the log."""
+        shown_calling = escaped_ae(calling_raw if calling_raw is not None else calling)
         if called not in self.called_titles:
-            log.warning("rejected association from %s (%s): called AE title %r is not served here",
-                        calling, host, called)
+            log.warning("rejected association from %s (%s): called AE title %s is not served here "
+                        "(calling AE title %s)", calling, host,
+                        escaped_ae(called_raw if called_raw is not None else called), shown_calling)
             return REJECT_CALLED_AE
-        if not self.config.ae.accept_unknown_callers and self.config.peer_by_ae(calling) is None:
-            log.warning("rejected association from %s (%s): calling AE title not configured as a peer",
-                        calling, host)
+        peer = self.config.peer_by_ae(calling) if calling else None
+        if peer is None and not (calling and self.config.ae.accept_unknown_callers):
+            log.warning("rejected association from %s (%s): calling AE title %s is not configured as a peer",
+                        calling, host, shown_calling)
             return REJECT_CALLING_AE
+        if peer is not None and not self._host_matches(peer, host):
+            # Same reason as an unknown title: PS3.8 has no "wrong host", and to this AE a known
+            # title from an unexpected address is not the peer it knows.
+            log.warning("rejected association from %s (%s): calling AE title %s is configured for host %s "
+                        "only (peers.*.host)", calling, host, shown_calling, peer.host)
+            return REJECT_CALLING_AE
+        return None
+
+    def admission(self, calling: str, called: str, host: str, calling_raw: bytes | str | None = None,
+                  called_raw: bytes | str | None = None) -> tuple[int, int, int] | None:
+        """refusal(), then the association cap (rejected-transient, local-limit-exceeded)."""
+        reason = self.refusal(calling, called, host, calling_raw, called_raw)
+        if reason is not None:
+            return reason
         if self.established_count >= self.config.ae.max_associations:
             log.warning("rejected association from %s (%s): %d associations already open (ae.max_associations)",
                         calling, host, self.config.ae.max_associations)
             return REJECT_LOCAL_LIMIT
         return None
 
-    def try_admit(self, key: object, calling: str, called: str, host: str) -> tuple[int, int, int] | None:
+    def _host_matches(self, peer: PeerSection, host: str) -> bool:
+        if "host" not in peer.model_fields_set:
+            return True  # no host given: the AE title alone identifies the peer
+        try:
+            remote = _address(host)
+        except ValueError:
+            return False
+        return remote in self._peer_addresses(peer.host)
+
+    def _peer_addresses(self, name: str) -> frozenset:
+        try:
+            return frozenset((_address(name),))
+        except ValueError:
+            pass
+        now = time.monotonic()
+        with self._lock:
+            cached = self._resolved.get(name)
+        if cached is not None and now - cached[0] < _RESOLVE_TTL_S:
+            return cached[1]
+        try:
+            found = frozenset(_address(info[4][0]) for info in socket.getaddrinfo(name, None))
+        except (OSError, ValueError) as exc:
+            log.warning("peer host %s does not resolve: %s", name, exc)
+            found = frozenset()
+        with self._lock:
+            self._resolved[name] = (now, found)
+        return found
+
+    def try_admit(self, key: object, calling: str, called: str, host: str, calling_raw: bytes | None = None,
+                  called_raw: bytes | None = None) -> tuple[int, int, int] | None:
         """admission() and, if admitted, count the association as established in one step (the
         storage path negotiates on its own thread; two requests must not both take the last slot)."""
         with self._admit_lock:
-            reason = self.admission(calling, called, host)
+            reason = self.admission(calling, called, host, calling_raw, called_raw)
             if reason is None:
                 with self._lock:
                     self._established.add(id(key))
@@ -102,12 +209,18 @@ class AssociationPolicy:
 
     def _on_requested(self, event) -> None:
         assoc = event.assoc
-        # requestor.ae_title is filled in only after negotiation; the request primitive has it now.
-        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
-        called = str(assoc.requestor.primitive.called_ae_title).strip()
-        reason = self.admission(calling, called, assoc.requestor.address)
+        # requestor.ae_title is filled in only after negotiation, from the request primitive:
+        # normalise the titles there, so the print SCP, the store handler and the logs see the
+        # same title as the fast path would.
+        primitive = assoc.requestor.primitive
+        calling_raw, called_raw = str(primitive.calling_ae_title), str(primitive.called_ae_title)
+        calling, called = normalise_ae(calling_raw), normalise_ae(called_raw)
+        reason = self.admission(calling, called, assoc.requestor.address, calling_raw, called_raw)
         if reason is not None:
             self._reject(assoc, reason)
+            return
+        primitive.calling_ae_title = calling
+        primitive.called_ae_title = called
 
     @staticmethod
     def _reject(assoc, reason: tuple[int, int, int]) -> None:

@@ -25,3 +25,31 @@ def user_information(max_pdu: int) -> list:
     version = ImplementationVersionNameNotification()
     version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     return [max_length, class_uid, version]
+
+
+def normalise_ae(raw: bytes | str) -> str:
+    """An AE title as received (PS3.8 9.3.2: 16 bytes, space-padded), read as DCMTK and Orthanc
+    read it: up to the first NUL (some viewers pad with NULs), leading and trailing spaces
+    dropped. The same rule on both receive paths and for titles a peer sends back to the SCU."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw).decode("latin-1")
+    return raw.split("\x00", 1)[0].strip(" ")
+
+
+def escaped_ae(raw: bytes | str) -> str:
+    """A received AE title for a log line: quoted, NULs and control bytes made visible."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw).decode("latin-1")
+    return ascii(raw)
+
+
+def lenient_ae_validator(value) -> tuple[bool, str]:
+    """pynetdicom's AE validator (_config.VALIDATORS["AE"]) for this service: a NUL-padded or
+    otherwise odd title must reach AssociationPolicy, which rejects it with A-ASSOCIATE-RJ
+    (PS3.8 9.3.4) or accepts it normalised, instead of failing pynetdicom's decoder (which
+    dropped the connection without an answer). Titles this service sends are checked by the config."""
+    if not isinstance(value, str):
+        return False, "must be str"
+    if len(value) > 16:
+        return False, "must not exceed 16 characters"
+    return True, ""

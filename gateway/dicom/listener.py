@@ -10,22 +10,23 @@ import logging
 
 from pathlib import Path
 
-from pynetdicom import AE, _config, dimse_messages, evt
+from pynetdicom import AE, _config, dimse_messages, evt, register_uid
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.presentation import AllStoragePresentationContexts
 
 from gateway.config import Config
 from gateway.dicom import pynetdicom_tuning, receive_spool
 from gateway.dicom.acceptor import Acceptor
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, lenient_ae_validator
 from gateway.dicom.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_COMMITMENT_PUSH,
-    STORAGE_SOP_CLASSES,
     UNCOMPRESSED,
     VERIFICATION,
+    storage_sop_classes,
 )
 
 log = logging.getLogger("gateway.dicom.listener")
@@ -48,6 +49,16 @@ class _HandOffServer(ThreadedAssociationServer):
         self.finish_request(sock, address)
 
 
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if not record.getMessage().strip() and exc is not None:
+                record.msg, record.args = f"{type(exc).__name__}: {exc}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> None:
     """Process-wide pynetdicom settings. Received data sets stream to a spool file in the
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
@@ -61,6 +72,35 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
     # business to report (A900 from the attribute check), not pynetdicom's to drop the association.
     _config.ENFORCE_UID_CONFORMANCE = False
+    # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
+    # reason) instead of failing pynetdicom's decoder.
+    _config.VALIDATORS["AE"] = lenient_ae_validator
+    # pynetdicom logs the input errors it handles (a PDU it cannot decode, then an A-ABORT) with
+    # a traceback: one line each is what an operator needs, and a traceback means a fault here.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("pynetdicom") and isinstance(logger, logging.Logger):
+            if not any(isinstance(f, _OneLine) for f in logger.filters):
+                logger.addFilter(_OneLine())
+
+
+def _echo_on_its_context(event):
+    """C-ECHO, on the Verification context only (PS3.7 9.1.5.1.2): pynetdicom picks the service
+    by the command's SOP class, so an echo on a print or storage context would pass otherwise.
+    The fast path answers the same (0211)."""
+    abstract = str(event.context.abstract_syntax)
+    if abstract != VERIFICATION:
+        log.warning("refused C-ECHO from %s on presentation context %d (%s): 0x0211",
+                    event.assoc.requestor.ae_title, event.context.context_id, abstract)
+        return 0x0211
+    return handle_echo(event)
+
+
+def _register_storage(uids) -> None:
+    """pynetdicom picks the service for a request by its SOP class and knows no retired or
+    private storage class (its handler would never run): register those as storage."""
+    for uid in uids:
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, "EdgeStorage_" + uid.replace(".", "_"), StorageServiceClass)
 
 
 class Listener:
@@ -85,15 +125,17 @@ class Listener:
         # Called AE titles are checked by AssociationPolicy, which knows every title served here.
         ae.require_called_aet = False
         ae.add_supported_context(VERIFICATION)
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+        self.storage_classes = storage_sop_classes(config.storage.extra_sop_classes)
+        _register_storage(self.storage_classes)
+        for uid in sorted(self.storage_classes):
+            ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES)
         # Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and
         # propose the SCP role for it: accept both roles.
         ae.add_supported_context(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), scu_role=True, scp_role=True)
         for abstract, syntaxes, scu_role, scp_role in contexts:
             ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
         self.ae = ae
-        self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, handle_echo)] + handlers
+        self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, _echo_on_its_context)] + handlers
         self._store = store
         self._server = None
         self._acceptor = None
@@ -104,7 +146,7 @@ class Listener:
         c = self.config.ae
         self._server = _HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
                                       evt_handlers=self._handlers)
-        fast = STORAGE_SOP_CLASSES | {VERIFICATION} if self._store is not None else frozenset()
+        fast = self.storage_classes | {VERIFICATION} if self._store is not None else frozenset()
         self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),
                                   self._store, self._server.hand_off)
         try:

@@ -1,7 +1,19 @@
-"""What the appliance accepts on the wire: storage SOP classes and transfer syntaxes."""
+"""What the appliance accepts on the wire: storage SOP classes and transfer syntaxes.
+
+Storage SOP classes (PS3.4 Annex B, listed in PS3.6 Annex A): every SOP Class of pydicom's UID
+dictionary whose name says Storage, retired ones included (ultrasound machines in service still
+propose Ultrasound Image Storage (Retired) 1.2.840.10008.5.1.4.1.1.6 and its multi-frame sibling
+1.2.840.10008.5.1.4.1.1.3), plus the ones pynetdicom knows and pydicom does not yet, plus private
+classes from the config ([storage] extra_sop_classes). Not storage although named so: Storage
+Commitment and the Media Storage Directory. Left out: the non-patient objects (hanging protocols,
+colour palettes, implant templates, defined procedure protocols, inventories), which carry no
+study or series that the buffer could index; their contexts are rejected at negotiation rather
+than their objects refused after transfer.
+"""
 
 from __future__ import annotations
 
+from pydicom._uid_dict import UID_dictionary
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -38,8 +50,40 @@ ACCEPTED_TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 
-# Every storage SOP class pynetdicom knows (170 as of 3.0: all of PS3.4 Annex B's table).
-STORAGE_SOP_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
+_NOT_STORAGE = frozenset({
+    "1.2.840.10008.1.20.1",  # Storage Commitment Push Model
+    "1.2.840.10008.1.20.2",  # Storage Commitment Pull Model (Retired)
+    "1.2.840.10008.1.3.10",  # Media Storage Directory Storage (the DICOMDIR, never sent by C-STORE)
+})
+# PS3.4 Annex GG/X/..., non-patient objects: no Study/Series Instance UID to index them by.
+NON_PATIENT_STORAGE = frozenset({
+    "1.2.840.10008.5.1.4.38.1",  # Hanging Protocol Storage
+    "1.2.840.10008.5.1.4.39.1",  # Color Palette Storage
+    "1.2.840.10008.5.1.4.43.1",  # Generic Implant Template Storage
+    "1.2.840.10008.5.1.4.44.1",  # Implant Assembly Template Storage
+    "1.2.840.10008.5.1.4.45.1",  # Implant Template Group Storage
+    "1.2.840.10008.5.1.4.1.1.200.1",  # CT Defined Procedure Protocol Storage
+    "1.2.840.10008.5.1.4.1.1.200.3",  # Protocol Approval Storage
+    "1.2.840.10008.5.1.4.1.1.200.7",  # XA Defined Procedure Protocol Storage
+    "1.2.840.10008.5.1.4.1.1.201.1",  # Inventory Storage
+})
+
+
+def _standard_storage() -> frozenset[str]:
+    named = {uid for uid, (name, kind, *_rest) in UID_dictionary.items()
+             if kind == "SOP Class" and "Storage" in name}
+    known = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
+    return frozenset((named | known) - _NOT_STORAGE - NON_PATIENT_STORAGE)
+
+
+# Every standard storage SOP class, retired ones included (see the module's docstring).
+STORAGE_SOP_CLASSES = _standard_storage()
+
+
+def storage_sop_classes(extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The storage SOP classes accepted as SCP: the standard ones and `extra` (the config's
+    private ones, [storage] extra_sop_classes)."""
+    return STORAGE_SOP_CLASSES | frozenset(extra)
 
 VERIFICATION = "1.2.840.10008.1.1"
 STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"

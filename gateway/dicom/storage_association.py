@@ -43,6 +43,7 @@ from gateway.dicom.pdu_socket import (
     pdv_items,
     release_rp_pdu,
 )
+from gateway.dicom.sop_classes import VERIFICATION
 
 log = logging.getLogger("gateway.dicom.storage")
 
@@ -70,7 +71,8 @@ class _Message:
         self.command: dimse_command.Command | None = None
         self.spool: receive_spool.SpoolFile | None = None
         self.spool_error: OSError | None = None  # no spool file could be created
-        self.discard = False  # data set of a refused operation: read and dropped
+        # Data set of a refused operation: read and dropped, then answered with this status.
+        self.discard: tuple[int, str] | None = None
 
     def drop(self) -> None:
         if self.spool is not None:
@@ -260,22 +262,17 @@ class StorageAssociation:
         except dimse_command.CommandError as exc:
             raise ProtocolError(ABORT_INVALID_PARAMETER, f"unreadable command set: {exc}") from None
         m.command = command
-        if command.command_field == dimse_command.C_ECHO_RQ and not command.has_data_set:
-            self._message = None
-            self._respond(m.context_id, command, status.SUCCESS)
-            return
-        if command.command_field != dimse_command.C_STORE_RQ:
-            log.warning("refused DIMSE command 0x%04X from %s on a storage association (0x0211)",
-                        command.command_field, self.calling_ae)
+        refused = self._refusal(m.context_id, command)
+        if refused is not None:
             if command.has_data_set:
-                m.discard = True
+                m.discard = refused
             else:
                 self._message = None
-                self._respond(m.context_id, command, UNRECOGNIZED_OPERATION, "operation not supported here")
+                self._respond(m.context_id, command, *refused)
             return
-        if not command.has_data_set:
+        if command.command_field == dimse_command.C_ECHO_RQ:
             self._message = None
-            self._respond(m.context_id, command, status.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
+            self._respond(m.context_id, command, status.SUCCESS)
             return
         spare, self._spare = self._spare, None
         if spare is not None and spare.error is not None:
@@ -290,11 +287,37 @@ class StorageAssociation:
         m.spool.write(file_meta.encode(command.affected_sop_class, command.affected_sop_instance,
                                        self.contexts[m.context_id][1], self.calling_ae))
 
+    def _refusal(self, context_id: int, command: dimse_command.Command) -> tuple[int, str] | None:
+        """Why this operation is refused on this presentation context (status, comment), or None.
+        PS3.7 9.1.1.1.2/9.1.5.1.2: the operation belongs to the context's abstract syntax, and the
+        Affected SOP Class UID is that abstract syntax. A C-STORE on the Verification context is
+        an operation Verification does not have (0211), as is a C-ECHO on a storage context; a
+        C-STORE of another class than the context's is 0122."""
+        abstract = self.contexts[context_id][0]
+        field = command.command_field
+        # The fast path accepts only Verification and storage classes: any other context is storage.
+        if field == dimse_command.C_STORE_RQ and abstract != VERIFICATION:
+            if not command.has_data_set:
+                return status.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set"
+            if command.affected_sop_class != abstract:
+                why = f"SOP class {command.affected_sop_class} sent on the context of {abstract}"
+                log.warning("refused C-STORE %s from %s (0x0122): %s", command.affected_sop_instance,
+                            self.calling_ae, why)
+                return status.SOP_CLASS_NOT_SUPPORTED, why[:64]
+            return None
+        if field == dimse_command.C_ECHO_RQ and abstract == VERIFICATION and not command.has_data_set:
+            if command.affected_sop_class != abstract:
+                return status.SOP_CLASS_NOT_SUPPORTED, "C-ECHO-RQ for another SOP class"
+            return None
+        log.warning("refused DIMSE command 0x%04X from %s on presentation context %d (%s): 0x0211",
+                    field, self.calling_ae, context_id, abstract)
+        return UNRECOGNIZED_OPERATION, "operation not supported on this context"
+
     def _data_set_complete(self, m: _Message) -> None:
         command = m.command
         self._message = None
-        if m.discard:
-            self._respond(m.context_id, command, UNRECOGNIZED_OPERATION, "operation not supported here")
+        if m.discard is not None:
+            self._respond(m.context_id, command, *m.discard)
             return
         if m.spool_error is not None:
             exc = m.spool_error

@@ -10,20 +10,25 @@ says and keep no half-received object.
 from __future__ import annotations
 
 import select
+import shutil
 import socket
+import sqlite3
 import struct
+import subprocess
 import time
 from io import BytesIO
 from pathlib import Path
 
+import pdu_bytes
 import pydicom
 import pytest
 from datasets import make_ct
 from dicom_bytes import dataset_bytes, file_dataset_bytes, indexed
-from peers import wait_until
+from peers import free_port, require, wait_until
+from test_print import imager, print_config  # noqa: F401 - the imager fixture
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless, MRImageStorage
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_FIND_RQ, C_STORE_RQ
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_STORE
@@ -168,6 +173,16 @@ class Requestor:
         pdu_type, body = got
         assert pdu_type == ASSOCIATE_AC, f"expected A-ASSOCIATE-AC, got PDU type 0x{pdu_type:02X}"
         self._parse_ac(body)
+
+    def associate_raw(self, request: bytes) -> tuple[int, bytes]:
+        """Send a hand-built A-ASSOCIATE-RQ; the answer's (PDU type, body). An A-ASSOCIATE-AC is
+        parsed into accepted/results."""
+        self.send(request)
+        got = self.read_pdu()
+        assert got is not None, "connection closed without an answer to the A-ASSOCIATE-RQ"
+        if got[0] == ASSOCIATE_AC:
+            self._parse_ac(got[1])
+        return got
 
     def _parse_ac(self, body: bytes) -> None:
         # PS3.8 9.3.3: version, reserved, 2 x 16 bytes of AE titles, 32 reserved, then items.
@@ -553,3 +568,312 @@ def test_storage_with_commitment_context_is_served_by_pynetdicom(gateway_factory
     assert not _served_by_fast_path(gw, "STORESCU")
     stored = indexed(gw.buffer)[ds.SOPInstanceUID]
     assert file_dataset_bytes(stored) == file_dataset_bytes(path)
+
+
+# -- (j) both receive paths: what is refused, and how -------------------------------------------
+
+# Proposing Storage Commitment besides storage sends the association to pynetdicom's path.
+PATHS = {"fast": [], "pynetdicom": [(5, STORAGE_COMMITMENT_PUSH, [ImplicitVRLittleEndian])]}
+
+
+def _contexts(path: str, contexts=CT_CONTEXTS):
+    return list(contexts) + PATHS[path]
+
+
+def _check_path(gw, path: str, calling: str = "STORESCU") -> None:
+    # Without this a test meant for pynetdicom's path could pass on the fast path (and back).
+    assert _served_by_fast_path(gw, calling) == (path == "fast"), path
+
+
+def _no_dead_threads(gw) -> None:
+    assert " died: " not in gw.log and "Traceback" not in gw.log, gw.log[-3000:]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_nul_padded_ae_titles_are_read_up_to_the_first_nul(gateway_factory, requestors, tmp_path, path):
+    """Issue 14 item 6: called EDGE+12 NUL, calling STORESCU+NULs, as a widely installed viewer
+    sends them; DCMTK and Orthanc read up to the first NUL and store."""
+    gw = gateway_factory()
+    ds, body = _ct(tmp_path)
+    r = requestors(gw.port)
+    pdu_type, _ = r.associate_raw(pdu_bytes.associate_rq(b"EDGE" + b"\x00" * 12, b"STORESCU" + b"\x00" * 8,
+                                                         pdu_bytes.standard_items(_contexts(path))))
+    assert pdu_type == ASSOCIATE_AC
+    assert r.accepted[3] == ExplicitVRLittleEndian
+    r.send_command(3, store_rq(1, ds.SOPInstanceUID))
+    r.send_data(3, body)
+    assert r.read_response()[0].Status == 0x0000
+    r.release()
+    _check_path(gw, path)
+    assert ds.SOPInstanceUID in indexed(gw.buffer)
+    db = sqlite3.connect(f"file:{gw.buffer / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        (calling,) = db.execute("SELECT calling_ae FROM instances WHERE sop_uid = ?", (ds.SOPInstanceUID,)).fetchone()
+    finally:
+        db.close()
+    assert calling == "STORESCU"
+    _no_dead_threads(gw)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("called,calling,reason,logged", [
+    (b"EDGE" + b"\x00" * 12, b"NOBODY\x00\x01" + b"\x00" * 8, 3, r"'NOBODY\x00\x01"),
+    (b"ELSEWHERE\x00" + b" " * 6, b"STORESCU" + b" " * 8, 7, r"'ELSEWHERE\x00"),
+    (b"\x00" * 16, b"STORESCU" + b" " * 8, 7, r"'\x00\x00"),
+], ids=["calling-unknown", "called-unknown", "called-all-nul"])
+def test_policy_refusal_is_an_associate_rj_with_its_reason(gateway_factory, requestors, path, called, calling,
+                                                         reason, logged):
+    """Item 6: a refusal by policy is A-ASSOCIATE-RJ rejected-permanent, service-user, with the
+    PS3.8 9.3.4 reason (3 calling AE, 7 called AE), never a bare abort; the log shows the title
+    as received, NULs and control bytes visible."""
+    gw = gateway_factory()
+    r = requestors(gw.port)
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(called, calling, pdu_bytes.standard_items(_contexts(path))))
+    assert pdu_type == ASSOCIATE_RJ, f"PDU type 0x{pdu_type:02X}"
+    assert tuple(body[1:4]) == (1, 1, reason)
+    r.expect_eof()
+    wait_until(lambda: logged in gw.log, 10, what="the refusal logged with the escaped title")
+    _still_serving(gw, requestors)
+    _no_dead_threads(gw)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_peer_host_is_enforced_when_given(gateway_factory, requestors, tmp_path, path):
+    """Item 11: peers.*.host, when the config gives it, is checked; a known title from another
+    address is rejected as a calling AE not recognised (1/1/3), with a log line saying why."""
+    gw = gateway_factory({"peers": {"storescu": {"ae_title": "STORESCU", "host": "127.0.0.2"}}})
+    request = pdu_bytes.associate_rq(pdu_bytes.title("EDGE"), pdu_bytes.title("STORESCU"),
+                                     pdu_bytes.standard_items(_contexts(path)))
+    r = requestors(gw.port)  # from 127.0.0.1
+    pdu_type, body = r.associate_raw(request)
+    assert (pdu_type, tuple(body[1:4])) == (ASSOCIATE_RJ, (1, 1, 3))
+    assert "is configured for host 127.0.0.2 only" in gw.log
+    # From the configured address the same request is accepted.
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=IO_TIMEOUT, source_address=("127.0.0.2", 0))
+    try:
+        sock.sendall(request)
+        assert sock.recv(1)[0] == ASSOCIATE_AC
+    finally:
+        sock.close()
+
+
+def _malformed_requests():
+    ct = (CTImageStorage, [ExplicitVRLittleEndian])
+    app = pdu_bytes.item(0x10, pdu_bytes.APPLICATION_CONTEXT.encode())
+    ui = pdu_bytes.user_information()
+    good_cx = pdu_bytes.presentation_context(1, VERIFICATION, [ImplicitVRLittleEndian])
+    lying_cx = pdu_bytes.presentation_context(3, *ct)
+    lying_cx = lying_cx[:2] + struct.pack(">H", len(lying_cx) + 40) + lying_cx[4:]
+    return {
+        "even-context-id": app + good_cx + pdu_bytes.presentation_context(2, *ct) + ui,
+        "zero-context-id": app + pdu_bytes.presentation_context(0, *ct) + ui,
+        "no-transfer-syntax": app + good_cx + pdu_bytes.presentation_context(3, CTImageStorage, []) + ui,
+        "no-abstract-syntax": app + pdu_bytes.presentation_context(3, None, [ExplicitVRLittleEndian]) + ui,
+        "user-identity-larger-than-its-pdu": app + good_cx + pdu_bytes.user_information(
+            extra=pdu_bytes.user_identity(b"user", primary_length=4000)),
+        "item-length-lies": app + good_cx + lying_cx + ui,
+        "duplicate-context-id": app + good_cx + good_cx + ui,
+    }
+
+
+MALFORMED = _malformed_requests()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_associate_rq_is_aborted_at_once(gateway_factory, requestors, path, case):
+    """Item 14: PS3.8 9.2 (Sta2, invalid PDU: AA-1): an A-ABORT at once, not silence until the
+    handshake timer (here 60 s, far above this side's 10 s read bound); no thread dies."""
+    gw = gateway_factory({"timers": {"handshake_s": 60.0}})
+    items = MALFORMED[case]
+    if path == "pynetdicom":
+        # A commitment context right after the application context item: pynetdicom's request.
+        app = len(pdu_bytes.item(0x10, pdu_bytes.APPLICATION_CONTEXT.encode()))
+        items = items[:app] + pdu_bytes.presentation_context(5, STORAGE_COMMITMENT_PUSH, [ImplicitVRLittleEndian]) \
+            + items[app:]
+    r = requestors(gw.port)
+    r.sock.settimeout(10.0)
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(pdu_bytes.title("EDGE"), pdu_bytes.title("STORESCU"),
+                                                            items))
+    assert pdu_type == ABORT, f"PDU type 0x{pdu_type:02X}"
+    assert body[2] == 2  # service provider
+    wait_until(lambda: "malformed A-ASSOCIATE-RQ" in gw.log, 10, what="the abort logged")
+    _still_serving(gw, requestors)
+    _no_dead_threads(gw)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_c_store_on_the_verification_context_is_refused_and_not_kept(gateway_factory, requestors, tmp_path,
+                                                                     path):
+    """Item 15 (PS3.7 9.1.1.1.2): the Affected SOP Class of an operation is its context's
+    abstract syntax. A C-STORE of a CT on the Verification context: 0211 (Verification has no
+    C-STORE); a CT on an MR context: 0122. Nothing is kept; the association goes on."""
+    gw = gateway_factory()
+    ds, body = _ct(tmp_path)
+    r = requestors(gw.port)
+    r.associate(_contexts(path, CT_CONTEXTS + [(7, MRImageStorage, [ExplicitVRLittleEndian])]))
+    assert set(r.accepted) >= {1, 3, 7}
+    r.send_command(1, store_rq(1, ds.SOPInstanceUID))
+    r.send_data(1, body)
+    rsp, _ = r.read_response()
+    assert (rsp.CommandField, rsp.Status) == (0x8001, 0x0211)
+    r.send_command(7, store_rq(2, ds.SOPInstanceUID))
+    r.send_data(7, body)
+    rsp, _ = r.read_response()
+    assert (rsp.CommandField, rsp.Status) == (0x8001, 0x0122)
+    r.send_command(3, echo_rq(3))  # and an echo on a storage context
+    rsp, _ = r.read_response()
+    assert (rsp.CommandField, rsp.Status) == (0x8030, 0x0211)
+    assert indexed(gw.buffer) == {}
+    # The right context still stores.
+    r.send_command(3, store_rq(4, ds.SOPInstanceUID))
+    r.send_data(3, body)
+    assert r.read_response()[0].Status == 0x0000
+    r.release()
+    _check_path(gw, path)
+    assert set(indexed(gw.buffer)) == {ds.SOPInstanceUID}
+    assert not list((gw.buffer / "incoming").iterdir())
+
+
+def _stray_meta_prefix() -> bytes:
+    """(0002,0000) and (0002,0010) = JPEG-LS Lossless, Explicit VR LE, as the field saw them."""
+    ts = pdu_bytes.uid_bytes(JPEGLSLossless)
+    tsu = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", len(ts)) + ts
+    return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(tsu)) + tsu
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_group_0002_inside_the_data_set_is_dropped_and_the_meta_is_the_associations(
+        gateway_factory, requestors, tmp_path, path):
+    """Item 4: a data set that begins with (0002,0000) and (0002,0010) = JPEG-LS Lossless,
+    followed by an ordinary CT, on an Explicit VR LE context: stored as Explicit VR LE (as DCMTK
+    storescp and Orthanc do), pixel data intact, the dropped tags logged with the SOP Instance UID."""
+    gw = gateway_factory()
+    ds, body = _ct(tmp_path)
+    r = requestors(gw.port)
+    r.associate(_contexts(path))
+    assert r.accepted[3] == ExplicitVRLittleEndian
+    r.send_command(3, store_rq(1, ds.SOPInstanceUID))
+    r.send_data(3, _stray_meta_prefix() + body)
+    assert r.read_response()[0].Status == 0x0000
+    r.release()
+    _check_path(gw, path)
+    stored = indexed(gw.buffer)[ds.SOPInstanceUID]
+    assert dataset_bytes(stored.read_bytes()) == body  # the CT exactly as sent, nothing before it
+    back = pydicom.dcmread(stored)
+    assert back.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert back.PixelData == ds.PixelData
+    assert all(el.tag.group != 0x0002 for el in back)
+    db = sqlite3.connect(f"file:{gw.buffer / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        (ts,) = db.execute("SELECT transfer_syntax FROM instances WHERE sop_uid = ?", (ds.SOPInstanceUID,)).fetchone()
+    finally:
+        db.close()
+    assert ts == ExplicitVRLittleEndian
+    assert f"C-STORE {ds.SOPInstanceUID} from STORESCU: data set began with file meta element(s) " \
+           "(0002,0000), (0002,0010); dropped" in gw.log
+    dcmdump = shutil.which("dcmdump")
+    if dcmdump:  # DCMTK reads it back the same way
+        out = subprocess.run([dcmdump, "-M", str(stored)], capture_output=True, text=True, timeout=30).stdout
+        assert "=LittleEndianExplicit" in out and "JPEGLS" not in out
+    assert not list((gw.buffer / "incoming").iterdir())
+
+
+RETIRED_US = ["1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3"]
+PRIVATE_CLASS = "1.2.826.0.1.3680043.9.3811.99.1"
+
+
+def test_retired_and_configured_private_storage_classes_are_stored(gateway_factory, tmp_path):
+    """Item 7: Ultrasound Image Storage (Retired) and Ultrasound Multi-frame Image Storage
+    (Retired), as ultrasound machines in service propose them, and a private class named in
+    [storage] extra_sop_classes: accepted, Success, stored."""
+    gw = gateway_factory({"storage": {"extra_sop_classes": [PRIVATE_CLASS]}})
+    files = []
+    for i, sop_class in enumerate(RETIRED_US + [PRIVATE_CLASS]):
+        path = tmp_path / f"{i}.dcm"
+        ds = make_ct(path, seed=i)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.save_as(path, enforce_file_format=True)
+        files.append((path, ds))
+    # DCMTK's storescu as the ultrasound machine, proposing exactly the files' classes (-R); it
+    # knows no private class, so that one goes with pynetdicom.
+    storescu = require("storescu", "dcmtk")
+    out = subprocess.run([storescu, "-v", "-R", "-aet", "STORESCU", "-aec", "EDGE", "127.0.0.1", str(gw.port),
+                          *[str(p) for p, _ in files[:2]]], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert text.count("Received Store Response (Success)") == 2, text
+    ae = AE(ae_title="STORESCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = IO_TIMEOUT
+    ae.add_requested_context(PRIVATE_CLASS, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE")
+    try:
+        assert assoc.is_established
+        assert assoc.send_c_store(files[2][0]).Status == 0x0000
+    finally:
+        assoc.release()
+    stored = indexed(gw.buffer)
+    for path, ds in files:
+        assert file_dataset_bytes(stored[ds.SOPInstanceUID]) == file_dataset_bytes(path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_private_class_not_configured_is_rejected_at_negotiation(gateway_factory, requestors, path):
+    gw = gateway_factory()
+    r = requestors(gw.port)
+    r.associate(_contexts(path, CT_CONTEXTS + [(7, PRIVATE_CLASS, [ExplicitVRLittleEndian]),
+                                               (9, RETIRED_US[0], [ExplicitVRLittleEndian])]))
+    assert r.results[7] == 3 and r.results[9] == 0  # abstract syntax not supported; retired accepted
+    r.release()
+
+
+def test_group_0002_inside_the_data_set_reaches_the_pacs_as_explicit_vr_le(gateway_factory, orthanc_factory,
+                                                                          requestors, tmp_path):
+    """Item 4 with the real forward: the object acknowledged is the object Orthanc receives and
+    parses, Explicit VR LE with its pixel data, not a dead letter announced as JPEG-LS."""
+    port = free_port()
+    orthanc = orthanc_factory(port)
+    gw = gateway_factory({"destinations": {"pacs": {"ae_title": "TESTPACS", "port": orthanc.dicom,
+                                                    "retry_initial_s": 0.2, "retry_max_s": 1.0}}}, port=port)
+    ds, body = _ct(tmp_path)
+    r = requestors(gw.port)
+    r.associate(CT_CONTEXTS)
+    r.send_command(3, store_rq(1, ds.SOPInstanceUID))
+    r.send_data(3, _stray_meta_prefix() + body)
+    assert r.read_response()[0].Status == 0x0000
+    r.release()
+    wait_until(lambda: orthanc.lookup(ds.SOPInstanceUID), 60, what="the object at the PACS")
+    received = pydicom.dcmread(BytesIO(orthanc.instance_file(ds.SOPInstanceUID)))
+    assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert received.PixelData == ds.PixelData
+
+
+GRAYSCALE_PRINT_META = "1.2.840.10008.5.1.1.9"
+
+
+def test_print_association_with_nul_padded_titles_malformed_and_refused(gateway_factory, imager, requestors):
+    """Items 6 and 14 on a print association (pynetdicom's path, as a print client opens it):
+    NUL-padded titles are accepted and served; an unknown caller gets A-ASSOCIATE-RJ 1/1/3; a
+    print context without a transfer syntax (held for 25 s and more in the field) an A-ABORT at once."""
+    gw = gateway_factory(dict(print_config(imager.url), timers={"handshake_s": 60.0}))
+    print_cx = [(1, VERIFICATION, [ImplicitVRLittleEndian]), (3, GRAYSCALE_PRINT_META, [ImplicitVRLittleEndian])]
+    r = requestors(gw.port)
+    pdu_type, _ = r.associate_raw(pdu_bytes.associate_rq(b"EDGE" + b"\x00" * 12, b"PRINTSCU" + b"\x00" * 8,
+                                                         pdu_bytes.standard_items(print_cx)))
+    assert pdu_type == ASSOCIATE_AC and set(r.accepted) == {1, 3}
+    assert r.echo(1, 1).Status == 0x0000
+    r.release()
+
+    r = requestors(gw.port)
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(b"EDGE" + b"\x00" * 12, b"NOBODY" + b"\x00" * 10,
+                                                            pdu_bytes.standard_items(print_cx)))
+    assert (pdu_type, tuple(body[1:4])) == (ASSOCIATE_RJ, (1, 1, 3))
+
+    r = requestors(gw.port)
+    r.sock.settimeout(10.0)  # far below the 60 s handshake timer
+    items = (pdu_bytes.item(0x10, pdu_bytes.APPLICATION_CONTEXT.encode())
+             + pdu_bytes.presentation_context(1, GRAYSCALE_PRINT_META, []) + pdu_bytes.user_information())
+    pdu_type, body = r.associate_raw(pdu_bytes.associate_rq(pdu_bytes.title("EDGE"), pdu_bytes.title("PRINTSCU"),
+                                                            items))
+    assert pdu_type == ABORT and body[2] == 2
+    _still_serving(gw, requestors)
+    _no_dead_threads(gw)

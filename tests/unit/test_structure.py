@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
 import pydicom
 import pytest
 from peers import TEST_FILES
 
-from gateway.buffer.structure import StructureError, check_structure
+from gateway.buffer.structure import StrayFileMeta, StructureError, check_structure, walk_file
 
 BROKEN = {"MR_truncated.dcm", "rtplan_truncated.dcm", "SC_rgb_jpeg.dcm"}  # DCMTK rejects these too
 
@@ -68,3 +70,31 @@ def test_a_cut_deflated_stream_is_caught(tmp_path):
         cut_file.write_bytes(src[:cut])
         with pytest.raises(StructureError):
             check_structure(cut_file, "1.2.840.10008.1.2.1.99")
+
+
+def _with_stray_meta(tmp_path, name="CT_small.dcm"):
+    """A Part-10 file whose data set begins with (0002,0000) and (0002,0010) = JPEG-LS Lossless."""
+    from dicom_bytes import dataset_bytes
+
+    src = (TEST_FILES / name).read_bytes()
+    body = dataset_bytes(src)
+    meta_end = len(src) - len(body)
+    ts = b"1.2.840.10008.1.2.4.80\x00"
+    tsu = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", len(ts)) + ts
+    stray = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(tsu)) + tsu
+    path = tmp_path / "stray.dcm"
+    path.write_bytes(src[:meta_end] + stray + body)
+    return path, meta_end, meta_end + len(stray)
+
+
+def test_group_0002_at_the_start_of_the_data_set_is_found_not_taken_for_meta(tmp_path):
+    path, start, end = _with_stray_meta(tmp_path)
+    with pytest.raises(StrayFileMeta) as info:
+        walk_file(path)
+    assert (info.value.start, info.value.end) == (start, end)
+    assert info.value.tags == [(0x0002, 0x0000), (0x0002, 0x0010)]
+    # Without the stray elements the same file walks, with the meta's transfer syntax.
+    raw = path.read_bytes()
+    path.write_bytes(raw[:start] + raw[end:])
+    ts, _ = walk_file(path)
+    assert ts == "1.2.840.10008.1.2.1"
