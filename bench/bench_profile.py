@@ -43,14 +43,14 @@ def ingest(files: list[Path], nbytes: int, mode: str, patch: str, keep: Path | N
     try:
         time.sleep(0.2)
         if mode != "none":
-            os.kill(gw.pid, signal.SIGUSR1)  # profile window opens (see profile_gateway.py)
+            os.kill(gw.pid, signal.SIGRTMIN + 1)  # profile window opens (see profile_gateway.py)
             time.sleep(0.2)
         cpu0 = cpu_seconds(gw.pid)
         r = storescu(port, files, aec=GATEWAY_AE, tuned=True, log=work / "storescu.log")
         cpu1 = cpu_seconds(gw.pid)
         if mode != "none":
             time.sleep(0.3)  # let the association's threads end inside the window
-            os.kill(gw.pid, signal.SIGUSR2)
+            os.kill(gw.pid, signal.SIGRTMIN + 2)
         received = sum(1 for _ in (work / "buffer" / "objects").rglob("*.dcm"))
     finally:
         gw.stop(120)

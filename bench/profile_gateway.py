@@ -37,6 +37,9 @@ import time
 import types
 from pathlib import Path
 
+# Not SIGUSR1: that is the service's operator wake-up (a queue verb), which it installs itself.
+WINDOW_OPEN, WINDOW_CLOSE = signal.SIGRTMIN + 1, signal.SIGRTMIN + 2
+
 
 def apply_patches(spec: str) -> list[str]:
     applied = []
@@ -199,7 +202,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.002)
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                     help="cprofile timer: per-thread CPU time (time.thread_time) or wall time")
-    ap.add_argument("--always", action="store_true", help="profile from start, not SIGUSR1..SIGUSR2")
+    ap.add_argument("--always", action="store_true", help="profile from start, not SIGRTMIN+1..SIGRTMIN+2")
     ap.add_argument("rest", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -210,13 +213,13 @@ def main() -> int:
 
     from gateway import cli
 
-    # Profile only between SIGUSR1 and SIGUSR2 (the bench sends them around the storescu run), so
+    # Profile only between SIGRTMIN+1 and SIGRTMIN+2 (the bench sends them around the storescu run), so
     # start-up imports and idle time do not dilute the figures. --always: from start to exit.
     window = threading.Event()
     if args.always:
         window.set()
-    signal.signal(signal.SIGUSR1, lambda *_: window.set())
-    signal.signal(signal.SIGUSR2, lambda *_: window.clear())
+    signal.signal(WINDOW_OPEN, lambda *_: window.set())
+    signal.signal(WINDOW_CLOSE, lambda *_: window.clear())
 
     profiles: list[tuple[str, cProfile.Profile]] = []
     lock = threading.Lock()
@@ -256,7 +259,7 @@ def main() -> int:
             kinds = collections.Counter(k for k, _ in done)
             profs = ([main_prof] if args.always else []) + [p for _, p in done]
             if not profs:
-                (out / "cprofile.txt").write_text("no thread was profiled (no SIGUSR1 window?)\n")
+                (out / "cprofile.txt").write_text("no thread was profiled (no SIGRTMIN+1 window?)\n")
             else:
                 stats = pstats.Stats(profs[0])
                 for p in profs[1:]:
