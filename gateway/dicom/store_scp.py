@@ -127,7 +127,10 @@ class StoreSCP:
             log.exception("indexing %s from %s failed", sop_uid, calling)
             return self._refuse(status.DATABASE_ERROR, calling, sop_uid, f"index error: {exc}")
 
-        if result.outcome is Outcome.IDENTICAL:
+        if result.outcome is Outcome.IDENTICAL and result.routes:
+            log.info("received %s from %s again, identical: queued again for %s (its earlier job there "
+                     "was dead or gone)", sop_uid, calling, ", ".join(result.routes))
+        elif result.outcome is Outcome.IDENTICAL:
             log.info("received %s from %s again, identical: not queued again", sop_uid, calling)
         elif result.outcome is Outcome.KEPT_FIRST:
             log.warning("received %s from %s again with different content: kept the first "

@@ -147,6 +147,7 @@ def test_identical_resend_requeues_a_dead_route(gateway_factory, orthanc_factory
     _send(gw, files)  # the modality sends it again, identical
     wait_until(lambda: _states(gw) == ["done"], 60, what="the dead route queued again and sent")
     assert orthanc.count() == 1
+    assert "identical: queued again for pacs" in gw.log, gw.log[-2000:]
 
 
 def test_print_job_cells_on_the_command_line(gateway_factory, imager, tmp_path):  # noqa: F811
