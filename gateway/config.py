@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.print.profile import PrintSection
 
@@ -46,6 +46,13 @@ def _check_ae_title(value: str) -> str:
 
 
 
+def _check_uid(value: str) -> str:
+    # PS3.5 9.1: digits and dots, no empty component, at most 64 characters.
+    if not _UID_RE.match(value) or len(value) > 64:
+        raise ValueError(f"{value!r} is not a UID")
+    return value
+
+
 def _check_host(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -62,6 +69,7 @@ def _check_host(value: str) -> str:
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 Host = Annotated[str, AfterValidator(_check_host)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+UID = Annotated[str, AfterValidator(_check_uid)]
 
 
 class AESection(_Section):
@@ -126,30 +134,16 @@ class RouteSection(_Section):
     # Empty list = matches anything. Several criteria are ANDed; values in one list are ORed.
     calling_ae: list[str] = []
     modality: list[str] = []
-    sop_class: list[str] = []
+    sop_class: list[UID] = []
 
-    @field_validator("sop_class")
-    @classmethod
-    def _uids(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if not _UID_RE.match(v) or len(v) > 64:
-                raise ValueError(f"{v!r} is not a UID")
-        return values
 
 
 class StorageSection(_Section):
     """Storage SOP classes accepted besides every one of PS3.6 Annex A (sop_classes.py): private
     ones such as vendor raw data. Proposed with any accepted transfer syntax, stored as received."""
 
-    extra_sop_classes: list[str] = []
+    extra_sop_classes: list[UID] = []
 
-    @field_validator("extra_sop_classes")
-    @classmethod
-    def _uids(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if not _UID_RE.match(v) or len(v) > 64:
-                raise ValueError(f"{v!r} is not a UID")
-        return values
 
 
 class BufferSection(_Section):

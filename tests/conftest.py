@@ -52,3 +52,17 @@ def orthanc_factory(tmp_path):
 
     yield make
     _stop_all(started, lambda o: o.stop())
+
+
+@pytest.fixture
+def late_orthanc(tmp_path):
+    """An Orthanc whose ports are known before it runs (the PACS starts later in the test)."""
+    made: list[Orthanc] = []
+
+    def make(gateway_port: int) -> Orthanc:
+        o = Orthanc(tmp_path / "orthanc", gateway_port)
+        made.append(o)
+        return o
+
+    yield make
+    _stop_all(made, lambda o: o.stop())

@@ -65,6 +65,22 @@ class _Walker:
         self.pos += 4
         return v
 
+    def _vr_and_length(self) -> tuple[bytes | None, int]:
+        """The VR (None when implicit) and value length of the element whose tag was just read."""
+        if self.implicit:
+            return None, self._u32("an element length")
+        self._need(2, "a VR")
+        vr = bytes(self.buf[self.pos:self.pos + 2])
+        self.pos += 2
+        if vr in _LONG_VRS:
+            self._need(2, "reserved bytes")
+            self.pos += 2
+            return vr, self._u32("an element length")
+        self._need(2, "an element length")
+        (length,) = struct.unpack_from(self.e + "H", self.buf, self.pos)
+        self.pos += 2
+        return vr, length
+
     def _skip(self, n: int, tag) -> None:
         self._need(n, f"the value of ({tag[0]:04X},{tag[1]:04X})")
         self.pos += n
@@ -81,21 +97,7 @@ class _Walker:
                 return
             if tag[0] == 0xFFFE:
                 raise StructureError(f"unexpected ({tag[0]:04X},{tag[1]:04X}) at byte {self.pos - 4}")
-            vr = None
-            if self.implicit:
-                length = self._u32("an element length")
-            else:
-                self._need(2, "a VR")
-                vr = bytes(self.buf[self.pos:self.pos + 2])
-                self.pos += 2
-                if vr in _LONG_VRS:
-                    self._need(2, "reserved bytes")
-                    self.pos += 2
-                    length = self._u32("an element length")
-                else:
-                    self._need(2, "an element length")
-                    (length,) = struct.unpack_from(self.e + "H", self.buf, self.pos)
-                    self.pos += 2
+            vr, length = self._vr_and_length()
             if length == UNDEFINED and vr == b"UN":
                 # CP-246: a sequence sent as UN with undefined length is encoded Implicit VR LE.
                 saved, self.implicit = self.implicit, True
@@ -184,21 +186,7 @@ def _stray_meta(mm, start: int, implicit: bool, little: bool) -> None:
 def _one_element(w: _Walker) -> None:
     """Advance the walker over exactly one top-level element (values included)."""
     tag = w._tag()
-    if w.implicit:
-        length = w._u32("an element length")
-        vr = None
-    else:
-        w._need(2, "a VR")
-        vr = bytes(w.buf[w.pos:w.pos + 2])
-        w.pos += 2
-        if vr in _LONG_VRS:
-            w._need(2, "reserved bytes")
-            w.pos += 2
-            length = w._u32("an element length")
-        else:
-            w._need(2, "an element length")
-            (length,) = struct.unpack_from(w.e + "H", w.buf, w.pos)
-            w.pos += 2
+    vr, length = w._vr_and_length()
     if length == UNDEFINED:
         if vr == b"UN":
             saved, w.implicit = w.implicit, True

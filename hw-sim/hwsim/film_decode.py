@@ -15,6 +15,7 @@ import struct
 import subprocess
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 

@@ -9,24 +9,10 @@ import pydicom
 import pytest
 from datasets import make_series
 from dicom_bytes import jobs
-from peers import Orthanc, free_port, storescu, wait_until
+from peers import free_port, storescu, wait_until
 from test_print import imager, print_config  # noqa: F401 - the imager fixture
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture
-def late_orthanc(tmp_path):
-    made: list[Orthanc] = []
-
-    def make(gateway_port: int) -> Orthanc:
-        o = Orthanc(tmp_path / "orthanc", gateway_port)
-        made.append(o)
-        return o
-
-    yield make
-    for o in made:
-        o.stop()
 
 
 def _out(gw, *args) -> str:
