@@ -75,7 +75,10 @@ pacs:
 	storescp -aet PACS -od var/pacs 11114
 
 # Try the running appliance (`make run` in another terminal) with DCMTK and the default titles/ports.
-CT_SAMPLE = $$($(abspath $(PY)) -c "import pydicom.data as d; print(d.get_testdata_file('CT_small.dcm'))")
+SAMPLE = $$($(abspath $(PY)) -c "import pydicom, pathlib; print(pathlib.Path(pydicom.__file__).parent / 'data/test_files/$(1)')")
+CT_SAMPLE = $(call SAMPLE,CT_small.dcm)
+# The print sample carries a VOI window (CT_small has none: dcmpsprt would render it almost flat grey).
+MR_SAMPLE = $(call SAMPLE,MR_small.dcm)
 try-echo: venv
 	echoscu -v -aet ECHOSCU -aec EDGE 127.0.0.1 11112
 
@@ -85,7 +88,7 @@ try-store: venv
 try-print: venv
 	mkdir -p var/try-print/db var/try-print/spool
 	cd var/try-print && dcmpsprt -c ../../config/try/printscu.cfg -p GATEWAY --layout 1 1 \
-		--filmsize 8INX10IN $(CT_SAMPLE)
+		--filmsize 8INX10IN $(MR_SAMPLE)
 	cd var/try-print && dcmprscu -c ../../config/try/printscu.cfg -p GATEWAY -v $$(ls -t db/SP_*.dcm | head -1)
 
 check-config: venv

@@ -55,6 +55,11 @@ change takes effect at its next start.
 """
 
 
+class UsageError(Exception):
+    """The command line asks for something that cannot be (an unknown name, a bad ID, a missing
+    argument): one line, exit 2 like argparse's own usage errors."""
+
+
 def _load(args) -> LoadedConfig:
     path, how = find_config(args.config)
     loaded = config_mod.load(path, args.set)
@@ -74,7 +79,7 @@ def _resolve_dest(loaded: LoadedConfig, name: str) -> DestinationSection:
     if m:
         return DestinationSection(ae_title=m.group(1), host=m.group(2), port=int(m.group(3)))
     known = ", ".join(list(cfg.destinations) + list(cfg.peers)) or "none configured"
-    raise SystemExit(f"unknown destination {name!r} (known: {known}; or give AET@host:port)")
+    raise UsageError(f"unknown destination {name!r} (known: {known}; or give AET@host:port)")
 
 
 def cmd_run(args) -> int:
@@ -125,7 +130,7 @@ def _files(paths: list[str]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise SystemExit(f"{p}: no such file or directory")
+            raise UsageError(f"{p}: no such file or directory")
     return out
 
 
@@ -183,7 +188,7 @@ def _job_ids(verb: str, raw: list[str | int]) -> list[int]:
     out = []
     for r in map(str, raw):  # `queue` IDs arrive as ints (argparse checked them), re-forward's as text
         if not r.isdigit() or int(r) == 0:
-            raise SystemExit(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list` shows)")
+            raise UsageError(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list` shows)")
         out.append(int(r))
     return out
 
@@ -335,12 +340,12 @@ def cmd_queue(args) -> int:
         states = args.state or ["queued", "in_flight", "committing", "dead"]
         bad = [s for s in states if s not in STATES]
         if bad:
-            raise SystemExit(f"unknown state {bad[0]!r}; states: {', '.join(STATES)}")
+            raise UsageError(f"unknown state {bad[0]!r}; states: {', '.join(STATES)}")
         _list_grouped(_queue(loaded), states)
         return 0
     ids = _job_ids(f"queue {args.action}", args.ids)
     if args.action == "dead-letter" and not ids:
-        raise SystemExit("queue dead-letter: give the IDs of the jobs to give up on")
+        raise UsageError("queue dead-letter: give the IDs of the jobs to give up on")
     q = _queue(loaded)
     if args.action == "retry":
         results = q.retry_jobs(ids) if ids else q.retry_all_dead()
@@ -348,10 +353,10 @@ def cmd_queue(args) -> int:
         rc = _report(results, f"{done} jobs queued again" + ("" if results else " (no dead jobs)"))
     else:
         results = q.dead_letter_jobs(ids, args.reason)
-        rc = _report(results, f"{sum(r.ok for r in results)} jobs dead-lettered")
+        rc = _report(results, f"{sum(r.ok and r.changed for r in results)} jobs dead-lettered")
     if args.action == "retry":
         _note_idle_targets(loaded, [q.get(r.job_id) for r in results if r.ok and r.job_id])
-    if any(r.ok for r in results):
+    if any(r.ok and r.changed for r in results):
         _wake_service(loaded.buffer_dir)
     elif not _service_pid(loaded.buffer_dir):
         # "being sent now" is stale when no service runs: recovery queues such jobs again.
@@ -366,12 +371,12 @@ def cmd_reforward(args) -> int:
     dest = cfg.destinations.get(args.to)
     if dest is None:
         known = ", ".join(cfg.destinations) or "none configured"
-        raise SystemExit(f"re-forward: unknown destination {args.to!r} (destinations: {known})")
+        raise UsageError(f"re-forward: unknown destination {args.to!r} (destinations: {known})")
     if not dest.enabled:
         raise SystemExit(f"re-forward: destination {args.to!r} is disabled (destinations.{args.to}.enabled)")
     forms = [bool(args.jobs), bool(args.study), bool(args.series), bool(args.instance)]
     if sum(forms) != 1:
-        raise SystemExit("re-forward: give job IDs, or one of --study / --series / --instance UID")
+        raise UsageError("re-forward: give job IDs, or one of --study / --series / --instance UID")
     q = _queue(loaded)
     if args.jobs:
         results = q.reforward_jobs(_job_ids("re-forward", args.jobs), args.to)
@@ -630,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"dicom-gateway: {exc}", file=sys.stderr)
+        return exit_codes.CONFIG
     except ConfigError as exc:
         if len(exc.problems) == 1:
             print(f"config: {exc.problems[0]}", file=sys.stderr)

@@ -215,8 +215,8 @@ class Config(_Section):
                 seen[peer.ae_title] = name
         for name, dest in self.destinations.items():
             if _is_self(dest, self.ae):
-                problems.append(f"destinations.{name}: is this gateway itself ({dest.ae_title}@{dest.host}:"
-                                f"{dest.port}): forwarding to it would loop")
+                problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
+                                f"address (ae.bind, ae.port): forwarding there would loop")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -247,8 +247,9 @@ def _same_host(a: str, b: str) -> bool:
 
 
 def _is_self(dest: "DestinationSection", ae: AESection) -> bool:
-    """A destination that is this gateway's own listener (same AE title, host and port)."""
-    return dest.ae_title == ae.title and dest.port == ae.port and _same_host(dest.host, ae.bind)
+    """A destination at this gateway's own listening address (host and port): whatever AE title it
+    names, what answers there is this gateway, so forwards would loop or be refused forever."""
+    return dest.port == ae.port and _same_host(dest.host, ae.bind)
 
 
 # The installed layout: config in /etc/dicom-gateway, data in the unit's StateDirectory.

@@ -91,7 +91,7 @@ def writable_folder(key: str, path: Path) -> list[str]:
     try:
         os.rmdir(tempfile.mkdtemp(dir=base, prefix=".create-probe-"))
     except OSError as exc:
-        return [f"{key}: cannot create {path}: {base} is not writable ({exc.strerror or exc})"]
+        return [f"{key}: cannot create {path}: creating anything in {base} fails ({exc.strerror or exc})"]
     return []
 
 

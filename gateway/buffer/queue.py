@@ -70,6 +70,7 @@ class VerbResult:
     ok: bool
     message: str
     new_job: int | None = None
+    changed: bool = True  # False: nothing to do (e.g. dead-letter of a job already dead)
 
 
 _JOB_COLUMNS = """
@@ -123,9 +124,15 @@ class JobQueue:
         with self._wake:
             self._wake.notify_all()
 
-    def wait(self, timeout: float) -> None:
-        """An idle worker's wait: ends on notify() or after `timeout`."""
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """An idle worker's wait: ends on notify() or after `timeout`, at once if `stop` is set.
+
+        `stop` is looked at under the wake-up lock: a worker that set-then-notify() stops it
+        (request_stop) can never slip its notify() in between the worker's last look at `stop` and
+        the wait, which used to cost a whole `timeout` at every service stop."""
         with self._wake:
+            if stop is not None and stop.is_set():
+                return
             self._wake.wait(timeout)
 
     def wake_all(self) -> None:
@@ -368,7 +375,7 @@ class JobQueue:
                     out.append(VerbResult(job_id, True, f"job {job_id}: {what} dead-lettered"))
                 elif job.state == DEAD:
                     out.append(VerbResult(job_id, True, f"job {job_id}: {what} was already dead-lettered"
-                                                        f" ({job.last_error})"))
+                                                        f" ({job.last_error})", changed=False))
                 elif job.state == IN_FLIGHT:
                     out.append(VerbResult(job_id, False, (
                         f"job {job_id}: {what} is being sent now; dead-letter it if it is queued again")))

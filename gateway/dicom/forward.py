@@ -92,7 +92,7 @@ class Forwarder:
                     self._buffer_fault.ok()
                     due = self.queue.next_due(FORWARD, self.name)
                     wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
-                    self.queue.wait(wait)
+                    self.queue.wait(wait, self._stop)
                     continue
                 self._send_batch(jobs)
                 self._buffer_fault.ok()

@@ -47,9 +47,13 @@ class PrinterStatusMonitor:
     def update(self, status: tuple[str, str]) -> None:
         with self._lock:
             changed = not self._known or status != self.current
+            was_known = self._known
             old, self.current, self._known = self.current, status, True
         if changed:
-            log.info("printer status %s (%s), was %s (%s)", *status, *old)
+            if was_known:
+                log.info("printer status %s (%s), was %s (%s)", *status, *old)
+            else:  # the first reading: there is no earlier state to name
+                log.info("printer status %s (%s)", *status)
             self.events.publish("printer-status-changed", status=status[0], info=status[1])
             if self.on_ready is not None and old[0] == "FAILURE" and status[0] != "FAILURE":
                 self.on_ready()

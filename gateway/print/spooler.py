@@ -273,7 +273,7 @@ class Spooler:
                     self._buffer_fault.ok()
                     due = self.queue.next_due(PRINT, self.store.printer)
                     wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
-                    self.queue.wait(wait)
+                    self.queue.wait(wait, self._stop)
                     continue
                 self.process(jobs[0])
                 self._buffer_fault.ok()

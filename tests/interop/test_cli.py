@@ -153,3 +153,11 @@ def test_run_refusals_are_one_line_with_their_exit_code(gateway_factory, tmp_pat
     assert r.returncode == 2 and _line(r) == f"config: {tmp_path}: is a folder, not a config file"
     r = gw.cli("queue", "retry", "abc")
     assert r.returncode == 2 and "'abc' is not a job ID" in _line(r)
+    # Every bad command line is exit 2, whether argparse or the command itself finds it.
+    for args, says in ((("queue", "retry", "0"), "'0' is not a job ID"),
+                       (("queue", "dead-letter"), "give the IDs"),
+                       (("queue", "list", "--state", "bogus"), "unknown state 'bogus'"),
+                       (("re-forward", "--to", "nowhere", "1"), "unknown destination 'nowhere'"),
+                       (("echo", "nosuchpeer"), "unknown destination 'nosuchpeer'")):
+        r = gw.cli(*args)
+        assert r.returncode == 2 and says in _line(r), (args, r.returncode, r.stderr)

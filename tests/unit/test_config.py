@@ -73,9 +73,15 @@ def test_duplicate_peer_titles_and_a_destination_that_is_the_gateway():
     problems = _problems(['peers.ct.ae_title="CT1"', 'peers.ct2.ae_title="CT1"',
                           'destinations.loop.ae_title="EDGE"', 'destinations.loop.port=11112',
                           'destinations.loop.host="localhost"', 'destinations.pacs.ae_title="EDGE"',
-                          'destinations.pacs.port=11113'])
+                          'destinations.pacs.port=11113', 'destinations.other.ae_title="PACS"',
+                          'destinations.other.port=11112'])
+    # The address decides, not the AE title: whatever title a destination names, on the gateway's
+    # own host and port it is the gateway that answers.
     assert problems == ["peers.ct2.ae_title: 'CT1' is also the AE title of peers.ct",
-                        "destinations.loop: is this gateway itself (EDGE@localhost:11112): forwarding to it would loop"]
+                        "destinations.loop: localhost:11112 is this gateway's own listening address (ae.bind, "
+                        "ae.port): forwarding there would loop",
+                        "destinations.other: 127.0.0.1:11112 is this gateway's own listening address (ae.bind, "
+                        "ae.port): forwarding there would loop"]
 
 
 def test_unknown_keys_are_named():
@@ -232,7 +238,7 @@ def test_config_without_read_permission_is_one_line(tmp_path):
 @pytest.mark.parametrize("override,expected", [
     # What `run` refuses at start, `check-config` (the unit's ExecStartPre) refuses too.
     ('ae.bind="192.0.2.1"', "config: ae.bind: 192.0.2.1 is not an address of this host"),
-    ('buffer.path="/proc/gw-buffer"', "config: buffer.path: cannot create /proc/gw-buffer: /proc is not writable"),
+    ('buffer.path="/proc/gw-buffer"', "config: buffer.path: cannot create /proc/gw-buffer: creating anything in /proc fails"),
     ('buffer.path="/etc/passwd/buffer"', "config: buffer.path: cannot create /etc/passwd/buffer: /etc/passwd is a file"),
     ('ae.bind="no-such-host.invalid"', "config: ae.bind: cannot resolve 'no-such-host.invalid'"),
 ])

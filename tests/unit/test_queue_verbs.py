@@ -118,6 +118,8 @@ def test_every_verb_in_every_state(tmp_path, verb, state, kind):
             assert claimed.id == job_id
     if verb == "dead-letter":
         assert buf.queue.claim(kind, target, 10) == []
+        # An already dead job is said so, and not counted as a change (nothing to wake a worker for).
+        assert result.changed is (state != DEAD), result
 
 
 def test_refusal_reasons_name_the_way_out(tmp_path):
@@ -273,3 +275,21 @@ def test_cli_without_a_running_service(tmp_path):
         "re-forward: destination 'pacs' is disabled (destinations.pacs.enabled)")
     r = _cli(config, "queue", "dead-letter", "7x")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "'7x' is not a job ID" in r.stderr
+
+
+def test_an_idle_wait_ends_at_once_when_the_stop_is_already_set(tmp_path):
+    """A worker's stop (set, then notify) that lands while the worker is between its last look at
+    the stop flag and its wait must not cost it the whole wait: wait() looks at the flag under the
+    wake-up lock."""
+    import threading
+
+    from gateway.buffer.index import Index
+    from gateway.buffer.queue import JobQueue
+
+    q = JobQueue(Index(tmp_path / "index.sqlite"))
+    stop = threading.Event()
+    stop.set()  # the notify that went with it is long gone
+    t = threading.Thread(target=q.wait, args=(3600, stop), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the wait ignored a stop that was already set"
