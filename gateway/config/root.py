@@ -1,0 +1,84 @@
+"""The whole config file: one field per section, and the checks that span sections (a route naming
+an unknown destination, two peers with one AE title, a destination that is the gateway itself)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import model_validator
+
+from gateway.config.ae import AESection
+from gateway.config.base import Section
+from gateway.config.buffer import BufferSection
+from gateway.config.destinations import DestinationSection
+from gateway.config.logging import LoggingSection
+from gateway.config.peers import PeerSection
+from gateway.config.print import PrintSection
+from gateway.config.routes import RouteSection
+from gateway.config.storage import StorageSection
+from gateway.config.timers import TimersSection
+
+
+class Config(Section):
+    ae: AESection = AESection()
+    timers: TimersSection = TimersSection()
+    peers: dict[str, PeerSection] = {}
+    destinations: dict[str, DestinationSection] = {}
+    routes: list[RouteSection] = []
+    buffer: BufferSection = BufferSection()
+    storage: StorageSection = StorageSection()
+    logging: LoggingSection = LoggingSection()
+    print: PrintSection = PrintSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        problems = []
+        for i, route in enumerate(self.routes):
+            for name in route.to:
+                if name not in self.destinations:
+                    problems.append(f"routes[{i}].to: unknown destination {name!r}")
+        # Two peers with one AE title: which peer's permissions apply would depend on dict order.
+        seen: dict[str, str] = {}
+        for name, peer in self.peers.items():
+            if peer.ae_title in seen:
+                problems.append(f"peers.{name}.ae_title: {peer.ae_title!r} is also the AE title of "
+                                f"peers.{seen[peer.ae_title]}")
+            else:
+                seen[peer.ae_title] = name
+        for name, dest in self.destinations.items():
+            if _is_self(dest, self.ae):
+                problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
+                                f"address (ae.bind, ae.port): forwarding there would loop")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def peer_by_ae(self, ae_title: str) -> PeerSection | None:
+        for peer in self.peers.values():
+            if peer.ae_title == ae_title.strip():
+                return peer
+        return None
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def _same_host(a: str, b: str) -> bool:
+    def norm(h: str) -> str:
+        h = h.lower()
+        if h in _LOOPBACK_NAMES:
+            return "loopback"
+        try:
+            ip = ipaddress.ip_address(h)
+        except ValueError:
+            return h
+        return "loopback" if ip.is_loopback else ("any" if ip.is_unspecified else str(ip))
+
+    na, nb = norm(a), norm(b)
+    return na == nb or "any" in (na, nb) and "loopback" in (na, nb)
+
+
+def _is_self(dest: DestinationSection, ae: AESection) -> bool:
+    """A destination at this gateway's own listening address (host and port): whatever AE title it
+    names, what answers there is this gateway, so forwards would loop or be refused forever."""
+    return dest.port == ae.port and _same_host(dest.host, ae.bind)
