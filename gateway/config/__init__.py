@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: F401 (the old module exposed it; tests reach i
 
 from gateway.config.ae import AESection
 from gateway.config.base import (AETitle, FloatRange, Host, IntRange, Port, Section, Uid, _check_ae_title,
-                                 _check_host, _check_uid, backoff_problems)
+                                 _check_host, _check_uid, backoff_problems, is_uid)
 from gateway.config.buffer import BufferSection
 from gateway.config.destinations import DestinationSection
 from gateway.config.load import (INSTALLED_CONFIG_DIR, INSTALLED_STATE_DIR, ConfigError, LoadedConfig,
@@ -57,6 +57,6 @@ __all__ = [
     "AESection", "AETitle", "BufferSection", "Config", "ConfigError", "DestinationSection", "FloatRange",
     "Host", "INSTALLED_CONFIG_DIR", "INSTALLED_STATE_DIR", "IntRange", "LoadedConfig", "LoggingSection",
     "PeerSection", "Port", "PrintSection", "PrinterDevice", "RouteSection", "Section",
-    "StorageSection", "TimersSection", "UID", "Uid", "apply_overrides", "backoff_problems", "load",
+    "StorageSection", "TimersSection", "UID", "Uid", "apply_overrides", "backoff_problems", "is_uid", "load",
     "state_directory",
 ]

@@ -38,9 +38,14 @@ def _check_ae_title(value: str) -> str:
     return value.strip()
 
 
+def is_uid(value: str) -> bool:
+    """PS3.5 9.1: digits and dots, no empty component, 1-64 characters. The same rule as the `Uid`
+    type, as a plain predicate for checks outside a config (a received attribute, a CLI argument)."""
+    return 0 < len(value) <= 64 and bool(_UID_RE.match(value))
+
+
 def _check_uid(value: str) -> str:
-    # PS3.5 9.1: digits and dots, no empty component, at most 64 characters.
-    if not _UID_RE.match(value) or len(value) > 64:
+    if not is_uid(value):
         raise ValueError(f"{value!r} is not a UID")
     return value
 

@@ -35,6 +35,9 @@ def state_directory(source: Path | None) -> Path | None:
 
 @dataclass(frozen=True)
 class LoadedConfig:
+    """A validated config and the file it came from (None: defaults and --set only), which decides
+    where its relative paths resolve."""
+
     config: Config
     source: Path | None
 
@@ -101,6 +104,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`--set dotted.key=value` items applied to the parsed TOML, before validation, so an override
+    gets the same checks and the same dotted-key errors as the file."""
     for item in overrides:
         parts, value = _parse_override(item)
         node = data
@@ -123,6 +128,8 @@ def _user() -> str:
 
 
 def load(path: Path | str | None, overrides: list[str] | None = None) -> LoadedConfig:
+    """Read, override and validate the config at `path` (None: defaults only). Every problem, the
+    file's own (missing, unreadable, not TOML) included, is raised as one ConfigError."""
     data: dict = {}
     source = None
     if path is not None:
