@@ -18,7 +18,7 @@ gateway.dicom, gateway.app, gateway.cli, ...). Features import their section fro
 other way round: a section that lived in its feature made the config import upward, and every
 feature after it would have added another such arrow. tests/unit/test_layers.py enforces it.
 
-`from gateway.config import X` keeps working for every name the single-module gateway/config.py had.
+`from gateway.config import X` keeps working for every public name the single module gateway/config.py had.
 
 Relative paths (buffer.path, print.printer.sim_out, ...) never depend on the process's cwd (which is /
 under systemd). They resolve against the state directory, the first that applies:
@@ -31,11 +31,11 @@ under systemd). They resolve against the state directory, the first that applies
 
 from __future__ import annotations
 
-from pathlib import Path  # noqa: F401 (the old module exposed it; tests reach it as config.Path)
+from pathlib import Path
 
 from gateway.config.ae import AESection
 from gateway.config.base import (AETitle, FloatRange, Host, IntRange, Port, Section, Uid, _check_ae_title,
-                                 _check_host, _check_uid, backoff_problems, is_uid)
+                                 backoff_problems, is_uid)
 from gateway.config.buffer import BufferSection
 from gateway.config.destinations import DestinationSection
 from gateway.config.load import (INSTALLED_CONFIG_DIR, INSTALLED_STATE_DIR, ConfigError, LoadedConfig,
@@ -60,3 +60,6 @@ __all__ = [
     "StorageSection", "TimersSection", "UID", "Uid", "apply_overrides", "backoff_problems", "is_uid", "load",
     "state_directory",
 ]
+# Reached through this package by old importers, though not part of its interface: the CLI checks an
+# --aet argument with _check_ae_title, and a test builds a path with config.Path.
+__all__ += ["Path", "_check_ae_title"]
