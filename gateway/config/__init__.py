@@ -18,7 +18,8 @@ gateway.dicom, gateway.app, gateway.cli, ...). Features import their section fro
 other way round: a section that lived in its feature made the config import upward, and every
 feature after it would have added another such arrow. tests/unit/test_layers.py enforces it.
 
-`from gateway.config import X` keeps working for every public name the single module gateway/config.py had.
+`from gateway.config import X` keeps working for every public name the single module
+gateway/config.py had.
 
 Relative paths (buffer.path, print.printer.sim_out, ...) never depend on the process's cwd (which is /
 under systemd). They resolve against the state directory, the first that applies:
