@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drivers.registry import kinds, unknown_kind_message
 from image.film_layout import FILM_SIZES_MM, parse_display_format
 
 
@@ -49,6 +50,15 @@ def _name(value: str) -> str:
     return value
 
 
+def _printer_kind(value: str) -> str:
+    # The device registry decides, not a list here: a kind from drivers/ or an installed package's
+    # entry point (hw-sim's simulators) is valid without this file knowing it.
+    known = kinds("printer")
+    if value not in known:
+        raise ValueError(unknown_kind_message("printer", value, known))
+    return value
+
+
 AETitle = Annotated[str, AfterValidator(_ae)]
 DisplayFormat = Annotated[str, AfterValidator(_display_format)]
 FilmSize = Annotated[str, AfterValidator(_film_size)]
@@ -65,7 +75,7 @@ class PrinterDevice(_PSection):
 
     serial-sim / usb-sim run the hw-sim device in the gateway's own process (what `make run` uses);
     the real driver code talks to it exactly as it would to the device."""
-    kind: Literal["serial-sim", "usb-sim", "serial", "usb", "file"] = "serial-sim"
+    kind: Annotated[str, AfterValidator(_printer_kind)] = "serial-sim"
     language: Literal["raster", "postscript"] = "raster"
     # serial: a device path or pyserial URL (socket://127.0.0.1:PORT, rfc2217://...)
     url: str = ""
