@@ -41,11 +41,12 @@ def missing(groups: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     return out
 
 
-def write_dist_info(folder: Path, groups: dict[str, dict[str, str]]) -> Path:
-    """A minimal installed-distribution record under `folder` carrying `groups`."""
-    info = folder / f"{DIST_NAME}-0.dist-info"
+def write_dist_info(folder: Path, groups: dict[str, dict[str, str]], name: str = DIST_NAME) -> Path:
+    """A minimal installed-distribution record under `folder` carrying `groups`.  (importlib.metadata
+    shows one distribution per name, the first on sys.path: two stand-ins need two names.)"""
+    info = folder / f"{name}-0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST_NAME}\nVersion: 0\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0\n")
     lines = []
     for group, eps in groups.items():
         lines.append(f"[{group}]")
