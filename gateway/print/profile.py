@@ -194,6 +194,13 @@ class PrintSection(_PSection):
             problems.append("default_magnification is not in magnification_types")
         if self.retry_max_s < self.retry_initial_s:
             problems.append("retry_max_s must not be smaller than retry_initial_s")
+        # A kind the config names was checked with its key; the default is not (pydantic leaves
+        # defaults alone), and without its entry points installed it would only fail at start-up.
+        if self.enabled and "kind" not in self.printer.model_fields_set:
+            try:
+                _printer_kind(self.printer.kind)
+            except ValueError as exc:
+                problems.append(f"printer.kind: the default {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

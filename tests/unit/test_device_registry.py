@@ -237,3 +237,17 @@ def test_the_import_scan_sees_each_form(tmp_path, monkeypatch):
                      "import importlib\nimportlib.import_module('hwsim.devices')\nfrom . import hwsim\n")
     assert [hit.split(" ")[1] for hit in _hwsim_imports(probe)] == [
         "hwsim.usb_printer", "hwsim.serial_imager", "hwsim.devices"]
+
+
+def test_the_default_kind_is_checked_when_print_is_enabled(monkeypatch):
+    """`[print] enabled = true` with no kind means serial-sim: check-config must say when that kind
+    is missing (a venv installed without hw-sim's entry points), not the service at start-up."""
+    import gateway.print.profile as profile
+    monkeypatch.setattr(profile, "kinds", lambda family: ["file", "serial", "usb"])
+    with pytest.raises(config.ConfigError) as info:
+        config.load(None, ["print.enabled=true"])
+    assert info.value.problems == [
+        "print: printer.kind: the default printer kind 'serial-sim' is not one of file, serial, usb "
+        "(kinds come from drivers/ and the installed packages' 'dicom_gateway.devices' entry points)"]
+    # Print off: no printer is built, so nothing to say.
+    assert config.load(None, ["print.enabled=false"]).config.print.printer.kind == "serial-sim"
