@@ -73,8 +73,9 @@ DEFAULT_FORMATS = [f"STANDARD\\{f}" for f in SEED_FORMATS] + [
 class PrinterDevice(_PSection):
     """The printer attached to the box and how to reach it.
 
-    serial-sim / usb-sim run the hw-sim device in the gateway's own process (what `make run` uses);
-    the real driver code talks to it exactly as it would to the device."""
+    `kind` is any printer kind in the device registry (drivers/registry.py): serial, usb and file
+    from drivers/; serial-sim and usb-sim from hw-sim's entry points, which run the simulated device
+    in the gateway's own process (what `make run` uses) under the real driver code."""
     kind: Annotated[str, AfterValidator(_printer_kind)] = "serial-sim"
     language: Literal["raster", "postscript"] = "raster"
     # serial: a device path or pyserial URL (socket://127.0.0.1:PORT, rfc2217://...)
