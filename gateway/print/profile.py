@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drivers.registry import kinds, unknown_kind_message
+from drivers.registry import RegistryError, kinds, unknown_kind_message
 from image.film_layout import FILM_SIZES_MM, parse_display_format
 
 
@@ -53,7 +53,10 @@ def _name(value: str) -> str:
 def _printer_kind(value: str) -> str:
     # The device registry decides, not a list here: a kind from drivers/ or an installed package's
     # entry point (hw-sim's simulators) is valid without this file knowing it.
-    known = kinds("printer")
+    try:
+        known = kinds("printer")
+    except RegistryError as exc:  # a package's broken declaration: one line, not a traceback
+        raise ValueError(str(exc)) from None
     if value not in known:
         raise ValueError(unknown_kind_message("printer", value, known))
     return value

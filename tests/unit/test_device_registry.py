@@ -251,3 +251,16 @@ def test_the_default_kind_is_checked_when_print_is_enabled(monkeypatch):
         "(kinds come from drivers/ and the installed packages' 'dicom_gateway.devices' entry points)"]
     # Print off: no printer is built, so nothing to say.
     assert config.load(None, ["print.enabled=false"]).config.print.printer.kind == "serial-sim"
+
+
+def test_a_broken_entry_point_declaration_is_a_config_problem_not_a_traceback(monkeypatch):
+    import gateway.print.profile as profile
+
+    def broken(family):
+        raise RegistryError("entry point 'widget' = 'x:y' in group dicom_gateway.devices (distribution z): "
+                            "the name must be <family>.<kind>")
+    monkeypatch.setattr(profile, "kinds", broken)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(None, ['print.printer.kind="serial"', 'print.printer.url="/dev/ttyS0"'])
+    assert info.value.problems == ["print.printer.kind: entry point 'widget' = 'x:y' in group "
+                                   "dicom_gateway.devices (distribution z): the name must be <family>.<kind>"]
