@@ -263,4 +263,5 @@ def test_a_broken_entry_point_declaration_is_a_config_problem_not_a_traceback(mo
     with pytest.raises(config.ConfigError) as info:
         config.load(None, ['print.printer.kind="serial"', 'print.printer.url="/dev/ttyS0"'])
     assert info.value.problems == ["print.printer.kind: entry point 'widget' = 'x:y' in group "
-                                   "dicom_gateway.devices (distribution z): the name must be <family>.<kind>"]
+                                   "dicom_gateway.devices (distribution z): the name must be <family>.<kind> "
+                                   "(got 'serial')"]
