@@ -9,6 +9,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from leak_check import pytest_configure, pytest_sessionfinish  # noqa: E402,F401  (the run's last check)
 from peers import GatewayProcess, Orthanc, kill_group  # noqa: E402
+from source_entry_points import ensure as _ensure_entry_points  # noqa: E402
+
+# hw-sim's device kinds are entry points; a venv installed before they were declared lacks them.
+_ensure_entry_points(Path(__file__).resolve().parents[1])
 
 
 def _stop_all(started: list, stop) -> None:

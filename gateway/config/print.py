@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from drivers.registry import RegistryError, kinds, unknown_kind_message
 from gateway.config.base import AETitle, FloatRange, IntRange, Section, backoff_problems
 from image.film_layout import FILM_SIZES_MM, parse_display_format
 
@@ -41,6 +42,18 @@ def _name(value: str) -> str:
     return value
 
 
+def _printer_kind(value: str) -> str:
+    # The device registry decides, not a list here: a kind from drivers/ or an installed package's
+    # entry point (hw-sim's simulators) is valid without this file knowing it.
+    try:
+        known = kinds("printer")
+    except RegistryError as exc:  # a package's broken declaration: one line, not a traceback
+        raise ValueError(str(exc)) from None
+    if value not in known:
+        raise ValueError(unknown_kind_message("printer", value, known))
+    return value
+
+
 DisplayFormat = Annotated[str, AfterValidator(_display_format)]
 FilmSize = Annotated[str, AfterValidator(_film_size)]
 
@@ -54,9 +67,10 @@ DEFAULT_FORMATS = [f"STANDARD\\{f}" for f in SEED_FORMATS] + [
 class PrinterDevice(Section):
     """The printer attached to the box and how to reach it.
 
-    serial-sim / usb-sim run the hw-sim device in the gateway's own process (what `make run` uses);
-    the real driver code talks to it exactly as it would to the device."""
-    kind: Literal["serial-sim", "usb-sim", "serial", "usb", "file"] = "serial-sim"
+    `kind` is any printer kind in the device registry (drivers/registry.py): serial, usb and file
+    from drivers/; serial-sim and usb-sim from hw-sim's entry points, which run the simulated device
+    in the gateway's own process (what `make run` uses) under the real driver code."""
+    kind: Annotated[str, AfterValidator(_printer_kind)] = "serial-sim"
     language: Literal["raster", "postscript"] = "raster"
     # serial: a device path or pyserial URL (socket://127.0.0.1:PORT, rfc2217://...)
     url: str = ""
@@ -174,6 +188,13 @@ class PrintSection(Section):
         if self.default_magnification not in self.magnification_types:
             problems.append("default_magnification is not in magnification_types")
         problems += backoff_problems(self.retry_initial_s, self.retry_max_s)
+        # A kind the config names was checked with its key; the default is not (pydantic leaves
+        # defaults alone), and without its entry points installed it would only fail at start-up.
+        if self.enabled and "kind" not in self.printer.model_fields_set:
+            try:
+                _printer_kind(self.printer.kind)
+            except ValueError as exc:
+                problems.append(f"printer.kind: the default {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -84,7 +84,7 @@ def _refuse(out, profile, loaded: LoadedConfig, pid: int | None) -> int:
 
 def _print_wedge(loaded: LoadedConfig, profile, film, table, steps: int, kind: str, out) -> int:
     device = PrinterDevice(profile, loaded.resolve)
-    device.start_simulator()
+    device.start()
     try:
         status = device.status()
         state, info = dicom_printer_status(status)

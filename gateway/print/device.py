@@ -3,8 +3,12 @@
 One lock around every conversation with the device (a status query must never interleave with a
 film's bytes on a serial line).  The driver is opened lazily and reopened after a transport error,
 so a printer that is switched off at start-up, or unplugged and plugged back, is picked up again.
-For the `-sim` kinds the hw-sim device is started here, in the gateway's process, and the real
-driver talks to it (PEERS.md: the simulator sits under the real driver).
+
+The config's `print.printer.kind` and `language` are looked up in the device registry
+(drivers/registry.py): drivers/ registers the real kinds, hw-sim its simulators through entry
+points, so nothing here knows one kind from another.  For the `-sim` kinds the connection's
+start() runs the hw-sim device in the gateway's process and the real driver talks to it
+(PEERS.md: the simulator sits under the real driver).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import re
 import threading
 from pathlib import Path
 
-from drivers.printer.interface import DeviceStatus, Printer, PrinterError, PrintJob
+from drivers import registry
+from drivers.printer.interface import DeviceStatus, Printer, PrinterError, PrinterNotReady, PrintJob
 
 from gateway.print.profile import PrintSection
 
@@ -30,61 +35,32 @@ def films_left(status: DeviceStatus | None) -> int | None:
 
 
 class PrinterDevice:
+    """The configured printer: its kind's connection from the registry, the driver over it."""
+
     def __init__(self, profile: PrintSection, resolve=lambda p: Path(p)):
         self.profile = profile
         self.cfg = profile.printer
         self.resolve = resolve
         self.lock = threading.RLock()
         self._printer: Printer | None = None
-        self.simulator = None
-        self.sim_url: str | None = None
+        # Built now so that a kind that does not load fails at start-up, not at the first film.
+        self.connection = registry.create("printer", self.cfg.kind, self.cfg, resolve)
 
-    # -- simulators -----------------------------------------------------------------------------
-    def start_simulator(self) -> None:
-        out = self.resolve(self.cfg.sim_out) if self.cfg.sim_out else None
-        if self.cfg.kind == "serial-sim":
-            from hwsim.serial_imager import SerialFilmImager
-            self.simulator = SerialFilmImager(out_dir=out, films=self.cfg.sim_films)
-            self.sim_url = self.simulator.start_tcp()
-            log.info("simulated serial film imager at %s, films to %s", self.sim_url, out)
-        elif self.cfg.kind == "usb-sim":
-            from hwsim.usb_printer import SimulatedUsbPrinter
-            self.simulator = SimulatedUsbPrinter(dpi=self.cfg.dpi, out_dir=out, films=self.cfg.sim_films)
-            log.info("simulated USB PostScript printer, films to %s", out)
+    def start(self) -> None:
+        """Bring the connection up (a simulated kind starts its device here)."""
+        self.connection.start()
 
     def stop(self) -> None:
         with self.lock:
             self._close()
-        if self.simulator is not None and hasattr(self.simulator, "stop"):
-            self.simulator.stop()
+        self.connection.stop()
 
     # -- the driver -----------------------------------------------------------------------------
-    def _language(self):
-        if self.cfg.language == "postscript":
-            from drivers.printer.postscript import PostScriptLanguage
-            binary = self.cfg.kind in ("usb", "usb-sim", "file")
-            return PostScriptLanguage(binary=binary)
-        from drivers.printer.raster import RasterLanguage
-        return RasterLanguage(escaped=self.cfg.flow_control == "xonxoff",
-                              print_timeout=self.cfg.print_timeout_s)
-
-    def _transport(self):
-        kind = self.cfg.kind
-        if kind in ("serial", "serial-sim"):
-            from drivers.printer.transport_serial import SerialTransport
-            url = self.sim_url if kind == "serial-sim" else self.cfg.url
-            return SerialTransport(url, baudrate=self.cfg.baudrate, flow_control=self.cfg.flow_control)
-        if kind in ("usb", "usb-sim"):
-            from drivers.printer.transport_usb import UsbTransport
-            return UsbTransport(self.cfg.vendor_id or None, self.cfg.product_id or None,
-                                backend=self.simulator if kind == "usb-sim" else None)
-        from drivers.printer.transport_file import FileTransport
-        folder = self.resolve(self.cfg.folder)
-        return FileTransport(folder, suffix=".ps" if self.cfg.language == "postscript" else ".drf")
-
     def _open(self) -> Printer:
         if self._printer is None:
-            self._printer = Printer(self._transport(), self._language())
+            # The language first: nothing to close if it cannot be made.
+            language = registry.create("printer-language", self.cfg.language, self.cfg, self.connection)
+            self._printer = Printer(self.connection.open(), language)
         return self._printer
 
     def _close(self) -> None:
@@ -120,7 +96,6 @@ class PrinterDevice:
         try:
             return self._open().print_film(job)
         except PrinterError as exc:
-            from drivers.printer.interface import PrinterNotReady
             if not isinstance(exc, PrinterNotReady):
                 self._close()
             raise

@@ -44,7 +44,7 @@ class PrintService:
         orphans = self.store.remove_orphans()
         if orphans:
             log.info("print spool: %d unanswered print jobs' films removed", orphans)
-        self.device.start_simulator()
+        self.device.start()
         self.scp.start()
         self.monitor.start()
         self.spooler.start()

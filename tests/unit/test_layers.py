@@ -80,10 +80,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # print domain -> dicom roles: PrintService builds its own DIMSE adapter.
     # Item 6: PrintSCP is split by concern and app.py composes PrintSCP(service, ...).
     ("gateway.print.service", "gateway.dicom.print_scp"): "item 6 (app.py composes PrintSCP)",
-    # production -> simulator: the printer kind is an if/elif that imports the simulators.
-    # Item 5: devices are chosen through drivers/registry.py; hw-sim registers by entry point.
-    ("gateway.print.device", "hwsim.serial_imager"): "item 5 (device registry)",
-    ("gateway.print.device", "hwsim.usb_printer"): "item 5 (device registry)",
 }
 
 
