@@ -104,7 +104,19 @@ class JobQueue:
             " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
             (kind, target, instance_fk, now, now),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        JobQueue.link_in(cur, cur.lastrowid, (instance_fk,))
+        return True
+
+    @staticmethod
+    def link_in(cur, job_id: int, instance_ids: Iterable[int]) -> None:
+        """Record, inside the caller's transaction (the one that creates the job), the instances
+        job `job_id` needs. The link (job_items), not jobs.instance_fk, is what keeps an instance
+        from eviction until every job linked to it is done; jobs.instance_fk stays only for the
+        forwarder, which reads a forward job's one instance from it."""
+        cur.executemany("INSERT OR IGNORE INTO job_items(job_id, instance_fk) VALUES (?, ?)",
+                        [(job_id, i) for i in instance_ids])
 
     def enqueue(self, kind: str, target: str, payload: str) -> int:
         now = time.time()
@@ -456,8 +468,9 @@ class JobQueue:
         cur.execute("INSERT INTO jobs(kind, target, instance_fk, state, next_attempt, last_error, created,"
                     " updated) VALUES ('forward', ?, ?, 'queued', 0, 're-forwarded by operator', ?, ?)",
                     (target, instance_fk, now, now))
-        return VerbResult(cur.lastrowid, True, f"{what} queued for {target} as job {cur.lastrowid}",
-                          new_job=cur.lastrowid)
+        job_id = cur.lastrowid
+        self.link_in(cur, job_id, (instance_fk,))
+        return VerbResult(job_id, True, f"{what} queued for {target} as job {job_id}", new_job=job_id)
 
     @staticmethod
     def requeue_routes_in(cur, kind: str, targets: Iterable[str], instance_fk: int, now: float) -> list[str]:
