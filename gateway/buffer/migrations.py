@@ -213,13 +213,15 @@ def check_not_newer(db: sqlite3.Connection, path: Path | str) -> int:
     return v
 
 
-def migrate(db: sqlite3.Connection, path: Path | str, upto: int = LATEST) -> list[int]:
-    """Apply every migration above the file's version, up to `upto`, each in its own transaction.
+def migrate(db: sqlite3.Connection, path: Path | str, upto: int | None = None) -> list[int]:
+    """Apply every migration above the file's version, up to `upto` (default: the latest), each in
+    its own transaction.
     Returns the versions applied. `db` must be in autocommit mode (isolation_level=None).
 
     Another process (the CLI, a second start) may open the same file at the same time: the
     version is read again inside each write transaction, so a step is never applied twice."""
     check_not_newer(db, path)
+    upto = MIGRATIONS[-1][0] if upto is None else upto
     applied = []
     for v, _what, step in MIGRATIONS:
         if v > upto:

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from gateway.buffer.commitments import CommitmentStore
 from gateway.buffer.index import Index
 
 QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD = "queued", "in_flight", "committing", "done", "dead"
@@ -92,6 +93,7 @@ def _job(row) -> Job:
 class JobQueue:
     def __init__(self, index: Index):
         self.index = index
+        self.commitments = CommitmentStore(index)
         self._wake = threading.Condition()
         self._operator_wakeups = 0
 
@@ -260,19 +262,22 @@ class JobQueue:
                 self._requeue(cur, job_id, error, retry_at, now)
 
     # -- storage commitment --------------------------------------------------------------------
+    # The transactions themselves are the CommitmentStore's (gateway/buffer/commitments.py); the
+    # queue changes only its jobs' state. close_commitment / expired_commitments pass through so
+    # the commitment SCU keeps one object to talk to.
     def mark_committing(self, job_ids: list[int], txn_uid: str, target: str, deadline: float) -> None:
+        """The jobs' instances were sent; their commitment `txn_uid` is requested now. Records the
+        transaction and moves the jobs to committing in one transaction."""
         now = time.time()
         with self.index.tx() as cur:
-            cur.execute(
-                "INSERT INTO commitments(txn_uid, target, state, sent_at, deadline) VALUES (?, ?, 'pending', ?, ?)",
-                (txn_uid, target, now, deadline),
-            )
+            CommitmentStore.open_in(cur, txn_uid, target, now, deadline)
             cur.executemany(
                 "UPDATE jobs SET state = 'committing', commit_txn = ?, updated = ? WHERE id = ?",
                 [(txn_uid, now, i) for i in job_ids],
             )
 
     def committing_jobs(self, txn_uid: str) -> list[Job]:
+        """The jobs still waiting for commitment `txn_uid`."""
         rows = self.index.query(
             f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.commit_txn = ? AND j.state = 'committing'",
             (txn_uid,),
@@ -280,14 +285,12 @@ class JobQueue:
         return [_job(r) for r in rows]
 
     def close_commitment(self, txn_uid: str, state: str) -> None:
-        with self.index.tx() as cur:
-            cur.execute("UPDATE commitments SET state = ? WHERE txn_uid = ?", (state, txn_uid))
+        """CommitmentStore.close."""
+        self.commitments.close(txn_uid, state)
 
     def expired_commitments(self, now: float) -> list[str]:
-        rows = self.index.query(
-            "SELECT txn_uid FROM commitments WHERE state = 'pending' AND deadline <= ?", (now,)
-        )
-        return [r["txn_uid"] for r in rows]
+        """CommitmentStore.expired."""
+        return self.commitments.expired(now)
 
     # -- recovery and operator actions ---------------------------------------------------------
     def recover(self) -> int:
