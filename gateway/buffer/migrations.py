@@ -22,6 +22,12 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
   2  job_items(job_id, instance_fk): the link that says which instances a job needs. Filled from
      jobs.instance_fk. Retention evicts an instance only when every job linked to it is done, so
      a job that needs many instances (a media export, a C-MOVE) protects them all.
+
+Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
+nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
+cascade drops the link). The forward jobs IT creates get no link, though, so after coming forward
+again their instances count as unrouted until those jobs are gone. Releases from this one on
+refuse a buffer newer than they know, so that gap cannot open again.
 """
 
 from __future__ import annotations

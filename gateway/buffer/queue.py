@@ -30,7 +30,6 @@ within one attempt (or the commitment deadline), and the operator can then act o
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -542,11 +541,8 @@ class JobQueue:
 
 
 def _film_phase(cur, job_id: int) -> str | None:
-    """The print spooler's phase of a film job (its table exists once printing was enabled)."""
-    try:
-        row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
-    except sqlite3.OperationalError:
-        return None
+    """The print spooler's phase of a film job (print_films is in every buffer: schema version 1)."""
+    row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
     return row["phase"] if row else None
 
 

@@ -24,7 +24,6 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +83,7 @@ def main(out: str) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0, "not the pre-migration release"
         text = "\n".join(db.iterdump()) + "\n"
         db.close()
-    Path(out).write_text(f"-- Buffer index written by dicom-gateway at 20cb9d5;"
+    Path(out).write_text("-- Buffer index written by dicom-gateway at 20cb9d5;"
                          " see make_buffer_v1.py\n" + text)
 
 
