@@ -221,8 +221,8 @@ def check_not_newer(db: sqlite3.Connection, path: Path | str) -> int:
 
 def migrate(db: sqlite3.Connection, path: Path | str, upto: int | None = None) -> list[int]:
     """Apply every migration above the file's version, up to `upto` (default: the latest), each in
-    its own transaction.
-    Returns the versions applied. `db` must be in autocommit mode (isolation_level=None).
+    its own transaction; returns the versions applied. `db` must be in autocommit mode
+    (isolation_level=None).
 
     Another process (the CLI, a second start) may open the same file at the same time: the
     version is read again inside each write transaction, so a step is never applied twice."""

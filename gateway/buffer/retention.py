@@ -3,10 +3,10 @@
 The rule, in one place for every path that deletes a received instance:
 
 - An instance is *delivered* when at least one job references it (a job_items link) and every job
-  that references it is done: forwarded to every route it was queued for, and committed where the destination asks
-  for storage commitment (such a job stays 'committing' until the PACS reports). A job in any
-  other state (queued, in_flight, committing, dead), of any kind (forward today, media export
-  tomorrow), makes it undelivered. Print jobs reference films, not instances.
+  that references it is done: forwarded to every route it was queued for, and committed where the
+  destination asks for storage commitment (such a job stays 'committing' until the PACS reports).
+  A job in any other state (queued, in_flight, committing, dead), of any kind (forward today, media
+  export tomorrow), makes it undelivered. Print jobs reference films, not instances.
 - Only delivered instances are evicted, oldest received first. Undelivered ones never are, so a
   C-STORE is refused with A700 only when undelivered instances alone fill the disk.
 - Instances no route matched have no job: they were never to be delivered anywhere, so
