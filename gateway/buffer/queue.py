@@ -30,12 +30,12 @@ within one attempt (or the commitment deadline), and the operator can then act o
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from gateway.buffer.commitments import CommitmentStore
 from gateway.buffer.index import Index
 
 QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD = "queued", "in_flight", "committing", "done", "dead"
@@ -92,6 +92,7 @@ def _job(row) -> Job:
 class JobQueue:
     def __init__(self, index: Index):
         self.index = index
+        self.commitments = CommitmentStore(index)
         self._wake = threading.Condition()
         self._operator_wakeups = 0
 
@@ -104,7 +105,19 @@ class JobQueue:
             " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
             (kind, target, instance_fk, now, now),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        JobQueue.link_in(cur, cur.lastrowid, (instance_fk,))
+        return True
+
+    @staticmethod
+    def link_in(cur, job_id: int, instance_ids: Iterable[int]) -> None:
+        """Record, inside the caller's transaction (the one that creates the job), the instances
+        job `job_id` needs. The link (job_items), not jobs.instance_fk, is what keeps an instance
+        from eviction until every job linked to it is done; jobs.instance_fk stays only for the
+        forwarder, which reads a forward job's one instance from it."""
+        cur.executemany("INSERT OR IGNORE INTO job_items(job_id, instance_fk) VALUES (?, ?)",
+                        [(job_id, i) for i in instance_ids])
 
     def enqueue(self, kind: str, target: str, payload: str) -> int:
         now = time.time()
@@ -248,19 +261,22 @@ class JobQueue:
                 self._requeue(cur, job_id, error, retry_at, now)
 
     # -- storage commitment --------------------------------------------------------------------
+    # The transactions themselves are the CommitmentStore's (gateway/buffer/commitments.py); the
+    # queue changes only its jobs' state. close_commitment / expired_commitments pass through so
+    # the commitment SCU keeps one object to talk to.
     def mark_committing(self, job_ids: list[int], txn_uid: str, target: str, deadline: float) -> None:
+        """The jobs' instances were sent; their commitment `txn_uid` is requested now. Records the
+        transaction and moves the jobs to committing in one transaction."""
         now = time.time()
         with self.index.tx() as cur:
-            cur.execute(
-                "INSERT INTO commitments(txn_uid, target, state, sent_at, deadline) VALUES (?, ?, 'pending', ?, ?)",
-                (txn_uid, target, now, deadline),
-            )
+            CommitmentStore.open_in(cur, txn_uid, target, now, deadline)
             cur.executemany(
                 "UPDATE jobs SET state = 'committing', commit_txn = ?, updated = ? WHERE id = ?",
                 [(txn_uid, now, i) for i in job_ids],
             )
 
     def committing_jobs(self, txn_uid: str) -> list[Job]:
+        """The jobs still waiting for commitment `txn_uid`."""
         rows = self.index.query(
             f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.commit_txn = ? AND j.state = 'committing'",
             (txn_uid,),
@@ -268,14 +284,12 @@ class JobQueue:
         return [_job(r) for r in rows]
 
     def close_commitment(self, txn_uid: str, state: str) -> None:
-        with self.index.tx() as cur:
-            cur.execute("UPDATE commitments SET state = ? WHERE txn_uid = ?", (state, txn_uid))
+        """CommitmentStore.close."""
+        self.commitments.close(txn_uid, state)
 
     def expired_commitments(self, now: float) -> list[str]:
-        rows = self.index.query(
-            "SELECT txn_uid FROM commitments WHERE state = 'pending' AND deadline <= ?", (now,)
-        )
-        return [r["txn_uid"] for r in rows]
+        """CommitmentStore.expired."""
+        return self.commitments.expired(now)
 
     # -- recovery and operator actions ---------------------------------------------------------
     def recover(self) -> int:
@@ -456,8 +470,9 @@ class JobQueue:
         cur.execute("INSERT INTO jobs(kind, target, instance_fk, state, next_attempt, last_error, created,"
                     " updated) VALUES ('forward', ?, ?, 'queued', 0, 're-forwarded by operator', ?, ?)",
                     (target, instance_fk, now, now))
-        return VerbResult(cur.lastrowid, True, f"{what} queued for {target} as job {cur.lastrowid}",
-                          new_job=cur.lastrowid)
+        job_id = cur.lastrowid
+        self.link_in(cur, job_id, (instance_fk,))
+        return VerbResult(job_id, True, f"{what} queued for {target} as job {job_id}", new_job=job_id)
 
     @staticmethod
     def requeue_routes_in(cur, kind: str, targets: Iterable[str], instance_fk: int, now: float) -> list[str]:
@@ -526,11 +541,8 @@ class JobQueue:
 
 
 def _film_phase(cur, job_id: int) -> str | None:
-    """The print spooler's phase of a film job (its table exists once printing was enabled)."""
-    try:
-        row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
-    except sqlite3.OperationalError:
-        return None
+    """The print spooler's phase of a film job (print_films is in every buffer: schema version 1)."""
+    row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
     return row["phase"] if row else None
 
 

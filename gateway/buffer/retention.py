@@ -2,11 +2,11 @@
 
 The rule, in one place for every path that deletes a received instance:
 
-- An instance is *delivered* when at least one job references it and every job that references it
-  is done: forwarded to every route it was queued for, and committed where the destination asks
-  for storage commitment (such a job stays 'committing' until the PACS reports). A job in any
-  other state (queued, in_flight, committing, dead), of any kind (forward today, media export
-  tomorrow), makes it undelivered. Print jobs reference films, not instances.
+- An instance is *delivered* when at least one job references it (a job_items link) and every job
+  that references it is done: forwarded to every route it was queued for, and committed where the
+  destination asks for storage commitment (such a job stays 'committing' until the PACS reports).
+  A job in any other state (queued, in_flight, committing, dead), of any kind (forward today, media
+  export tomorrow), makes it undelivered. Print jobs reference films, not instances.
 - Only delivered instances are evicted, oldest received first. Undelivered ones never are, so a
   C-STORE is refused with A700 only when undelivered instances alone fill the disk.
 - Instances no route matched have no job: they were never to be delivered anywhere, so
@@ -59,8 +59,12 @@ BATCH = 1000
 # SQLite's limit on bound parameters is 32766 (999 on old builds): chunk id lists well below it.
 _CHUNK = 500
 
-_HAS_JOB = "EXISTS (SELECT 1 FROM jobs j WHERE j.instance_fk = i.id)"
-_ALL_DONE = "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.instance_fk = i.id AND j.state != 'done')"
+# Which jobs need an instance is read from job_items (migration 2), never from jobs.instance_fk:
+# a job may need many instances (a media export, a C-MOVE), and each of them is protected until
+# that job is done.
+_HAS_JOB = "EXISTS (SELECT 1 FROM job_items ji WHERE ji.instance_fk = i.id)"
+_ALL_DONE = ("NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id"
+             " WHERE ji.instance_fk = i.id AND j.state != 'done')")
 DELIVERED = f"({_HAS_JOB} AND {_ALL_DONE})"
 UNROUTED = f"(NOT {_HAS_JOB})"
 
@@ -74,15 +78,6 @@ class Evicted:
 
     def __add__(self, other: "Evicted") -> "Evicted":
         return Evicted(self.instances + other.instances, self.bytes + other.bytes)
-
-
-def ensure_schema(index) -> None:
-    """Oldest-first selection walks received_at; without an index every sweep sorts the table.
-    The partial index on done jobs answers "is anything delivered at all?" at once: with the PACS
-    down for a weekend every refused C-STORE asks, and the answer is no."""
-    with index.tx() as cur:
-        cur.execute("CREATE INDEX IF NOT EXISTS instances_received ON instances(received_at)")
-        cur.execute("CREATE INDEX IF NOT EXISTS jobs_done ON jobs(instance_fk) WHERE state = 'done'")
 
 
 def _chunks(items: list, n: int = _CHUNK):
@@ -131,7 +126,7 @@ def _evict_one_batch(buffer, reason, where, ids, received_before, bytes_wanted, 
             rows = chosen
         if not rows:
             return Evicted()
-        cur.executemany("DELETE FROM jobs WHERE instance_fk = ?", [(r["id"],) for r in rows])
+        _drop_jobs_of(cur, [r["id"] for r in rows])
         cur.executemany("DELETE FROM instances WHERE id = ?", [(r["id"],) for r in rows])
         _drop_empty_hierarchy(cur, sorted({r["series_fk"] for r in rows}))
     for r in rows:
@@ -139,6 +134,21 @@ def _evict_one_batch(buffer, reason, where, ids, received_before, bytes_wanted, 
     result = Evicted(len(rows), sum(r["size"] for r in rows))
     buffer.evicted(reason, result)
     return result
+
+
+def _drop_jobs_of(cur: sqlite3.Cursor, instance_ids: list[int]) -> None:
+    """The evicted instances' links, then the jobs left with nothing to link (all of them done, or
+    the instance would not have been chosen). A job that still links instances kept in the buffer
+    stays: its record outlives the first file it no longer needs. The database refuses to delete
+    an instance a job still links (job_items has no cascade on instances), so this runs first."""
+    params = [(i,) for i in instance_ids]
+    jobs = {r[0] for part in _chunks(instance_ids) for r in cur.execute(
+        f"SELECT DISTINCT job_id FROM job_items WHERE instance_fk IN ({','.join('?' * len(part))})", part)}
+    cur.executemany("DELETE FROM job_items WHERE instance_fk = ?", params)
+    cur.executemany("DELETE FROM jobs WHERE id = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM job_items WHERE job_id = jobs.id)", [(j,) for j in sorted(jobs)])
+    # jobs.instance_fk references instances too: a job naming an evicted instance cannot outlive it.
+    cur.executemany("DELETE FROM jobs WHERE instance_fk = ?", params)
 
 
 def _drop_empty_hierarchy(cur: sqlite3.Cursor, series_ids: list[int]) -> None:
@@ -177,7 +187,6 @@ class Retention:
         # One evictor at a time: concurrent C-STOREs at the reserve must not each evict the
         # whole deficit.
         self._lock = threading.Lock()
-        ensure_schema(buffer.index)
         buffer.evicted = self._report
         if config.retention_enabled:
             buffer.files.make_room = self.make_room

@@ -67,29 +67,6 @@ log = logging.getLogger("gateway.print.spooler")
 PRINT = "print"
 QUEUED, SENDING, PRINTED, HELD = "queued", "sending", "printed", "held"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS print_jobs (
-    uid TEXT PRIMARY KEY,
-    printer TEXT NOT NULL,
-    calling_ae TEXT NOT NULL DEFAULT '',
-    priority TEXT NOT NULL DEFAULT 'MED',
-    films INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS print_films (
-    job_id INTEGER PRIMARY KEY,
-    print_job_uid TEXT NOT NULL REFERENCES print_jobs(uid),
-    film INTEGER NOT NULL,
-    folder TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    mark TEXT NOT NULL DEFAULT '',
-    preview TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS print_films_job ON print_films(print_job_uid);
-"""
-
-
 class SpoolFull(Exception):
     pass
 
@@ -111,11 +88,8 @@ class PrintStore:
         self.preview_dir = self.root / "previews"
         for d in (self.root, self.spool_dir, self.preview_dir):
             d.mkdir(parents=True, exist_ok=True)
+        # print_jobs and print_films are part of the buffer's schema (gateway/buffer/migrations.py).
         self.index, self.queue, self.printer = index, queue, printer_name
-        with index.tx() as cur:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    cur.execute(stmt)
 
     # -- spooling ----------------------------------------------------------------------------------
     def waiting_films(self) -> int:

@@ -1,0 +1,252 @@
+"""Schema versions of the buffer's index, and the ordered migrations that bring a buffer up to date.
+
+The version lives in the database file itself (`PRAGMA user_version`, 0 in a new file and in every
+buffer written before versions were counted). Opening a buffer applies, in order, each migration
+above its version; each runs in one IMMEDIATE transaction that also sets the new version, so a
+crash or a power cut leaves the buffer at the version before or after that step, never between,
+and the next start carries on. A buffer at a version higher than this code knows was written by a
+newer release: it is refused (SchemaTooNew), not guessed at.
+
+Rules for adding a migration (media volumes, an MWL cache, new query keys...):
+  - append a function to MIGRATIONS; never edit or reorder one that has shipped: a buffer in the
+    field may be at any earlier version;
+  - one transaction's worth of work; no executescript (it would commit behind our back), no
+    PRAGMAs that are no-ops inside a transaction (foreign_keys, journal_mode);
+  - every table a module needs is created here, not ad hoc by the module: the version must say
+    what the file holds.
+
+  1  the schema of the release before versions were counted (20cb9d5): patients / studies /
+     series / instances, jobs, commitments, the print spool's print_jobs / print_films, and the
+     two indexes retention used to add when it started. Every statement is IF NOT EXISTS, so it
+     both creates a new buffer and adopts an old one (user_version 0, tables already there).
+  2  job_items(job_id, instance_fk): the link that says which instances a job needs. Filled from
+     jobs.instance_fk. Retention evicts an instance only when every job linked to it is done, so
+     a job that needs many instances (a media export, a C-MOVE) protects them all.
+
+Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
+nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
+cascade drops the link). The forward jobs IT creates get no link, though, so after coming forward
+again their instances count as unrouted until those jobs are gone. Releases from this one on
+refuse a buffer newer than they know, so that gap cannot open again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+
+class SchemaTooNew(sqlite3.DatabaseError):
+    """The buffer was written by a newer release. A sqlite3.Error on purpose: the service and the
+    CLI already turn those into one line (and the service into a start-up error)."""
+
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS patients (
+    id INTEGER PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    issuer TEXT NOT NULL DEFAULT '',
+    patient_name TEXT NOT NULL DEFAULT '',
+    birth_date TEXT NOT NULL DEFAULT '',
+    sex TEXT NOT NULL DEFAULT '',
+    UNIQUE (patient_id, issuer)
+);
+
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY,
+    study_uid TEXT NOT NULL UNIQUE,
+    patient_fk INTEGER NOT NULL REFERENCES patients(id),
+    study_date TEXT NOT NULL DEFAULT '',
+    study_time TEXT NOT NULL DEFAULT '',
+    accession TEXT NOT NULL DEFAULT '',
+    study_id TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    referring TEXT NOT NULL DEFAULT '',
+    charset TEXT NOT NULL DEFAULT '',
+    first_received REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    series_uid TEXT NOT NULL UNIQUE,
+    study_fk INTEGER NOT NULL REFERENCES studies(id),
+    modality TEXT NOT NULL DEFAULT '',
+    series_number TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    body_part TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY,
+    sop_uid TEXT NOT NULL UNIQUE,
+    sop_class TEXT NOT NULL,
+    series_fk INTEGER NOT NULL REFERENCES series(id),
+    instance_number TEXT NOT NULL DEFAULT '',
+    transfer_syntax TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    calling_ae TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_fk);
+
+-- One row per unit of outgoing work (forward an instance to a destination, print a film...).
+-- state: queued -> in_flight -> done | committing -> done ; failures go back to queued with a
+-- later next_attempt, or to dead with the reason.
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    instance_fk INTEGER REFERENCES instances(id),
+    payload TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    commit_txn TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_pick ON jobs(kind, target, state, next_attempt, id);
+CREATE INDEX IF NOT EXISTS jobs_instance ON jobs(instance_fk);
+CREATE INDEX IF NOT EXISTS jobs_txn ON jobs(commit_txn);
+-- At most one waiting job per instance and target: a re-sent identical object never queues twice.
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_queued
+    ON jobs(kind, target, instance_fk) WHERE state = 'queued' AND instance_fk IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS commitments (
+    txn_uid TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    deadline REAL NOT NULL
+);
+
+-- Retention: oldest-first selection walks received_at; without an index every sweep sorts the
+-- table. The partial index on done jobs answers "is anything delivered at all?" at once: with
+-- the PACS down for a weekend every refused C-STORE asks, and the answer is no.
+CREATE INDEX IF NOT EXISTS instances_received ON instances(received_at);
+CREATE INDEX IF NOT EXISTS jobs_done ON jobs(instance_fk) WHERE state = 'done';
+
+-- The print spool (gateway/print/spooler.py): one row per Print Job SOP instance, one per film.
+-- A film's row shares its id with its 'print' job; phase/mark record how far printing got.
+CREATE TABLE IF NOT EXISTS print_jobs (
+    uid TEXT PRIMARY KEY,
+    printer TEXT NOT NULL,
+    calling_ae TEXT NOT NULL DEFAULT '',
+    priority TEXT NOT NULL DEFAULT 'MED',
+    films INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS print_films (
+    job_id INTEGER PRIMARY KEY,
+    print_job_uid TEXT NOT NULL REFERENCES print_jobs(uid),
+    film INTEGER NOT NULL,
+    folder TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    mark TEXT NOT NULL DEFAULT '',
+    preview TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS print_films_job ON print_films(print_job_uid);
+"""
+
+_V2 = """
+-- Which instances a job needs. THIS is what protects files: retention evicts an instance only
+-- when it has links and every linked job is done. jobs.instance_fk stays for the forwarder,
+-- which reads the one instance of a forward job from it; every job with an instance_fk also has
+-- its link (written in the same transaction, JobQueue.link_in).
+-- Deleting a job drops its links (cascade); deleting an instance that a job still links is
+-- refused by the database (no cascade): eviction removes the links of done jobs first.
+CREATE TABLE job_items (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    instance_fk INTEGER NOT NULL REFERENCES instances(id),
+    PRIMARY KEY (job_id, instance_fk)
+) WITHOUT ROWID;
+CREATE INDEX job_items_instance ON job_items(instance_fk, job_id);
+-- Every job of the previous release names its one instance in jobs.instance_fk.
+INSERT INTO job_items(job_id, instance_fk)
+    SELECT j.id, j.instance_fk FROM jobs j JOIN instances i ON i.id = j.instance_fk;
+"""
+
+
+def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
+    def run(cur: sqlite3.Cursor) -> None:
+        for stmt in statements(sql):
+            cur.execute(stmt)
+    return run
+
+
+# (version, what it adds, the step). Append only; see the module docstring.
+MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
+    (1, "base schema of the release before versions (index, jobs, commitments, print spool)", _script(_V1)),
+    (2, "job_items: the job <-> instance link that protects files from eviction", _script(_V2)),
+)
+LATEST = MIGRATIONS[-1][0]
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into single statements (sqlite3's execute takes one at a time, and
+    executescript would commit the migration's transaction). Comments may hold ';'."""
+    out, part = [], ""
+    for line in sql.splitlines(keepends=True):
+        part += line
+        if sqlite3.complete_statement(part):
+            out.append(part.strip())
+            part = ""
+    if part.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in part.splitlines()):
+        raise ValueError(f"incomplete SQL statement in a migration: {part.strip()[:60]!r}")
+    return out
+
+
+def version(db: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0: new, or written before versions)."""
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def check_not_newer(db: sqlite3.Connection, path: Path | str) -> int:
+    """The file's version; raises SchemaTooNew, one line, when a newer release wrote it."""
+    v = version(db)
+    if v > LATEST:
+        raise SchemaTooNew(
+            f"{path}: the buffer's index has schema version {v}, newer than this release knows"
+            f" (up to {LATEST}); it was written by a newer release: run that release, or move the"
+            " buffer aside to start an empty one")
+    return v
+
+
+def migrate(db: sqlite3.Connection, path: Path | str, upto: int | None = None) -> list[int]:
+    """Apply every migration above the file's version, up to `upto` (default: the latest), each in
+    its own transaction; returns the versions applied. `db` must be in autocommit mode
+    (isolation_level=None).
+
+    Another process (the CLI, a second start) may open the same file at the same time: the
+    version is read again inside each write transaction, so a step is never applied twice."""
+    check_not_newer(db, path)
+    upto = MIGRATIONS[-1][0] if upto is None else upto
+    applied = []
+    for v, _what, step in MIGRATIONS:
+        if v > upto:
+            break
+        if version(db) >= v:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = check_not_newer(db, path)
+            if current < v:
+                cur = db.cursor()
+                step(cur)
+                # Kept for people reading the file with the sqlite3 shell; user_version is the truth.
+                cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(v),))
+                cur.execute(f"PRAGMA user_version = {int(v)}")
+                cur.close()
+                applied.append(v)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return applied
