@@ -40,6 +40,9 @@ from gateway.buffer.index import Index
 
 QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD = "queued", "in_flight", "committing", "done", "dead"
 STATES = (QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD)
+# The last_error of a job an operator queued again with `retry`. The print spooler reads it as "the
+# operator looked at the printer: print it again" for a film whose first attempt had no verdict.
+RETRIED_BY_OPERATOR = "retried by operator"
 
 
 @dataclass(frozen=True)
@@ -106,15 +109,22 @@ class JobQueue:
         )
         return cur.rowcount == 1
 
+    @staticmethod
+    def enqueue_in(cur, kind: str, target: str, payload: str, now: float) -> int:
+        """Queue a payload job (a film, later an export) inside the caller's transaction, so that
+        the job and the caller's own rows (e.g. the film's phase) commit together. Returns the
+        job's id. The caller calls notify() after its commit: a worker woken before it would not
+        see the row."""
+        cur.execute(
+            "INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
+            " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+            (kind, target, payload, now, now),
+        )
+        return cur.lastrowid
+
     def enqueue(self, kind: str, target: str, payload: str) -> int:
-        now = time.time()
         with self.index.tx() as cur:
-            cur.execute(
-                "INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
-                " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
-                (kind, target, payload, now, now),
-            )
-            job_id = cur.lastrowid
+            job_id = self.enqueue_in(cur, kind, target, payload, time.time())
         self.notify()
         return job_id
 
@@ -156,11 +166,13 @@ class JobQueue:
                 self._wake.wait(left)
         return True
 
-    def make_due(self, kind: str, target: str) -> int:
-        """Every queued job of `target` due now (its destination just came back)."""
+    def make_due(self, kind: str, target: str, later_than: float = 0.0) -> int:
+        """Every queued job of `target` due now (its destination just came back). Only jobs due
+        after `later_than` are counted and changed (a printer that came back passes the current
+        time: it reports the films that were waiting for it). Returns how many."""
         with self.index.tx() as cur:
             cur.execute("UPDATE jobs SET next_attempt = 0 WHERE kind = ? AND target = ? AND state = 'queued'"
-                        " AND next_attempt > 0", (kind, target))
+                        " AND next_attempt > ?", (kind, target, later_than))
             n = cur.rowcount
         if n:
             self.notify()
@@ -192,26 +204,37 @@ class JobQueue:
         return rows[0]["t"] if rows and rows[0]["t"] is not None else None
 
     def complete(self, job_ids: Iterable[int]) -> None:
-        now = time.time()
+        """The far side confirmed: the jobs are done."""
         with self.index.tx() as cur:
-            cur.executemany(
-                "UPDATE jobs SET state = 'done', last_error = '', commit_txn = NULL, updated = ?"
-                " WHERE id = ?",
-                [(now, i) for i in job_ids],
-            )
+            self.complete_in(cur, job_ids, time.time())
+
+    @staticmethod
+    def complete_in(cur, job_ids: Iterable[int], now: float) -> None:
+        """complete() inside the caller's transaction: the job is done in the same commit as the
+        caller's own record of the outcome (a film's 'printed'), so that neither is ever seen
+        without the other."""
+        cur.executemany(
+            "UPDATE jobs SET state = 'done', last_error = '', commit_txn = NULL, updated = ?"
+            " WHERE id = ?",
+            [(now, i) for i in job_ids],
+        )
 
     def fail(self, job_id: int, error: str, retry_at: float | None) -> None:
         """Back to queued until `retry_at`, or dead-lettered when `retry_at` is None."""
-        now = time.time()
         with self.index.tx() as cur:
-            if retry_at is None:
-                cur.execute(
-                    "UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL, updated = ?"
-                    " WHERE id = ?",
-                    (error, now, job_id),
-                )
-            else:
-                self._requeue(cur, job_id, error, retry_at, now)
+            self.fail_in(cur, job_id, error, retry_at, time.time())
+
+    @classmethod
+    def fail_in(cls, cur, job_id: int, error: str, retry_at: float | None, now: float) -> None:
+        """fail() inside the caller's transaction (e.g. with a film's phase 'held')."""
+        if retry_at is None:
+            cur.execute(
+                "UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL, updated = ?"
+                " WHERE id = ?",
+                (error, now, job_id),
+            )
+        else:
+            cls._requeue(cur, job_id, error, retry_at, now)
 
     @staticmethod
     def _requeue(cur, job_id: int, error: str, retry_at: float, now: float) -> None:
@@ -348,8 +371,8 @@ class JobQueue:
         # "retried by operator" is also what the print spooler reads as "the operator looked at the
         # printer: print it again" for a film whose first attempt ended without a verdict.
         cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
-                    " last_error = 'retried by operator', commit_txn = NULL, updated = ? WHERE id = ?",
-                    (now, job_id))
+                    " last_error = ?, commit_txn = NULL, updated = ? WHERE id = ?",
+                    (RETRIED_BY_OPERATOR, now, job_id))
         note = ""
         if job.kind == "print" and _film_phase(cur, job_id) in ("sending", "held"):
             note = ("; its last attempt ended without a verdict from the printer: if that film came out,"
