@@ -204,6 +204,11 @@ def test_a_full_disk_is_one_error_line_and_one_recovery_line(tmp_path, workers, 
     w.start()
     assert w.seen.wait(5), "the worker did not take up its work again once the disk was usable"
     assert buf.queue.get(job_id).state == DONE
+    # The recovery line follows the work that went through (process() returned): wait for it.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("usable again" in r.getMessage() for r in caplog.records):
+        time.sleep(0.02)
+    time.sleep(0.2)  # and nothing more is said
     mine = [r for r in caplog.records if r.name == LOGGER and "started" not in r.getMessage()]
     assert [r.levelname for r in mine] == ["ERROR", "INFO"], [r.getMessage() for r in mine]
     assert mine[0].getMessage().startswith(
