@@ -23,6 +23,11 @@ Operator verbs per job state (a refusal changes nothing and says why in one line
   re-forward to another destination: the object's job for THAT destination decides, as above;
   none yet: a new job.
 
+Every write to the jobs table is a method here. A module that keeps rows of its own next to a job
+(print: the film's phase) uses the `*_in(cur, ...)` verbs (enqueue_in, complete_in, fail_in), which
+run in the caller's transaction, so that its rows and the job change in one commit. The loop that
+claims and works jobs is gateway.buffer.worker.QueueWorker.
+
 In flight and committing are refused rather than deferred: the worker holding the job settles it
 within one attempt (or the commitment deadline), and the operator can then act on the outcome.
 """

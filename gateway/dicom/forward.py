@@ -1,4 +1,5 @@
-"""The forwarder: one worker per destination that drains that destination's queue.
+"""The forwarder: one queue worker (gateway.buffer.worker) per destination that drains that
+destination's queue, a batch over one association at a time.
 
 Failure classes:
 - the association cannot be opened (PACS down, rejected): the destination backs off (capped

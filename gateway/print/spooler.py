@@ -9,7 +9,7 @@ Spooling (PrintStore.spool, called by the Print SCP's N-ACTION before it answers
   A crash before the commit loses nothing acknowledged (the folder is removed at start-up as an
   orphan); after it, the films print after the restart.
 
-Printing (Spooler, one thread per printer), per film:
+Printing (Spooler, the queue worker (gateway.buffer.worker) of the one printer), per film:
   1. claim the job (queue: in_flight)
   2. render it (image.compose), ask the printer's status; not ready -> the job waits (no attempt
      used) and is tried again when the printer is back
