@@ -23,6 +23,11 @@ Operator verbs per job state (a refusal changes nothing and says why in one line
   re-forward to another destination: the object's job for THAT destination decides, as above;
   none yet: a new job.
 
+Every write to the jobs table is a method here. A module that keeps rows of its own next to a job
+(print: the film's phase) uses the `*_in(cur, ...)` verbs (enqueue_in, complete_in, fail_in), which
+run in the caller's transaction, so that its rows and the job change in one commit. The loop that
+claims and works jobs is gateway.buffer.worker.QueueWorker.
+
 In flight and committing are refused rather than deferred: the worker holding the job settles it
 within one attempt (or the commitment deadline), and the operator can then act on the outcome.
 """
@@ -40,6 +45,9 @@ from gateway.buffer.index import Index
 
 QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD = "queued", "in_flight", "committing", "done", "dead"
 STATES = (QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD)
+# The last_error of a job an operator queued again with `retry`. The print spooler reads it as "the
+# operator looked at the printer: print it again" for a film whose first attempt had no verdict.
+RETRIED_BY_OPERATOR = "retried by operator"
 
 
 @dataclass(frozen=True)
@@ -119,15 +127,22 @@ class JobQueue:
         cur.executemany("INSERT OR IGNORE INTO job_items(job_id, instance_fk) VALUES (?, ?)",
                         [(job_id, i) for i in instance_ids])
 
+    @staticmethod
+    def enqueue_in(cur, kind: str, target: str, payload: str, now: float) -> int:
+        """Queue a payload job (a film, later an export) inside the caller's transaction, so that
+        the job and the caller's own rows (e.g. the film's phase) commit together. Returns the
+        job's id. The caller calls notify() after its commit: a worker woken before it would not
+        see the row."""
+        cur.execute(
+            "INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
+            " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+            (kind, target, payload, now, now),
+        )
+        return cur.lastrowid
+
     def enqueue(self, kind: str, target: str, payload: str) -> int:
-        now = time.time()
         with self.index.tx() as cur:
-            cur.execute(
-                "INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
-                " VALUES (?, ?, ?, 'queued', 0, ?, ?)",
-                (kind, target, payload, now, now),
-            )
-            job_id = cur.lastrowid
+            job_id = self.enqueue_in(cur, kind, target, payload, time.time())
         self.notify()
         return job_id
 
@@ -169,11 +184,13 @@ class JobQueue:
                 self._wake.wait(left)
         return True
 
-    def make_due(self, kind: str, target: str) -> int:
-        """Every queued job of `target` due now (its destination just came back)."""
+    def make_due(self, kind: str, target: str, later_than: float = 0.0) -> int:
+        """Every queued job of `target` due now (its destination just came back). Only jobs due
+        after `later_than` are counted and changed (a printer that came back passes the current
+        time: it reports the films that were waiting for it). Returns how many."""
         with self.index.tx() as cur:
             cur.execute("UPDATE jobs SET next_attempt = 0 WHERE kind = ? AND target = ? AND state = 'queued'"
-                        " AND next_attempt > 0", (kind, target))
+                        " AND next_attempt > ?", (kind, target, later_than))
             n = cur.rowcount
         if n:
             self.notify()
@@ -205,26 +222,37 @@ class JobQueue:
         return rows[0]["t"] if rows and rows[0]["t"] is not None else None
 
     def complete(self, job_ids: Iterable[int]) -> None:
-        now = time.time()
+        """The far side confirmed: the jobs are done."""
         with self.index.tx() as cur:
-            cur.executemany(
-                "UPDATE jobs SET state = 'done', last_error = '', commit_txn = NULL, updated = ?"
-                " WHERE id = ?",
-                [(now, i) for i in job_ids],
-            )
+            self.complete_in(cur, job_ids, time.time())
+
+    @staticmethod
+    def complete_in(cur, job_ids: Iterable[int], now: float) -> None:
+        """complete() inside the caller's transaction: the job is done in the same commit as the
+        caller's own record of the outcome (a film's 'printed'), so that neither is ever seen
+        without the other."""
+        cur.executemany(
+            "UPDATE jobs SET state = 'done', last_error = '', commit_txn = NULL, updated = ?"
+            " WHERE id = ?",
+            [(now, i) for i in job_ids],
+        )
 
     def fail(self, job_id: int, error: str, retry_at: float | None) -> None:
         """Back to queued until `retry_at`, or dead-lettered when `retry_at` is None."""
-        now = time.time()
         with self.index.tx() as cur:
-            if retry_at is None:
-                cur.execute(
-                    "UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL, updated = ?"
-                    " WHERE id = ?",
-                    (error, now, job_id),
-                )
-            else:
-                self._requeue(cur, job_id, error, retry_at, now)
+            self.fail_in(cur, job_id, error, retry_at, time.time())
+
+    @classmethod
+    def fail_in(cls, cur, job_id: int, error: str, retry_at: float | None, now: float) -> None:
+        """fail() inside the caller's transaction (e.g. with a film's phase 'held')."""
+        if retry_at is None:
+            cur.execute(
+                "UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL, updated = ?"
+                " WHERE id = ?",
+                (error, now, job_id),
+            )
+        else:
+            cls._requeue(cur, job_id, error, retry_at, now)
 
     @staticmethod
     def _requeue(cur, job_id: int, error: str, retry_at: float, now: float) -> None:
@@ -362,8 +390,8 @@ class JobQueue:
         # "retried by operator" is also what the print spooler reads as "the operator looked at the
         # printer: print it again" for a film whose first attempt ended without a verdict.
         cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
-                    " last_error = 'retried by operator', commit_txn = NULL, updated = ? WHERE id = ?",
-                    (now, job_id))
+                    " last_error = ?, commit_txn = NULL, updated = ? WHERE id = ?",
+                    (RETRIED_BY_OPERATOR, now, job_id))
         note = ""
         if job.kind == "print" and _film_phase(cur, job_id) in ("sending", "held"):
             note = ("; its last attempt ended without a verdict from the printer: if that film came out,"

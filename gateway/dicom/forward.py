@@ -1,4 +1,5 @@
-"""The forwarder: one worker per destination that drains that destination's queue.
+"""The forwarder: one queue worker (gateway.buffer.worker) per destination that drains that
+destination's queue, a batch over one association at a time.
 
 Failure classes:
 - the association cannot be opened (PACS down, rejected): the destination backs off (capped
@@ -12,58 +13,47 @@ Failure classes:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.queue import Job
+from gateway.buffer.worker import QueueWorker, backoff
 from gateway.config import Config, DestinationSection
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
 from gateway.events import EventBus
-from gateway.logs import EXPECTED_BUFFER_ERRORS, FaultLog
 
 log = logging.getLogger("gateway.dicom.forward")
-
-
-def backoff(initial: float, cap: float, failures: int) -> float:
-    return min(cap, initial * (2 ** max(0, failures - 1)))
 
 
 def _item(buffer: Buffer, job: Job) -> SendItem:
     return SendItem(buffer.files.absolute(job.path), job.sop_class, job.sop_uid, job.transfer_syntax)
 
 
-class Forwarder:
+class Forwarder(QueueWorker):
+    """The queue worker of kind 'forward' for one destination: a claim is a batch, sent over one
+    association (QueueWorker has the loop, the stop and the backoff waits)."""
+
     def __init__(self, name: str, config: Config, buffer: Buffer, events: EventBus,
                  commitment: CommitmentSCU | None, scu_handlers: list | None = None):
         self.name = name
         self.dest: DestinationSection = config.destinations[name]
+        super().__init__(buffer.queue, FORWARD, name, who=f"forwarder {name}", logger=log,
+                         thread_name=f"forward-{name}", batch=self.dest.batch_size)
         self.config = config
         self.buffer = buffer
-        self.queue = buffer.queue
         self.events = events
         self.commitment = commitment if self.dest.storage_commitment else None
         self.scu = StoreSCU(config.ae.title, self.dest, config.timers, config.ae.tcp_nodelay,
                             config.ae.max_pdu, scu_handlers)
-        self._stop = threading.Event()
         self._cut = False  # the stop's drain deadline passed: the send in progress was aborted
-        self._buffer_fault = FaultLog(log, f"forwarder {name}")
-        self._thread = threading.Thread(target=self._run, name=f"forward-{name}", daemon=True)
         self._assoc = None
-        self._down_since: float | None = None
-        self._reminded_at = 0.0
-        self._assoc_failures = 0
-
-    def start(self) -> None:
-        self._thread.start()
 
     def request_stop(self) -> None:
         """Stop after the object in hand: the send under way completes (and is marked done); the
         rest of the batch goes back to the queue without using up an attempt. cut() ends a send
         that outlasts the stop's drain deadline."""
-        self._stop.set()
-        self.queue.notify()
+        super().request_stop()
 
     def cut(self, drain_s: float) -> None:
         """The drain deadline passed: abort the association in progress (a WARNING names it). The
@@ -77,38 +67,14 @@ class Forwarder:
                         "queued", self.name, self.dest.ae_title, self.dest.host, self.dest.port, drain_s)
             assoc.abort()
 
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
+    def on_start(self) -> None:
         log.info("forwarder for %s (%s@%s:%d) started", self.name, self.dest.ae_title, self.dest.host, self.dest.port)
-        while not self._stop.is_set():
-            try:
-                jobs = self.queue.claim(FORWARD, self.name, self.dest.batch_size)
-                if not jobs:
-                    self._buffer_fault.ok()
-                    due = self.queue.next_due(FORWARD, self.name)
-                    wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
-                    self.queue.wait(wait, self._stop)
-                    continue
-                self._send_batch(jobs)
-                self._buffer_fault.ok()
-            except EXPECTED_BUFFER_ERRORS as exc:
-                # A full or failing disk under the index: one line, not a traceback every 5 s.
-                self._buffer_fault.failed(exc, 5.0)
-                self._stop.wait(5.0)
-            except Exception:
-                # A bug here must not silently stop forwarding for good: log, pause, go on.
-                log.exception("forwarder %s: unexpected error; retrying in 5 s", self.name)
-                self._stop.wait(5.0)
+
+    def on_stop(self) -> None:
         log.info("forwarder for %s stopped", self.name)
 
-
-
-    def _send_batch(self, jobs: list[Job]) -> None:
+    def process_batch(self, jobs: list[Job]) -> None:
+        """Send a claimed batch over one association; each job settled as its peer answered."""
         items = [_item(self.buffer, j) for j in jobs]
         n = fit_batch(items)
         if n < len(jobs):
@@ -117,24 +83,23 @@ class Forwarder:
         try:
             assoc = self.scu.open(items, commitment=self.commitment is not None)
         except AssociationFailed as exc:
-            self._assoc_failures += 1
-            delay = backoff(self.dest.retry_initial_s, self.dest.retry_max_s, self._assoc_failures)
+            delay = self.retry_delay(self.dest.retry_initial_s, self.dest.retry_max_s)
             self.queue.release([j.id for j in jobs], str(exc), time.time() + delay, uncount=True)
             self._note_down(str(exc), delay)
             self._wait_out_outage(str(exc), delay)
             return
         self._assoc = assoc
-        if self._down_since is not None:
-            log.info("%s reachable again after %.0f s", self.name, time.time() - self._down_since)
+        lasted = self.target_up()
+        if lasted is not None:
+            log.info("%s reachable again after %.0f s", self.name, lasted)
             self.events.publish("destination-up", target=self.name)
             # Jobs that waited out the outage go now, not at their staggered backoff times.
             self.queue.make_due(FORWARD, self.name)
-        self._down_since, self._assoc_failures = None, 0
         started = time.monotonic()
         sent: list[Job] = []
         try:
             for i, (job, item) in enumerate(zip(jobs, items)):
-                if self._stop.is_set() or time.monotonic() - started > self.config.timers.session_s:
+                if self.stopping or time.monotonic() - started > self.config.timers.session_s:
                     self.queue.release([j.id for j in jobs[i:]], "", 0, uncount=True)
                     break
                 result = self.scu.send(assoc, item)
@@ -175,9 +140,7 @@ class Forwarder:
 
     def _note_down(self, reason: str, delay: float) -> None:
         """An association attempt failed: log the outage when it starts (WARNING, once)."""
-        now = time.time()
-        if self._down_since is None:
-            self._down_since = self._reminded_at = now
+        if self.target_down():
             log.warning("%s unreachable: %s; jobs wait, retrying in %.3g s", self.name, reason, delay)
             self.events.publish("destination-down", target=self.name, reason=reason, retry_in=delay)
         else:
@@ -188,22 +151,13 @@ class Forwarder:
         (`queue retry`, `re-forward`: queue.wake_all via SIGUSR1). While it lasts, the outage is
         logged again every `logging.down_reminder_s`: one line at 3 a.m. scrolls away long before
         anyone reads the log, and the retry cadence alone (up to retry_max_s) is not the operator's."""
-        every = self.config.logging.down_reminder_s
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            remind_in = self._reminded_at + every - time.time()
-            if remind_in <= 0:
-                self._reminded_at = time.time()
-                waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
-                              if kind == FORWARD and target == self.name and state == "queued")
-                log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
-                            self.name, time.time() - (self._down_since or time.time()), reason, waiting, left)
-                continue
-            if self.queue.backoff_wait(min(left, remind_in), self._stop):
-                return
+        def remind(left: float) -> None:
+            waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
+                          if kind == FORWARD and target == self.name and state == "queued")
+            log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
+                        self.name, time.time() - (self.down_since or time.time()), reason, waiting, left)
+
+        self.wait_out(delay, self.config.logging.down_reminder_s, remind)
 
     def _failed(self, job: Job, error: str, transient: bool) -> None:
         if transient and job.attempts < self.dest.max_attempts:

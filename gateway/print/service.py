@@ -14,7 +14,7 @@ from gateway.config import LoadedConfig
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
 from gateway.print.printer_status import PrinterStatusMonitor
-from gateway.print.spooler import PrintStore, Spooler
+from gateway.print.spooler import PRINT, PrintStore, Spooler
 
 log = logging.getLogger("gateway.print")
 
@@ -32,13 +32,9 @@ class PrintService:
 
     def _printer_ready(self) -> None:
         """Films that waited for the printer (backoff up to print.retry_max_s) are due now."""
-        with self.store.index.tx() as cur:
-            cur.execute("UPDATE jobs SET next_attempt = ? WHERE kind = 'print' AND target = ? "
-                        "AND state = 'queued' AND next_attempt > ?", (0, self.profile.name, time.time()))
-            woken = cur.rowcount
-        if woken:
+        woken = self.store.queue.make_due(PRINT, self.profile.name, later_than=time.time())
+        if woken:  # make_due has woken the spooler
             log.info("printer ready: %d waiting film(s) due now", woken)
-            self.store.queue.notify()
 
     def start(self) -> None:
         orphans = self.store.remove_orphans()

@@ -9,7 +9,7 @@ Spooling (PrintStore.spool, called by the Print SCP's N-ACTION before it answers
   A crash before the commit loses nothing acknowledged (the folder is removed at start-up as an
   orphan); after it, the films print after the restart.
 
-Printing (Spooler, one thread per printer), per film:
+Printing (Spooler, the queue worker (gateway.buffer.worker) of the one printer), per film:
   1. claim the job (queue: in_flight)
   2. render it (image.compose), ask the printer's status; not ready -> the job waits (no attempt
      used) and is tried again when the printer is back
@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -55,9 +54,9 @@ from drivers.printer.interface import PrinterError, PrinterNotReady, PrintJob
 from drivers.printer.status_map import dicom_printer_status
 from gateway.buffer.files import fsync_dir
 from gateway.buffer.index import Index
-from gateway.buffer.queue import Job, JobQueue
+from gateway.buffer.queue import RETRIED_BY_OPERATOR, Job, JobQueue
+from gateway.buffer.worker import QueueWorker
 from gateway.events import EventBus
-from gateway.logs import EXPECTED_BUFFER_ERRORS, FaultLog
 from gateway.print.device import PrinterDevice, films_left
 from gateway.print.profile import PrintSection
 from gateway.print.render import render_film
@@ -128,11 +127,10 @@ class PrintStore:
                         " VALUES (?, ?, ?, ?, ?, ?)", (uid, self.printer, calling_ae, priority, len(films), now))
             for n, folder in enumerate(folders, 1):
                 payload = json.dumps({"print_job": uid, "film": n, "folder": folder})
-                cur.execute("INSERT INTO jobs(kind, target, payload, state, next_attempt, created, updated)"
-                            " VALUES (?, ?, ?, 'queued', 0, ?, ?)", (PRINT, self.printer, payload, now, now))
-                ids.append(cur.lastrowid)
+                job_id = JobQueue.enqueue_in(cur, PRINT, self.printer, payload, now)
+                ids.append(job_id)
                 cur.execute("INSERT INTO print_films(job_id, print_job_uid, film, folder, phase, updated)"
-                            " VALUES (?, ?, ?, ?, 'queued', ?)", (cur.lastrowid, uid, n, folder, now))
+                            " VALUES (?, ?, ?, ?, 'queued', ?)", (job_id, uid, n, folder, now))
         self.queue.notify()
         return ids
 
@@ -172,8 +170,15 @@ class PrintStore:
         with self.index.tx() as cur:
             cur.execute("UPDATE print_films SET phase = 'printed', preview = ?, updated = ? WHERE job_id = ?",
                         (preview, now, job_id))
-            cur.execute("UPDATE jobs SET state = 'done', last_error = '', updated = ? WHERE id = ?",
-                        (now, job_id))
+            JobQueue.complete_in(cur, [job_id], now)
+
+    def hold(self, job_id: int, why: str) -> None:
+        """Held and dead-lettered, in one transaction: a crash in between would leave a held film
+        whose job is queued again at the restart, and so printed with nobody having looked."""
+        now = time.time()
+        with self.index.tx() as cur:
+            cur.execute("UPDATE print_films SET phase = ?, updated = ? WHERE job_id = ?", (HELD, now, job_id))
+            JobQueue.fail_in(cur, job_id, why, None, now)
 
     # -- Print Job SOP instances -----------------------------------------------------------------------
     def print_job(self, uid: str) -> dict | None:
@@ -209,55 +214,20 @@ def copies_done(film_row) -> int:
         return 0
 
 
-def backoff(initial: float, cap: float, failures: int) -> float:
-    return min(cap, initial * (2 ** max(0, failures - 1)))
-
-
-class Spooler:
-    """The queue worker of kind 'print' for the one attached printer."""
+class Spooler(QueueWorker):
+    """The queue worker of kind 'print' for the one attached printer: a claim is one film
+    (QueueWorker has the loop, the stop and the backoff wait)."""
 
     def __init__(self, profile: PrintSection, store: PrintStore, device: PrinterDevice,
                  events: EventBus):
+        super().__init__(store.queue, PRINT, store.printer, who="print spooler", logger=log,
+                         thread_name="print-spooler")
         self.profile, self.store, self.device, self.events = profile, store, device, events
-        self.queue = store.queue
         self.curve = profile.curve()
         self.dpi = profile.printer.dpi
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="print-spooler", daemon=True)
-        self._waiting = 0
-        self._buffer_fault = FaultLog(log, "print spooler")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self.queue.notify()
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
+    def on_start(self) -> None:
         log.info("print spooler for %s started", self.store.printer)
-        while not self._stop.is_set():
-            try:
-                jobs = self.queue.claim(PRINT, self.store.printer, 1)
-                if not jobs:
-                    self._buffer_fault.ok()
-                    due = self.queue.next_due(PRINT, self.store.printer)
-                    wait = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
-                    self.queue.wait(wait, self._stop)
-                    continue
-                self.process(jobs[0])
-                self._buffer_fault.ok()
-            except EXPECTED_BUFFER_ERRORS as exc:
-                self._buffer_fault.failed(exc, 5.0)  # a full disk: one line, not a traceback every 5 s
-                self._stop.wait(5.0)
-            except Exception:
-                log.exception("print spooler: unexpected error; retrying in 5 s")
-                self._stop.wait(5.0)
-        log.info("print spooler stopped")
 
     # -- one film ------------------------------------------------------------------------------------
     def _event(self, uid: str) -> None:
@@ -267,10 +237,11 @@ class Spooler:
                                 calling_ae=job["calling_ae"])
 
     def _wait_for_printer(self, job: Job, why: str) -> None:
-        self._waiting += 1
-        delay = backoff(self.profile.retry_initial_s, self.profile.retry_max_s, self._waiting)
+        delay = self.retry_delay(self.profile.retry_initial_s, self.profile.retry_max_s)
         self.queue.release([job.id], why, time.time() + delay, uncount=True)
-        self.queue.backoff_wait(min(delay, 1.0), self._stop)
+        # At most 1 s here: the film's own due time (or the printer coming back, which makes it
+        # due) takes over in the idle wait, which also ends on new work.
+        self.backoff_wait(min(delay, 1.0))
 
     def process(self, job: Job) -> None:
         film_row = self.store.film(job.id)
@@ -308,10 +279,9 @@ class Spooler:
                     self._event(uid)
                     return
                 if verdict == HELD:
-                    self.store.set_phase(job.id, HELD)
                     why = ("interrupted while sending; the printer cannot tell whether the film came "
                            "out: check it, then `dicom-gateway queue retry %d` prints it again" % job.id)
-                    self.queue.fail(job.id, why, None)
+                    self.store.hold(job.id, why)
                     log.error("print job %s film %d held: %s", uid, film_row["film"], why)
                     self.events.publish("print-held", uid=uid, job_id=job.id, reason=why)
                     self._event(uid)
@@ -321,7 +291,7 @@ class Spooler:
                 self._wait_for_printer(job, f"printer not ready: {info}")
                 self._event(uid)
                 return
-            self._waiting = 0
+            self.target_up()  # the printer is ready: the next wait for it starts short again
             copies = int(desc.get("copies", 1))
             # Copies already out (the printer stopped part-way through an earlier try) are owed
             # no more: only the rest is sent.  "copies" in the mark is what this send asks for.
@@ -379,8 +349,8 @@ class Spooler:
         return QUEUED if self.profile.on_interrupted == "reprint" else HELD
 
     def queue_retried_by_operator(self, job_id: int) -> bool:
-        rows = self.store.index.query("SELECT last_error FROM jobs WHERE id = ?", (job_id,))
-        return bool(rows) and rows[0]["last_error"] == "retried by operator"
+        job = self.queue.get(job_id)
+        return job is not None and job.last_error == RETRIED_BY_OPERATOR
 
     def _preview(self, uid: str, n: int, film: np.ndarray) -> str:
         from PIL import Image
