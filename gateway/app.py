@@ -34,7 +34,6 @@ import sqlite3
 
 from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
-from gateway.buffer.attributes import configure_pydicom
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.config import LoadedConfig
@@ -43,6 +42,7 @@ from gateway.dicom.forward import Forwarder
 from gateway.dicom.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.events import EventBus
+from gateway.part10.attributes import configure_pydicom
 from gateway.print.service import PrintService
 from gateway.routing import Router
 from gateway.state import StateObserver

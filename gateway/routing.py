@@ -3,8 +3,8 @@ SOP class. No routes configured means every enabled destination."""
 
 from __future__ import annotations
 
-from gateway.buffer.attributes import InstanceAttributes
 from gateway.config import Config
+from gateway.part10.attributes import InstanceAttributes
 
 
 class Router:

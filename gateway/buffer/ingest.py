@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gateway.buffer.attributes import InstanceAttributes
 from gateway.buffer.files import FileStore
 from gateway.buffer.index import Index
 from gateway.buffer.queue import JobQueue
 from gateway.buffer.retention import evict
+from gateway.part10.attributes import InstanceAttributes
 
 log = logging.getLogger("gateway.buffer")
 

@@ -25,10 +25,8 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiat
 from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
-from gateway.dicom.association_policy import AssociationPolicy, tune_socket
-from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, user_information
 from gateway.dicom import association_request
-from gateway.dicom.identity import escaped_ae
+from gateway.dicom.association_policy import AssociationPolicy, tune_socket
 from gateway.dicom.pdu_socket import (
     ABORT_INVALID_PARAMETER,
     ABORT_UNEXPECTED_PDU,
@@ -43,6 +41,7 @@ from gateway.dicom.pdu_socket import (
 )
 from gateway.dicom.pynetdicom_tuning import pdu_limit
 from gateway.dicom.storage_association import Store, StorageAssociation
+from gateway.identity import APPLICATION_CONTEXT_NAME, escaped_ae, user_information
 
 log = logging.getLogger("gateway.dicom.acceptor")
 

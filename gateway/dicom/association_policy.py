@@ -26,7 +26,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 
 from gateway.config import Config, PeerSection
-from gateway.dicom.identity import escaped_ae, normalise_ae
+from gateway.identity import escaped_ae, normalise_ae
 
 log = logging.getLogger("gateway.dicom.association")
 

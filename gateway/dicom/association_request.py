@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, normalise_ae
+from gateway.identity import APPLICATION_CONTEXT_NAME, normalise_ae
 
 _ITEM = struct.Struct(">BxH")
 _U16 = struct.Struct(">H")

@@ -20,7 +20,6 @@ from gateway.dicom import pynetdicom_tuning, receive_spool
 from gateway.dicom.acceptor import Acceptor
 from gateway.dicom.association_policy import AssociationPolicy
 from gateway.dicom.echo import handle_echo
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, lenient_ae_validator
 from gateway.dicom.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_COMMITMENT_PUSH,
@@ -28,6 +27,7 @@ from gateway.dicom.sop_classes import (
     VERIFICATION,
     storage_sop_classes,
 )
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, lenient_ae_validator
 
 log = logging.getLogger("gateway.dicom.listener")
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gateway.buffer import file_meta
 from gateway.dicom import dimse_command, receive_spool, status
 from gateway.dicom.pdu_socket import (
     ABORT_INVALID_PARAMETER,
@@ -44,6 +43,7 @@ from gateway.dicom.pdu_socket import (
     release_rp_pdu,
 )
 from gateway.dicom.sop_classes import VERIFICATION
+from gateway.part10 import file_meta
 
 log = logging.getLogger("gateway.dicom.storage")
 

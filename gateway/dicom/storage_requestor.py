@@ -27,9 +27,7 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
-from gateway.buffer.structure import StructureError, file_meta
 from gateway.dicom import dimse_command
-from gateway.dicom.identity import APPLICATION_CONTEXT_NAME, user_information
 from gateway.dicom.pdu_socket import (
     A_ABORT,
     A_ASSOCIATE_AC as AC_TYPE,
@@ -46,6 +44,8 @@ from gateway.dicom.pdu_socket import (
     pdu,
     pdv_items,
 )
+from gateway.identity import APPLICATION_CONTEXT_NAME, user_information
+from gateway.part10.structure import StructureError, file_meta
 
 log = logging.getLogger("gateway.dicom.storage_requestor")
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from pynetdicom import evt
 
-from gateway.buffer.attributes import InvalidDataset, MalformedDataset, read_attributes
-from gateway.buffer.structure import StrayFileMeta
 from gateway.buffer.files import DiskReserveError
 from gateway.buffer.ingest import Buffer, Outcome
 from gateway.config import Config
 from gateway.dicom import receive_spool, status
-from gateway.dicom.identity import normalise_ae
 from gateway.dicom.sop_classes import VERIFICATION, storage_sop_classes
 from gateway.events import EventBus
+from gateway.identity import normalise_ae
+from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
+from gateway.part10.structure import StrayFileMeta
 
 log = logging.getLogger("gateway.dicom.store_scp")
 

@@ -20,9 +20,9 @@ from gateway.config import DestinationSection, TimersSection
 from gateway.dicom import status
 from gateway.dicom.association_policy import raw_socket, tune_socket
 from gateway.dicom.pdu_flow import limit_pending_pdata
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
 from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.store_scu")
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from datasets import make_ct
 
-from gateway.buffer.attributes import read_attributes
 from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.retention import Retention
 from gateway.config import BufferSection
+from gateway.part10.attributes import read_attributes
 from gateway.print.spooler import PrintStore
 
 # Fixed UIDs and times keep a regenerated dump comparable with the stored one.

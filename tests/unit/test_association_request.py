@@ -17,7 +17,7 @@ from gateway.dicom.association_request import (
     MalformedRequest,
     parse,
 )
-from gateway.dicom.identity import escaped_ae, normalise_ae
+from gateway.identity import escaped_ae, normalise_ae
 
 VERIFICATION = "1.2.840.10008.1.1"
 CT = (CTImageStorage, [ExplicitVRLittleEndian])

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from datasets import make_ct
 
-from gateway.buffer import attributes
-from gateway.buffer.attributes import read_attributes
+from gateway.part10 import attributes
+from gateway.part10.attributes import read_attributes
 
 _DATA = Path(os.path.dirname(pydicom.__file__)) / "data"  # test_files/ and charset_files/
 

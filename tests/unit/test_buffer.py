@@ -8,9 +8,9 @@ import time
 import pytest
 from datasets import make_ct
 
-from gateway.buffer.attributes import InvalidDataset, MalformedDataset, read_attributes
 from gateway.buffer.files import DiskReserveError
 from gateway.buffer.ingest import FORWARD, Buffer, Outcome
+from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
 
 
 def _buffer(tmp_path, routes=("pacs",), policy="replace", reserve=0) -> Buffer:

@@ -14,9 +14,9 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.pdu import P_DATA_TF
 
-from gateway.buffer import file_meta
 from gateway.dicom import dimse_command, pdu_socket
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.part10 import file_meta
 
 ODD_UID = "1.2.826.0.1.3680043.2.1125.123456"  # 33 characters
 EVEN_UID = "1.2.826.0.1.3680043.2.1125.12345"  # 32 characters

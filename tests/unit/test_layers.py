@@ -74,9 +74,6 @@ SIMULATOR = "hwsim"
 # (importer, imported) -> which item of issue 7 removes the arrow. Line numbers are left out on
 # purpose: they move with every edit above them; the failure message gives them.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # buffer -> dicom roles: file meta needs the implementation class UID and version name.
-    # Item 6: the Part-10 codec moves to gateway/part10/ and the identity to gateway/identity.py.
-    ("gateway.buffer.file_meta", "gateway.dicom.identity"): "item 6 (gateway/part10/, gateway/identity.py)",
     # print domain -> dicom roles: PrintService builds its own DIMSE adapter.
     # Item 6: PrintSCP is split by concern and app.py composes PrintSCP(service, ...).
     ("gateway.print.service", "gateway.dicom.print_scp"): "item 6 (app.py composes PrintSCP)",

@@ -18,11 +18,11 @@ import pytest
 from datasets import make_ct
 
 from gateway.buffer import migrations
-from gateway.buffer.attributes import read_attributes
 from gateway.buffer.index import Index
 from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.retention import DAY_S, Retention, retention_summary
 from gateway.config import BufferSection
+from gateway.part10.attributes import read_attributes
 from gateway.print.spooler import PrintStore
 
 DUMP = Path(__file__).parent.parent / "data" / "buffer-v1.sql"

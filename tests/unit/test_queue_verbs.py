@@ -14,9 +14,9 @@ import time
 import pytest
 from datasets import make_ct
 
-from gateway.buffer.attributes import read_attributes
 from gateway.buffer.ingest import FORWARD, Buffer, Outcome
 from gateway.buffer.queue import COMMITTING, DEAD, DONE, IN_FLIGHT, QUEUED, STATES
+from gateway.part10.attributes import read_attributes
 
 PRINT = "print"
 

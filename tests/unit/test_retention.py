@@ -14,12 +14,12 @@ import pytest
 from datasets import make_ct
 
 from gateway import config as config_mod
-from gateway.buffer.attributes import read_attributes
 from gateway.buffer.files import DiskReserveError
 from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.retention import DAY_S, Retention, retention_summary
 from gateway.config import BufferSection
 from gateway.events import EventBus
+from gateway.part10.attributes import read_attributes
 
 T0 = 1_800_000_000.0
 

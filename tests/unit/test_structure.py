@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from peers import TEST_FILES
 
-from gateway.buffer.structure import StrayFileMeta, StructureError, check_structure, walk_file
+from gateway.part10.structure import StrayFileMeta, StructureError, check_structure, walk_file
 
 BROKEN = {"MR_truncated.dcm", "rtplan_truncated.dcm", "SC_rgb_jpeg.dcm"}  # DCMTK rejects these too
 

@@ -1,6 +1,10 @@
 """This implementation's identity on the wire (PS3.7 D.3.3.2): its own class UID and version name.
 
 The UID is under the 2.25 root (PS3.5 B.2, a UUID as a decimal integer), fixed for this product.
+Also the AE title rules every receive path shares (normalise_ae, escaped_ae, lenient_ae_validator).
+
+A leaf (tests/unit/test_layers.py): it imports nothing of ours, so the Part-10 file meta writer
+(gateway.part10) and the DICOM roles (gateway.dicom) both use it.
 """
 
 IMPLEMENTATION_CLASS_UID = "2.25.211826508049113193358415653718601850479"

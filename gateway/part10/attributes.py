@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from gateway.buffer.structure import StrayFileMeta, StructureError, check_structure, walk_file
+from gateway.part10.structure import StrayFileMeta, StructureError, check_structure, walk_file
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 

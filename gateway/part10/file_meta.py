@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.dicom.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 _SHORT = struct.Struct("<HH2sH")  # tag, VR, 2-byte length
 _LONG = struct.Struct("<HH2s2xI")  # tag, VR (OB), reserved, 4-byte length
