@@ -1,8 +1,12 @@
-"""Which destinations an instance goes to: the config's routes, matched on calling AE, modality and
-SOP class. No routes configured means every enabled destination."""
+"""Which destinations an instance goes to: the config's routes, matched on the source, modality and
+SOP class. No routes configured means every enabled destination.
+
+A route's `calling_ae` list matches a network source (AE:<title>) by its title; a route that names
+calling AEs never matches a medium or a capture device (they have no AE title)."""
 
 from __future__ import annotations
 
+from gateway.buffer.source import Source
 from gateway.config import Config
 from gateway.part10.attributes import InstanceAttributes
 
@@ -12,12 +16,12 @@ class Router:
         self._enabled = [name for name, d in config.destinations.items() if d.enabled]
         self._routes = config.routes
 
-    def __call__(self, attrs: InstanceAttributes, calling_ae: str) -> list[str]:
+    def __call__(self, attrs: InstanceAttributes, source: Source) -> list[str]:
         if not self._routes:
             return list(self._enabled)
         chosen: list[str] = []
         for route in self._routes:
-            if route.calling_ae and calling_ae.strip() not in route.calling_ae:
+            if route.calling_ae and not (source.is_ae and source.name.strip() in route.calling_ae):
                 continue
             if route.modality and attrs.modality not in route.modality:
                 continue

@@ -21,6 +21,10 @@ class DiskReserveError(OSError):
     """Accepting the object would leave less free space than the configured reserve."""
 
 
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

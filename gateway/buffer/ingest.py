@@ -1,8 +1,8 @@
 """Taking an instance into the buffer: place the file durably, index it, queue its routes.
 
-This is the one door every received object goes through (C-STORE, media import, capture). It
-returns only after the file is fsynced and in place and the index transaction is committed; the
-caller may then say Success.
+Every received object (C-STORE, media import, capture) comes here through the Intake (intake.py),
+which does the checks first. It returns only after the file is fsynced and in place and the index
+transaction is committed; the caller may then say Success.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from gateway.buffer.files import FileStore
 from gateway.buffer.index import Index
 from gateway.buffer.queue import JobQueue
 from gateway.buffer.retention import evict
+from gateway.buffer.source import Source
 from gateway.part10.attributes import InstanceAttributes
 
 log = logging.getLogger("gateway.buffer")
 
 FORWARD = "forward"
 
-Router = Callable[[InstanceAttributes, str], list[str]]
+Router = Callable[[InstanceAttributes, Source], list[str]]
 
 
 class Outcome(enum.Enum):
@@ -61,9 +62,13 @@ class Buffer:
         requeued = self.queue.recover()
         return {"partial_files": partial, "orphan_files": orphans, "requeued_jobs": requeued}
 
-    def ingest(self, tmp: Path, attrs: InstanceAttributes, calling_ae: str, synced: bool = False) -> IngestResult:
-        """Take ownership of the file at `tmp` (already fsynced if `synced`). Raises
-        DiskReserveError (tmp removed) when full."""
+    def ingest(self, tmp: Path, attrs: InstanceAttributes, source: Source | str,
+               synced: bool = False) -> IngestResult:
+        """Take ownership of the file at `tmp` (already fsynced if `synced`). `source`: where it
+        came from (a bare string is an AE title). Raises DiskReserveError (tmp removed) when full.
+        The checks before this (SOP class, peer, header) are the Intake's (intake.py)."""
+        if isinstance(source, str):
+            source = Source.ae(source)
         try:
             size = tmp.stat().st_size  # the rename below keeps it
             self.files.check_reserve(size)
@@ -72,11 +77,11 @@ class Buffer:
             tmp.unlink(missing_ok=True)
             raise
         rel = self.files.relative(final)
-        routes = tuple(self.router(attrs, calling_ae))
+        routes = tuple(self.router(attrs, source))
         now = time.time()
         try:
             with self.index.tx() as cur:
-                result, superseded = self._index(cur, attrs, rel, size, calling_ae, routes, now)
+                result, superseded = self._index(cur, attrs, rel, size, source.label, routes, now)
         except BaseException:
             # Never acknowledged: the new file must not stay behind as an orphan; the old one is
             # still what the index points at.

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import os
-import threading
-import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+from gateway.buffer.files import is_disk_full  # noqa: F401  (re-exported: the storage path uses it)
 
 _BUFFER = 1 << 20
 # Writes at least this large skip the Python buffer (a P-DATA fragment of a 128 KB PDU does).
@@ -49,10 +48,9 @@ _sync_file_range = _load_sync_file_range()
 # fsync waits for the disk with the GIL released: the receiving thread parses the header meanwhile.
 _syncer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spool-fsync")
 
-_lock = threading.Lock()
-# Weak: when pynetdicom drops a message (association aborted mid-data-set) nothing here keeps its
-# file object, and so its descriptor, alive.
-_open: "weakref.WeakValueDictionary[str, SpoolFile]" = weakref.WeakValueDictionary()
+# No registry of open spool files: whoever holds one (the fast path's message, pynetdicom's request
+# primitive) hands its start_finish to the intake. When pynetdicom drops a message (association
+# aborted mid-data-set) nothing here keeps its file object, and so its descriptor, alive.
 _incoming: Path | None = None
 _reserve_check = None
 
@@ -61,11 +59,6 @@ def configure(incoming: Path, reserve_check) -> None:
     """`reserve_check()` raises (an OSError) when a new object must not be accepted."""
     global _incoming, _reserve_check
     _incoming, _reserve_check = incoming, reserve_check
-
-
-def lookup(path: str | os.PathLike) -> "SpoolFile | None":
-    with _lock:
-        return _open.get(os.fspath(path))
 
 
 class SpoolFile:
@@ -79,8 +72,6 @@ class SpoolFile:
         self._written = 0
         self._handed_to_disk = 0
         self.error: OSError | None = None
-        with _lock:
-            _open[self.name] = self
         if _reserve_check is not None:
             try:
                 _reserve_check()
@@ -157,8 +148,6 @@ class SpoolFile:
             raise
 
     def close(self) -> None:
-        with _lock:
-            _open.pop(self.name, None)
         if not self._f.closed:
             try:
                 self._f.close()
@@ -178,6 +167,3 @@ def discard_partial(assoc) -> None:
         except FileNotFoundError:
             pass
 
-
-def is_disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -53,7 +53,8 @@ UNRECOGNIZED_OPERATION = 0x0211
 # A command set is a few hundred bytes; one that keeps growing is an attack on memory.
 MAX_COMMAND_SET = 64 * 1024
 
-Store = Callable[[Path, str, str, str], "tuple[int, str]"]
+# StoreSCP.store(path, calling AE, SOP class, SOP instance, start of the spool's fsync).
+Store = Callable[[Path, str, str, str, Callable], "tuple[int, str]"]
 
 
 class ProtocolError(Exception):
@@ -334,7 +335,7 @@ class StorageAssociation:
             self._storing = True
         try:
             code, comment = self.store(Path(m.spool.name), self.calling_ae, command.affected_sop_class,
-                                       command.affected_sop_instance)
+                                       command.affected_sop_instance, m.spool.start_finish)
         except Exception:
             log.exception("storing %s from %s failed", command.affected_sop_instance, self.calling_ae)
             code, comment = status.PROCESSING_FAILURE, "internal error"

@@ -1,0 +1,190 @@
+"""The one intake door: a received Part-10 file from any source becomes a buffered instance or a
+named refusal.
+
+A C-STORE (StoreSCP, both the pynetdicom path and the fast path), a media import and a capture all
+call `Intake.take` with the file and its `Source`. The checks live here: the SOP class is a storage
+class, an AE source's peer may store, the header is readable and names the expected SOP class and
+instance, a data set that began with group 0002 elements is rewritten without them. Then
+Buffer.ingest (fsync, rename, index, routes by source) and the "received" / "store-refused" /
+"disk-full" / "buffer-error" events.
+
+The outcome names the refusal in buffer terms (`Refusal`); the DIMSE adapter maps it to a status
+(store_scp.py), an importer to its own report. This module imports nothing of gateway.dicom.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import shutil
+import sqlite3
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Collection
+
+from gateway.buffer.files import DiskReserveError, is_disk_full
+from gateway.buffer.ingest import Buffer, IngestResult, Outcome
+from gateway.buffer.source import Source
+from gateway.config import Config
+from gateway.events import EventBus
+from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
+from gateway.part10.structure import StrayFileMeta
+
+log = logging.getLogger("gateway.buffer.intake")
+
+# Starts the fsync of a received file and returns its future (a spool's start_finish); raises
+# OSError when the file could not be written. None: the file is not synced yet, ingest syncs it.
+StartSync = Callable[[], "Future[None]"]
+
+
+class Refusal(enum.Enum):
+    NOT_STORAGE_CLASS = "not-storage-class"  # the SOP class is not one the buffer stores
+    NOT_AUTHORIZED = "not-authorized"  # the source may not store
+    UNREADABLE = "unreadable"  # the data set cannot be parsed
+    MISMATCH = "mismatch"  # the data set is invalid or names another SOP class/instance
+    DISK_FULL = "disk-full"  # the reserve, or the file system, is full
+    WRITE_FAILED = "write-failed"  # any other write error
+    INDEX_ERROR = "index-error"  # the index transaction failed
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    refusal: Refusal | None = None
+    reason: str = ""
+    ingest: IngestResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+class Intake:
+    def __init__(self, config: Config, buffer: Buffer, events: EventBus, storage_classes: Collection[str]):
+        self.config = config
+        self.buffer = buffer
+        self.events = events
+        self.storage_classes = storage_classes
+
+    def take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
+             synced: StartSync | None = None) -> IntakeResult:
+        """Take the received Part-10 file at `path` into the buffer. `sop_class`, `sop_uid`: what
+        the sender says it is (the C-STORE request; an importer passes what the file says). The
+        file is gone afterwards whatever happened: stored, or deleted."""
+        try:
+            return self._take(path, source, sop_class, sop_uid, synced)
+        finally:
+            # Whatever happened, nothing half-received stays in incoming/.
+            path.unlink(missing_ok=True)
+
+    def _take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
+              start_sync: StartSync | None) -> IntakeResult:
+        if sop_class not in self.storage_classes:
+            return self._refuse(Refusal.NOT_STORAGE_CLASS, source, sop_uid,
+                                f"SOP class {sop_class} is not a storage class")
+        if source.is_ae:
+            peer = self.config.peer_by_ae(source.name)
+            if peer is not None and not peer.may_store:
+                return self._refuse(Refusal.NOT_AUTHORIZED, source, sop_uid, f"{source.name} may not store")
+        try:
+            synced = start_sync() if start_sync is not None else None
+        except OSError as exc:
+            return self._write_failed(exc, source, sop_uid)
+        # The header is parsed while the fsync runs; the write outcome is reported first.
+        stray = None
+        try:
+            attrs, refusal = read_attributes(path), None
+        except StrayFileMeta as exc:
+            attrs, refusal, stray = None, None, exc
+        except MalformedDataset as exc:
+            attrs, refusal = None, (Refusal.UNREADABLE, str(exc))
+        except InvalidDataset as exc:
+            attrs, refusal = None, (Refusal.MISMATCH, str(exc))
+        if synced is not None:
+            try:
+                synced.result()
+            except OSError as exc:
+                return self._write_failed(exc, source, sop_uid)
+        if stray is not None:
+            try:
+                attrs = self._drop_stray_meta(path, stray, source, sop_uid)
+            except OSError as exc:
+                return self._write_failed(exc, source, sop_uid)
+            except MalformedDataset as exc:
+                return self._refuse(Refusal.UNREADABLE, source, sop_uid, str(exc))
+            except InvalidDataset as exc:
+                return self._refuse(Refusal.MISMATCH, source, sop_uid, str(exc))
+            except StrayFileMeta as exc:  # cannot happen after the rewrite; never store it as is
+                return self._refuse(Refusal.UNREADABLE, source, sop_uid, str(exc))
+        if refusal is not None:
+            return self._refuse(refusal[0], source, sop_uid, refusal[1])
+        if attrs.sop_uid != sop_uid:
+            return self._refuse(Refusal.MISMATCH, source, sop_uid,
+                                "SOP Instance UID in data set differs from the request")
+        if attrs.sop_class != sop_class:
+            return self._refuse(Refusal.MISMATCH, source, sop_uid,
+                                "SOP Class UID in data set differs from the request")
+        who = source.label
+        try:
+            result = self.buffer.ingest(path, attrs, source, synced=start_sync is not None)
+        except OSError as exc:
+            return self._write_failed(exc, source, sop_uid)
+        except sqlite3.Error as exc:
+            log.exception("indexing %s from %s failed", sop_uid, who)
+            return self._refuse(Refusal.INDEX_ERROR, source, sop_uid, f"index error: {exc}")
+
+        if result.outcome is Outcome.IDENTICAL and result.routes:
+            log.info("received %s from %s again, identical: queued again for %s (its earlier job there "
+                     "was dead or gone)", sop_uid, who, ", ".join(result.routes))
+        elif result.outcome is Outcome.IDENTICAL:
+            log.info("received %s from %s again, identical: not queued again", sop_uid, who)
+        elif result.outcome is Outcome.KEPT_FIRST:
+            log.warning("received %s from %s again with different content: kept the first "
+                        "(buffer.duplicate_policy = keep-first)", sop_uid, who)
+        self.events.publish("received", sop_uid=sop_uid, calling_ae=who, source=str(source),
+                            outcome=result.outcome.value, routes=result.routes)
+        return IntakeResult(ingest=result)
+
+    @staticmethod
+    def _drop_stray_meta(path: Path, stray: StrayFileMeta, source: Source, sop_uid: str):
+        """Rewrite the received file without the group 0002 elements its data set began with, and
+        read its attributes again. The file meta comes from the association only (PS3.10 7.1:
+        the negotiated transfer syntax, the command's SOP class and instance, the calling AE);
+        DCMTK storescp and Orthanc drop such elements too. Rare, so the one extra copy is paid
+        only here; fsynced before Success as every stored object is."""
+        tags = ", ".join(f"({g:04X},{e:04X})" for g, e in stray.tags)
+        what = "C-STORE" if source.is_ae else "intake"
+        log.warning("%s %s from %s: data set began with file meta element(s) %s; dropped, the "
+                    "file meta is the association's", what, sop_uid, source.label, tags,
+                    extra={"sop_instance_uid": sop_uid, "calling_ae": source.label})
+        fixed = path.with_name(path.name + ".fix")
+        try:
+            with open(path, "rb") as src, open(fixed, "wb") as dst:
+                dst.write(src.read(stray.start))
+                src.seek(stray.end)
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(fixed, path)
+        finally:
+            fixed.unlink(missing_ok=True)
+        return read_attributes(path)
+
+    def _write_failed(self, exc: OSError, source: Source, sop_uid: str) -> IntakeResult:
+        if isinstance(exc, DiskReserveError):
+            self.events.publish("disk-full", detail=str(exc))
+            return self._refuse(Refusal.DISK_FULL, source, sop_uid, "buffer full: " + str(exc))
+        if is_disk_full(exc):
+            self.events.publish("disk-full", detail=str(exc))
+            return self._refuse(Refusal.DISK_FULL, source, sop_uid, "disk full")
+        log.error("storing %s from %s failed: %s", sop_uid, source.label, exc)
+        self.events.publish("buffer-error", detail=str(exc))
+        return self._refuse(Refusal.WRITE_FAILED, source, sop_uid,
+                            f"cannot write to buffer: {exc.strerror or exc}")
+
+    def _refuse(self, refusal: Refusal, source: Source, sop_uid: str, why: str) -> IntakeResult:
+        # The caller logs it in its own terms (StoreSCP: with the DIMSE status for journald).
+        self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=source.label, source=str(source),
+                            refusal=refusal.value, reason=why)
+        return IntakeResult(refusal, why)
