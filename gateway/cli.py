@@ -193,26 +193,6 @@ def _job_ids(verb: str, raw: list[str | int]) -> list[int]:
     return out
 
 
-def _clock(t: float | None) -> str:
-    import time
-
-    if not t:
-        return "-"
-    fmt = "%H:%M:%S" if abs(time.time() - t) < 20 * 3600 else "%Y-%m-%d %H:%M"
-    return time.strftime(fmt, time.localtime(t))
-
-
-def _span(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s < 90:
-        return f"{s} s"
-    if s < 90 * 60:
-        return f"{s // 60} min"
-    if s < 48 * 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86400} days"
-
-
 def _service_pid(buffer_dir: Path) -> int | None:
     from gateway.buffer.lock import holder
 
@@ -266,54 +246,6 @@ def _report(results, summary: str) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _list_grouped(q, states: list[str]) -> None:
-    """`queue list`: per destination (or printer), each job once with tries and next try, each
-    distinct error once (jobs point at it by number)."""
-    import time
-
-    jobs = q.list(states)
-    groups: dict[str, list] = {}
-    for j in jobs:
-        groups.setdefault(j.target, []).append(j)
-    now = time.time()
-    if not jobs:
-        print("no jobs in state " + ", ".join(states))
-    for target, group in groups.items():
-        per_state: dict[str, int] = {}
-        for j in group:
-            per_state[j.state] = per_state.get(j.state, 0) + 1
-        print(f"{target}: " + ", ".join(f"{n} {s}" for s, n in per_state.items()))
-        errors: dict[str, int] = {}
-        print(f"{'ID':>7} {'KIND':8} {'STATE':10} {'TRIES':>5}  {'NEXT TRY':18} {'OBJECT':44} ERROR")
-        for j in group:
-            if j.state == "queued":
-                nxt = "now" if j.next_attempt <= now else f"{_clock(j.next_attempt)} (in {_span(j.next_attempt - now)})"
-            else:
-                nxt = "-"
-            what = j.sop_uid or _film_name(j.payload)
-            err = ""
-            if j.last_error:
-                err = f"[{errors.setdefault(j.last_error, len(errors) + 1)}]"
-            print(f"{j.id:>7} {j.kind:8} {j.state:10} {j.attempts:>5}  {nxt:18} {what:44} {err}")
-        for text, n in errors.items():
-            print(f"    [{n}] {text}")
-        print()
-    totals: dict[str, int] = {}
-    for (_kind, _target, state), n in q.counts().items():
-        totals[state] = totals.get(state, 0) + n
-    print("totals: " + (", ".join(f"{s} {n}" for s, n in sorted(totals.items())) or "empty"))
-
-
-def _film_name(payload: str | None) -> str:
-    import json
-
-    try:
-        p = json.loads(payload or "{}")
-        return f"film {p['film']} of print job {p['print_job']}"
-    except (ValueError, KeyError, TypeError):
-        return (payload or "")[:44]
-
-
 def _note_idle_targets(loaded: LoadedConfig, jobs) -> None:
     """Jobs queued again for a destination or printer that no worker serves wait until one does:
     say so, or the operator waits for nothing."""
@@ -334,6 +266,7 @@ def _note_idle_targets(loaded: LoadedConfig, jobs) -> None:
 
 def cmd_queue(args) -> int:
     from gateway.buffer.queue import STATES
+    from gateway.operator_views import show_queue
 
     loaded = _load(args)
     if args.action == "list":
@@ -341,7 +274,7 @@ def cmd_queue(args) -> int:
         bad = [s for s in states if s not in STATES]
         if bad:
             raise UsageError(f"unknown state {bad[0]!r}; states: {', '.join(STATES)}")
-        _list_grouped(_queue(loaded), states)
+        show_queue(_queue(loaded), states)
         return 0
     ids = _job_ids(f"queue {args.action}", args.ids)
     if args.action == "dead-letter" and not ids:
@@ -401,159 +334,17 @@ def cmd_reforward(args) -> int:
     return rc
 
 
-def _retention_lines(loaded: LoadedConfig, index) -> list[str]:
-    """Retention figures for `status`: what may be evicted, what may not, and the policy."""
-    from types import SimpleNamespace
-
-    from gateway.buffer.files import FileStore
-    from gateway.buffer.retention import retention_summary
-
-    cfg = loaded.config.buffer
-    files = FileStore(loaded.buffer_dir, cfg.reserve_mb * 1024 * 1024)
-    s = retention_summary(SimpleNamespace(index=index, files=files), cfg)
-    pol = s["policy"]
-    if pol["delete_when_done"]:
-        rule = "delete each instance once delivered"
-    elif pol["enabled"]:
-        rule = f"evict delivered instances, oldest first, below {_bytes(pol['high_water_bytes'])} free"
-        if pol["max_age_days"]:
-            rule += f" or after {pol['max_age_days']} days"
-    else:
-        rule = "off (nothing is evicted; a full disk refuses new images)"
-    lines = [f"retention: {rule}"]
-    for key, label in (("evictable", "evictable"), ("undelivered", "undelivered (never evicted)"),
-                       ("unrouted", "unrouted (no route matched)")):
-        c = s.get(key)
-        if c is not None:
-            lines.append(f"  {label}: {c['instances']} instances, {_bytes(c['bytes'])}")
-    return lines
-
-
 def cmd_status(args) -> int:
-    import shutil
-    import time
-
-    from gateway.state import read_snapshot
+    from gateway.operator_views import show_status
 
     loaded = _load(args)
-    cfg = loaded.config
-    buf = loaded.buffer_dir
-    q = _queue(loaded)
-    now = time.time()
-    pid = _service_pid(buf)
-    snap = read_snapshot(buf)
-    live = snap if (snap and pid and snap.get("pid") == pid) else None
-    if pid:
-        since = f" since {_clock(live['started'])}" if live else ""
-        print(f"service: running, PID {pid if pid > 0 else 'unknown'}{since}")
-    else:
-        print(f"service: not running (nothing holds {buf / 'gateway.lock'}); figures are from the buffer")
-    row = q.index.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM instances")[0]
-    usage = shutil.disk_usage(buf)
-    print(f"buffer: {buf}: {row['n']} instances, {_bytes(row['b'])}; free {_bytes(usage.free)} of "
-          f"{_bytes(usage.total)}; reserve {cfg.buffer.reserve_mb} MB"
-          + ("  ** below the reserve: new images are refused **" if usage.free < cfg.buffer.reserve_mb * 2**20 else ""))
-    for line in _retention_lines(loaded, q.index):
-        print(line)
-    per = _per_target(q.index, "forward")
-    names = list(cfg.destinations) + [t for t in per if t not in cfg.destinations]
-    if not names:
-        print("destinations: none configured")
-    for name in names:
-        d = cfg.destinations.get(name)
-        where = f"{d.ae_title}@{d.host}:{d.port}" if d else "no longer in the config"
-        if d is not None and not d.enabled:
-            reach = "disabled"
-        elif not pid:
-            reach = "unknown (service not running)"
-        else:
-            e = (live or {}).get("destinations", {}).get(name)
-            if not e or e.get("reachable") is None:
-                reach = "not tried yet"
-            elif e["reachable"]:
-                reach = "reachable" + (f", last forward {_clock(e['last_forwarded'])}" if e.get("last_forwarded") else "")
-            else:
-                reach = f"UNREACHABLE since {_clock(e['since'])} ({e.get('reason', '')})"
-        print(f"destination {name} ({where}): {reach}")
-        print("    " + _backlog_line(per.get(name, {}), now))
-    if cfg.print.enabled:
-        pr = (live or {}).get("printer") or {}
-        state = (f"{pr['status']} ({pr.get('info', '')}) since {_clock(pr.get('since'))}"
-                 if pr.get("status") else "unknown (service not running)" if not pid else "not known yet")
-        print(f"printer {cfg.print.name}: {state}")
-        print("    " + _backlog_line(_per_target(q.index, "print").get(cfg.print.name, {}), now, "films"))
-    return 0
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def _per_target(index, kind: str) -> dict[str, dict]:
-    """Per target: job counts per state, oldest waiting job's creation, earliest next try."""
-    out: dict[str, dict] = {}
-    for r in index.query("SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest,"
-                         " MIN(next_attempt) AS nxt FROM jobs WHERE kind = ? GROUP BY target, state", (kind,)):
-        out.setdefault(r["target"], {})[r["state"]] = (r["n"], r["oldest"], r["nxt"])
-    return out
-
-
-def _backlog_line(states: dict, now: float, noun: str = "jobs") -> str:
-    def n(s):
-        return states.get(s, (0, None, None))[0]
-
-    waiting = [states[s] for s in ("queued", "in_flight", "committing") if s in states]
-    parts = [f"backlog {sum(w[0] for w in waiting)} {noun}"]
-    if waiting:
-        oldest = min(w[1] for w in waiting)
-        parts[0] += f" (oldest waiting since {_clock(oldest)}, {_span(now - oldest)})"
-    parts.append(f"in flight {n('in_flight')}")
-    if n("committing"):
-        parts.append(f"awaiting commitment {n('committing')}")
-    if "queued" in states:
-        nxt = states["queued"][2]
-        parts.append("next retry now" if nxt <= now else f"next retry {_clock(nxt)} (in {_span(nxt - now)})")
-    parts.append(f"dead letters {n('dead')}")
-    return ", ".join(parts)
+    return show_status(loaded, _queue(loaded), _service_pid(loaded.buffer_dir))
 
 
 def cmd_studies(args) -> int:
-    q = _queue(_load(args))
-    studies = q.index.query(
-        "SELECT st.id, st.study_uid, st.study_date, p.patient_id,"
-        " (SELECT GROUP_CONCAT(DISTINCT se.modality) FROM series se WHERE se.study_fk = st.id) AS modalities,"
-        " (SELECT COUNT(*) FROM instances i JOIN series se ON se.id = i.series_fk WHERE se.study_fk = st.id) AS n"
-        " FROM studies st JOIN patients p ON p.id = st.patient_fk ORDER BY st.first_received")
-    held = [s for s in studies if s["n"]]
-    if not held:
-        print("the buffer holds no studies")
-        return 0
-    # Delivery state per instance and destination is that of its latest forward job.
-    rows = q.index.query(
-        "SELECT se.study_fk AS study, j.target, j.state, COUNT(*) AS n FROM jobs j"
-        " JOIN (SELECT MAX(id) AS id FROM jobs WHERE kind = 'forward' GROUP BY instance_fk, target) last"
-        " ON last.id = j.id JOIN instances i ON i.id = j.instance_fk JOIN series se ON se.id = i.series_fk"
-        " GROUP BY se.study_fk, j.target, j.state")
-    delivery: dict[int, dict[str, dict[str, int]]] = {}
-    for r in rows:
-        delivery.setdefault(r["study"], {}).setdefault(r["target"], {})[r["state"]] = r["n"]
-    print(f"{'DATE':10} {'PATIENT ID':16} {'MOD':8} {'IMAGES':>6}  STUDY UID / DELIVERY")
-    for s in held:
-        print(f"{s['study_date'] or '-':10} {s['patient_id'] or '-':16} {s['modalities'] or '-':8} "
-              f"{s['n']:>6}  {s['study_uid']}")
-        per = delivery.get(s["id"], {})
-        if not per:
-            print(f"{'':45}no destination (no route matched)")
-        for target, counts in sorted(per.items()):
-            label = {"done": "delivered", "queued": "waiting", "in_flight": "sending",
-                     "committing": "awaiting commitment", "dead": "DEAD"}
-            text = ", ".join(f"{counts[k]} {label[k]}" for k in label if k in counts)
-            print(f"{'':45}{target}: {text}")
-    return 0
+    from gateway.operator_views import show_studies
+
+    return show_studies(_queue(_load(args)))
 
 
 def cmd_print_test(args) -> int:
