@@ -1,10 +1,15 @@
 """Which destinations an instance goes to: the config's routes, matched on the source, modality and
 SOP class. No routes configured means every enabled destination.
 
-A route's `calling_ae` list matches a network source (AE:<title>) by its title; a route that names
+A route's `source` list matches the rendered source ("AE:CT1", "MEDIA:USB-2", "CAPTURE:grabber0")
+against shell-style patterns, case-sensitively (AE titles are case-sensitive, PS3.5 AE VR), so one
+route can send every imported medium to an archive ("MEDIA:*") whatever the stick's label. A
+route's `calling_ae` list matches a network source (AE:<title>) by its title; a route that names
 calling AEs never matches a medium or a capture device (they have no AE title)."""
 
 from __future__ import annotations
+
+from fnmatch import fnmatchcase
 
 from gateway.buffer.source import Source
 from gateway.config import Config
@@ -20,7 +25,11 @@ class Router:
         if not self._routes:
             return list(self._enabled)
         chosen: list[str] = []
+        # An AE title's trailing padding is not part of the name a config spells.
+        rendered = f"{source.kind.value}:{source.name.strip()}"
         for route in self._routes:
+            if route.source and not any(fnmatchcase(rendered, p) for p in route.source):
+                continue
             if route.calling_ae and not (source.is_ae and source.name.strip() in route.calling_ae):
                 continue
             if route.modality and attrs.modality not in route.modality:
