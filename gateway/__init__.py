@@ -4,12 +4,14 @@ Its floors, bottom to top; an import may run down a floor or stay on its own, ne
 (tests/unit/test_layers.py enforces it and holds the exact list):
 
   leaves        events, exit_codes, logs, systemd_notify (and identity): know nothing of the rest
-  config        config/ (the schema and its loading), state (the snapshot), later part10/
-  buffer        buffer/ (index, files, queue) and routing
+  config        config/ (the schema and its loading), part10/ (the Part-10 codec), state (the
+                snapshot folded from events)
+  buffer        buffer/ (intake, index, files, queue, worker) and routing
   print domain  print/: film sessions, rendering, the spool; no DIMSE
-  dicom         dicom/: the upper layer (later dicom/net/) under the service roles
+  dicom net     dicom/net/: the upper layer (associations, PDUs, DIMSE, the fast storage paths)
+  dicom roles   dicom/: the service roles (echo, store, forward, commitment, print)
   app           app (wiring, start/stop) and preflight
-  cli           cli
+  cli           cli and operator_views (what it shows)
 
 Under all of them sit image/ and drivers/; hw-sim sits under the drivers and is never imported here.
 This package's own __init__ holds nothing and imports nothing.
