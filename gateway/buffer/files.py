@@ -26,7 +26,20 @@ def is_disk_full(exc: OSError) -> bool:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file created, renamed into or out of it) survive a power cut;
+    a file's own fsync does not cover the name that points at it. Raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file already written and closed (by another writer, or through a path) to the disk.
+    The one helper for the buffer and the print spool; drivers/printer/transport_file.py keeps its
+    own because drivers/ sits below the gateway and may not import it. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -98,11 +111,7 @@ class FileStore:
             os.unlink(tmp)
             tmp, synced = local, False
         if not synced:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(tmp)
         os.replace(tmp, final)
         fsync_dir(final_dir)
         return final
