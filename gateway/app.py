@@ -36,6 +36,7 @@ from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
+from gateway.commands import Commands
 from gateway.config import LoadedConfig
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
@@ -128,6 +129,8 @@ class Gateway:
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
+        # The operator verbs in-process (the panel, the status page): gateway/commands.py.
+        self.commands = Commands(self.buffer.queue, cfg)
         # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
@@ -137,7 +140,7 @@ class Gateway:
         """SIGUSR1, sent by a CLI verb that changed the queue: workers look at it now, even those
         backing off. The waking runs in a thread: a signal handler must not take the locks the
         interrupted main thread may hold."""
-        threading.Thread(target=self.buffer.queue.wake_all, name="operator-wake", daemon=True).start()
+        threading.Thread(target=self.commands.wake, name="operator-wake", daemon=True).start()
 
     def _release_done(self, instance_ids: list[int]) -> None:
         if self.config.buffer.delete_when_done:

@@ -23,7 +23,8 @@ own line of it):
   print domain   gateway.print: film sessions, rendering, the spool; knows no DIMSE
   dicom net      gateway.dicom.net: the upper-layer protocol code (item 6)
   dicom roles    gateway.dicom: the service roles (Store, Print, Commitment SCP/SCU, ...)
-  app            gateway.app (wiring, start/stop) and gateway.preflight (what `run` checks first)
+  app            gateway.app (wiring, start/stop), gateway.commands (the operator verbs, in-process)
+                 and gateway.preflight (what `run` checks first)
   cli            gateway.cli, the command line, and gateway.operator_views (what it shows)
 
 Decisions worth knowing:
@@ -61,7 +62,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("print domain", ("gateway.print",)),
     ("dicom net", ("gateway.dicom.net",)),
     ("dicom roles", ("gateway.dicom",)),
-    ("app", ("gateway.app", "gateway.preflight")),
+    ("app", ("gateway.app", "gateway.commands", "gateway.preflight")),
     ("cli", ("gateway.cli", "gateway.operator_views")),
 ]
 # The `gateway` package itself (its __init__) holds nothing and imports nothing: anyone may import it.
