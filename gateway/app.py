@@ -36,22 +36,27 @@ from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
+from gateway.commands import Commands
 from gateway.config import LoadedConfig
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
 from gateway.dicom.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
+from gateway.event_kinds import DiskSpace, QueueDepths
 from gateway.events import EventBus
 from gateway.part10.attributes import configure_pydicom
 from gateway.print.service import PrintService
 from gateway.routing import Router
-from gateway.state import StateObserver
+from gateway.state import StateObserver, backlog
 
 log = logging.getLogger("gateway.app")
 
 # After the drain deadline, aborted associations and workers get this long to wind down before the
 # index closes under them.
 _CUT_GRACE_S = 5.0
+# The housekeeping tick counts the queue and measures the disk for the state snapshot at most this
+# often (the tick itself runs every second under a 2 s watchdog).
+_OBSERVE_EVERY_S = 5.0
 
 
 class StartupError(Exception):
@@ -124,7 +129,10 @@ class Gateway:
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
-        # Operator view (status): destination reachability and printer state, from events.
+        # The operator verbs in-process (the panel, the status page): gateway/commands.py.
+        self.commands = Commands(self.buffer.queue, cfg)
+        # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
+        # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
                                    cfg.print.name if cfg.print.enabled else None)
 
@@ -132,7 +140,7 @@ class Gateway:
         """SIGUSR1, sent by a CLI verb that changed the queue: workers look at it now, even those
         backing off. The waking runs in a thread: a signal handler must not take the locks the
         interrupted main thread may hold."""
-        threading.Thread(target=self.buffer.queue.wake_all, name="operator-wake", daemon=True).start()
+        threading.Thread(target=self.commands.wake, name="operator-wake", daemon=True).start()
 
     def _release_done(self, instance_ids: list[int]) -> None:
         if self.config.buffer.delete_when_done:
@@ -162,23 +170,47 @@ class Gateway:
             self.printing.start()
             self._started.append("printing")
         self.listener.accept()
+        self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
 
+    def observe(self) -> None:
+        """The housekeeping tick's facts for the snapshot: the queue's depths counted from the index
+        (queue-depths) and the buffer's disk (disk-space); then the snapshot folds them (sync), so
+        the status line sent next reads them. A failing count is logged, never raised: the tick
+        also pets the watchdog."""
+        try:
+            counts = self.buffer.queue.counts()
+            self.events.publish(QueueDepths(counts=tuple(
+                (kind, target, state, n) for (kind, target, state), n in sorted(counts.items()) if state != "done")))
+            total, free = self.buffer.files.disk_usage()
+            self.events.publish(DiskSpace(free_bytes=free, total_bytes=total,
+                                          reserve_bytes=self.buffer.files.reserve_bytes))
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cannot count the queue or measure the buffer's disk for the status: %s", exc)
+        self.state.sync()
+
     def status_line(self) -> str:
-        counts = self.buffer.queue.counts()
-        waiting = sum(n for (_, _, state), n in counts.items() if state in ("queued", "in_flight", "committing"))
-        dead = sum(n for (_, _, state), n in counts.items() if state == "dead")
-        return (f"{self.config.ae.title} on {self.config.ae.bind}:{self.config.ae.port}; "
-                f"{waiting} jobs waiting, {dead} dead-lettered")
+        """systemd's STATUS=: the listening address, the backlog and any destination down, read
+        from the state snapshot (as of the last observe())."""
+        snap = self.state.get_status(["queues", "destinations"])
+        counts = backlog(snap)
+        jobs = "jobs not counted yet" if counts is None else f"{counts[0]} jobs waiting, {counts[1]} dead-lettered"
+        down = sorted(name for name, d in snap["destinations"].items() if d["reachable"] is False)
+        return (f"{self.config.ae.title} on {self.config.ae.bind}:{self.config.ae.port}; {jobs}"
+                + (f"; unreachable: {', '.join(down)}" if down else ""))
 
     def serve_forever(self) -> None:
-        """Housekeeping until stopped: commitment timeouts, retention, watchdog, status."""
+        """Housekeeping until stopped: commitment timeouts, retention, the snapshot's counts
+        (observe), watchdog, status."""
         wd = systemd_notify.watchdog_interval()
         tick = min(5.0, wd) if wd else 5.0
-        last_status = 0.0
+        last_status = last_observed = 0.0
         while not self._stop.wait(tick):
             self.commitment.expire()
             self.retention.sweep()
+            if time.monotonic() - last_observed >= _OBSERVE_EVERY_S:
+                self.observe()
+                last_observed = time.monotonic()
             if all(f.is_alive() for f in self.forwarders) and (
                     self.printing is None or self.printing.spooler.is_alive()):
                 # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.

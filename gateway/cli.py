@@ -185,12 +185,10 @@ def _queue(loaded: LoadedConfig):
 
 
 def _job_ids(verb: str, raw: list[str | int]) -> list[int]:
-    out = []
-    for r in map(str, raw):  # `queue` IDs arrive as ints (argparse checked them), re-forward's as text
-        if not r.isdigit() or int(r) == 0:
-            raise UsageError(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list` shows)")
-        out.append(int(r))
-    return out
+    from gateway import commands
+
+    # `queue` IDs arrive as ints (argparse checked them), re-forward's as text.
+    return commands.job_ids(verb, raw)
 
 
 def _service_pid(buffer_dir: Path) -> int | None:
@@ -239,32 +237,15 @@ def _wake_service(buffer_dir: Path) -> None:
           " change when its workers next look at the queue")
 
 
-def _report(results, summary: str) -> int:
-    for r in results:
-        print(r.message if r.ok else f"refused: {r.message}")
-    print(summary)
-    return 0 if all(r.ok for r in results) else 1
-
-
-def _note_idle_targets(loaded: LoadedConfig, jobs) -> None:
-    """Jobs queued again for a destination or printer that no worker serves wait until one does:
-    say so, or the operator waits for nothing."""
-    cfg = loaded.config
-    idle = set()
-    for j in jobs:
-        if j is None:
-            continue
-        if j.kind == "forward":
-            d = cfg.destinations.get(j.target)
-            if d is None or not d.enabled:
-                idle.add(f"destination {j.target!r} is {'disabled' if d else 'not in the config'}")
-        elif j.kind == "print" and (not cfg.print.enabled or cfg.print.name != j.target):
-            idle.add(f"printer {j.target!r} is not enabled in the config")
-    for why in sorted(idle):
-        print(f"note: {why}; its jobs wait until it is")
+def _report(result) -> int:
+    """A verb's lines (gateway/commands.py words them for every face) and its exit code."""
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 1
 
 
 def cmd_queue(args) -> int:
+    from gateway import commands
     from gateway.buffer.queue import STATES
     from gateway.operator_views import show_queue
 
@@ -277,59 +258,34 @@ def cmd_queue(args) -> int:
         show_queue(_queue(loaded), states)
         return 0
     ids = _job_ids(f"queue {args.action}", args.ids)
-    if args.action == "dead-letter" and not ids:
-        raise UsageError("queue dead-letter: give the IDs of the jobs to give up on")
+    if args.action == "dead-letter":
+        commands.need_ids("queue dead-letter", ids)  # before the buffer is opened
     q = _queue(loaded)
     if args.action == "retry":
-        results = q.retry_jobs(ids) if ids else q.retry_all_dead()
-        done = sum(r.ok for r in results)
-        rc = _report(results, f"{done} jobs queued again" + ("" if results else " (no dead jobs)"))
+        result = commands.retry(q, ids, loaded.config)
     else:
-        results = q.dead_letter_jobs(ids, args.reason)
-        rc = _report(results, f"{sum(r.ok and r.changed for r in results)} jobs dead-lettered")
-    if args.action == "retry":
-        _note_idle_targets(loaded, [q.get(r.job_id) for r in results if r.ok and r.job_id])
-    if any(r.ok and r.changed for r in results):
+        result = commands.dead_letter(q, ids, args.reason)
+    rc = _report(result)
+    if result.changed:
         _wake_service(loaded.buffer_dir)
     elif not _service_pid(loaded.buffer_dir):
         # "being sent now" is stale when no service runs: recovery queues such jobs again.
-        if any(j.state == "in_flight" for j in (q.get(r.job_id) for r in results if r.job_id) if j):
+        if any(j.state == "in_flight" for j in (q.get(r.job_id) for r in result.results if r.job_id) if j):
             print("(no service is running: jobs left in flight are queued again at its next start)")
     return rc
 
 
 def cmd_reforward(args) -> int:
+    from gateway import commands
+
     loaded = _load(args)
-    cfg = loaded.config
-    dest = cfg.destinations.get(args.to)
-    if dest is None:
-        known = ", ".join(cfg.destinations) or "none configured"
-        raise UsageError(f"re-forward: unknown destination {args.to!r} (destinations: {known})")
-    if not dest.enabled:
-        raise SystemExit(f"re-forward: destination {args.to!r} is disabled (destinations.{args.to}.enabled)")
-    forms = [bool(args.jobs), bool(args.study), bool(args.series), bool(args.instance)]
-    if sum(forms) != 1:
-        raise UsageError("re-forward: give job IDs, or one of --study / --series / --instance UID")
-    q = _queue(loaded)
-    if args.jobs:
-        results = q.reforward_jobs(_job_ids("re-forward", args.jobs), args.to)
-    else:
-        level, uid = (("study", args.study) if args.study else ("series", args.series) if args.series
-                      else ("instance", args.instance))
-        sql = {
-            "study": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
-                     " JOIN studies st ON st.id = se.study_fk WHERE st.study_uid = ? ORDER BY i.id",
-            "series": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
-                      " WHERE se.series_uid = ? ORDER BY i.id",
-            "instance": "SELECT id FROM instances WHERE sop_uid = ?",
-        }[level]
-        ids = [r["id"] for r in q.index.query(sql, (uid,))]
-        if not ids:
-            raise SystemExit(f"re-forward: no {level} {uid} in the buffer")
-        results = q.reforward_instances(ids, args.to)
-    done = sum(r.ok for r in results)
-    rc = _report(results, f"{done} objects queued for {args.to}")
-    if done:
+    selection = commands.Selection(tuple(args.jobs), args.study, args.series, args.instance)
+    # The checks that need no buffer come first: a wrong command line is said so even without one.
+    commands.forward_destination(loaded.config, args.to)
+    selection.form()
+    result = commands.re_forward(_queue(loaded), loaded.config, selection, args.to)
+    rc = _report(result)
+    if any(r.ok for r in result.results):
         _wake_service(loaded.buffer_dir)
     return rc
 
@@ -423,12 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run, and turn every expected failure into one line and its exit code."""
     args = build_parser().parse_args(argv)  # usage errors: one line, exit 2 (argparse)
     from gateway.app import StartupError
+    from gateway.commands import Refused
 
     try:
         return args.func(args)
     except UsageError as exc:
         print(f"dicom-gateway: {exc}", file=sys.stderr)
         return exit_codes.CONFIG
+    except Refused as exc:  # an operator verb refused as a whole (gateway/commands.py)
+        print(f"dicom-gateway: {exc}" if exc.usage else str(exc), file=sys.stderr)
+        return exit_codes.CONFIG if exc.usage else exit_codes.FAILED
     except ConfigError as exc:
         if len(exc.problems) == 1:
             print(f"config: {exc.problems[0]}", file=sys.stderr)

@@ -1,7 +1,16 @@
-"""One in-process event stream: services publish what happens, observers (panel, logs, metrics) watch.
+"""One in-process event stream: services publish what happens, observers (state snapshot, panel,
+logs, metrics) watch.
 
-Publishing never blocks a DICOM handler: each observer has a bounded queue and loses the oldest
-events if it falls behind, because a slow LCD must never stall a C-STORE.
+The bus is for observers only. Publishing never blocks a DICOM handler: each subscriber has a
+bounded queue and loses its oldest events when it falls behind (a slow LCD must never stall a
+C-STORE), and `Subscription.dropped` counts what it lost. So nothing that must arrive rides on it:
+control (a print job's status for the Print SCU waiting on it, a command from the panel) goes
+through explicit callbacks or the command facade (gateway/commands.py), never through the bus.
+
+Event kinds and their payload types are catalogued in gateway/event_kinds.py. Publish a typed
+payload, `events.publish(Forwarded(target="pacs", count=3))`; subscribe to the kinds you fold,
+`events.subscribe(kinds=(FORWARDED, DESTINATION_DOWN))` (kind names or payload types), so that an
+observer of destinations does not receive every C-STORE's "received".
 """
 
 from __future__ import annotations
@@ -10,43 +19,101 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
+
+from gateway.event_kinds import CATALOGUE, Payload
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # e.g. "received", "forwarded", "forward-failed", "dead-lettered", "committed"
+    """One published event. kind: a catalogue kind (gateway/event_kinds.py). data: the payload's
+    fields as a plain dict. at: when it was published (seconds since the epoch). payload: the
+    typed payload; None only for a compatibility publish (below) whose fields do not fit it."""
+
+    kind: str
     data: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    payload: Payload | None = None
+
+
+class Subscription(queue.Queue):
+    """One observer's bounded queue of events. kinds: the kinds it receives (None: all).
+    dropped: how many events it lost because it was full."""
+
+    def __init__(self, maxsize: int, kinds: frozenset[str] | None):
+        super().__init__(maxsize=maxsize)
+        self.kinds = kinds
+        self.dropped = 0
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+    def offer(self, ev: Event) -> None:
+        """Put without blocking; when full, drop the oldest event to make room."""
+        while True:
+            try:
+                self.put_nowait(ev)
+                return
+            except queue.Full:
+                try:
+                    self.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+
+def _kind_names(kinds: Iterable[str | type[Payload]]) -> frozenset[str]:
+    names = set()
+    for k in kinds:
+        name = k.KIND if isinstance(k, type) and issubclass(k, Payload) else k
+        if name not in CATALOGUE:
+            raise ValueError(f"unknown event kind {k!r} (see gateway/event_kinds.py)")
+        names.add(name)
+    return frozenset(names)
 
 
 class EventBus:
     def __init__(self) -> None:
-        self._subs: list[queue.Queue[Event]] = []
+        self._subs: list[Subscription] = []
         self._lock = threading.Lock()
 
-    def subscribe(self, maxsize: int = 1000) -> "queue.Queue[Event]":
-        q: queue.Queue[Event] = queue.Queue(maxsize=maxsize)
+    def subscribe(self, maxsize: int = 1000,
+                  kinds: Iterable[str | type[Payload]] | None = None) -> Subscription:
+        """A new observer's queue. kinds: only these kinds (names or payload types); None: all."""
+        sub = Subscription(maxsize, None if kinds is None else _kind_names(kinds))
         with self._lock:
-            self._subs.append(q)
-        return q
+            self._subs.append(sub)
+        return sub
 
-    def unsubscribe(self, q: "queue.Queue[Event]") -> None:
+    def unsubscribe(self, sub: "queue.Queue[Event]") -> None:
         with self._lock:
-            if q in self._subs:
-                self._subs.remove(q)
+            if sub in self._subs:
+                self._subs.remove(sub)
 
-    def publish(self, kind: str, **data: Any) -> None:
-        ev = Event(kind, data)
+    def publish(self, event: Payload | str, /, **data: Any) -> None:
+        """Tell every observer that wants this kind. `event` is a typed payload (the way to
+        publish). A kind name with keyword fields is the compatibility path, kept ONLY for the print
+        files (gateway/print/*, gateway/dicom/print_scp.py) that another branch is rewriting at the
+        same time; it goes once they publish payloads (after house-events is merged)."""
+        if isinstance(event, Payload):
+            if data:
+                raise TypeError("publish(payload) takes no keyword fields; they are the payload's")
+            ev = Event(event.KIND, event.as_dict(), payload=event)
+        else:
+            ev = Event(event, data, payload=_compat_payload(event, data))
         with self._lock:
-            subs = list(self._subs)
-        for q in subs:
-            while True:
-                try:
-                    q.put_nowait(ev)
-                    break
-                except queue.Full:
-                    try:
-                        q.get_nowait()
-                    except queue.Empty:
-                        pass
+            subs = [s for s in self._subs if s.wants(ev.kind)]
+        for sub in subs:
+            sub.offer(ev)
+
+
+def _compat_payload(kind: str, data: dict[str, Any]) -> Payload | None:
+    """The typed payload of a compatibility publish, when its fields fit (print's "printer-status"
+    passes a driver object and a pair: no payload; observers read ev.data)."""
+    cls = CATALOGUE.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r} (see gateway/event_kinds.py)")
+    try:
+        return cls(**data)
+    except TypeError:
+        return None

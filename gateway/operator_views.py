@@ -104,6 +104,13 @@ def show_status(loaded: LoadedConfig, q, pid: int | None) -> int:
         print(f"service: running, PID {pid if pid > 0 else 'unknown'}{since}")
     else:
         print(f"service: not running (nothing holds {buf / 'gateway.lock'}); figures are from the buffer")
+    counts = (live or {}).get("counts")
+    if counts:  # a snapshot from before the counts were kept has none
+        last = live.get("last_received") or {}
+        print(f"    since start: {counts.get('received', 0)} received"
+              + (f" (last {clock(last['at'])} from {last.get('source', '')})" if last.get("at") else "")
+              + f", {counts.get('refused', 0)} refused, {counts.get('forwarded', 0)} forwarded"
+              + f", {counts.get('dead_lettered', 0)} dead-lettered")
     row = q.index.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM instances")[0]
     usage = shutil.disk_usage(buf)
     print(f"buffer: {buf}: {row['n']} instances, {size(row['b'])}; free {size(usage.free)} of "

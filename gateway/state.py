@@ -1,16 +1,43 @@
-"""What the running service knows and the buffer's index does not: is each destination reachable,
-what does the printer say. An observer of the event stream keeps it and writes it as a small JSON
-snapshot in the buffer folder, which `dicom-gateway status` reads from another process.
+"""The running service's state, folded from the event stream into one snapshot.
 
-Only live facts are kept here (reachability, the printer's status); counts (backlog, dead letters,
-next retry) come from the index itself, so they are right even when no service is running. The
-snapshot holds no patient data. It is written atomically (temporary file, then rename) and not
-fsynced: it is advice for an operator, rewritten at every change, and a reader that finds it
-missing or unreadable says "unknown" rather than failing.
+`StateObserver` subscribes to the kinds it folds (gateway/event_kinds.py) and keeps one dict, the
+snapshot. Its readers: systemd STATUS= and `Gateway.status_line` (gateway/app.py), `dicom-gateway
+status` from another process (through state.json, below), and next the front panel, the status
+page and metrics. `get_status()` returns it (or some of its objects) as plain data, as a Klipper
+object answers `objects/query`.
+
+What the snapshot holds (times in seconds since the epoch, sizes in bytes, None = not known yet):
+
+  pid, started, written   the service's PID, when it started, when the snapshot was last written
+  destinations            per destination name: reachable (True/False/None: not tried yet), since
+                          (when that began), reason (why unreachable), last_forwarded
+  printer                 None when printing is off; else name, status ("NORMAL", "WARNING",
+                          "FAILURE", None: not read yet), info, since
+  queues                  job kind -> target -> {"queued", "in_flight", "committing", "dead"}: jobs
+                          not done, counted from the index by the housekeeping tick (queue-depths);
+                          None until the first count. queues_at: when counted
+  disk                    free_bytes, total_bytes, reserve_bytes, below_reserve, at (when measured;
+                          the tick's disk-space, or retention's evictions), last_full (when a received
+                          object last did not fit), last_full_detail
+  last_received           at, source ("AE:<title>", "MEDIA:<label>", ...) of the last instance taken in
+  last_forwarded          at, target of the last batch delivered
+  counts                  since start: received, refused, forwarded (instances), dead_lettered
+
+Only facts of the running service are kept; the index stays the authority on jobs (a
+queue-depths event is a count of it, not a second bookkeeping), so `status` is right even when no
+service runs. The snapshot holds no patient data.
+
+state.json: the snapshot is written atomically (temporary file, then rename) in the buffer folder,
+not fsynced: it is advice for an operator, and a reader that finds it missing or unreadable says
+"unknown" rather than failing. A change an operator reads at once (a destination up or down, the
+printer's status) is written at once; the rest (counts, last received, queue depths, disk) at the
+next `sync()`, which the housekeeping tick calls: an SD card is not a log, and a C-STORE burst must
+not rewrite the file per image.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,13 +45,25 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from gateway.event_kinds import (DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
+                                 DISK_FULL, DISK_SPACE, EVICTED, FORWARDED, PRINTER_STATUS_CHANGED,
+                                 QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
 from gateway.events import Event, EventBus
 
 log = logging.getLogger("gateway.state")
 
 SNAPSHOT_NAME = "state.json"
+
+# The kinds the snapshot is folded from (its subscription receives nothing else).
+FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
+          PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED)
+
+# The job states counted in `queues` (done jobs are not a backlog).
+QUEUE_STATES = ("queued", "in_flight", "committing", "dead")
+# Of those, the ones still on their way (a job dead-lettered waits for an operator instead).
+WAITING_STATES = ("queued", "in_flight", "committing")
 
 
 def snapshot_path(buffer_dir: Path) -> Path:
@@ -41,8 +80,27 @@ def read_snapshot(buffer_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def backlog(status: dict[str, Any]) -> tuple[int, int] | None:
+    """(jobs waiting, jobs dead-lettered) over every queue of a snapshot; None before the first
+    count. Waiting = queued, in flight or awaiting commitment."""
+    queues = status.get("queues")
+    if queues is None:
+        return None
+    waiting = dead = 0
+    for targets in queues.values():
+        for states in targets.values():
+            waiting += sum(states.get(s, 0) for s in WAITING_STATES)
+            dead += states.get("dead", 0)
+    return waiting, dead
+
+
+def _destination() -> dict[str, Any]:
+    return {"reachable": None, "since": None, "reason": "", "last_forwarded": None}
+
+
 class StateObserver:
-    """Keeps destination reachability and printer status from events; writes the snapshot."""
+    """Folds events into the snapshot; writes state.json. Thread-safe: events are folded by its own
+    thread (start/stop) or, when not started, by sync() in the caller's."""
 
     def __init__(self, events: EventBus, buffer_dir: Path, destinations: list[str],
                  printer: str | None = None):
@@ -53,73 +111,170 @@ class StateObserver:
             "pid": os.getpid(),
             "started": now,
             "written": now,
-            # reachable: None until the first attempt tells us.
-            "destinations": {d: {"reachable": None, "since": None, "reason": "", "last_forwarded": None}
-                             for d in destinations},
+            "destinations": {d: _destination() for d in destinations},
             "printer": None if printer is None else {"name": printer, "status": None, "info": "",
                                                      "since": None},
+            "queues": None,
+            "queues_at": None,
+            "disk": {"free_bytes": None, "total_bytes": None, "reserve_bytes": None, "below_reserve": None,
+                     "at": None, "last_full": None, "last_full_detail": ""},
+            "last_received": {"at": None, "source": ""},
+            "last_forwarded": {"at": None, "target": ""},
+            "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
         }
-        self._sub = events.subscribe()
+        self._lock = threading.RLock()
+        self._dirty = False
+        # Larger than the default: a C-STORE burst's "received" must not push a destination's
+        # "down" (or a sync's barrier) out before this thread drains it.
+        self._sub = events.subscribe(maxsize=10000, kinds=FOLDED)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="state-snapshot", daemon=True)
 
+    # -- readers -----------------------------------------------------------------------------------
+    def get_status(self, objects: Iterable[str] | None = None) -> dict[str, Any]:
+        """The snapshot as plain data (a copy): every object, or only those named
+        (`get_status(["destinations", "queues"])`; an unknown name answers None)."""
+        with self._lock:
+            if objects is None:
+                return copy.deepcopy(self.state)
+            return {name: copy.deepcopy(self.state.get(name)) for name in objects}
+
+    # -- running -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Write the first snapshot and follow events from now on."""
-        self._write()
+        with self._lock:
+            self._write()
         self._thread.start()
 
     def stop(self) -> None:
         """Write a last snapshot and stop following events."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self.events.unsubscribe(self._sub)
+        with self._lock:
+            self._drain()
+            self._write()
 
+    def sync(self, timeout: float = 2.0) -> bool:
+        """Fold every event published before this call, then write the snapshot if anything
+        changed. The housekeeping tick calls it after publishing its counts, so that the STATUS
+        line it sends next reads them. False when the fold did not catch up within `timeout`."""
+        caught_up = True
+        if self._thread.is_alive():
+            barrier = threading.Event()
+            try:
+                self._sub.put(barrier, timeout=timeout)  # FIFO: set once all before it are folded
+                caught_up = barrier.wait(timeout)
+            except queue.Full:
+                caught_up = False
+        with self._lock:
+            if not self._thread.is_alive() and self._drain():
+                self._dirty = True
+            if self._dirty:
+                self._write()
+        return caught_up
+
+    # -- the fold ----------------------------------------------------------------------------------
     def apply(self, ev: Event) -> bool:
-        """Fold one event into the state. True when the state changed."""
-        d = ev.data
-        dests = self.state["destinations"]
-        target = d.get("target")
-        if ev.kind in ("destination-down", "destination-still-down") and target is not None:
-            entry = dests.setdefault(target, {"reachable": None, "since": None, "reason": "",
-                                              "last_forwarded": None})
-            changed = entry["reachable"] is not False or entry["reason"] != d.get("reason", "")
-            if entry["reachable"] is not False:
-                entry["since"] = ev.at
-            entry["reachable"], entry["reason"] = False, d.get("reason", "")
-            return changed
-        if ev.kind in ("destination-up", "forwarded") and target is not None:
-            entry = dests.setdefault(target, {"reachable": None, "since": None, "reason": "",
-                                              "last_forwarded": None})
+        """Fold one event into the snapshot. True when a fact the operator reads at once changed
+        (a destination's reachability, the printer's status): the snapshot is written now. Other
+        changes are written at the next sync()."""
+        with self._lock:
+            return self._fold(ev)
+
+    def _fold(self, ev: Event) -> bool:
+        d, s, kind = ev.data, self.state, ev.kind
+        if kind in (DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP, FORWARDED) and "target" in d:
+            entry = s["destinations"].setdefault(d["target"], _destination())
+            if kind in (DESTINATION_DOWN, DESTINATION_STILL_DOWN):
+                changed = entry["reachable"] is not False or entry["reason"] != d.get("reason", "")
+                if entry["reachable"] is not False:
+                    entry["since"] = ev.at
+                entry["reachable"], entry["reason"] = False, d.get("reason", "")
+                return changed
             if entry["reachable"] is not True:
                 entry["since"] = ev.at
             entry["reachable"], entry["reason"] = True, ""
-            if ev.kind == "forwarded":
+            if kind == FORWARDED:
                 entry["last_forwarded"] = ev.at
+                s["last_forwarded"] = {"at": ev.at, "target": d["target"]}
+                s["counts"]["forwarded"] += int(d.get("count", 0))
             return True
-        if ev.kind == "printer-status-changed" and self.state["printer"] is not None:
-            self.state["printer"].update(status=d.get("status"), info=d.get("info", ""), since=ev.at)
+        if kind == PRINTER_STATUS_CHANGED:
+            if s["printer"] is None:
+                return False
+            s["printer"].update(status=d.get("status"), info=d.get("info", ""), since=ev.at)
             return True
+        if kind not in FOLDED:
+            return False
+        self._dirty = True
+        if kind == RECEIVED:
+            s["last_received"] = {"at": ev.at, "source": d.get("source", "")}
+            s["counts"]["received"] += 1
+        elif kind == STORE_REFUSED:
+            s["counts"]["refused"] += 1
+        elif kind == DEAD_LETTERED:
+            s["counts"]["dead_lettered"] += 1
+        elif kind == QUEUE_DEPTHS:
+            queues: dict[str, dict[str, dict[str, int]]] = {}
+            for job_kind, target, state, n in d.get("counts", ()):
+                if state in QUEUE_STATES and n:
+                    per = queues.setdefault(job_kind, {}).setdefault(target, dict.fromkeys(QUEUE_STATES, 0))
+                    per[state] += n
+            s["queues"], s["queues_at"] = queues, ev.at
+        elif kind == DISK_SPACE:
+            s["disk"].update(free_bytes=d["free_bytes"], total_bytes=d["total_bytes"],
+                             reserve_bytes=d["reserve_bytes"], at=ev.at)
+            self._below_reserve()
+        elif kind == EVICTED:
+            s["disk"].update(free_bytes=d["free_bytes"], at=ev.at)
+            self._below_reserve()
+        elif kind == DISK_FULL:
+            s["disk"].update(last_full=ev.at, last_full_detail=d.get("detail", ""))
         return False
+
+    def _below_reserve(self) -> None:
+        disk = self.state["disk"]
+        if disk["free_bytes"] is not None and disk["reserve_bytes"] is not None:
+            disk["below_reserve"] = disk["free_bytes"] < disk["reserve_bytes"]
+
+    def _drain(self) -> bool:
+        """Fold what is queued (caller holds the lock). True when it must be written now."""
+        urgent = False
+        while True:
+            try:
+                item = self._sub.get_nowait()
+            except queue.Empty:
+                return urgent
+            if isinstance(item, threading.Event):
+                item.set()
+            else:
+                urgent = self._fold(item) or urgent
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                ev = self._sub.get(timeout=0.5)
+                first = self._sub.get(timeout=0.5)
             except queue.Empty:
                 continue
-            changed = self.apply(ev)
-            # A burst of events (a batch forwarded) is written once.
-            while True:
-                try:
-                    changed = self.apply(self._sub.get_nowait()) or changed
-                except queue.Empty:
-                    break
-            if changed:
-                self._write()
-        self._write()
+            with self._lock:
+                # A burst of events (a batch forwarded) is folded, and written, once.
+                if isinstance(first, threading.Event):
+                    urgent = False
+                    barrier = first
+                else:
+                    urgent, barrier = self._fold(first), None
+                urgent = self._drain() or urgent
+                if urgent:
+                    self._write()
+            if barrier is not None:
+                barrier.set()
 
     def _write(self) -> None:
+        """Caller holds the lock."""
         self.state["written"] = time.time()
+        self._dirty = False
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             tmp.write_text(json.dumps(self.state))

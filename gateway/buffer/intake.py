@@ -28,6 +28,7 @@ from gateway.buffer.files import DiskReserveError, is_disk_full
 from gateway.buffer.ingest import Buffer, IngestResult, Outcome
 from gateway.buffer.source import Source
 from gateway.config import Config
+from gateway.event_kinds import BufferWriteError, DiskFull, Received, StoreRefused
 from gateway.events import EventBus
 from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
 from gateway.part10.structure import StrayFileMeta
@@ -142,8 +143,8 @@ class Intake:
         elif result.outcome is Outcome.KEPT_FIRST:
             log.warning("received %s from %s again with different content: kept the first "
                         "(buffer.duplicate_policy = keep-first)", sop_uid, who)
-        self.events.publish("received", sop_uid=sop_uid, calling_ae=who, source=str(source),
-                            outcome=result.outcome.value, routes=result.routes)
+        self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
+                                     outcome=result.outcome.value, routes=tuple(result.routes)))
         return IntakeResult(ingest=result)
 
     @staticmethod
@@ -173,18 +174,18 @@ class Intake:
 
     def _write_failed(self, exc: OSError, source: Source, sop_uid: str) -> IntakeResult:
         if isinstance(exc, DiskReserveError):
-            self.events.publish("disk-full", detail=str(exc))
+            self.events.publish(DiskFull(detail=str(exc)))
             return self._refuse(Refusal.DISK_FULL, source, sop_uid, "buffer full: " + str(exc))
         if is_disk_full(exc):
-            self.events.publish("disk-full", detail=str(exc))
+            self.events.publish(DiskFull(detail=str(exc)))
             return self._refuse(Refusal.DISK_FULL, source, sop_uid, "disk full")
         log.error("storing %s from %s failed: %s", sop_uid, source.label, exc)
-        self.events.publish("buffer-error", detail=str(exc))
+        self.events.publish(BufferWriteError(detail=str(exc)))
         return self._refuse(Refusal.WRITE_FAILED, source, sop_uid,
                             f"cannot write to buffer: {exc.strerror or exc}")
 
     def _refuse(self, refusal: Refusal, source: Source, sop_uid: str, why: str) -> IntakeResult:
         # The caller logs it in its own terms (StoreSCP: with the DIMSE status for journald).
-        self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=source.label, source=str(source),
-                            refusal=refusal.value, reason=why)
+        self.events.publish(StoreRefused(sop_uid=sop_uid, calling_ae=source.label, source=str(source),
+                                         refusal=refusal.value, reason=why))
         return IntakeResult(refusal, why)

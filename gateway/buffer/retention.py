@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from gateway.event_kinds import InstancesEvicted
 from gateway.events import EventBus
 
 if TYPE_CHECKING:
@@ -265,8 +266,8 @@ class Retention:
         log.log(level, "retention (%s): evicted %d delivered instances, %d bytes; %d MB free",
                 reason, evicted.instances, evicted.bytes, free // (1024 * 1024))
         if self.events is not None:
-            self.events.publish("evicted", reason=reason, instances=evicted.instances, bytes=evicted.bytes,
-                                free_bytes=free)
+            self.events.publish(InstancesEvicted(reason=reason, instances=evicted.instances, bytes=evicted.bytes,
+                                                 free_bytes=free))
 
 
 def retention_summary(buffer: "Buffer", config: "Config | BufferSection") -> dict:

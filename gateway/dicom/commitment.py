@@ -19,6 +19,7 @@ from gateway.buffer.queue import Job, JobQueue
 from gateway.config import DestinationSection
 from gateway.dicom import status
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
+from gateway.event_kinds import CommitmentRefused, Committed, DeadLettered
 from gateway.events import EventBus
 
 log = logging.getLogger("gateway.dicom.commitment")
@@ -68,7 +69,7 @@ class CommitmentSCU:
         self.queue.release([j.id for j in pending], f"storage commitment not accepted ({reason})",
                            time.time() + dest.retry_initial_s)
         self.queue.close_commitment(txn, "refused")
-        self.events.publish("commitment-refused", target=target, reason=reason)
+        self.events.publish(CommitmentRefused(target=target, reason=reason))
         return False
 
     def handle_report(self, event):
@@ -100,7 +101,7 @@ class CommitmentSCU:
             self._resend_or_give_up(j, why)
         self.queue.close_commitment(txn, "done")
         log.info("storage commitment %s: %d committed, %d to resend", txn, len(done), len(jobs) - len(done))
-        self.events.publish("committed", transaction=txn, committed=len(done), failed=len(jobs) - len(done))
+        self.events.publish(Committed(transaction=txn, committed=len(done), failed=len(jobs) - len(done)))
         self.on_done([j.instance_fk for j in done])
         return status.SUCCESS, None
 
@@ -112,7 +113,7 @@ class CommitmentSCU:
             reason = f"{why} (gave up after {job.attempts} attempts)"
             self.queue.fail(job.id, reason, None)
             log.error("%s dead-lettered for %s: %s", job.sop_uid, job.target, reason)
-            self.events.publish("dead-lettered", target=job.target, sop_uid=job.sop_uid, reason=reason)
+            self.events.publish(DeadLettered(target=job.target, sop_uid=job.sop_uid or "", reason=reason))
             return
         delay = 0.0 if at_once else dest.retry_initial_s
         self.queue.release([job.id], why, time.time() + delay)

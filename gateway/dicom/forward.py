@@ -21,6 +21,8 @@ from gateway.buffer.worker import QueueWorker, backoff
 from gateway.config import Config, DestinationSection
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
+from gateway.event_kinds import (DeadLettered, DestinationDown, DestinationStillDown, DestinationUp, ForwardFailed,
+                                  Forwarded)
 from gateway.events import EventBus
 
 log = logging.getLogger("gateway.dicom.forward")
@@ -92,7 +94,7 @@ class Forwarder(QueueWorker):
         lasted = self.target_up()
         if lasted is not None:
             log.info("%s reachable again after %.0f s", self.name, lasted)
-            self.events.publish("destination-up", target=self.name)
+            self.events.publish(DestinationUp(target=self.name))
             # Jobs that waited out the outage go now, not at their staggered backoff times.
             self.queue.make_due(FORWARD, self.name)
         started = time.monotonic()
@@ -142,9 +144,9 @@ class Forwarder(QueueWorker):
         """An association attempt failed: log the outage when it starts (WARNING, once)."""
         if self.target_down():
             log.warning("%s unreachable: %s; jobs wait, retrying in %.3g s", self.name, reason, delay)
-            self.events.publish("destination-down", target=self.name, reason=reason, retry_in=delay)
+            self.events.publish(DestinationDown(target=self.name, reason=reason, retry_in=delay))
         else:
-            self.events.publish("destination-still-down", target=self.name, reason=reason, retry_in=delay)
+            self.events.publish(DestinationStillDown(target=self.name, reason=reason, retry_in=delay))
 
     def _wait_out_outage(self, reason: str, delay: float) -> None:
         """The backoff after a failed association. Ends early on stop or on an operator's verb
@@ -166,15 +168,15 @@ class Forwarder(QueueWorker):
             log.warning("forward %s to %s failed (attempt %d/%d), retry in %.0f s: %s", job.sop_uid,
                         self.name, job.attempts, self.dest.max_attempts, delay, error,
                         extra={"sop_instance_uid": job.sop_uid, "destination": self.name, "job_id": job.id})
-            self.events.publish("forward-failed", target=self.name, sop_uid=job.sop_uid, reason=error)
+            self.events.publish(ForwardFailed(target=self.name, sop_uid=job.sop_uid or "", reason=error))
         else:
             why = error if not transient else f"{error} (gave up after {job.attempts} attempts)"
             self.queue.fail(job.id, why, None)
             log.error("forward %s to %s dead-lettered: %s", job.sop_uid, self.name, why,
                       extra={"sop_instance_uid": job.sop_uid, "destination": self.name, "job_id": job.id})
-            self.events.publish("dead-lettered", target=self.name, sop_uid=job.sop_uid, reason=why)
+            self.events.publish(DeadLettered(target=self.name, sop_uid=job.sop_uid or "", reason=why))
 
     def _done(self, jobs: list[Job]) -> None:
-        self.events.publish("forwarded", target=self.name, count=len(jobs))
+        self.events.publish(Forwarded(target=self.name, count=len(jobs)))
         if self.config.buffer.delete_when_done:
             self.buffer.release_if_done([j.instance_fk for j in jobs])

@@ -24,6 +24,7 @@ from gateway.buffer.source import Source
 from gateway.config import Config
 from gateway.dicom import receive_spool, status
 from gateway.dicom.sop_classes import VERIFICATION, storage_sop_classes
+from gateway.event_kinds import StoreRefused
 from gateway.events import EventBus
 from gateway.identity import normalise_ae
 
@@ -100,8 +101,8 @@ class StoreSCP:
     def _refuse(self, code: int, calling: str, sop_uid: str, why: str):
         """A refusal decided here, before the intake (the command's context)."""
         self._log_refusal(code, calling, sop_uid, why)
-        self.events.publish("store-refused", sop_uid=sop_uid, calling_ae=calling, source=f"AE:{calling}",
-                            status=code, reason=why)
+        self.events.publish(StoreRefused(sop_uid=sop_uid, calling_ae=calling, source=f"AE:{calling}",
+                                         status=code, reason=why))
         return code, why
 
     @staticmethod

@@ -42,6 +42,10 @@ def test_status_studies_and_queue_list_through_an_outage(gateway_factory, late_o
     assert "buffer: " in out and "3 instances" in out and "reserve 0 MB" in out
     assert re.search(r"backlog 3 jobs \(oldest waiting since [0-9:]+, \d+ s\)", out), out
     assert "next retry" in out and "dead letters 0" in out
+    # The snapshot's counts (folded from "received" events, written at the housekeeping tick).
+    out = wait_until(lambda: (o := _out(gw, "status")) and "since start: 3 received" in o and o, 30,
+                     what="status to count the three received")
+    assert re.search(r"since start: 3 received \(last [0-9:]+ from AE:\S+\), 0 refused, 0 forwarded", out), out
 
     # A destination that stays down is reminded in the log, not only once.
     wait_until(lambda: gw.log.count("pacs still unreachable after") >= 2, 30, what="two reminders")

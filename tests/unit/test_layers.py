@@ -14,8 +14,8 @@ own line of it):
   hw-sim         simulated devices that sit under the real drivers; may use drivers/ and image/.
                  Production code (gateway/, drivers/, image/) never imports it: simulators are
                  chosen by `kind` through the device registry (issue 7 item 5)
-  leaves         gateway's small shared modules that know nothing of the rest: the event bus,
-                 exit codes, logging setup, systemd notify, the implementation identity
+  leaves         gateway's small shared modules that know nothing of the rest: the event bus
+                 and its catalogue of kinds, exit codes, logging setup, systemd notify, the implementation identity
   config         gateway.config (the schema and its loading), gateway.part10 (the Part-10 codec,
                  item 6), gateway.state (the snapshot folded from events)
   buffer         gateway.buffer (index, files, queue, intake) and gateway.routing (which
@@ -23,7 +23,8 @@ own line of it):
   print domain   gateway.print: film sessions, rendering, the spool; knows no DIMSE
   dicom net      gateway.dicom.net: the upper-layer protocol code (item 6)
   dicom roles    gateway.dicom: the service roles (Store, Print, Commitment SCP/SCU, ...)
-  app            gateway.app (wiring, start/stop) and gateway.preflight (what `run` checks first)
+  app            gateway.app (wiring, start/stop), gateway.commands (the operator verbs, in-process)
+                 and gateway.preflight (what `run` checks first)
   cli            gateway.cli, the command line, and gateway.operator_views (what it shows)
 
 Decisions worth knowing:
@@ -54,14 +55,14 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("image", ("image",)),
     ("drivers", ("drivers",)),
     ("hw-sim", ("hwsim",)),
-    ("leaves", ("gateway.events", "gateway.exit_codes", "gateway.logs", "gateway.systemd_notify",
-                "gateway.identity")),
+    ("leaves", ("gateway.events", "gateway.event_kinds", "gateway.exit_codes", "gateway.logs",
+                "gateway.systemd_notify", "gateway.identity")),
     ("config", ("gateway.config", "gateway.part10", "gateway.state")),
     ("buffer", ("gateway.buffer", "gateway.routing")),
     ("print domain", ("gateway.print",)),
     ("dicom net", ("gateway.dicom.net",)),
     ("dicom roles", ("gateway.dicom",)),
-    ("app", ("gateway.app", "gateway.preflight")),
+    ("app", ("gateway.app", "gateway.commands", "gateway.preflight")),
     ("cli", ("gateway.cli", "gateway.operator_views")),
 ]
 # The `gateway` package itself (its __init__) holds nothing and imports nothing: anyone may import it.

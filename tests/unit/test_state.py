@@ -43,3 +43,95 @@ def test_an_unreadable_snapshot_reads_as_none(tmp_path):
     assert read_snapshot(tmp_path) is None
     snapshot_path(tmp_path).write_text("[1, 2]")
     assert read_snapshot(tmp_path) is None
+
+
+# -- the snapshot folded from the catalogue's payloads (issue 7 item 3) -----------------------------
+from gateway.event_kinds import (DeadLettered, DestinationDown, DiskFull, DiskSpace, Forwarded,  # noqa: E402
+                                 InstancesEvicted, PrinterStatusChanged, QueueDepths, Received,
+                                 StoreRefused)
+from gateway.state import backlog  # noqa: E402
+
+
+def _ev(payload, at):
+    return Event(payload.KIND, payload.as_dict(), at=at, payload=payload)
+
+
+def test_the_fold_gives_the_expected_snapshot(tmp_path):
+    obs = StateObserver(EventBus(), tmp_path, ["pacs", "archive"], printer="film")
+    assert obs.get_status()["queues"] is None and backlog(obs.get_status()) is None  # not counted yet
+    events = [
+        _ev(Received(sop_uid="1.2.3", calling_ae="CT1", source="AE:CT1", outcome="stored",
+                     routes=("pacs", "archive")), 1.0),
+        _ev(Received(sop_uid="1.2.4", calling_ae="USB1", source="MEDIA:USB1", outcome="stored"), 2.0),
+        _ev(StoreRefused(sop_uid="1.2.5", calling_ae="CT1", source="AE:CT1", reason="disk full",
+                         refusal="disk-full"), 3.0),
+        _ev(DiskFull(detail="reserve 100 MB"), 3.0),
+        _ev(DestinationDown(target="archive", reason="connection refused", retry_in=2.0), 4.0),
+        _ev(Forwarded(target="pacs", count=2), 5.0),
+        _ev(DeadLettered(target="pacs", sop_uid="1.2.6", reason="0xA900"), 6.0),
+        _ev(QueueDepths(counts=(("forward", "archive", "queued", 2), ("forward", "archive", "in_flight", 1),
+                                ("forward", "pacs", "dead", 1), ("print", "film", "committing", 0),
+                                ("print", "film", "queued", 3))), 7.0),
+        _ev(DiskSpace(free_bytes=50 * 2**20, total_bytes=2**30, reserve_bytes=100 * 2**20), 8.0),
+        _ev(InstancesEvicted(reason="reserve", instances=4, bytes=80 * 2**20, free_bytes=130 * 2**20), 9.0),
+        _ev(PrinterStatusChanged(status="WARNING", info="FILM LOW"), 10.0),
+    ]
+    for ev in events:
+        obs.apply(ev)
+    s = obs.get_status()
+    assert s["destinations"] == {
+        "pacs": {"reachable": True, "since": 5.0, "reason": "", "last_forwarded": 5.0},
+        "archive": {"reachable": False, "since": 4.0, "reason": "connection refused", "last_forwarded": None},
+    }
+    assert s["printer"] == {"name": "film", "status": "WARNING", "info": "FILM LOW", "since": 10.0}
+    assert s["queues"] == {
+        "forward": {"archive": {"queued": 2, "in_flight": 1, "committing": 0, "dead": 0},
+                    "pacs": {"queued": 0, "in_flight": 0, "committing": 0, "dead": 1}},
+        "print": {"film": {"queued": 3, "in_flight": 0, "committing": 0, "dead": 0}},
+    }
+    assert s["queues_at"] == 7.0
+    assert backlog(s) == (6, 1)
+    assert s["disk"] == {"free_bytes": 130 * 2**20, "total_bytes": 2**30, "reserve_bytes": 100 * 2**20,
+                         "below_reserve": False, "at": 9.0, "last_full": 3.0,
+                         "last_full_detail": "reserve 100 MB"}
+    assert s["last_received"] == {"at": 2.0, "source": "MEDIA:USB1"}
+    assert s["last_forwarded"] == {"at": 5.0, "target": "pacs"}
+    assert s["counts"] == {"received": 2, "refused": 1, "forwarded": 2, "dead_lettered": 1}
+    # A later count replaces the earlier one: a queue emptied disappears.
+    obs.apply(_ev(QueueDepths(counts=(("print", "film", "queued", 1),)), 11.0))
+    assert obs.get_status(["queues"]) == {"queues": {"print": {"film": {"queued": 1, "in_flight": 0,
+                                                                         "committing": 0, "dead": 0}}}}
+    assert backlog(obs.get_status()) == (1, 0)
+    # get_status hands out a copy: a reader cannot change the snapshot.
+    obs.get_status()["destinations"]["pacs"]["reachable"] = False
+    assert obs.get_status()["destinations"]["pacs"]["reachable"] is True
+
+
+def test_counts_are_written_at_sync_and_reachability_at_once(tmp_path):
+    bus = EventBus()
+    obs = StateObserver(bus, tmp_path, ["pacs"])
+    obs.start()
+    try:
+        bus.publish(QueueDepths(counts=(("forward", "pacs", "queued", 5),)))
+        assert obs.sync()
+        assert read_snapshot(tmp_path)["queues"] == {"forward": {"pacs": {"queued": 5, "in_flight": 0,
+                                                                           "committing": 0, "dead": 0}}}
+        bus.publish(Received(sop_uid="1.2", calling_ae="CT1", source="AE:CT1", outcome="stored"))
+        bus.publish(DestinationDown(target="pacs", reason="refused", retry_in=1.0))
+        from peers import wait_until
+
+        wait_until(lambda: read_snapshot(tmp_path)["destinations"]["pacs"]["reachable"] is False, 10,
+                   what="pacs down in the snapshot, without a sync")
+        assert obs.sync()
+        snap = read_snapshot(tmp_path)
+        assert snap["counts"]["received"] == 1 and snap["last_received"]["source"] == "AE:CT1"
+    finally:
+        obs.stop()
+
+
+def test_sync_folds_in_the_callers_thread_when_not_started(tmp_path):
+    bus = EventBus()
+    obs = StateObserver(bus, tmp_path, ["pacs"])
+    bus.publish(Forwarded(target="pacs", count=1))
+    assert obs.sync()
+    assert read_snapshot(tmp_path)["destinations"]["pacs"]["reachable"] is True

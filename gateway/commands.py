@@ -1,0 +1,225 @@
+"""The operator's verbs, one implementation for every face: the command line, and in-process the
+coming front panel and status page.
+
+Each verb is the queue's own verb (gateway/buffer/queue.py: retry_jobs, retry_all_dead,
+dead_letter_jobs, reforward_jobs, reforward_instances) plus the checks and the wording around it,
+so that a button and `dicom-gateway queue retry` do the same thing and say it in the same words:
+
+  retry(job ids)          queued: due now, tries reset; dead: queued again. No ids: every dead job.
+  dead_letter(job ids)    queued: given up (dead); dead: unchanged.
+  re_forward(selection, to)  forward jobs, or a stored study / series / instance, sent to `to` again.
+  wake()                  the workers look at the queue now, even those backing off.
+
+Two ways in:
+- the module functions (retry, dead_letter, re_forward) take a JobQueue and raise `Refused` for a
+  whole command refused (unknown destination, no job IDs, ...); the command line (cli.py) calls
+  them, on the buffer of a service that may run in another process, and then wakes that process
+  with SIGUSR1;
+- `Commands`, the facade on a running service (`Gateway.commands`): the same verbs, returning a
+  `CommandResult` with what was done or the refusal, and waking the workers directly.
+
+Export to media, eject and capture join here when media (issue 8) and capture (issue 10) land.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from gateway.buffer.queue import VerbResult
+
+if TYPE_CHECKING:
+    from gateway.buffer.queue import JobQueue
+    from gateway.config import Config
+
+
+class Refused(Exception):
+    """The whole command is refused: nothing was done. `usage`: what was asked cannot be (an unknown
+    name, a bad job ID; the command line exits 2 for it) rather than a state of the buffer or
+    config (exit 1)."""
+
+    def __init__(self, message: str, usage: bool = False):
+        super().__init__(message)
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did.
+
+    verb: "retry", "dead-letter", "re-forward" or "wake". results: per job or object, what the
+    queue did (VerbResult: ok, the one-line message). summary: the closing line ("2 jobs queued
+    again"). notes: what the operator should know besides ("destination 'pacs' is disabled; its
+    jobs wait until it is"). refused: why the whole command was refused ("" when it ran); usage: that
+    refusal is a mistake in the request. woken: the workers were told to look at the queue now."""
+
+    verb: str
+    results: tuple[VerbResult, ...] = ()
+    summary: str = ""
+    notes: tuple[str, ...] = ()
+    refused: str = ""
+    usage: bool = False
+    woken: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Ran, and nothing in it was refused."""
+        return not self.refused and all(r.ok for r in self.results)
+
+    @property
+    def changed(self) -> bool:
+        """The queue changed (something for the workers to act on)."""
+        return any(r.ok and r.changed for r in self.results)
+
+    def lines(self) -> list[str]:
+        """What the command line prints on stdout: each result, the summary, the notes."""
+        if self.refused:
+            return [self.refused]
+        return ([r.message if r.ok else f"refused: {r.message}" for r in self.results] + [self.summary]
+                + [f"note: {n}" for n in self.notes])
+
+
+# -- checks shared by the command line and the facade ---------------------------------------------
+def job_ids(verb: str, raw: Iterable[str | int]) -> list[int]:
+    """Job IDs as given (text or numbers); Refused (usage) naming the first that is not one."""
+    out = []
+    for r in map(str, raw):
+        if not r.isdigit() or int(r) == 0:
+            raise Refused(f"{verb}: {r!r} is not a job ID (job IDs are the numbers `dicom-gateway queue list`"
+                          " shows)", usage=True)
+        out.append(int(r))
+    return out
+
+
+def need_ids(verb: str, ids: list[int]) -> None:
+    """dead-letter has no "all": it needs the jobs named."""
+    if not ids:
+        raise Refused(f"{verb}: give the IDs of the jobs to give up on", usage=True)
+
+
+def forward_destination(config: "Config", to: str) -> None:
+    """re-forward's destination: one in the config (Refused, usage), and enabled (Refused)."""
+    dest = config.destinations.get(to)
+    if dest is None:
+        known = ", ".join(config.destinations) or "none configured"
+        raise Refused(f"re-forward: unknown destination {to!r} (destinations: {known})", usage=True)
+    if not dest.enabled:
+        raise Refused(f"re-forward: destination {to!r} is disabled (destinations.{to}.enabled)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What re_forward sends: forward job IDs, or every instance of a study, of a series, or one
+    instance (by UID) held in the buffer. Exactly one of them."""
+
+    jobs: tuple[str | int, ...] = ()
+    study: str | None = None
+    series: str | None = None
+    instance: str | None = None
+
+    def form(self) -> tuple[str, str | None]:
+        """("jobs", None) or (level, UID); Refused (usage) unless exactly one form is given."""
+        forms = [(n, v) for n, v in (("jobs", self.jobs), ("study", self.study), ("series", self.series),
+                                     ("instance", self.instance)) if v]
+        if len(forms) != 1:
+            raise Refused("re-forward: give job IDs, or one of --study / --series / --instance UID", usage=True)
+        level, value = forms[0]
+        return (level, None) if level == "jobs" else (level, value)
+
+
+_INSTANCES_OF = {
+    "study": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
+             " JOIN studies st ON st.id = se.study_fk WHERE st.study_uid = ? ORDER BY i.id",
+    "series": "SELECT i.id FROM instances i JOIN series se ON se.id = i.series_fk"
+              " WHERE se.series_uid = ? ORDER BY i.id",
+    "instance": "SELECT id FROM instances WHERE sop_uid = ?",
+}
+
+
+def idle_target_notes(config: "Config", jobs) -> list[str]:
+    """Jobs queued again for a destination or printer that no worker serves wait until one does:
+    say so, or the operator waits for nothing."""
+    idle = set()
+    for j in jobs:
+        if j is None:
+            continue
+        if j.kind == "forward":
+            d = config.destinations.get(j.target)
+            if d is None or not d.enabled:
+                idle.add(f"destination {j.target!r} is {'disabled' if d else 'not in the config'}")
+        elif j.kind == "print" and (not config.print.enabled or config.print.name != j.target):
+            idle.add(f"printer {j.target!r} is not enabled in the config")
+    return [f"{why}; its jobs wait until it is" for why in sorted(idle)]
+
+
+# -- the verbs ------------------------------------------------------------------------------------
+def retry(queue: "JobQueue", ids: list[int], config: "Config | None" = None) -> CommandResult:
+    """retry_jobs(ids), or retry_all_dead() when no ids are given. With the config, notes name the
+    jobs queued again for a destination or printer that no worker serves."""
+    results = queue.retry_jobs(ids) if ids else queue.retry_all_dead()
+    done = sum(r.ok for r in results)
+    notes = idle_target_notes(config, [queue.get(r.job_id) for r in results if r.ok and r.job_id]) if config else []
+    return CommandResult("retry", tuple(results), f"{done} jobs queued again" + ("" if results else " (no dead jobs)"),
+                         tuple(notes))
+
+
+def dead_letter(queue: "JobQueue", ids: list[int], reason: str = "dead-lettered by operator") -> CommandResult:
+    """dead_letter_jobs(ids, reason); Refused without ids."""
+    need_ids("queue dead-letter", ids)
+    results = queue.dead_letter_jobs(ids, reason)
+    return CommandResult("dead-letter", tuple(results),
+                         f"{sum(r.ok and r.changed for r in results)} jobs dead-lettered")
+
+
+def re_forward(queue: "JobQueue", config: "Config", selection: Selection, to: str) -> CommandResult:
+    """reforward_jobs / reforward_instances to destination `to`; Refused for an unknown or disabled
+    destination, a selection that is not exactly one form, or a UID the buffer does not hold."""
+    forward_destination(config, to)
+    level, uid = selection.form()
+    if level == "jobs":
+        results = queue.reforward_jobs(job_ids("re-forward", selection.jobs), to)
+    else:
+        ids = [r["id"] for r in queue.index.query(_INSTANCES_OF[level], (uid,))]
+        if not ids:
+            raise Refused(f"re-forward: no {level} {uid} in the buffer")
+        results = queue.reforward_instances(ids, to)
+    return CommandResult("re-forward", tuple(results), f"{sum(r.ok for r in results)} objects queued for {to}")
+
+
+class Commands:
+    """The verbs on a running service (Gateway.commands), for the panel and the status page: each
+    returns a CommandResult (a refusal included, never raised) and wakes the workers directly
+    when the queue changed, instead of the command line's SIGUSR1."""
+
+    def __init__(self, queue: "JobQueue", config: "Config", wake: Callable[[], None] | None = None):
+        self.queue = queue
+        self.config = config
+        self._wake = wake or queue.wake_all
+
+    def _run(self, verb: str, call: Callable[[], CommandResult]) -> CommandResult:
+        try:
+            result = call()
+        except Refused as exc:
+            return CommandResult(verb, refused=str(exc), usage=exc.usage)
+        if result.changed:
+            self._wake()
+            result = CommandResult(result.verb, result.results, result.summary, result.notes, woken=True)
+        return result
+
+    def retry(self, ids: Iterable[int | str] = ()) -> CommandResult:
+        """Retry these jobs (no ids: every dead job)."""
+        return self._run("retry", lambda: retry(self.queue, job_ids("queue retry", ids), self.config))
+
+    def dead_letter(self, ids: Iterable[int | str], reason: str = "dead-lettered by operator") -> CommandResult:
+        """Give these queued jobs up."""
+        return self._run("dead-letter", lambda: dead_letter(self.queue, job_ids("queue dead-letter", ids), reason))
+
+    def re_forward(self, selection: Selection, to: str) -> CommandResult:
+        """Send these jobs' objects, or this study / series / instance, to destination `to` again."""
+        return self._run("re-forward", lambda: re_forward(self.queue, self.config, selection, to))
+
+    def wake(self) -> CommandResult:
+        """The workers look at the queue now, even those backing off (a destination down, a printer
+        not ready)."""
+        self._wake()
+        return CommandResult("wake", summary="workers told to look at the queue now", woken=True)

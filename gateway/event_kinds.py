@@ -1,0 +1,331 @@
+"""The catalogue of event kinds: one constant and one small frozen payload type per kind.
+
+Every event published on the bus (gateway/events.py) is one of these. A publisher writes
+`events.publish(Forwarded(target="pacs", count=3))`; an observer subscribes to the kinds it
+folds (`events.subscribe(kinds=(FORWARDED, DESTINATION_DOWN))`) and reads `ev.payload` (the
+typed value) or `ev.data` (the same fields as a plain dict).
+
+Payloads hold plain values only (str, int, float, bool, tuples of them), never a driver, socket
+or database object: an observer may keep them, write them to JSON or show them on a panel, and
+this module imports nothing of the gateway (it sits on the "leaves" floor, tests/unit/test_layers.py).
+No payload holds patient data (no names, no patient IDs); SOP Instance UIDs are identifiers of
+objects, not of people.
+
+Units: times are seconds since the epoch (time.time()), durations are seconds, sizes are bytes.
+
+Kinds by who publishes them:
+
+  intake (gateway/buffer/intake.py)    received, store-refused, disk-full, buffer-error
+  store SCP (gateway/dicom/store_scp)  store-refused (refusals decided before the intake)
+  retention (gateway/buffer/retention) evicted
+  forwarder (gateway/dicom/forward)    destination-up, destination-down, destination-still-down,
+                                       forwarded, forward-failed, dead-lettered
+  commitment (gateway/dicom/commitment) committed, commitment-refused, dead-lettered
+  the service's housekeeping tick      queue-depths, disk-space
+    (gateway/app.py)
+  printing (gateway/print, print_scp)  print-spooled, print-held, printed, printer-status-changed,
+                                       print-job, printer-status
+
+"print-job" and "printer-status" are control messages of the print service today (the Print
+SCP's N-EVENT-REPORTs ride on them); they move to an explicit callback and stop being published
+(issue 7 item 3). Their entries stay until then so that every published kind is in the catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+# -- the kinds ---------------------------------------------------------------------------------
+RECEIVED = "received"
+STORE_REFUSED = "store-refused"
+DISK_FULL = "disk-full"
+BUFFER_ERROR = "buffer-error"
+EVICTED = "evicted"
+DESTINATION_UP = "destination-up"
+DESTINATION_DOWN = "destination-down"
+DESTINATION_STILL_DOWN = "destination-still-down"
+FORWARDED = "forwarded"
+FORWARD_FAILED = "forward-failed"
+DEAD_LETTERED = "dead-lettered"
+COMMITTED = "committed"
+COMMITMENT_REFUSED = "commitment-refused"
+QUEUE_DEPTHS = "queue-depths"
+DISK_SPACE = "disk-space"
+PRINT_SPOOLED = "print-spooled"
+PRINT_HELD = "print-held"
+PRINTED = "printed"
+PRINTER_STATUS_CHANGED = "printer-status-changed"
+PRINT_JOB = "print-job"
+PRINTER_STATUS = "printer-status"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Base of every payload. `KIND` is the event kind the payload type is published as."""
+
+    KIND: ClassVar[str] = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (shallow: the values themselves are plain already)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# kind -> payload type; filled by @_kind below.
+CATALOGUE: dict[str, type[Payload]] = {}
+
+
+def _kind(kind: str):
+    def register(cls: type[Payload]) -> type[Payload]:
+        if kind in CATALOGUE:
+            raise ValueError(f"event kind {kind!r} is in the catalogue twice")
+        cls.KIND = kind
+        CATALOGUE[kind] = cls
+        return cls
+    return register
+
+
+# -- intake and buffer -------------------------------------------------------------------------
+@_kind(RECEIVED)
+@dataclass(frozen=True)
+class Received(Payload):
+    """An instance was taken into the buffer (or recognised as one it holds).
+
+    sop_uid: the SOP Instance UID. calling_ae: who sent it (the AE title, or the source's label).
+    source: the intake source as text (`AE:<title>`, `MEDIA:<label>`, `CAPTURE:<device>`).
+    outcome: the buffer's verdict (gateway.buffer.ingest.Outcome value: "stored", "identical",
+    "replaced", "kept-first"). routes: the destinations it was queued for (may be empty)."""
+
+    sop_uid: str
+    calling_ae: str
+    source: str
+    outcome: str
+    routes: tuple[str, ...] = ()
+
+
+@_kind(STORE_REFUSED)
+@dataclass(frozen=True)
+class StoreRefused(Payload):
+    """An object was refused and not stored.
+
+    reason: the one-line reason the sender is given. refusal: the intake's refusal name
+    (gateway.buffer.intake.Refusal value) when the intake refused; "" for a refusal the Store SCP
+    decided itself. status: the DIMSE status (e.g. 0xA700) when the Store SCP refused; None from
+    the intake (the adapter maps refusal -> status)."""
+
+    sop_uid: str
+    calling_ae: str
+    source: str
+    reason: str
+    refusal: str = ""
+    status: int | None = None
+
+
+@_kind(DISK_FULL)
+@dataclass(frozen=True)
+class DiskFull(Payload):
+    """A received object did not fit: free space is under the reserve or the file system is full.
+    detail: the error text."""
+
+    detail: str
+
+
+@_kind(BUFFER_ERROR)
+@dataclass(frozen=True)
+class BufferWriteError(Payload):
+    """Writing a received object to the buffer failed for another reason than space.
+    detail: the error text."""
+
+    detail: str
+
+
+@_kind(EVICTED)
+@dataclass(frozen=True)
+class InstancesEvicted(Payload):
+    """Delivered (or unrouted, expired) instances were deleted from the buffer.
+
+    reason: why ("done" = delete_when_done after a forward, "delete-when-done", "age",
+    "unrouted-age", "low-space", "reserve"). instances: how many. bytes: their size.
+    free_bytes: free space on the buffer's file system afterwards."""
+
+    reason: str
+    instances: int
+    bytes: int
+    free_bytes: int
+
+
+# -- forwarding and commitment -----------------------------------------------------------------
+@_kind(DESTINATION_UP)
+@dataclass(frozen=True)
+class DestinationUp(Payload):
+    """A destination accepted an association again after an outage. target: its config name."""
+
+    target: str
+
+
+@_kind(DESTINATION_DOWN)
+@dataclass(frozen=True)
+class DestinationDown(Payload):
+    """An association to a destination failed: an outage starts.
+    reason: the error text. retry_in: seconds until the next attempt."""
+
+    target: str
+    reason: str
+    retry_in: float
+
+
+@_kind(DESTINATION_STILL_DOWN)
+@dataclass(frozen=True)
+class DestinationStillDown(Payload):
+    """Another association attempt during an outage failed. Fields as DestinationDown."""
+
+    target: str
+    reason: str
+    retry_in: float
+
+
+@_kind(FORWARDED)
+@dataclass(frozen=True)
+class Forwarded(Payload):
+    """Instances were delivered to a destination (accepted; when the destination asks for
+    storage commitment, the jobs are done only at the report: see Committed).
+    target: the destination's config name. count: how many instances in this batch."""
+
+    target: str
+    count: int
+
+
+@_kind(FORWARD_FAILED)
+@dataclass(frozen=True)
+class ForwardFailed(Payload):
+    """One instance was refused or failed and will be tried again.
+    reason: the peer's status or the error text."""
+
+    target: str
+    sop_uid: str
+    reason: str
+
+
+@_kind(DEAD_LETTERED)
+@dataclass(frozen=True)
+class DeadLettered(Payload):
+    """A job was given up (state dead) and waits for an operator (`queue retry`).
+    target: destination name. sop_uid: the instance. reason: why it was given up."""
+
+    target: str
+    sop_uid: str
+    reason: str
+
+
+@_kind(COMMITTED)
+@dataclass(frozen=True)
+class Committed(Payload):
+    """A storage commitment report arrived. transaction: the Transaction UID. committed: how many
+    instances the destination committed. failed: how many it did not (sent again or given up)."""
+
+    transaction: str
+    committed: int
+    failed: int
+
+
+@_kind(COMMITMENT_REFUSED)
+@dataclass(frozen=True)
+class CommitmentRefused(Payload):
+    """A destination did not accept a storage commitment request; the jobs wait to be sent again.
+    reason: "no N-ACTION response" or the N-ACTION status."""
+
+    target: str
+    reason: str
+
+
+# -- the service's housekeeping tick -----------------------------------------------------------
+@_kind(QUEUE_DEPTHS)
+@dataclass(frozen=True)
+class QueueDepths(Payload):
+    """The queue's jobs not yet done, counted from the index (the whole picture, not a change).
+
+    counts: (job kind, target, state, number of jobs) for every pair with jobs in a state other
+    than "done"; job kind is "forward" or "print", target a destination or printer name, state one
+    of "queued", "in_flight", "committing", "dead". A pair absent from `counts` has no such jobs."""
+
+    counts: tuple[tuple[str, str, str, int], ...]
+
+
+@_kind(DISK_SPACE)
+@dataclass(frozen=True)
+class DiskSpace(Payload):
+    """The buffer's file system, measured. free_bytes / total_bytes: as statvfs reports them for
+    an unprivileged writer. reserve_bytes: the configured reserve (buffer.reserve_mb); a C-STORE
+    that would leave less free is refused (after retention evicted what it may)."""
+
+    free_bytes: int
+    total_bytes: int
+    reserve_bytes: int
+
+
+# -- printing ----------------------------------------------------------------------------------
+@_kind(PRINT_SPOOLED)
+@dataclass(frozen=True)
+class PrintSpooled(Payload):
+    """A print job was spooled. uid: the Print Job SOP Instance UID. films: how many films.
+    calling_ae: the Print SCU's AE title."""
+
+    uid: str
+    films: int
+    calling_ae: str
+
+
+@_kind(PRINT_HELD)
+@dataclass(frozen=True)
+class PrintHeld(Payload):
+    """A film is held for the operator (the printer cannot tell whether it came out).
+    uid: the print job. job_id: the queue job (`queue retry <job_id>` prints it again). reason."""
+
+    uid: str
+    job_id: int
+    reason: str
+
+
+@_kind(PRINTED)
+@dataclass(frozen=True)
+class Printed(Payload):
+    """A film came out of the printer. uid: the print job. film: the film's number in the job.
+    preview: the path of its preview PNG (text)."""
+
+    uid: str
+    film: int
+    preview: str
+
+
+@_kind(PRINTER_STATUS_CHANGED)
+@dataclass(frozen=True)
+class PrinterStatusChanged(Payload):
+    """The printer's DICOM status changed (PS3.3 C.13.9.1). status: "NORMAL", "WARNING" or
+    "FAILURE". info: the Printer Status Info defined term (e.g. "SUPPLY EMPTY")."""
+
+    status: str
+    info: str
+
+
+@_kind(PRINT_JOB)
+@dataclass(frozen=True)
+class PrintJobStatus(Payload):
+    """Control (leaving the bus): a print job's Execution Status changed. uid: the print job.
+    status: "PENDING", "PRINTING", "DONE" or "FAILURE". info: Execution Status Info.
+    calling_ae: the Print SCU that owns the job."""
+
+    uid: str
+    status: str
+    info: str
+    calling_ae: str
+
+
+@_kind(PRINTER_STATUS)
+@dataclass(frozen=True)
+class PrinterStatusReading(Payload):
+    """Control (leaving the bus): the spooler read the printer's status while printing.
+    status / info: as PrinterStatusChanged. (Today's publisher passes `status` as a
+    (status, info) pair plus the driver's status object; that form has no typed payload.)"""
+
+    status: str
+    info: str
