@@ -179,9 +179,9 @@ class Gateway:
         the status line sent next reads them. A failing count is logged, never raised: the tick
         also pets the watchdog."""
         try:
-            counts = self.buffer.queue.counts()
+            counts = self.buffer.queue.open_counts()
             self.events.publish(QueueDepths(counts=tuple(
-                (kind, target, state, n) for (kind, target, state), n in sorted(counts.items()) if state != "done")))
+                (kind, target, state, n) for (kind, target, state), n in sorted(counts.items()))))
             total, free = self.buffer.files.disk_usage()
             self.events.publish(DiskSpace(free_bytes=free, total_bytes=total,
                                           reserve_bytes=self.buffer.files.reserve_bytes))

@@ -22,12 +22,19 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
   2  job_items(job_id, instance_fk): the link that says which instances a job needs. Filled from
      jobs.instance_fk. Retention evicts an instance only when every job linked to it is done, so
      a job that needs many instances (a media export, a C-MOVE) protects them all.
+  3  jobs_open: an index of the jobs not done (partial, WHERE state != 'done'). The service counts
+     the open queue for its status every few seconds; done jobs pile up until retention evicts
+     their instances, and counting through them scanned every job ever queued (500,000 done jobs:
+     89 ms a count on a laptop core, several times that on a Pi, against 0.05 ms with this index).
 
 Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
 nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
 cascade drops the link). The forward jobs IT creates get no link, though, so after coming forward
 again their instances count as unrouted until those jobs are gone. Releases from this one on
 refuse a buffer newer than they know, so that gap cannot open again.
+Version 3 adds only an index: to run a release that knows version 2 on such a buffer (service
+stopped), `sqlite3 index.sqlite "DROP INDEX jobs_open; PRAGMA user_version = 2"`; the next start
+of this release adds it again.
 """
 
 from __future__ import annotations
@@ -174,6 +181,11 @@ INSERT INTO job_items(job_id, instance_fk)
 """
 
 
+_V3 = """
+CREATE INDEX jobs_open ON jobs(kind, target, state) WHERE state != 'done';
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
     def run(cur: sqlite3.Cursor) -> None:
         for stmt in statements(sql):
@@ -185,6 +197,7 @@ def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
     (1, "base schema of the release before versions (index, jobs, commitments, print spool)", _script(_V1)),
     (2, "job_items: the job <-> instance link that protects files from eviction", _script(_V2)),
+    (3, "jobs_open: the open jobs, counted for the status without scanning the done ones", _script(_V3)),
 )
 LATEST = MIGRATIONS[-1][0]
 

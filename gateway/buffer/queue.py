@@ -564,7 +564,16 @@ class JobQueue:
         return [_job(r) for r in rows]
 
     def counts(self) -> dict[tuple[str, str, str], int]:
+        """Jobs by (kind, target, state), done ones included: a full count, for an operator's
+        `queue list`; the service's periodic counts use open_counts()."""
         rows = self.index.query("SELECT kind, target, state, COUNT(*) AS n FROM jobs GROUP BY kind, target, state")
+        return {(r["kind"], r["target"], r["state"]): r["n"] for r in rows}
+
+    def open_counts(self) -> dict[tuple[str, str, str], int]:
+        """Jobs not done by (kind, target, state), read from the jobs_open index (schema version 3)
+        without touching the done ones, however many the buffer holds."""
+        rows = self.index.query("SELECT kind, target, state, COUNT(*) AS n FROM jobs WHERE state != 'done'"
+                                " GROUP BY kind, target, state")
         return {(r["kind"], r["target"], r["state"]): r["n"] for r in rows}
 
 

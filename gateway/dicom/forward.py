@@ -154,7 +154,7 @@ class Forwarder(QueueWorker):
         logged again every `logging.down_reminder_s`: one line at 3 a.m. scrolls away long before
         anyone reads the log, and the retry cadence alone (up to retry_max_s) is not the operator's."""
         def remind(left: float) -> None:
-            waiting = sum(n for (kind, target, state), n in self.queue.counts().items()
+            waiting = sum(n for (kind, target, state), n in self.queue.open_counts().items()
                           if kind == FORWARD and target == self.name and state == "queued")
             log.warning("%s still unreachable after %.0f s: %s; %d jobs wait, next try in %.3g s",
                         self.name, time.time() - (self.down_since or time.time()), reason, waiting, left)

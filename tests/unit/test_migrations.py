@@ -280,3 +280,14 @@ def test_statements_keep_semicolons_in_comments():
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master")} == {"t", "i"}
     with pytest.raises(ValueError, match="incomplete"):
         migrations.statements("CREATE TABLE u (x)")
+
+
+def test_open_counts_read_the_open_jobs_index(tmp_path):
+    """Version 3: the service's periodic count reads the partial index of open jobs, not the table
+    (a year of done jobs would be scanned every few seconds otherwise)."""
+    root = tmp_path / "buf"
+    buf = Buffer(root, 0, "replace", lambda attrs, source: [])
+    plan = buf.index.query("EXPLAIN QUERY PLAN SELECT kind, target, state, COUNT(*) AS n FROM jobs"
+                           " WHERE state != 'done' GROUP BY kind, target, state")
+    assert any("jobs_open" in str(tuple(r)) for r in plan), [tuple(r) for r in plan]
+    assert buf.queue.open_counts() == {}
