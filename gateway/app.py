@@ -246,6 +246,8 @@ class Gateway:
             f.join(_CUT_GRACE_S)
         if "printing" in self._started:
             self.printing.stop()
+        # Last: the workers' final events (a forward that finished during the drain) are folded in.
+        self.state.stop()
         self.close()
         log.info("stopped")
 
