@@ -18,10 +18,10 @@ from pynetdicom import AE, evt
 
 from gateway.config import DestinationSection, TimersSection
 from gateway.dicom import status
-from gateway.dicom.association_policy import raw_socket, tune_socket
-from gateway.dicom.pdu_flow import limit_pending_pdata
+from gateway.dicom.net.association_policy import tune_socket
+from gateway.dicom.net.pynetdicom_patches import limit_pending_pdata, raw_socket, rejection
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
-from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
+from gateway.dicom.net.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.store_scu")
@@ -109,9 +109,7 @@ class StoreSCU:
             limit_pending_pdata(assoc)
             return assoc
         if assoc.is_rejected:
-            rsp = assoc.acceptor.primitive
-            result = getattr(rsp, "result", None)
-            source, diagnostic = getattr(rsp, "result_source", None), getattr(rsp, "diagnostic", None)
+            result, source, diagnostic = rejection(assoc)
             why = (describe_rejection(result, source, diagnostic) if None not in (result, source, diagnostic)
                    else "rejected")
             # rejected-permanent (0x01) is a configuration error, but a PACS that restarts may

@@ -27,8 +27,8 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
-from gateway.dicom import dimse_command
-from gateway.dicom.pdu_socket import (
+from gateway.dicom.net import dimse_command
+from gateway.dicom.net.pdu_socket import (
     A_ABORT,
     A_ASSOCIATE_AC as AC_TYPE,
     A_ASSOCIATE_RJ,

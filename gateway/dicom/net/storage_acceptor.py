@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gateway.dicom import dimse_command, receive_spool, status
-from gateway.dicom.pdu_socket import (
+from gateway.dicom import status
+from gateway.dicom.net import dimse_command, receive_spool
+from gateway.dicom.net.pdu_socket import (
     ABORT_INVALID_PARAMETER,
     ABORT_UNEXPECTED_PDU,
     ABORT_UNRECOGNIZED_PDU,
@@ -86,7 +87,7 @@ class _Message:
         Path(spool.name).unlink(missing_ok=True)
 
 
-class StorageAssociation:
+class StorageAcceptor:
     """`contexts`: accepted context ID -> (abstract syntax, transfer syntax)."""
 
     def __init__(self, sock: socket.socket, reader: SocketReader, calling_ae: str, peer: str,
