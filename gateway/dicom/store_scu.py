@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import UID
 from pynetdicom import AE, evt
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from gateway.config import DestinationSection, TimersSection
 from gateway.dicom import status
@@ -164,8 +165,9 @@ class StoreSCU:
         if code is None:
             return SendResult(False, None, "no C-STORE response (association lost or DIMSE timeout)", transient=True)
         comment = str(rsp.get("ErrorComment", "")) if "ErrorComment" in rsp else ""
-        if status.is_success(code) or status.is_warning(code):
-            return SendResult(True, code, comment, warning=status.is_warning(code))
+        category = code_to_category(code)
+        if category in (STATUS_SUCCESS, STATUS_WARNING):
+            return SendResult(True, code, comment, warning=category == STATUS_WARNING)
         return SendResult(False, code, f"status 0x{code:04X}" + (f": {comment}" if comment else ""),
                           transient=status.is_transient_store_failure(code))
 
