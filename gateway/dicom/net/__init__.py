@@ -10,7 +10,8 @@ What lives here, named after the protocol layer as pynetdicom names its own file
 - DIMSE: dimse_command (the command set codec of the storage paths), pdu_flow (bounded outgoing
   P-DATA for pynetdicom's sender), receive_spool (where a received data set is written);
 - the fast storage pair: storage_acceptor (receives C-STORE/C-ECHO on one thread) and
-  storage_requestor (sends stored files to a PACS);
+  storage_requestor (sends stored files to a PACS), both a pdu_connection.PduConnection (socket,
+  reader, the lock that keeps outgoing PDUs whole, the close);
 - pynetdicom_patches: every change to pynetdicom and every reach into its internals, behind one
   apply() and a few named functions, each with a version-pinned test.
 
