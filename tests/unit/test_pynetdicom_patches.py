@@ -161,7 +161,7 @@ def test_p3_received_data_sets_go_to_the_spool_file(applied, tmp_path):
         spool.write(b"\x00" * 128 + b"DICM")
         spool.file.flush()
         spool.finish()
-        assert spool.name.startswith(str(tmp_path))
+        assert spool.name.startswith(str(tmp_path)), pin("the spool file is not in receive_spool's folder")
     finally:
         spool.close()
 
@@ -187,14 +187,18 @@ def test_p5_unreadable_command_set_aborts_instead_of_killing_the_dul(caplog):
     pdata = P_DATA()
     pdata.presentation_data_value_list = [[1, b"\x03" + b"\x00\x00\x00\x01\x02\x00\x00\x00\x01"]]
     plain = _association()
-    with pytest.raises(Exception):
+    try:
         plain.dimse.receive_primitive(pdata)  # what the guard is for: this killed the DUL thread
+    except Exception:
+        pass
+    else:
+        pytest.fail(pin("an unreadable command set no longer raises in receive_primitive (guard unneeded?)"))
     guarded = _association()
     pynetdicom_patches.guard_association(guarded)
     with caplog.at_level(logging.WARNING, "gateway.dicom.association"):
         guarded.dimse.receive_primitive(pdata)
     assert guarded.dul.event_queue.get_nowait() == "Evt19", pin("the guard did not turn the error into Evt19")
-    assert guarded.dimse.message is None and "unreadable DIMSE message" in caplog.text
+    assert guarded.dimse.message is None and "unreadable DIMSE message" in caplog.text, pin("guard did not log/reset")
 
 
 def test_p6_local_primitive_after_the_abort_is_dropped():
@@ -205,8 +209,12 @@ def test_p6_local_primitive_after_the_abort_is_dropped():
         pin("the state table now lists a local P-DATA in Sta13 (the guard may be unneeded)")
     plain = _association().dul.state_machine
     plain.current_state = "Sta13"
-    with pytest.raises(InvalidEventError):
+    try:
         plain.do_action("Evt9")
+    except InvalidEventError:
+        pass
+    else:
+        pytest.fail(pin("a local P-DATA in Sta13 no longer raises InvalidEventError (guard unneeded?)"))
     assoc = _association()
     pynetdicom_patches.guard_association(assoc)
     machine = assoc.dul.state_machine
@@ -250,7 +258,7 @@ def test_p8_hand_off_server_serves_a_connection_it_did_not_accept():
         peer.close()
         for assoc in server.active_associations:
             assoc.join(5)
-        assert not server.active_associations
+        assert not server.active_associations, pin("the handed-off association did not end with its connection")
     finally:
         server.server_close()
         listening.close()
@@ -260,13 +268,13 @@ def test_p8_hand_off_server_serves_a_connection_it_did_not_accept():
 
 def test_r1_raw_socket():
     assoc = _association()
-    assert pynetdicom_patches.raw_socket(assoc) is None
+    assert pynetdicom_patches.raw_socket(assoc) is None, pin("an association without a socket has one")
     assert "client_socket" in params(AssociationSocket.__init__), pin("AssociationSocket(assoc, client_socket=) changed")
     a, b = socket.socketpair()
     try:
         assoc.set_socket(AssociationSocket(assoc, client_socket=a))
         assert assoc.dul.socket.socket is a, pin("Association.dul.socket.socket is not the TCP socket")
-        assert pynetdicom_patches.raw_socket(assoc) is a
+        assert pynetdicom_patches.raw_socket(assoc) is a, pin("raw_socket did not find the TCP socket")
     finally:
         a.close()
         b.close()
@@ -282,7 +290,7 @@ def test_r2_request_primitive_is_set_before_evt_requested():
     assoc = _association()
     primitive = A_ASSOCIATE()
     assoc.requestor.primitive = primitive
-    assert pynetdicom_patches.request_primitive(assoc) is primitive
+    assert pynetdicom_patches.request_primitive(assoc) is primitive, pin("request_primitive read another object")
 
 
 def test_r3_reject_from_evt_requested():
@@ -295,7 +303,7 @@ def test_r3_reject_from_evt_requested():
     pynetdicom_patches.reject_in_handler(assoc, (0x01, 0x01, 0x03))
     sent = assoc.dul.to_provider_queue.get_nowait()
     assert (sent.result, sent.result_source, sent.diagnostic) == (0x01, 0x01, 0x03), pin("no A-ASSOCIATE-RJ queued")
-    assert assoc.is_rejected and not assoc.is_established
+    assert assoc.is_rejected and not assoc.is_established, pin("send_reject did not mark the association rejected")
 
 
 def test_r4_receiving_file():
@@ -304,11 +312,11 @@ def test_r4_receiving_file():
         pin("DIMSEServiceProvider.message (the message under assembly) is gone")
     message = DIMSEMessage()
     assert hasattr(message, "_data_set_file"), pin("DIMSEMessage._data_set_file is gone")
-    assert pynetdicom_patches.receiving_file(assoc) is None
+    assert pynetdicom_patches.receiving_file(assoc) is None, pin("a file with no message under assembly")
     assoc.dimse.message = message
     marker = object()
     message._data_set_file = marker
-    assert pynetdicom_patches.receiving_file(assoc) is marker
+    assert pynetdicom_patches.receiving_file(assoc) is marker, pin("receiving_file read another attribute")
 
 
 def test_r5_dataset_file():
@@ -318,7 +326,7 @@ def test_r5_dataset_file():
         pin("message_to_primitive no longer hands the spool file to the C-STORE primitive")
     marker = object()
     request._dataset_file = marker
-    assert pynetdicom_patches.dataset_file(request) is marker
+    assert pynetdicom_patches.dataset_file(request) is marker, pin("dataset_file read another attribute")
 
 
 def test_r6_rejection():
@@ -327,8 +335,8 @@ def test_r6_rejection():
     assert "primitive" in ServiceUser.__init__.__code__.co_names or hasattr(ServiceUser, "primitive"), \
         pin("ServiceUser.primitive is gone")
     assoc = Association(AE(), "requestor")
-    assert pynetdicom_patches.rejection(assoc) == (None, None, None)
+    assert pynetdicom_patches.rejection(assoc) == (None, None, None), pin("a rejection without an answer")
     rj = A_ASSOCIATE()
     rj.result, rj.result_source, rj.diagnostic = 0x01, 0x01, 0x03
     assoc.acceptor.primitive = rj
-    assert pynetdicom_patches.rejection(assoc) == (0x01, 0x01, 0x03)
+    assert pynetdicom_patches.rejection(assoc) == (0x01, 0x01, 0x03), pin("rejection read other attributes")
