@@ -4,7 +4,7 @@
    (no profiler) with a bench-only monkeypatch (BENCH_PATCH, see profile_gateway.py): baseline and
    no fsync. Images/s and receiver CPU s/GB against the baseline: what durability costs. (The
    pynetdicom polling/recv experiments of earlier versions are gone with pynetdicom from the
-   storage path: gateway/dicom/storage_association.py.)
+   storage path: gateway/dicom/net/storage_acceptor.py.)
 2. cProfile (per-thread CPU time) of one CT ingest: top functions by own time, % of all profiled CPU.
 3. Wall-clock sampling of one CT ingest: per thread kind, the leaf frames (where the threads are,
    including waiting for the socket and the disk).

@@ -38,9 +38,10 @@ from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.commands import Commands
 from gateway.config import LoadedConfig
+from gateway.dicom import echo
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
-from gateway.dicom.listener import Listener, configure_pynetdicom
+from gateway.dicom.net.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.event_kinds import DiskSpace, QueueDepths
 from gateway.events import EventBus
@@ -122,8 +123,11 @@ class Gateway:
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
         self.printing = PrintService(loaded, self.buffer, self.events) if cfg.print.enabled else None
         p = self.printing
-        self.listener = Listener(cfg, self.store_scp.handlers() + report + (p.scp.handlers() if p else []),
-                                 contexts=p.scp.contexts() if p else (),
+        # The services behind the port: each brings its handlers and the contexts it adds to the
+        # listener's own (Verification and the storage classes, which the fast path serves too).
+        self.listener = Listener(cfg, echo.handlers() + self.store_scp.handlers() + report
+                                 + (p.scp.handlers() if p else []),
+                                 contexts=[*self.commitment.contexts(), *(p.scp.contexts() if p else ())],
                                  called_titles=p.scp.called_titles() if p else (), store=self.store_scp.store)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)

@@ -137,7 +137,7 @@ def _files(paths: list[str]) -> list[Path]:
 def cmd_send(args) -> int:
     import pydicom
 
-    from gateway.dicom.listener import configure_pynetdicom
+    from gateway.dicom.net.listener import configure_pynetdicom
     from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
 
     loaded = _load(args)

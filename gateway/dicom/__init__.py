@@ -1,8 +1,17 @@
-"""The DICOM network: the upper layer (associations, PDUs, DIMSE, the fast storage paths) and the
-service roles over it (echo, store SCP/SCU, forward, commitment, print SCP).
+"""The DICOM service roles, over the upper layer in gateway/dicom/net/.
 
-Floor: above the print domain and the buffer, below app and cli (tests/unit/test_layers.py). It may
-import gateway.print, gateway.buffer, gateway.part10 (the Part-10 codec), gateway.config, the leaves
-(gateway.identity: the implementation class UID, version name and AE title rules), drivers/ and
-image/; nothing below it may import it.
+What lives here: the roles, each a DIMSE service of this appliance (echo: Verification SCP/SCU;
+store_scp: the C-STORE door to the intake; store_scu and forward: sending to destinations;
+commitment: Storage Commitment SCU; print_scp and report_channel: Print Management SCP), and the
+vocabulary both floors speak (status: DIMSE status codes; sop_classes: SOP classes and transfer
+syntaxes). A role brings its pynetdicom handlers() (and contexts() where it adds any); app.py hands
+them to the listener.
+
+Floors (tests/unit/test_layers.py): "dicom roles" is this package; "dicom net" is net/ plus the
+vocabulary (status, sop_classes import nothing of ours). The roles sit above the print domain and
+the buffer, below app and cli: they may import gateway.dicom.net, gateway.print, gateway.buffer,
+gateway.part10 (the Part-10 codec), gateway.config, the leaves (gateway.identity, gateway.events),
+drivers/ and image/; nothing below them may import them. A change to pynetdicom or a read of its
+internals goes into net/pynetdicom_patches.py, never into a role (print_scp and report_channel
+still hold theirs until the print split; that module's docstring lists them).
 """

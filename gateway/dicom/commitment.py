@@ -18,7 +18,7 @@ from pydicom.uid import generate_uid
 from gateway.buffer.queue import Job, JobQueue
 from gateway.config import DestinationSection
 from gateway.dicom import status
-from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
+from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE, UNCOMPRESSED
 from gateway.event_kinds import CommitmentRefused, Committed, DeadLettered
 from gateway.events import EventBus
 
@@ -42,6 +42,13 @@ class CommitmentSCU:
         self.events = events
         self.destination = destination
         self.on_done = on_done or (lambda instance_ids: None)
+
+    @staticmethod
+    def contexts() -> list[tuple]:
+        """The listener's supported context for reports, (abstract, syntaxes, scu_role, scp_role):
+        Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and propose
+        the SCP role for it, so both roles are accepted."""
+        return [(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), True, True)]
 
     def request(self, assoc, target: str, dest: DestinationSection, jobs: list[Job]) -> bool:
         txn = generate_uid()

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import logging
+
+from pynetdicom import evt
+
 from gateway.dicom import status
-from gateway.dicom.storage_requestor import VERIFICATION, RequestRefused, StorageRequestor
+from gateway.dicom.net.storage_requestor import RequestRefused, StorageRequestor
+from gateway.dicom.sop_classes import VERIFICATION
+
+log = logging.getLogger("gateway.dicom.listener")
 
 _SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
 
 
+def handlers() -> list[tuple]:
+    """The Verification SCP's pynetdicom handlers, for the listener (its context, Verification,
+    is the listener's own: the fast path serves it too)."""
+    return [(evt.EVT_C_ECHO, handle_echo)]
+
+
 def handle_echo(event) -> int:
-    """The listener's C-ECHO handler: always Success."""
+    """C-ECHO, on the Verification context only (PS3.7 9.1.5.1.2): pynetdicom picks the service
+    by the command's SOP class, so an echo on a print or storage context would pass otherwise.
+    The fast path answers the same (0211)."""
+    abstract = str(event.context.abstract_syntax)
+    if abstract != VERIFICATION:
+        log.warning("refused C-ECHO from %s on presentation context %d (%s): 0x0211",
+                    event.assoc.requestor.ae_title, event.context.context_id, abstract)
+        return 0x0211
     return status.SUCCESS
 
 

@@ -4,13 +4,20 @@ The DIMSE adapter over the intake door (gateway/buffer/intake.py): the checks, t
 events are the intake's, the same for media import and capture; here the source is AE:<calling>,
 and the intake's refusal becomes a DIMSE status (STATUS_OF) and its log line.
 
-pynetdicom streams the data set to a temporary file in the buffer's incoming/ folder
-(STORE_RECV_CHUNKED_DATASET), so memory does not grow with object size and the file is already on
-the right file system: taking it into the buffer is an fsync and a rename, never a copy or a
-re-encode. Success goes out only after Buffer.ingest returned (file fsynced, renamed, directory
-fsynced, index committed).
-"""
+Two receive paths end in the same store():
+- the fast path (gateway/dicom/net/acceptor.py, net/storage_acceptor.py) serves associations that
+  propose only Storage and Verification: it streams each data set from the socket into a spool
+  file in the buffer's incoming/ folder and calls store() with the spool's fsync already started;
+- pynetdicom serves every other association (one that also carries print or commitment): its
+  C-STORE event reaches handle_store(), which checks the command's SOP class against its context
+  (pynetdicom does not) and calls store(). pynetdicom streams that data set too
+  (STORE_RECV_CHUNKED_DATASET) into the same kind of spool file (net/receive_spool.py, installed by
+  net/pynetdicom_patches.py), and a data set cut short by a closed connection is deleted at once.
 
+Either way memory does not grow with object size and the file is already on the right file system:
+taking it into the buffer is an fsync and a rename, never a copy or a re-encode. Success goes out
+only after the intake returned (file fsynced, renamed, directory fsynced, index committed).
+"""
 from __future__ import annotations
 
 import logging
@@ -22,7 +29,9 @@ from gateway.buffer.ingest import Buffer, Outcome
 from gateway.buffer.intake import Intake, Refusal, StartSync
 from gateway.buffer.source import Source
 from gateway.config import Config
-from gateway.dicom import receive_spool, status
+from gateway.dicom import status
+from gateway.dicom.net import receive_spool
+from gateway.dicom.net.pynetdicom_patches import dataset_file, receiving_file
 from gateway.dicom.sop_classes import VERIFICATION, storage_sop_classes
 from gateway.event_kinds import StoreRefused
 from gateway.events import EventBus
@@ -57,7 +66,7 @@ class StoreSCP:
 
     @staticmethod
     def _on_close(event) -> None:
-        receive_spool.discard_partial(event.assoc)
+        receive_spool.discard_partial(receiving_file(event.assoc))
 
     def handle_store(self, event):
         """pynetdicom's C-STORE event (associations that also carry other services)."""
@@ -75,8 +84,8 @@ class StoreSCP:
             return status.response(*self._refuse(status.SOP_CLASS_NOT_SUPPORTED, calling, sop_uid,
                                                  f"SOP class {sop_class} sent on the context of {abstract}"))
         # pynetdicom keeps the file object it streamed into on the request; ours is a SpoolFile
-        # (listener.py), whose fsync the intake starts.
-        spool = getattr(req, "_dataset_file", None)
+        # (pynetdicom_patches, P3), whose fsync the intake starts.
+        spool = dataset_file(req)
         synced = spool.start_finish if isinstance(spool, receive_spool.SpoolFile) else None
         code, comment = self.store(Path(event.dataset_path), calling, sop_class, sop_uid, synced)
         return status.response(code, comment)

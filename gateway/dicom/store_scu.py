@@ -15,13 +15,14 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import UID
 from pynetdicom import AE, evt
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from gateway.config import DestinationSection, TimersSection
 from gateway.dicom import status
-from gateway.dicom.association_policy import raw_socket, tune_socket
-from gateway.dicom.pdu_flow import limit_pending_pdata
+from gateway.dicom.net.association_policy import tune_socket
+from gateway.dicom.net.pynetdicom_patches import limit_pending_pdata, raw_socket, rejection
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED
-from gateway.dicom.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
+from gateway.dicom.net.storage_requestor import RequestRefused, StorageRequestor, describe_rejection
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.store_scu")
@@ -109,9 +110,7 @@ class StoreSCU:
             limit_pending_pdata(assoc)
             return assoc
         if assoc.is_rejected:
-            rsp = assoc.acceptor.primitive
-            result = getattr(rsp, "result", None)
-            source, diagnostic = getattr(rsp, "result_source", None), getattr(rsp, "diagnostic", None)
+            result, source, diagnostic = rejection(assoc)
             why = (describe_rejection(result, source, diagnostic) if None not in (result, source, diagnostic)
                    else "rejected")
             # rejected-permanent (0x01) is a configuration error, but a PACS that restarts may
@@ -166,8 +165,9 @@ class StoreSCU:
         if code is None:
             return SendResult(False, None, "no C-STORE response (association lost or DIMSE timeout)", transient=True)
         comment = str(rsp.get("ErrorComment", "")) if "ErrorComment" in rsp else ""
-        if status.is_success(code) or status.is_warning(code):
-            return SendResult(True, code, comment, warning=status.is_warning(code))
+        category = code_to_category(code)
+        if category in (STATUS_SUCCESS, STATUS_WARNING):
+            return SendResult(True, code, comment, warning=category == STATUS_WARNING)
         return SendResult(False, code, f"status 0x{code:04X}" + (f": {comment}" if comment else ""),
                           transient=status.is_transient_store_failure(code))
 

@@ -28,9 +28,9 @@ from datasets import make_ct, make_series
 from dicom_bytes import file_dataset_bytes, indexed, jobs
 from peers import ROOT, free_port, require, storescu, wait_port, wait_until
 
-from gateway.dicom import dimse_command
-from gateway.dicom.pdu_socket import P_DATA_TF, PDV_HEADER, ConnectionClosed, command_pdus, pdu
-from gateway.dicom.storage_requestor import C_STORE_RSP, StorageRequestor
+from gateway.dicom.net import dimse_command
+from gateway.dicom.net.pdu_socket import P_DATA_TF, PDV_HEADER, ConnectionClosed, command_pdus, pdu
+from gateway.dicom.net.storage_requestor import C_STORE_RSP, StorageRequestor
 
 pytestmark = pytest.mark.interop
 

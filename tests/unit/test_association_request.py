@@ -11,7 +11,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import PresentationContext
 
-from gateway.dicom.association_request import (
+from gateway.dicom.net.association_request import (
     REJECT_APPLICATION_CONTEXT,
     REJECT_PROTOCOL_VERSION,
     MalformedRequest,

@@ -18,8 +18,8 @@ from pydicom.uid import CTImageStorage
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_FIND_RQ, C_STORE_RQ
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_STORE
 
-from gateway.dicom import dimse_command
-from gateway.dicom.dimse_command import CommandError
+from gateway.dicom.net import dimse_command
+from gateway.dicom.net.dimse_command import CommandError
 
 VERIFICATION = "1.2.840.10008.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"

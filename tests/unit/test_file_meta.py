@@ -14,7 +14,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.pdu import P_DATA_TF
 
-from gateway.dicom import dimse_command, pdu_socket
+from gateway.dicom.net import dimse_command, pdu_socket
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.part10 import file_meta
 

@@ -6,7 +6,7 @@ import threading
 
 from pynetdicom.pdu_primitives import A_ABORT, P_DATA
 
-from gateway.dicom.pdu_flow import BoundedPDataQueue
+from gateway.dicom.net.pdu_flow import BoundedPDataQueue
 
 
 def test_pdata_waits_for_room_and_abort_does_not():

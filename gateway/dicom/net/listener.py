@@ -10,43 +10,21 @@ import logging
 
 from pathlib import Path
 
-from pynetdicom import AE, _config, dimse_messages, evt, register_uid
+from pynetdicom import AE, register_uid
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
-from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.config import Config
-from gateway.dicom import pynetdicom_tuning, receive_spool
-from gateway.dicom.acceptor import Acceptor
-from gateway.dicom.association_policy import AssociationPolicy
-from gateway.dicom.echo import handle_echo
-from gateway.dicom.sop_classes import (
-    ACCEPTED_TRANSFER_SYNTAXES,
-    STORAGE_COMMITMENT_PUSH,
-    UNCOMPRESSED,
-    VERIFICATION,
-    storage_sop_classes,
-)
-from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, lenient_ae_validator
+from gateway.dicom.net import pynetdicom_patches, receive_spool
+from gateway.dicom.net.acceptor import Acceptor
+from gateway.dicom.net.association_policy import AssociationPolicy
+from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION, storage_sop_classes
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.listener")
 
 # Acceptor limits the connections; AssociationPolicy caps the established associations.
 _UNLIMITED = 10_000
-
-
-class _HandOffServer(ThreadedAssociationServer):
-    """pynetdicom's server without a socket of its own: Acceptor passes it connections."""
-
-    def server_bind(self) -> None:
-        pass
-
-    def server_activate(self) -> None:
-        pass
-
-    def hand_off(self, sock, address) -> None:
-        # As ThreadedAssociationServer.process_request_thread: starts the Association thread.
-        self.finish_request(sock, address)
 
 
 class _OneLine(logging.Filter):
@@ -63,36 +41,16 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     """Process-wide pynetdicom settings. Received data sets stream to a spool file in the
     buffer's incoming/ folder (same file system as the store, so ingest is a rename), and stored
     files are sent from disk as they are, never decoded."""
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    pynetdicom_tuning.apply(max_pdu)
     receive_spool.configure(Path(incoming_dir), reserve_check)
-    # See receive_spool: survive a full disk with a status instead of an aborted association.
-    dimse_messages.NamedTemporaryFile = receive_spool.SpoolFile
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
-    # business to report (A900 from the attribute check), not pynetdicom's to drop the association.
-    _config.ENFORCE_UID_CONFORMANCE = False
-    # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
-    # reason) instead of failing pynetdicom's decoder.
-    _config.VALIDATORS["AE"] = lenient_ae_validator
+    # Every change to pynetdicom (chunked receive into receive_spool's SpoolFile, chunked send,
+    # the PDU limit, lenient AE titles, ...) is listed and tested there.
+    pynetdicom_patches.apply(max_pdu)
     # pynetdicom logs the input errors it handles (a PDU it cannot decode, then an A-ABORT) with
     # a traceback: one line each is what an operator needs, and a traceback means a fault here.
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if name.startswith("pynetdicom") and isinstance(logger, logging.Logger):
             if not any(isinstance(f, _OneLine) for f in logger.filters):
                 logger.addFilter(_OneLine())
-
-
-def _echo_on_its_context(event):
-    """C-ECHO, on the Verification context only (PS3.7 9.1.5.1.2): pynetdicom picks the service
-    by the command's SOP class, so an echo on a print or storage context would pass otherwise.
-    The fast path answers the same (0211)."""
-    abstract = str(event.context.abstract_syntax)
-    if abstract != VERIFICATION:
-        log.warning("refused C-ECHO from %s on presentation context %d (%s): 0x0211",
-                    event.assoc.requestor.ae_title, event.context.context_id, abstract)
-        return 0x0211
-    return handle_echo(event)
 
 
 def _register_storage(uids) -> None:
@@ -104,8 +62,10 @@ def _register_storage(uids) -> None:
 
 
 class Listener:
-    """`handlers`: pynetdicom (event, handler) pairs of the services behind this port.
-    `contexts`: further supported contexts, (abstract syntax, transfer syntaxes, scu_role, scp_role).
+    """`handlers`: pynetdicom (event, handler) pairs of the services behind this port (each role's
+    handlers(): echo, store, commitment reports, print), after the policy's own.
+    `contexts`: supported contexts besides Verification and the storage classes (those are the
+    listener's: the fast path serves them), (abstract syntax, transfer syntaxes, scu_role, scp_role).
     `called_titles`: AE titles besides ae.title that this port answers to (e.g. a print AE).
     `store`: StoreSCP.store, for the Storage/Verification fast path (None: pynetdicom serves all)."""
 
@@ -129,13 +89,10 @@ class Listener:
         _register_storage(self.storage_classes)
         for uid in sorted(self.storage_classes):
             ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES)
-        # Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and
-        # propose the SCP role for it: accept both roles.
-        ae.add_supported_context(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), scu_role=True, scp_role=True)
         for abstract, syntaxes, scu_role, scp_role in contexts:
             ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
         self.ae = ae
-        self._handlers = self.policy.handlers() + [(evt.EVT_C_ECHO, _echo_on_its_context)] + handlers
+        self._handlers = self.policy.handlers() + handlers
         self._store = store
         self._server = None
         self._acceptor = None
@@ -144,7 +101,7 @@ class Listener:
         """Bind and listen (OSError when the port cannot be had); serve associations only when
         `accept` (otherwise call accept() later: the service recovers its buffer in between)."""
         c = self.config.ae
-        self._server = _HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
+        self._server = pynetdicom_patches.HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
                                       evt_handlers=self._handlers)
         fast = self.storage_classes | {VERIFICATION} if self._store is not None else frozenset()
         self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),

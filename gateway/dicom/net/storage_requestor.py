@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
-from gateway.dicom import dimse_command
-from gateway.dicom.pdu_socket import (
+from gateway.dicom.net import dimse_command
+from gateway.dicom.net.pdu_connection import PduConnection
+from gateway.dicom.net.pdu_socket import (
     A_ABORT,
     A_ASSOCIATE_AC as AC_TYPE,
     A_ASSOCIATE_RJ,
@@ -108,15 +108,16 @@ class AcceptedContext:
     transfer_syntax: tuple[str, ...]
 
 
-class StorageRequestor:
-    def __init__(self, sock: socket.socket, contexts: list[AcceptedContext], peer_max_pdu: int):
-        self.sock = sock
-        self.reader = SocketReader(sock)
+class StorageRequestor(PduConnection):
+    """`reader`: the one that read the A-ASSOCIATE-AC (it may hold bytes that followed it)."""
+
+    def __init__(self, sock: socket.socket, contexts: list[AcceptedContext], peer_max_pdu: int,
+                 reader: SocketReader | None = None):
+        # PduConnection's lock: abort() may come from the service's stop.
+        super().__init__(sock, reader or SocketReader(sock))
         self.accepted_contexts = contexts
         self.peer_max_pdu = peer_max_pdu
-        self.is_established = True
         self._message_id = 0
-        self._lock = threading.Lock()  # abort() may come from the service's stop
         # Data per PDU: the peer's maximum PDU length less the PDV item header.
         self._step = max(min(peer_max_pdu - 6, 1 << 20), 1) if peer_max_pdu else _DEFAULT_PDV
 
@@ -160,9 +161,7 @@ class StorageRequestor:
                         for cx in primitive.presentation_context_definition_results_list
                         if cx.result == 0x00 and cx.context_id in by_id]
             sock.settimeout(inactivity_s)
-            assoc = cls(sock, accepted, primitive.maximum_length_received or 0)
-            assoc.reader = reader  # may hold bytes that followed the A-ASSOCIATE-AC
-            return assoc
+            return cls(sock, accepted, primitive.maximum_length_received or 0, reader)
         except RequestRefused:
             sock.close()
             raise
@@ -203,13 +202,10 @@ class StorageRequestor:
             pass
         self._close()
 
-    def _close(self) -> None:
-        with self._lock:
-            self.is_established = False
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+    @property
+    def is_established(self) -> bool:
+        """As pynetdicom's Association: False once released, aborted or lost (PduConnection._close)."""
+        return not self._closed
 
     # -- C-STORE -------------------------------------------------------------------------------
     def send_c_store(self, dataset: str | Path | Dataset) -> Dataset:
@@ -325,10 +321,6 @@ class StorageRequestor:
                     if rsp.command_field != field or rsp.message_id_responded_to != self._message_id:
                         raise ValueError("response does not answer the request")
                     return rsp
-
-    def _send(self, data: bytes) -> None:
-        with self._lock:
-            self.sock.sendall(data)
 
 
 class _FileData:

@@ -7,6 +7,9 @@ bench/bench_memory.py: 555-1058 MB peak RSS on a box that may have 1 GB). This s
 one where a P-DATA put waits while `limit` are already waiting, so the reader runs only as fast as
 the socket drains. Other primitives (release, abort) never wait: an abort must get through a queue
 full of data.
+
+Where it is plugged into pynetdicom (the DUL's to_provider_queue swapped on an association):
+pynetdicom_patches.limit_pending_pdata.
 """
 
 from __future__ import annotations
@@ -31,16 +34,3 @@ class BoundedPDataQueue(queue.Queue):
                 while self._qsize() >= self.limit and self.alive():
                     self.not_full.wait(0.25)
         super().put(item, block, timeout)
-
-
-def limit_pending_pdata(assoc, limit: int = 8) -> None:
-    """Apply to an established association (its queue is empty then, so nothing is lost in the swap)."""
-    dul = assoc.dul
-    old = dul.to_provider_queue
-    new = BoundedPDataQueue(limit, lambda: dul.is_alive() and not assoc.is_aborted)
-    while True:
-        try:
-            new.put(old.get_nowait())
-        except queue.Empty:
-            break
-    dul.to_provider_queue = new

@@ -155,15 +155,13 @@ class SpoolFile:
                 pass
 
 
-def discard_partial(assoc) -> None:
+def discard_partial(spool) -> None:
     """The connection closed with a data set half received: delete its spool file now rather than
-    at the next restart (a box that runs for years must not fill up with fragments)."""
-    message = getattr(getattr(assoc, "dimse", None), "message", None)
-    spool = getattr(message, "_data_set_file", None)
+    at the next restart (a box that runs for years must not fill up with fragments). `spool`: the
+    file pynetdicom was streaming into (pynetdicom_patches.receiving_file), or None."""
     if isinstance(spool, SpoolFile):
         spool.close()
         try:
             os.unlink(spool.name)
         except FileNotFoundError:
             pass
-

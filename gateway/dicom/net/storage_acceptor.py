@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from gateway.dicom import dimse_command, receive_spool, status
-from gateway.dicom.pdu_socket import (
+from gateway.dicom import status
+from gateway.dicom.net import dimse_command, receive_spool
+from gateway.dicom.net.pdu_connection import PduConnection
+from gateway.dicom.net.pdu_socket import (
     ABORT_INVALID_PARAMETER,
     ABORT_UNEXPECTED_PDU,
     ABORT_UNRECOGNIZED_PDU,
@@ -86,14 +87,15 @@ class _Message:
         Path(spool.name).unlink(missing_ok=True)
 
 
-class StorageAssociation:
+class StorageAcceptor(PduConnection):
     """`contexts`: accepted context ID -> (abstract syntax, transfer syntax)."""
 
     def __init__(self, sock: socket.socket, reader: SocketReader, calling_ae: str, peer: str,
                  contexts: dict[int, tuple[str, str]], peer_max_pdu: int, pdu_limit: int,
                  session_s: float, store: Store):
-        self.sock = sock
-        self.reader = reader
+        # PduConnection's lock also serialises the stop decision: stop() must not abort in the
+        # middle of a store whose Success is about to go out, nor write into a response.
+        super().__init__(sock, reader)
         self.calling_ae = calling_ae
         self.peer = peer
         self.contexts = contexts
@@ -105,13 +107,9 @@ class StorageAssociation:
         # The spool file for the next object, created while the sender prepares it (creating a
         # file costs a journal operation; off the critical path it is free).
         self._spare: receive_spool.SpoolFile | None = None
-        # Sends and the stop decision are serialised: stop() must not abort in the middle of a
-        # store whose Success is about to go out, nor write into a response.
-        self._lock = threading.Lock()
         self._storing = False
         self._stopping = False  # service stop: finish the message in hand, then abort
         self._cut = False  # the stop's drain deadline passed: aborted, store nothing more
-        self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -362,27 +360,9 @@ class StorageAssociation:
     def _respond(self, context_id: int, command: dimse_command.Command, code: int, comment: str = "") -> None:
         self._send(command_pdus(context_id, dimse_command.response(command, code, comment), self.peer_max_pdu))
 
-    # -- transport -----------------------------------------------------------------------------
-    def _send(self, data: bytes) -> None:
-        with self._lock:
-            self._send_locked(data)
-
-    def _send_locked(self, data: bytes) -> None:
-        if self._closed:
-            raise ConnectionClosed()
-        # One sendall per PDU: with TCP_NODELAY it leaves in as few segments as the data needs.
-        self.sock.sendall(data)
-
+    # -- transport (sends and the close: PduConnection) ------------------------------------------
     def _abort(self, reason: int = 0) -> None:
         try:
             self._send(abort_pdu(0x02, reason))
         except (OSError, ConnectionClosed):
-            pass
-
-    def _close(self) -> None:
-        with self._lock:
-            self._closed = True
-        try:
-            self.sock.close()
-        except OSError:
             pass

@@ -22,10 +22,9 @@ import threading
 import time
 
 from pynetdicom import evt
-from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 
 from gateway.config import Config, PeerSection
+from gateway.dicom.net.pynetdicom_patches import guard_association, raw_socket, reject_in_handler, request_primitive
 from gateway.identity import escaped_ae, normalise_ae
 
 log = logging.getLogger("gateway.dicom.association")
@@ -45,43 +44,6 @@ def _address(text: str):
     return mapped or address
 
 
-class _GuardedDIMSE(DIMSEServiceProvider):
-    """pynetdicom's DIMSE provider, for associations served by pynetdicom: a command set it
-    cannot read (Command Field missing, an element cut short) raised inside its DUL thread and
-    killed it, leaving the peer without an answer. Here it is treated as pynetdicom treats a PDU
-    it cannot decode: Evt19, invalid PDU, so its state machine sends the A-ABORT (PS3.8 9.2, AA-8)."""
-
-    def receive_primitive(self, primitive) -> None:
-        try:
-            super().receive_primitive(primitive)
-        except Exception as exc:
-            log.warning("aborting association from %s (%s): unreadable DIMSE message (%s: %s)",
-                        escaped_ae(self.assoc.requestor.ae_title or "?"), self.assoc.requestor.address,
-                        type(exc).__name__, exc)
-            self.message = None
-            self.dul.event_queue.put("Evt19")
-
-
-# Events a local primitive raises (PS3.8 9.2.1: A-ASSOCIATE/P-DATA/A-RELEASE/A-ABORT requests and
-# responses of the service user).
-_LOCAL_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
-
-
-class _GuardedStateMachine(StateMachine):
-    """pynetdicom's upper-layer state machine, for associations served by pynetdicom: a response
-    the service sends after the peer's invalid PDU already made the DUL abort (Sta13, awaiting
-    the close) is an event the state table does not list, and pynetdicom raised it in its DUL
-    thread, which died. The association is over: the primitive is dropped."""
-
-    def do_action(self, event: str) -> None:
-        if (event, self.current_state) not in TRANSITION_TABLE and event in _LOCAL_EVENTS \
-                and self.current_state in ("Sta1", "Sta13"):
-            log.info("association from %s ended before a local %s could be sent; dropped",
-                     escaped_ae(self.dul.assoc.requestor.ae_title or "?"), event)
-            return
-        super().do_action(event)
-
-
 def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None = None) -> None:
     if sock is None:
         return
@@ -92,11 +54,6 @@ def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None
             sock.settimeout(timeout)
     except OSError:
         pass  # the peer is already gone; the DUL will notice
-
-
-def raw_socket(assoc) -> socket.socket | None:
-    wrapper = getattr(assoc.dul, "socket", None)
-    return getattr(wrapper, "socket", None) if wrapper is not None else None
 
 
 class AssociationPolicy:
@@ -123,9 +80,8 @@ class AssociationPolicy:
         ]
 
     def _on_conn_open(self, event) -> None:
-        # Input must never kill a pynetdicom thread (issue 14): see the two classes above.
-        event.assoc.dimse.__class__ = _GuardedDIMSE
-        event.assoc.dul.state_machine.__class__ = _GuardedStateMachine
+        # Input must never kill a pynetdicom thread (issue 14): see pynetdicom_patches (P5, P6).
+        guard_association(event.assoc)
         tune_socket(raw_socket(event.assoc), self.config.ae.tcp_nodelay, self.config.timers.handshake_s)
 
     def refusal(self, calling: str, called: str, host: str, calling_raw: bytes | str | None = None,
@@ -212,7 +168,7 @@ class AssociationPolicy:
         # requestor.ae_title is filled in only after negotiation, from the request primitive:
         # normalise the titles there, so the print SCP, the store handler and the logs see the
         # same title as the fast path would.
-        primitive = assoc.requestor.primitive
+        primitive = request_primitive(assoc)
         calling_raw, called_raw = str(primitive.calling_ae_title), str(primitive.called_ae_title)
         calling, called = normalise_ae(calling_raw), normalise_ae(called_raw)
         reason = self.admission(calling, called, assoc.requestor.address, calling_raw, called_raw)
@@ -224,10 +180,7 @@ class AssociationPolicy:
 
     @staticmethod
     def _reject(assoc, reason: tuple[int, int, int]) -> None:
-        assoc.acse.send_reject(*reason)
-        # As pynetdicom does for its own rejections: wait until the DUL has sent the A-ASSOCIATE-RJ
-        # and gone idle, otherwise the socket is closed under it and the peer sees an abort.
-        assoc.kill()
+        reject_in_handler(assoc, reason)
 
     def _on_established(self, event) -> None:
         assoc = event.assoc

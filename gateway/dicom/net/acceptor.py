@@ -3,7 +3,7 @@
 Every connection gets `timers.handshake_s` to deliver its A-ASSOCIATE-RQ. The request is read
 with MSG_PEEK, so it is still in the socket when a decision is made:
 - only Storage and Verification proposed (a modality, a media importer, a PACS pushing back):
-  negotiated here and served by StorageAssociation on this thread, the fast path;
+  negotiated here and served by StorageAcceptor on this thread, the fast path;
 - anything else (print, storage commitment reports): handed, untouched, to pynetdicom's server,
   which reads the request itself.
 Before either, the request is checked to its last byte (association_request, PS3.8 9.3.2) and
@@ -25,9 +25,9 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiat
 from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
-from gateway.dicom import association_request
-from gateway.dicom.association_policy import AssociationPolicy, tune_socket
-from gateway.dicom.pdu_socket import (
+from gateway.dicom.net import association_request
+from gateway.dicom.net.association_policy import AssociationPolicy, tune_socket
+from gateway.dicom.net.pdu_socket import (
     ABORT_INVALID_PARAMETER,
     ABORT_UNEXPECTED_PDU,
     ABORT_UNRECOGNIZED_PDU,
@@ -39,8 +39,8 @@ from gateway.dicom.pdu_socket import (
     abort_pdu,
     reject_pdu,
 )
-from gateway.dicom.pynetdicom_tuning import pdu_limit
-from gateway.dicom.storage_association import Store, StorageAssociation
+from gateway.dicom.net.pynetdicom_patches import pdu_limit
+from gateway.dicom.net.storage_acceptor import Store, StorageAcceptor
 from gateway.identity import APPLICATION_CONTEXT_NAME, escaped_ae, user_information
 
 log = logging.getLogger("gateway.dicom.acceptor")
@@ -109,7 +109,7 @@ class Acceptor:
         self._listen: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._connections: dict[socket.socket, StorageAssociation | None] = {}
+        self._connections: dict[socket.socket, StorageAcceptor | None] = {}
         self._threads: set[threading.Thread] = set()
         self._stopping = False
 
@@ -144,7 +144,7 @@ class Acceptor:
     def stop(self, timeout: float) -> None:
         """Close the port, then drain: an idle association is aborted at once; one receiving a
         C-STORE finishes it (stored, answered) and is aborted after the response. Past `timeout`
-        seconds what is left is aborted with a WARNING naming it (StorageAssociation.cut).
+        seconds what is left is aborted with a WARNING naming it (StorageAcceptor.cut).
         pynetdicom's associations are the listener's to stop."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -253,7 +253,7 @@ class Acceptor:
                 _answer(sock, abort_pdu(0x02, ABORT_UNEXPECTED_PDU if known else ABORT_UNRECOGNIZED_PDU))
                 return None
             if length > pdu_limit(self.config.ae.max_pdu):
-                # A hostile length: hang up without reading it (as pynetdicom_tuning does for
+                # A hostile length: hang up without reading it (as pynetdicom_patches does for
                 # pynetdicom's associations), memory must not follow the header.
                 log.warning("closing connection with %s: it announced a PDU of %d bytes, more than the %d "
                             "this AE accepts", host, length, pdu_limit(self.config.ae.max_pdu))
@@ -319,7 +319,7 @@ class Acceptor:
                      len(contexts), len(request.presentation_context_definition_list))
             # Past negotiation the socket may idle as long as the inactivity timer allows.
             sock.settimeout(self.config.timers.inactivity_s)
-            assoc = StorageAssociation(sock, reader, calling, host, contexts, request.maximum_length_received or 0,
+            assoc = StorageAcceptor(sock, reader, calling, host, contexts, request.maximum_length_received or 0,
                                        pdu_limit(self.config.ae.max_pdu), self.config.timers.session_s, self.store)
             with self._lock:
                 if self._stopping:

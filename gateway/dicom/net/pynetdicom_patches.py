@@ -1,0 +1,305 @@
+"""Every change this gateway makes to pynetdicom, and every read of its internals, in one place.
+
+pynetdicom is pinned (>=3.0.4,<3.1) in pyproject.toml because of what is listed here. Each entry
+names the pynetdicom 3.0 code it relies on; tests/unit/test_pynetdicom_patches.py has one test per
+entry that checks that code is still there, shaped as expected, and that the change has its effect
+(each failure names the installed pynetdicom version). Before raising the pin, run those tests
+against the new version and read the lines named below again.
+
+Process-wide, applied once by apply() (the listener's configure_pynetdicom, the CLI's echo):
+  P1  transport.AssociationSocket.recv  -> _recv: large reads, refuses a PDU longer than this AE
+      accepts.
+  P2  transport.deepcopy                -> _copy_contexts: the acceptor's supported contexts are
+      list-copied, not deep-copied, per association.
+  P3  dimse_messages.NamedTemporaryFile -> receive_spool.SpoolFile: a received data set goes to a
+      spool file that survives a full disk.
+  P4  _config settings (public, documented options): STORE_RECV_CHUNKED_DATASET and
+      STORE_SEND_CHUNKED_DATASET on, ENFORCE_UID_CONFORMANCE off, VALIDATORS["AE"] lenient.
+
+Per association, called by the code that owns the association:
+  P5  guard_association(assoc): its DIMSEServiceProvider and StateMachine swapped (__class__) for
+      subclasses that turn an unreadable command set into an A-ABORT and drop a local primitive
+      after the DUL already aborted (AssociationPolicy, EVT_CONN_OPEN; issue 14).
+  P6  guard_association(assoc): the state machine half of P5 (_GuardedStateMachine).
+  P7  limit_pending_pdata(assoc): the DUL's to_provider_queue swapped for a bounded one (StoreSCU,
+      pynetdicom's sender; see pdu_flow).
+  P8  HandOffServer: ThreadedAssociationServer without a socket of its own; the Acceptor hands it
+      connections (socketserver's finish_request, as process_request_thread does).
+
+Reads of internals (no change; a named function so that callers do not reach in themselves):
+  R1  raw_socket(assoc): Association.dul.socket.socket, the TCP socket (socket options, timers).
+  R2  request_primitive(assoc): Association.requestor.primitive, the A-ASSOCIATE request as
+      decoded, whose titles an EVT_REQUESTED handler may rewrite before negotiation reads them.
+  R3  reject_in_handler(assoc, reason): ACSE.send_reject + Association.kill from EVT_REQUESTED.
+  R4  receiving_file(assoc): DIMSEServiceProvider.message._data_set_file, the spool of a data set
+      still arriving (deleted when the connection closes mid-object).
+  R5  dataset_file(request): C_STORE._dataset_file, the spool a received data set was written to.
+  R6  rejection(assoc): Association.acceptor.primitive's result/result_source/diagnostic after
+      an A-ASSOCIATE-RJ (pynetdicom keeps only is_rejected on the Association).
+
+Still outside this module, to be gathered here once the print split (issue 7 item 6, §5.8 of the
+review) lands; do not add more of these elsewhere:
+  - gateway/dicom/print_scp.py: a per-instance wrapper around Association._serve_request, and
+    pynetdicom._handlers.standard_dimse_recv_handler / standard_dimse_sent_handler (debug
+    logging of DIMSE messages, bound when missing);
+  - gateway/dicom/report_channel.py: DIMSEServiceProvider.msg_queue replaced by a demultiplexer,
+    DIMSEServiceProvider.send_msg wrapped under a lock, and the DUL's (None, None) wake-up on close.
+
+Why each change exists:
+
+P1. AssociationSocket.recv reads a PDU body in 4 KB recv() calls (32 system calls and copies for a
+128 KB PDU); here it reads in chunks of up to 256 KB (bench/bench_profile.py measured ~10% less
+CPU per GB received with large reads). Memory still grows only with what actually arrived. It also
+refuses a PDU longer than this AE ever accepts. pynetdicom reads whatever length a PDU header
+announces into memory before looking at it, so one hostile header (4 GB of "P-DATA") makes a
+Pi-sized box swap or die. Our maximum PDU length is negotiated; a peer that exceeds it breaks PS3.8
+9.3.1, and is treated as a broken connection (the DUL closes the association).
+
+P2. Every new association deep-copied the listener's supported presentation contexts (170 storage
+classes x 13 transfer syntaxes, plus print): 10.6 ms of CPU before negotiation starts, the largest
+part of the 15 ms an association set-up cost over DCMTK's storescp, paid per image by modalities
+that open one association per image. Negotiation only reads them (presentation.
+negotiate_as_acceptor builds new context objects for its answer), so a list copy suffices.
+
+Tried and not kept: shortening or adapting pynetdicom's 1 ms idle polls (DUL loop and association
+reactor). Throughput did not improve beyond run-to-run noise, shorter polls cost idle CPU on every
+open association (0.1 ms: 18.7% of a core per idle association instead of 3.5%), and the extra
+wake-ups competed for the GIL with the C-STORE handler.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import socket
+
+from pynetdicom import _config, dimse_messages, transport
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import ThreadedAssociationServer
+
+from gateway.dicom.net import receive_spool
+from gateway.dicom.net.pdu_flow import BoundedPDataQueue
+from gateway.identity import escaped_ae, lenient_ae_validator
+
+log = logging.getLogger("gateway.dicom.pdu_limit")
+# The guards log as the association policy did when they lived there.
+_assoc_log = logging.getLogger("gateway.dicom.association")
+
+_CHUNK = 256 * 1024
+# A-ASSOCIATE-RQ/AC with many contexts and user identity stay far below this.
+_MIN_LIMIT = 1024 * 1024
+_limit = _MIN_LIMIT
+
+
+def pdu_limit(max_pdu: int) -> int:
+    """The longest PDU body accepted from a peer when this AE negotiates `max_pdu`."""
+    return max(_MIN_LIMIT, max_pdu + 6)
+
+
+# -- P1: AssociationSocket.recv --------------------------------------------------------------------
+
+def _recv(self, nr_bytes: int) -> bytearray:
+    """Stands in for pynetdicom 3.0 transport.AssociationSocket.recv (transport.py:570-615: a loop
+    of self.socket.recv(4096) until `nr_bytes` arrived, returning what was read, short or empty
+    when the connection closed). The DUL (dul.py:245-302, _read_pdu_data) reads the 6-byte header
+    with it, then the body; an empty or short result ends the association."""
+    if nr_bytes > _limit:
+        try:
+            peer = self.socket.getpeername()
+        except OSError:
+            peer = "?"
+        log.warning("closing connection with %s: it announced a PDU of %d bytes, more than the %d "
+                    "this AE accepts", peer, nr_bytes, _limit)
+        return bytearray()  # read as a closed connection: the DUL ends the association
+    out = bytearray()
+    while len(out) < nr_bytes:
+        data = self.socket.recv(min(nr_bytes - len(out), _CHUNK))
+        if not data:  # connection closed: return what was read, as pynetdicom's recv does
+            break
+        out += data
+    return out
+
+
+# -- P2: transport.deepcopy ------------------------------------------------------------------------
+
+def _copy_contexts(value, memo=None):
+    """Stands in for copy.deepcopy inside pynetdicom 3.0 transport.py, whose one use is
+    RequestHandler.handle (transport.py:765: assoc.acceptor.supported_contexts =
+    deepcopy(self.server.contexts)). Anything but a list of contexts is deep-copied as before."""
+    if isinstance(value, list) and all(isinstance(c, PresentationContext) for c in value):
+        return list(value)
+    return copy.deepcopy(value, memo)
+
+
+# -- P5/P6: guards against input that killed pynetdicom's threads (issue 14) -------------------------
+
+class _GuardedDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, for associations served by pynetdicom: a command set it
+    cannot read (Command Field missing, an element cut short) raised inside its DUL thread and
+    killed it, leaving the peer without an answer. Here it is treated as pynetdicom treats a PDU
+    it cannot decode: Evt19, invalid PDU, so its state machine sends the A-ABORT (PS3.8 9.2, AA-8).
+
+    Relies on pynetdicom 3.0 dimse.py:248-304 (receive_primitive(primitive), self.message being
+    the message under assembly, self.dul.event_queue taking FSM event names) and on
+    Association.requestor.ae_title/address."""
+
+    def receive_primitive(self, primitive) -> None:
+        try:
+            super().receive_primitive(primitive)
+        except Exception as exc:
+            _assoc_log.warning("aborting association from %s (%s): unreadable DIMSE message (%s: %s)",
+                               escaped_ae(self.assoc.requestor.ae_title or "?"), self.assoc.requestor.address,
+                               type(exc).__name__, exc)
+            self.message = None
+            self.dul.event_queue.put("Evt19")
+
+
+# Events a local primitive raises (PS3.8 9.2.1: A-ASSOCIATE/P-DATA/A-RELEASE/A-ABORT requests and
+# responses of the service user).
+_LOCAL_EVENTS = frozenset({"Evt1", "Evt7", "Evt8", "Evt9", "Evt11", "Evt14", "Evt15"})
+
+
+class _GuardedStateMachine(StateMachine):
+    """pynetdicom's upper-layer state machine, for associations served by pynetdicom: a response
+    the service sends after the peer's invalid PDU already made the DUL abort (Sta13, awaiting
+    the close) is an event the state table does not list, and pynetdicom raised it in its DUL
+    thread, which died. The association is over: the primitive is dropped.
+
+    Relies on pynetdicom 3.0 fsm.py:65-81 (do_action(event) raising InvalidEventError when
+    (event, current_state) is not in TRANSITION_TABLE) and self.dul.assoc."""
+
+    def do_action(self, event: str) -> None:
+        if (event, self.current_state) not in TRANSITION_TABLE and event in _LOCAL_EVENTS \
+                and self.current_state in ("Sta1", "Sta13"):
+            _assoc_log.info("association from %s ended before a local %s could be sent; dropped",
+                            escaped_ae(self.dul.assoc.requestor.ae_title or "?"), event)
+            return
+        super().do_action(event)
+
+
+def guard_association(assoc) -> None:
+    """P5 + P6, on an association pynetdicom serves (from EVT_CONN_OPEN, before any PDU is read):
+    input must never kill a pynetdicom thread. The classes are swapped on the instances
+    (Association.dimse, Association.dul.state_machine), so nothing else of pynetdicom changes."""
+    assoc.dimse.__class__ = _GuardedDIMSE
+    assoc.dul.state_machine.__class__ = _GuardedStateMachine
+
+
+# -- P7: bounded outgoing P-DATA ---------------------------------------------------------------------
+
+def limit_pending_pdata(assoc, limit: int = 8) -> None:
+    """Swap the DUL's to_provider_queue (pynetdicom 3.0 dul.py:89, a plain queue.Queue that
+    DIMSEServiceProvider.send_msg fills and the DUL thread drains, dul.py:207) for a
+    BoundedPDataQueue. Apply to an established association: its queue is empty then, so nothing
+    is lost in the swap."""
+    dul = assoc.dul
+    old = dul.to_provider_queue
+    new = BoundedPDataQueue(limit, lambda: dul.is_alive() and not assoc.is_aborted)
+    while True:
+        try:
+            new.put(old.get_nowait())
+        except queue.Empty:
+            break
+    dul.to_provider_queue = new
+
+
+# -- P8: pynetdicom's server without a port ---------------------------------------------------------
+
+class HandOffServer(ThreadedAssociationServer):
+    """pynetdicom's server without a socket of its own: the Acceptor passes it connections.
+
+    Relies on pynetdicom 3.0 transport.py: AssociationServer.__init__(ae, address, ae_title,
+    contexts, ssl_context=None, evt_handlers=None) binding through socketserver's server_bind /
+    server_activate (transport.py:984), and ThreadedAssociationServer.process_request_thread
+    (transport.py:1078) serving a connection with finish_request(request, client_address), which
+    builds the RequestHandler that starts the Association thread."""
+
+    def server_bind(self) -> None:
+        pass
+
+    def server_activate(self) -> None:
+        pass
+
+    def hand_off(self, sock, address) -> None:
+        # As ThreadedAssociationServer.process_request_thread: starts the Association thread.
+        self.finish_request(sock, address)
+
+
+# -- reads of internals -------------------------------------------------------------------------------
+
+def raw_socket(assoc) -> socket.socket | None:
+    """R1: the TCP socket under a pynetdicom association (pynetdicom 3.0: Association.dul.socket
+    is the AssociationSocket, dul.py:79; its .socket the socket.socket, transport.py), or None
+    before it is set or after it is closed."""
+    wrapper = getattr(assoc.dul, "socket", None)
+    return getattr(wrapper, "socket", None) if wrapper is not None else None
+
+
+def request_primitive(assoc):
+    """R2: the A-ASSOCIATE request primitive as decoded (Association.requestor.primitive). In
+    pynetdicom 3.0 it is set just before EVT_REQUESTED (association.py:666-667), and the titles
+    the association reports (requestor.ae_title) and answers with are read from it afterwards
+    (acse.py:678-681, negotiate_association), so a handler may normalise them here."""
+    return assoc.requestor.primitive
+
+
+def reject_in_handler(assoc, reason: tuple[int, int, int]) -> None:
+    """R3: A-ASSOCIATE-RJ (result, source, reason) from an EVT_REQUESTED handler. pynetdicom 3.0
+    offers rejection only through its own checks; Association.run_reactor skips negotiation
+    when the handler left the association rejected (association.py:669-671). As pynetdicom does for
+    its own rejections (acse.py, negotiate_association), wait until the DUL has sent the RJ and gone
+    idle (Association.kill), otherwise the socket is closed under it and the peer sees an abort."""
+    assoc.acse.send_reject(*reason)
+    assoc.kill()
+
+
+def receiving_file(assoc):
+    """R4: the file a data set still arriving is streamed into, or None. pynetdicom 3.0 keeps the
+    message under assembly on DIMSEServiceProvider.message (dimse.py:183) and, with
+    STORE_RECV_CHUNKED_DATASET, its open file on DIMSEMessage._data_set_file
+    (dimse_messages.py:357, 463)."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    return getattr(message, "_data_set_file", None)
+
+
+def dataset_file(request):
+    """R5: the file object a received C-STORE data set was streamed into (C_STORE._dataset_file,
+    pynetdicom 3.0 dimse_primitives.py:95, set by DIMSEMessage.message_to_primitive), or None when
+    the data set was received in memory."""
+    return getattr(request, "_dataset_file", None)
+
+
+def rejection(assoc) -> tuple[int | None, int | None, int | None]:
+    """R6: (result, source, diagnostic) of the A-ASSOCIATE-RJ that answered `assoc`'s request: in
+    pynetdicom 3.0 the ACSE stores the peer's answer as Association.acceptor.primitive (acse.py,
+    _negotiate_as_requestor, acse.py:464); any part missing is None."""
+    rsp = assoc.acceptor.primitive
+    return (getattr(rsp, "result", None), getattr(rsp, "result_source", None),
+            getattr(rsp, "diagnostic", None))
+
+
+# -- apply -------------------------------------------------------------------------------------------
+
+def apply(max_pdu: int = 0) -> None:
+    """P1-P4, process-wide. `max_pdu`: the largest PDU this process negotiates to receive (plus the
+    6-byte header). Received data sets go to receive_spool (configure it first)."""
+    global _limit
+    _limit = pdu_limit(max_pdu)
+    transport.AssociationSocket.recv = _recv
+    # transport.py uses deepcopy only for the acceptor's supported contexts.
+    transport.deepcopy = _copy_contexts
+    # See receive_spool: survive a full disk with a status instead of an aborted association.
+    dimse_messages.NamedTemporaryFile = receive_spool.SpoolFile
+    # Received data sets stream to a spool file in the buffer's incoming/ folder (same file system
+    # as the store, so ingest is a rename), and stored files are sent from disk as they are.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    # The buffer keeps every byte as received; a sender's odd-but-parsable UID is the receiver's
+    # business to report (A900 from the attribute check), not pynetdicom's to drop the association.
+    _config.ENFORCE_UID_CONFORMANCE = False
+    # NUL-padded and other odd AE titles reach AssociationPolicy (normalised or rejected with a
+    # reason) instead of failing pynetdicom's decoder.
+    _config.VALIDATORS["AE"] = lenient_ae_validator
