@@ -32,6 +32,7 @@ import queue
 import re
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -40,13 +41,14 @@ from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_RE
 
 from gateway.config import Config
 from gateway.dicom.report_channel import NoResponse, ReportChannel
-from gateway.events import EventBus
 from gateway.print import session as S
-from gateway.print.printer_status import PrinterStatusMonitor
 from gateway.print.profile import PrintSection
 from gateway.print.session import PrintSession
-from gateway.print.spooler import PrintStore, SpoolFull
+from gateway.print.spooler import SpoolFull
 from gateway.print.validate import PrintFailure
+
+if TYPE_CHECKING:
+    from gateway.print.service import PrintService
 
 log = logging.getLogger("gateway.dicom.print_scp")
 
@@ -103,22 +105,18 @@ class _Client:
 class PrintSCP:
     """The Print Management SCP (PS3.4 Annex H) behind the listener's port."""
 
-    def __init__(self, config: Config, store: PrintStore, events: EventBus,
-                 monitor: PrinterStatusMonitor):
+    def __init__(self, service: PrintService, config: Config):
         self.config = config
-        self.profile: PrintSection = config.print
-        self.store = store
-        self.events = events
-        self.monitor = monitor
+        self.profile: PrintSection = service.profile
+        self.store = service.store
+        self.events = service.events
+        self.monitor = service.monitor
         self._clients: dict[int, _Client] = {}
         self._channels: dict[int, ReportChannel] = {}
         self._lock = threading.Lock()
         # Spooling a job and queueing its PENDING report vs. dispatching the spooler's later
         # reports for it: one at a time, so PENDING is queued first and none is dropped.
         self._job_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sub = events.subscribe()
-        self._thread = threading.Thread(target=self._dispatch, name="print-events", daemon=True)
 
     # -- wiring --------------------------------------------------------------------------------
     def contexts(self) -> list[tuple]:
@@ -134,14 +132,6 @@ class PrintSCP:
                 (evt.EVT_ACCEPTED, self._accepted),
                 (evt.EVT_RELEASED, self._closed),
                 (evt.EVT_ABORTED, self._closed), (evt.EVT_CONN_CLOSE, self._closed)]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.events.unsubscribe(self._sub)
 
     def _requested(self, event) -> None:
         """A-ASSOCIATE-RQ received, AC not yet sent: the client cannot send P-DATA yet, so this is
@@ -421,32 +411,31 @@ class PrintSCP:
         return 0x0000
 
     # -- N-EVENT-REPORT ---------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ev = self._sub.get(timeout=0.5)
-            except queue.Empty:
+    def on_printer_status(self, status: str, info: str) -> None:
+        """PrintJobListener: the printer changed; each print client not yet told of this state gets
+        an N-EVENT-REPORT of the Printer (PS3.4 H.4.2.2.4). Queued, never sent from here."""
+        with self._lock:
+            clients = list(self._clients.values())
+        state = (status, info)
+        for c in clients:
+            meta = c.meta()
+            if meta is None or c.printer_state == state:
                 continue
-            if ev.kind == "printer-status-changed":
-                with self._lock:
-                    clients = list(self._clients.values())
-                state = (ev.data["status"], ev.data["info"])
-                for c in clients:
-                    meta = c.meta()
-                    if meta is None or c.printer_state == state:
-                        continue
-                    c.printer_state = state
-                    self._send(c, self._printer_event(*state, meta))
-            elif ev.kind == "print-job":
-                with self._job_lock:
-                    with self._lock:
-                        clients = [c for c in self._clients.values() if ev.data["uid"] in c.jobs]
-                    for c in clients:
-                        status = ev.data["status"]
-                        if c.jobs.get(ev.data["uid"]) == status or not c.accepted(S.PRINT_JOB):
-                            continue
-                        c.jobs[ev.data["uid"]] = status
-                        self._send(c, self._job_event(ev.data["uid"], status, ev.data["info"]))
+            c.printer_state = state
+            self._send(c, self._printer_event(*state, meta))
+
+    def on_job_status(self, uid: str, status: str, info: str) -> None:
+        """PrintJobListener: Print Job `uid` changed; the client that spooled it gets an
+        N-EVENT-REPORT of the Print Job (PS3.4 H.4.2.1.4) if it accepted the Print Job SOP class.
+        Queued, never sent from here."""
+        with self._job_lock:
+            with self._lock:
+                clients = [c for c in self._clients.values() if uid in c.jobs]
+            for c in clients:
+                if c.jobs.get(uid) == status or not c.accepted(S.PRINT_JOB):
+                    continue
+                c.jobs[uid] = status
+                self._send(c, self._job_event(uid, status, info))
 
     def _job_event(self, uid: str, status: str, info_text: str):
         info = Dataset()

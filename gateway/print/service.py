@@ -14,6 +14,7 @@ from gateway.config import LoadedConfig
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
 from gateway.print.printer_status import PrinterStatusMonitor
+from gateway.print.reports import PrintReports
 from gateway.print.spooler import PRINT, PrintStore, Spooler
 
 log = logging.getLogger("gateway.print")
@@ -24,11 +25,17 @@ class PrintService:
         from gateway.dicom.print_scp import PrintSCP
 
         self.profile = p = loaded.config.print
+        self.events = events
         self.device = PrinterDevice(p, loaded.resolve)
         self.store = PrintStore(buffer.files.root, buffer.index, buffer.queue, p.name)
-        self.monitor = PrinterStatusMonitor(self.device, events, p.poll_interval_s, on_ready=self._printer_ready)
-        self.spooler = Spooler(p, self.store, self.device, events)
-        self.scp = PrintSCP(loaded.config, self.store, events, self.monitor)
+        # The control path (gateway.print.reports): status changes to the listeners, not the bus.
+        self.reports = PrintReports()
+        self.monitor = PrinterStatusMonitor(self.device, events, p.poll_interval_s, on_ready=self._printer_ready,
+                                            reports=self.reports)
+        self.spooler = Spooler(p, self.store, self.device, events, reports=self.reports,
+                               printer_seen=self.monitor.observe)
+        self.scp = PrintSCP(self, loaded.config)
+        self.reports.add(self.scp)
 
     def _printer_ready(self) -> None:
         """Films that waited for the printer (backoff up to print.retry_max_s) are due now."""
@@ -41,7 +48,6 @@ class PrintService:
         if orphans:
             log.info("print spool: %d unanswered print jobs' films removed", orphans)
         self.device.start()
-        self.scp.start()
         self.monitor.start()
         self.spooler.start()
         log.info("print SCP: printer %s (%s, %s, %g dpi%s)", self.profile.name, self.profile.printer.kind,
@@ -51,5 +57,4 @@ class PrintService:
     def stop(self) -> None:
         self.spooler.stop()
         self.monitor.stop()
-        self.scp.stop()
         self.device.stop()

@@ -47,6 +47,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -60,6 +61,7 @@ from gateway.events import EventBus
 from gateway.print.device import PrinterDevice, films_left
 from gateway.print.profile import PrintSection
 from gateway.print.render import render_film
+from gateway.print.reports import PrintJobListener
 
 log = logging.getLogger("gateway.print.spooler")
 
@@ -219,10 +221,15 @@ class Spooler(QueueWorker):
     (QueueWorker has the loop, the stop and the backoff wait)."""
 
     def __init__(self, profile: PrintSection, store: PrintStore, device: PrinterDevice,
-                 events: EventBus):
+                 events: EventBus, reports: PrintJobListener | None = None,
+                 printer_seen: Callable[[tuple[str, str]], None] | None = None):
         super().__init__(store.queue, PRINT, store.printer, who="print spooler", logger=log,
                          thread_name="print-spooler")
         self.profile, self.store, self.device, self.events = profile, store, device, events
+        # Control (never dropped, never blocking): Print Job status changes to the listeners
+        # (the Print SCP's N-EVENT-REPORTs), printer readings to the status monitor.
+        self.reports = reports
+        self.printer_seen = printer_seen
         self.curve = profile.curve()
         self.dpi = profile.printer.dpi
 
@@ -231,10 +238,22 @@ class Spooler(QueueWorker):
 
     # -- one film ------------------------------------------------------------------------------------
     def _event(self, uid: str) -> None:
+        """Print Job `uid`'s status as the index has it now: told to the listeners (control),
+        then published as "print-job" (observation)."""
         job = self.store.print_job(uid)
         if job is not None:
+            if self.reports is not None:
+                self.reports.on_job_status(uid, job["status"], job["info"])
             self.events.publish("print-job", uid=uid, status=job["status"], info=job["info"],
                                 calling_ae=job["calling_ae"])
+
+    def _printer_status(self, status) -> None:
+        """A device reading (drivers' PrinterStatus or None): to the status monitor (control), and
+        published as "printer-status" (observation)."""
+        dicom = dicom_printer_status(status)
+        if self.printer_seen is not None:
+            self.printer_seen(dicom)
+        self.events.publish("printer-status", status=dicom, detail=status)
 
     def _wait_for_printer(self, job: Job, why: str) -> None:
         delay = self.retry_delay(self.profile.retry_initial_s, self.profile.retry_max_s)
@@ -261,7 +280,7 @@ class Spooler(QueueWorker):
             return
         with self.device.lock:
             status = self.device.status()
-            self.events.publish("printer-status", status=dicom_printer_status(status), detail=status)
+            self._printer_status(status)
             phase = film_row["phase"]
             if phase == PRINTED:
                 self.queue.complete([job.id])
@@ -310,8 +329,7 @@ class Spooler(QueueWorker):
                                 "for the printer", uid, film_row["film"], done + made, copies,
                                 dicom_printer_status(exc.status)[1])
                 self.store.set_phase(job.id, QUEUED, json.dumps({"done": done + made}) if made else None)
-                self.events.publish("printer-status", status=dicom_printer_status(exc.status),
-                                    detail=exc.status)
+                self._printer_status(exc.status)
                 self._wait_for_printer(job, f"not printed: {dicom_printer_status(exc.status)[1]}")
                 self._event(uid)
                 if not made:
@@ -326,7 +344,7 @@ class Spooler(QueueWorker):
                 return
         preview = self._preview(uid, film_row["film"], film)
         self.store.mark_printed(job.id, preview)
-        self.events.publish("printer-status", status=dicom_printer_status(after), detail=after)
+        self._printer_status(after)
         self.events.publish("printed", uid=uid, film=film_row["film"], preview=preview)
         log.info("print job %s film %d printed (%d copies), preview %s", uid, film_row["film"],
                  copies, preview)
