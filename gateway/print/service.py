@@ -14,7 +14,7 @@ from gateway.config import LoadedConfig
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
 from gateway.print.printer_status import PrinterStatusMonitor
-from gateway.print.reports import PrintReports
+from gateway.print.reports import PrintJobListener, PrintReports
 from gateway.print.spooler import PRINT, PrintStore, Spooler
 
 log = logging.getLogger("gateway.print")
@@ -22,8 +22,6 @@ log = logging.getLogger("gateway.print")
 
 class PrintService:
     def __init__(self, loaded: LoadedConfig, buffer: Buffer, events: EventBus):
-        from gateway.dicom.print_scp import PrintSCP
-
         self.profile = p = loaded.config.print
         self.events = events
         self.device = PrinterDevice(p, loaded.resolve)
@@ -34,8 +32,11 @@ class PrintService:
                                             reports=self.reports)
         self.spooler = Spooler(p, self.store, self.device, events, reports=self.reports,
                                printer_seen=self.monitor.observe)
-        self.scp = PrintSCP(self, loaded.config)
-        self.reports.add(self.scp)
+
+    def add_listener(self, listener: PrintJobListener) -> None:
+        """Tell `listener` of every Print Job and Printer status change from now on (the control
+        path, gateway.print.reports; app.py registers the Print SCP here)."""
+        self.reports.add(listener)
 
     def _printer_ready(self) -> None:
         """Films that waited for the printer (backoff up to print.retry_max_s) are due now."""
