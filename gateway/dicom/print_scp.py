@@ -45,7 +45,7 @@ from gateway.print import attributes
 from gateway.print import session as S
 from gateway.print.profile import PrintSection
 from gateway.print.session import PrintSession
-from gateway.print.spooler import SpoolFull
+from gateway.print.store import SpoolFull
 from gateway.print.validate import Checked, PrintFailure
 
 if TYPE_CHECKING:

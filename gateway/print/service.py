@@ -15,7 +15,8 @@ from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
 from gateway.print.printer_status import PrinterStatusMonitor
 from gateway.print.reports import PrintJobListener, PrintReports
-from gateway.print.spooler import PRINT, PrintStore, Spooler
+from gateway.print.spooler import Spooler
+from gateway.print.store import PRINT, PrintStore
 
 log = logging.getLogger("gateway.print")
 

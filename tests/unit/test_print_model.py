@@ -15,7 +15,7 @@ from gateway.print import validate as v
 from gateway.print.profile import PrintSection
 from gateway.print.render import lin_od_lut, render_film
 from gateway.print.session import PrintSession
-from gateway.print.spooler import execution_status
+from gateway.print.store import execution_status
 from gateway.print.validate import PrintFailure
 from image.gsdf import od_from_p_values
 
