@@ -260,7 +260,7 @@ def test_patient_names_from_the_image_data_are_printed_in_their_script(name):
     the client sent, are rendered with glyphs of the right font (IPA Gothic / DejaVu)."""
     import pydicom
     from pydicom.filebase import DicomBytesIO
-    from drivers.printer.glyphs import render_text, needs_cjk
+    from gateway.print.glyphs import render_text, needs_cjk
     from image.density import CharacteristicCurve
 
     src = pydicom.dcmread(pydicom.data.get_charset_files(name)[0]) if hasattr(pydicom.data, "get_charset_files") \
