@@ -58,6 +58,8 @@ class PrinterStatusMonitor:
         self._inbox.put(tuple(status))
 
     def update(self, status: tuple[str, str]) -> None:
+        """Apply a reading (Printer Status, Printer Status Info): on a change, log it, tell the
+        listeners, publish "printer-status-changed", and run `on_ready` when leaving FAILURE."""
         with self._lock:
             changed = not self._known or status != self.current
             was_known = self._known

@@ -1,7 +1,8 @@
-"""The print side of the appliance, put together: printer device, spool, status monitor, Print SCP.
+"""The print side of the appliance, put together: printer device, spool, status monitor, control path.
 
-app.Gateway builds one when `[print] enabled = true` and hands the SCP's handlers, presentation
-contexts and AE title to the listener.
+app.Gateway builds one when `[print] enabled = true`, builds the Print SCP over it
+(gateway.dicom.print_scp.PrintSCP(service, config)), registers that as the service's
+PrintJobListener and hands the SCP's handlers, presentation contexts and AE title to the listener.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ log = logging.getLogger("gateway.print")
 
 
 class PrintService:
+    """The one printer's print domain: `device` (PrinterDevice), `store` (PrintStore), `monitor`
+    (PrinterStatusMonitor), `spooler` (Spooler) and `reports` (PrintReports, the control path they
+    tell).  No DIMSE: the Print SCP is built by app.py over this service and added with
+    `add_listener`.  start() removes the films of unanswered N-ACTIONs and starts device, monitor
+    and spooler; stop() stops them in the reverse order."""
+
     def __init__(self, loaded: LoadedConfig, buffer: Buffer, events: EventBus):
         self.profile = p = loaded.config.print
         self.events = events

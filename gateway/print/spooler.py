@@ -70,7 +70,12 @@ def _fsync_file(path: Path) -> None:
 
 class Spooler(QueueWorker):
     """The queue worker of kind 'print' for the one attached printer: a claim is one film
-    (QueueWorker has the loop, the stop and the backoff wait)."""
+    (QueueWorker has the loop, the stop and the backoff wait).
+
+    Control, called on this worker's thread and never blocking on the network: `reports`
+    (PrintJobListener) is told of each Print Job status change (PS3.4 H.4.2.1.4), `printer_seen`
+    (PrinterStatusMonitor.observe) gets each device reading as (Printer Status, Printer Status
+    Info).  Observation: "print-job", "printer-status", "printed", "print-held" on `events`."""
 
     def __init__(self, profile: PrintSection, store: PrintStore, device: PrinterDevice,
                  events: EventBus, reports: PrintJobListener | None = None,
