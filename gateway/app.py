@@ -43,6 +43,7 @@ from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
 from gateway.dicom.net.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
+from gateway.dicom.print_scp import PrintSCP
 from gateway.event_kinds import DiskSpace, QueueDepths
 from gateway.events import EventBus
 from gateway.part10.attributes import configure_pydicom
@@ -122,13 +123,16 @@ class Gateway:
         report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
         self.printing = PrintService(loaded, self.buffer, self.events) if cfg.print.enabled else None
-        p = self.printing
+        # The print domain's DIMSE adapter, told of job and printer changes directly (not the bus).
+        self.print_scp = p = PrintSCP(self.printing, cfg) if self.printing else None
+        if p:
+            self.printing.add_listener(p)
         # The services behind the port: each brings its handlers and the contexts it adds to the
         # listener's own (Verification and the storage classes, which the fast path serves too).
         self.listener = Listener(cfg, echo.handlers() + self.store_scp.handlers() + report
-                                 + (p.scp.handlers() if p else []),
-                                 contexts=[*self.commitment.contexts(), *(p.scp.contexts() if p else ())],
-                                 called_titles=p.scp.called_titles() if p else (), store=self.store_scp.store)
+                                 + (p.handlers() if p else []),
+                                 contexts=[*self.commitment.contexts(), *(p.contexts() if p else ())],
+                                 called_titles=p.called_titles() if p else (), store=self.store_scp.store)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

@@ -1,4 +1,4 @@
-"""Burn a rasterised text mask into a film.  Rasterising the glyphs is drivers/printer/glyphs.py's job;
+"""Burn a rasterised text mask into a film.  Rasterising the glyphs is gateway/print/glyphs.py's job;
 this only blends a coverage mask (0..1 floats, or bools) at a position, clipped to the film.
 """
 

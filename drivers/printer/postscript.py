@@ -11,7 +11,7 @@ channel) or binary (a third smaller; only on 8-bit clean transports such as USB 
 from __future__ import annotations
 
 from drivers.printer.interface import DeviceStatus, PrintJob, Transport
-from image.ascii85 import ascii85_encode
+from drivers.printer.ascii85 import ascii85_encode
 
 
 class PostScriptLanguage:

@@ -1,20 +1,23 @@
 """Print SCP: Basic Grayscale / Color Print Management Meta SOP classes, Presentation LUT, Basic
-Annotation Box, Print Job and Printer Configuration Retrieval, on the listener's port.
+Annotation Box, Print Job and Printer Configuration Retrieval (PS3.4 Annex H), on the listener's port.
 
-DIMSE messages are mapped onto gateway.print.session.PrintSession (one per association, dropped
-on release and abort); an N-ACTION hands the films to the durable spool (gateway.print.spooler)
-and is answered only after they are committed.  Printer status changes and Print Job progress go
-back to the clients as N-EVENT-REPORTs (PS3.4 H.4.2.2.4 Printer, H.4.2.1.4 Print Job), sent from a
-per-association thread through a ReportChannel, which matches each report's response by Message ID
-while the association's reactor keeps serving the client's requests: the client may send one of
-its own at the same moment (PS3.7 default operations window; see report_channel).  A printer
-state is reported to a client only when it differs from the last one that client was told (or
-could have read with N-GET when it connected).
+This module is the DIMSE adapter of the print domain, and only that:
 
-Every request gets a response with a status (PS3.7 10.1.3): pynetdicom drops an N-* request that
-lacks a mandatory command element without answering ("unexpected N-SET service message") and
-aborts on a SOP class it does not know, so _RequestGuard answers those here first (0118 no such
-SOP class, 0117 invalid object instance, 0123 no such action type, 0113 no such event type).
+- DIMSE dispatch: each N-CREATE / N-SET / N-GET / N-ACTION / N-DELETE is looked up in one table
+  keyed by (operation, SOP Class UID) and mapped onto gateway.print.session.PrintSession (one per
+  association, dropped on release and abort); a pair not in the table is answered 0211 (0118 for
+  an N-CREATE of a class that is no print context).  An N-ACTION hands the films to the durable
+  spool (gateway.print.store) and is answered only after they are committed.
+- The data sets a client reads (Printer, Printer Configuration, Print Job, the created Film Box,
+  the reports' Event Information) are built by gateway.print.attributes.
+- Reports: PrintSCP is a gateway.print.reports.PrintJobListener (app.py registers it with
+  PrintService.add_listener).  Printer status changes and Print Job progress (PS3.4 H.4.2.2.4
+  Printer, H.4.2.1.4 Print Job) are queued, never dropped, on the association's
+  gateway.dicom.report_channel.ReportSender, whose thread sends them through a ReportChannel: the
+  spooler never waits for a client.  A printer state is reported to a client only when it differs
+  from the last one that client was told (or could have read with N-GET when it connected).
+- The pynetdicom reaches (the request guard that answers what pynetdicom would drop, the quiet
+  message dumps) are in gateway.dicom.print_dimse_guard.
 
 pynetdicom 3.0.4 and N-CREATE warnings: its N-CREATE service copies the Affected SOP Instance UID
 from the handler's data set into the response only for Success, so a Warning (B605, 0116, B600)
@@ -26,27 +29,27 @@ Dataset here always carries AffectedSOPInstanceUID.  No pynetdicom code is patch
 
 from __future__ import annotations
 
-import datetime
 import logging
-import queue
-import re
 import threading
-import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import evt
-from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 
 from gateway.config import Config
-from gateway.dicom.report_channel import NoResponse, ReportChannel
-from gateway.events import EventBus
+from gateway.dicom.print_dimse_guard import RequestGuard, quiet_message_dumps
+from gateway.dicom.report_channel import ReportChannel, ReportSender
+from gateway.print import attributes
 from gateway.print import session as S
-from gateway.print.printer_status import PrinterStatusMonitor
 from gateway.print.profile import PrintSection
 from gateway.print.session import PrintSession
-from gateway.print.spooler import PrintStore, SpoolFull
-from gateway.print.validate import PrintFailure
+from gateway.print.store import SpoolFull
+from gateway.print.validate import Checked, PrintFailure
+
+if TYPE_CHECKING:
+    from gateway.print.service import PrintService
 
 log = logging.getLogger("gateway.dicom.print_scp")
 
@@ -57,13 +60,18 @@ PRINT_CONTEXTS = [S.GRAYSCALE_META, S.COLOR_META, S.PRESENTATION_LUT, S.ANNOTATI
 PRINT_SOP_CLASSES = frozenset({S.FILM_SESSION, S.FILM_BOX, S.GRAYSCALE_IMAGE_BOX, S.COLOR_IMAGE_BOX,
                                S.ANNOTATION_BOX, S.PRESENTATION_LUT, S.PRINTER, S.PRINT_JOB,
                                S.PRINTER_CONFIGURATION})
+# Event Type IDs: Printer (PS3.4 H.4.2.2.4.1), Print Job (PS3.4 H.4.2.1.4.1).
 PRINTER_EVENTS = {"NORMAL": 1, "WARNING": 2, "FAILURE": 3}
 PRINT_JOB_EVENTS = {"PENDING": 1, "PRINTING": 2, "DONE": 3, "FAILURE": 4}
 SPOOL_FULL = 0xC601
-_UID_CHARS = re.compile(r"[0-9.]+")
+
+# The DIMSE-N operations of the dispatch table's keys.
+N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE = "N-CREATE", "N-SET", "N-GET", "N-ACTION", "N-DELETE"
 
 
 def _status(code: int, comment: str = "", uid: str | None = None, tags=None, with_tags=False) -> Dataset:
+    """A status Dataset for pynetdicom's response: Status, Error Comment (64 chars at most),
+    Affected SOP Instance UID, Attribute Identifier List (PS3.7 C)."""
     ds = Dataset()
     ds.Status = code
     if comment:
@@ -75,20 +83,22 @@ def _status(code: int, comment: str = "", uid: str | None = None, tags=None, wit
     return ds
 
 
+class _NoSuchInstance(Exception):
+    """An N-GET of an instance that does not exist: 0112 with this comment."""
+
+
 class _Client:
-    """One association's print state and its outgoing N-EVENT-REPORT queue."""
+    """One association's print state and its outgoing N-EVENT-REPORTs."""
 
     def __init__(self, assoc, profile: PrintSection, channel: ReportChannel | None,
                  printer_state: tuple[str, str]):
         self.assoc = assoc
-        self.channel = channel
         self.session = PrintSession(profile, assoc.requestor.ae_title.strip())
+        self.reports = ReportSender(assoc, channel, self.session.calling_ae, logger=log)
         self.jobs: dict[str, str] = {}  # Print Job UID -> last status reported
         # What this client knows of the printer: the state when it connected (an N-GET would
         # have shown it), then the last state reported to it.
         self.printer_state = printer_state
-        self.outbox: queue.Queue = queue.Queue()
-        self.thread: threading.Thread | None = None
 
     def accepted(self, uid: str) -> bool:
         return any(cx.abstract_syntax == uid for cx in self.assoc.accepted_contexts)
@@ -101,47 +111,65 @@ class _Client:
 
 
 class PrintSCP:
-    """The Print Management SCP (PS3.4 Annex H) behind the listener's port."""
+    """The Print Management SCP (PS3.4 Annex H) behind the listener's port, for `service`'s printer.
 
-    def __init__(self, config: Config, store: PrintStore, events: EventBus,
-                 monitor: PrinterStatusMonitor):
+    Wiring: `contexts()`, `handlers()` and `called_titles()` go to the listener; the SCP is a
+    PrintJobListener (on_job_status, on_printer_status) that the service must be told of."""
+
+    def __init__(self, service: PrintService, config: Config):
         self.config = config
-        self.profile: PrintSection = config.print
-        self.store = store
-        self.events = events
-        self.monitor = monitor
+        self.profile: PrintSection = service.profile
+        self.store = service.store
+        self.events = service.events
+        self.monitor = service.monitor
         self._clients: dict[int, _Client] = {}
         self._channels: dict[int, ReportChannel] = {}
         self._lock = threading.Lock()
-        # Spooling a job and queueing its PENDING report vs. dispatching the spooler's later
-        # reports for it: one at a time, so PENDING is queued first and none is dropped.
+        # Spooling a job and queueing its PENDING report vs. queueing the spooler's later reports
+        # for it: one at a time, so PENDING is queued first and none is dropped.
         self._job_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sub = events.subscribe()
-        self._thread = threading.Thread(target=self._dispatch, name="print-events", daemon=True)
+        self._routes: dict[tuple[str, str], Callable] = self._dispatch_table()
+
+    def _dispatch_table(self) -> dict[tuple[str, str], Callable]:
+        """(operation, SOP Class UID) -> handler.  The handlers' arguments by operation:
+        N-CREATE (client, event, attributes, asked uid) -> (uid, Checked, reply Dataset);
+        N-SET (client, uid, modifications, class) -> Checked; N-GET (uid) -> Dataset;
+        N-ACTION (client, class, uid, event) -> (status, reply); N-DELETE (client, uid) -> None."""
+        return {
+            (N_CREATE, S.FILM_SESSION): self._create_film_session,
+            (N_CREATE, S.FILM_BOX): self._create_film_box,
+            (N_CREATE, S.PRESENTATION_LUT): self._create_presentation_lut,
+            (N_SET, S.FILM_SESSION): lambda c, uid, ds, cls: c.session.set_film_session(uid, ds),
+            (N_SET, S.FILM_BOX): lambda c, uid, ds, cls: c.session.set_film_box(uid, ds),
+            (N_SET, S.GRAYSCALE_IMAGE_BOX): lambda c, uid, ds, cls: c.session.set_image_box(uid, ds, cls),
+            (N_SET, S.COLOR_IMAGE_BOX): lambda c, uid, ds, cls: c.session.set_image_box(uid, ds, cls),
+            (N_SET, S.ANNOTATION_BOX): lambda c, uid, ds, cls: c.session.set_annotation(uid, ds),
+            (N_GET, S.PRINTER): self._get_printer,
+            (N_GET, S.PRINTER_CONFIGURATION): self._get_printer_configuration,
+            (N_GET, S.PRINT_JOB): self._get_print_job,
+            (N_ACTION, S.FILM_SESSION): self._print,
+            (N_ACTION, S.FILM_BOX): self._print,
+            (N_DELETE, S.FILM_SESSION): lambda c, uid: c.session.delete_film_session(uid),
+            (N_DELETE, S.FILM_BOX): lambda c, uid: c.session.delete_film_box(uid),
+            (N_DELETE, S.PRESENTATION_LUT): lambda c, uid: c.session.delete_presentation_lut(uid),
+        }
 
     # -- wiring --------------------------------------------------------------------------------
     def contexts(self) -> list[tuple]:
+        """(abstract syntax, transfer syntaxes, SCU role, SCP role) for the listener."""
         return [(uid, TRANSFER_SYNTAXES, True, False) for uid in PRINT_CONTEXTS]
 
     def called_titles(self) -> list[str]:
         return [self.profile.ae_title] if self.profile.ae_title else []
 
     def handlers(self) -> list[tuple]:
+        """pynetdicom (event, handler) pairs for the listener's AE."""
         return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set),
                 (evt.EVT_N_GET, self.on_n_get), (evt.EVT_N_ACTION, self.on_n_action),
                 (evt.EVT_N_DELETE, self.on_n_delete), (evt.EVT_REQUESTED, self._requested),
                 (evt.EVT_ACCEPTED, self._accepted),
                 (evt.EVT_RELEASED, self._closed),
                 (evt.EVT_ABORTED, self._closed), (evt.EVT_CONN_CLOSE, self._closed)]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.events.unsubscribe(self._sub)
 
     def _requested(self, event) -> None:
         """A-ASSOCIATE-RQ received, AC not yet sent: the client cannot send P-DATA yet, so this is
@@ -151,8 +179,8 @@ class PrintSCP:
         if not any(str(cx.abstract_syntax) in PRINT_CONTEXTS for cx in proposed):
             return
         channel = ReportChannel.install(assoc)
-        _RequestGuard.install(assoc)
-        _guard_message_dumps(assoc)
+        RequestGuard.install(assoc, PRINT_SOP_CLASSES)
+        quiet_message_dumps(assoc)
         with self._lock:
             self._channels[id(assoc)] = channel
 
@@ -177,7 +205,7 @@ class PrintSCP:
             self._channels.pop(id(event.assoc), None)
         if c is not None:
             c.session.clear()
-            c.outbox.put(None)
+            c.reports.close()
             log.debug("print objects of %s dropped", c.session.calling_ae)
 
     @property
@@ -194,7 +222,12 @@ class PrintSCP:
                     exc.status, exc.comment)
         return _status(exc.status, exc.comment, tags=exc.tags, with_tags=with_tags)
 
-    # -- N-CREATE ----------------------------------------------------------------------------------
+    @staticmethod
+    def _answer(checked: Checked, uid: str | None = None) -> Dataset:
+        """Success or the first warning (the others are logged), as a status Dataset."""
+        return _status(checked.status, checked.warnings[0][1] if checked.warnings else "", uid=uid)
+
+    # -- N-CREATE (PS3.4 H.4.1.1.1 Film Session, H.4.1.2.1 Film Box, H.4.9.1.1 Presentation LUT) ----
     def on_n_create(self, event):
         req = event.request
         cls = str(req.AffectedSOPClassUID)
@@ -203,79 +236,44 @@ class PrintSCP:
         client = self._client(event.assoc)
         if not self._may_print(event.assoc):
             return _status(0x0124, f"{client.session.calling_ae} may not print"), None
+        create = self._routes.get((N_CREATE, cls))
+        if create is None:
+            return _status(0x0118 if cls not in PRINT_CONTEXTS else 0x0211,
+                           f"N-CREATE of {cls} not supported"), None
         try:
-            if cls == S.FILM_SESSION:
-                uid, checked = client.session.create_film_session(ds, asked_uid)
-                reply = Dataset()
-            elif cls == S.FILM_BOX:
-                colour = event.context.abstract_syntax == S.COLOR_META
-                film, checked = client.session.create_film_box(ds, colour, client.accepted(S.ANNOTATION_BOX),
-                                                               asked_uid)
-                uid, reply = film.uid, self._film_box_reply(film, ds)
-            elif cls == S.PRESENTATION_LUT:
-                uid, checked = client.session.create_presentation_lut(ds, asked_uid)
-                reply = Dataset()
-            else:
-                return _status(0x0118 if cls not in PRINT_CONTEXTS else 0x0211,
-                               f"N-CREATE of {cls} not supported"), None
+            uid, checked, reply = create(client, event, ds, asked_uid)
         except PrintFailure as exc:
             return self._fail(f"N-CREATE {cls}", exc, event.assoc), None
         for code, text in checked.warnings:
             log.info("N-CREATE %s from %s: warning 0x%04X %s", cls, client.session.calling_ae, code, text)
-        status = _status(checked.status, checked.warnings[0][1] if checked.warnings else "", uid=uid)
         if checked.status == 0 and asked_uid is None:
             reply.AffectedSOPInstanceUID = uid  # where pynetdicom looks for it on Success
-        return status, reply
+        return self._answer(checked, uid), reply
 
-    def _film_box_reply(self, film: S.FilmBox, ds: Dataset) -> Dataset:
-        v = film.values
-        out = Dataset()
-        out.ImageDisplayFormat = v["display_format"]
-        out.FilmOrientation = v["orientation"]
-        out.FilmSizeID = v["film_size"]
-        out.MagnificationType = v["magnification"]
-        if v.get("smoothing"):
-            out.SmoothingType = v["smoothing"]
-        out.BorderDensity = v["border_density"]
-        out.EmptyImageDensity = v["empty_density"]
-        out.MinDensity = v["min_density"]
-        out.MaxDensity = v["max_density"]
-        out.Trim = "YES" if v["trim"] else "NO"
-        if v.get("configuration"):
-            out.ConfigurationInformation = v["configuration"]
-        if v.get("annotation_format"):
-            out.AnnotationDisplayFormatID = v["annotation_format"]
-        out.Illumination = int(v["illumination"])
-        out.ReflectedAmbientLight = int(v["ambient"])
-        out.RequestedResolutionID = v["resolution"]
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = S.FILM_SESSION
-        ref.ReferencedSOPInstanceUID = v["film_session_uid"]
-        out.ReferencedFilmSessionSequence = [ref]
-        if "ReferencedPresentationLUTSequence" in ds:
-            out.ReferencedPresentationLUTSequence = ds.ReferencedPresentationLUTSequence
-        out.ReferencedImageBoxSequence = [_ref(b.sop_class, b.uid) for b in film.image_boxes]
-        if film.annotations:
-            out.ReferencedBasicAnnotationBoxSequence = [_ref(S.ANNOTATION_BOX, a.uid) for a in film.annotations]
-        return out
+    def _create_film_session(self, client: _Client, event, ds: Dataset, asked: str | None):
+        uid, checked = client.session.create_film_session(ds, asked)
+        return uid, checked, Dataset()
 
-    # -- N-SET -----------------------------------------------------------------------------------
+    def _create_film_box(self, client: _Client, event, ds: Dataset, asked: str | None):
+        colour = event.context.abstract_syntax == S.COLOR_META
+        film, checked = client.session.create_film_box(ds, colour, client.accepted(S.ANNOTATION_BOX), asked)
+        return film.uid, checked, attributes.film_box(film, ds)
+
+    def _create_presentation_lut(self, client: _Client, event, ds: Dataset, asked: str | None):
+        uid, checked = client.session.create_presentation_lut(ds, asked)
+        return uid, checked, Dataset()
+
+    # -- N-SET (PS3.4 H.4.1.1.2, H.4.1.2.2, H.4.1.3.1, H.4.1.4.1, H.4.3.1) ---------------------------
     def on_n_set(self, event):
         req = event.request
         cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
         ds = event.modification_list if req.ModificationList is not None else Dataset()
         client = self._client(event.assoc)
+        set_ = self._routes.get((N_SET, cls))
+        if set_ is None:
+            return _status(0x0211, f"N-SET of {cls} not supported"), None
         try:
-            if cls == S.FILM_SESSION:
-                checked = client.session.set_film_session(uid, ds)
-            elif cls == S.FILM_BOX:
-                checked = client.session.set_film_box(uid, ds)
-            elif cls in (S.GRAYSCALE_IMAGE_BOX, S.COLOR_IMAGE_BOX):
-                checked = client.session.set_image_box(uid, ds, cls)
-            elif cls == S.ANNOTATION_BOX:
-                checked = client.session.set_annotation(uid, ds)
-            else:
-                return _status(0x0211, f"N-SET of {cls} not supported"), None
+            checked = set_(client, uid, ds, cls)
         except PrintFailure as exc:
             return self._fail(f"N-SET {cls}", exc, event.assoc, with_tags=True), None
         except (ValueError, TypeError, AttributeError) as exc:
@@ -283,9 +281,9 @@ class PrintSCP:
             return _status(0x0106, f"cannot decode: {exc}"), None
         for code, text in checked.warnings:
             log.info("N-SET %s from %s: warning 0x%04X %s", cls, client.session.calling_ae, code, text)
-        return _status(checked.status, checked.warnings[0][1] if checked.warnings else ""), Dataset()
+        return self._answer(checked), Dataset()
 
-    # -- N-GET ----------------------------------------------------------------------------------
+    # -- N-GET (PS3.4 H.4.2.2.2 Printer, H.4.2.3.1 Printer Configuration, H.4.2.1.2 Print Job) -------
     def on_n_get(self, event):
         req = event.request
         cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
@@ -293,21 +291,13 @@ class PrintSCP:
         if isinstance(wanted, int):  # one tag: pynetdicom hands back a bare BaseTag, not a list
             wanted = [wanted]
         wanted = [int(t) for t in wanted]
-        if cls == S.PRINTER:
-            if uid != S.PRINTER_INSTANCE:
-                return _status(0x0112, "the Printer instance is 1.2.840.10008.5.1.1.17"), None
-            ds = self._printer_attributes()
-        elif cls == S.PRINTER_CONFIGURATION:
-            if uid != S.PRINTER_CONFIGURATION_INSTANCE:
-                return _status(0x0112, "no such Printer Configuration instance"), None
-            ds = self._printer_configuration()
-        elif cls == S.PRINT_JOB:
-            job = self.store.print_job(uid)
-            if job is None:
-                return _status(0x0112, f"no Print Job {uid}"), None
-            ds = self._print_job_attributes(job)
-        else:
+        get = self._routes.get((N_GET, cls))
+        if get is None:
             return _status(0x0211, f"N-GET of {cls} not supported"), None
+        try:
+            ds = get(uid)
+        except _NoSuchInstance as exc:
+            return _status(0x0112, str(exc)), None
         if wanted:
             out = Dataset()
             for tag in wanted:
@@ -316,59 +306,37 @@ class PrintSCP:
             ds = out
         return 0x0000, ds
 
-    def _printer_attributes(self) -> Dataset:
-        p = self.profile
-        status, info = self.monitor.current
-        ds = Dataset()
-        ds.PrinterStatus = status
-        ds.PrinterStatusInfo = info
-        ds.PrinterName = p.name
-        ds.Manufacturer = p.manufacturer
-        ds.ManufacturerModelName = p.model_name
-        ds.DeviceSerialNumber = p.serial_number
-        ds.SoftwareVersions = p.software_version
-        if p.calibration_date:
-            ds.DateOfLastCalibration = p.calibration_date
-        return ds
+    def _get_printer(self, uid: str) -> Dataset:
+        if uid != S.PRINTER_INSTANCE:
+            raise _NoSuchInstance("the Printer instance is 1.2.840.10008.5.1.1.17")
+        return attributes.printer(self.profile, self.monitor.current)
 
-    def _printer_configuration(self) -> Dataset:
-        p = self.profile
-        item = Dataset()
-        item.SoftwareVersions = p.software_version
-        item.Manufacturer = p.manufacturer
-        item.ManufacturerModelName = p.model_name
-        item.DeviceSerialNumber = p.serial_number
-        item.PrinterResolutionID = "STANDARD"
-        item.DefaultPrinterResolutionID = "STANDARD"
-        item.MaximumMemoryAllocation = 0
-        item.MinDensity = p.min_density
-        item.MaxDensity = p.max_density
-        item.PrinterPixelSpacing = [25.4 / p.printer.dpi, 25.4 / p.printer.dpi]
-        ds = Dataset()
-        ds.PrinterConfigurationSequence = [item]
-        return ds
+    def _get_printer_configuration(self, uid: str) -> Dataset:
+        if uid != S.PRINTER_CONFIGURATION_INSTANCE:
+            raise _NoSuchInstance("no such Printer Configuration instance")
+        return attributes.printer_configuration(self.profile)
 
-    def _print_job_attributes(self, job: dict) -> Dataset:
-        ds = Dataset()
-        ds.ExecutionStatus = job["status"]
-        ds.ExecutionStatusInfo = job["info"]
-        created = datetime.datetime.fromtimestamp(job["created"])
-        ds.CreationDate = created.strftime("%Y%m%d")
-        ds.CreationTime = created.strftime("%H%M%S")
-        ds.PrintPriority = job["priority"]
-        ds.PrinterName = job["printer"]
-        ds.Originator = job["calling_ae"]
-        return ds
+    def _get_print_job(self, uid: str) -> Dataset:
+        job = self.store.print_job(uid)
+        if job is None:
+            raise _NoSuchInstance(f"no Print Job {uid}")
+        return attributes.print_job(job)
 
-    # -- N-ACTION ---------------------------------------------------------------------------------
+    # -- N-ACTION (PS3.4 H.4.1.1.4 Film Session, H.4.1.2.4 Film Box: Print) ---------------------------
     def on_n_action(self, event):
         req = event.request
         cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
         client = self._client(event.assoc)
-        if cls not in (S.FILM_SESSION, S.FILM_BOX):
+        action = self._routes.get((N_ACTION, cls))
+        if action is None:
             return _status(0x0211, f"N-ACTION of {cls} not supported"), None
         if req.ActionTypeID != 1:
             return _status(0x0123, f"no action type {req.ActionTypeID}"), None
+        return action(client, cls, uid, event)
+
+    def _print(self, client: _Client, cls: str, uid: str, event):
+        """Spool the films of Film Session / Film Box `uid` (committed before the answer), answer
+        with the new Print Job's UID; PENDING is its first report."""
         try:
             films, warning = client.session.films_to_print(cls, uid)
             described = [client.session.film_description(f) for f in films]
@@ -389,224 +357,55 @@ class PrintSCP:
             # thread sends it only once the reactor is idle, i.e. after this N-ACTION's response.
             client.jobs[job_uid] = "PENDING"
             if client.accepted(S.PRINT_JOB):
-                self._send(client, self._job_event(job_uid, "PENDING", "QUEUED"))
+                self._send_job(client, job_uid, "PENDING", "QUEUED")
         for f in films:
             f.printed = True
         log.info("print job %s from %s: %d film(s) spooled", job_uid, client.session.calling_ae, len(films))
         self.events.publish("print-spooled", uid=job_uid, films=len(films),
                             calling_ae=client.session.calling_ae)
-        reply = Dataset()
-        item = Dataset()
-        item.ReferencedSOPClassUID = S.PRINT_JOB
-        item.ReferencedSOPInstanceUID = job_uid
-        reply.ReferencedPrintJobSequencePullStoredPrint = [item]  # (2100,0500)
-        return _status(warning, "empty page" if warning else ""), reply
+        return _status(warning, "empty page" if warning else ""), attributes.print_job_reference(job_uid)
 
-    # -- N-DELETE ---------------------------------------------------------------------------------
+    # -- N-DELETE (PS3.4 H.4.1.1.3 Film Session, H.4.1.2.3 Film Box, H.4.9.1.3 Presentation LUT) ----
     def on_n_delete(self, event):
         req = event.request
         cls, uid = str(req.RequestedSOPClassUID), str(req.RequestedSOPInstanceUID)
         client = self._client(event.assoc)
+        delete = self._routes.get((N_DELETE, cls))
+        if delete is None:
+            return _status(0x0211, f"N-DELETE of {cls} not supported")
         try:
-            if cls == S.FILM_SESSION:
-                client.session.delete_film_session(uid)
-            elif cls == S.FILM_BOX:
-                client.session.delete_film_box(uid)
-            elif cls == S.PRESENTATION_LUT:
-                client.session.delete_presentation_lut(uid)
-            else:
-                return _status(0x0211, f"N-DELETE of {cls} not supported")
+            delete(client, uid)
         except PrintFailure as exc:
             return self._fail(f"N-DELETE {cls}", exc, event.assoc)
         return 0x0000
 
-    # -- N-EVENT-REPORT ---------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ev = self._sub.get(timeout=0.5)
-            except queue.Empty:
+    # -- N-EVENT-REPORT: the PrintJobListener side (gateway.print.reports) ---------------------------
+    def on_printer_status(self, status: str, info: str) -> None:
+        """The printer changed: each print client not yet told of this state gets an N-EVENT-REPORT
+        of the Printer (PS3.4 H.4.2.2.4). Queued on its ReportSender, never sent from here."""
+        with self._lock:
+            clients = list(self._clients.values())
+        state = (status, info)
+        for c in clients:
+            meta = c.meta()
+            if meta is None or c.printer_state == state:
                 continue
-            if ev.kind == "printer-status-changed":
-                with self._lock:
-                    clients = list(self._clients.values())
-                state = (ev.data["status"], ev.data["info"])
-                for c in clients:
-                    meta = c.meta()
-                    if meta is None or c.printer_state == state:
-                        continue
-                    c.printer_state = state
-                    self._send(c, self._printer_event(*state, meta))
-            elif ev.kind == "print-job":
-                with self._job_lock:
-                    with self._lock:
-                        clients = [c for c in self._clients.values() if ev.data["uid"] in c.jobs]
-                    for c in clients:
-                        status = ev.data["status"]
-                        if c.jobs.get(ev.data["uid"]) == status or not c.accepted(S.PRINT_JOB):
-                            continue
-                        c.jobs[ev.data["uid"]] = status
-                        self._send(c, self._job_event(ev.data["uid"], status, ev.data["info"]))
+            c.printer_state = state
+            c.reports.put("Printer", attributes.printer_event_information(status, info, self.profile.name),
+                          PRINTER_EVENTS[status], S.PRINTER, S.PRINTER_INSTANCE, meta)
 
-    def _job_event(self, uid: str, status: str, info_text: str):
-        info = Dataset()
-        info.ExecutionStatusInfo = info_text
-        info.PrinterName = self.profile.name
-        return info, PRINT_JOB_EVENTS[status], S.PRINT_JOB, uid, S.PRINT_JOB
+    def on_job_status(self, uid: str, status: str, info: str) -> None:
+        """Print Job `uid` changed: the client that spooled it gets an N-EVENT-REPORT of the Print
+        Job (PS3.4 H.4.2.1.4) if it accepted the Print Job SOP class. Queued, never sent from here."""
+        with self._job_lock:
+            with self._lock:
+                clients = [c for c in self._clients.values() if uid in c.jobs]
+            for c in clients:
+                if c.jobs.get(uid) == status or not c.accepted(S.PRINT_JOB):
+                    continue
+                c.jobs[uid] = status
+                self._send_job(c, uid, status, info)
 
-    def _printer_event(self, status: str, info_text: str, meta: str):
-        info = None
-        if status != "NORMAL":
-            info = Dataset()
-            info.PrinterStatusInfo = info_text
-            info.PrinterName = self.profile.name
-        return info, PRINTER_EVENTS[status], S.PRINTER, S.PRINTER_INSTANCE, meta
-
-    def _send(self, client: _Client, report) -> None:
-        client.outbox.put(report)
-        if client.thread is None:
-            client.thread = threading.Thread(target=self._sender, args=(client,),
-                                             name="print-event-report", daemon=True)
-            client.thread.start()
-
-    def _sender(self, client: _Client) -> None:
-        while True:
-            report = client.outbox.get()
-            if report is None or not client.assoc.is_established:
-                return
-            info, event_type, cls, uid, meta = report
-            what = "Printer" if cls == S.PRINTER else "Print Job"
-            if client.channel is None:  # not set up at EVT_REQUESTED: no safe way to send
-                log.warning("N-EVENT-REPORT %s to %s not sent: no report channel", what,
-                            client.session.calling_ae)
-                continue
-            try:
-                rsp = client.channel.send_event_report(info, event_type, cls, uid, meta_uid=meta)
-                code = rsp.Status
-                log.info("N-EVENT-REPORT %s type %d to %s: %s", what, event_type,
-                         client.session.calling_ae, "no status" if code is None else f"0x{code:04X}")
-            except NoResponse as exc:
-                log.info("N-EVENT-REPORT %s type %d to %s not answered: %s", what, event_type,
-                         client.session.calling_ae, exc)
-            except (RuntimeError, ValueError) as exc:
-                log.info("N-EVENT-REPORT %s to %s not sent: %s", what, client.session.calling_ae, exc)
-                time.sleep(0.1)
-
-
-def _ref(sop_class: str, uid: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = uid
-    return item
-
-
-def _valid_uid(value) -> bool:
-    # Loose on purpose (digits and dots, at most 64): the listener tolerates odd-but-parsable
-    # UIDs (ENFORCE_UID_CONFORMANCE off), and a client's own session UID must keep working.
-    text = str(value) if value is not None else ""
-    return 0 < len(text) <= 64 and _UID_CHARS.fullmatch(text) is not None
-
-
-class _RequestGuard:
-    """Answers the DIMSE-N requests pynetdicom would leave unanswered or abort on (PS3.7 10.1.3:
-    every request gets a response with a status), before pynetdicom's service class sees them.
-
-    Runs on the association's reactor thread, in the order the requests came, in place of
-    Association._serve_request (a per-instance attribute: nothing of pynetdicom is patched)."""
-
-    def __init__(self, assoc, serve):
-        self.assoc, self.serve = assoc, serve
-
-    @classmethod
-    def install(cls, assoc) -> None:
-        assoc._serve_request = cls(assoc, assoc._serve_request)
-
-    def __call__(self, msg, context_id) -> None:
-        if not isinstance(msg, _N_REQUESTS) or msg.MessageIDBeingRespondedTo is not None:
-            self.serve(msg, context_id)
-            return
-        if msg.MessageID is None:
-            # A response must name the request's Message ID: there is nothing to answer, and
-            # waiting would hang the client; a protocol error ends the association (PS3.8 9.2).
-            log.warning("%s without a Message ID from %s: aborting the association",
-                        msg.msg_type, self.assoc.requestor.ae_title.strip())
-            self.assoc.abort()
-            return
-        problem = _request_problem(msg)
-        if problem is None:
-            self.serve(msg, context_id)
-            return
-        code, comment = problem
-        rsp = type(msg)()
-        rsp.MessageIDBeingRespondedTo = msg.MessageID
-        rsp.Status = code
-        rsp.ErrorComment = comment[:64]
-        cls_uid, inst_uid = _request_uids(msg)
-        if _valid_uid(cls_uid):
-            rsp.AffectedSOPClassUID = cls_uid
-        if _valid_uid(inst_uid):
-            rsp.AffectedSOPInstanceUID = inst_uid
-        if isinstance(msg, N_ACTION) and msg.ActionTypeID is not None:
-            rsp.ActionTypeID = msg.ActionTypeID
-        if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is not None:
-            rsp.EventTypeID = msg.EventTypeID
-        log.warning("%s from %s refused with 0x%04X: %s", msg.msg_type,
-                    self.assoc.requestor.ae_title.strip(), code, comment)
-        self.assoc.dimse.send_msg(rsp, context_id)
-
-
-_N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
-
-
-def _guard_message_dumps(assoc) -> None:
-    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug log,
-    even when that log is off, and fail on a command set that lacks a mandatory element (an ERROR
-    and a traceback per malformed request, though _RequestGuard answers it).  Run them only when
-    their log is wanted, and turn a failure into one debug line."""
-    from pynetdicom import _handlers
-
-    dump_log = logging.getLogger("pynetdicom")
-    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
-                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
-        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
-            continue  # LOG_HANDLER_LEVEL is not "standard"
-
-        def dump(ev, standard=standard):
-            if not dump_log.isEnabledFor(logging.DEBUG):
-                return
-            try:
-                standard(ev)
-            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
-                log.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
-
-        assoc.unbind(event, standard)
-        assoc.bind(event, dump)
-
-
-def _request_uids(msg) -> tuple:
-    if isinstance(msg, (N_CREATE, N_EVENT_REPORT)):
-        return msg.AffectedSOPClassUID, msg.AffectedSOPInstanceUID
-    return msg.RequestedSOPClassUID, msg.RequestedSOPInstanceUID
-
-
-def _request_problem(msg) -> tuple[int, str] | None:
-    """(status, comment) for a request that cannot be served as sent, else None."""
-    name = "Affected" if isinstance(msg, (N_CREATE, N_EVENT_REPORT)) else "Requested"
-    cls_uid, inst_uid = _request_uids(msg)
-    if cls_uid is None or not str(cls_uid):
-        return 0x0118, f"no {name} SOP Class UID"
-    if not _valid_uid(cls_uid) or str(cls_uid) not in PRINT_SOP_CLASSES:
-        return 0x0118, f"no such SOP class on a print association: {str(cls_uid)[:24]}"
-    if isinstance(msg, N_CREATE):
-        # Optional here (PS3.7 10.1.5.1.4): absent or empty means the SCP assigns it.
-        if inst_uid is not None and str(inst_uid) and not _valid_uid(inst_uid):
-            return 0x0117, "Affected SOP Instance UID is not a valid UID"
-    elif inst_uid is None or not str(inst_uid):
-        return 0x0117, f"no {name} SOP Instance UID"
-    elif not _valid_uid(inst_uid):
-        return 0x0117, f"{name} SOP Instance UID is not a valid UID"
-    if isinstance(msg, N_ACTION) and msg.ActionTypeID is None:
-        return 0x0123, "no Action Type ID"
-    if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is None:
-        return 0x0113, "no Event Type ID"
-    return None
+    def _send_job(self, client: _Client, uid: str, status: str, info: str) -> None:
+        client.reports.put("Print Job", attributes.print_job_event_information(info, self.profile.name),
+                           PRINT_JOB_EVENTS[status], S.PRINT_JOB, uid, S.PRINT_JOB)

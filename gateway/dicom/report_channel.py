@@ -20,6 +20,11 @@ The reactor is never paused for a report, and each outgoing message is queued wh
 around ``dimse.send_msg``), so a report's fragments never land between those of a response the
 reactor is sending: a receiver builds each message from consecutive fragments.
 
+ReportSender is the per-association thread in front of a ReportChannel: whoever has a report to
+send (the Print SCP, told by the print spooler) queues it and returns at once; the sender sends
+them one after the other, in order, and drops none (an unbounded queue; its length is bounded by
+the status changes of one association's jobs and of the printer).
+
 This relies on pynetdicom internals (DIMSEServiceProvider.msg_queue, send_msg, the DUL's
 (None, None) on close); pynetdicom is pinned <3.1 for that reason (see pynetdicom_tuning).
 """
@@ -168,3 +173,56 @@ def _release_requested(assoc) -> bool:
     """An A-RELEASE-RQ waits in the association's queue (looked at, not taken)."""
     pdu = assoc.dul.peek_next_pdu()
     return isinstance(pdu, A_RELEASE) and pdu.result is None
+
+
+class ReportSender:
+    """One association's outgoing N-EVENT-REPORTs (PS3.7 10.1.1), sent in order from its own
+    thread (named `thread_name`, started with the first report) through `channel`.
+
+    `put` never blocks and never drops: the caller may be a worker that must not wait for a slow
+    client.  A report the client does not answer (NoResponse) is logged and the next one goes
+    out; `close` (or the association ending) ends the thread after the reports queued before it.
+    `peer` names the client in the log lines, written to `logger`."""
+
+    def __init__(self, assoc, channel: ReportChannel | None, peer: str,
+                 logger: logging.Logger = log, thread_name: str = "print-event-report"):
+        self.assoc, self.channel, self.peer = assoc, channel, peer
+        self.log, self.thread_name = logger, thread_name
+        self._outbox: queue.Queue = queue.Queue()  # unbounded: a report is never dropped
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def put(self, what: str, info: Dataset | None, event_type: int, class_uid: str,
+            instance_uid: str, meta_uid: str | None = None) -> None:
+        """Queue one report: `what` names it in the log ("Printer", "Print Job"); the rest as
+        ReportChannel.send_event_report."""
+        self._outbox.put((what, info, event_type, class_uid, instance_uid, meta_uid))
+        with self._lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                self.thread.start()
+
+    def close(self) -> None:
+        """No more reports: the thread ends once it reaches this point of the queue."""
+        self._outbox.put(None)
+
+    def _run(self) -> None:
+        while True:
+            report = self._outbox.get()
+            if report is None or not self.assoc.is_established:
+                return
+            what, info, event_type, cls, uid, meta = report
+            if self.channel is None:  # not set up at EVT_REQUESTED: no safe way to send
+                self.log.warning("N-EVENT-REPORT %s to %s not sent: no report channel", what, self.peer)
+                continue
+            try:
+                rsp = self.channel.send_event_report(info, event_type, cls, uid, meta_uid=meta)
+                code = rsp.Status
+                self.log.info("N-EVENT-REPORT %s type %d to %s: %s", what, event_type, self.peer,
+                              "no status" if code is None else f"0x{code:04X}")
+            except NoResponse as exc:
+                self.log.info("N-EVENT-REPORT %s type %d to %s not answered: %s", what, event_type,
+                              self.peer, exc)
+            except (RuntimeError, ValueError) as exc:
+                self.log.info("N-EVENT-REPORT %s to %s not sent: %s", what, self.peer, exc)
+                time.sleep(0.1)

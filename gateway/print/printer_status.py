@@ -1,9 +1,11 @@
 """The printer's DICOM status (Printer Status, Printer Status Info), kept current.
 
-Two sources: the spooler publishes what it sees around every film ("printer-status" events), and
-this monitor polls the device every `print.poll_interval_s` when no film is being sent.  A change
-is published once as "printer-status-changed"; the Print SCP turns it into an N-EVENT-REPORT of the
-Printer SOP instance to every open print association.  When the printer becomes able to print
+Two sources: the spooler hands over what it sees around every film (`observe`, an unbounded inbox
+this monitor's thread empties: nothing is dropped and the spooler never waits), and this monitor
+polls the device every `print.poll_interval_s` when no film is being sent.  A change is told once
+to the print listeners (gateway.print.reports: the Print SCP turns it into an N-EVENT-REPORT of the
+Printer SOP instance, PS3.4 H.4.2.2.4, to every open print association) and published on the bus as
+"printer-status-changed" for observers.  When the printer becomes able to print
 again (FAILURE -> NORMAL/WARNING: film loaded, jam cleared), `on_ready` runs, so films waiting out
 their backoff print now rather than at their next retry.
 """
@@ -18,21 +20,28 @@ import time
 from drivers.printer.status_map import dicom_printer_status
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
+from gateway.print.reports import PrintJobListener
 
 log = logging.getLogger("gateway.print.status")
 
 
 class PrinterStatusMonitor:
-    """Printer Status / Printer Status Info (PS3.3 C.13.9.1) of the one printer, published on change."""
+    """Printer Status / Printer Status Info (PS3.3 C.13.9.1) of the one printer, told on change.
 
-    def __init__(self, device: PrinterDevice, events: EventBus, interval: float, on_ready=None):
+    `current` is the (status, info) pair last seen, e.g. ("NORMAL", "NORMAL"); `interval` is the
+    poll period in seconds; `reports` is told of every change (PrintJobListener.on_printer_status)
+    and `on_ready` (no arguments) runs when the printer leaves FAILURE."""
+
+    def __init__(self, device: PrinterDevice, events: EventBus, interval: float, on_ready=None,
+                 reports: PrintJobListener | None = None):
         self.device, self.events, self.interval = device, events, interval
         self.on_ready = on_ready
+        self.reports = reports
         self._lock = threading.Lock()
         self.current: tuple[str, str] = ("FAILURE", "PRINTER INIT")
         self._known = False
         self._stop = threading.Event()
-        self._sub = events.subscribe()
+        self._inbox: queue.Queue[tuple[str, str]] = queue.Queue()  # unbounded: never drops
         self._thread = threading.Thread(target=self._run, name="printer-status", daemon=True)
 
     def start(self) -> None:
@@ -42,9 +51,15 @@ class PrinterStatusMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
-        self.events.unsubscribe(self._sub)
+
+    def observe(self, status: tuple[str, str]) -> None:
+        """A reading someone else took (the spooler, around a film): (Printer Status, Printer
+        Status Info).  Returns at once; this monitor's thread applies it with `update`."""
+        self._inbox.put(tuple(status))
 
     def update(self, status: tuple[str, str]) -> None:
+        """Apply a reading (Printer Status, Printer Status Info): on a change, log it, tell the
+        listeners, publish "printer-status-changed", and run `on_ready` when leaving FAILURE."""
         with self._lock:
             changed = not self._known or status != self.current
             was_known = self._known
@@ -54,6 +69,8 @@ class PrinterStatusMonitor:
                 log.info("printer status %s (%s), was %s (%s)", *status, *old)
             else:  # the first reading: there is no earlier state to name
                 log.info("printer status %s (%s)", *status)
+            if self.reports is not None:
+                self.reports.on_printer_status(status[0], status[1])
             self.events.publish("printer-status-changed", status=status[0], info=status[1])
             if self.on_ready is not None and old[0] == "FAILURE" and status[0] != "FAILURE":
                 self.on_ready()
@@ -62,9 +79,8 @@ class PrinterStatusMonitor:
         last_poll = time.monotonic()
         while not self._stop.is_set():
             try:
-                ev = self._sub.get(timeout=max(0.05, self.interval - (time.monotonic() - last_poll)))
-                if ev.kind == "printer-status":
-                    self.update(tuple(ev.data["status"]))
+                seen = self._inbox.get(timeout=max(0.05, self.interval - (time.monotonic() - last_poll)))
+                self.update(seen)
             except queue.Empty:
                 pass
             if time.monotonic() - last_poll >= self.interval:

@@ -9,7 +9,7 @@ All pixel work is image/'s (compose_film, density, GSDF); this only translates D
 - Annotation Box text goes in the bottom margin, box i of n in the i-th n-th of the width; image
   labels (print.annotate_image_attributes, e.g. PatientName) in the top left of their image box.
   Text is drawn in the density opposite the border (the trim colour), with glyphs from
-  drivers.printer.glyphs (DejaVu for Latin, IPA Gothic / Noto CJK for Japanese).
+  gateway.print.glyphs (DejaVu for Latin, IPA Gothic / Noto CJK for Japanese).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def annotation_origins(desc: dict, dpi: float, text_height_mm: float, count: int
 
 def annotate(film: np.ndarray, desc: dict, curve: CharacteristicCurve, dpi: float,
              text_height_mm: float) -> None:
-    from drivers.printer.glyphs import render_text  # Pillow + fonts: only when text is printed
+    from gateway.print.glyphs import render_text  # Pillow + fonts: only when text is printed
 
     notes = [a for a in desc.get("annotations", []) if a.get("text")]
     labelled = [im for im in desc["images"] if im.get("labels")]

@@ -240,7 +240,7 @@ def test_dcmtk_noprint_prints_nothing_and_cleans_up(print_gateway, imager, tmp_p
 
 
 def test_dcmtk_annotation(print_gateway, imager, tmp_path):
-    from drivers.printer.glyphs import render_text
+    from gateway.print.glyphs import render_text
     from gateway.print.render import annotation_origins
     from image.annotate import composite_mask
     from image.film_layout import mm_to_pixels

@@ -76,11 +76,7 @@ SIMULATOR = "hwsim"
 
 # (importer, imported) -> which item of issue 7 removes the arrow. Line numbers are left out on
 # purpose: they move with every edit above them; the failure message gives them.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # print domain -> dicom roles: PrintService builds its own DIMSE adapter.
-    # Item 6: PrintSCP is split by concern and app.py composes PrintSCP(service, ...).
-    ("gateway.print.service", "gateway.dicom.print_scp"): "item 6 (app.py composes PrintSCP)",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.retention import DAY_S, Retention, retention_summary
 from gateway.config import BufferSection
 from gateway.part10.attributes import read_attributes
-from gateway.print.spooler import PrintStore
+from gateway.print.store import PrintStore
 
 DUMP = Path(__file__).parent.parent / "data" / "buffer-v1.sql"
 T0 = 1_780_000_000.0  # the fixture's timestamps

@@ -15,7 +15,7 @@ from gateway.print import validate as v
 from gateway.print.profile import PrintSection
 from gateway.print.render import lin_od_lut, render_film
 from gateway.print.session import PrintSession
-from gateway.print.spooler import execution_status
+from gateway.print.store import execution_status
 from gateway.print.validate import PrintFailure
 from image.gsdf import od_from_p_values
 
@@ -260,7 +260,7 @@ def test_patient_names_from_the_image_data_are_printed_in_their_script(name):
     the client sent, are rendered with glyphs of the right font (IPA Gothic / DejaVu)."""
     import pydicom
     from pydicom.filebase import DicomBytesIO
-    from drivers.printer.glyphs import render_text, needs_cjk
+    from gateway.print.glyphs import render_text, needs_cjk
     from image.density import CharacteristicCurve
 
     src = pydicom.dcmread(pydicom.data.get_charset_files(name)[0]) if hasattr(pydicom.data, "get_charset_files") \
@@ -289,3 +289,21 @@ def test_patient_names_from_the_image_data_are_printed_in_their_script(name):
     out = render_film(desc, arrays, CharacteristicCurve.linear(255, 0.2, 3.0), 60)
     assert (out > 0).sum() > 20  # light text on the black image
     assert render_text(text.replace("^", " "), 12).max() == 255
+
+
+# -- data sets a client reads (gateway.print.attributes) -------------------------------------------
+
+def test_printer_and_print_job_data_sets():
+    from gateway.print import attributes
+
+    printer = attributes.printer(P, ("WARNING", "SUPPLY LOW"))
+    assert (printer.PrinterStatus, printer.PrinterStatusInfo, printer.PrinterName) == ("WARNING", "SUPPLY LOW", P.name)
+    item = attributes.printer_configuration(P).PrinterConfigurationSequence[0]
+    assert float(item.PrinterPixelSpacing[0]) == pytest.approx(25.4 / P.printer.dpi)
+    job = attributes.print_job({"status": "DONE", "info": "NORMAL", "created": 0, "priority": "MED",
+                                "printer": "film", "calling_ae": "SCU"})
+    assert (job.ExecutionStatus, job.Originator, len(job.CreationDate)) == ("DONE", "SCU", 8)
+    assert attributes.printer_event_information("NORMAL", "NORMAL", "film") is None
+    assert attributes.printer_event_information("FAILURE", "SUPPLY EMPTY", "film").PrinterStatusInfo == "SUPPLY EMPTY"
+    ref = attributes.print_job_reference("1.2.3").ReferencedPrintJobSequencePullStoredPrint[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (S.PRINT_JOB, "1.2.3")

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.queue import DEAD, DONE, IN_FLIGHT, QUEUED, JobQueue
-from gateway.print.spooler import HELD, PRINT, PRINTED, PrintStore
+from gateway.print.store import HELD, PRINT, PRINTED, PrintStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

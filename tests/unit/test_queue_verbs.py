@@ -232,7 +232,7 @@ def test_backoff_wait_ends_on_operator_wake_and_stop_not_on_new_work(tmp_path):
 
 
 def test_retry_of_a_film_without_verdict_warns_of_a_second_film(tmp_path):
-    from gateway.print.spooler import PrintStore
+    from gateway.print.store import PrintStore
 
     buf = _buffer(tmp_path)
     store = PrintStore(buf.files.root, buf.index, buf.queue, "film")

@@ -1,4 +1,5 @@
-"""ASCII85 (Adobe btoa) encoding of large byte strings, vectorised.
+"""ASCII85 (Adobe btoa) encoding of large byte strings, vectorised: how the PostScript language
+(postscript.py) carries a film's samples in a 7-bit clean job (PLRM 3rd ed. 3.13.3, ASCII85Decode).
 
 The standard library's base64.a85encode works per 4-byte group in Python and takes seconds for a
 film; this gives the same text.  Output has no '<~' prefix (PostScript's ASCII85Decode filter does
@@ -11,6 +12,8 @@ import numpy as np
 
 
 def ascii85_encode(data: bytes, line_length: int = 76) -> bytes:
+    """`data` (any length) as ASCII85 text ending with '~>', wrapped every `line_length` output
+    characters (0: one line). An all-zero 4-byte group is 'z'. Same text as base64.a85encode."""
     n = len(data)
     pad = (-n) % 4
     words = np.frombuffer(data + b"\0" * pad, dtype=">u4").astype(np.uint32)

@@ -3,6 +3,10 @@
 Glyphs come from a TrueType/OpenType font on the system via Pillow.  Latin text uses DejaVu Sans;
 text with CJK characters needs a CJK font (Debian: fonts-ipafont-gothic or fonts-noto-cjk), and
 without one FontNotFound names the package to install rather than printing empty boxes.
+
+Part of the print domain, not of drivers/: which fonts a film's annotations are set in, and where
+on the system they are looked for, is the appliance's choice, not a printer's protocol; every
+printer gets the same rendered film.  Imports Pillow and numpy only.
 """
 
 from __future__ import annotations
@@ -28,15 +32,19 @@ CJK_FONTS = (
 
 
 class FontNotFound(RuntimeError):
-    pass
+    """No usable font on the system; the message names the Debian package to install."""
 
 
 def needs_cjk(text: str) -> bool:
+    """True when `text` has CJK ideographs, kana, full-width forms or Hangul (a Latin font would
+    draw them as boxes)."""
     return any(0x3000 <= ord(ch) <= 0x9FFF or 0xF900 <= ord(ch) <= 0xFAFF
                or 0xFF00 <= ord(ch) <= 0xFFEF or 0xAC00 <= ord(ch) <= 0xD7AF for ch in text)
 
 
 def find_font(cjk: bool = False) -> str:
+    """Path of the first font file found: the known Debian paths first, then a search under
+    /usr/share/fonts. Raises FontNotFound."""
     candidates = list(CJK_FONTS if cjk else LATIN_FONTS)
     candidates += sorted(glob.glob("/usr/share/fonts/**/*CJK*.tt[cf]", recursive=True)) if cjk \
         else sorted(glob.glob("/usr/share/fonts/**/DejaVuSans*.ttf", recursive=True))
@@ -48,7 +56,8 @@ def find_font(cjk: bool = False) -> str:
 
 
 def render_text(text: str, height_px: int, font_path: str | None = None) -> np.ndarray:
-    """Mask of ``text`` set in a font whose em is ``height_px`` pixels; rows x cols uint8."""
+    """Mask of ``text`` set in a font whose em is ``height_px`` pixels; rows x cols uint8 (255 =
+    ink), as tall as the text's bounding box.  Raises ValueError below 4 px, FontNotFound."""
     if height_px < 4:
         raise ValueError(f"text height {height_px} px is too small to read")
     font = ImageFont.truetype(font_path or find_font(needs_cjk(text)), size=height_px)

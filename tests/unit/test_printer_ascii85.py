@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from image.ascii85 import ascii85_encode
+from drivers.printer.ascii85 import ascii85_encode
 
 
 @pytest.mark.parametrize("data", [b"", b"a", b"abcd", b"\0\0\0\0abc", b"\0\0", b"\0" * 8,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from drivers.printer.glyphs import FontNotFound, find_font, needs_cjk, render_text
+from gateway.print.glyphs import FontNotFound, find_font, needs_cjk, render_text
 from image.annotate import composite_mask
 
 

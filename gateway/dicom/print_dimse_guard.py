@@ -1,0 +1,150 @@
+"""PATCHES OF PYNETDICOM BEHAVIOUR for print associations: the request guard and the quiet message
+dumps.  Each reaches into pynetdicom internals (named in its docstring); pynetdicom is pinned <3.1
+for that reason (see pynetdicom_tuning).  They are per-association (instance attributes and
+handler bindings): no pynetdicom module or class is changed.  Kept self-contained so that they can
+join the one pynetdicom patch module of issue 7 item 6 as they are.
+
+- RequestGuard: every DIMSE-N request gets a response with a status (PS3.7 10.1.3).  pynetdicom
+  drops an N-* request that lacks a mandatory command element without answering ("unexpected
+  N-SET service message") and aborts on a SOP class it does not know; the guard answers those
+  first (0118 no such SOP class, 0117 invalid object instance, 0123 no such action type, 0113 no
+  such event type).
+- quiet_message_dumps: pynetdicom's standard EVT_DIMSE_RECV/SENT log handlers, run only when
+  their debug log is wanted and never with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection
+
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
+
+log = logging.getLogger("gateway.dicom.print_scp")  # the Print SCP's lines keep their logger name
+
+N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
+_UID_CHARS = re.compile(r"[0-9.]+")
+
+
+def valid_uid(value) -> bool:
+    """Loose on purpose (digits and dots, 1 to 64 characters): the listener tolerates
+    odd-but-parsable UIDs (ENFORCE_UID_CONFORMANCE off), and a client's own session UID must keep
+    working."""
+    text = str(value) if value is not None else ""
+    return 0 < len(text) <= 64 and _UID_CHARS.fullmatch(text) is not None
+
+
+class RequestGuard:
+    """Answers the DIMSE-N requests pynetdicom would leave unanswered or abort on (PS3.7 10.1.3:
+    every request gets a response with a status), before pynetdicom's service class sees them.
+
+    Relies on pynetdicom 3.0 internals: ``Association._serve_request(msg, context_id)`` is what
+    the association's reactor calls for each incoming DIMSE message (replaced here by a
+    per-instance attribute, so it runs on the reactor thread, in the order the requests came),
+    and ``assoc.dimse.send_msg(primitive, context_id)`` sends the response primitive."""
+
+    def __init__(self, assoc, serve: Callable, sop_classes: Collection[str]):
+        self.assoc, self.serve, self.sop_classes = assoc, serve, sop_classes
+
+    @classmethod
+    def install(cls, assoc, sop_classes: Collection[str]) -> None:
+        """Put the guard in front of `assoc`'s request dispatch; `sop_classes` are the SOP Class
+        UIDs a request on this association may name (others: 0118).  Call before the client can
+        send P-DATA (EVT_REQUESTED)."""
+        assoc._serve_request = cls(assoc, assoc._serve_request, sop_classes)
+
+    def __call__(self, msg, context_id) -> None:
+        if not isinstance(msg, N_REQUESTS) or msg.MessageIDBeingRespondedTo is not None:
+            self.serve(msg, context_id)
+            return
+        if msg.MessageID is None:
+            # A response must name the request's Message ID: there is nothing to answer, and
+            # waiting would hang the client; a protocol error ends the association (PS3.8 9.2).
+            log.warning("%s without a Message ID from %s: aborting the association",
+                        msg.msg_type, self.assoc.requestor.ae_title.strip())
+            self.assoc.abort()
+            return
+        problem = request_problem(msg, self.sop_classes)
+        if problem is None:
+            self.serve(msg, context_id)
+            return
+        code, comment = problem
+        rsp = type(msg)()
+        rsp.MessageIDBeingRespondedTo = msg.MessageID
+        rsp.Status = code
+        rsp.ErrorComment = comment[:64]
+        cls_uid, inst_uid = request_uids(msg)
+        if valid_uid(cls_uid):
+            rsp.AffectedSOPClassUID = cls_uid
+        if valid_uid(inst_uid):
+            rsp.AffectedSOPInstanceUID = inst_uid
+        if isinstance(msg, N_ACTION) and msg.ActionTypeID is not None:
+            rsp.ActionTypeID = msg.ActionTypeID
+        if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is not None:
+            rsp.EventTypeID = msg.EventTypeID
+        log.warning("%s from %s refused with 0x%04X: %s", msg.msg_type,
+                    self.assoc.requestor.ae_title.strip(), code, comment)
+        self.assoc.dimse.send_msg(rsp, context_id)
+
+
+def quiet_message_dumps(assoc) -> None:
+    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug log,
+    even when that log is off, and fail on a command set that lacks a mandatory element (an ERROR
+    and a traceback per malformed request, though RequestGuard answers it).  Run them only when
+    their log is wanted, and turn a failure into one debug line.
+
+    Relies on pynetdicom 3.0 internals: ``pynetdicom._handlers.standard_dimse_recv_handler`` /
+    ``standard_dimse_sent_handler`` are the handlers bound when LOG_HANDLER_LEVEL is "standard",
+    found with ``assoc.get_handlers(event)`` (a list of (handler, args) pairs) and swapped with
+    ``assoc.unbind`` / ``assoc.bind``."""
+    from pynetdicom import _handlers
+
+    dump_log = logging.getLogger("pynetdicom")
+    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
+                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
+        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
+            continue  # LOG_HANDLER_LEVEL is not "standard"
+
+        def dump(ev, standard=standard):
+            if not dump_log.isEnabledFor(logging.DEBUG):
+                return
+            try:
+                standard(ev)
+            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
+                log.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
+
+        assoc.unbind(event, standard)
+        assoc.bind(event, dump)
+
+
+def request_uids(msg) -> tuple:
+    """(SOP Class UID, SOP Instance UID) a DIMSE-N request names: Affected for N-CREATE and
+    N-EVENT-REPORT, Requested for the others (PS3.7 10.1); either may be None."""
+    if isinstance(msg, (N_CREATE, N_EVENT_REPORT)):
+        return msg.AffectedSOPClassUID, msg.AffectedSOPInstanceUID
+    return msg.RequestedSOPClassUID, msg.RequestedSOPInstanceUID
+
+
+def request_problem(msg, sop_classes: Collection[str]) -> tuple[int, str] | None:
+    """(status, comment) for a request that cannot be served as sent, else None."""
+    name = "Affected" if isinstance(msg, (N_CREATE, N_EVENT_REPORT)) else "Requested"
+    cls_uid, inst_uid = request_uids(msg)
+    if cls_uid is None or not str(cls_uid):
+        return 0x0118, f"no {name} SOP Class UID"
+    if not valid_uid(cls_uid) or str(cls_uid) not in sop_classes:
+        return 0x0118, f"no such SOP class on a print association: {str(cls_uid)[:24]}"
+    if isinstance(msg, N_CREATE):
+        # Optional here (PS3.7 10.1.5.1.4): absent or empty means the SCP assigns it.
+        if inst_uid is not None and str(inst_uid) and not valid_uid(inst_uid):
+            return 0x0117, "Affected SOP Instance UID is not a valid UID"
+    elif inst_uid is None or not str(inst_uid):
+        return 0x0117, f"no {name} SOP Instance UID"
+    elif not valid_uid(inst_uid):
+        return 0x0117, f"{name} SOP Instance UID is not a valid UID"
+    if isinstance(msg, N_ACTION) and msg.ActionTypeID is None:
+        return 0x0123, "no Action Type ID"
+    if isinstance(msg, N_EVENT_REPORT) and msg.EventTypeID is None:
+        return 0x0113, "no Event Type ID"
+    return None
