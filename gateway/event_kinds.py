@@ -24,11 +24,11 @@ Kinds by who publishes them:
   the service's housekeeping tick      queue-depths, disk-space
     (gateway/app.py)
   printing (gateway/print, print_scp)  print-spooled, print-held, printed, printer-status-changed,
-                                       print-job, printer-status
+                                       print-job
 
-"print-job" and "printer-status" are control messages of the print service today (the Print
-SCP's N-EVENT-REPORTs ride on them); they move to an explicit callback and stop being published
-(issue 7 item 3). Their entries stay until then so that every published kind is in the catalogue.
+The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
+domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
+is the same change, for observers.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ PRINT_HELD = "print-held"
 PRINTED = "printed"
 PRINTER_STATUS_CHANGED = "printer-status-changed"
 PRINT_JOB = "print-job"
-PRINTER_STATUS = "printer-status"
 
 
 @dataclass(frozen=True)
@@ -310,7 +309,7 @@ class PrinterStatusChanged(Payload):
 @_kind(PRINT_JOB)
 @dataclass(frozen=True)
 class PrintJobStatus(Payload):
-    """Control (leaving the bus): a print job's Execution Status changed. uid: the print job.
+    """A print job's Execution Status changed (PS3.3 C.13.8.1). uid: the print job.
     status: "PENDING", "PRINTING", "DONE" or "FAILURE". info: Execution Status Info.
     calling_ae: the Print SCU that owns the job."""
 
@@ -318,14 +317,3 @@ class PrintJobStatus(Payload):
     status: str
     info: str
     calling_ae: str
-
-
-@_kind(PRINTER_STATUS)
-@dataclass(frozen=True)
-class PrinterStatusReading(Payload):
-    """Control (leaving the bus): the spooler read the printer's status while printing.
-    status / info: as PrinterStatusChanged. (Today's publisher passes `status` as a
-    (status, info) pair plus the driver's status object; that form has no typed payload.)"""
-
-    status: str
-    info: str

@@ -28,7 +28,7 @@ from gateway.event_kinds import CATALOGUE, Payload
 class Event:
     """One published event. kind: a catalogue kind (gateway/event_kinds.py). data: the payload's
     fields as a plain dict. at: when it was published (seconds since the epoch). payload: the
-    typed payload; None only for a compatibility publish (below) whose fields do not fit it."""
+    typed payload (None only in an Event a test builds by hand)."""
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -90,30 +90,14 @@ class EventBus:
             if sub in self._subs:
                 self._subs.remove(sub)
 
-    def publish(self, event: Payload | str, /, **data: Any) -> None:
-        """Tell every observer that wants this kind. `event` is a typed payload (the way to
-        publish). A kind name with keyword fields is the compatibility path, kept ONLY for the print
-        files (gateway/print/*, gateway/dicom/print_scp.py) that another branch is rewriting at the
-        same time; it goes once they publish payloads (after house-events is merged)."""
-        if isinstance(event, Payload):
-            if data:
-                raise TypeError("publish(payload) takes no keyword fields; they are the payload's")
-            ev = Event(event.KIND, event.as_dict(), payload=event)
-        else:
-            ev = Event(event, data, payload=_compat_payload(event, data))
+    def publish(self, event: Payload, /) -> None:
+        """Tell every observer that wants this kind. `event`: a payload from the catalogue
+        (gateway/event_kinds.py); TypeError for anything else, so that a kind nobody catalogued
+        cannot reach an observer."""
+        if not isinstance(event, Payload):
+            raise TypeError(f"publish() takes a payload from gateway/event_kinds.py, not {event!r}")
+        ev = Event(event.KIND, event.as_dict(), payload=event)
         with self._lock:
             subs = [s for s in self._subs if s.wants(ev.kind)]
         for sub in subs:
             sub.offer(ev)
-
-
-def _compat_payload(kind: str, data: dict[str, Any]) -> Payload | None:
-    """The typed payload of a compatibility publish, when its fields fit (print's "printer-status"
-    passes a driver object and a pair: no payload; observers read ev.data)."""
-    cls = CATALOGUE.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown event kind {kind!r} (see gateway/event_kinds.py)")
-    try:
-        return cls(**data)
-    except TypeError:
-        return None

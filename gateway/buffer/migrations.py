@@ -139,7 +139,7 @@ CREATE TABLE IF NOT EXISTS commitments (
 CREATE INDEX IF NOT EXISTS instances_received ON instances(received_at);
 CREATE INDEX IF NOT EXISTS jobs_done ON jobs(instance_fk) WHERE state = 'done';
 
--- The print spool (gateway/print/spooler.py): one row per Print Job SOP instance, one per film.
+-- The print spool (gateway/print/store.py): one row per Print Job SOP instance, one per film.
 -- A film's row shares its id with its 'print' job; phase/mark record how far printing got.
 CREATE TABLE IF NOT EXISTS print_jobs (
     uid TEXT PRIMARY KEY,

@@ -41,6 +41,7 @@ from pynetdicom import evt
 from gateway.config import Config
 from gateway.dicom.print_dimse_guard import RequestGuard, quiet_message_dumps
 from gateway.dicom.report_channel import ReportChannel, ReportSender
+from gateway.event_kinds import PrintSpooled
 from gateway.print import attributes
 from gateway.print import session as S
 from gateway.print.profile import PrintSection
@@ -361,8 +362,7 @@ class PrintSCP:
         for f in films:
             f.printed = True
         log.info("print job %s from %s: %d film(s) spooled", job_uid, client.session.calling_ae, len(films))
-        self.events.publish("print-spooled", uid=job_uid, films=len(films),
-                            calling_ae=client.session.calling_ae)
+        self.events.publish(PrintSpooled(uid=job_uid, films=len(films), calling_ae=client.session.calling_ae))
         return _status(warning, "empty page" if warning else ""), attributes.print_job_reference(job_uid)
 
     # -- N-DELETE (PS3.4 H.4.1.1.3 Film Session, H.4.1.2.3 Film Box, H.4.9.1.3 Presentation LUT) ----

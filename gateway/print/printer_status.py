@@ -18,6 +18,7 @@ import threading
 import time
 
 from drivers.printer.status_map import dicom_printer_status
+from gateway.event_kinds import PrinterStatusChanged
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice
 from gateway.print.reports import PrintJobListener
@@ -71,7 +72,7 @@ class PrinterStatusMonitor:
                 log.info("printer status %s (%s)", *status)
             if self.reports is not None:
                 self.reports.on_printer_status(status[0], status[1])
-            self.events.publish("printer-status-changed", status=status[0], info=status[1])
+            self.events.publish(PrinterStatusChanged(status=status[0], info=status[1]))
             if self.on_ready is not None and old[0] == "FAILURE" and status[0] != "FAILURE":
                 self.on_ready()
 

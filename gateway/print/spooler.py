@@ -40,16 +40,16 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from drivers.printer.interface import PrinterError, PrinterNotReady, PrintJob
 from drivers.printer.status_map import dicom_printer_status
-from gateway.buffer.files import fsync_dir
+from gateway.buffer.files import fsync_dir, fsync_file
 from gateway.buffer.queue import RETRIED_BY_OPERATOR, Job
 from gateway.buffer.worker import QueueWorker
+from gateway.event_kinds import PrintHeld, PrintJobStatus, Printed
 from gateway.events import EventBus
 from gateway.print.device import PrinterDevice, films_left
 from gateway.print.profile import PrintSection
@@ -60,14 +60,6 @@ from gateway.print.store import HELD, PRINT, PRINTED, QUEUED, SENDING, PrintStor
 log = logging.getLogger("gateway.print.spooler")
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spooler(QueueWorker):
     """The queue worker of kind 'print' for the one attached printer: a claim is one film
     (QueueWorker has the loop, the stop and the backoff wait).
@@ -75,7 +67,7 @@ class Spooler(QueueWorker):
     Control, called on this worker's thread and never blocking on the network: `reports`
     (PrintJobListener) is told of each Print Job status change (PS3.4 H.4.2.1.4), `printer_seen`
     (PrinterStatusMonitor.observe) gets each device reading as (Printer Status, Printer Status
-    Info).  Observation: "print-job", "printer-status", "printed", "print-held" on `events`."""
+    Info).  Observation: "print-job", "printed", "print-held" on `events`."""
 
     def __init__(self, profile: PrintSection, store: PrintStore, device: PrinterDevice,
                  events: EventBus, reports: PrintJobListener | None = None,
@@ -101,16 +93,15 @@ class Spooler(QueueWorker):
         if job is not None:
             if self.reports is not None:
                 self.reports.on_job_status(uid, job["status"], job["info"])
-            self.events.publish("print-job", uid=uid, status=job["status"], info=job["info"],
-                                calling_ae=job["calling_ae"])
+            self.events.publish(PrintJobStatus(uid=uid, status=job["status"], info=job["info"],
+                                               calling_ae=job["calling_ae"]))
 
     def _printer_status(self, status) -> None:
-        """A device reading (drivers' PrinterStatus or None): to the status monitor (control), and
-        published as "printer-status" (observation)."""
-        dicom = dicom_printer_status(status)
+        """A device reading (drivers' PrinterStatus or None): to the status monitor (control), which
+        publishes "printer-status-changed" when the reading differs from what it knew. Readings
+        themselves are not published: every film takes several, and observers want the changes."""
         if self.printer_seen is not None:
-            self.printer_seen(dicom)
-        self.events.publish("printer-status", status=dicom, detail=status)
+            self.printer_seen(dicom_printer_status(status))
 
     def _wait_for_printer(self, job: Job, why: str) -> None:
         delay = self.retry_delay(self.profile.retry_initial_s, self.profile.retry_max_s)
@@ -159,7 +150,7 @@ class Spooler(QueueWorker):
                            "out: check it, then `dicom-gateway queue retry %d` prints it again" % job.id)
                     self.store.hold(job.id, why)
                     log.error("print job %s film %d held: %s", uid, film_row["film"], why)
-                    self.events.publish("print-held", uid=uid, job_id=job.id, reason=why)
+                    self.events.publish(PrintHeld(uid=uid, job_id=job.id, reason=why))
                     self._event(uid)
                     return
             if status is None or not status.ready:
@@ -202,7 +193,7 @@ class Spooler(QueueWorker):
         preview = self._preview(uid, film_row["film"], film)
         self.store.mark_printed(job.id, preview)
         self._printer_status(after)
-        self.events.publish("printed", uid=uid, film=film_row["film"], preview=preview)
+        self.events.publish(Printed(uid=uid, film=film_row["film"], preview=preview))
         log.info("print job %s film %d printed (%d copies), preview %s", uid, film_row["film"],
                  copies, preview)
         self._event(uid)
@@ -239,7 +230,7 @@ class Spooler(QueueWorker):
         else:
             img = Image.fromarray(film.astype(np.uint16), "I;16")
         img.save(tmp, format="PNG")
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
         return str(path.relative_to(self.store.root))

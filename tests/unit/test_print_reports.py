@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 from gateway import config
 from gateway.dicom.print_scp import PrintSCP
+from gateway.event_kinds import Received
 from gateway.events import EventBus
 from gateway.print import session as S
 from gateway.print.printer_status import PrinterStatusMonitor
@@ -92,7 +93,7 @@ def test_a_burst_of_bus_events_between_job_status_changes_loses_no_report():
     store.now = ("PRINTING", "NORMAL")
     spooler._event(JOB)
     for n in range(BUS_QUEUE + 500):
-        events.publish("received", n=n)
+        events.publish(Received(sop_uid=f"1.2.{n}", calling_ae="CT", source="AE:CT", outcome="stored", routes=()))
     store.now = ("DONE", "NORMAL")
     spooler._event(JOB)
 
@@ -112,7 +113,7 @@ def test_a_printer_change_reaches_the_client_through_a_bus_burst():
     monitor = PrinterStatusMonitor(device, events, 60.0, reports=reports)
     monitor.update(("NORMAL", "NORMAL"))  # what the client was told when it connected
     for n in range(BUS_QUEUE + 500):
-        events.publish("received", n=n)
+        events.publish(Received(sop_uid=f"1.2.{n}", calling_ae="CT", source="AE:CT", outcome="stored", routes=()))
     monitor.update(("FAILURE", "SUPPLY EMPTY"))
     assert wait_for(lambda: channel.sent == [(S.PRINTER, 3)]), channel.sent
     scp._closed(SimpleNamespace(assoc=assoc))

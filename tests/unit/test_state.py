@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from gateway.event_kinds import (DeadLettered, DestinationDown, DiskFull, DiskSpace, Forwarded,
+                                 InstancesEvicted, PrinterStatusChanged, QueueDepths, Received,
+                                 StoreRefused)
 from gateway.events import Event, EventBus
-from gateway.state import StateObserver, read_snapshot, snapshot_path
+from gateway.state import StateObserver, backlog, read_snapshot, snapshot_path
 
 
 def test_reachability_and_printer_follow_events(tmp_path):
@@ -27,7 +30,7 @@ def test_snapshot_is_written_by_the_running_observer_and_read_back(tmp_path):
     obs = StateObserver(bus, tmp_path, ["pacs"])
     obs.start()
     try:
-        bus.publish("destination-down", target="pacs", reason="no association")
+        bus.publish(DestinationDown(target="pacs", reason="no association", retry_in=5.0))
         from peers import wait_until
 
         wait_until(lambda: (read_snapshot(tmp_path) or {}).get("destinations", {}).get("pacs", {})
@@ -46,10 +49,6 @@ def test_an_unreadable_snapshot_reads_as_none(tmp_path):
 
 
 # -- the snapshot folded from the catalogue's payloads (issue 7 item 3) -----------------------------
-from gateway.event_kinds import (DeadLettered, DestinationDown, DiskFull, DiskSpace, Forwarded,  # noqa: E402
-                                 InstancesEvicted, PrinterStatusChanged, QueueDepths, Received,
-                                 StoreRefused)
-from gateway.state import backlog  # noqa: E402
 
 
 def _ev(payload, at):
