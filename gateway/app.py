@@ -21,16 +21,13 @@ SIGHUP is logged and ignored: the config is read at start only (restart to apply
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
-import threading
-import time
-
-from pynetdicom import evt
-
-import errno
 import socket
 import sqlite3
+import threading
+import time
 
 from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
@@ -38,7 +35,7 @@ from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.commands import Commands
 from gateway.config import LoadedConfig
-from gateway.dicom import echo
+from gateway.dicom.echo import VerificationSCP
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
 from gateway.dicom.net.listener import Listener, configure_pynetdicom
@@ -120,19 +117,17 @@ class Gateway:
         configure_pynetdicom(self.buffer.files.incoming, self.buffer.files.check_reserve, cfg.ae.max_pdu)
         self.commitment = CommitmentSCU(self.buffer.queue, self.events, cfg.destinations.get,
                                         self._release_done)
-        report = [(evt.EVT_N_EVENT_REPORT, self.commitment.handle_report)]
+        report = self.commitment.handlers()
         self.store_scp = StoreSCP(cfg, self.buffer, self.events)
         self.printing = PrintService(loaded, self.buffer, self.events) if cfg.print.enabled else None
         # The print domain's DIMSE adapter, told of job and printer changes directly (not the bus).
         self.print_scp = p = PrintSCP(self.printing, cfg) if self.printing else None
         if p:
             self.printing.add_listener(p)
-        # The services behind the port: each brings its handlers and the contexts it adds to the
-        # listener's own (Verification and the storage classes, which the fast path serves too).
-        self.listener = Listener(cfg, echo.handlers() + self.store_scp.handlers() + report
-                                 + (p.handlers() if p else []),
-                                 contexts=[*self.commitment.contexts(), *(p.contexts() if p else ())],
-                                 called_titles=p.called_titles() if p else (), store=self.store_scp.store)
+        # The services behind the port, each bringing its contexts and handlers; the fast path
+        # serves the Verification and Storage contexts through store_scp.store.
+        roles = [VerificationSCP(), self.store_scp, self.commitment, *([p] if p else [])]
+        self.listener = Listener(cfg, roles, store=self.store_scp.store)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

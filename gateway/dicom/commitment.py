@@ -14,10 +14,12 @@ from typing import Callable
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom import evt
 
 from gateway.buffer.queue import Job, JobQueue
 from gateway.config import DestinationSection
 from gateway.dicom import status
+from gateway.dicom.net.service_role import SupportedContext
 from gateway.dicom.sop_classes import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE, UNCOMPRESSED
 from gateway.event_kinds import CommitmentRefused, Committed, DeadLettered
 from gateway.events import EventBus
@@ -43,12 +45,22 @@ class CommitmentSCU:
         self.destination = destination
         self.on_done = on_done or (lambda instance_ids: None)
 
+    # -- the service role (gateway/dicom/net/service_role.py): reports on a new association ------------
     @staticmethod
-    def contexts() -> list[tuple]:
-        """The listener's supported context for reports, (abstract, syntaxes, scu_role, scp_role):
-        Orthanc (and others) send the commitment N-EVENT-REPORT on a new association and propose
-        the SCP role for it, so both roles are accepted."""
-        return [(STORAGE_COMMITMENT_PUSH, list(UNCOMPRESSED[:2]), True, True)]
+    def contexts() -> list[SupportedContext]:
+        """Storage Commitment Push for its N-EVENT-REPORT (PS3.4 J.3.3): Orthanc (and others) send
+        the report on a new association and propose the SCP role for it, so both roles are
+        accepted."""
+        return [SupportedContext(STORAGE_COMMITMENT_PUSH, tuple(UNCOMPRESSED[:2]), True, True)]
+
+    def handlers(self) -> list[tuple]:
+        """The report handler, for the listener and for the forwarders' own associations (a
+        destination may send the report on the association that asked for it)."""
+        return [(evt.EVT_N_EVENT_REPORT, self.handle_report)]
+
+    @staticmethod
+    def called_titles() -> list[str]:
+        return []
 
     def request(self, assoc, target: str, dest: DestinationSection, jobs: list[Job]) -> bool:
         txn = generate_uid()

@@ -7,6 +7,7 @@ import logging
 from pynetdicom import evt
 
 from gateway.dicom import status
+from gateway.dicom.net.service_role import SupportedContext
 from gateway.dicom.net.storage_requestor import RequestRefused, StorageRequestor
 from gateway.dicom.sop_classes import VERIFICATION
 
@@ -15,10 +16,21 @@ log = logging.getLogger("gateway.dicom.listener")
 _SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
 
 
-def handlers() -> list[tuple]:
-    """The Verification SCP's pynetdicom handlers, for the listener (its context, Verification,
-    is the listener's own: the fast path serves it too)."""
-    return [(evt.EVT_C_ECHO, handle_echo)]
+class VerificationSCP:
+    """The Verification SCP as a service role of the listener (PS3.4 A.4). Its context takes
+    pynetdicom's default transfer syntaxes, and the fast path answers C-ECHO too."""
+
+    @staticmethod
+    def contexts() -> list[SupportedContext]:
+        return [SupportedContext(VERIFICATION, fast_path=True)]
+
+    @staticmethod
+    def handlers() -> list[tuple]:
+        return [(evt.EVT_C_ECHO, handle_echo)]
+
+    @staticmethod
+    def called_titles() -> list[str]:
+        return []
 
 
 def handle_echo(event) -> int:

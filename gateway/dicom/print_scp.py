@@ -41,6 +41,7 @@ from pynetdicom import evt
 from gateway.config import Config
 from gateway.dicom.print_dimse_guard import RequestGuard, quiet_message_dumps
 from gateway.dicom.report_channel import ReportChannel, ReportSender
+from gateway.dicom.net.service_role import SupportedContext
 from gateway.event_kinds import PrintSpooled
 from gateway.print import attributes
 from gateway.print import session as S
@@ -156,9 +157,10 @@ class PrintSCP:
         }
 
     # -- wiring --------------------------------------------------------------------------------
-    def contexts(self) -> list[tuple]:
-        """(abstract syntax, transfer syntaxes, SCU role, SCP role) for the listener."""
-        return [(uid, TRANSFER_SYNTAXES, True, False) for uid in PRINT_CONTEXTS]
+    # -- the service role (gateway/dicom/net/service_role.py) ----------------------------------------
+    def contexts(self) -> list[SupportedContext]:
+        """The print meta SOP classes and their SOP classes (PS3.4 H.6), SCU role for the peer."""
+        return [SupportedContext(uid, tuple(TRANSFER_SYNTAXES), True, False) for uid in PRINT_CONTEXTS]
 
     def called_titles(self) -> list[str]:
         return [self.profile.ae_title] if self.profile.ae_title else []

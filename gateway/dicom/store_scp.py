@@ -23,7 +23,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pynetdicom import evt
+from pynetdicom import evt, register_uid
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
 
 from gateway.buffer.ingest import Buffer, Outcome
 from gateway.buffer.intake import Intake, Refusal, StartSync
@@ -32,7 +34,8 @@ from gateway.config import Config
 from gateway.dicom import status
 from gateway.dicom.net import receive_spool
 from gateway.dicom.net.pynetdicom_patches import dataset_file, receiving_file
-from gateway.dicom.sop_classes import VERIFICATION, storage_sop_classes
+from gateway.dicom.net.service_role import SupportedContext
+from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION, storage_sop_classes
 from gateway.event_kinds import StoreRefused
 from gateway.events import EventBus
 from gateway.identity import normalise_ae
@@ -60,9 +63,21 @@ class StoreSCP:
         self.events = events
         self.storage_classes = storage_sop_classes(config.storage.extra_sop_classes)
         self.intake = Intake(config, buffer, events, self.storage_classes)
+        _register_storage(self.storage_classes)
+
+    # -- the service role (gateway/dicom/net/service_role.py) ----------------------------------------
+    def contexts(self) -> list[SupportedContext]:
+        """Every storage class accepted (standard, retired and storage.extra_sop_classes), each
+        with every transfer syntax stored as received; the fast path serves them all."""
+        return [SupportedContext(uid, tuple(ACCEPTED_TRANSFER_SYNTAXES), fast_path=True)
+                for uid in sorted(self.storage_classes)]
 
     def handlers(self) -> list[tuple]:
         return [(evt.EVT_C_STORE, self.handle_store), (evt.EVT_CONN_CLOSE, self._on_close)]
+
+    @staticmethod
+    def called_titles() -> list[str]:
+        return []
 
     @staticmethod
     def _on_close(event) -> None:
@@ -119,3 +134,12 @@ class StoreSCP:
         # Structured fields for journald (SOP_INSTANCE_UID=, CALLING_AE=, DIMSE_STATUS=).
         log.warning("C-STORE %s from %s refused with 0x%04X: %s", sop_uid, calling, code, why,
                     extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": f"0x{code:04X}"})
+
+
+def _register_storage(uids) -> None:
+    """pynetdicom picks the service for a request by its SOP class and knows no retired or
+    private storage class (its handler would never run): register those as storage. Process-wide
+    and idempotent (a class already known as storage is left alone)."""
+    for uid in uids:
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, "EdgeStorage_" + uid.replace(".", "_"), StorageServiceClass)

@@ -3,7 +3,10 @@ two floors. The service roles (gateway/dicom/) sit on it; nothing here knows wha
 with a message.
 
 What lives here, named after the protocol layer as pynetdicom names its own files:
-- sockets and PDUs: listener (the one port; pynetdicom's server without a port of its own),
+- the port: listener (the one port; pynetdicom's server without a port of its own), built from the
+  service roles it is given (service_role: each role's contexts and handlers, one table for
+  pynetdicom and the fast path);
+- sockets and PDUs:
   acceptor (accepts connections, checks and negotiates the A-ASSOCIATE, picks the fast path or
   pynetdicom), association_request (the strict A-ASSOCIATE-RQ reader), association_policy (who may
   associate, socket options, timers), pdu_socket (buffered reads, fixed-size PDUs);

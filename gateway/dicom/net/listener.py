@@ -10,15 +10,13 @@ import logging
 
 from pathlib import Path
 
-from pynetdicom import AE, register_uid
-from pynetdicom.service_class import StorageServiceClass
-from pynetdicom.sop_class import uid_to_service_class
+from pynetdicom import AE
 
 from gateway.config import Config
 from gateway.dicom.net import pynetdicom_patches, receive_spool
 from gateway.dicom.net.acceptor import Acceptor
 from gateway.dicom.net.association_policy import AssociationPolicy
-from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION, storage_sop_classes
+from gateway.dicom.net.service_role import ServiceRole
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.listener")
@@ -53,25 +51,15 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
                 logger.addFilter(_OneLine())
 
 
-def _register_storage(uids) -> None:
-    """pynetdicom picks the service for a request by its SOP class and knows no retired or
-    private storage class (its handler would never run): register those as storage."""
-    for uid in uids:
-        if uid_to_service_class(uid) is not StorageServiceClass:
-            register_uid(uid, "EdgeStorage_" + uid.replace(".", "_"), StorageServiceClass)
-
-
 class Listener:
-    """`handlers`: pynetdicom (event, handler) pairs of the services behind this port (each role's
-    handlers(): echo, store, commitment reports, print), after the policy's own.
-    `contexts`: supported contexts besides Verification and the storage classes (those are the
-    listener's: the fast path serves them), (abstract syntax, transfer syntaxes, scu_role, scp_role).
-    `called_titles`: AE titles besides ae.title that this port answers to (e.g. a print AE).
-    `store`: StoreSCP.store, for the Storage/Verification fast path (None: pynetdicom serves all)."""
+    """`roles`: the services behind this port (net/service_role.py), in the order their contexts
+    are offered; their handlers run after the association policy's own.
+    `store`: StoreSCP.store, for the fast path, which then serves every association proposing only
+    contexts marked fast_path (None: pynetdicom serves all)."""
 
-    def __init__(self, config: Config, handlers: list[tuple], contexts: list[tuple] = (),
-                 called_titles: list[str] = (), store=None):
+    def __init__(self, config: Config, roles: list[ServiceRole], store=None):
         self.config = config
+        called_titles = [t for role in roles for t in role.called_titles()]
         self.policy = AssociationPolicy(config, [config.ae.title, *called_titles])
         ae = AE(ae_title=config.ae.title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
@@ -84,15 +72,21 @@ class Listener:
         ae.maximum_associations = _UNLIMITED
         # Called AE titles are checked by AssociationPolicy, which knows every title served here.
         ae.require_called_aet = False
-        ae.add_supported_context(VERIFICATION)
-        self.storage_classes = storage_sop_classes(config.storage.extra_sop_classes)
-        _register_storage(self.storage_classes)
-        for uid in sorted(self.storage_classes):
-            ae.add_supported_context(uid, ACCEPTED_TRANSFER_SYNTAXES)
-        for abstract, syntaxes, scu_role, scp_role in contexts:
-            ae.add_supported_context(abstract, syntaxes, scu_role=scu_role, scp_role=scp_role)
+        handlers = self.policy.handlers()
+        fast: set[str] = set()
+        for role in roles:
+            for c in role.contexts():
+                if c.transfer_syntaxes is None:
+                    ae.add_supported_context(c.abstract_syntax, scu_role=c.scu_role, scp_role=c.scp_role)
+                else:
+                    ae.add_supported_context(c.abstract_syntax, list(c.transfer_syntaxes),
+                                             scu_role=c.scu_role, scp_role=c.scp_role)
+                if c.fast_path:
+                    fast.add(c.abstract_syntax)
+            handlers += role.handlers()
         self.ae = ae
-        self._handlers = self.policy.handlers() + handlers
+        self.fast_abstracts = frozenset(fast)
+        self._handlers = handlers
         self._store = store
         self._server = None
         self._acceptor = None
@@ -103,8 +97,8 @@ class Listener:
         c = self.config.ae
         self._server = pynetdicom_patches.HandOffServer(self.ae, (c.bind, c.port), self.ae.ae_title, self.ae.supported_contexts,
                                       evt_handlers=self._handlers)
-        fast = self.storage_classes | {VERIFICATION} if self._store is not None else frozenset()
-        self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, frozenset(fast),
+        fast = self.fast_abstracts if self._store is not None else frozenset()
+        self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, fast,
                                   self._store, self._server.hand_off)
         try:
             self._acceptor.start(accept=False)
