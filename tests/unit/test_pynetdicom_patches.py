@@ -469,6 +469,7 @@ def test_r7_send_message():
     rsp.MessageID, rsp.MessageIDBeingRespondedTo, rsp.Status = None, 7, 0x0000
     rsp.RequestedSOPClassUID = rsp.RequestedSOPInstanceUID = None
     pynetdicom_patches.send_message(assoc, rsp, 3)
+    assert not assoc.dul.to_provider_queue.empty(), pin("send_message queued nothing for the DUL")
     pdata = assoc.dul.to_provider_queue.get_nowait()
     assert isinstance(pdata, P_DATA) and pdata.presentation_data_value_list[0][0] == 3, \
         pin("send_msg did not queue P-DATA for the DUL on the given context")
@@ -484,9 +485,12 @@ def test_r8_accepted_context():
     cx.context_id, cx.result = 5, 0x00
     cx._as_scu, cx._as_scp = True, True
     assoc._accepted_cx = {5: cx}
-    assert pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.40").context_id == 5, \
-        pin("accepted_context did not find the accepted context")
-    with pytest.raises(ValueError):
+    try:
+        found = pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.40")
+    except ValueError as exc:
+        pytest.fail(pin(f"accepted_context found no context for an accepted abstract syntax ({exc})"))
+    assert found is cx, pin("accepted_context found another context")
+    with pytest.raises(ValueError):  # what send_event_report reports for a class not accepted
         pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.9")
 
 
