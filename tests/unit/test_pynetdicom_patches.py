@@ -481,17 +481,17 @@ def test_r8_accepted_context():
     assert '_get_valid_context(meta_uid or class_uid, "", None)' in source(Association.send_n_event_report), \
         pin("send_n_event_report no longer picks its context this way")
     assoc = _association()
-    cx = build_context("1.2.840.10008.5.1.1.40", [ImplicitVRLittleEndian])
+    cx = build_context("1.2.840.10008.5.1.1.9", [ImplicitVRLittleEndian])
     cx.context_id, cx.result = 5, 0x00
     cx._as_scu, cx._as_scp = True, True
     assoc._accepted_cx = {5: cx}
     try:
-        found = pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.40")
+        found = pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.9")
     except ValueError as exc:
         pytest.fail(pin(f"accepted_context found no context for an accepted abstract syntax ({exc})"))
     assert found is cx, pin("accepted_context found another context")
     with pytest.raises(ValueError):  # what send_event_report reports for a class not accepted
-        pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.9")
+        pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.18")  # color: not accepted
 
 
 def test_r9_release_requested():
