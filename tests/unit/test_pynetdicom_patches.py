@@ -27,7 +27,7 @@ from pynetdicom.acse import ACSE
 from pynetdicom.association import Association, ServiceUser
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import DIMSEMessage
-from pynetdicom.dimse_primitives import C_ECHO, C_STORE, N_ACTION, N_EVENT_REPORT, N_SET
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE, N_EVENT_REPORT, N_SET
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import TRANSITION_TABLE, InvalidEventError, StateMachine
 from pynetdicom.pdu_primitives import A_ASSOCIATE, A_RELEASE, P_DATA
@@ -321,7 +321,7 @@ def test_p10_message_dumps_only_when_their_log_is_wanted(caplog, monkeypatch):
         pin("get_handlers(EVT_DIMSE_RECV) no longer lists (handler, args) with the standard handler")
     failures = logging.getLogger("test.p10")
     pynetdicom_patches.quiet_message_dumps(assoc, failures)
-    bound = [b[0] for b in assoc.get_handlers(evt.EVT_DIMSE_RECV)] + [b[0] for b in assoc.get_handlers(evt.EVT_DIMSE_SENT)]
+    bound = [b[0] for event in (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT) for b in assoc.get_handlers(event)]
     assert _handlers.standard_dimse_recv_handler not in bound and _handlers.standard_dimse_sent_handler not in bound, \
         pin("the standard DIMSE dump handlers are still bound")
     dump = assoc.get_handlers(evt.EVT_DIMSE_RECV)[0][0]
@@ -339,7 +339,7 @@ def test_p11_responses_taken_out_of_the_dimse_queue():
     assoc = _association()
     assert isinstance(assoc.dimse.msg_queue, queue.Queue), pin("DIMSEServiceProvider.msg_queue is not a queue.Queue")
     assert "self.msg_queue.put((context_id, cast(DimseServiceType, d_primitive)))" in \
-        source(DIMSEServiceProvider.receive_primitive), pin("receive_primitive no longer queues (context ID, primitive)")
+        source(DIMSEServiceProvider.receive_primitive), pin("receive_primitive no longer queues (cx ID, primitive)")
     assert "self.msg_queue.get(" in source(DIMSEServiceProvider.get_msg), pin("get_msg no longer reads msg_queue")
     assert source(fsm).count("assoc.dimse.msg_queue.put((None, None))") == 3, \
         pin("the state machine no longer wakes the DIMSE queue with (None, None) on close/abort (AA-2/3/4)")
