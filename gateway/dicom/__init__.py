@@ -12,6 +12,6 @@ vocabulary (status, sop_classes import nothing of ours). The roles sit above the
 the buffer, below app and cli: they may import gateway.dicom.net, gateway.print, gateway.buffer,
 gateway.part10 (the Part-10 codec), gateway.config, the leaves (gateway.identity, gateway.events),
 drivers/ and image/; nothing below them may import them. A change to pynetdicom or a read of its
-internals goes into net/pynetdicom_patches.py, never into a role (print_scp and report_channel
-still hold theirs until the print split; that module's docstring lists them).
+internals goes into net/pynetdicom_patches.py, never into a role: a role calls its named entries
+(print_dimse_guard and report_channel keep the print policy, the patches hold the reaches).
 """

@@ -1,14 +1,14 @@
-"""PATCHES OF PYNETDICOM BEHAVIOUR for print associations: the request guard and the quiet message
-dumps.  Each reaches into pynetdicom internals (named in its docstring); pynetdicom is pinned <3.1
-for that reason (see pynetdicom_tuning).  They are per-association (instance attributes and
-handler bindings): no pynetdicom module or class is changed.  Kept self-contained so that they can
-join the one pynetdicom patch module of issue 7 item 6 as they are.
+"""The Print SCP's answers to DIMSE-N requests pynetdicom would leave unanswered, and its quiet
+message dumps: the print policy only.  The reaches into pynetdicom they need are entries of
+gateway/dicom/net/pynetdicom_patches.py (P9 guard_requests, P10 quiet_message_dumps, R7
+send_message), each with a version-pinned test; nothing here touches pynetdicom internals.
 
 - RequestGuard: every DIMSE-N request gets a response with a status (PS3.7 10.1.3).  pynetdicom
   drops an N-* request that lacks a mandatory command element without answering ("unexpected
   N-SET service message") and aborts on a SOP class it does not know; the guard answers those
   first (0118 no such SOP class, 0117 invalid object instance, 0123 no such action type, 0113 no
-  such event type).
+  such event type), and aborts the association on a request without a Message ID (a response
+  could not name it).
 - quiet_message_dumps: pynetdicom's standard EVT_DIMSE_RECV/SENT log handlers, run only when
   their debug log is wanted and never with a traceback.
 """
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
-from pynetdicom import evt
-from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_EVENT_REPORT
+
+from gateway.dicom.net import pynetdicom_patches
 
 log = logging.getLogger("gateway.dicom.print_scp")  # the Print SCP's lines keep their logger name
 
-N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
 _UID_CHARS = re.compile(r"[0-9.]+")
 
 
@@ -39,37 +39,30 @@ def valid_uid(value) -> bool:
 class RequestGuard:
     """Answers the DIMSE-N requests pynetdicom would leave unanswered or abort on (PS3.7 10.1.3:
     every request gets a response with a status), before pynetdicom's service class sees them.
+    pynetdicom_patches.guard_requests (P9) shows it each DIMSE-N request on the association's
+    reactor thread, in the order the requests came, and sends the response it returns."""
 
-    Relies on pynetdicom 3.0 internals: ``Association._serve_request(msg, context_id)`` is what
-    the association's reactor calls for each incoming DIMSE message (replaced here by a
-    per-instance attribute, so it runs on the reactor thread, in the order the requests came),
-    and ``assoc.dimse.send_msg(primitive, context_id)`` sends the response primitive."""
-
-    def __init__(self, assoc, serve: Callable, sop_classes: Collection[str]):
-        self.assoc, self.serve, self.sop_classes = assoc, serve, sop_classes
+    def __init__(self, assoc, sop_classes: Collection[str]):
+        self.assoc, self.sop_classes = assoc, sop_classes
 
     @classmethod
     def install(cls, assoc, sop_classes: Collection[str]) -> None:
         """Put the guard in front of `assoc`'s request dispatch; `sop_classes` are the SOP Class
         UIDs a request on this association may name (others: 0118).  Call before the client can
         send P-DATA (EVT_REQUESTED)."""
-        assoc._serve_request = cls(assoc, assoc._serve_request, sop_classes)
+        pynetdicom_patches.guard_requests(assoc, cls(assoc, sop_classes))
 
-    def __call__(self, msg, context_id) -> None:
-        if not isinstance(msg, N_REQUESTS) or msg.MessageIDBeingRespondedTo is not None:
-            self.serve(msg, context_id)
-            return
+    def __call__(self, msg):
+        """P9's check: None (pynetdicom serves `msg`), ABORT, or the response primitive."""
         if msg.MessageID is None:
             # A response must name the request's Message ID: there is nothing to answer, and
             # waiting would hang the client; a protocol error ends the association (PS3.8 9.2).
             log.warning("%s without a Message ID from %s: aborting the association",
                         msg.msg_type, self.assoc.requestor.ae_title.strip())
-            self.assoc.abort()
-            return
+            return pynetdicom_patches.ABORT
         problem = request_problem(msg, self.sop_classes)
         if problem is None:
-            self.serve(msg, context_id)
-            return
+            return None
         code, comment = problem
         rsp = type(msg)()
         rsp.MessageIDBeingRespondedTo = msg.MessageID
@@ -86,37 +79,15 @@ class RequestGuard:
             rsp.EventTypeID = msg.EventTypeID
         log.warning("%s from %s refused with 0x%04X: %s", msg.msg_type,
                     self.assoc.requestor.ae_title.strip(), code, comment)
-        self.assoc.dimse.send_msg(rsp, context_id)
+        return rsp
 
 
 def quiet_message_dumps(assoc) -> None:
-    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug log,
-    even when that log is off, and fail on a command set that lacks a mandatory element (an ERROR
-    and a traceback per malformed request, though RequestGuard answers it).  Run them only when
-    their log is wanted, and turn a failure into one debug line.
-
-    Relies on pynetdicom 3.0 internals: ``pynetdicom._handlers.standard_dimse_recv_handler`` /
-    ``standard_dimse_sent_handler`` are the handlers bound when LOG_HANDLER_LEVEL is "standard",
-    found with ``assoc.get_handlers(event)`` (a list of (handler, args) pairs) and swapped with
-    ``assoc.unbind`` / ``assoc.bind``."""
-    from pynetdicom import _handlers
-
-    dump_log = logging.getLogger("pynetdicom")
-    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
-                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
-        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
-            continue  # LOG_HANDLER_LEVEL is not "standard"
-
-        def dump(ev, standard=standard):
-            if not dump_log.isEnabledFor(logging.DEBUG):
-                return
-            try:
-                standard(ev)
-            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
-                log.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
-
-        assoc.unbind(event, standard)
-        assoc.bind(event, dump)
+    """pynetdicom's default EVT_DIMSE_RECV/SENT handlers would format every message of `assoc`
+    for their debug log even when it is off, and fail with an ERROR and a traceback on a
+    malformed request that RequestGuard answers: run only when wanted, a failure logged as one
+    debug line of the Print SCP (pynetdicom_patches P10)."""
+    pynetdicom_patches.quiet_message_dumps(assoc, log)
 
 
 def request_uids(msg) -> tuple:

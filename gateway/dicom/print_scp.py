@@ -16,8 +16,9 @@ This module is the DIMSE adapter of the print domain, and only that:
   gateway.dicom.report_channel.ReportSender, whose thread sends them through a ReportChannel: the
   spooler never waits for a client.  A printer state is reported to a client only when it differs
   from the last one that client was told (or could have read with N-GET when it connected).
-- The pynetdicom reaches (the request guard that answers what pynetdicom would drop, the quiet
-  message dumps) are in gateway.dicom.print_dimse_guard.
+- The request guard that answers what pynetdicom would drop and the quiet message dumps are in
+  gateway.dicom.print_dimse_guard; the pynetdicom internals they and the report channel reach
+  are entries of gateway.dicom.net.pynetdicom_patches (P9-P12, R7-R10).
 
 pynetdicom 3.0.4 and N-CREATE warnings: its N-CREATE service copies the Affected SOP Instance UID
 from the handler's data set into the response only for Success, so a Warning (B605, 0116, B600)

@@ -8,7 +8,8 @@ association's reactor and takes the *next* DIMSE message off the association's o
 report's response.  When that message is the client's N-DELETE, pynetdicom logs "invalid
 N-DELETE response", aborts, and the client sees its spool fail although the job is queued.
 
-ReportChannel puts a demultiplexer in place of that queue (``assoc.dimse.msg_queue``):
+ReportChannel puts a demultiplexer in place of that queue (pynetdicom_patches P11,
+demultiplex_responses):
 
 - a *response* (it carries Message ID Being Responded To) goes to the report that waits for it,
   matched by that ID -- the SCP side of a print association sends no other requests, so every
@@ -17,16 +18,23 @@ ReportChannel puts a demultiplexer in place of that queue (``assoc.dimse.msg_que
   reactor, which keeps serving requests while a report waits.
 
 The reactor is never paused for a report, and each outgoing message is queued whole (a lock
-around ``dimse.send_msg``), so a report's fragments never land between those of a response the
-reactor is sending: a receiver builds each message from consecutive fragments.
+around pynetdicom's send_msg, P12 whole_messages), so a report's fragments never land between
+those of a response the reactor is sending: a receiver builds each message from consecutive
+fragments.
 
 ReportSender is the per-association thread in front of a ReportChannel: whoever has a report to
 send (the Print SCP, told by the print spooler) queues it and returns at once; the sender sends
 them one after the other, in order, and drops none (an unbounded queue; its length is bounded by
 the status changes of one association's jobs and of the printer).
 
-This relies on pynetdicom internals (DIMSEServiceProvider.msg_queue, send_msg, the DUL's
-(None, None) on close); pynetdicom is pinned <3.1 for that reason (see pynetdicom_tuning).
+What this module decides is the PS3.4 H.4 / PS3.7 10.1.1 side: which Message ID a report gets,
+which response answers which report, when to give up (association gone, the client releasing,
+the DIMSE timeout).  The pynetdicom internals it needs are entries of
+gateway/dicom/net/pynetdicom_patches.py, each with a version-pinned test: P11
+demultiplex_responses (DIMSEServiceProvider.msg_queue and the DUL's (None, None) on close), P12
+whole_messages (send_msg under a lock), R7 send_message, R8 accepted_context
+(Association._get_valid_context), R9 release_requested (the DUL's queued A-RELEASE-RQ), R10
+encode_dataset (pynetdicom.dsutils.encode).  pynetdicom is pinned <3.1 for them.
 """
 
 from __future__ import annotations
@@ -40,32 +48,16 @@ from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import encode
 from pynetdicom.dimse_primitives import N_EVENT_REPORT
-from pynetdicom.pdu_primitives import A_RELEASE
+
+from gateway.dicom.net.pynetdicom_patches import (accepted_context, demultiplex_responses, encode_dataset,
+                                                  release_requested, send_message, whole_messages)
 
 log = logging.getLogger("gateway.dicom.report_channel")
 
 
 class NoResponse(Exception):
     """The client did not answer the report: association gone, releasing, or DIMSE timeout."""
-
-
-class _Demux(queue.Queue):
-    """The association's DIMSE message queue, with responses taken out for ReportChannel."""
-
-    def __init__(self, channel: "ReportChannel"):
-        super().__init__()
-        self._channel = channel
-
-    def put(self, item, block=True, timeout=None):
-        _, msg = item
-        if msg is not None and getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
-            self._channel._deliver(msg)
-            return
-        if msg is None:  # the connection closed or aborted: no response will come
-            self._channel._wake_all()
-        super().put(item, block, timeout)
 
 
 class ReportChannel:
@@ -78,28 +70,14 @@ class ReportChannel:
         self._ids = itertools.cycle(range(1, 0x10000))
         self._lock = threading.Lock()
         self._waiting: dict[int, list] = {}  # Message ID -> [Event, response or None]
-        self._send_lock = threading.Lock()
 
     @classmethod
     def install(cls, assoc) -> "ReportChannel":
         channel = cls(assoc)
-        dimse = assoc.dimse
-        demux = _Demux(channel)
-        old = dimse.msg_queue
-        dimse.msg_queue = demux
-        # Nothing should be queued before the A-ASSOCIATE-AC went out; move it over regardless.
-        while True:
-            try:
-                demux.put(old.get_nowait())
-            except queue.Empty:
-                break
-        original_send = dimse.send_msg
-
-        def send_msg(primitive, context_id):
-            with channel._send_lock:
-                original_send(primitive, context_id)
-
-        dimse.send_msg = send_msg
+        # Responses (all ours: the SCP side sends no other requests) come to _deliver; the
+        # (None, None) of a closed connection wakes every waiting report.
+        demultiplex_responses(assoc, channel._deliver, channel._wake_all)
+        whole_messages(assoc)
         return channel
 
     # -- sending ---------------------------------------------------------------------------------
@@ -115,17 +93,16 @@ class ReportChannel:
         assoc = self.assoc
         if not assoc.is_established:
             raise RuntimeError("the association is not established")
-        if _release_requested(assoc):  # it would never answer (PS3.8 7.2)
+        if release_requested(assoc):  # it would never answer (PS3.8 7.2)
             raise NoResponse("the client is releasing the association")
-        context = assoc._get_valid_context(meta_uid or class_uid, "", None)
+        context = accepted_context(assoc, meta_uid or class_uid)
         req = N_EVENT_REPORT()
         req.MessageID = msg_id = next(self._ids)
         req.AffectedSOPClassUID = UID(class_uid)
         req.AffectedSOPInstanceUID = UID(instance_uid)
         req.EventTypeID = event_type
         if info is not None:
-            ts = context.transfer_syntax[0]
-            raw = encode(info, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+            raw = encode_dataset(info, context)
             if raw is None:
                 raise ValueError("cannot encode the Event Information")
             req.EventInformation = BytesIO(raw)
@@ -133,13 +110,13 @@ class ReportChannel:
         with self._lock:
             self._waiting[msg_id] = slot
         try:
-            assoc.dimse.send_msg(req, context.context_id)
+            send_message(assoc, req, context.context_id)
             limit = timeout if timeout is not None else assoc.dimse_timeout
             deadline = None if limit is None else time.monotonic() + limit
             while not slot[0].wait(0.05):
                 if not assoc.is_established:
                     raise NoResponse("the association ended")
-                if _release_requested(assoc):
+                if release_requested(assoc):
                     raise NoResponse("the client is releasing the association")
                 if deadline is not None and time.monotonic() > deadline:
                     raise NoResponse(f"no response within {limit:g} s")
@@ -167,12 +144,6 @@ class ReportChannel:
             slots = list(self._waiting.values())
         for slot in slots:
             slot[0].set()
-
-
-def _release_requested(assoc) -> bool:
-    """An A-RELEASE-RQ waits in the association's queue (looked at, not taken)."""
-    pdu = assoc.dul.peek_next_pdu()
-    return isinstance(pdu, A_RELEASE) and pdu.result is None
 
 
 class ReportSender:

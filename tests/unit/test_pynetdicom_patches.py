@@ -1,4 +1,4 @@
-"""pynetdicom_patches: one version-pinned test per change (P1-P8) and per read of an internal (R1-R6).
+"""pynetdicom_patches: one version-pinned test per change (P1-P12) and per read of an internal (R1-R10).
 
 Each test checks that the pynetdicom code the entry relies on is still there and shaped as expected
 (a signature, an attribute, the line a patch replaces), then that the entry has its effect. A
@@ -16,18 +16,21 @@ import logging
 import queue
 import socket
 import threading
+import warnings
 
 import pynetdicom
 import pytest
-from pynetdicom import AE, _config, dimse_messages, transport
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, _config, _handlers, dimse_messages, dsutils, evt, fsm, transport
 from pynetdicom.acse import ACSE
 from pynetdicom.association import Association, ServiceUser
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import DIMSEMessage
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE, N_EVENT_REPORT, N_SET
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import TRANSITION_TABLE, InvalidEventError, StateMachine
-from pynetdicom.pdu_primitives import A_ASSOCIATE, P_DATA
+from pynetdicom.pdu_primitives import A_ASSOCIATE, A_RELEASE, P_DATA
 from pynetdicom.presentation import build_context
 from pynetdicom.transport import AddressInformation, AssociationServer, AssociationSocket, ThreadedAssociationServer
 
@@ -175,7 +178,7 @@ def test_p4_config_settings(applied):
     assert _config.VALIDATORS["AE"] is lenient_ae_validator, pin("apply() did not install the AE validator")
 
 
-# -- P5-P8: per association ------------------------------------------------------------------------------
+# -- P5-P12: per association ------------------------------------------------------------------------------
 
 def test_p5_unreadable_command_set_aborts_instead_of_killing_the_dul(caplog):
     assert params(DIMSEServiceProvider.receive_primitive) == ["self", "primitive"], \
@@ -267,7 +270,121 @@ def test_p8_hand_off_server_serves_a_connection_it_did_not_accept():
         listening.close()
 
 
-# -- R1-R6: reads of internals ---------------------------------------------------------------------------
+def _n_set(message_id=7) -> N_SET:
+    req = N_SET()
+    req.MessageID = message_id
+    req.RequestedSOPClassUID = "1.2.840.10008.5.1.1.1"
+    req.RequestedSOPInstanceUID = "1.2.3.4"
+    return req
+
+
+def test_p9_requests_shown_to_a_check_before_pynetdicom_serves_them():
+    assert params(Association._serve_request) == ["self", "msg", "context_id"], \
+        pin("Association._serve_request(msg, context_id) changed")
+    assert "self._serve_request(msg, cast(int, context_id))" in source(Association._run_reactor), \
+        pin("the reactor no longer dispatches each DIMSE message through self._serve_request")
+    assert "if not msg.is_valid_request:" in source(Association._serve_request), \
+        pin("_serve_request no longer drops an invalid request unanswered (the guard may be unneeded)")
+    assoc = _association()
+    served, seen, sent, aborted = [], [], [], []
+    assoc._serve_request = lambda msg, cx: served.append((msg, cx))  # stands in for pynetdicom's
+    assoc.dimse.send_msg = lambda primitive, cx: sent.append((primitive, cx))
+    assoc.abort = lambda: aborted.append(True)
+    answers = {1: None, 2: pynetdicom_patches.ABORT}
+    rsp = N_SET()
+
+    def check(msg):
+        seen.append(msg.MessageID)
+        return answers.get(msg.MessageID, rsp)
+
+    pynetdicom_patches.guard_requests(assoc, check)
+    echo, n_rsp = C_ECHO(), N_SET()
+    echo.MessageID, n_rsp.MessageIDBeingRespondedTo = 5, 9
+    for msg in (echo, n_rsp, _n_set(1), _n_set(2), _n_set(3)):
+        assoc._serve_request(msg, 1)
+    assert seen == [1, 2, 3], pin("the check did not see exactly the DIMSE-N requests")
+    assert [m for m, _ in served] == [echo, n_rsp, served[2][0]] and served[2][0].MessageID == 1, \
+        pin("pynetdicom did not serve what the check passed (and only that)")
+    assert aborted == [True], pin("ABORT did not abort the association")
+    assert sent == [(rsp, 1)], pin("the check's response was not sent on the request's context")
+
+
+def test_p10_message_dumps_only_when_their_log_is_wanted(caplog, monkeypatch):
+    assert "self.bind(evt.EVT_DIMSE_RECV, standard_dimse_recv_handler)" in source(Association._bind_defaults) \
+        and "self.bind(evt.EVT_DIMSE_SENT, standard_dimse_sent_handler)" in source(Association._bind_defaults), \
+        pin("Association no longer binds pynetdicom._handlers.standard_dimse_recv/sent_handler by default")
+    assert params(_handlers.standard_dimse_recv_handler) == ["event"], pin("standard_dimse_recv_handler(event) changed")
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "standard")
+    assoc = _association()
+    handlers = assoc.get_handlers(evt.EVT_DIMSE_RECV)
+    assert any(bound[0] is _handlers.standard_dimse_recv_handler for bound in handlers), \
+        pin("get_handlers(EVT_DIMSE_RECV) no longer lists (handler, args) with the standard handler")
+    failures = logging.getLogger("test.p10")
+    pynetdicom_patches.quiet_message_dumps(assoc, failures)
+    bound = [b[0] for event in (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT) for b in assoc.get_handlers(event)]
+    assert _handlers.standard_dimse_recv_handler not in bound and _handlers.standard_dimse_sent_handler not in bound, \
+        pin("the standard DIMSE dump handlers are still bound")
+    dump = assoc.get_handlers(evt.EVT_DIMSE_RECV)[0][0]
+    broken = type("Event", (), {"message": None})()  # standard_dimse_recv_handler fails on it
+    with caplog.at_level(logging.INFO, "pynetdicom"):
+        dump(broken)  # pynetdicom's debug log off: not even formatted
+    assert not caplog.records, pin("a dump ran with pynetdicom's debug log off")
+    with caplog.at_level(logging.DEBUG):
+        dump(broken)
+    assert [r.name for r in caplog.records] == ["test.p10"] and "message not dumped" in caplog.text \
+        and not any(r.exc_info for r in caplog.records), pin("a failing dump was not one debug line on `failures`")
+
+
+def test_p11_responses_taken_out_of_the_dimse_queue():
+    assoc = _association()
+    assert isinstance(assoc.dimse.msg_queue, queue.Queue), pin("DIMSEServiceProvider.msg_queue is not a queue.Queue")
+    assert "self.msg_queue.put((context_id, cast(DimseServiceType, d_primitive)))" in \
+        source(DIMSEServiceProvider.receive_primitive), pin("receive_primitive no longer queues (cx ID, primitive)")
+    assert "self.msg_queue.get(" in source(DIMSEServiceProvider.get_msg), pin("get_msg no longer reads msg_queue")
+    assert source(fsm).count("assoc.dimse.msg_queue.put((None, None))") == 3, \
+        pin("the state machine no longer wakes the DIMSE queue with (None, None) on close/abort (AA-2/3/4)")
+    early = (1, _n_set(1))
+    assoc.dimse.msg_queue.put(early)
+    responses, closed = [], []
+    pynetdicom_patches.demultiplex_responses(assoc, responses.append, lambda: closed.append(True))
+    rsp = N_EVENT_REPORT()
+    rsp.MessageIDBeingRespondedTo = 4
+    request = (1, _n_set(2))
+    for item in ((1, rsp), request, (None, None)):
+        assoc.dimse.msg_queue.put(item)
+    assert responses == [rsp], pin("a response was not handed to on_response")
+    assert closed == [True], pin("the (None, None) wake-up did not call on_closed")
+    assert [assoc.dimse.get_msg() for _ in range(3)] == [early, request, (None, None)], \
+        pin("requests and the wake-up no longer reach the reactor through get_msg (or the swap lost one)")
+
+
+def test_p12_each_message_sent_whole():
+    assert params(DIMSEServiceProvider.send_msg) == ["self", "primitive", "context_id"], \
+        pin("DIMSEServiceProvider.send_msg(primitive, context_id) changed")
+    body = source(DIMSEServiceProvider.send_msg)
+    assert "for pdata in dimse_msg.encode_msg(" in body and "self.dul.send_pdu(pdata)" in body, \
+        pin("send_msg no longer puts a message's P-DATA on the DUL one fragment at a time")
+    assoc = _association()
+    inside, overlaps = [], []
+
+    def slow_send(primitive, context_id):
+        if inside:
+            overlaps.append(primitive)
+        inside.append(primitive)
+        threading.Event().wait(0.05)
+        inside.pop()
+
+    assoc.dimse.send_msg = slow_send  # what P12 wraps: the instance's send_msg
+    pynetdicom_patches.whole_messages(assoc)
+    threads = [threading.Thread(target=pynetdicom_patches.send_message, args=(assoc, n, 1)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert overlaps == [], pin("two messages were sent at once")
+
+
+# -- R1-R10: reads of internals ---------------------------------------------------------------------------
 
 def test_r1_raw_socket():
     assoc = _association()
@@ -343,3 +460,69 @@ def test_r6_rejection():
     rj.result, rj.result_source, rj.diagnostic = 0x01, 0x01, 0x03
     assoc.acceptor.primitive = rj
     assert pynetdicom_patches.rejection(assoc) == (0x01, 0x01, 0x03), pin("rejection read other attributes")
+
+
+def test_r7_send_message():
+    assoc = _association()
+    assoc.acceptor.maximum_length = 16384  # the peer's, as negotiated
+    rsp = _n_set()
+    rsp.MessageID, rsp.MessageIDBeingRespondedTo, rsp.Status = None, 7, 0x0000
+    rsp.RequestedSOPClassUID = rsp.RequestedSOPInstanceUID = None
+    pynetdicom_patches.send_message(assoc, rsp, 3)
+    assert not assoc.dul.to_provider_queue.empty(), pin("send_message queued nothing for the DUL")
+    pdata = assoc.dul.to_provider_queue.get_nowait()
+    assert isinstance(pdata, P_DATA) and pdata.presentation_data_value_list[0][0] == 3, \
+        pin("send_msg did not queue P-DATA for the DUL on the given context")
+
+
+def test_r8_accepted_context():
+    assert params(Association._get_valid_context)[:4] == ["self", "ab_syntax", "tr_syntax", "role"], \
+        pin("Association._get_valid_context(ab_syntax, tr_syntax, role) changed")
+    assert '_get_valid_context(meta_uid or class_uid, "", None)' in source(Association.send_n_event_report), \
+        pin("send_n_event_report no longer picks its context this way")
+    assoc = _association()
+    cx = build_context("1.2.840.10008.5.1.1.9", [ImplicitVRLittleEndian])
+    cx.context_id, cx.result = 5, 0x00
+    cx._as_scu, cx._as_scp = True, True
+    assoc._accepted_cx = {5: cx}
+    try:
+        found = pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.9")
+    except ValueError as exc:
+        pytest.fail(pin(f"accepted_context found no context for an accepted abstract syntax ({exc})"))
+    assert found is cx, pin("accepted_context found another context")
+    with pytest.raises(ValueError):  # what send_event_report reports for a class not accepted
+        pynetdicom_patches.accepted_context(assoc, "1.2.840.10008.5.1.1.18")  # color: not accepted
+
+
+def test_r9_release_requested():
+    assert "self.to_user_queue.queue[0]" in source(DULServiceProvider.peek_next_pdu), \
+        pin("DULServiceProvider.peek_next_pdu no longer looks at to_user_queue without taking")
+    assert "isinstance(primitive, A_RELEASE) and primitive.result is None" in source(ACSE.is_release_requested), \
+        pin("pynetdicom no longer tells a release request by A_RELEASE with result None")
+    assoc = _association()
+    assert not pynetdicom_patches.release_requested(assoc), pin("a release request in an empty queue")
+    rq = A_RELEASE()
+    assoc.dul.to_user_queue.put(rq)
+    assert pynetdicom_patches.release_requested(assoc), pin("the queued A-RELEASE-RQ was not seen")
+    assert assoc.dul.to_user_queue.get_nowait() is rq, pin("release_requested took the A-RELEASE-RQ")
+    rp = A_RELEASE()
+    rp.result = "affirmative"
+    assoc.dul.to_user_queue.put(rp)
+    assert not pynetdicom_patches.release_requested(assoc), pin("an A-RELEASE-RP read as a request")
+
+
+def test_r10_encode_dataset():
+    assert params(dsutils.encode)[:4] == ["ds", "is_implicit_vr", "is_little_endian", "deflated"], \
+        pin("pynetdicom.dsutils.encode(ds, is_implicit_vr, is_little_endian, deflated) changed")
+    ds = Dataset()
+    ds.PrinterStatus = "NORMAL"
+    implicit = pynetdicom_patches.encode_dataset(ds, build_context("1.2.840.10008.5.1.1.16", [ImplicitVRLittleEndian]))
+    assert implicit == b"\x10\x21\x10\x00\x06\x00\x00\x00NORMAL", pin("not encoded in Implicit VR Little Endian")
+    big = pynetdicom_patches.encode_dataset(ds, build_context("1.2.840.10008.5.1.1.16", [ExplicitVRBigEndian]))
+    assert big == b"\x21\x10\x00\x10CS\x00\x06NORMAL", pin("not encoded in the context's transfer syntax")
+    bad = Dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the value it will then fail to write
+        bad.add_new(0x00281010, "US", 70000)  # more than 16 bits
+    assert pynetdicom_patches.encode_dataset(bad, build_context("1.2.840.10008.5.1.1.16")) is None, \
+        pin("an unencodable data set no longer gives None")

@@ -25,6 +25,17 @@ Per association, called by the code that owns the association:
       pynetdicom's sender; see pdu_flow).
   P8  HandOffServer: ThreadedAssociationServer without a socket of its own; the Acceptor hands it
       connections (socketserver's finish_request, as process_request_thread does).
+  P9  guard_requests(assoc, check): a per-instance wrapper around Association._serve_request that
+      shows each DIMSE-N request to `check` first and sends the answer it returns (or aborts)
+      instead of pynetdicom's dispatch (the Print SCP's RequestGuard, print_dimse_guard.py).
+  P10 quiet_message_dumps(assoc, failures): pynetdicom._handlers' standard EVT_DIMSE_RECV/SENT
+      debug handlers rebound so that they run only when pynetdicom's debug log is on and never
+      log a traceback (print associations).
+  P11 demultiplex_responses(assoc, on_response, on_closed): DIMSEServiceProvider.msg_queue
+      swapped for a queue that hands responses to the caller and reports the DUL's (None, None)
+      wake-up on close (report_channel.ReportChannel: N-EVENT-REPORTs from the SCP side).
+  P12 whole_messages(assoc): DIMSEServiceProvider.send_msg wrapped (per instance) under a lock,
+      so that two threads' messages never interleave their P-DATA fragments (ReportChannel).
 
 Reads of internals (no change; a named function so that callers do not reach in themselves):
   R1  raw_socket(assoc): Association.dul.socket.socket, the TCP socket (socket options, timers).
@@ -36,14 +47,13 @@ Reads of internals (no change; a named function so that callers do not reach in 
   R5  dataset_file(request): C_STORE._dataset_file, the spool a received data set was written to.
   R6  rejection(assoc): Association.acceptor.primitive's result/result_source/diagnostic after
       an A-ASSOCIATE-RJ (pynetdicom keeps only is_rejected on the Association).
-
-Still outside this module, to be gathered here once the print split (issue 7 item 6, §5.8 of the
-review) lands; do not add more of these elsewhere:
-  - gateway/dicom/print_scp.py: a per-instance wrapper around Association._serve_request, and
-    pynetdicom._handlers.standard_dimse_recv_handler / standard_dimse_sent_handler (debug
-    logging of DIMSE messages, bound when missing);
-  - gateway/dicom/report_channel.py: DIMSEServiceProvider.msg_queue replaced by a demultiplexer,
-    DIMSEServiceProvider.send_msg wrapped under a lock, and the DUL's (None, None) wake-up on close.
+  R7  send_message(assoc, primitive, context_id): DIMSEServiceProvider.send_msg, a DIMSE message
+      sent from outside pynetdicom's service classes (an answer of P9, a report of ReportChannel).
+  R8  accepted_context(assoc, sop_class_uid): Association._get_valid_context, the accepted
+      presentation context a request of that abstract syntax goes out on.
+  R9  release_requested(assoc): the A-RELEASE-RQ waiting at the head of the DUL's to_user_queue
+      (DULServiceProvider.peek_next_pdu), looked at, not taken.
+  R10 encode_dataset(ds, context): pynetdicom.dsutils.encode in the context's transfer syntax.
 
 Why each change exists:
 
@@ -73,10 +83,15 @@ import copy
 import logging
 import queue
 import socket
+import threading
+from collections.abc import Callable
 
-from pynetdicom import _config, dimse_messages, transport
+from pynetdicom import _config, _handlers, dimse_messages, evt, transport
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
+from pynetdicom.dsutils import encode
 from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -228,6 +243,147 @@ class HandOffServer(ThreadedAssociationServer):
         self.finish_request(sock, address)
 
 
+# -- P9: requests shown to the service before pynetdicom dispatches them ------------------------------
+
+N_REQUESTS = (N_CREATE, N_SET, N_GET, N_ACTION, N_DELETE, N_EVENT_REPORT)
+# What a P9 `check` returns to have the association aborted (the request neither served nor answered).
+ABORT = object()
+
+
+def guard_requests(assoc, check: Callable) -> None:
+    """P9: show every DIMSE-N request (N-CREATE/SET/GET/ACTION/DELETE/EVENT-REPORT without Message
+    ID Being Responded To) that arrives on `assoc` to `check(msg)` before pynetdicom dispatches it.
+    `check` returns None (pynetdicom serves the request as usual), a response primitive (sent on
+    the request's presentation context, through R7; pynetdicom never sees the request) or ABORT
+    (the association is aborted). Other messages go to pynetdicom untouched. Call before the peer
+    can send P-DATA (EVT_REQUESTED).
+
+    Why: pynetdicom 3.0 drops an N-* request that lacks a mandatory command element without an
+    answer (Association._serve_request: "Received unexpected N-SET service message", the
+    is_valid_request check) and aborts on a SOP class it has no service for; a DIMSE-N request
+    must get a response with a status (PS3.7 10.1.3), which only the service knows how to word.
+
+    Relies on pynetdicom 3.0 association.py:3490, Association._serve_request(msg, context_id):
+    what the reactor (_run_reactor, association.py:731) calls, through the instance, for each
+    complete DIMSE message it takes off the DIMSE queue. The wrapper is a per-instance attribute:
+    it runs on the reactor thread, in the order the requests came; no class is changed."""
+    serve = assoc._serve_request
+
+    def guarded(msg, context_id) -> None:
+        if not isinstance(msg, N_REQUESTS) or msg.MessageIDBeingRespondedTo is not None:
+            serve(msg, context_id)
+            return
+        answer = check(msg)
+        if answer is None:
+            serve(msg, context_id)
+        elif answer is ABORT:
+            assoc.abort()
+        else:
+            send_message(assoc, answer, context_id)
+
+    assoc._serve_request = guarded
+
+
+# -- P10: pynetdicom's DIMSE message dumps, only when wanted ------------------------------------------
+
+def quiet_message_dumps(assoc, failures: logging.Logger) -> None:
+    """P10: pynetdicom's default EVT_DIMSE_RECV/SENT handlers format every message for its debug
+    log, even when that log is off, and fail on a command set that lacks a mandatory element (an
+    ERROR and a traceback per malformed request, though P9 lets the service answer it). Rebound on
+    `assoc` to run only when the "pynetdicom" logger is enabled for DEBUG; a failure becomes one
+    debug line on `failures`. Nothing happens when they are not bound (LOG_HANDLER_LEVEL is not
+    "standard").
+
+    Relies on pynetdicom 3.0 internals: pynetdicom._handlers.standard_dimse_recv_handler /
+    standard_dimse_sent_handler, bound by Association._bind_defaults when _config.LOG_HANDLER_LEVEL
+    is "standard" (association.py:317-319), found with Association.get_handlers(event) (a list of
+    (handler, args) pairs) and swapped with unbind / bind."""
+    dump_log = logging.getLogger("pynetdicom")
+    for event, standard in ((evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
+                            (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler)):
+        if not any(bound[0] is standard for bound in assoc.get_handlers(event)):
+            continue  # LOG_HANDLER_LEVEL is not "standard"
+
+        def dump(ev, standard=standard):
+            if not dump_log.isEnabledFor(logging.DEBUG):
+                return
+            try:
+                standard(ev)
+            except Exception as exc:  # noqa: BLE001 - a log dump must not log a traceback
+                failures.debug("message not dumped (%s: %s)", type(exc).__name__, exc)
+
+        assoc.unbind(event, standard)
+        assoc.bind(event, dump)
+
+
+# -- P11/P12: the SCP side sending requests on an association it accepted ------------------------------
+
+class _ResponseDemux(queue.Queue):
+    """The association's DIMSE message queue (DIMSEServiceProvider.msg_queue), with responses
+    taken out (P11)."""
+
+    def __init__(self, on_response: Callable, on_closed: Callable):
+        super().__init__()
+        self._on_response, self._on_closed = on_response, on_closed
+
+    def put(self, item, block=True, timeout=None):
+        _, msg = item
+        if msg is not None and getattr(msg, "MessageIDBeingRespondedTo", None) is not None:
+            self._on_response(msg)
+            return
+        if msg is None:  # the connection closed or aborted: no response will come
+            self._on_closed()
+        super().put(item, block, timeout)
+
+
+def demultiplex_responses(assoc, on_response: Callable, on_closed: Callable) -> None:
+    """P11: swap `assoc`'s DIMSE message queue for one that hands every complete *response*
+    primitive (it carries Message ID Being Responded To) to `on_response(msg)` instead of queueing
+    it, and calls `on_closed()` when the DUL puts its (None, None) wake-up (connection closed or
+    aborted), which still goes on to the reactor. Requests go to the reactor as before. Both
+    callbacks run on the DUL's thread. Call before the peer can send P-DATA (EVT_REQUESTED).
+
+    Why: pynetdicom 3.0's Association.send_n_event_report (and every send_*) pauses the reactor
+    and takes the *next* message off this one queue as its response (dimse.get_msg(block=True),
+    association.py:2981-2989); on an association whose peer keeps sending requests that next message
+    may be a request, which pynetdicom reads as an invalid response and aborts.
+
+    Relies on pynetdicom 3.0: DIMSEServiceProvider.msg_queue, a queue.Queue of (context ID,
+    primitive) (dimse.py:184) filled by receive_primitive (dimse.py:300) and read by get_msg /
+    peek_msg (dimse.py:201-244); the state machine's AA-2/AA-3/AA-4 put (None, None) on it
+    (fsm.py:815, 858, 894). Anything queued before the swap is moved over."""
+    dimse = assoc.dimse
+    demux = _ResponseDemux(on_response, on_closed)
+    old = dimse.msg_queue
+    dimse.msg_queue = demux
+    while True:
+        try:
+            demux.put(old.get_nowait())
+        except queue.Empty:
+            break
+
+
+def whole_messages(assoc) -> None:
+    """P12: DIMSEServiceProvider.send_msg of `assoc` wrapped (per instance) under a lock, so that
+    each outgoing DIMSE message is queued for the DUL whole: a message sent from another thread
+    (a report) never lands between the P-DATA fragments of one the reactor is sending, and a
+    receiver builds each message from consecutive fragments (PS3.8 9.3.5.1).
+
+    Relies on pynetdicom 3.0 dimse.py:310, DIMSEServiceProvider.send_msg(primitive, context_id):
+    encodes the message and puts its P-DATA primitives on the DUL's queue one by one
+    (self.dul.send_pdu); every sender (the service classes' responses, R7) calls it through the
+    instance."""
+    dimse = assoc.dimse
+    original = dimse.send_msg
+    lock = threading.Lock()
+
+    def send_msg(primitive, context_id):
+        with lock:
+            original(primitive, context_id)
+
+    dimse.send_msg = send_msg
+
+
 # -- reads of internals -------------------------------------------------------------------------------
 
 def raw_socket(assoc) -> socket.socket | None:
@@ -279,6 +435,39 @@ def rejection(assoc) -> tuple[int | None, int | None, int | None]:
     rsp = assoc.acceptor.primitive
     return (getattr(rsp, "result", None), getattr(rsp, "result_source", None),
             getattr(rsp, "diagnostic", None))
+
+
+def send_message(assoc, primitive, context_id: int) -> None:
+    """R7: send one DIMSE message (request or response primitive) on `assoc`, outside pynetdicom's
+    service classes: DIMSEServiceProvider.send_msg(primitive, context_id) (pynetdicom 3.0
+    dimse.py:310; a request when MessageIDBeingRespondedTo is None, else a response). Goes
+    through P12's lock when it is installed."""
+    assoc.dimse.send_msg(primitive, context_id)
+
+
+def accepted_context(assoc, sop_class_uid: str):
+    """R8: the accepted presentation context a request for `sop_class_uid` goes out on, any
+    transfer syntax, as pynetdicom's send_n_event_report picks it (association.py:2937):
+    Association._get_valid_context(uid, "", None) (pynetdicom 3.0 association.py:396; raises
+    ValueError when none was accepted)."""
+    return assoc._get_valid_context(sop_class_uid, "", None)
+
+
+def release_requested(assoc) -> bool:
+    """R9: the peer's A-RELEASE-RQ waits at the head of the DUL's to_user_queue, looked at, not
+    taken (pynetdicom 3.0: DULServiceProvider.peek_next_pdu, dul.py:195; an A_RELEASE with result
+    None is a request, as ACSE.is_release_requested tests, acse.py:301, which also takes it)."""
+    pdu = assoc.dul.peek_next_pdu()
+    return isinstance(pdu, A_RELEASE) and pdu.result is None
+
+
+def encode_dataset(ds, context) -> bytes | None:
+    """R10: `ds` encoded in the first transfer syntax of the presentation context `context` (an
+    accepted context has one), or None when it cannot be encoded: pynetdicom.dsutils.encode
+    (pynetdicom 3.0 dsutils.py:123, encode(ds, is_implicit_vr, is_little_endian, deflated)), as
+    its send_* encode a data set they send."""
+    ts = context.transfer_syntax[0]
+    return encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
 
 
 # -- apply -------------------------------------------------------------------------------------------
