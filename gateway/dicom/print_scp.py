@@ -42,6 +42,7 @@ from pynetdicom import evt
 from gateway.config import Config
 from gateway.dicom.print_dimse_guard import RequestGuard, quiet_message_dumps
 from gateway.dicom.report_channel import ReportChannel, ReportSender
+from gateway.dicom.net.pynetdicom_patches import request_primitive
 from gateway.dicom.net.service_role import SupportedContext
 from gateway.event_kinds import PrintSpooled
 from gateway.print import attributes
@@ -179,7 +180,7 @@ class PrintSCP:
         """A-ASSOCIATE-RQ received, AC not yet sent: the client cannot send P-DATA yet, so this is
         the moment to put the report channel and the request guard in place."""
         assoc = event.assoc
-        proposed = assoc.requestor.primitive.presentation_context_definition_list or []
+        proposed = request_primitive(assoc).presentation_context_definition_list or []
         if not any(str(cx.abstract_syntax) in PRINT_CONTEXTS for cx in proposed):
             return
         channel = ReportChannel.install(assoc)
