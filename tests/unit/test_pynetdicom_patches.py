@@ -329,7 +329,9 @@ def test_p10_message_dumps_only_when_their_log_is_wanted(caplog, monkeypatch):
     with caplog.at_level(logging.INFO, "pynetdicom"):
         dump(broken)  # pynetdicom's debug log off: not even formatted
     assert not caplog.records, pin("a dump ran with pynetdicom's debug log off")
-    with caplog.at_level(logging.DEBUG):
+    # pynetdicom's own logger too: an earlier test in the same process (the service's logging
+    # set-up) may have given it a level of its own, which the root's level does not override.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "pynetdicom"):
         dump(broken)
     assert [r.name for r in caplog.records] == ["test.p10"] and "message not dumped" in caplog.text \
         and not any(r.exc_info for r in caplog.records), pin("a failing dump was not one debug line on `failures`")
