@@ -8,7 +8,8 @@ Its floors, bottom to top; an import may run down a floor or stay on its own, ne
   config        config/ (the schema and its loading), part10/ (the Part-10 codec), state (the
                 snapshot folded from events)
   buffer        buffer/ (intake, index, files, queue, worker) and routing
-  print domain  print/: film sessions, rendering, the spool; no DIMSE
+  domains       print/ (film sessions, rendering, the spool) and media/ (file-sets, export, import):
+                no DIMSE
   dicom net     dicom/net/: the upper layer (associations, PDUs, DIMSE, the fast storage paths)
   dicom roles   dicom/: the service roles (echo, store, forward, commitment, print)
   app           app (wiring, start/stop), commands (the operator verbs in-process) and preflight

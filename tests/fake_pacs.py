@@ -1,6 +1,6 @@
 """A small pynetdicom PACS whose answers a test scripts: statuses per C-STORE, commitment reports.
 
-Used where no real PACS can be made to misbehave on cue (PEERS.md: "a fault-injecting DCMTK
+Used where no real PACS can be made to misbehave on cue (../shared/PEERS.md: "a fault-injecting DCMTK
 storescp or a small pynetdicom fake"). It stores nothing; it records what it was sent.
 """
 

@@ -167,7 +167,7 @@ def storescu(port: int, files: list[Path], aet: str = "STORESCU", aec: str = "ED
 
 
 class Orthanc:
-    """Orthanc as the PACS, configured as in PEERS.md, on free ports."""
+    """Orthanc as the PACS, configured as in ../shared/PEERS.md, on free ports."""
 
     def __init__(self, workdir: Path, gateway_port: int, aet: str = "TESTPACS", extra: dict | None = None):
         self.exe = require("Orthanc", "orthanc")

@@ -1,7 +1,7 @@
 """`[print]`: the Print SCP's switch, its attached printer, and the printer profile every attribute a
 client sends is checked against.
 
-Defaults follow the seed conformance statement (SEED-CONFORMANCE.md, "Print SCU"): the display
+Defaults follow the seed conformance statement (../shared/SEED-CONFORMANCE.md, "Print SCU"): the display
 formats, film sizes, medium types and destinations a modality of that kind sends all pass.
 
 The schema lives here, at the bottom, and gateway/print/ imports it (gateway/print/profile.py

@@ -4,8 +4,8 @@ What lives here: the roles, each a DIMSE service of this appliance (echo: Verifi
 store_scp: the C-STORE door to the intake; store_scu and forward: sending to destinations;
 commitment: Storage Commitment SCU; print_scp and report_channel: Print Management SCP), and the
 vocabulary both floors speak (status: DIMSE status codes; sop_classes: SOP classes and transfer
-syntaxes). A role brings its pynetdicom handlers() (and contexts() where it adds any); app.py hands
-them to the listener.
+syntaxes). A role (net/service_role.py) brings its contexts(), handlers() and called_titles();
+app.py hands the list to the listener.
 
 Floors (tests/unit/test_layers.py): "dicom roles" is this package; "dicom net" is net/ plus the
 vocabulary (status, sop_classes import nothing of ours). The roles sit above the print domain and

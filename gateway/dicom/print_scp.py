@@ -158,7 +158,6 @@ class PrintSCP:
             (N_DELETE, S.PRESENTATION_LUT): lambda c, uid: c.session.delete_presentation_lut(uid),
         }
 
-    # -- wiring --------------------------------------------------------------------------------
     # -- the service role (gateway/dicom/net/service_role.py) ----------------------------------------
     def contexts(self) -> list[SupportedContext]:
         """The print meta SOP classes and their SOP classes (PS3.4 H.6), SCU role for the peer."""

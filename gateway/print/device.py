@@ -8,7 +8,7 @@ The config's `print.printer.kind` and `language` are looked up in the device reg
 (drivers/registry.py): drivers/ registers the real kinds, hw-sim its simulators through entry
 points, so nothing here knows one kind from another.  For the `-sim` kinds the connection's
 start() runs the hw-sim device in the gateway's process and the real driver talks to it
-(PEERS.md: the simulator sits under the real driver).
+(../shared/PEERS.md: the simulator sits under the real driver).
 """
 
 from __future__ import annotations

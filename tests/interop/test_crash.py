@@ -1,6 +1,6 @@
 """Fault tests: kill -9 of the real `dicom-gateway run` at random moments.
 
-The promise under test (DESIGN.md, principle 1; README "How an image travels"): Success goes out
+The promise under test (../shared/DESIGN.md, principle 1; README "How an image travels"): Success goes out
 only after the file is fsynced and renamed and the index is committed, so after a kill -9 at any
 instant and a restart
 

@@ -328,7 +328,7 @@ def _sigterm_rounds(tmp_path, gw, rounds: int) -> tuple[int, dict[str, Path], li
                                     str(gw.port), *map(str, files)], stdout=outf, stderr=errf,
                                    start_new_session=True)
             try:
-                # storescu sends 40 small objects in about 2 s here (PEERS.md: Nagle, ~20/s).
+                # storescu sends 40 small objects in about 2 s here (../shared/PEERS.md: Nagle, ~20/s).
                 delay = rng.uniform(0.2, 1.5)
                 time.sleep(delay)
                 t0 = time.monotonic()

@@ -20,7 +20,8 @@ own line of it):
                  item 6), gateway.state (the snapshot folded from events)
   buffer         gateway.buffer (index, files, queue, intake) and gateway.routing (which
                  destinations an instance goes to; the intake applies it)
-  print domain   gateway.print: film sessions, rendering, the spool; knows no DIMSE
+  domains        gateway.print (film sessions, rendering, the spool) and gateway.media (file-sets,
+                 export and import of media): the appliance's own work, knowing no DIMSE
   dicom net      gateway.dicom.net: the upper-layer protocol code (item 6), and the DICOM
                  vocabulary both dicom floors speak (gateway.dicom.status, gateway.dicom.sop_classes:
                  status codes and UIDs; they live next to the roles but import nothing of ours)
@@ -61,7 +62,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
                 "gateway.systemd_notify", "gateway.identity")),
     ("config", ("gateway.config", "gateway.part10", "gateway.state")),
     ("buffer", ("gateway.buffer", "gateway.routing")),
-    ("print domain", ("gateway.print",)),
+    ("domains", ("gateway.print", "gateway.media")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
     ("app", ("gateway.app", "gateway.commands", "gateway.preflight")),
@@ -268,7 +269,7 @@ def test_checker_finds_upward_imports_and_ignores_type_checking(tmp_path):
         ("image.pure", "drivers.x", 2),
     }, found
     assert "simulator" in found[("gateway.print.spool", "hwsim", 1)]
-    assert "'config' to floor 'print domain'" in found[("gateway.config.base", "gateway.print.spool", 7)]
+    assert "'config' to floor 'domains'" in found[("gateway.config.base", "gateway.print.spool", 7)]
     # relative imports resolve to the modules they name, and `from gateway import config` to the module
     targets = {(imp.importer, imp.imported) for imp in imports(root)}
     assert {("gateway.buffer.index", "gateway.config.base"), ("gateway.buffer.index", "gateway.buffer.queue"),
@@ -276,6 +277,6 @@ def test_checker_finds_upward_imports_and_ignores_type_checking(tmp_path):
 
 
 def test_a_new_top_level_module_must_be_placed(tmp_path):
-    _tree(tmp_path, {"gateway/media/__init__.py": ""})
-    assert floor_of("gateway.media") is None
-    assert "gateway.media" in modules(tmp_path)
+    _tree(tmp_path, {"gateway/panel/__init__.py": ""})
+    assert floor_of("gateway.panel") is None
+    assert "gateway.panel" in modules(tmp_path)

@@ -1,5 +1,5 @@
 """Logging: journald with structured fields when asked; stderr kept off systemd (JournalHandler
-drops messages silently without a journal, PEERS.md)."""
+drops messages silently without a journal, ../shared/PEERS.md)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@
   connection, so a dozen sockets that send three bytes and stall would lock real modalities out;
   here they get `handshake_s` to finish the A-ASSOCIATE exchange and are dropped after it.
 - TCP_NODELAY on every socket: DICOM is request/response, and Nagle plus delayed ACK cost ~40 ms
-  per object on loopback (PEERS.md).
+  per object on loopback (../shared/PEERS.md).
 - A session timer aborts an association that outlives `session_s` (seed statement: 60 min).
 """
 
