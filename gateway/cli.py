@@ -177,11 +177,15 @@ def cmd_send(args) -> int:
 def _queue(loaded: LoadedConfig):
     from gateway.buffer.index import Index
     from gateway.buffer.queue import JobQueue
+    from gateway.print.store import PRINT_JOB_KIND
 
     path = loaded.buffer_dir / "index.sqlite"
     if not path.exists():
         raise SystemExit(f"no buffer at {loaded.buffer_dir} (has the service run with this config?)")
-    return JobQueue(Index(path))
+    q = JobQueue(Index(path))
+    # Every kind the service may have queued, so that the verbs name its jobs as the service would.
+    q.register_kind(PRINT_JOB_KIND)
+    return q
 
 
 def _job_ids(verb: str, raw: list[str | int]) -> list[int]:

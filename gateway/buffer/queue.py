@@ -19,7 +19,8 @@ Operator verbs per job state (a refusal changes nothing and says why in one line
   (to its own  due now                                (the done one stays)     (not duplicated)
    target)
   Print jobs: as above, except re-forward, which is refused in every state (a film is printed
-  again from the modality), and retry of done, which never prints a film twice.
+  again from the modality), and retry of done, which never prints a film twice. Every kind but
+  forward: re-forward is refused, retry of done is refused (its JobKind says what to do instead).
   re-forward to another destination: the object's job for THAT destination decides, as above;
   none yet: a new job.
 
@@ -30,15 +31,19 @@ claims and works jobs is gateway.buffer.worker.QueueWorker.
 
 In flight and committing are refused rather than deferred: the worker holding the job settles it
 within one attempt (or the commitment deadline), and the operator can then act on the outcome.
+
+What a verb says about a job, and what it adds for one kind, comes from that kind's JobKind (below):
+forward's is here, since the buffer itself queues forwards; every other kind registers its own on
+the queue (register_kind: PrintStore does for print, the media exporter will for export), so that
+the queue's code never names another module's jobs or tables.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from gateway.buffer.commitments import CommitmentStore
 from gateway.buffer.index import Index
@@ -97,12 +102,57 @@ def _job(row) -> Job:
     return Job(**{k: row[k] for k in row.keys()})
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """How the operator verbs name and treat one kind of job.
+
+    name: the jobs.kind value. describe(job): the job for an operator, without patient data
+    ("forward of 1.2.3 to pacs"). finished: the past participle for a done job ("delivered").
+    done_advice(job): why retrying a done job is refused and what to do instead (the text after
+    "<what> <finished> at <time>; "). reforward_hint: added when re-forward is refused for this
+    kind ("" for forward, which may be re-forwarded). retry_note(cur, job): a warning added when a
+    dead job is queued again (inside the verb's transaction), or "". """
+
+    name: str
+    describe: Callable[[Job], str]
+    finished: str = "finished"
+    done_advice: Callable[[Job], str] = lambda job: "a finished job is not run again from the queue"
+    reforward_hint: str = ""
+    retry_note: Callable[[Any, Job], str] = lambda cur, job: ""
+
+
+def _generic_kind(name: str) -> JobKind:
+    """For a kind nobody registered in this process (a CLI that did not load its module)."""
+    return JobKind(name, describe=lambda job: f"{job.kind} job on {job.target}")
+
+
+FORWARD_KIND = JobKind(
+    "forward",
+    describe=lambda job: f"forward of {job.sop_uid or 'a removed instance'} to {job.target}",
+    finished="delivered",
+    done_advice=lambda job: f"to send it again use `dicom-gateway re-forward {job.id} --to {job.target}`",
+)
+
+
 class JobQueue:
     def __init__(self, index: Index):
         self.index = index
         self.commitments = CommitmentStore(index)
         self._wake = threading.Condition()
         self._operator_wakeups = 0
+        self._kinds: dict[str, JobKind] = {FORWARD_KIND.name: FORWARD_KIND}
+
+    def register_kind(self, kind: JobKind) -> None:
+        """What the operator verbs say about jobs of `kind.name` (see JobKind)."""
+        self._kinds[kind.name] = kind
+
+    def kind(self, name: str) -> JobKind:
+        """The registered JobKind, or a generic one."""
+        return self._kinds.get(name) or _generic_kind(name)
+
+    def describe(self, job: Job) -> str:
+        """A job named for an operator: kind, object and target; no patient data."""
+        return self.kind(job.kind).describe(job)
 
     # -- producers -----------------------------------------------------------------------------
     @staticmethod
@@ -360,7 +410,7 @@ class JobQueue:
         job = self._get(cur, job_id)
         if job is None:
             return VerbResult(job_id, False, f"job {job_id}: no such job")
-        what = _what(job)
+        what = self.describe(job)
         if job.state == IN_FLIGHT:
             return VerbResult(job_id, False, f"job {job_id}: {what} is being sent now; nothing to retry")
         if job.state == COMMITTING:
@@ -368,13 +418,9 @@ class JobQueue:
                 f"job {job_id}: {what} was sent at {_when(job.updated)} and awaits the storage commitment;"
                 " if it fails or times out the object is sent again by itself"))
         if job.state == DONE:
-            if job.kind == "forward":
-                return VerbResult(job_id, False, (
-                    f"job {job_id}: {what} was delivered at {_when(job.updated)}; to send it again use"
-                    f" `dicom-gateway re-forward {job_id} --to {job.target}`"))
+            kind = self.kind(job.kind)
             return VerbResult(job_id, False, (
-                f"job {job_id}: {what} finished at {_when(job.updated)}; a printed film is not printed"
-                " again from the queue (print it again from the modality)"))
+                f"job {job_id}: {what} was {kind.finished} at {_when(job.updated)}; {kind.done_advice(job)}"))
         missing = self._not_held(job)
         if missing:
             return VerbResult(job_id, False, f"job {job_id}: {missing}")
@@ -392,11 +438,8 @@ class JobQueue:
         cur.execute("UPDATE jobs SET state = 'queued', attempts = 0, next_attempt = 0,"
                     " last_error = ?, commit_txn = NULL, updated = ? WHERE id = ?",
                     (RETRIED_BY_OPERATOR, now, job_id))
-        note = ""
-        if job.kind == "print" and _film_phase(cur, job_id) in ("sending", "held"):
-            note = ("; its last attempt ended without a verdict from the printer: if that film came out,"
-                    " this prints a second one")
-        return VerbResult(job_id, True, f"job {job_id}: {what} queued again{note}")
+        note = self.kind(job.kind).retry_note(cur, job)
+        return VerbResult(job_id, True, f"job {job_id}: {what} queued again" + (f"; {note}" if note else ""))
 
     def dead_letter_jobs(self, job_ids: Iterable[int], reason: str) -> list[VerbResult]:
         """Operator `dead-letter`: a waiting (queued) job is given up with `reason`. A dead job stays
@@ -410,7 +453,7 @@ class JobQueue:
                 if job is None:
                     out.append(VerbResult(job_id, False, f"job {job_id}: no such job"))
                     continue
-                what = _what(job)
+                what = self.describe(job)
                 if job.state == QUEUED:
                     cur.execute("UPDATE jobs SET state = 'dead', last_error = ?, commit_txn = NULL,"
                                 " updated = ? WHERE id = ?", (reason, now, job_id))
@@ -427,7 +470,7 @@ class JobQueue:
                         " commitment; only waiting jobs can be dead-lettered")))
                 else:
                     out.append(VerbResult(job_id, False, (
-                        f"job {job_id}: {what} was {'delivered' if job.kind == 'forward' else 'finished'}"
+                        f"job {job_id}: {what} was {self.kind(job.kind).finished}"
                         f" at {_when(job.updated)}; nothing to dead-letter")))
         return out
 
@@ -443,9 +486,10 @@ class JobQueue:
                 if job is None:
                     out.append(VerbResult(job_id, False, f"job {job_id}: no such job"))
                 elif job.kind != "forward" or job.instance_fk is None:
+                    hint = self.kind(job.kind).reforward_hint
                     out.append(VerbResult(job_id, False, (
                         f"job {job_id}: a {job.kind} job; re-forward sends stored objects to a"
-                        " destination (a film is printed again from the modality)")))
+                        " destination" + (f" ({hint})" if hint else ""))))
                 else:
                     instance_of.append((job_id, job.instance_fk))
         for job_id, instance_fk in instance_of:
@@ -577,22 +621,5 @@ class JobQueue:
         return {(r["kind"], r["target"], r["state"]): r["n"] for r in rows}
 
 
-def _film_phase(cur, job_id: int) -> str | None:
-    """The print spooler's phase of a film job (print_films is in every buffer: schema version 1)."""
-    row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job_id,)).fetchone()
-    return row["phase"] if row else None
-
-
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
-def _what(job: Job) -> str:
-    """A job named for an operator: kind, object and target; no patient data."""
-    if job.kind == "forward":
-        return f"forward of {job.sop_uid or 'a removed instance'} to {job.target}"
-    try:
-        p = json.loads(job.payload or "{}")
-        return f"{job.kind} of film {p['film']} of print job {p['print_job']} on {job.target}"
-    except (ValueError, KeyError, TypeError):
-        return f"{job.kind} job on {job.target}"

@@ -33,10 +33,40 @@ import numpy as np
 
 from gateway.buffer.files import fsync_dir
 from gateway.buffer.index import Index
-from gateway.buffer.queue import JobQueue
+from gateway.buffer.queue import Job, JobKind, JobQueue
 
 PRINT = "print"  # the queue's job kind of a film
 QUEUED, SENDING, PRINTED, HELD = "queued", "sending", "printed", "held"
+
+
+def _describe_film(job: Job) -> str:
+    try:
+        p = json.loads(job.payload or "{}")
+        return f"{job.kind} of film {p['film']} of print job {p['print_job']} on {job.target}"
+    except (ValueError, KeyError, TypeError):
+        return f"{job.kind} job on {job.target}"
+
+
+def _retry_note(cur, job: Job) -> str:
+    # A film whose last attempt ended without the printer's verdict may have come out.
+    row = cur.execute("SELECT phase FROM print_films WHERE job_id = ?", (job.id,)).fetchone()
+    if row is not None and row["phase"] in (SENDING, HELD):
+        return ("its last attempt ended without a verdict from the printer: if that film came out,"
+                " this prints a second one")
+    return ""
+
+
+# What the queue's operator verbs say about film jobs (gateway/buffer/queue.py JobKind): a printed
+# film is never printed twice from the queue, and re-forward does not apply.
+PRINT_JOB_KIND = JobKind(
+    PRINT,
+    describe=_describe_film,
+    finished="finished",
+    done_advice=lambda job: "a printed film is not printed again from the queue (print it again from"
+                            " the modality)",
+    reforward_hint="a film is printed again from the modality",
+    retry_note=_retry_note,
+)
 
 
 class SpoolFull(Exception):
@@ -56,6 +86,7 @@ class PrintStore:
             d.mkdir(parents=True, exist_ok=True)
         # print_jobs and print_films are part of the buffer's schema (gateway/buffer/migrations.py).
         self.index, self.queue, self.printer = index, queue, printer_name
+        queue.register_kind(PRINT_JOB_KIND)
 
     # -- spooling ----------------------------------------------------------------------------------
     def waiting_films(self) -> int:
