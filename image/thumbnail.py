@@ -20,6 +20,7 @@ import numpy as np
 
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+_BAND = 256
 
 
 def to_display_8bit(pixels: np.ndarray, *, photometric: str, window: tuple[float, float] | None = None,
@@ -112,11 +113,15 @@ def downscale(arr: np.ndarray, max_side: int) -> np.ndarray:
     s = max_side / max(rows, cols)
     out_rows, out_cols = max(1, round(rows * s)), max(1, round(cols * s))
     wr, wc = area_weights(rows, out_rows), area_weights(cols, out_cols)
-    f = a.astype(np.float64)
-    if a.ndim == 2:
-        y = wr @ f @ wc.T
-    else:
-        y = np.einsum("ri,ijc,sj->rsc", wr, f, wc, optimize=True)
+    y = np.zeros((out_rows, out_cols) + a.shape[2:], dtype=np.float64)
+    # In bands of input rows: only one band is ever float64, so a 4k x 4k 16-bit frame costs a few
+    # MB on top of itself instead of 128 MB (the box has 1-8 GB and other work to do).
+    for r0 in range(0, rows, _BAND):
+        band = a[r0:r0 + _BAND].astype(np.float64)
+        cols_done = np.tensordot(band, wc, axes=([1], [1]))  # (band, [channels,] out_cols)
+        if a.ndim == 3:
+            cols_done = cols_done.transpose(0, 2, 1)  # (band, out_cols, channels)
+        y += np.tensordot(wr[:, r0:r0 + _BAND], cols_done, axes=([1], [0]))
     if np.issubdtype(a.dtype, np.integer):
         info = np.iinfo(a.dtype)
         return np.clip(np.rint(y), info.min, info.max).astype(a.dtype)

@@ -221,10 +221,10 @@ def render_preview(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, i
     """A JPEG preview of one Part-10 image file: (JPEG bytes, width, height).
 
     The middle frame is decoded (pydicom; pylibjpeg for JPEG, JPEG-LS, JPEG 2000 and RLE), with
-    YBR_* converted to RGB and PALETTE COLOR through its palette (PS3.3 C.7.6.3.1.5), mapped to
-    8 bits by image.thumbnail.to_display_8bit with the object's Rescale Slope / Intercept and
-    first Window Center / Width (PS3.3 C.11.2.1.2; min-max without one), and shrunk to at most
-    max_side pixels by area averaging. Raises whatever pydicom or Pillow raise for a file that
+    YBR_* converted to RGB and PALETTE COLOR through its palette (PS3.3 C.7.6.3.1.5), shrunk to
+    at most max_side pixels by area averaging, and mapped to 8 bits by
+    image.thumbnail.to_display_8bit with the object's Rescale Slope / Intercept and first Window
+    Center / Width (PS3.3 C.11.2.1.2; min-max without one). Raises whatever pydicom or Pillow raise for a file that
     is not DICOM, holds no image, or cannot be decoded (write_pdi turns that into a note).
     """
     header = pydicom.dcmread(path, stop_before_pixels=True)
@@ -243,18 +243,22 @@ def render_preview(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, i
     photometric = str(header.get("PhotometricInterpretation", "")).strip()
     if photometric == "PALETTE COLOR":
         frame = apply_color_lut(frame, header)
-        display = to_display_8bit(frame, photometric="RGB", bits_stored=8 if frame.dtype.itemsize == 1 else 16)
-    elif frame.ndim == 3:
-        # pydicom returns YBR_FULL / YBR_FULL_422 / YBR_ICT / YBR_RCT as RGB by default.
-        display = to_display_8bit(frame, photometric="RGB", bits_stored=8 * frame.dtype.itemsize)
+    # Shrink the stored values first: the display mapping then runs on a preview-sized array, so
+    # a 4k x 4k frame never exists as floats (averaging before the VOI window is a preview's
+    # licence: at 256 pixels the difference does not show).
+    small = downscale(frame, max_side)
+    if small.ndim == 3:
+        # pydicom returns YBR_FULL / YBR_FULL_422 / YBR_ICT / YBR_RCT as RGB by default; a palette's
+        # output depth is its LUT entries' (8 or 16 bits), anything else's is Bits Stored.
+        bits = 8 * small.dtype.itemsize if photometric == "PALETTE COLOR" else int(header.get("BitsStored") or 8)
+        display = to_display_8bit(small, photometric="RGB", bits_stored=bits)
     else:
-        display = to_display_8bit(frame, photometric="MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2",
+        display = to_display_8bit(small, photometric="MONOCHROME1" if photometric == "MONOCHROME1" else "MONOCHROME2",
                                   window=_window(header), rescale=_rescale(header),
                                   voi_function=_voi_function(header))
-    small = downscale(display, max_side)
     buf = io.BytesIO()
-    Image.fromarray(small, "RGB" if small.ndim == 3 else "L").save(buf, "JPEG", quality=JPEG_QUALITY)
-    return buf.getvalue(), small.shape[1], small.shape[0]
+    Image.fromarray(display, "RGB" if display.ndim == 3 else "L").save(buf, "JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue(), display.shape[1], display.shape[0]
 
 
 def _first(value) -> float | None:

@@ -129,3 +129,15 @@ def test_bad_sizes():
         downscale(np.zeros((4, 4)), 0)
     with pytest.raises(ValueError, match="shape"):
         downscale(np.zeros((0, 4)), 2)
+
+
+def test_many_row_bands_give_the_same_result_as_one_matrix_product():
+    # Taller than several bands of the row-banded reduction, RGB and grey, odd factor.
+    rng = np.random.default_rng(88)
+    grey = rng.random((1100, 700))
+    expected = area_weights(1100, 256) @ grey @ area_weights(700, 163).T
+    assert np.allclose(downscale(grey, 256), expected)
+    rgb = rng.random((1100, 700, 3))
+    out = downscale(rgb, 256)
+    for ch in range(3):
+        assert np.allclose(out[..., ch], area_weights(1100, 256) @ rgb[..., ch] @ area_weights(700, 163).T)
