@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -297,3 +298,30 @@ def test_index_opens_in_a_real_browser(two_studies):
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0
     finally:
         browser.quit()
+
+
+def test_colour_is_scaled_by_bits_stored(tmp_path):
+    # 12-bit RGB in 16-bit words: 4095 is full white, not a sixteenth of it.
+    ds = pydicom.dcmread(TEST_FILES / "SC_rgb_small_odd.dcm")
+    ds.set_pixel_data(np.full((16, 16, 3), 4095, np.uint16), "RGB", 12)
+    path = tmp_path / "rgb12.dcm"
+    ds.save_as(path)
+    jpeg, _, _ = render_preview(path)
+    assert np.asarray(Image.open(io.BytesIO(jpeg))).min() >= 250
+
+
+def test_the_layout_survives_iso9660_level1_unmangled(two_studies, tmp_path):
+    """xorriso masters the staged root as ISO 9660 level 1 (as the optical driver will, PEERS.md):
+    every PDI name comes out as written, no name shortened or mapped."""
+    xorriso = require("xorriso", "xorriso")
+    isoinfo = require("isoinfo", "genisoimage")
+    root, _, written = two_studies
+    iso = tmp_path / "pdi.iso"
+    done = subprocess.run([xorriso, "-md5", "on", "-outdev", f"stdio:{iso}", "-volid", "EDGE0001", "-compliance",
+                "iso_9660_level=1", "-joliet", "off", "-map", str(root), "/", "-commit"],
+               capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listing = subprocess.run([isoinfo, "-f", "-i", str(iso)], capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    names = {line.strip().lstrip("/").removesuffix(";1") for line in listing.stdout.splitlines() if line.strip()}
+    assert set(written) <= names, sorted(set(written) - names)
