@@ -48,8 +48,9 @@ log = logging.getLogger("gateway.media.pdi")
 README = "README.TXT"
 INDEX = "INDEX.HTM"
 WEB_DIR = "IHE_PDI"
-# What may sit in the root of a PDI medium (RAD TF-3 4.47.4.1.2): the DICOM file-set and the PDI
-# files. Anything else there is a layout error, reported by unexpected_root_entries.
+# What may sit in the root of a PDI medium (RAD TF-3 4.47): the DICOM file-set and the PDI
+# files. PDI would allow other content beside them; issue 8 allows none, so anything else there
+# is a layout error, reported by unexpected_root_entries.
 ROOT_ENTRIES = frozenset({"DICOMDIR", "DICOM", README, INDEX, WEB_DIR})
 THUMBNAIL_SIDE = 256
 JPEG_QUALITY = 85
@@ -142,7 +143,8 @@ def readable_name(pn: str) -> str:
 def unexpected_root_entries(root: Path) -> list[str]:
     """Names in the root of a staged medium that IHE PDI does not allow there (sorted).
 
-    Allowed: DICOMDIR, DICOM, README.TXT, INDEX.HTM, IHE_PDI (RAD TF-3 4.47.4.1.2).
+    Allowed: DICOMDIR, DICOM, README.TXT, INDEX.HTM, IHE_PDI (RAD TF-3 4.47; this product puts
+    no other content on its media).
     Raises OSError when root cannot be listed."""
     return sorted(name for name in os.listdir(root) if name not in ROOT_ENTRIES)
 
@@ -156,8 +158,8 @@ def write_pdi(staging_dir: Path, studies: Sequence[PdiStudy], *, volume_label: s
     staging_dir: the medium's root as staged (DICOMDIR and DICOM/ are the FSC's, written before
     or after). studies: what is on this medium, in display order. volume_label: the medium's
     label as printed on it (shown in README.TXT and the pages). part_of: (n, total) for a study
-    split over media, shown as "part n of total" (RAD TF-3 4.47: each part a file-set of its
-    own). producer: the application that wrote the medium (README.TXT names it, 4.47.4.1.2.3).
+    split over media, shown as "part n of total" (each part a file-set of its own, issue 8).
+    producer: the application that wrote the medium (README.TXT names it, RAD TF-3 4.47).
     institution: the institution that made the medium and how to reach it (INDEX.HTM header,
     README.TXT contact). created: the creation date shown (default: today, UTC).
     thumbnail_side: the longer side of a preview, pixels.
@@ -165,9 +167,9 @@ def write_pdi(staging_dir: Path, studies: Sequence[PdiStudy], *, volume_label: s
     Returns the paths written, relative to staging_dir with "/" separators, in writing order.
     Raises PdiError (one line) for: no studies, a bad part_of, a missing staging_dir, a PDI
     file already present, a volume label or institution that carries a patient's name or ID
-    (README.TXT holds no patient data). OSError from writing propagates. A series whose image
-    cannot be decoded or encoded gets a note on the page and a WARNING (no patient data),
-    never an exception.
+    (README.TXT holds no patient data). OSError from writing propagates and leaves a partial
+    layout: start again in a fresh staging folder. A series whose image cannot be decoded or
+    encoded gets a note on the page and a WARNING (no patient data), never an exception.
     """
     root = Path(staging_dir)
     n, total = part_of
@@ -224,8 +226,9 @@ def render_preview(path: Path, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, i
     YBR_* converted to RGB and PALETTE COLOR through its palette (PS3.3 C.7.6.3.1.5), shrunk to
     at most max_side pixels by area averaging, and mapped to 8 bits by
     image.thumbnail.to_display_8bit with the object's Rescale Slope / Intercept and first Window
-    Center / Width (PS3.3 C.11.2.1.2; min-max without one). Raises whatever pydicom or Pillow raise for a file that
-    is not DICOM, holds no image, or cannot be decoded (write_pdi turns that into a note).
+    Center / Width (PS3.3 C.11.2.1.2; min-max without one). Raises whatever pydicom or Pillow
+    raise for a file that is not DICOM, holds no image, or cannot be decoded (write_pdi turns
+    that into a note).
     """
     header = pydicom.dcmread(path, stop_before_pixels=True)
     if "Rows" not in header or "Columns" not in header:
