@@ -275,14 +275,10 @@ def test_readable_name(pn, shown):
 
 def test_index_opens_in_a_real_browser(two_studies):
     """Headless Chromium loads INDEX.HTM from file://, follows the link and decodes a preview."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-    except ImportError:
-        # selenium is not in pyproject's test extra, so this skips even in CI: a browser is an
-        # optional extra check of pages that the XML tests above already read back.
-        pytest.skip("needs selenium (not in the test extra) and Chromium (apt-get install chromium chromium-driver)")
+    from selenium import webdriver  # the test extra's
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
     require("chromium", "chromium")
     driver_path = require("chromedriver", "chromium-driver")
     root, _, _ = two_studies
