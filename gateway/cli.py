@@ -311,7 +311,16 @@ DEFAULT_IMPORT_LABEL = "IMPORT"
 
 def cmd_import(args) -> int:
     """`import PATH [--label LABEL]`: the file-set under PATH into the buffer (gateway/media/importer.py),
-    beside a running service or without one; exit 0 when every file was imported, 1 when some were not."""
+    beside a running service or without one; exit 0 when every file was imported, 1 when some were not.
+
+    Beside a running service the two processes share the index (SQLite serialises their write
+    transactions; the duplicate check runs inside one) and the new forward jobs are announced with
+    SIGUSR1, as the queue verbs do. What assumes one process: the service's start-up recovery
+    (Buffer.recover) deletes everything in incoming/ and every file under objects/ not yet
+    indexed, so this command holds the buffer's lock when no service runs; a service restarted
+    while an import runs beside it could still take a file in flight (that file's import then
+    fails, or its index row names a deleted file). Retention's room-making before a reserve
+    refusal is the service's only: here a full reserve fails the file (disk-full)."""
     from gateway.buffer import lock as buffer_lock
     from gateway.buffer.ingest import Buffer
     from gateway.buffer.intake import Intake

@@ -23,6 +23,7 @@ from gateway.event_kinds import MediaImportFinished, MediaImportStarted, Receive
 from gateway.events import EventBus
 from gateway.media.importer import PATIENT_ID_CONFLICT, Reason, Status, import_tree, normalise_name
 from gateway.part10.attributes import configure_pydicom
+from gateway.routing import Router
 
 CT = TEST_FILES / "CT_small.dcm"
 MR = TEST_FILES / "MR_small.dcm"
@@ -41,8 +42,6 @@ class Gateway:
             "routes": [{"to": ["archive"], "source": ["MEDIA:*"]}, {"to": ["pacs"], "modality": ["CT"]}],
             "buffer": {"duplicate_policy": policy},
         })
-        from gateway.routing import Router
-
         configure_pydicom()
         self.buffer = Buffer(root, 0, policy, Router(self.config))
         self.events = EventBus()
