@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -312,7 +313,11 @@ def _is_part10(path: Path) -> bool:
 def _uids_of_stray(path: Path) -> tuple[str, str]:
     """SOP Class and Instance UID of a file whose data set begins with file meta elements (the
     intake rewrites it; the structure walk refuses it): pydicom reads them."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+    with warnings.catch_warnings():
+        # pydicom guesses the data set's VR encoding after the stray elements, and says so: the
+        # intake rewrites the file and reads it again, so the guess costs nothing.
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
     return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
 
 

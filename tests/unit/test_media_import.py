@@ -356,3 +356,17 @@ def test_keep_first_keeps_the_stored_version_and_says_so(tmp_path):
 def test_a_root_that_is_not_a_folder_is_refused(gw, tmp_path):
     with pytest.raises(NotADirectoryError):
         gw.run(tmp_path / "nothing")
+
+
+def test_a_file_whose_data_set_carries_file_meta_elements_is_imported_as_the_intake_fixes_it(gw, tmp_path):
+    """Group 0002 elements at the start of the data set (PS3.10 7.1 forbids them): the header walk
+    refuses the file, pydicom still names its UIDs, and the intake drops the stray elements."""
+    from test_structure import _with_stray_meta
+
+    path, _start, _end = _with_stray_meta(tmp_path)
+    medium = tmp_path / "m"
+    medium.mkdir()
+    shutil.copyfile(path, medium / "STRAY")
+    (item,) = gw.run(medium).items
+    assert (item.status, item.sop_uid) == (Status.IMPORTED, CT_UID), item.line()
+    assert set(gw.instances()) == {CT_UID}
