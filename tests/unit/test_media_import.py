@@ -189,9 +189,18 @@ def _patch_first_record_offset(dicomdir: Path, delta: int) -> None:
     dicomdir.write_bytes(bytes(data))
 
 
+def _dcdirdmp(dicomdir: Path) -> str:
+    exe = require("dcdirdmp", "dcmtk")
+    r = subprocess.run([exe, str(dicomdir)], capture_output=True, text=True, timeout=60)
+    return r.stdout + r.stderr
+
+
 def test_a_stale_offset_is_reported_and_the_tree_scanned(gw, tmp_path):
     medium = two_file_set(tmp_path)
+    assert "Error" not in _dcdirdmp(medium / "DICOMDIR")
     _patch_first_record_offset(medium / "DICOMDIR", 8)
+    # The test bed, checked by a real reader: DCMTK finds the patched DICOMDIR broken too.
+    assert "Directory record offset invalid" in _dcdirdmp(medium / "DICOMDIR")
     report = gw.run(medium)
     assert report.method == "scan"
     assert report.note.startswith("stale offset in the DICOMDIR: the root directory entity's first record "
