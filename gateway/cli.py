@@ -307,6 +307,89 @@ def cmd_studies(args) -> int:
     return show_studies(_queue(_load(args)))
 
 
+# A medium's label becomes the source MEDIA:<label> that routes match and the index records; the
+# default is not the folder's name, which may be a patient's on a stick written by hand.
+_LABEL_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+DEFAULT_IMPORT_LABEL = "IMPORT"
+
+
+def cmd_import(args) -> int:
+    """`import PATH [--label LABEL]`: the file-set under PATH into the buffer (gateway/media/importer.py),
+    beside a running service or without one; exit 0 when every file was imported, 1 when some were not.
+
+    Beside a running service the two processes share the index (SQLite serialises their write
+    transactions; the duplicate check runs inside one) and the new forward jobs are announced with
+    SIGUSR1, as the queue verbs do. What assumes one process: the service's start-up recovery
+    (Buffer.recover) deletes everything in incoming/ and every file under objects/ not yet
+    indexed, so this command holds the buffer's lock when no service runs; a service restarted
+    while an import runs beside it could still take a file in flight (that file's import then
+    fails, or its index row names a deleted file). Retention's room-making before a reserve
+    refusal is the service's only: here a full reserve fails the file (disk-full)."""
+    from gateway.buffer import lock as buffer_lock
+    from gateway.buffer.ingest import Buffer
+    from gateway.buffer.intake import Intake
+    from gateway.dicom.sop_classes import storage_sop_classes
+    from gateway.events import EventBus
+    from gateway.media.importer import import_tree
+    from gateway.part10.attributes import configure_pydicom
+    from gateway.routing import Router
+
+    label = args.label or DEFAULT_IMPORT_LABEL
+    if not _LABEL_RE.fullmatch(label):
+        raise UsageError(f"import: label {label!r}: 1 to 32 letters, digits, '.', '_' or '-'")
+    root = Path(args.path)
+    if not root.is_dir():
+        raise UsageError(f"import: {root}: {'not a folder' if root.exists() else 'no such folder'}"
+                         " (give the folder a medium is mounted or copied at)")
+    loaded = _load(args)
+    cfg = loaded.config
+    held = None
+    if _service_pid(loaded.buffer_dir) is None:
+        # No service: this process holds the buffer while it imports, so a service started meanwhile
+        # cannot run its start-up recovery (which empties incoming/ and deletes files not yet
+        # indexed) under it; that start is refused naming this PID (exit 3) and can be repeated.
+        try:
+            loaded.buffer_dir.mkdir(parents=True, exist_ok=True)
+            held = buffer_lock.acquire(loaded.buffer_dir)
+        except buffer_lock.BufferLocked:
+            held = None  # a service started a moment ago; its recovery is done: import beside it
+    try:
+        buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
+                        Router(cfg))
+        try:
+            configure_pydicom()
+            intake = Intake(cfg, buffer, EventBus(), storage_sop_classes(cfg.storage.extra_sop_classes))
+            report = import_tree(root, label, intake, buffer.files.new_incoming_path)
+        finally:
+            buffer.close()
+    finally:
+        if held is not None:
+            held.close()
+    how = "followed its DICOMDIR" if report.method == "dicomdir" else report.note
+    print(f"import {report.import_id} of {root} as MEDIA:{label}: {how}")
+    if report.method == "dicomdir" and report.note:
+        print(f"note: {report.note}")
+    for item in report.problems():
+        print(item.line())
+    print(report.summary())
+    if report.routed:
+        if held is not None:
+            print("no service is running on this buffer: the imported objects are forwarded at its next start")
+        else:
+            _wake_service(loaded.buffer_dir)
+    if not report.ok:
+        print(f"some files were not imported (above); the report: dicom-gateway imports {report.import_id}")
+        return exit_codes.FAILED
+    return exit_codes.OK
+
+
+def cmd_imports(args) -> int:
+    from gateway.buffer.imports import ImportStore
+    from gateway.operator_views import show_imports
+
+    return show_imports(ImportStore(_queue(_load(args)).index), args.id)
+
+
 def cmd_print_test(args) -> int:
     from gateway.print.calibrate import print_test
 
@@ -316,6 +399,12 @@ def cmd_print_test(args) -> int:
 def _job_id(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a job ID (a number from `queue list`)")
+    return int(text)
+
+
+def _import_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an import's number (a number from `imports`)")
     return int(text)
 
 
@@ -372,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.epilog = QUEUE_VERBS_HELP
     add("status", cmd_status, "service, buffer, destinations and printer at a glance")
     add("studies", cmd_studies, "studies held in the buffer, with their delivery state per destination")
+    sp = add("import", cmd_import, "import the DICOM files under a folder (a medium's file-set) into the buffer")
+    sp.add_argument("path", help="the folder: a mounted or copied medium (its DICOMDIR is followed, else every "
+                                 "file is read)")
+    sp.add_argument("--label", help=f"the medium's name; the source is MEDIA:<label> (default {DEFAULT_IMPORT_LABEL})")
+    sp = add("imports", cmd_imports, "the reports of media imports, or one import's files")
+    sp.add_argument("id", nargs="?", type=_import_id, help="an import's number: its files and what became of each")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",

@@ -25,6 +25,7 @@ Kinds by who publishes them:
     (gateway/app.py)
   printing (gateway/print, print_scp)  print-spooled, print-held, printed, printer-status-changed,
                                        print-job
+  media import (gateway/media/importer) media-import-started, media-import-finished
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
 domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
@@ -317,3 +318,42 @@ class PrintJobStatus(Payload):
     status: str
     info: str
     calling_ae: str
+
+
+# -- media import (gateway/media/importer.py) ---------------------------------------------------
+MEDIA_IMPORT_STARTED = "media-import-started"
+MEDIA_IMPORT_FINISHED = "media-import-finished"
+
+
+@_kind(MEDIA_IMPORT_STARTED)
+@dataclass(frozen=True)
+class MediaImportStarted(Payload):
+    """An import of a medium's file-set began (each file then publishes "received" or
+    "store-refused" through the intake, source MEDIA:<label>).
+
+    import_id: the report's number in the buffer (`dicom-gateway imports ID`). label: the drive or
+    the label given. method: "dicomdir" (its records are followed) or "scan" (every file is read).
+    note: why it is scanned or what is wrong with the DICOMDIR ("" when nothing)."""
+
+    import_id: int
+    label: str
+    method: str
+    note: str = ""
+
+
+@_kind(MEDIA_IMPORT_FINISHED)
+@dataclass(frozen=True)
+class MediaImportFinished(Payload):
+    """An import ended. Counts of files: imported (new in the buffer), duplicates (the buffer held
+    the SOP Instance UID: identical, replaced or kept-first by buffer.duplicate_policy), skipped
+    (not DICOM, missing, mismatching, unsupported, unreadable), failed (the buffer could not take
+    it: disk full, write or index error), flagged (imported, but one Patient ID names two patients
+    in the file-set)."""
+
+    import_id: int
+    label: str
+    imported: int
+    duplicates: int
+    skipped: int
+    failed: int
+    flagged: int

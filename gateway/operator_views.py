@@ -232,3 +232,36 @@ def show_studies(q) -> int:
             text = ", ".join(f"{counts[k]} {label[k]}" for k in label if k in counts)
             print(f"{'':45}{target}: {text}")
     return 0
+
+
+def show_imports(store, import_id: int | None = None) -> int:
+    """`imports`: the latest media imports with their totals; `imports ID`: that import's files,
+    each with what became of it. Shows UIDs, File IDs and reasons (the report holds nothing else).
+    Returns the exit code: 1 for an unknown ID."""
+    if import_id is None:
+        rows = store.recent()
+        if not rows:
+            print("no media imports yet")
+            return 0
+        print(f"{'ID':>5} {'STARTED':16} {'LABEL':12} {'READ BY':9} {'STATE':9} {'FILES':>5} {'NEW':>5} "
+              f"{'DUP':>5} {'SKIP':>5} {'FAIL':>5} {'FLAG':>5}")
+        for r in rows:
+            state = r.state if r.state != "running" else "running or interrupted"
+            print(f"{r.id:>5} {clock(r.started):16} {r.label:12} {r.method:9} {state:9} {r.files:>5} "
+                  f"{r.imported:>5} {r.duplicates:>5} {r.skipped:>5} {r.failed:>5} {r.flagged:>5}")
+        return 0
+    row = store.get(import_id)
+    if row is None:
+        print(f"no import {import_id} (`dicom-gateway imports` lists them)")
+        return 1
+    print(f"import {row.id} from MEDIA:{row.label}, {clock(row.started)}, read by {row.method}"
+          + (f" ({row.note})" if row.note else "") + f": {row.state}")
+    for it in store.items(import_id):
+        what = it.status if it.status != "duplicate" else f"duplicate ({it.outcome})"
+        where = it.file_id or "-"
+        extra = f" [{it.reason}]" if it.reason else ""
+        extra += f" [{it.flag}]" if it.flag else ""
+        print(f"{it.seq:>5} {what:22} {where:24} {it.sop_uid or '-'}{extra}" + (f": {it.detail}" if it.detail else ""))
+    print(f"{row.files} files: {row.imported} imported, {row.duplicates} duplicate, {row.skipped} skipped, "
+          f"{row.failed} failed; {row.flagged} flagged")
+    return 0

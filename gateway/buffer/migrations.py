@@ -26,6 +26,10 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
      the open queue for its status every few seconds; done jobs pile up until retention evicts
      their instances, and counting through them scanned every job ever queued (500,000 done jobs:
      89 ms a count on a laptop core, several times that on a Pi, against 0.05 ms with this index).
+  4  imports / import_items: the report of each media import (gateway/buffer/imports.py, written
+     by gateway/media/importer.py): per import its label, how the file-set was read and the
+     totals; per file its verdict, UIDs and reason. No patient names or IDs, and no paths from
+     the medium (a stick's folders may be named after patients): a DICOMDIR's File ID only.
 
 Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
 nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
@@ -35,6 +39,9 @@ refuse a buffer newer than they know, so that gap cannot open again.
 Version 3 adds only an index: to run a release that knows version 2 on such a buffer (service
 stopped), `sqlite3 index.sqlite "DROP INDEX jobs_open; PRAGMA user_version = 2"`; the next start
 of this release adds it again.
+Version 4 adds only the two report tables, read by nothing else: to go back to version 3 (service
+stopped), `sqlite3 index.sqlite "DROP TABLE import_items; DROP TABLE imports; PRAGMA user_version = 3"`
+(the import reports are lost; the instances they imported stay).
 """
 
 from __future__ import annotations
@@ -186,6 +193,46 @@ CREATE INDEX jobs_open ON jobs(kind, target, state) WHERE state != 'done';
 """
 
 
+_V4 = """
+-- One row per media import (a drive's medium, or `dicom-gateway import PATH`). state: running ->
+-- finished; a row left running by a process that died says so in `dicom-gateway imports`.
+-- method: 'dicomdir' (the file-set's DICOMDIR was followed) or 'scan' (every file was read);
+-- note: why it was scanned, or what was wrong with the DICOMDIR.
+CREATE TABLE imports (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    method TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    files INTEGER NOT NULL DEFAULT 0,
+    imported INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    flagged INTEGER NOT NULL DEFAULT 0
+);
+-- One row per file looked at. status: imported | duplicate | skipped | failed; outcome: the
+-- buffer's verdict (stored, identical, replaced, kept-first) when it took the file; reason: a
+-- code (not-dicom, missing-file, record-mismatch, unsupported-sop-class, unreadable, disk-full,
+-- write-failed, index-error); flag: patient-id-conflict; detail: the one-line explanation.
+CREATE TABLE import_items (
+    import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    flag TEXT NOT NULL DEFAULT '',
+    sop_uid TEXT NOT NULL DEFAULT '',
+    sop_class TEXT NOT NULL DEFAULT '',
+    file_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (import_id, seq)
+) WITHOUT ROWID;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
     def run(cur: sqlite3.Cursor) -> None:
         for stmt in statements(sql):
@@ -198,6 +245,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
     (1, "base schema of the release before versions (index, jobs, commitments, print spool)", _script(_V1)),
     (2, "job_items: the job <-> instance link that protects files from eviction", _script(_V2)),
     (3, "jobs_open: the open jobs, counted for the status without scanning the done ones", _script(_V3)),
+    (4, "imports / import_items: the media import reports", _script(_V4)),
 )
 LATEST = MIGRATIONS[-1][0]
 
