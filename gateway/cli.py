@@ -321,9 +321,9 @@ def cmd_import(args) -> int:
     transactions; the duplicate check runs inside one) and the new forward jobs are announced with
     SIGUSR1, as the queue verbs do. What assumes one process: the service's start-up recovery
     (Buffer.recover) deletes everything in incoming/ and every file under objects/ not yet
-    indexed, so this command holds the buffer's lock when no service runs; a service restarted
-    while an import runs beside it could still take a file in flight (that file's import then
-    fails, or its index row names a deleted file). Retention's room-making before a reserve
+    indexed, so this command holds the buffer's lock when no service runs, and beside a running
+    service it holds a writer's lock (buffer/lock.py writer) that makes a service restarted
+    meanwhile leave the cleaning to its next start. Retention's room-making before a reserve
     refusal is the service's only: here a full reserve fails the file (disk-full)."""
     from gateway.buffer import lock as buffer_lock
     from gateway.buffer.ingest import Buffer
@@ -356,11 +356,14 @@ def cmd_import(args) -> int:
     try:
         buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
                         Router(cfg))
+        # Beside a running service: a restart of it meanwhile leaves this import's files alone.
+        writing = buffer_lock.writer(loaded.buffer_dir)
         try:
             configure_pydicom()
             intake = Intake(cfg, buffer, EventBus(), storage_sop_classes(cfg.storage.extra_sop_classes))
             report = import_tree(root, label, intake, buffer.files.new_incoming_path)
         finally:
+            writing.close()
             buffer.close()
     finally:
         if held is not None:

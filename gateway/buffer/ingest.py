@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from gateway.buffer import lock as buffer_lock
 from gateway.buffer.files import FileStore
 from gateway.buffer.index import Index
 from gateway.buffer.queue import JobQueue
@@ -55,10 +56,21 @@ class Buffer:
         self.evicted: Callable[[str, object], None] = lambda reason, evicted: None
 
     def recover(self) -> dict[str, int]:
-        """Start-up after any stop, clean or not. Idempotent."""
-        partial = self.files.clean_incoming()
-        known = {r["path"] for r in self.index.query("SELECT path FROM instances")}
-        orphans = self.files.remove_orphans(known)
+        """Start-up after any stop, clean or not. Idempotent. The file cleaning (partial files,
+        files no index row names) is skipped while another process writes into the buffer beside
+        this one (lock.writer: `dicom-gateway import`), and done at the next start."""
+        cleaning = buffer_lock.no_writers(self.files.root)
+        if cleaning is None:
+            partial = orphans = 0
+            log.warning("another process (an import) is writing into the buffer: partial and unindexed"
+                        " files are left for the next start to clean")
+        else:
+            try:
+                partial = self.files.clean_incoming()
+                known = {r["path"] for r in self.index.query("SELECT path FROM instances")}
+                orphans = self.files.remove_orphans(known)
+            finally:
+                cleaning.close()
         requeued = self.queue.recover()
         return {"partial_files": partial, "orphan_files": orphans, "requeued_jobs": requeued}
 

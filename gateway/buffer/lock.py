@@ -98,3 +98,40 @@ def holder(root: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+# -- writers beside the service ----------------------------------------------------------------------
+# A process that writes into the buffer beside a running service (`dicom-gateway import`) holds a
+# shared lock on this file while it does; the service's start-up recovery, which deletes partial
+# files in incoming/ and files under objects/ that no index row names yet, does that cleaning only
+# when it gets the exclusive lock, so a service restarted during an import never deletes the
+# import's file in flight. It does not wait for the import: the cleaning is left to the next start
+# (partial files cost disk, never data), and the rest of recovery runs as always.
+WRITERS_NAME = "writers.lock"
+
+
+def writer(root: Path) -> BufferLock:
+    """Announce a writer beside the service: a shared lock on `<root>/writers.lock`, held until
+    close(). Blocks only while a recovery is cleaning (milliseconds). Raises OSError when the lock
+    file cannot be created."""
+    fd = os.open(root / WRITERS_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        raise
+    return BufferLock(root / WRITERS_NAME, fd)
+
+
+def no_writers(root: Path) -> BufferLock | None:
+    """The exclusive lock on `<root>/writers.lock` when no writer holds it, else None (never waits).
+    Held while recovery deletes what it believes nobody is writing."""
+    fd = os.open(root / WRITERS_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            return None
+        raise
+    return BufferLock(root / WRITERS_NAME, fd)
