@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hw-sim", description="control hw-sim's simulated devices")
     parser.add_argument("--sim-dir", default=os.environ.get("HWSIM_MEDIA_DIR", DEFAULT_SIM_DIR),
                         help="the media simulators' folder (default: $HWSIM_MEDIA_DIR or %(default)s)")
+    parser.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for the simulator to take a command (default %(default)s)")
     sub = parser.add_subparsers(dest="device", required=True)
     media = sub.add_parser("media", help="the simulated optical drive and USB port")
     verbs = media.add_subparsers(dest="verb", required=True)
@@ -88,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             source = str(Path(args.source).resolve()) if args.source else None
             if source is not None and not Path(source).is_dir():
                 raise SimError(f"--from {args.source}: not a folder")
-            state = send(sim_dir, drive, {"verb": "insert", "medium": args.medium, "from": source}, timeout=120)
+            state = send(sim_dir, drive, {"verb": "insert", "medium": args.medium, "from": source},
+                         timeout=max(args.wait, 120.0 if source else args.wait))
         elif args.verb == "pull":
-            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "pull"})
+            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "pull"}, timeout=args.wait)
         else:
-            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "fault", "kind": args.kind})
+            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "fault", "kind": args.kind},
+                         timeout=args.wait)
     except (SimError, OSError, ValueError) as exc:
         print(f"hw-sim: {exc}", file=sys.stderr)
         return 1
