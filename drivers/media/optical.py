@@ -196,8 +196,8 @@ class OpticalDrive:
             raise ReadOnlyMedium(self.name, f"the {info.kind.value} is not blank")
         need = estimate_image_bytes(mapping)
         if need > info.free_bytes:
-            raise MediumFull(self.name, f"needs about {need // 1_000_000} MB, the {info.kind.value} "
-                                        f"has {info.free_bytes // 1_000_000} MB")
+            raise MediumFull(self.name, f"needs about {need / 1e6:.1f} MB, the {info.kind.value} "
+                                        f"has {info.free_bytes / 1e6:.1f} MB")
         with tempfile.TemporaryDirectory(prefix="xorriso-") as tmp:
             path_list = Path(tmp) / "paths"
             with open(path_list, "w", encoding="utf-8") as fh:

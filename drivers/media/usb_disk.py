@@ -169,8 +169,8 @@ class UsbDisk:
                          key=lambda p: (p.count("/"), p))
         need = sum(math.ceil(s / cluster) * cluster for s in sizes) + len(folders) * cluster
         if need > info.free_bytes:
-            raise MediumFull(self.name, f"needs {need // 1_000_000} MB, the stick has "
-                                        f"{info.free_bytes // 1_000_000} MB free")
+            raise MediumFull(self.name, f"needs {need / 1e6:.1f} MB, the stick has "
+                                        f"{info.free_bytes / 1e6:.1f} MB free")
         total = sum(sizes)
         by_folder: dict[str, list[tuple[str, Path, int]]] = {}
         for (dest, src), size in zip(mapping, sizes):

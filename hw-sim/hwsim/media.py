@@ -21,7 +21,7 @@ Faults, armed at run time (``fault(kind)``, `hw-sim media fault DRIVE KIND`), ea
 
   pull         the medium is pulled while written: the device fails under the writer (its image
                is swapped for /dev/full, a real ENOSPC) and then the medium is gone
-  full         optical: the disc reports 64 KiB of space; USB: the stick fills up as the copy starts
+  full         optical: the disc in the tray reports 64 KiB of space (until it is taken out); USB: the stick fills up as the copy starts
   write-error  the device fails under the writer (/dev/full), the medium stays (a ruined CD-R)
   read-only    USB: the stick's lock switch (the image loses its write bits); optical: refused
   bad-sector   after writing, bytes of the first written file are corrupted in the image, so
@@ -200,6 +200,9 @@ class SimulatedDrive:
         """After a write error: what is left of the medium."""
 
     def _remove(self) -> None:
+        # A "full" optical disc is that disc: the next one reports its real space.
+        if self.type == "optical":
+            self.faults.discard("full")
         if self.image.exists() or self.image.is_symlink():
             self.image.unlink()
             self.events.feed(*self._removed_uevent())
