@@ -1,6 +1,6 @@
 """The media drives' pure parts: the udev classifier on real-looking property sets, xorriso's TOC
 parsing, ISO 9660 level 1 name checks, the [media.drives] config section and the registry family.
-The drivers against their simulators and real tools are in tests/interop/test_media_drives.py."""
+The drivers against their simulators and real tools are in tests/interop/test_media_drives_sim.py."""
 
 from __future__ import annotations
 
