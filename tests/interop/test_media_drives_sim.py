@@ -294,6 +294,10 @@ def test_hwsim_media_commands_change_what_the_drives_report(optical, usb, tmp_pa
     assert status.returncode == 0
     assert sorted(status.stdout.splitlines()) == ["cd (optical): dvd blank; faults armed: bad-sector",
                                                   "stick (usb): usb with data; faults armed: none"]
+    # Each command was applied once and taken away, its answer read: nothing fires again.
+    for drive in ("cd", "stick"):
+        assert not list((sim_dir / drive / "commands").iterdir())
+        assert not list((sim_dir / drive / "results").iterdir())
 
 
 def test_hwsim_media_refusals_are_one_line(tmp_path, optical):

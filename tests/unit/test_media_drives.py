@@ -132,7 +132,7 @@ def test_parse_toc_closed_dvd_and_no_disc():
 
 # -- names and sizes --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dest", ["dicom/I1", "DICOM/IMAGE0001", "DICOM/I1.DCM.X", "A/B/C/D/E/F/G/H/I",
+@pytest.mark.parametrize("dest", ["dicom/I1", "DICOM/i1", "DICOM/IMAGE0001", "DICOM/I1.DCM.X", "A/B/C/D/E/F/G/H/I",
                                   "DICOM/I-1", "DICOM//I1", "README.TEXT"])
 def test_names_that_iso_9660_level_1_would_mangle_are_refused(dest, tmp_path):
     with pytest.raises(ValueError, match=r"drive cd: .* is not an ISO 9660 level 1 path"):
