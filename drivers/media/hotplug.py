@@ -119,7 +119,8 @@ class UdevEventSource(UdevClassifier):
         super().start(on_event)
         context = pyudev.Context()
         for device in context.list_devices(subsystem="block"):
-            self.feed("add" if device.get("ID_BUS") == "usb" else "change", dict(device.properties))
+            props = dict(device.properties)
+            self.feed("add" if props.get("ID_BUS") == "usb" else "change", props)
         monitor = pyudev.Monitor.from_netlink(context)
         monitor.filter_by(subsystem="block")
 

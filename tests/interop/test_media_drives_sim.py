@@ -342,3 +342,29 @@ def test_a_configured_simulated_drive_runs_the_real_driver(tmp_path, optical_too
     finally:
         drive.stop()
     assert isinstance(MediumFull("cd"), MediaError)
+
+
+# -- the box's own source: pyudev ---------------------------------------------------------------------
+
+def test_the_udev_source_classifies_real_pyudev_devices_and_stops(tmp_path):
+    """The real UdevEventSource on this machine's udev: at start it reports what is in each
+    configured drive; a block device that is no optical drive, named as one, has no disc in it."""
+    pyudev = pytest.importorskip("pyudev")
+    import threading
+    from drivers.media.hotplug import UdevEventSource
+    try:
+        devices = list(pyudev.Context().list_devices(subsystem="block"))
+    except Exception as exc:  # noqa: BLE001 - no /sys or udev here: nothing to test against
+        pytest.skip(f"no udev database: {exc}")
+    if not devices:
+        pytest.skip("no block devices on this machine")
+    devname = devices[0].device_node
+    source = UdevEventSource({devname: "cd"}, None)
+    got = []
+    before = set(threading.enumerate())
+    source.start(got.append)
+    try:
+        assert [(e.action, e.drive, e.devname) for e in got] == [("removed", "cd", devname)]
+    finally:
+        source.stop()
+    wait_until(lambda: set(threading.enumerate()) <= before, 10, what="the observer thread to end")
