@@ -40,7 +40,8 @@ SECTOR = 2048
 _FILE_RE = re.compile(r"^[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?$")
 _DIR_RE = re.compile(r"^[A-Z0-9_]{1,8}$")
 _VOLID_RE = re.compile(r"^[A-Z0-9_]{1,32}$")
-_PERCENT_RE = re.compile(r"([0-9.]+)% done")
+# xorriso's pacifier while burning: "xorriso : UPDATE : Writing:       3108s   10.5%   fifo   0%  buf  50%"
+_WRITING_RE = re.compile(r"Writing:\s+(\d+)s\s+[0-9.]+%")
 # Hook phases the simulator acts on (hwsim/media.py); a real drive has no hook.
 Hook = Callable[[str, Mapping], None]
 
@@ -81,6 +82,12 @@ def estimate_image_bytes(mapping: Mapping) -> int:
     # System area, volume descriptors, 4 path tables, the MD5 array (16 bytes a file) and slack.
     total += (16 + 4 + 4 * math.ceil(len(dirs) * 18 / SECTOR) + 32) * SECTOR + 16 * len(mapping)
     return total
+
+
+def parse_progress(line: str) -> int | None:
+    """Bytes written so far from one line of xorriso's burn pacifier (sectors x 2048), or None."""
+    m = _WRITING_RE.search(line)
+    return int(m.group(1)) * SECTOR if m else None
 
 
 def _escape_pathspec(text: str) -> str:
@@ -205,9 +212,9 @@ class OpticalDrive:
                     fh.write(f"/{_escape_pathspec(dest)}={_escape_pathspec(str(Path(src).resolve()))}\n")
 
             def on_line(line: str) -> None:
-                m = _PERCENT_RE.search(line)
-                if m and progress is not None:
-                    progress(min(need, int(need * float(m.group(1)) / 100)), need)
+                written = parse_progress(line)
+                if written is not None and progress is not None:
+                    progress(min(need, written), need)
 
             self._phase("writing", mapping)
             rc, out = self._run(["-abort_on", "FAILURE", "-md5", "on", "-outdev", self.device,

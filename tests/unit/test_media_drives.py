@@ -13,7 +13,8 @@ from drivers import registry
 from drivers.media.devices import TrackedEvents
 from drivers.media.hotplug import MediaEvent, UdevClassifier, UdevEventSource, classify
 from drivers.media.interface import MediaError, MediumKind, ReadBackMismatch, WriteFailed
-from drivers.media.optical import OpticalDrive, check_destinations, estimate_image_bytes, parse_toc
+from drivers.media.optical import (
+    OpticalDrive, check_destinations, estimate_image_bytes, parse_progress, parse_toc)
 from drivers.media.usb_disk import UsbDisk
 from gateway.config.load import ConfigError, load
 
@@ -128,6 +129,13 @@ def test_parse_toc_closed_dvd_and_no_disc():
         MediumKind.DVD, False, 0, "STUDY_1", True)
     assert parse_toc("cd", "Drive current: -outdev '/dev/sr0'\nMedia current: is not present\n"
                            "Media status : is not present\n") is None
+
+
+def test_burn_progress_from_xorrisos_pacifier():
+    # A line xorriso 1.5.4 printed while writing a 60 MB file to a stdio: image.
+    line = "xorriso : UPDATE : Writing:       3108s   10.5%   fifo   0%  buf  50%\n"
+    assert parse_progress(line) == 3108 * 2048
+    assert parse_progress("xorriso : UPDATE :       1 files added in 1 seconds\n") is None
 
 
 # -- names and sizes --------------------------------------------------------------------------------
