@@ -1,10 +1,11 @@
 """Devices by kind: the one place a config's `kind` becomes a device.
 
-Each device family (``printer`` and ``printer-language`` today; media, grabber and panel next) maps a
-kind name to a factory.  The config names the kind (``print.printer.kind = "serial-sim"``) and the
-feature asks ``create(family, kind, ...)``; what the factory takes and returns is the family's
-contract (drivers/printer/devices.py for the printer families).  A new device family or kind is a
-new registration here, never another if/elif in the feature.
+Each device family (``printer``, ``printer-language`` and ``media`` today; grabber and panel next)
+maps a kind name to a factory.  The config names the kind (``print.printer.kind = "serial-sim"``)
+and the feature asks ``create(family, kind, ...)``; what the factory takes and returns is the
+family's contract (drivers/printer/devices.py for the printer families, drivers/media/devices.py
+for media).  A new device family or kind is a new registration here, never another if/elif in the
+feature.
 
 Kinds come from two places:
 
@@ -37,6 +38,7 @@ GROUP = "dicom_gateway.devices"
 _BUILTIN = {
     "printer": "drivers.printer.devices",
     "printer-language": "drivers.printer.devices",
+    "media": "drivers.media.devices",
 }
 
 

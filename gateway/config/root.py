@@ -12,6 +12,7 @@ from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
+from gateway.config.media import MediaSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
 from gateway.config.routes import RouteSection
@@ -29,6 +30,7 @@ class Config(Section):
     storage: StorageSection = StorageSection()
     logging: LoggingSection = LoggingSection()
     print: PrintSection = PrintSection()
+    media: MediaSection = MediaSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

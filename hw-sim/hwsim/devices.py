@@ -1,15 +1,19 @@
 """hw-sim's simulators as device kinds the gateway can be configured with.
 
 pyproject.toml names these factories in the ``dicom_gateway.devices`` entry-point group
-(``printer.serial-sim``, ``printer.usb-sim``); drivers/registry.py finds them there, so the
+(``printer.serial-sim``, ``printer.usb-sim``, ``media.optical-sim``, ``media.usb-sim``); drivers/registry.py finds them there, so the
 gateway never imports hwsim, and ``kind = "serial-sim"`` in the config is all it takes to run on
 simulated hardware.  Each factory returns the real driver's connection (drivers/printer/devices.py)
 with the simulator put where the device would be: the real transport and language code run
 unchanged.  The simulator lives in the gateway's process, started by ``start()`` and stopped by
 ``stop()``.
 
-The simulator modules are imported in ``start()``, not here: listing or validating kinds must not
-pull in pyusb's backend machinery.
+The simulator modules are imported in ``start()`` (printers) or in the factory (media), not here:
+listing or validating kinds must not pull in pyusb's backend machinery.
+
+Media drives (family ``media``, factory ``(name, cfg, resolve) -> MediaDrive``): the real
+drivers/media drivers on a simulated drive's image file (hwsim/media.py), with the simulator as
+``drive.simulator``; its control folder is ``<cfg.sim_dir>/<name>/`` (resolved like any config path).
 """
 
 from __future__ import annotations
@@ -90,3 +94,24 @@ def serial_sim_printer(cfg: Any, resolve: Callable[[str], Path]) -> SerialSimCon
 def usb_sim_printer(cfg: Any, resolve: Callable[[str], Path]) -> UsbSimConnection:
     """Entry point ``printer.usb-sim``."""
     return UsbSimConnection(cfg, resolve)
+
+
+def optical_sim_drive(name: str, cfg: Any, resolve: Callable[[str], Path]):
+    """Entry point ``media.optical-sim``: the real OpticalDrive on a simulated drive's disc image
+    (``stdio:<sim_dir>/<name>/disc.iso``); blank CD-R / DVD±R capacity from sim_cd_mb / sim_dvd_mb."""
+    from hwsim.media import SimulatedOpticalDrive
+    sim = SimulatedOpticalDrive(name, resolve(cfg.sim_dir) / name, cd_bytes=cfg.sim_cd_mb * 1_000_000,
+                                dvd_bytes=cfg.sim_dvd_mb * 1_000_000)
+    drive = sim.drive(cfg.timeout_s)
+    drive.simulator = sim
+    return drive
+
+
+def usb_sim_drive(name: str, cfg: Any, resolve: Callable[[str], Path]):
+    """Entry point ``media.usb-sim``: the real UsbDisk on a simulated port's FAT32 image
+    (``<sim_dir>/<name>/stick.img``, sim_usb_mb a stick)."""
+    from hwsim.media import SimulatedUsbPort
+    sim = SimulatedUsbPort(name, resolve(cfg.sim_dir) / name, stick_bytes=cfg.sim_usb_mb * 1_000_000)
+    drive = sim.drive(cfg.timeout_s)
+    drive.simulator = sim
+    return drive

@@ -1,0 +1,108 @@
+"""`hw-sim`: drive the simulated devices living inside the running service from another terminal.
+
+  hw-sim media status                              what each simulated drive holds, armed faults
+  hw-sim media insert cd|dvd|usb [--blank | --from DIR] [--drive NAME]
+  hw-sim media pull DRIVE
+  hw-sim media fault DRIVE pull|full|write-error|read-only|bad-sector|clear
+
+The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
+where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files).
+Each command is one line on stdout; a refusal is one line on stderr and exit 1; a bad command
+line exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hwsim.media import FAULTS, SimError, drives_in, send
+
+DEFAULT_SIM_DIR = "config/hw-sim/media"
+
+
+def _describe(state: dict) -> str:
+    medium = state.get("medium")
+    if medium is None:
+        what = "empty"
+    else:
+        what = f"{medium['kind']} {'blank' if medium.get('blank') else 'with data'}"
+        if medium.get("read_only"):
+            what += ", write-protected"
+    faults = ", ".join(state.get("faults", [])) or "none"
+    return f"{state['drive']} ({state['type']}): {what}; faults armed: {faults}"
+
+
+def _pick(sim_dir: Path, medium: str, drive: str | None) -> str:
+    known = drives_in(sim_dir)
+    if not known:
+        raise SimError(f"no simulated media drive in {sim_dir} (is the service running with a media "
+                       f"*-sim drive whose sim_dir is this folder?)")
+    if drive is not None:
+        if drive not in known:
+            raise SimError(f"no simulated drive {drive!r} in {sim_dir}: {', '.join(known)}")
+        return drive
+    wanted = "usb" if medium == "usb" else "optical"
+    fits = [name for name, kind in known.items() if kind == wanted]
+    if len(fits) != 1:
+        raise SimError(f"{len(fits)} simulated {wanted} drives in {sim_dir} ({', '.join(fits) or 'none'}): "
+                       f"name one with --drive")
+    return fits[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="hw-sim", description="control hw-sim's simulated devices")
+    parser.add_argument("--sim-dir", default=os.environ.get("HWSIM_MEDIA_DIR", DEFAULT_SIM_DIR),
+                        help="the media simulators' folder (default: $HWSIM_MEDIA_DIR or %(default)s)")
+    parser.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for the simulator to take a command (default %(default)s)")
+    sub = parser.add_subparsers(dest="device", required=True)
+    media = sub.add_parser("media", help="the simulated optical drive and USB port")
+    verbs = media.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("status", help="what each simulated drive holds")
+    ins = verbs.add_parser("insert", help="insert a disc or plug in a stick")
+    ins.add_argument("medium", choices=["cd", "dvd", "usb"])
+    src = ins.add_mutually_exclusive_group()
+    src.add_argument("--blank", action="store_true", help="a blank disc / an empty stick (default)")
+    src.add_argument("--from", dest="source", metavar="DIR", help="a medium holding this folder's files")
+    ins.add_argument("--drive", help="which drive, when there are several of that type")
+    pull = verbs.add_parser("pull", help="take the medium out (also while it is written)")
+    pull.add_argument("drive")
+    fault = verbs.add_parser("fault", help="arm a fault that fires on the next write")
+    fault.add_argument("drive")
+    fault.add_argument("kind", choices=[*FAULTS, "clear"])
+    args = parser.parse_args(argv)
+    sim_dir = Path(args.sim_dir)
+    try:
+        if args.verb == "status":
+            known = drives_in(sim_dir)
+            if not known:
+                raise SimError(f"no simulated media drive in {sim_dir}")
+            for name in known:
+                print(_describe(json.loads((sim_dir / name / "state.json").read_text())))
+            return 0
+        if args.verb == "insert":
+            drive = _pick(sim_dir, args.medium, args.drive)
+            source = str(Path(args.source).resolve()) if args.source else None
+            if source is not None and not Path(source).is_dir():
+                raise SimError(f"--from {args.source}: not a folder")
+            state = send(sim_dir, drive, {"verb": "insert", "medium": args.medium, "from": source},
+                         timeout=max(args.wait, 120.0 if source else args.wait))
+        elif args.verb == "pull":
+            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "pull"}, timeout=args.wait)
+        else:
+            state = send(sim_dir, _pick(sim_dir, "", args.drive), {"verb": "fault", "kind": args.kind},
+                         timeout=args.wait)
+    except (SimError, OSError, ValueError) as exc:
+        print(f"hw-sim: {exc}", file=sys.stderr)
+        return 1
+    print(_describe(state))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

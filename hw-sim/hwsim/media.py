@@ -1,0 +1,482 @@
+"""A simulated optical drive and a simulated USB port, under the real media drivers.
+
+Each simulated drive owns a folder ``<sim_dir>/<drive name>/``:
+
+  drive.json   {"drive": name, "type": "optical" | "usb"}: written at start, read by `hw-sim media`
+  disc.iso     the optical drive's disc (absent: tray empty; empty file: a blank disc; else an ISO)
+  stick.img    the USB port's stick (absent: nothing plugged in; else a FAT image)
+  state.json   what is in the drive and which faults are armed; rewritten after every change
+  commands/    `hw-sim media ...` drops one JSON command file here; the simulator's watcher thread
+               applies it, writes ``results/<same name>`` ({"ok": bool, "error": str}) and
+               deletes the command.  So another terminal drives the simulator living inside the
+               service, with nothing but files (no socket, no root).
+
+The real driver runs on the image: drivers/media/optical.OpticalDrive with ``stdio:<disc.iso>``
+(xorriso's same command line as for /dev/sr0), drivers/media/usb_disk.UsbDisk with ``stick.img``
+(mtools, as on /dev/sdb1).  Insertion and removal reach the gateway through the driver's own
+udev classifier (drivers/media/hotplug.UdevClassifier.feed) with the properties a pyudev Device
+would carry, DEVNAME pointing at the image.
+
+Faults, armed at run time (``fault(kind)``, `hw-sim media fault DRIVE KIND`), each fires once:
+
+  pull         the medium is pulled while written: the device fails under the writer (its image
+               is swapped for /dev/full, a real ENOSPC) and then the medium is gone
+  full         optical: the disc in the tray reports 64 KiB of space (until it is taken out); USB: the stick fills up as the copy starts
+  write-error  the device fails under the writer (/dev/full), the medium stays (a ruined CD-R)
+  read-only    USB: the stick's lock switch (the image loses its write bits); optical: refused
+  bad-sector   after writing, bytes of the first written file are corrupted in the image, so
+               read-back finds them (an unreadable sector surfacing as wrong data)
+
+The drivers call ``hook(phase, mapping)`` at "writing", "written", "verifying" and "eject": the
+moments a real device's hardware would act.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from drivers.media.hotplug import MediaEvent, UdevClassifier
+from drivers.media.interface import CD_700_BYTES, DVD_BYTES, MediumKind
+from drivers.media.optical import OpticalDrive
+from drivers.media.usb_disk import UsbDisk
+
+log = logging.getLogger("hwsim.media")
+
+FAULTS = ("pull", "full", "write-error", "read-only", "bad-sector")
+POLL_S = 0.1
+
+
+class SimError(Exception):
+    """A command the simulated drive refuses (one line: what and why)."""
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+class SimulatedDrive:
+    """What both simulated drives share: the folder, the armed faults, the command watcher and the
+    simulated udev source (``events``, a drivers.media.hotplug.UdevClassifier)."""
+
+    type = ""
+    image_name = ""
+
+    def __init__(self, name: str, folder: Path):
+        self.name = name
+        self.folder = Path(folder)
+        self.image = self.folder / self.image_name
+        self.faults: set[str] = set()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.events = UdevClassifier(self._optical_map(), self._usb_name())
+        self._spare: Path | None = None
+
+    def _optical_map(self) -> dict[str, str]:
+        return {}
+
+    def _usb_name(self) -> str | None:
+        return None
+
+    # -- state and control -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the folder, publish drive.json and state.json, watch commands/."""
+        (self.folder / "commands").mkdir(parents=True, exist_ok=True)
+        (self.folder / "results").mkdir(exist_ok=True)
+        _write_json(self.folder / "drive.json", {"drive": self.name, "type": self.type})
+        self._publish()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name=f"hwsim-media-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching commands/ (the medium stays, as in a drive when the box powers off)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def state(self) -> dict:
+        """{"drive", "type", "medium": None | {"kind", "blank"}, "faults": [...]}."""
+        return {"drive": self.name, "type": self.type, "medium": self._medium_state(),
+                "faults": sorted(self.faults)}
+
+    def _medium_state(self) -> dict | None:
+        raise NotImplementedError
+
+    def _publish(self) -> None:
+        _write_json(self.folder / "state.json", self.state())
+
+    def fault(self, kind: str) -> None:
+        """Arm a fault (FAULTS) or "clear" all of them; SimError for an unknown one."""
+        with self._lock:
+            if kind == "clear":
+                self.faults.clear()
+            elif kind not in FAULTS:
+                raise SimError(f"unknown fault {kind!r}: one of {', '.join(FAULTS)} or clear")
+            else:
+                self._arm(kind)
+            self._publish()
+
+    def _arm(self, kind: str) -> None:
+        self.faults.add(kind)
+
+    def apply(self, command: Mapping[str, Any]) -> None:
+        """One control command: {"verb": "insert", "medium": "cd"|"dvd"|"usb", "from": DIR|None},
+        {"verb": "pull"}, {"verb": "fault", "kind": K}.  SimError when refused."""
+        verb = command.get("verb")
+        if verb == "insert":
+            self.insert(command.get("medium", ""), Path(command["from"]) if command.get("from") else None)
+        elif verb == "pull":
+            self.pull()
+        elif verb == "fault":
+            self.fault(command.get("kind", ""))
+        else:
+            raise SimError(f"unknown command {verb!r}")
+
+    def _watch(self) -> None:
+        commands = self.folder / "commands"
+        while not self._stop.wait(POLL_S):
+            for path in sorted(commands.glob("*.json")):
+                try:
+                    command = json.loads(path.read_text())
+                    self.apply(command)
+                    result = {"ok": True, "error": "", "state": self.state()}
+                except (SimError, ValueError, OSError, KeyError) as exc:
+                    result = {"ok": False, "error": str(exc), "state": self.state()}
+                _write_json(self.folder / "results" / path.name, result)
+                path.unlink(missing_ok=True)
+
+    # -- the device's moments --------------------------------------------------------------------
+    def hook(self, phase: str, mapping) -> None:
+        """Called by the real driver (its ``hook``) at "writing", "written", "verifying", "eject"."""
+        with self._lock:
+            if phase == "writing":
+                for fault in ("pull", "write-error"):
+                    if fault in self.faults and self.image.exists():
+                        # The device fails under the writer: every write gets a real ENOSPC.
+                        self._spare = self.image.with_name(self.image.name + ".spare")
+                        os.replace(self.image, self._spare)
+                        os.symlink("/dev/full", self.image)
+                        break
+                self._writing(mapping)
+            elif phase == "written":
+                if self._spare is not None:
+                    self.image.unlink(missing_ok=True)
+                    os.replace(self._spare, self.image)
+                    self._spare = None
+                    if "write-error" in self.faults:
+                        self.faults.discard("write-error")
+                        self._ruined()
+                    if "pull" in self.faults:
+                        self.faults.discard("pull")
+                        self._remove()
+                elif "pull" in self.faults:
+                    self.faults.discard("pull")
+                    self._remove()
+                if "bad-sector" in self.faults and mapping and self.image.exists():
+                    self.faults.discard("bad-sector")
+                    corrupt_first_file(self.image, mapping)
+            elif phase == "eject":
+                self._remove()
+            self._publish()
+
+    def _writing(self, mapping) -> None:
+        """What the medium does as a write starts (the USB stick filling up)."""
+
+    def _ruined(self) -> None:
+        """After a write error: what is left of the medium."""
+
+    def _remove(self) -> None:
+        # A "full" optical disc is that disc: the next one reports its real space.
+        if self.type == "optical":
+            self.faults.discard("full")
+        if self.image.exists() or self.image.is_symlink():
+            self.image.unlink()
+            self.events.feed(*self._removed_uevent())
+
+    def pull(self) -> None:
+        """Take the medium out (a disc from the tray, a stick from the port); SimError when empty."""
+        with self._lock:
+            if not self.image.exists():
+                raise SimError(f"drive {self.name} has no medium to pull")
+            self._remove()
+            self._publish()
+
+    def insert(self, medium: str, source: Path | None) -> None:
+        raise NotImplementedError
+
+    def _removed_uevent(self) -> tuple[str, dict]:
+        raise NotImplementedError
+
+
+def corrupt_first_file(image: Path, mapping) -> None:
+    """Flip bytes of the first mapped file's data where it lies in the image (found by its first
+    bytes), the way an unreadable sector surfaces as wrong data on read-back."""
+    dest, src = mapping[0]
+    head = Path(src).read_bytes()[:256]
+    data = image.read_bytes()
+    at = data.find(head) if head else -1
+    if at < 0:
+        log.warning("bad-sector fault: %s not found in %s", dest, image)
+        return
+    with open(image, "r+b") as fh:
+        fh.seek(at)
+        fh.write(bytes(b ^ 0xFF for b in head[:16]))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class SimulatedOpticalDrive(SimulatedDrive):
+    """A CD/DVD writer whose disc is ``disc.iso``.  ``cd_bytes`` / ``dvd_bytes``: the capacity a
+    blank CD-R / DVD±R reports.  ``drive()`` is the real OpticalDrive on ``stdio:disc.iso``."""
+
+    type = "optical"
+    image_name = "disc.iso"
+
+    def __init__(self, name: str, folder: Path, cd_bytes: int = CD_700_BYTES, dvd_bytes: int = DVD_BYTES):
+        self.capacity = {MediumKind.CD: cd_bytes, MediumKind.DVD: dvd_bytes}
+        super().__init__(name, folder)
+        self.kind = MediumKind.CD
+
+    def _optical_map(self) -> dict[str, str]:
+        return {str(self.folder / self.image_name): self.name}
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        saved = self.folder / "state.json"
+        if saved.exists():  # a disc left in the tray by the last run keeps its kind
+            medium = json.loads(saved.read_text()).get("medium") or {}
+            self.kind = MediumKind(medium.get("kind", "cd"))
+        super().start()
+
+    def _arm(self, kind: str) -> None:
+        if kind == "read-only":
+            raise SimError("read-only is a USB stick fault (a written disc is read-only already)")
+        super()._arm(kind)
+
+    def profile(self) -> tuple[MediumKind, int]:
+        """(kind, capacity in bytes) of the disc: the drive's ``stdio_profile``."""
+        with self._lock:
+            if "full" in self.faults:
+                # Less than any ISO image needs (system area and descriptors alone are 40 KB).
+                return self.kind, 64 * 1024
+            return self.kind, self.capacity[self.kind]
+
+    def drive(self, timeout_s: float = 3600.0) -> OpticalDrive:
+        """The real driver, pointed at this drive's disc image."""
+        d = OpticalDrive(self.name, f"stdio:{self.image}", stdio_profile=self.profile, hook=self.hook,
+                         timeout_s=timeout_s)
+        d.events = self.events
+        d.start = self.start
+        d.stop = self.stop
+        return d
+
+    def _medium_state(self) -> dict | None:
+        if not self.image.exists():
+            return None
+        return {"kind": self.kind.value, "blank": self.image.stat().st_size == 0}
+
+    def insert(self, medium: str, source: Path | None) -> None:
+        """Close the tray on a disc: ``medium`` "cd" or "dvd", blank (``source`` None) or mastered
+        from the folder ``source`` with xorriso.  SimError when a disc is in or the folder is bad."""
+        if medium not in ("cd", "dvd"):
+            raise SimError(f"an optical drive takes cd or dvd, not {medium!r}")
+        with self._lock:
+            if self.image.exists():
+                raise SimError(f"drive {self.name} already holds a disc (pull it first)")
+            self.kind = MediumKind(medium)
+            if source is None:
+                self.image.write_bytes(b"")
+            else:
+                master_iso(source, self.image)
+            self._publish()
+            self.events.feed("change", self.uevent())
+
+    def uevent(self) -> dict[str, str]:
+        """The properties udev's cdrom_id gives the drive with this disc in it."""
+        blank = self.image.stat().st_size == 0
+        media = "ID_CDROM_MEDIA_CD_R" if self.kind is MediumKind.CD else "ID_CDROM_MEDIA_DVD_PLUS_R"
+        props = {"DEVNAME": str(self.image), "SUBSYSTEM": "block", "DEVTYPE": "disk", "ID_CDROM": "1",
+                 "ID_BUS": "ata", "ID_CDROM_MEDIA": "1", media: "1",
+                 "ID_CDROM_MEDIA_STATE": "blank" if blank else "complete"}
+        if not blank:
+            props["ID_FS_TYPE"] = "iso9660"
+        return props
+
+    def _removed_uevent(self) -> tuple[str, dict]:
+        return "change", {"DEVNAME": str(self.image), "SUBSYSTEM": "block", "DEVTYPE": "disk",
+                          "ID_CDROM": "1", "ID_BUS": "ata"}
+
+    def _ruined(self) -> None:
+        # A CD-R that failed mid-burn is neither blank nor readable.
+        self.image.write_bytes(b"\0" * 4096)
+
+
+class SimulatedUsbPort(SimulatedDrive):
+    """A USB port; a stick is ``stick.img``, a FAT32 image (mkfs.vfat) of ``stick_bytes``.
+    ``drive()`` is the real UsbDisk on that image."""
+
+    type = "usb"
+    image_name = "stick.img"
+
+    def __init__(self, name: str, folder: Path, stick_bytes: int = 64 * 1024 * 1024):
+        self.stick_bytes = stick_bytes
+        super().__init__(name, folder)
+
+    def _usb_name(self) -> str | None:
+        return self.name
+
+    def drive(self, timeout_s: float = 3600.0) -> UsbDisk:
+        """The real driver, pointed at this port's stick image."""
+        d = UsbDisk(self.name, str(self.image), hook=self.hook, timeout_s=timeout_s)
+        d.events = self.events
+        d.start = self.start
+        d.stop = self.stop
+        return d
+
+    def _medium_state(self) -> dict | None:
+        if not self.image.exists():
+            return None
+        rc = subprocess.run(["mdir", "-b", "-i", str(self.image), "::/"], capture_output=True, text=True,
+                            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+        return {"kind": "usb", "blank": rc.returncode == 0 and not rc.stdout.strip(),
+                "read_only": not self.image.stat().st_mode & stat.S_IWUSR}
+
+    def _arm(self, kind: str) -> None:
+        super()._arm(kind)
+        if kind == "read-only" and self.image.exists():
+            os.chmod(self.image, 0o444)
+
+    def insert(self, medium: str, source: Path | None) -> None:
+        """Plug in a stick: FAT32 made with mkfs.vfat, empty (``source`` None) or holding a copy of
+        the folder ``source`` (mcopy -s).  SimError when a stick is in or a tool fails."""
+        if medium != "usb":
+            raise SimError(f"a USB port takes usb, not {medium!r}")
+        with self._lock:
+            if self.image.exists():
+                raise SimError(f"drive {self.name} already holds a stick (pull it first)")
+            make_fat_image(self.image, self.stick_bytes, source)
+            if "read-only" in self.faults:
+                os.chmod(self.image, 0o444)
+            self._publish()
+            self.events.feed("add", self.uevent())
+
+    def uevent(self) -> dict[str, str]:
+        """The properties udev gives a USB stick's vfat partition."""
+        return {"DEVNAME": str(self.image), "SUBSYSTEM": "block", "DEVTYPE": "partition", "ID_BUS": "usb",
+                "ID_FS_TYPE": "vfat", "ID_FS_USAGE": "filesystem", "ID_FS_LABEL": "", "ID_MODEL": "SimStick"}
+
+    def _removed_uevent(self) -> tuple[str, dict]:
+        return "remove", self.uevent()
+
+    def _writing(self, mapping) -> None:
+        if "full" in self.faults and self.image.exists():
+            self.faults.discard("full")
+            fill_fat_image(self.image)
+
+    def _ruined(self) -> None:
+        """A stick that failed a write keeps what it had."""
+
+
+def _run(args: list[str], what: str) -> None:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    except FileNotFoundError:
+        raise SimError(f"{what}: {args[0]} is not installed") from None
+    if proc.returncode != 0:
+        raise SimError(f"{what}: {args[0]} exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()[-300:]}")
+
+
+def master_iso(source: Path, image: Path, volume_id: str = "SIMDISC") -> None:
+    """An ISO 9660 level 1 image of the folder ``source`` (xorriso, the drivers' settings)."""
+    if not Path(source).is_dir():
+        raise SimError(f"{source} is not a folder")
+    image.unlink(missing_ok=True)
+    _run(["xorriso", "-md5", "on", "-outdev", f"stdio:{image}", "-volid", volume_id, "-compliance",
+          "iso_9660_level=1", "-joliet", "off", "-map", str(source), "/", "-commit"], "mastering the disc")
+
+
+def make_fat_image(image: Path, size: int, source: Path | None = None) -> None:
+    """A FAT32 file system of ``size`` bytes in ``image`` (mkfs.vfat), holding ``source``'s tree."""
+    if source is not None and not Path(source).is_dir():
+        raise SimError(f"{source} is not a folder")
+    tmp = image.with_name(image.name + ".new")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.truncate(size)
+    _run(["mkfs.vfat", "-F", "32", "-n", "SIMSTICK", str(tmp)], "formatting the stick")
+    entries = sorted(Path(source).iterdir()) if source is not None else []
+    if entries:
+        _run(["mcopy", "-s", "-i", str(tmp), *map(str, entries), "::/"], "copying onto the stick")
+    os.replace(tmp, image)
+
+
+def fill_fat_image(image: Path, leave: int = 2048) -> None:
+    """Fill the stick's free space with one file, leaving about ``leave`` bytes."""
+    out = subprocess.run(["mdir", "-i", str(image), "::/"], capture_output=True, text=True,
+                         env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+    m = re.search(r"([\d ]+) bytes free", out)
+    free = int(m.group(1).replace(" ", "")) if m else 0
+    filler = image.with_name("filler.bin")
+    with open(filler, "wb") as fh:
+        fh.truncate(max(0, free - leave))
+    try:
+        _run(["mcopy", "-i", str(image), str(filler), "::/FILLER.BIN"], "filling the stick")
+    finally:
+        filler.unlink(missing_ok=True)
+
+
+# -- the hw-sim command line's side: drop a command, wait for the simulator's answer ---------------
+
+def drives_in(sim_dir: Path) -> dict[str, str]:
+    """drive name -> "optical" | "usb" for every simulated drive that published itself in sim_dir."""
+    out = {}
+    for info in sorted(Path(sim_dir).glob("*/drive.json")):
+        try:
+            data = json.loads(info.read_text())
+            out[data["drive"]] = data["type"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+def send(sim_dir: Path, drive: str, command: dict, timeout: float = 10.0) -> dict:
+    """Drop ``command`` into the drive's commands/ and wait for its result; SimError when the
+    simulator refuses it or nobody picks it up within ``timeout`` seconds."""
+    folder = Path(sim_dir) / drive
+    name = f"{time.time_ns()}-{os.getpid()}.json"
+    path = folder / "commands" / name
+    result_path = folder / "results" / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(command))
+    os.replace(tmp, path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+            result_path.unlink(missing_ok=True)
+            if not result["ok"]:
+                raise SimError(result["error"])
+            return result["state"]
+        time.sleep(0.05)
+    path.unlink(missing_ok=True)
+    raise SimError(f"no simulator picked the command up within {timeout:.0f} s: is the service running "
+                   f"with drive {drive} (a media *-sim kind) and sim_dir {sim_dir}?")
+
+
+__all__ = ["FAULTS", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",
+           "send", "master_iso", "make_fat_image"]
