@@ -155,7 +155,9 @@ def test_the_real_kinds_are_built_in_without_any_entry_point():
 def test_pyproject_declares_the_simulators_with_family_dot_kind_names():
     eps = declared(ROOT / "pyproject.toml")["dicom_gateway.devices"]
     assert eps == {"printer.serial-sim": "hwsim.devices:serial_sim_printer",
-                   "printer.usb-sim": "hwsim.devices:usb_sim_printer"}
+                   "printer.usb-sim": "hwsim.devices:usb_sim_printer",
+                   "media.optical-sim": "hwsim.devices:optical_sim_drive",
+                   "media.usb-sim": "hwsim.devices:usb_sim_drive"}
     for value in eps.values():
         module, _, attr = value.partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
