@@ -91,7 +91,7 @@ def decide(profile: Profile, transfer_syntax: str) -> Decision:
     if transfer_syntax in _UNCOMPRESSED:
         return Decision("convert", EXPLICIT_LE)
     uid = UID(transfer_syntax)
-    if uid.is_compressed and uid.is_transfer_syntax:
+    if uid.is_transfer_syntax and uid.is_compressed:
         if _can_decode(uid):
             return Decision("convert", EXPLICIT_LE)
         return Decision("omit", "", f"{profile.name} does not allow {uid.name or transfer_syntax} "
@@ -120,7 +120,9 @@ def convert(source: Path, dest: Path, target: str = EXPLICIT_LE) -> int:
         ds = pydicom.dcmread(source)
         ts = UID(ds.file_meta.TransferSyntaxUID)
         if ts.is_compressed and "PixelData" in ds:
-            ds.decompress(as_rgb=True)
+            # pydicom makes a new SOP Instance UID by default; the instance is the same image in
+            # another encoding, and the DICOMDIR and any PACS must see it as the same instance.
+            ds.decompress(as_rgb=True, generate_instance_uid=False)
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "wb") as fh:
