@@ -12,9 +12,7 @@ The gateway fsyncs every file it writes; the peer's copy is followed by `sync -f
 from __future__ import annotations
 
 import json
-import os
 import resource
-import shutil
 import subprocess
 import sys
 import time

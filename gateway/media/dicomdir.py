@@ -21,6 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
+# DIRECTORY_RECORDERS is public; _four_level_record_type (SOP class -> record type, Table F.4-1)
+# is not, and is pinned by tests/unit/test_media_dicomdir.py's record type table.
 from pydicom.fileset import DIRECTORY_RECORDERS, _four_level_record_type
 
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME

@@ -129,3 +129,10 @@ def test_a_plan_with_nothing_left_is_refused(tmp_path):
     junk.write_bytes(b"x")
     with pytest.raises(FilesetError, match="nothing to put"):
         write_fileset(plan_fileset([junk], "STD-GEN-USB-JPEG"), tmp_path / "s")
+
+
+@pytest.mark.parametrize("fsid", ["lower", "TOO LONG FILESET ID", "A.B"])
+def test_a_bad_fileset_id_is_refused(tmp_path, fsid):
+    from gateway.media.file_ids import FileIdError
+    with pytest.raises(FileIdError, match="File-set ID"):
+        plan_fileset([], "STD-GEN-CD", fsid)
