@@ -27,6 +27,8 @@ from pydicom.uid import (
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 _JPEG = frozenset({str(JPEGBaseline8Bit), str(JPEGExtended12Bit), str(JPEGLosslessSV1)})
+# JPEG Baseline, Extended and JPEG-LS near-lossless: lossy by definition of the syntax.
+_ALWAYS_LOSSY = frozenset({str(JPEGBaseline8Bit), str(JPEGExtended12Bit), "1.2.840.10008.1.2.4.81"})
 _UNCOMPRESSED = frozenset({str(ImplicitVRLittleEndian), EXPLICIT_LE, str(ExplicitVRBigEndian),
                            str(DeflatedExplicitVRLittleEndian)})
 
@@ -119,6 +121,9 @@ def convert(source: Path, dest: Path, target: str = EXPLICIT_LE) -> int:
     try:
         ds = pydicom.dcmread(source)
         ts = UID(ds.file_meta.TransferSyntaxUID)
+        if str(ts) in _ALWAYS_LOSSY and "LossyImageCompression" not in ds:
+            # PS3.3 C.7.6.1.1.5: once lossy compressed, always flagged, also after decompression.
+            ds.LossyImageCompression = "01"
         if ts.is_compressed and "PixelData" in ds:
             # pydicom makes a new SOP Instance UID by default; the instance is the same image in
             # another encoding, and the DICOMDIR and any PACS must see it as the same instance.
@@ -131,6 +136,7 @@ def convert(source: Path, dest: Path, target: str = EXPLICIT_LE) -> int:
             os.fsync(fh.fileno())
     except (OSError, ValueError, TypeError, AttributeError, NotImplementedError, RuntimeError,
             KeyError, pydicom.errors.InvalidDicomError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConversionError(f"cannot convert to Explicit VR Little Endian: {first}") from exc
+        # pydicom's decoder errors span lines (one per plugin tried): fold them into one.
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConversionError(f"cannot convert to Explicit VR Little Endian: {text}") from exc
     return dest.stat().st_size

@@ -73,3 +73,17 @@ def test_convert_failure_is_one_line(tmp_path):
     with pytest.raises(ConversionError) as err:
         convert(bad, tmp_path / "OUT")
     assert "\n" not in str(err.value) and not (tmp_path / "OUT").exists()
+
+
+def test_a_decompressed_lossy_image_stays_flagged_lossy(tmp_path):
+    src = pydicom.dcmread(_FILES / "SC_rgb_jpeg_dcmtk.dcm")
+    del src.LossyImageCompression
+    src.save_as(tmp_path / "IN", enforce_file_format=True)
+    convert(tmp_path / "IN", tmp_path / "OUT")
+    assert pydicom.dcmread(tmp_path / "OUT").LossyImageCompression == "01"
+
+
+def test_a_decoder_failure_is_folded_into_one_line(tmp_path):
+    with pytest.raises(ConversionError) as err:
+        convert(_FILES / "JPEG2000-embedded-sequence-delimiter.dcm", tmp_path / "OUT")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
