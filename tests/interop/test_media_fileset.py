@@ -170,3 +170,24 @@ def test_japanese_and_latin1_names_survive_into_the_records(tmp_path, profile, n
     exe = require("dcdirdmp", "dcmtk")
     assert subprocess.run([exe, "DICOMDIR"], cwd=tmp_path / "m", capture_output=True,
                           timeout=60).returncode == 0
+
+
+def _dciodvfy_errors(exe: str, path: Path) -> set[str]:
+    out = subprocess.run([exe, str(path)], capture_output=True, text=True, errors="replace", timeout=120)
+    return {line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")}
+
+
+def test_a_converted_instance_has_no_dciodvfy_error_its_source_lacks(filesets):
+    """The gateway creates the converted files: pydicom's test instances bring errors of their own,
+    and the conversion must add none (dciodvfy cannot read a deflated source, so those are not
+    compared)."""
+    exe = require("dciodvfy", "dicom3tools")
+    compared = 0
+    for plan, root in _written(filesets, "STD-GEN-CD"):
+        for f in plan.files:
+            if not f.convert or f.source_syntax == "1.2.840.10008.1.2.1.99":
+                continue
+            added = _dciodvfy_errors(exe, root / f.path) - _dciodvfy_errors(exe, f.source)
+            assert not added, f"{f.source.name}: {sorted(added)[:3]}"
+            compared += 1
+    assert compared >= 15
