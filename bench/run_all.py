@@ -3,7 +3,7 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render)
+                                            #   profile film_render export)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
-ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render"]
+ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export"]
 
 
 def script(name: str) -> Path:
@@ -92,6 +92,13 @@ def summary_rows(started: float) -> list[list]:
                          f"{a['storescp']['median_s'] / a['gateway']['median_s']:.2f}x"])
         for k, v in (prof.get("idle_cpu_pct") or {}).get("as shipped", {}).items():
             rows.append([f"gateway idle CPU, {k}", f"{v:.1f} % of a core", "", ""])
+    exp = load("export")
+    if fresh(exp):
+        for n, r in exp["sizes"].items():
+            rows.append([f"export {n} CT to a folder (STD-GEN-CD)",
+                         f"{r['gateway_s']:.2f} s, {1000 * r['gateway_s'] / int(n):.2f} ms/inst, "
+                         f"peak RSS {r['gateway_peak_mb']:.0f} MB",
+                         f"cp -r + dcmmkdir {r['dcmtk_s']:.2f} s", f"{r['ratio']:.2f}x"])
     return rows
 
 

@@ -1,0 +1,361 @@
+"""The file-set creator: plan a file-set from instances, write what must be written, lay it out (PS3.10 8).
+
+plan_fileset reads only headers and decides everything: File IDs, directory records, which files a
+profile forces to be converted, what is left out and why, and a size estimate. write_fileset writes
+the DICOMDIR and the converted files into a staging folder; the plan's mapping then says, for
+every relative path on the medium, which file holds its bytes (staging for the DICOMDIR and the
+converted files, the buffer's own file for the rest), so a drive writes each byte once.
+materialize lays a plan out in a folder (tests, the bench, a folder "drive").
+
+Patients: one Patient ID names one patient on a file-set (PS3.3 F.5.1). Instances whose Patient ID
+is already on the file-set under another Patient's Name are not merged: they are left out with the
+reason, to go on a medium of their own. Instances without a Patient ID get an invented one
+(NOIDnnnn) per distinct name and birth date.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from gateway.media.dicomdir import (
+    MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
+    RecordError,
+    RecordNode,
+    leaf_record,
+    patient_record,
+    series_record,
+    study_record,
+    write_dicomdir,
+)
+from gateway.media.file_ids import FileIdAllocator, FileIdError, file_id_path
+from gateway.part10.structure import StructureError, check_structure
+from gateway.media.profiles import ConversionError, Profile, convert, decide, get_profile
+
+log = logging.getLogger(__name__)
+
+DICOMDIR = "DICOMDIR"
+# Bytes a directory record takes, for the size estimate only: pydicom's test and charset files
+# average 190 bytes a record; the margin covers SR records with long code sequences.
+_RECORD_ESTIMATE = 512
+
+
+class FilesetError(Exception):
+    """The file-set cannot be written where asked; one line."""
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One instance on the medium: its File ID, where its bytes are, and whether they are converted.
+
+    syntax: the transfer syntax of the file on the medium (the source's unless convert is True).
+    estimated_size: bytes on the medium (exact when copied; an upper bound when converted).
+    """
+
+    file_id: tuple[str, ...]
+    source: Path
+    sop_class: str
+    sop_instance: str
+    source_syntax: str
+    syntax: str
+    convert: bool
+    estimated_size: int
+    patient: str
+    study: str
+    series: str
+
+    @property
+    def path(self) -> str:
+        """The File ID as a relative path, "DICOM/P0000001/..."."""
+        return "/".join(self.file_id)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An instance not on the file-set and the one-line reason."""
+
+    source: Path
+    reason: str
+
+
+@dataclass
+class FilesetPlan:
+    """What plan_fileset decided; write_fileset and materialize carry it out.
+
+    files: in File ID order of allocation; left_out: what is not on the file-set and why (write_fileset
+    adds conversions that failed); mapping: after write_fileset, [(relative destination, source
+    path)] with the DICOMDIR first.
+    """
+
+    profile: Profile
+    fileset_id: str
+    files: list[PlannedFile] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    mapping: list[tuple[str, Path]] = field(default_factory=list)
+    _patients: dict[str, Dataset] = field(default_factory=dict, repr=False)
+    _studies: dict[tuple[str, str], Dataset] = field(default_factory=dict, repr=False)
+    _series: dict[tuple[str, str, str], Dataset] = field(default_factory=dict, repr=False)
+    _leaves: dict[str, tuple[str, Dataset]] = field(default_factory=dict, repr=False)
+
+    @property
+    def estimated_size(self) -> int:
+        """Bytes the file-set takes on a medium: the files plus the DICOMDIR (an estimate, never low by design)."""
+        records = len(self._patients) + len(self._studies) + len(self._series) + len(self._leaves)
+        return sum(f.estimated_size for f in self.files) + 1024 + records * _RECORD_ESTIMATE
+
+    def record_tree(self, exclude: frozenset[str] = frozenset()) -> list[RecordNode]:
+        """The PATIENT/STUDY/SERIES/leaf records of the planned files, without the SOP Instance UIDs in exclude.
+
+        Linear in the number of files; a patient, study or series left with nothing is dropped.
+        """
+        roots: list[RecordNode] = []
+        patients: dict[str, RecordNode] = {}
+        studies: dict[tuple[str, str], RecordNode] = {}
+        series: dict[tuple[str, str, str], RecordNode] = {}
+        for f in self.files:
+            if f.sop_instance in exclude:
+                continue
+            p = patients.get(f.patient)
+            if p is None:
+                p = patients[f.patient] = RecordNode("PATIENT", self._patients[f.patient])
+                roots.append(p)
+            sk = (f.patient, f.study)
+            s = studies.get(sk)
+            if s is None:
+                s = studies[sk] = RecordNode("STUDY", self._studies[sk])
+                p.children.append(s)
+            rk = (f.patient, f.study, f.series)
+            r = series.get(rk)
+            if r is None:
+                r = series[rk] = RecordNode("SERIES", self._series[rk])
+                s.children.append(r)
+            record_type, record = self._leaves[f.sop_instance]
+            r.children.append(RecordNode(record_type, record))
+        return roots
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _pixel_bytes(ds: Dataset) -> int:
+    try:
+        return (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames") or 1)
+                * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated) + 7) // 8
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
+                 fileset_id: str = "") -> FilesetPlan:
+    """Plan a file-set of the given Part-10 files for an application profile (PS3.10 8, PS3.11 D).
+
+    instances: paths of Part-10 files, in the order they go on the medium; profile: "STD-GEN-CD",
+    "STD-GEN-DVD-JPEG", "STD-GEN-USB-JPEG" or a Profile; fileset_id: the File-set ID (0004,1130),
+    at most 16 characters of A-Z 0-9 _ and space. Reads headers only (no pixel data). A file that
+    is unreadable, a duplicate, a second patient under one Patient ID, or in a transfer syntax the
+    profile can neither take nor convert is left out with the reason. Raises ProfileError for an
+    unknown profile and FileIdError for a bad fileset_id.
+    """
+    prof = get_profile(profile)
+    if not re.fullmatch(r"[A-Z0-9_ ]{0,16}", fileset_id):
+        raise FileIdError(f"File-set ID {fileset_id!r} must be at most 16 characters of A-Z, 0-9, _ "
+                          "and space (PS3.10 8.2)")
+    plan = FilesetPlan(prof, fileset_id)
+    ids = FileIdAllocator()
+    names: dict[str, object] = {}
+    invented: dict[tuple[str, str], str] = {}
+    study_ids: dict[tuple[str, str], str] = {}
+    series_numbers: dict[tuple[str, str], int] = {}
+    instance_numbers: dict[tuple[str, str, str], int] = {}
+    seen: set[str] = set()
+
+    for item in instances:
+        source = Path(item)
+        try:
+            ds = pydicom.dcmread(source, stop_before_pixels=True)
+            syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+        except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
+                KeyError, NotImplementedError) as exc:
+            plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
+            continue
+        sop_class, sop_uid = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+        if not syntax:
+            plan.left_out.append(LeftOut(source, "no Transfer Syntax UID in a File Meta Information "
+                                         "(PS3.10 7.1)"))
+            continue
+        if sop_class == MEDIA_STORAGE_DIRECTORY_SOP_CLASS:
+            plan.left_out.append(LeftOut(source, "a DICOMDIR is not an instance to put on a file-set"))
+            continue
+        if not sop_class or not sop_uid:
+            plan.left_out.append(LeftOut(source, "no SOP Class UID or SOP Instance UID"))
+            continue
+        if sop_uid in seen:
+            plan.left_out.append(LeftOut(source, f"SOP Instance UID {sop_uid} is already on the file-set"))
+            continue
+        try:
+            # Headers only (the walk seeks over values): a source that does not parse to its last
+            # byte would be a broken file on the medium, which readers like dcmmkdir refuse.
+            check_structure(source, syntax)
+        except (StructureError, OSError, ValueError) as exc:
+            plan.left_out.append(LeftOut(source, f"the data set does not hold together: {_one_line(exc)}"))
+            continue
+        decision = decide(prof, syntax)
+        if decision.action == "omit":
+            plan.left_out.append(LeftOut(source, decision.reason))
+            continue
+
+        name = str(ds.get("PatientName", "") or "")
+        patient = _text(ds, "PatientID")
+        if not patient:
+            key = (name, _text(ds, "PatientBirthDate"))
+            patient = invented.get(key) or invented.setdefault(key, f"NOID{len(invented) + 1:04d}")
+        if patient in names and names[patient] != name:
+            plan.left_out.append(LeftOut(source, f"Patient ID {patient!r} is already on this file-set "
+                                         "for another patient's name; not merged (PS3.3 F.5.1)"))
+            continue
+        study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
+        try:
+            new_patient = patient not in plan._patients
+            if new_patient:
+                patient_rec = patient_record(ds, patient)
+            sk = (patient, study)
+            if sk not in plan._studies:
+                sid = _text(ds, "StudyID") or _text(ds, "AccessionNumber")[:16] \
+                    or str(len(study_ids) + 1)
+                study_rec = study_record(ds, sid)
+            rk = (patient, study, series)
+            if rk not in plan._series:
+                number = _text(ds, "SeriesNumber") or str(series_numbers.get(sk, 0) + 1)
+                series_rec = series_record(ds, number)
+            file_id = ids.allocate(patient, study, series)
+            count = instance_numbers.get(rk, 0) + 1
+            record_type, leaf = leaf_record(ds, file_id, decision.target, count)
+        except (RecordError, FileIdError) as exc:
+            plan.left_out.append(LeftOut(source, _one_line(exc)))
+            continue
+
+        # Commit the instance only now that every record it needs could be built.
+        if new_patient:
+            plan._patients[patient] = patient_rec
+            names[patient] = name
+        if sk not in plan._studies:
+            plan._studies[sk] = study_rec
+            study_ids[sk] = study_rec.StudyID
+        if rk not in plan._series:
+            plan._series[rk] = series_rec
+            series_numbers[sk] = series_numbers.get(sk, 0) + 1
+        instance_numbers[rk] = count
+        plan._leaves[sop_uid] = (record_type, leaf)
+        seen.add(sop_uid)
+        size = source.stat().st_size
+        if decision.action == "convert":
+            size += _pixel_bytes(ds)
+        plan.files.append(PlannedFile(file_id, source, sop_class, sop_uid, syntax, decision.target,
+                                      decision.action == "convert", size, patient, study, series))
+    for gone in plan.left_out:
+        log.info("file-set %s: left out %s: %s", fileset_id or "-", gone.source.name, gone.reason)
+    return plan
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_fileset(plan: FilesetPlan, staging_dir: Path) -> list[tuple[str, Path]]:
+    """Write the DICOMDIR and the converted files of plan into staging_dir, fsynced (PS3.10 8.6).
+
+    Returns the plan's mapping [(relative destination path, source path)], DICOMDIR first; copied
+    files map to their source. A conversion that fails moves its instance to plan.left_out and off
+    the DICOMDIR. Raises FilesetError (one line) when staging_dir cannot be written or the plan
+    would leave an empty file-set.
+    """
+    staging_dir = Path(staging_dir)
+    dirs: set[Path] = set()
+    failed: set[str] = set()
+    try:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        for f in plan.files:
+            if not f.convert:
+                continue
+            dest = staging_dir / f.path
+            try:
+                convert(f.source, dest, f.syntax)
+            except ConversionError as exc:
+                failed.add(f.sop_instance)
+                plan.left_out.append(LeftOut(f.source, _one_line(exc)))
+                log.info("file-set %s: left out %s: %s", plan.fileset_id or "-", f.source.name, exc)
+                dest.unlink(missing_ok=True)
+                continue
+            dirs.update(p for p in dest.parents if staging_dir in p.parents or p == staging_dir)
+        roots = plan.record_tree(frozenset(failed))
+        if not roots:
+            raise FilesetError("nothing to put on the file-set: every instance was left out")
+        write_dicomdir(staging_dir / DICOMDIR, roots, plan.fileset_id)
+        dirs.add(staging_dir)
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(d)
+    except OSError as exc:
+        raise FilesetError(f"cannot write the file-set into {staging_dir}: {_one_line(exc)}") from exc
+    plan.files = [f for f in plan.files if f.sop_instance not in failed]
+    plan.mapping = [(DICOMDIR, staging_dir / DICOMDIR)] + [
+        (file_id_path(f.file_id), staging_dir / f.path if f.convert else f.source) for f in plan.files
+    ]
+    return plan.mapping
+
+
+def materialize(plan: FilesetPlan, dest_dir: Path) -> list[tuple[str, Path]]:
+    """Lay the file-set out in dest_dir (which must be empty or absent), every file fsynced.
+
+    The DICOMDIR and the converted files are written straight into dest_dir (it is the staging
+    folder), the other files copied from their source once. Returns the mapping. Raises
+    FilesetError (one line) for a non-empty dest_dir or a write that fails.
+    """
+    dest_dir = Path(dest_dir)
+    if dest_dir.exists() and any(dest_dir.iterdir()):
+        raise FilesetError(f"{dest_dir} is not empty; a file-set is written into an empty folder")
+    mapping = write_fileset(plan, dest_dir)
+    dirs: set[Path] = set()
+    copied: list[Path] = []
+    try:
+        for rel, source in mapping:
+            target = dest_dir / rel
+            if source == target:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)  # sendfile: the bytes do not pass through Python
+            copied.append(target)
+            dirs.update(p for p in target.parents if dest_dir in p.parents or p == dest_dir)
+        # One fsync pass after all the copies: the kernel writes back while we copy, and the
+        # syncs then mostly wait on work already started (half the time of a sync per copy,
+        # bench/bench_export.py). Nothing is reported written before the pass ends.
+        for target in copied:
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(d)
+    except OSError as exc:
+        raise FilesetError(f"cannot copy the file-set into {dest_dir}: {_one_line(exc)}") from exc
+    return mapping
