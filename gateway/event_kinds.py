@@ -357,3 +357,101 @@ class MediaImportFinished(Payload):
     skipped: int
     failed: int
     flagged: int
+
+
+# -- media export (gateway/media/export.py) -----------------------------------------------------
+EXPORT_QUEUED = "export-queued"
+EXPORT_STARTED = "export-started"
+EXPORT_WRITTEN = "export-written"
+EXPORT_VERIFIED = "export-verified"
+EXPORT_FAILED = "export-failed"
+
+
+@_kind(EXPORT_QUEUED)
+@dataclass(frozen=True)
+class ExportQueued(Payload):
+    """An export job was queued: one medium's worth (one part of a split request, one copy).
+
+    job_id: the queue job (`dicom-gateway queue list`). drive: the drive's config name.
+    studies / instances: how many studies and instances the job links. part / of: this medium's
+    number in a study split over media ("1 of 2"), 1 / 1 when not split. reason: "operator" or
+    "rule:<name>"."""
+
+    job_id: int
+    drive: str
+    studies: int
+    instances: int
+    part: int = 1
+    of: int = 1
+    reason: str = "operator"
+
+
+@_kind(EXPORT_STARTED)
+@dataclass(frozen=True)
+class ExportStarted(Payload):
+    """A job began writing to the medium in its drive. profile: the application profile the
+    medium takes (PS3.11: "STD-GEN-CD", "STD-GEN-DVD-JPEG", "STD-GEN-USB-JPEG"). attempt: which
+    attempt this is (1 = first). Counts and part / of as in ExportQueued."""
+
+    job_id: int
+    drive: str
+    profile: str
+    studies: int
+    instances: int
+    part: int = 1
+    of: int = 1
+    attempt: int = 1
+
+
+@_kind(EXPORT_WRITTEN)
+@dataclass(frozen=True)
+class ExportWritten(Payload):
+    """The drive wrote the file-set; not yet read back (never a reason to call the medium good).
+    files: files on the medium (DICOMDIR, instances, PDI files). bytes: their total size.
+    volume_id: the medium's label. Counts and part / of as in ExportQueued."""
+
+    job_id: int
+    drive: str
+    volume_id: str
+    files: int
+    bytes: int
+    studies: int
+    instances: int
+    part: int = 1
+    of: int = 1
+
+
+@_kind(EXPORT_VERIFIED)
+@dataclass(frozen=True)
+class ExportVerified(Payload):
+    """The medium was read back and every file matched its source: the medium is good and the job
+    done (issue 8 item 5). left_out: instances not on the medium (a transfer syntax the profile
+    neither takes nor converts, a Patient ID clash), each logged with its reason."""
+
+    job_id: int
+    drive: str
+    volume_id: str
+    studies: int
+    instances: int
+    part: int = 1
+    of: int = 1
+    left_out: int = 0
+
+
+@_kind(EXPORT_FAILED)
+@dataclass(frozen=True)
+class ExportFailed(Payload):
+    """An export attempt failed; the medium is not good. reason: one line (the drive's error, no
+    patient data). retry: True when the job waits for the next medium, False when it was
+    dead-lettered (attempts used up, or nothing left to export). attempt: the attempt that failed.
+    Counts and part / of as in ExportQueued."""
+
+    job_id: int
+    drive: str
+    reason: str
+    retry: bool
+    attempt: int
+    studies: int
+    instances: int
+    part: int = 1
+    of: int = 1
