@@ -177,6 +177,7 @@ def cmd_send(args) -> int:
 def _queue(loaded: LoadedConfig):
     from gateway.buffer.index import Index
     from gateway.buffer.queue import JobQueue
+    from gateway.media.export import EXPORT_JOB_KIND
     from gateway.print.store import PRINT_JOB_KIND
 
     path = loaded.buffer_dir / "index.sqlite"
@@ -185,6 +186,7 @@ def _queue(loaded: LoadedConfig):
     q = JobQueue(Index(path))
     # Every kind the service may have queued, so that the verbs name its jobs as the service would.
     q.register_kind(PRINT_JOB_KIND)
+    q.register_kind(EXPORT_JOB_KIND)
     return q
 
 
@@ -393,6 +395,92 @@ def cmd_imports(args) -> int:
     return show_imports(ImportStore(_queue(_load(args)).index), args.id)
 
 
+def cmd_export(args) -> int:
+    """`export STUDY_UID... [--to DRIVE] [--copies N] [--wait]`: queue the studies for media
+    (gateway/media/export.py), wake the running service, print the job ids. With --wait, follow
+    the jobs in the index: exit 0 when every medium was verified, 1 as soon as one attempt failed
+    (the job itself waits for the next medium; `queue list` shows it), 2 for a usage error."""
+    from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, nominal_capacity
+
+    loaded = _load(args)
+    drives = loaded.config.media.drives
+    if not drives:
+        raise UsageError("export: no media drive is configured ([media.drives.<name>])")
+    name = args.to
+    if name is None:
+        if len(drives) > 1:
+            raise UsageError(f"export: {len(drives)} drives are configured; choose one with --to: "
+                             f"{', '.join(sorted(drives))}")
+        (name,) = drives
+    elif name not in drives:
+        raise UsageError(f"export: unknown drive {name!r} (configured: {', '.join(sorted(drives))})")
+    drive = drives[name]
+    q = _queue(loaded)
+    # The split is decided now, for the smallest medium the drive's kind takes: the CLI does not
+    # touch a drive the service may be burning with.
+    capacity = nominal_capacity(drive.kind, drive.sim_cd_mb)
+    try:
+        ids = enqueue_export(q, ExportRequest(tuple(args.studies), name, args.copies, "operator"),
+                             capacity=capacity)
+    except ExportRefused as exc:
+        print(f"dicom-gateway: {exc}", file=sys.stderr)
+        return exit_codes.FAILED
+    for job_id in ids:
+        job = q.get(job_id)
+        print(f"job {job_id}: {q.describe(job)} queued")
+    _wake_service(loaded.buffer_dir)
+    if not args.wait:
+        return exit_codes.OK
+    return _follow_exports(q, ids, sys.stdout.isatty())
+
+
+def _export_state(job) -> tuple[str, str]:
+    """(outcome, words): outcome "verified", "failed" or "" while it is not settled."""
+    if job is None:
+        return "failed", "no longer in the queue"
+    if job.state == "done":
+        return "verified", "written and verified"
+    if job.state == "dead":
+        return "failed", f"failed: {job.last_error}"
+    if job.state == "in_flight":
+        return "", f"writing and verifying (attempt {job.attempts})"
+    if job.attempts > 0:
+        # An attempt was used and the job is queued again: that medium is not good.
+        return "failed", f"attempt {job.attempts} failed: {job.last_error}; the job waits for the next medium"
+    return "", job.last_error or "queued"
+
+
+def _follow_exports(q, ids: list[int], tty: bool, poll_s: float = 0.5) -> int:
+    """--wait: one line rewritten in place on a terminal, else a line per change."""
+    import time
+
+    shown: dict[int, str] = {}
+    while True:
+        states = {i: _export_state(q.get(i)) for i in ids}
+        if tty:
+            line = "; ".join(f"job {i}: {words}" for i, (_, words) in states.items())
+            print("\r\033[K" + line[:200], end="", flush=True)
+        else:
+            for i, (_, words) in states.items():
+                if shown.get(i) != words:
+                    print(f"job {i}: {words}", flush=True)
+        shown = {i: words for i, (_, words) in states.items()}
+        failed = [i for i, (outcome, _) in states.items() if outcome == "failed"]
+        if failed or all(outcome == "verified" for outcome, _ in states.values()):
+            if tty:
+                print()
+                for i, (_, words) in states.items():
+                    print(f"job {i}: {words}")
+            return exit_codes.FAILED if failed else exit_codes.OK
+        time.sleep(poll_s)
+
+
+def _copies(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of copies (1 to 20)")
+    return int(text)
+
+
 def cmd_print_test(args) -> int:
     from gateway.print.calibrate import print_test
 
@@ -470,6 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", help=f"the medium's name; the source is MEDIA:<label> (default {DEFAULT_IMPORT_LABEL})")
     sp = add("imports", cmd_imports, "the reports of media imports, or one import's files")
     sp.add_argument("id", nargs="?", type=_import_id, help="an import's number: its files and what became of each")
+    sp = add("export", cmd_export, "write studies to a USB stick, CD or DVD (queued; the service writes them)")
+    sp.add_argument("studies", nargs="+", metavar="STUDY_UID", help="Study Instance UIDs held in the buffer")
+    sp.add_argument("--to", metavar="DRIVE", help="drive name from [media.drives] (default: the only one)")
+    sp.add_argument("--copies", type=_copies, default=1, help="how many media (default 1)")
+    sp.add_argument("--wait", action="store_true",
+                    help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",

@@ -442,14 +442,14 @@ class ExportVerified(Payload):
 @dataclass(frozen=True)
 class ExportFailed(Payload):
     """An export attempt failed; the medium is not good. reason: one line (the drive's error, no
-    patient data). retry: True when the job waits for the next medium, False when it was
-    dead-lettered (attempts used up, or nothing left to export). attempt: the attempt that failed.
+    patient data). state: the job's state now, "queued" (it waits for the next medium) or "dead"
+    (dead-lettered: attempts used up, or nothing a medium could fix). attempt: the attempt that failed.
     Counts and part / of as in ExportQueued."""
 
     job_id: int
     drive: str
     reason: str
-    retry: bool
+    state: str
     attempt: int
     studies: int
     instances: int

@@ -469,7 +469,7 @@ class Exporter(QueueWorker):
             self.queue.fail(job.id, reason, time.time() + delay)
             log.warning("export job %d failed (attempt %d of %d), retried on the next medium: %s",
                         job.id, job.attempts, self.max_attempts, reason)
-        self.events.publish(ExportFailed(reason=reason, retry=not dead, attempt=job.attempts, **counts))
+        self.events.publish(ExportFailed(reason=reason, state="dead" if dead else "queued", attempt=job.attempts, **counts))
 
     def _eject(self) -> None:
         try:

@@ -312,7 +312,7 @@ def test_a_fault_fails_the_attempt_and_the_next_medium_succeeds(box, medium, fau
     events = box.published()
     assert job.state == "queued" and job.attempts == 1 and why in job.last_error, job.last_error
     failed = [e for e in events if isinstance(e, ExportFailed)]
-    assert len(failed) == 1 and failed[0].retry and why in failed[0].reason
+    assert len(failed) == 1 and failed[0].state == "queued" and why in failed[0].reason
     assert not [e for e in events if isinstance(e, ExportVerified)]
     assert box.objects() == before, "the buffer changed"
     # The medium it failed on is not written again: the job waits for the next one.
@@ -342,7 +342,7 @@ def test_attempts_used_up_dead_letter_the_job(box):
             box.sim.pull()
     job = box.job(job_id)
     assert (job.state, job.attempts) == ("dead", 3) and "writing failed" in job.last_error
-    assert [e.retry for e in box.published() if isinstance(e, ExportFailed)] == [True, True, False]
+    assert [e.state for e in box.published() if isinstance(e, ExportFailed)] == ["queued", "queued", "dead"]
 
 
 def test_an_interrupted_export_is_queued_again_at_start_and_written_on_the_next_medium(box):
@@ -399,3 +399,41 @@ def test_a_series_larger_than_one_medium_is_refused(box, tmp_path):
     with pytest.raises(ExportRefused, match="split only at series boundaries"):
         enqueue_export(box.buffer.queue, ExportRequest((study,), "cd"), capacity=(MediumKind.CD, 1_000_000))
     assert box.buffer.queue.list() == []
+
+
+def test_the_medium_an_export_failed_on_is_not_written_again_until_a_medium_change(box):
+    require("mcopy", "mtools")
+    studies = held_box(box, ["CT_small.dcm"])
+    box.usb()
+    box.drive.eject = lambda: None  # a stick powered down stays in the port
+    (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "stick"))
+    box.insert("usb")
+    box.sim.fault("write-error")  # the stick keeps what it had: still empty, looks usable
+    box.run_once()
+    assert box.job(job_id).attempts == 1
+    box.buffer.queue.make_due(EXPORT, "stick")
+    box.run_once()
+    job = box.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 1) and "an export failed on this one" in job.last_error
+    box.exporter.medium_changed()  # taken out and put back
+    box.run_once()
+    assert box.job(job_id).state == "done"
+
+
+def test_the_worker_thread_waits_for_a_medium_and_medium_changed_wakes_it(box):
+    require("xorriso", "xorriso")
+    from peers import wait_until
+
+    studies = held_box(box, ["CT_small.dcm"])
+    box.optical()
+    box.exporter.idle_s = 60  # only medium_changed() may end the wait in time
+    box.exporter.medium_poll_s = 60
+    box.exporter.start()
+    try:
+        (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "cd"))
+        wait_until(lambda: "waiting" in box.job(job_id).last_error, 10, what="the job to wait")
+        box.insert("cd")
+        wait_until(lambda: box.job(job_id).state == "done", 30, what="the export")
+    finally:
+        box.exporter.stop(10)
+    assert not box.exporter.is_alive()

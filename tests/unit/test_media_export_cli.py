@@ -1,0 +1,117 @@
+"""`dicom-gateway export`: in-process (with an Exporter on the simulated drive following the same
+buffer, so --wait sees the medium verified) and as a subprocess (exit codes, one-line refusals)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from peers import ROOT, TEST_FILES, require, write_toml
+
+from gateway import cli
+from gateway.buffer.ingest import Buffer
+from gateway.config import Config
+from gateway.events import EventBus
+from gateway.media.export import EXPORT, ExportPayload, Exporter
+from gateway.routing import Router
+from hwsim.media import SimulatedOpticalDrive
+
+from test_media_export import Box
+
+CT = TEST_FILES / "CT_small.dcm"
+CT_STUDY = str(pydicom.dcmread(CT, stop_before_pixels=True).StudyInstanceUID)
+
+
+def setup(tmp_path: Path, drives: dict | None = None) -> Path:
+    box = Box(tmp_path)
+    box.hold([CT])
+    box.close()
+    cfg = tmp_path / "gateway.toml"
+    write_toml(cfg, {"buffer": {"path": str(tmp_path / "buffer"), "reserve_mb": 0},
+                     "media": {"drives": drives if drives is not None else
+                               {"cd": {"kind": "optical-sim", "sim_dir": str(tmp_path / "sim")}}}})
+    return cfg
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_export_queues_one_job_per_copy_and_says_so(tmp_path, capsys):
+    cfg = setup(tmp_path)
+    assert cli.main(["export", CT_STUDY, "--copies", "2", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "job 1: export of 1 study (copy 1 of 2) to cd queued" in out
+    assert "job 2: export of 1 study (copy 2 of 2) to cd queued" in out
+    assert "no service is running on this buffer" in out
+
+
+def test_export_wait_follows_the_job_until_the_medium_is_verified(tmp_path, capsys):
+    require("xorriso", "xorriso")
+    cfg = setup(tmp_path)
+    buffer = Buffer(tmp_path / "buffer", 0, "replace", Router(Config.model_validate({})))
+    sim = SimulatedOpticalDrive("cd", tmp_path / "sim" / "cd")
+    sim.start()
+    sim.insert("cd", None)
+    exporter = Exporter(buffer, sim.drive(120), EventBus(), staging_dir=tmp_path / "staging")
+    exporter.start()
+    try:
+        assert cli.main(["export", CT_STUDY, "--wait", "--config", str(cfg)]) == 0
+    finally:
+        exporter.stop(10)
+        sim.stop()
+        buffer.close()
+    out = capsys.readouterr().out
+    assert out.strip().endswith("job 1: written and verified")
+
+
+def test_export_wait_exits_1_when_the_attempt_fails(tmp_path, capsys):
+    require("xorriso", "xorriso")
+    cfg = setup(tmp_path)
+    buffer = Buffer(tmp_path / "buffer", 0, "replace", Router(Config.model_validate({})))
+    sim = SimulatedOpticalDrive("cd", tmp_path / "sim" / "cd")
+    sim.start()
+    sim.insert("cd", None)
+    sim.fault("write-error")
+    exporter = Exporter(buffer, sim.drive(120), EventBus(), staging_dir=tmp_path / "staging")
+    exporter.start()
+    try:
+        assert cli.main(["export", CT_STUDY, "--wait", "--config", str(cfg)]) == 1
+    finally:
+        exporter.stop(10)
+        sim.stop()
+        buffer.close()
+    out = capsys.readouterr().out
+    assert "job 1: attempt 1 failed: drive cd: writing failed" in out
+    assert "waits for the next medium" in out
+
+
+def test_export_as_a_subprocess_refuses_in_one_line(tmp_path):
+    cfg = setup(tmp_path, {"cd": {"kind": "optical-sim", "sim_dir": str(tmp_path / "sim")},
+                           "stick": {"kind": "usb-sim", "sim_dir": str(tmp_path / "sim")}})
+    r = run("export", CT_STUDY, "--config", str(cfg))
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "dicom-gateway: export: 2 drives are configured; choose one with --to: cd, stick")
+    r = run("export", CT_STUDY, "--to", "dvd", "--config", str(cfg))
+    assert r.returncode == 2 and "unknown drive 'dvd' (configured: cd, stick)" in r.stderr
+    r = run("export", "1.2.3", "--to", "cd", "--config", str(cfg))
+    assert r.returncode == 1 and r.stderr.strip() == (
+        "dicom-gateway: export: study 1.2.3 has no instance held in the buffer")
+    r = run("export", CT_STUDY, "--to", "cd", "--copies", "0", "--config", str(cfg))
+    assert r.returncode == 2 and "not a number of copies" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("export", CT_STUDY, "--to", "stick", "--config", str(cfg))
+    assert r.returncode == 0 and "job 1: export of 1 study to stick queued" in r.stdout
+    r = run("queue", "list", "--config", str(cfg))
+    assert r.returncode == 0 and "export" in r.stdout
+
+
+def test_export_with_no_drive_configured_is_a_usage_error(tmp_path, capsys):
+    cfg = setup(tmp_path, {})
+    assert cli.main(["export", CT_STUDY, "--config", str(cfg)]) == 2
+    assert "no media drive is configured" in capsys.readouterr().err
