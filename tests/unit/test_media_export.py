@@ -130,7 +130,8 @@ def check_fileset(root: Path, n_instances: int) -> FileSet:
     """The DICOMDIR read by DCMTK's dcdirdmp and by pydicom with warnings as errors; every
     referenced file exists; the PDI files are beside it."""
     dump = require("dcdirdmp", "dcmtk")
-    r = subprocess.run([dump, str(root / "DICOMDIR")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([dump, str(root / "DICOMDIR")], capture_output=True, text=True, errors="replace",
+                       timeout=60)
     assert r.returncode == 0 and "E:" not in r.stderr, r.stdout[-2000:] + r.stderr
     with warnings.catch_warnings():
         warnings.simplefilter("error")
