@@ -321,6 +321,9 @@ class Exporter(QueueWorker):
         self._generation = 0
         self._failed_on: int | None = None
         self._waiting: dict[int, str] = {}
+        # (job id, bytes written, bytes to write) while a medium is written, else None: for the
+        # service's status and the front panel, in this process (the drive's progress callback).
+        self.progress: tuple[int, int, int] | None = None
         buffer.queue.register_kind(EXPORT_JOB_KIND)
 
     # -- control -----------------------------------------------------------------------------------
@@ -381,6 +384,7 @@ class Exporter(QueueWorker):
         staging = self.staging_dir / f"job-{job.id}"
         profile = PROFILE_FOR[info.kind]
         label = volume_id(job.id, payload.part, payload.of, info.kind)
+        settled = False
         try:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
@@ -393,7 +397,8 @@ class Exporter(QueueWorker):
             log.info("export job %d: writing %d files (%s) to the %s in drive %s as %s", job.id,
                      len(mapping), profile, info.kind.value, self.target, label)
             try:
-                self.drive.write(mapping, label)
+                self.progress = (job.id, 0, 0)
+                self.drive.write(mapping, label, lambda done, total: self._progress(job.id, done, total))
                 size = sum(Path(src).stat().st_size for _, src in mapping)
                 self.events.publish(ExportWritten(volume_id=label, files=len(mapping), bytes=size, **counts))
                 self.drive.verify(mapping)
@@ -407,13 +412,27 @@ class Exporter(QueueWorker):
                 # medium would not help.
                 self._failed(job, counts, f"the drive refused the file-set: {exc}", dead=True)
                 return
+            finally:
+                self.progress = None
             self.queue.complete([job.id])
+            settled = True
             self.target_up()
             self.events.publish(ExportVerified(volume_id=label, left_out=len(plan.left_out), **counts))
             log.info("export job %d: the medium in drive %s is verified (%s)", job.id, self.target, label)
             self._eject()
+        except Exception as exc:
+            if settled:
+                raise
+            # Settled here, not left in flight until the next start: a staging disk that failed,
+            # a bug. The attempt counts; the traceback goes to the log, one line to the queue.
+            log.exception("export job %d: unexpected error", job.id)
+            self._failed(job, counts, f"internal error: {type(exc).__name__}: {exc}",
+                         dead=job.attempts >= self.max_attempts)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _progress(self, job_id: int, done: int, total: int) -> None:
+        self.progress = (job_id, done, total)
 
     def _usable_medium(self) -> MediumInfo:
         """The medium to write, or _Wait saying why there is none."""

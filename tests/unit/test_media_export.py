@@ -438,3 +438,20 @@ def test_the_worker_thread_waits_for_a_medium_and_medium_changed_wakes_it(box):
     finally:
         box.exporter.stop(10)
     assert not box.exporter.is_alive()
+
+
+def test_an_unexpected_error_fails_the_attempt_instead_of_leaving_the_job_in_flight(box):
+    require("xorriso", "xorriso")
+    studies = held_box(box, ["CT_small.dcm"])
+    box.optical()
+
+    def broken(*args, **kw):
+        raise RuntimeError("a bug")
+
+    box.drive.verify = broken
+    (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "cd"))
+    box.insert("cd")
+    box.run_once()
+    job = box.job(job_id)
+    assert (job.state, job.attempts, job.last_error) == ("queued", 1, "internal error: RuntimeError: a bug")
+    assert not [e for e in box.published() if isinstance(e, ExportVerified)]
