@@ -391,7 +391,11 @@ class Exporter(QueueWorker):
             try:
                 plan, mapping = self._stage(paths, profile, label, staging, payload)
             except (FilesetError, PdiError) as exc:
-                self._failed(job, counts, f"the file-set cannot be made: {exc}", dead=True)
+                # Nothing left to put on a medium is final; a staging disk that is full or failing
+                # is not (the attempt counts, the job waits and is tried again).
+                transient = isinstance(exc.__cause__, OSError)
+                self._failed(job, counts, f"the file-set cannot be made: {exc}",
+                             dead=not transient or job.attempts >= self.max_attempts)
                 return
             self.events.publish(ExportStarted(profile=profile, attempt=job.attempts, **counts))
             log.info("export job %d: writing %d files (%s) to the %s in drive %s as %s", job.id,

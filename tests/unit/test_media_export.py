@@ -455,3 +455,43 @@ def test_an_unexpected_error_fails_the_attempt_instead_of_leaving_the_job_in_fli
     job = box.job(job_id)
     assert (job.state, job.attempts, job.last_error) == ("queued", 1, "internal error: RuntimeError: a bug")
     assert not [e for e in box.published() if isinstance(e, ExportVerified)]
+
+
+def test_a_staging_folder_that_cannot_be_written_fails_the_attempt_not_the_job(box):
+    require("xorriso", "xorriso")
+    studies = held_box(box, ["SC_rgb_jpeg_dcmtk.dcm"])
+    box.optical()
+    (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "cd"))
+    box.insert("cd")
+    import gateway.media.fileset as fileset
+
+    real = fileset.write_dicomdir
+
+    def full(*args, **kw):
+        raise OSError(28, "No space left on device")
+
+    fileset.write_dicomdir = full
+    try:
+        box.run_once()
+    finally:
+        fileset.write_dicomdir = real
+    job = box.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 1) and "No space left" in job.last_error
+    box.buffer.queue.make_due(EXPORT, "cd")
+    box.run_once()
+    assert box.job(job_id).state == "done"
+
+
+def test_nothing_exportable_dead_letters_the_job_at_once(box, tmp_path):
+    require("xorriso", "xorriso")
+    studies = held_box(box, ["CT_small.dcm"])
+    box.optical()
+    (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "cd"))
+    for p in (box.root / "buffer" / "objects").rglob("*.dcm"):
+        p.write_bytes(b"not DICOM any more")  # a damaged buffer file: left out, nothing remains
+    box.insert("cd")
+    box.run_once()
+    job = box.job(job_id)
+    assert job.state == "dead" and "nothing to put on the file-set" in job.last_error
+    (failed,) = [e for e in box.published() if isinstance(e, ExportFailed)]
+    assert failed.state == "dead"
