@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pydicom
@@ -98,7 +97,7 @@ def test_the_medium_passes_dciodvfy_dcdirdmp_and_the_dcmmkdir_profile_check(box,
 def test_japanese_and_latin1_names_survive_into_the_records_and_the_pages(box, tmp_path):
     require("xorriso", "xorriso")
     root = exported(box, "cd", tmp_path / "medium")
-    fs = check_fileset(root, len(FILES))
+    check_fileset(root, len(FILES))
     names = {str(pydicom.dcmread(f, stop_before_pixels=True).PatientName) for f in FILES[4:]}
     dicomdir = pydicom.dcmread(root / "DICOMDIR")
     records = {str(r.PatientName) for r in dicomdir.DirectoryRecordSequence

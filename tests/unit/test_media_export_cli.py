@@ -9,14 +9,13 @@ import threading
 from pathlib import Path
 
 import pydicom
-import pytest
 from peers import ROOT, TEST_FILES, require, write_toml
 
 from gateway import cli
 from gateway.buffer.ingest import Buffer
 from gateway.config import Config
 from gateway.events import EventBus
-from gateway.media.export import EXPORT, ExportPayload, Exporter
+from gateway.media.export import EXPORT, Exporter
 from gateway.routing import Router
 from hwsim.media import SimulatedOpticalDrive
 
@@ -115,3 +114,34 @@ def test_export_with_no_drive_configured_is_a_usage_error(tmp_path, capsys):
     cfg = setup(tmp_path, {})
     assert cli.main(["export", CT_STUDY, "--config", str(cfg)]) == 2
     assert "no media drive is configured" in capsys.readouterr().err
+
+
+def test_wait_on_a_terminal_rewrites_one_line_then_prints_the_outcome(tmp_path, capsys):
+    cfg = setup(tmp_path)
+    assert cli.main(["export", CT_STUDY, "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    buffer = Buffer(tmp_path / "buffer", 0, "replace", Router(Config.model_validate({})))
+    try:
+        q = buffer.queue
+        (job,) = q.claim(EXPORT, "cd", 1)
+        done = threading.Timer(0.7, lambda: q.complete([job.id]))
+        done.start()
+        assert cli._follow_exports(q, [job.id], tty=True, poll_s=0.1) == 0
+        done.join()
+    finally:
+        buffer.close()
+    out = capsys.readouterr().out
+    assert out.startswith("\r\033[Kjob 1: writing and verifying (attempt 1)")
+    assert out.count("\n") == 2 and out.endswith("\njob 1: written and verified\n")
+
+
+def test_the_split_capacity_the_cli_uses_per_drive_kind():
+    from drivers.media.interface import CD_700_BYTES, MediumInfo, MediumKind
+    from gateway.media.export import medium_capacity, nominal_capacity
+
+    assert nominal_capacity("optical") == (MediumKind.CD, CD_700_BYTES)
+    assert nominal_capacity("optical-sim", 5) == (MediumKind.CD, 5_000_000)
+    assert nominal_capacity("usb") is None and nominal_capacity("usb-sim", 5) is None
+    assert medium_capacity(MediumInfo("cd", MediumKind.DVD, True, 10, 9)) == (MediumKind.DVD, 9)
+    assert medium_capacity(MediumInfo("cd", MediumKind.DVD, False, 10, 0)) is None
+    assert medium_capacity(None) is None
