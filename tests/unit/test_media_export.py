@@ -42,10 +42,10 @@ def study_of(path: Path) -> str:
 class Box:
     """A buffer with its intake, the events, and an Exporter on one simulated drive."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, config: dict | None = None):
         configure_pydicom()
         self.root = root
-        self.config = Config.model_validate({})
+        self.config = Config.model_validate(config or {})
         self.buffer = Buffer(root / "buffer", 0, "replace", Router(self.config))
         self.events = EventBus()
         self.seen = self.events.subscribe()
@@ -493,3 +493,23 @@ def test_nothing_exportable_dead_letters_the_job_at_once(box, tmp_path):
     assert job.state == "dead" and "nothing to put on the file-set" in job.last_error
     (failed,) = [e for e in box.published() if isinstance(e, ExportFailed)]
     assert failed.state == "dead"
+
+
+def test_an_open_export_job_keeps_delivered_instances_from_eviction(tmp_path):
+    # Routed to a PACS and delivered there: without the export's link they could go at once.
+    box = Box(tmp_path, {"destinations": {"pacs": {"ae_title": "PACS", "port": 11122}},
+                         "routes": [{"to": ["pacs"]}]})
+    try:
+        studies = held_box(box, ["CT_small.dcm", "MR_small.dcm"])
+        forwards = [j.id for j in box.buffer.queue.list() if j.kind == "forward"]
+        assert len(forwards) == 2
+        box.buffer.queue.complete(forwards)
+        before = box.objects()
+        (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "cd"))
+        ids = [r["id"] for r in box.buffer.index.query("SELECT id FROM instances")]
+        assert box.buffer.release_if_done(ids) == 0
+        box.buffer.queue.dead_letter([job_id], "given up")
+        assert box.buffer.release_if_done(ids) == 0
+        assert box.objects() == before
+    finally:
+        box.close()
