@@ -18,8 +18,11 @@ split assumed a DVD for) fails with the drive's MediumFull and waits for the nex
 
 Writing (Exporter, one QueueWorker per drive), per claimed job:
   1. the medium: none, a written disc, a stick that holds files, or the medium an export just
-     failed on -> the job waits (released without using an attempt, due again after
-     `medium_poll_s`; medium_changed() makes it due at once)
+     failed on -> the job waits: JobQueue.release(uncount=True) puts it back queued without
+     using an attempt (never dead-lettered for want of a medium), due again after
+     `medium_poll_s`; process() returns at once, so the worker sits in QueueWorker's idle wait,
+     which medium_changed() ends (JobQueue.make_due + notify) and so does an operator's
+     `queue retry` (due now) or a new export (SIGUSR1 -> wake_all)
   2. the profile follows the medium (PS3.11): CD -> STD-GEN-CD, DVD -> STD-GEN-DVD-JPEG,
      USB -> STD-GEN-USB-JPEG
   3. plan_fileset over the linked instances, write_fileset (DICOMDIR, converted files) and
