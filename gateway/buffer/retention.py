@@ -2,14 +2,17 @@
 
 The rule, in one place for every path that deletes a received instance:
 
-- An instance is *delivered* when at least one job references it (a job_items link) and every job
-  that references it is done: forwarded to every route it was queued for, and committed where the
-  destination asks for storage commitment (such a job stays 'committing' until the PACS reports).
-  A job in any other state (queued, in_flight, committing, dead), of any kind (forward today, media
-  export tomorrow), makes it undelivered. Print jobs reference films, not instances.
+- An instance is *delivered* when at least one forward job references it (a job_items link) and
+  every job that references it is done: forwarded to every route it was queued for, committed
+  where the destination asks for storage commitment (such a job stays 'committing' until the PACS
+  reports), and written to every medium an export was queued for. A job in any other state
+  (queued, in_flight, committing, dead), of any kind, makes it undelivered. Only a forward makes an
+  instance delivered: a copy on a medium handed to a patient is not the archive's copy, so nothing
+  leaves the buffer because it went to a medium (issue 8). Print jobs reference films, not
+  instances.
 - Only delivered instances are evicted, oldest received first. Undelivered ones never are, so a
   C-STORE is refused with A700 only when undelivered instances alone fill the disk.
-- Instances no route matched have no job: they were never to be delivered anywhere, so
+- Instances no route matched have no forward job: they were never to be delivered anywhere, so
   "delivered" does not apply and they are kept. The gateway may hold the only copy (a modality
   may delete its own after Success), and a route mistake found weeks later must still be fixable
   by re-forwarding; losing that silently is worse than a full disk that `status` explains. A site
@@ -63,11 +66,13 @@ _CHUNK = 500
 # Which jobs need an instance is read from job_items (migration 2), never from jobs.instance_fk:
 # a job may need many instances (a media export, a C-MOVE), and each of them is protected until
 # that job is done.
-_HAS_JOB = "EXISTS (SELECT 1 FROM job_items ji WHERE ji.instance_fk = i.id)"
+_ROUTED = ("EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id"
+           " WHERE ji.instance_fk = i.id AND j.kind = 'forward')")
 _ALL_DONE = ("NOT EXISTS (SELECT 1 FROM job_items ji JOIN jobs j ON j.id = ji.job_id"
              " WHERE ji.instance_fk = i.id AND j.state != 'done')")
-DELIVERED = f"({_HAS_JOB} AND {_ALL_DONE})"
-UNROUTED = f"(NOT {_HAS_JOB})"
+DELIVERED = f"({_ROUTED} AND {_ALL_DONE})"
+# Unrouted and not needed by any job (an export still to write protects it like any other job).
+UNROUTED = f"(NOT {_ROUTED} AND {_ALL_DONE})"
 
 
 @dataclass(frozen=True)

@@ -342,3 +342,33 @@ def test_retention_keys_are_typed_and_bounded(override, key):
     with pytest.raises(config_mod.ConfigError) as exc:
         config_mod.load(None, [override])
     assert len(exc.value.problems) == 1 and exc.value.problems[0].startswith(key + ":"), exc.value.problems
+
+
+# -- media exports (issue 8): a medium is not the archive ------------------------------------------
+
+def _export_job(buf: Buffer, instance_ids: list[int], state: str) -> int:
+    with buf.index.tx() as cur:
+        job_id = buf.queue.enqueue_in(cur, "export", "cd", '{"study_uids": []}', T0)
+        buf.queue.link_in(cur, job_id, instance_ids)
+        cur.execute("UPDATE jobs SET state = ? WHERE id = ?", (state, job_id))
+    return job_id
+
+
+def test_an_export_protects_but_never_delivers(tmp_path):
+    """An unrouted instance written to a medium stays (its only copy may be the buffer's); a routed
+    one leaves only when its forwards AND its exports are done."""
+    buf, disk, ret, _ = _setup(tmp_path, routes=(), retention_free_percent=90, delete_when_done=True)
+    unrouted, _ = _ingest(buf, tmp_path, 1)
+    routed, _ = _ingest(buf, tmp_path, 2, routes=("a",))
+    job = _export_job(buf, [unrouted, routed], "queued")
+    disk.leave_free(0)
+    _deliver(buf, routed, targets=("a",))
+    assert ret.sweep() == {} and _held(buf) == {unrouted, routed}  # the export still needs both
+    with buf.index.tx() as cur:
+        cur.execute("UPDATE jobs SET state = 'done' WHERE id = ?", (job,))
+    swept = ret.sweep()
+    assert sum(e.instances for e in swept.values()) == 1 and _held(buf) == {unrouted}
+    # ...and an unrouted one's own age limit waits for its export too.
+    ret.config = BufferSection(retention_unrouted_max_age_days=1)
+    _export_job(buf, [unrouted], "dead")
+    assert ret.sweep(now=T0 + 10 * DAY_S) == {} and _held(buf) == {unrouted}
