@@ -24,6 +24,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -144,17 +145,28 @@ class OpticalDrive:
         except OSError as exc:
             raise WriteFailed(self.name, f"cannot run {self.xorriso}: {exc.strerror}") from None
         lines = []
-        try:
-            for line in proc.stdout:
-                lines.append(line)
-                if on_line is not None:
-                    on_line(line)
-            rc = proc.wait(self.timeout_s)
-        except subprocess.TimeoutExpired:
+        # The timeout must also cut a xorriso that hangs with its output open (a drive that stops
+        # answering): reading its output would block forever, so a timer kills it.
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
             proc.kill()
-            proc.wait()
-            raise WriteFailed(self.name, f"xorriso did not finish within {self.timeout_s:.0f} s") from None
-        return rc, "".join(lines)
+
+        timer = threading.Timer(self.timeout_s, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            with proc:  # closes the pipe, waits for the process
+                for line in proc.stdout:
+                    lines.append(line)
+                    if on_line is not None:
+                        on_line(line)
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise WriteFailed(self.name, f"xorriso did not finish within {self.timeout_s:.0f} s")
+        return proc.returncode, "".join(lines)
 
     def _present(self) -> bool:
         path = self._stdio_path
