@@ -10,7 +10,10 @@ worker, one per drive so that a long import from the stick never delays the disc
   rules (gateway/media/rules.py) choose studies; the first rule that selects any is queued as
   export jobs (gateway/media/export.py ``enqueue_export``), recorded per study (marked or not),
   and the drive's exporter is woken.  When no rule selects anything the event and the log line
-  say why and the medium is left alone.  A read-only medium is neither written nor read.
+  say why and the medium is left alone; when a matching study was only still arriving (younger
+  than the rule's stable_s), the rules are tried again once it is stable, if the same medium is
+  still in the drive (a later insertion or removal cancels that re-check).  A read-only medium is
+  neither written nor read.
 - "inserted" with data: the medium's files are copied into a staging folder in the buffer
   (``drive.read_tree``), imported through the intake as MEDIA:<drive name>
   (gateway/media/importer.py ``import_tree``: the checks, duplicate policy and routes of a
@@ -54,6 +57,9 @@ log = logging.getLogger("gateway.media.service")
 
 STAGING = "media-staging"
 _STOP = object()
+# A re-check waits until the youngest study is stable, plus this margin; and never longer than a day.
+_RECHECK_MARGIN_S = 1.0
+_RECHECK_MAX_S = 24 * 3600.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -61,21 +67,58 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class _Recheck:
+    """Try the rules again for the medium that arrived with ``event`` (generation ``generation``)."""
+
+    def __init__(self, event: MediaEvent, generation: int):
+        self.event = event
+        self.generation = generation
+
+
 class _DriveWorker:
-    """One drive's thread and inbox."""
+    """One drive's thread and inbox.  ``generation`` counts the hotplug events put in: a re-check
+    armed for one medium is void once another event came."""
 
     def __init__(self, name: str, handle: Callable[[MediaEvent], None]):
         self.name = name
         self.inbox: queue.Queue = queue.Queue()
         self.busy = threading.Event()
+        self.generation = 0
+        self.handling = 0  # the generation of the event in hand
+        self.timer: threading.Timer | None = None
         self._handle = handle
         self.thread = threading.Thread(target=self._run, name=f"media-{name}", daemon=True)
 
+    def put(self, event: MediaEvent) -> None:
+        """A hotplug event (any thread): cancels a pending re-check."""
+        self.generation += 1
+        self.cancel_timer()
+        self.inbox.put((self.generation, event))
+
+    def cancel_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def recheck_in(self, delay: float, event: MediaEvent) -> None:
+        """Put a re-check of ``event``'s medium (the event in hand) in the inbox after ``delay`` s."""
+        self.cancel_timer()
+        job = _Recheck(event, self.handling)
+        self.timer = threading.Timer(delay, self.inbox.put, (job,))
+        self.timer.daemon = True
+        self.timer.start()
+
     def _run(self) -> None:
         while True:
-            event = self.inbox.get()
-            if event is _STOP:
+            item = self.inbox.get()
+            if item is _STOP:
                 return
+            if isinstance(item, _Recheck):
+                if item.generation != self.generation:
+                    continue  # the medium it was for has gone or been replaced
+                event = item.event
+            else:
+                self.handling, event = item
             self.busy.set()
             try:
                 self._handle(event)
@@ -121,7 +164,7 @@ class MediaService:
             worker.thread.start()
             try:
                 drive.start()
-                drive.events.start(lambda ev, w=worker: w.inbox.put(ev))
+                drive.events.start(worker.put)
             except (MediaError, OSError, ImportError, RuntimeError) as exc:
                 self._fault(name, "start", exc)
                 continue
@@ -138,6 +181,7 @@ class MediaService:
                 log.warning("drive %s: stopping its media events: %s", name, _one_line(exc))
         deadline = time.monotonic() + timeout
         for worker in self._workers.values():
+            worker.cancel_timer()
             worker.inbox.put(_STOP)
         for worker in self._workers.values():
             if worker.thread.is_alive():
@@ -165,7 +209,7 @@ class MediaService:
         if worker is None:
             log.warning("media %s in drive %s, which is not configured: ignored", event.action, event.drive)
             return
-        worker.inbox.put(event)
+        worker.put(event)
 
     # -- one event, on the drive's worker thread ------------------------------------------------
     def handle(self, event: MediaEvent) -> None:
@@ -198,13 +242,14 @@ class MediaService:
             if info.read_only:
                 self._nothing(name, "the medium is blank but write-protected: left alone")
             else:
-                self._export(name, info)
+                self._export(event, info)
             # An export queued earlier (an operator's, a failed one) may be waiting for a medium too.
             self._wake_exporter(name)
         else:
             self._import(name, drive, info)
 
-    def _export(self, name: str, info: MediumInfo) -> None:
+    def _export(self, event: MediaEvent, info: MediumInfo) -> None:
+        name = event.drive
         rules = self.media.export_rules
         try:
             chosen, tried = decide(rules, name, study_rows(self.buffer.index), self.clock())
@@ -213,6 +258,9 @@ class MediaService:
             return
         if chosen is None:
             self._nothing(name, _why_nothing(tried))
+            wait = max((sel.wait_s for sel in tried if sel.still_arriving), default=0.0)
+            if wait > 0:
+                self._workers[name].recheck_in(min(wait + _RECHECK_MARGIN_S, _RECHECK_MAX_S), event)
             return
         rule = chosen.rule
         request = ExportRequest(chosen.study_uids, name, copies=rule.copies, reason=f"rule {rule.name}")
@@ -281,7 +329,7 @@ def _why_nothing(tried: list[Selection]) -> str:
     for sel in tried:
         if sel.still_arriving:
             parts.append(f"rule {sel.rule.name}: {sel.still_arriving} studies still arriving "
-                         f"(stable in {sel.wait_s:.0f} s; insert the medium again then)")
+                         f"(stable in {sel.wait_s:.0f} s: tried again then if the medium is still in)")
         else:
             parts.append(f"rule {sel.rule.name}: no study matches")
     return "; ".join(parts)

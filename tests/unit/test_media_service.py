@@ -193,6 +193,29 @@ def test_a_study_still_arriving_is_left_and_the_medium_alone(rig_factory):
     rig.cd_sim.insert("dvd", None)
     nothing = rig.wait_for(MediaNothingToExport, drive="cd")
     assert nothing.reason.startswith("rule new: 1 studies still arriving (stable in 29")
+    assert nothing.reason.endswith(" s: tried again then if the medium is still in)")
+    assert rig.jobs() == []
+
+
+def test_the_rules_are_tried_again_once_the_study_is_stable_while_the_medium_stays(rig_factory):
+    rig = rig_factory([{"name": "new", "stable_s": 3}])
+    rig.store("1.2.826.0.1.7", ago=0)
+    rig.service.start()
+    rig.cd_sim.insert("cd", None)
+    assert "still arriving" in rig.wait_for(MediaNothingToExport, drive="cd").reason
+    assert rig.wait_for(MediaExportQueued, drive="cd", timeout=15).study_uids == ("1.2.826.0.1.7",)
+
+
+def test_a_recheck_is_void_once_the_medium_is_pulled(rig_factory):
+    rig = rig_factory([{"name": "new", "stable_s": 2}])
+    rig.store("1.2.826.0.1.8", ago=0)
+    rig.service.start()
+    rig.cd_sim.insert("cd", None)
+    rig.wait_for(MediaNothingToExport, drive="cd")
+    rig.cd_sim.pull()
+    rig.wait_for(MediaRemoved, drive="cd")
+    time.sleep(4)
+    assert not any(isinstance(p, (MediaExportQueued, MediaFault)) for p in rig.drain())
     assert rig.jobs() == []
 
 
