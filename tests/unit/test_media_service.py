@@ -209,13 +209,21 @@ def test_the_rules_are_tried_again_once_the_study_is_stable_while_the_medium_sta
 def test_a_recheck_is_void_once_the_medium_is_pulled(rig_factory):
     rig = rig_factory([{"name": "new", "stable_s": 2}])
     rig.store("1.2.826.0.1.8", ago=0)
+    content = rig.tmp / "disc-content"
+    content.mkdir()
+    make_ct(content / "IM1", study_uid="1.2.826.0.1.9")
     rig.service.start()
     rig.cd_sim.insert("cd", None)
     rig.wait_for(MediaNothingToExport, drive="cd")
+    # Another disc, with data, before the first one's studies are stable: imported once, never
+    # taken for the blank one the re-check was for.
     rig.cd_sim.pull()
-    rig.wait_for(MediaRemoved, drive="cd")
+    rig.cd_sim.insert("cd", content)
+    rig.wait_for(MediaImportDone, drive="cd")
     time.sleep(4)
-    assert not any(isinstance(p, (MediaExportQueued, MediaFault)) for p in rig.drain())
+    seen = rig.drain()
+    assert sum(isinstance(p, MediaImportQueued) for p in seen) == 1
+    assert not any(isinstance(p, (MediaExportQueued, MediaFault)) for p in seen)
     assert rig.jobs() == []
 
 
