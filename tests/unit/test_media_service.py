@@ -39,6 +39,29 @@ if importlib.util.find_spec("gateway.media.export") is None:
             raise ExportRefused("no study to export")
         return [queue.enqueue("export", request.drive, "{}") for _ in range(request.copies)]
 
+    class Exporter:
+        """A worker thread that waits, as the real QueueWorker's start/request_stop/join/is_alive."""
+
+        def __init__(self, buffer, drive, events, *, staging_dir, retry_initial_s=5.0, retry_max_s=300.0):
+            self.drive, self._stop = drive, threading.Event()
+            self._thread = threading.Thread(target=self._stop.wait, name=f"export-{drive.name}", daemon=True)
+
+        def start(self):
+            self._thread.start()
+
+        def request_stop(self):
+            self._stop.set()
+
+        def join(self, timeout=None):
+            self._thread.join(timeout)
+
+        def is_alive(self):
+            return self._thread.is_alive()
+
+        def medium_changed(self):
+            pass
+
+    _double.Exporter = Exporter
     _double.EXPORT, _double.ExportRequest, _double.ExportRefused = "export", ExportRequest, ExportRefused
     _double.enqueue_export = enqueue_export
     sys.modules["gateway.media.export"] = _double
@@ -60,6 +83,53 @@ from gateway.routing import Router  # noqa: E402
 from gateway.state import StateObserver  # noqa: E402
 
 WAIT_S = 30.0
+
+
+def test_the_appliance_builds_drives_exporters_and_the_service_and_its_health_counts_them(tmp_path):
+    """gateway/app.py: drives from the registry (family media), an exporter per drive, the service
+    started before READY and stopped before the buffer closes; healthy() (the watchdog) sees a
+    dead drive worker."""
+    require("xorriso", "xorriso")
+    require("mkfs.vfat", "dosfstools")
+    import tomli_w
+    from peers import free_port
+
+    from gateway import config as config_mod
+    from gateway.app import Gateway
+
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(tomli_w.dumps({
+        "ae": {"port": free_port()}, "buffer": {"path": str(tmp_path / "buf"), "reserve_mb": 0},
+        "media": {"drives": {"cd": {"kind": "optical-sim", "sim_dir": "sim"},
+                             "usb": {"kind": "usb-sim", "sim_dir": "sim", "sim_usb_mb": 40}},
+                  "export_rules": [{"name": "new"}]}}))
+    gw = Gateway(config_mod.load(cfg, []))
+    seen = gw.events.subscribe(maxsize=1000)
+    try:
+        gw.start()
+        assert sorted(gw.drives) == sorted(gw.exporters) == ["cd", "usb"]
+        assert (tmp_path / "sim" / "cd" / "drive.json").is_file()  # the simulator runs in the service
+        assert gw.healthy()
+        gw.drives["cd"].simulator.insert("cd", None)
+        deadline = time.monotonic() + WAIT_S
+        got = None
+        while got is None and time.monotonic() < deadline:
+            try:
+                p = seen.get(timeout=0.5).payload
+            except Exception:  # noqa: BLE001 - queue.Empty
+                continue
+            got = p if isinstance(p, MediaNothingToExport) else None
+        assert got is not None and got.drive == "cd" and got.reason == "rule new: no study matches"
+        gw.state.sync()
+        assert gw.state.get_status(["media"])["media"]["cd"]["blank"] is True
+        # A drive's worker gone: the watchdog is not petted any more.
+        worker = gw.media._workers["usb"]
+        worker.inbox.put(service_module._STOP)
+        worker.thread.join(5)
+        assert not gw.healthy()
+    finally:
+        gw.stop()
+    assert not any(e.is_alive() for e in gw.exporters.values())
 
 
 class ExporterProbe:
