@@ -247,15 +247,20 @@ class Gateway:
             if time.monotonic() - last_observed >= _OBSERVE_EVERY_S:
                 self.observe()
                 last_observed = time.monotonic()
-            if all(f.is_alive() for f in self.forwarders) and (
-                    self.printing is None or self.printing.spooler.is_alive()) and (
-                    self.media is None or self.media.is_alive()) and all(
-                    e.is_alive() for e in self.exporters.values()):
+            if self.healthy():
                 # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.
                 systemd_notify.notify("WATCHDOG=1")
             if time.monotonic() - last_status > 30:
                 systemd_notify.notify("STATUS=" + self.status_line())
                 last_status = time.monotonic()
+
+    def healthy(self) -> bool:
+        """Every worker thread runs: the forwarders, the print spooler, each media drive's worker
+        and each exporter (what the watchdog's WATCHDOG=1 vouches for)."""
+        return (all(f.is_alive() for f in self.forwarders)
+                and (self.printing is None or self.printing.spooler.is_alive())
+                and (self.media is None or self.media.is_alive())
+                and all(e.is_alive() for e in self.exporters.values()))
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
