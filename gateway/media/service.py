@@ -43,7 +43,7 @@ from drivers.media.hotplug import MediaEvent
 from drivers.media.interface import MediaDrive, MediaError, MediumInfo
 from gateway.event_kinds import (MediaExportQueued, MediaFault, MediaImportDone, MediaImportQueued,
                                  MediaInserted, MediaNothingToExport, MediaRemoved)
-from gateway.media.export import ExportRefused, ExportRequest, enqueue_export
+from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, medium_capacity
 from gateway.media.importer import import_tree
 from gateway.media.rules import Selection, decide, record_export, study_rows
 
@@ -263,9 +263,11 @@ class MediaService:
                 self._workers[name].recheck_in(min(wait + _RECHECK_MARGIN_S, _RECHECK_MAX_S), event)
             return
         rule = chosen.rule
-        request = ExportRequest(chosen.study_uids, name, copies=rule.copies, reason=f"rule {rule.name}")
+        request = ExportRequest(chosen.study_uids, name, copies=rule.copies, reason=f"rule:{rule.name}")
         try:
-            jobs = enqueue_export(self.buffer.queue, request, now=self.clock())
+            # Split for the medium that is in the drive (series boundaries, issue 8 item 2).
+            jobs = enqueue_export(self.buffer.queue, request, now=self.clock(), capacity=medium_capacity(info),
+                                  events=self.events)
             record_export(self.buffer.index, chosen.study_uids, jobs, rule.mark_exported)
         except ExportRefused as exc:
             self._fault(name, "export-rules", exc)

@@ -3,8 +3,8 @@ drivers (OpticalDrive on a disc image, UsbDisk on a FAT image through mtools) an
 simulated udev sources deliver the insertions, as under `make run`.
 
 gateway/media/export.py is written beside this (issue 8, the exporter).  Until it is in the tree
-this file stands in a tiny double of the three names the service calls (ExportRequest,
-ExportRefused, enqueue_export: one "export" job per copy, as the real one queues them); once the
+this file stands in a tiny double of the names the service and the app call (ExportRequest,
+ExportRefused, enqueue_export: one "export" job per copy; medium_capacity; Exporter); once the
 module exists the real one is used and the assertions below hold for both."""
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ if importlib.util.find_spec("gateway.media.export") is None:
     class ExportRefused(Exception):
         pass
 
-    def enqueue_export(queue, request, now=None):
+    def enqueue_export(queue, request, now=None, *, capacity=None, events=None):
         if not request.study_uids:
             raise ExportRefused("no study to export")
         return [queue.enqueue("export", request.drive, "{}") for _ in range(request.copies)]
+
+    def medium_capacity(info):
+        return None if info is None or info.read_only or not info.blank else (info.kind, info.free_bytes)
 
     class Exporter:
         """A worker thread that waits, as the real QueueWorker's start/request_stop/join/is_alive."""
@@ -63,7 +66,7 @@ if importlib.util.find_spec("gateway.media.export") is None:
 
     _double.Exporter = Exporter
     _double.EXPORT, _double.ExportRequest, _double.ExportRefused = "export", ExportRequest, ExportRefused
-    _double.enqueue_export = enqueue_export
+    _double.enqueue_export, _double.medium_capacity = enqueue_export, medium_capacity
     sys.modules["gateway.media.export"] = _double
 
 from hwsim.media import SimulatedOpticalDrive, SimulatedUsbPort  # noqa: E402
