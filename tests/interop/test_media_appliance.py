@@ -55,34 +55,45 @@ def test_a_blank_disc_inserted_beside_the_running_service_is_written_and_verifie
     require("xorriso", "xorriso")
     dcdirdmp = require("dcdirdmp", "dcmtk")
     sim = tmp_path / "sim"
-    gw = gateway_factory(media_config(sim))
+    # stable_s: the study just stored is still arriving when the disc goes in; the rules are tried
+    # again once it is stable, the disc still in (and meanwhile the test keeps a link to the
+    # disc's image: the exporter ejects a verified disc, and the simulator's eject deletes it).
+    gw = gateway_factory(media_config(sim, stable_s=4))
     r = storescu(gw.port, [CT])
     assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr + r.stdout, r.stderr
-    study_uid = str(pydicom.dcmread(CT, stop_before_pixels=True).StudyInstanceUID)
-    sop_uid = str(pydicom.dcmread(CT, stop_before_pixels=True).SOPInstanceUID)
+    head = pydicom.dcmread(CT, stop_before_pixels=True)
+    study_uid, sop_uid = str(head.StudyInstanceUID), str(head.SOPInstanceUID)
 
     r = hwsim(sim, "insert", "cd", "--blank")
     assert r.returncode == 0, r.stderr
+    disc = sim / "cd" / "disc.iso"
+    kept = tmp_path / "kept.iso"
+    os.link(disc, kept)
+    wait_until(lambda: "still arriving (stable in" in gw.log, 30, what="the rule to wait for the study")
 
     wait_until(lambda: query(gw, "SELECT state FROM jobs WHERE kind = 'export'") == [("done",)], 120,
                what="the export job to be done (written and verified)")
     assert query(gw, "SELECT e.study_uid, e.marks FROM media_exports e") == [(study_uid, 1)]
-    assert "rule new-studies queued 1 studies x 1 copies" in gw.log
+    assert "drive cd: blank cd: rule new-studies queued 1 studies x 1 copies" in gw.log
+    wait_until(lambda: "drive cd: medium removed" in gw.log, 30, what="the verified disc to be ejected")
 
-    disc = sim / "cd" / "disc.iso"
     out = tmp_path / "read-back"
-    x = subprocess.run(["xorriso", "-osirrox", "on", "-indev", f"stdio:{disc}", "-extract", "/", str(out)],
+    x = subprocess.run(["xorriso", "-osirrox", "on", "-indev", f"stdio:{kept}", "-extract", "/", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert x.returncode == 0, x.stderr
     d = subprocess.run([dcdirdmp, str(out / "DICOMDIR")], capture_output=True, text=True, timeout=60)
-    assert d.returncode == 0 and sop_uid in d.stdout, d.stderr
+    assert d.returncode == 0 and "IMAGE" in d.stdout + d.stderr, d.stdout + d.stderr
+    images = [r for r in pydicom.dcmread(out / "DICOMDIR").DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert [r.ReferencedSOPInstanceUIDInFile for r in images] == [sop_uid]
+    on_disc = out.joinpath(*images[0].ReferencedFileID)
+    assert pydicom.dcmread(on_disc).SOPInstanceUID == sop_uid
 
     # Marked exported: the next blank medium gets nothing, and the log says why.
     r = hwsim(sim, "insert", "usb", "--blank")
     assert r.returncode == 0, r.stderr
     wait_until(lambda: "drive usb: blank medium, nothing exported: rule new-studies: no study matches" in gw.log,
                60, what="the rule's refusal in the log")
-    assert "Test^Patient" not in gw.log and "CompressedSamples" not in gw.log
+    assert "Test^Patient" not in gw.log and str(head.PatientName) not in gw.log
     assert "Traceback" not in gw.log
     assert gw.stop() == 0
 
