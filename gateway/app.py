@@ -7,13 +7,16 @@ Start-up order matters:
    recovery has changed anything, and modalities that connect now wait in the backlog;
 3. recovery (partial files removed, in-flight jobs re-queued): no association is being served, so
    no incoming/ file of a live C-STORE can be taken for a leftover;
-4. the workers (forwarders, print spooler);
+4. the workers (forwarders, print spooler), then the media drives: the media service (drives and
+   their hotplug sources, gateway/media/service.py) and an exporter per drive;
 5. accepting associations, then READY=1 to systemd.
 
 Stop (SIGTERM, SIGINT): no new associations; what is in hand is finished within
 `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received is stored and
 answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT, a WARNING
-naming the association); an aborted forward does not count as an attempt. Then the index closes.
+naming the association); an aborted forward does not count as an attempt. The exporters and the
+media service stop within the same deadline (an export cut there is not done and runs again).
+Then the index closes.
 Anything abandoned is still queued and goes out after the next start.
 
 SIGHUP is logged and ignored: the config is read at start only (restart to apply a change).
@@ -29,6 +32,7 @@ import sqlite3
 import threading
 import time
 
+from drivers import registry
 from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
 from gateway.buffer.ingest import Buffer
@@ -132,12 +136,35 @@ class Gateway:
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
+        self.drives, self.exporters, self.media = self._build_media(loaded)
         # The operator verbs in-process (the panel, the status page): gateway/commands.py.
         self.commands = Commands(self.buffer.queue, cfg)
         # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
-                                   cfg.print.name if cfg.print.enabled else None)
+                                   cfg.print.name if cfg.print.enabled else None, list(self.drives))
+
+    def _build_media(self, loaded: LoadedConfig):
+        """The media drives of [media.drives] from the device registry (family "media"), an Exporter
+        per drive and the MediaService over them; ({}, {}, None) when no drive is configured."""
+        cfg = self.config.media
+        if not cfg.drives:
+            return {}, {}, None
+        # Imported only with drives configured: a gateway without media never loads the FSC.
+        from gateway.media.export import Exporter
+        from gateway.media.service import STAGING, MediaService
+        drives = {}
+        for name, d in cfg.drives.items():
+            try:
+                drives[name] = registry.create("media", d.kind, name, d, loaded.resolve)
+            except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
+                raise StartupError(f"media.drives.{name}: {exc}", exit_codes.CONFIG) from None
+        root = loaded.buffer_dir
+        exporters = {name: Exporter(self.buffer, drive, self.events, staging_dir=root / "media-export" / name)
+                     for name, drive in drives.items()}
+        service = MediaService(cfg, self.buffer, self.store_scp.intake, self.events, drives, exporters,
+                               staging_root=root / STAGING)
+        return drives, exporters, service
 
     def wake_workers(self, *_args) -> None:
         """SIGUSR1, sent by a CLI verb that changed the queue: workers look at it now, even those
@@ -172,6 +199,12 @@ class Gateway:
         if self.printing:
             self.printing.start()
             self._started.append("printing")
+        if self.media is not None:
+            self.media.start()  # the drives first: an exporter may look at its medium at once
+            self._started.append("media")
+            for e in self.exporters.values():
+                e.start()
+            self._started.append("exporters")
         self.listener.accept()
         self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
@@ -214,13 +247,20 @@ class Gateway:
             if time.monotonic() - last_observed >= _OBSERVE_EVERY_S:
                 self.observe()
                 last_observed = time.monotonic()
-            if all(f.is_alive() for f in self.forwarders) and (
-                    self.printing is None or self.printing.spooler.is_alive()):
+            if self.healthy():
                 # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.
                 systemd_notify.notify("WATCHDOG=1")
             if time.monotonic() - last_status > 30:
                 systemd_notify.notify("STATUS=" + self.status_line())
                 last_status = time.monotonic()
+
+    def healthy(self) -> bool:
+        """Every worker thread runs: the forwarders, the print spooler, each media drive's worker
+        and each exporter (what the watchdog's WATCHDOG=1 vouches for)."""
+        return (all(f.is_alive() for f in self.forwarders)
+                and (self.printing is None or self.printing.spooler.is_alive())
+                and (self.media is None or self.media.is_alive())
+                and all(e.is_alive() for e in self.exporters.values()))
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
@@ -247,6 +287,13 @@ class Gateway:
                 f.cut(drain)
         for f in forwarders:
             f.join(_CUT_GRACE_S)
+        if "exporters" in self._started:
+            for e in self.exporters.values():
+                e.request_stop()
+            for e in self.exporters.values():
+                e.join(max(0.0, deadline - time.monotonic()) + _CUT_GRACE_S)
+        if "media" in self._started:
+            self.media.stop(max(0.0, deadline - time.monotonic()) + _CUT_GRACE_S)
         if "printing" in self._started:
             self.printing.stop()
         # Last: the workers' final events (a forward that finished during the drain) are folded in.

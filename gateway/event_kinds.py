@@ -26,6 +26,11 @@ Kinds by who publishes them:
   printing (gateway/print, print_scp)  print-spooled, print-held, printed, printer-status-changed,
                                        print-job
   media import (gateway/media/importer) media-import-started, media-import-finished
+  media export (gateway/media/export)  export-queued, export-started, export-written,
+                                       export-verified, export-failed
+  media service (gateway/media/service) media-inserted, media-removed, media-export-queued,
+                                       media-nothing-to-export, media-import-queued,
+                                       media-import-done, media-fault
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
 domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
@@ -455,3 +460,96 @@ class ExportFailed(Payload):
     instances: int
     part: int = 1
     of: int = 1
+
+# -- the media service (gateway/media/service.py) ---------------------------------------------------
+MEDIA_INSERTED = "media-inserted"
+MEDIA_REMOVED = "media-removed"
+MEDIA_EXPORT_QUEUED = "media-export-queued"
+MEDIA_NOTHING_TO_EXPORT = "media-nothing-to-export"
+MEDIA_IMPORT_QUEUED = "media-import-queued"
+MEDIA_IMPORT_DONE = "media-import-done"
+MEDIA_FAULT = "media-fault"
+
+
+@_kind(MEDIA_INSERTED)
+@dataclass(frozen=True)
+class MediaInserted(Payload):
+    """A medium is in a drive and was looked at. drive: the config's drive name. medium: "cd",
+    "dvd" or "usb". blank: an empty writable disc or a stick with no file (it is offered to the
+    export rules); else it holds data (it is imported). label: the volume label ("" when none).
+    read_only: write-protected or closed. capacity_bytes / free_bytes: as the drive reports."""
+
+    drive: str
+    medium: str
+    blank: bool
+    label: str = ""
+    read_only: bool = False
+    capacity_bytes: int = 0
+    free_bytes: int = 0
+
+
+@_kind(MEDIA_REMOVED)
+@dataclass(frozen=True)
+class MediaRemoved(Payload):
+    """The medium left the drive (tray opened, stick pulled)."""
+
+    drive: str
+
+
+@_kind(MEDIA_EXPORT_QUEUED)
+@dataclass(frozen=True)
+class MediaExportQueued(Payload):
+    """An export rule queued the studies for the blank medium in `drive`. rule: its name. studies:
+    how many; study_uids: which; copies: media per export; jobs: the export jobs' ids;
+    still_arriving: matching studies left for later (younger than the rule's stable_s)."""
+
+    drive: str
+    rule: str
+    studies: int
+    study_uids: tuple[str, ...]
+    copies: int
+    jobs: tuple[int, ...]
+    still_arriving: int = 0
+
+
+@_kind(MEDIA_NOTHING_TO_EXPORT)
+@dataclass(frozen=True)
+class MediaNothingToExport(Payload):
+    """A blank medium was inserted and no export rule selected a study: the medium is left alone.
+    reason: one line saying why (no rule for the drive, nothing matched, still arriving, ...)."""
+
+    drive: str
+    reason: str
+
+
+@_kind(MEDIA_IMPORT_QUEUED)
+@dataclass(frozen=True)
+class MediaImportQueued(Payload):
+    """A medium with data in `drive` is being read for import as MEDIA:<label> (its files are copied
+    to a staging folder in the buffer, then media-import-started / -finished follow)."""
+
+    drive: str
+    label: str
+
+
+@_kind(MEDIA_IMPORT_DONE)
+@dataclass(frozen=True)
+class MediaImportDone(Payload):
+    """The service is done with an import from `drive`: ok False when reading the medium or the
+    import failed as a whole (detail: one line); import_id 0 when no report was begun."""
+
+    drive: str
+    ok: bool
+    import_id: int = 0
+    detail: str = ""
+
+
+@_kind(MEDIA_FAULT)
+@dataclass(frozen=True)
+class MediaFault(Payload):
+    """A drive or medium failed while the service handled it (action: "inspect", "import",
+    "export-rules"); detail: the driver's one line. The service keeps running."""
+
+    drive: str
+    action: str
+    detail: str

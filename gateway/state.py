@@ -22,6 +22,10 @@ What the snapshot holds (times in seconds since the epoch, sizes in bytes, None 
   last_received           at, source ("AE:<title>", "MEDIA:<label>", ...) of the last instance taken in
   last_forwarded          at, target of the last batch delivered
   counts                  since start: received, refused, forwarded (instances), dead_lettered
+  media                   per configured drive: present (a medium is in; None: not known yet), medium
+                          ("cd", "dvd", "usb" or None), blank, read_only, busy (None, "importing",
+                          "queued-export": an export rule queued jobs for the medium), since (when
+                          that changed), last (the last decision or fault, one line)
 
 Only facts of the running service are kept; the index stays the authority on jobs (a
 queue-depths event is a count of it, not a second bookkeeping), so `status` is right even when no
@@ -48,7 +52,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.event_kinds import (DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
-                                 DISK_FULL, DISK_SPACE, EVICTED, FORWARDED, PRINTER_STATUS_CHANGED,
+                                 DISK_FULL, DISK_SPACE, EVICTED, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
+                                 MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
+                                 MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINTER_STATUS_CHANGED,
                                  QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
 from gateway.events import Event, EventBus
 
@@ -57,8 +63,11 @@ log = logging.getLogger("gateway.state")
 SNAPSHOT_NAME = "state.json"
 
 # The kinds the snapshot is folded from (its subscription receives nothing else).
+MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED,
+               MEDIA_IMPORT_DONE, MEDIA_FAULT)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
-          PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED)
+          PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
+          *MEDIA_KINDS)
 
 # The job states counted in `queues` (done jobs are not a backlog).
 QUEUE_STATES = ("queued", "in_flight", "committing", "dead")
@@ -98,12 +107,17 @@ def _destination() -> dict[str, Any]:
     return {"reachable": None, "since": None, "reason": "", "last_forwarded": None}
 
 
+def _drive() -> dict[str, Any]:
+    return {"present": None, "medium": None, "blank": None, "read_only": None, "busy": None, "since": None,
+            "last": ""}
+
+
 class StateObserver:
     """Folds events into the snapshot; writes state.json. Thread-safe: events are folded by its own
     thread (start/stop) or, when not started, by sync() in the caller's."""
 
     def __init__(self, events: EventBus, buffer_dir: Path, destinations: list[str],
-                 printer: str | None = None):
+                 printer: str | None = None, drives: Iterable[str] = ()):
         self.events = events
         self.path = snapshot_path(buffer_dir)
         now = time.time()
@@ -121,6 +135,7 @@ class StateObserver:
             "last_received": {"at": None, "source": ""},
             "last_forwarded": {"at": None, "target": ""},
             "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
+            "media": {d: _drive() for d in drives},
         }
         self._lock = threading.RLock()
         self._dirty = False
@@ -206,6 +221,8 @@ class StateObserver:
                 return False
             s["printer"].update(status=d.get("status"), info=d.get("info", ""), since=ev.at)
             return True
+        if kind in MEDIA_KINDS:
+            return self._fold_media(ev)
         if kind not in FOLDED:
             return False
         self._dirty = True
@@ -233,6 +250,30 @@ class StateObserver:
         elif kind == DISK_FULL:
             s["disk"].update(last_full=ev.at, last_full_detail=d.get("detail", ""))
         return False
+
+    def _fold_media(self, ev: Event) -> bool:
+        # A drive's medium and what the box does with it are read at once (the panel's "busy").
+        d, kind = ev.data, ev.kind
+        entry = self.state["media"].setdefault(d["drive"], _drive())
+        if kind == MEDIA_INSERTED:
+            entry.update(present=True, medium=d["medium"], blank=d["blank"], read_only=d["read_only"],
+                         busy=None, since=ev.at, last="")
+        elif kind == MEDIA_REMOVED:
+            entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at,
+                         last="removed")
+        elif kind == MEDIA_IMPORT_QUEUED:
+            entry.update(busy="importing", since=ev.at, last=f"importing as MEDIA:{d['label']}")
+        elif kind == MEDIA_IMPORT_DONE:
+            entry.update(busy=None, since=ev.at,
+                         last=("imported: " if d["ok"] else "import failed: ") + d.get("detail", ""))
+        elif kind == MEDIA_EXPORT_QUEUED:
+            entry.update(busy="queued-export", since=ev.at,
+                         last=f"rule {d['rule']} queued {d['studies']} studies")
+        elif kind == MEDIA_NOTHING_TO_EXPORT:
+            entry.update(last=f"nothing to export: {d['reason']}")
+        elif kind == MEDIA_FAULT:
+            entry.update(busy=None, last=f"{d['action']} failed: {d['detail']}")
+        return True
 
     def _below_reserve(self) -> None:
         disk = self.state["disk"]

@@ -30,6 +30,10 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
      by gateway/media/importer.py): per import its label, how the file-set was read and the
      totals; per file its verdict, UIDs and reason. No patient names or IDs, and no paths from
      the medium (a stick's folders may be named after patients): a DICOMDIR's File ID only.
+  5  media_exports(study_uid, job_id, marks): which export jobs an export rule queued for which
+     study, and whether that rule marks the study exported (gateway/media/rules.py). A study
+     counts as exported while a marking job of it is not dead; the job's own state says whether
+     it is done. Deleting the job drops the row (cascade).
 
 Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
 nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
@@ -42,6 +46,9 @@ of this release adds it again.
 Version 4 adds only the two report tables, read by nothing else: to go back to version 3 (service
 stopped), `sqlite3 index.sqlite "DROP TABLE import_items; DROP TABLE imports; PRAGMA user_version = 3"`
 (the import reports are lost; the instances they imported stay).
+Version 5 adds one table read by the export rules only: to go back to version 4 (service stopped),
+`sqlite3 index.sqlite "DROP TABLE media_exports; PRAGMA user_version = 4"` (every study then
+counts as not exported once more).
 """
 
 from __future__ import annotations
@@ -233,6 +240,19 @@ CREATE TABLE import_items (
 """
 
 
+_V5 = """
+-- Export jobs an export rule queued, per study. marks: 1 when the rule marks the study exported
+-- (mark_exported), 0 when it does not (such a job never makes the study "exported").
+CREATE TABLE media_exports (
+    study_uid TEXT NOT NULL,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    marks INTEGER NOT NULL,
+    PRIMARY KEY (study_uid, job_id)
+) WITHOUT ROWID;
+CREATE INDEX media_exports_job ON media_exports(job_id);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
     def run(cur: sqlite3.Cursor) -> None:
         for stmt in statements(sql):
@@ -246,6 +266,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
     (2, "job_items: the job <-> instance link that protects files from eviction", _script(_V2)),
     (3, "jobs_open: the open jobs, counted for the status without scanning the done ones", _script(_V3)),
     (4, "imports / import_items: the media import reports", _script(_V4)),
+    (5, "media_exports: the studies each export rule queued, and whether it marks them", _script(_V5)),
 )
 LATEST = MIGRATIONS[-1][0]
 

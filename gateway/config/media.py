@@ -1,11 +1,22 @@
-"""`[media]`: the removable-media drives (issue 8 item 3).  Drives only for now; the export rules and
-the import settings come with the export worker.
+"""`[media]`: the removable-media drives (issue 8 item 3) and the export rules (item 2).
 
     [media.drives.cd]
     kind = "optical-sim"          # optical | usb (drivers/), optical-sim | usb-sim (hw-sim)
     [media.drives.stick]
     kind = "usb"
     device = ""                   # "" = the stick udev reports; or a fixed partition "/dev/sdb1"
+
+    [[media.export_rules]]        # what a blank medium gets when it is inserted (first rule that
+    name = "new-studies"          #  selects something wins; gateway/media/rules.py)
+    drive = "any"                 # a drive name, or "any"
+    take = "not-exported"         # "not-exported" (no export marked it yet) | "all"
+    modality = ["CT", "MR"]       # any of them in the study ([] = any)
+    source = ["AE:CT1", "MEDIA:*"]  # where its instances came from (route source patterns)
+    within_hours = 24             # its last instance arrived in the last N hours (0 = any age)
+    stable_s = 60                 # its last instance arrived at least this long ago (not cut)
+    copies = 1
+    mark_exported = true          # a study this rule exports is not "not-exported" any more
+    max_studies = 200             # at most this many (oldest first) per medium
 
 `kind` is any kind of the device registry's ``media`` family (drivers/registry.py), checked the way
 `print.printer.kind` is: the registry decides, so hw-sim's kinds are valid without this file
@@ -17,10 +28,13 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, model_validator
+from typing import Literal
+
+from pydantic import AfterValidator, Field, model_validator
 
 from drivers.registry import RegistryError, kinds, unknown_kind_message
 from gateway.config.base import FloatRange, IntRange, Section
+from gateway.config.routes import SourcePattern
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -60,9 +74,46 @@ class MediaDrive(Section):
         return self
 
 
+ANY_DRIVE = "any"
+# Rule values: kept small so that one insertion's decision is one bounded index query.
+MAX_RULES = 32
+
+
+def _modality(value: str) -> str:
+    # PS3.3 C.7.3.1.1.1: Modality is a CS value (upper case, digits, '_', at most 16).
+    if not re.fullmatch(r"[A-Z0-9_]{1,16}", value):
+        raise ValueError(f"{value!r} is not a Modality (CS: 1-16 of A-Z, 0-9, '_'; e.g. \"CT\")")
+    return value
+
+
+class ExportRule(Section):
+    """One `[[media.export_rules]]`: which studies go on a blank medium inserted into ``drive``
+    (a drive name or "any").  ``take``: "not-exported" (studies no marked export has taken, done
+    or on its way) or "all".  Criteria are ANDed, a list's values ORed, an empty list matches
+    anything: ``modality`` (a series of the study has it), ``source`` (an instance came from it:
+    route source patterns, "AE:CT1", "MEDIA:*"), ``within_hours`` (its last instance arrived in
+    the last N hours; 0 = any age).  ``stable_s``: a study whose last instance arrived less than
+    this many seconds ago is still arriving and is not cut.  ``copies``: media written per export;
+    ``mark_exported``: whether this rule's export counts as "exported" for the next insertion;
+    ``max_studies``: at most this many studies (oldest first) per medium."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    drive: str = ANY_DRIVE
+    take: Literal["not-exported", "all"] = "not-exported"
+    modality: Annotated[list[Annotated[str, AfterValidator(_modality)]], Field(max_length=32)] = []
+    source: Annotated[list[SourcePattern], Field(max_length=32)] = []
+    within_hours: IntRange(0, 24 * 366) = 0
+    stable_s: IntRange(0, 24 * 3600) = 60
+    copies: IntRange(1, 10) = 1
+    mark_exported: bool = True
+    max_studies: IntRange(1, 10_000) = 200
+
+
 class MediaSection(Section):
-    """The drives by name (1-32 of letters, digits, '-', '_'; the name the CLI and events use)."""
+    """The drives by name (1-32 of letters, digits, '-', '_'; the name the CLI and events use) and
+    the export rules, tried in order on each blank medium (at most 32; names unique; a rule's
+    drive is "any" or a configured drive)."""
     drives: dict[str, MediaDrive] = {}
+    export_rules: Annotated[list[ExportRule], Field(max_length=MAX_RULES)] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> "MediaSection":
@@ -82,6 +133,14 @@ class MediaSection(Section):
         if len(usb_hotplug) > 1:
             problems.append(f"drives: {', '.join(usb_hotplug)} are all usb drives without a device: at most "
                             f"one may take whichever stick is plugged in")
+        seen: set[str] = set()
+        for i, rule in enumerate(self.export_rules):
+            if rule.name in seen:
+                problems.append(f"export_rules.{i}.name: {rule.name!r} names two rules")
+            seen.add(rule.name)
+            if rule.drive != ANY_DRIVE and rule.drive not in self.drives:
+                known = ", ".join(sorted(self.drives)) or "none configured"
+                problems.append(f"export_rules.{i}.drive: {rule.drive!r} is not a drive ({known}) nor \"any\"")
         if problems:
             raise ValueError("; ".join(problems))
         return self
