@@ -28,7 +28,7 @@ def _rows(db, table):
     return [tuple(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY 1")]
 
 
-def test_a_version_3_buffer_migrates_to_4_and_keeps_every_row(tmp_path):
+def test_a_version_3_buffer_migrates_to_the_latest_and_keeps_every_row(tmp_path):
     path = _v3_buffer(tmp_path)
     db = sqlite3.connect(path)
     assert migrations.version(db) == 3
@@ -39,7 +39,7 @@ def test_a_version_3_buffer_migrates_to_4_and_keeps_every_row(tmp_path):
     Index(path).close()
 
     db = sqlite3.connect(path)
-    assert migrations.version(db) == 4 == migrations.LATEST
+    assert migrations.version(db) == migrations.LATEST >= 4
     assert {t: _rows(db, t) for t in OLD_TABLES} == before
     assert _rows(db, "imports") == [] and _rows(db, "import_items") == []
     # A migrated buffer and a new one have the same schema.
