@@ -6,6 +6,9 @@ Each simulated drive owns a folder ``<sim_dir>/<drive name>/``:
   disc.iso     the optical drive's disc (absent: tray empty; empty file: a blank disc; else an ISO)
   stick.img    the USB port's stick (absent: nothing plugged in; else a FAT image)
   state.json   what is in the drive and which faults are armed; rewritten after every change
+  ejected/     what the drive gave back when the gateway ejected it (a burned disc, a written
+               stick), named <time>-disc.iso / <time>-stick.img, the last KEEP_EJECTED of them: the
+               medium a user would now hold, to look at (`xorriso -indev`, `mdir -i`)
   commands/    `hw-sim media ...` drops one JSON command file here; the simulator's watcher thread
                applies it, writes ``results/<same name>`` ({"ok": bool, "error": str}) and
                deletes the command.  So another terminal drives the simulator living inside the
@@ -53,6 +56,7 @@ from drivers.media.usb_disk import UsbDisk
 log = logging.getLogger("hwsim.media")
 
 FAULTS = ("pull", "full", "write-error", "read-only", "bad-sector")
+KEEP_EJECTED = 10
 POLL_S = 0.1
 
 
@@ -190,7 +194,7 @@ class SimulatedDrive:
                     self.faults.discard("bad-sector")
                     corrupt_first_file(self.image, mapping)
             elif phase == "eject":
-                self._remove()
+                self._remove(keep=True)
             self._publish()
 
     def _writing(self, mapping) -> None:
@@ -199,12 +203,21 @@ class SimulatedDrive:
     def _ruined(self) -> None:
         """After a write error: what is left of the medium."""
 
-    def _remove(self) -> None:
+    def _remove(self, keep: bool = False) -> None:
+        """The medium leaves the drive; `keep`: ejected by the gateway, so it goes to ejected/
+        (a pulled or ruined medium is gone)."""
         # A "full" optical disc is that disc: the next one reports its real space.
         if self.type == "optical":
             self.faults.discard("full")
         if self.image.exists() or self.image.is_symlink():
-            self.image.unlink()
+            if keep and self.image.is_file() and not self.image.is_symlink() and self.image.stat().st_size:
+                out = self.folder / "ejected"
+                out.mkdir(exist_ok=True)
+                os.replace(self.image, out / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.image.name}")
+                for old in sorted(out.iterdir())[:-KEEP_EJECTED]:
+                    old.unlink(missing_ok=True)
+            else:
+                self.image.unlink()
             self.events.feed(*self._removed_uevent())
 
     def pull(self) -> None:

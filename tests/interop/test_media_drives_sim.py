@@ -110,8 +110,12 @@ def test_optical_writes_verifies_reads_back_and_ejects(optical, tmp_path, optica
     back = drive.read_tree(tmp_path / "back")
     for dest, src in mapping:
         assert (back / dest).read_bytes() == src.read_bytes(), dest
+    written = sim.image.read_bytes()
     drive.eject()
     assert drive.medium() is None and events[-1].action == "removed"
+    # The disc the user now holds is kept for them to look at (make run: config/hw-sim/media/cd/ejected/).
+    (kept,) = (sim.folder / "ejected").iterdir()
+    assert kept.name.endswith("-disc.iso") and kept.read_bytes() == written
 
 
 def test_a_dvd_reports_its_capacity_and_a_written_disc_is_not_written_again(optical, tmp_path):
