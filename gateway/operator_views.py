@@ -145,6 +145,21 @@ def show_status(loaded: LoadedConfig, q, pid: int | None) -> int:
                  if pr.get("status") else "unknown (service not running)" if not pid else "not known yet")
         print(f"printer {cfg.print.name}: {state}")
         print("    " + _backlog_line(_per_target(q.index, "print").get(cfg.print.name, {}), now, "films"))
+    exports = _per_target(q.index, "export")
+    for name, drive in cfg.media.drives.items():
+        m = ((live or {}).get("media") or {}).get(name) or {}
+        if not pid:
+            held = "unknown (service not running)"
+        elif m.get("present") is None:
+            held = "no medium seen since start"
+        elif m["present"]:
+            held = (f"{m.get('medium') or 'medium'}" + (" (blank)" if m.get("blank") else "")
+                    + (" (read-only)" if m.get("read_only") else ""))
+        else:
+            held = "empty"
+        print(f"drive {name} ({drive.kind}): {held}" + (f"; {m['busy']}" if m.get("busy") else "")
+              + (f"; last: {m['last']}" if m.get("last") else ""))
+        print("    " + _backlog_line(exports.get(name, {}), now, "exports"))
     return 0
 
 

@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.event_kinds import (DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
-                                 DISK_FULL, DISK_SPACE, EVICTED, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
+                                 DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_STARTED,
+                                 EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
                                  MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINTER_STATUS_CHANGED,
                                  QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
@@ -64,7 +65,7 @@ SNAPSHOT_NAME = "state.json"
 
 # The kinds the snapshot is folded from (its subscription receives nothing else).
 MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED,
-               MEDIA_IMPORT_DONE, MEDIA_FAULT)
+               MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
           *MEDIA_KINDS)
@@ -259,8 +260,8 @@ class StateObserver:
             entry.update(present=True, medium=d["medium"], blank=d["blank"], read_only=d["read_only"],
                          busy=None, since=ev.at, last="")
         elif kind == MEDIA_REMOVED:
-            entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at,
-                         last="removed")
+            # `last` stays: what became of the medium that just left is what the operator asks.
+            entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at)
         elif kind == MEDIA_IMPORT_QUEUED:
             entry.update(busy="importing", since=ev.at, last=f"importing as MEDIA:{d['label']}")
         elif kind == MEDIA_IMPORT_DONE:
@@ -273,6 +274,15 @@ class StateObserver:
             entry.update(last=f"nothing to export: {d['reason']}")
         elif kind == MEDIA_FAULT:
             entry.update(busy=None, last=f"{d['action']} failed: {d['detail']}")
+        elif kind == EXPORT_STARTED:
+            entry.update(busy="writing", since=ev.at, last=f"writing export job {d['job_id']}"
+                         + (f" (part {d['part']} of {d['of']})" if d["of"] > 1 else ""))
+        elif kind == EXPORT_WRITTEN:
+            entry.update(busy="verifying", since=ev.at, last=f"verifying {d['volume_id']}")
+        elif kind == EXPORT_VERIFIED:
+            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} verified as {d['volume_id']}")
+        elif kind == EXPORT_FAILED:
+            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} failed: {d['reason']}")
         return True
 
     def _below_reserve(self) -> None:

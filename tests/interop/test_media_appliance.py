@@ -76,6 +76,11 @@ def test_a_blank_disc_inserted_beside_the_running_service_is_written_and_verifie
     assert query(gw, "SELECT e.study_uid, e.marks FROM media_exports e") == [(study_uid, 1)]
     assert "drive cd: blank cd: rule new-studies queued 1 studies x 1 copies" in gw.log
     wait_until(lambda: "drive cd: medium removed" in gw.log, 30, what="the verified disc to be ejected")
+    status = gw.cli("status")
+    assert status.returncode == 0, status.stderr
+    wait_until(lambda: "drive cd (optical-sim): empty; last: export job 1 verified as" in gw.cli("status").stdout, 30,
+               what="`status` to show the drive")
+    assert "backlog 0 exports" in gw.cli("status").stdout
 
     out = tmp_path / "read-back"
     x = subprocess.run(["xorriso", "-osirrox", "on", "-indev", f"stdio:{kept}", "-extract", "/", str(out)],

@@ -134,3 +134,26 @@ def test_sync_folds_in_the_callers_thread_when_not_started(tmp_path):
     bus.publish(Forwarded(target="pacs", count=1))
     assert obs.sync()
     assert read_snapshot(tmp_path)["destinations"]["pacs"]["reachable"] is True
+
+
+def test_a_drive_shows_what_the_box_does_with_its_medium(tmp_path):
+    """The front panel's "busy": inserted, writing, verifying, verified or failed, folded from the
+    media service's and the exporter's events."""
+    from gateway.event_kinds import ExportFailed, ExportStarted, ExportVerified, ExportWritten, MediaInserted
+
+    obs = StateObserver(EventBus(), tmp_path, [], drives=["cd"])
+    seen = []
+    for ev in (MediaInserted(drive="cd", medium="cd", blank=True),
+               ExportStarted(job_id=4, drive="cd", profile="STD-GEN-CD", studies=1, instances=3, part=1, of=2),
+               ExportWritten(job_id=4, drive="cd", volume_id="DICOM_J4", files=6, bytes=1000, studies=1,
+                             instances=3),
+               ExportFailed(job_id=4, drive="cd", reason="read-back mismatch", state="queued", attempt=1,
+                            studies=1, instances=3),
+               ExportStarted(job_id=4, drive="cd", profile="STD-GEN-CD", studies=1, instances=3),
+               ExportVerified(job_id=4, drive="cd", volume_id="DICOM_J4", studies=1, instances=3)):
+        obs.apply(_ev(ev, 1.0))
+        cd = obs.get_status(["media"])["media"]["cd"]
+        seen.append((cd["busy"], cd["last"]))
+    assert seen == [(None, ""), ("writing", "writing export job 4 (part 1 of 2)"),
+                    ("verifying", "verifying DICOM_J4"), (None, "export job 4 failed: read-back mismatch"),
+                    ("writing", "writing export job 4"), (None, "export job 4 verified as DICOM_J4")]
