@@ -59,6 +59,23 @@ def _thread_died(args) -> None:
                                                args.exc_value, where)
 
 
+class OneLine(logging.Filter):
+    """Folds a library's logged traceback into one line (the exception's type and message).
+    pynetdicom logs the input errors it handles, and pydicom each pixel decoder that fails before
+    another one succeeds, with a traceback: an operator needs one line, and a traceback in this
+    box's log should mean a fault of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if exc is not None and record.getMessage().strip() in ("", str(exc)):
+                record.msg, record.args = f"{type(exc).__name__}: {exc}", None
+            elif exc is not None:
+                record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup(level: str = "INFO", journald: str = "auto") -> None:
     threading.excepthook = _thread_died
     root = logging.getLogger()
@@ -83,3 +100,6 @@ def setup(level: str = "INFO", journald: str = "auto") -> None:
         root.addHandler(stderr)
     # pynetdicom logs every PDU at INFO; its warnings and errors are what an operator needs.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    pydicom_log = logging.getLogger("pydicom")
+    if not any(isinstance(f, OneLine) for f in pydicom_log.filters):
+        pydicom_log.addFilter(OneLine())

@@ -63,3 +63,20 @@ def test_off_uses_stderr():
         assert logging.getLogger("pynetdicom").level == logging.WARNING
     finally:
         root.handlers.clear()
+
+
+def test_a_library_traceback_is_one_line(capsys):
+    """pydicom logs each pixel decoder that failed (LOGGER.exception) even when another one then
+    decodes the frame: one line for the operator, no traceback."""
+    logs.setup("INFO", "off")
+    root = logging.getLogger()
+    try:
+        try:
+            raise RuntimeError("libjpeg: unsupported marker")
+        except RuntimeError as exc:
+            logging.getLogger("pydicom").exception(exc)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1, err
+        assert "ERROR pydicom: RuntimeError: libjpeg: unsupported marker" in err
+    finally:
+        root.handlers.clear()

@@ -18,21 +18,12 @@ from gateway.dicom.net.acceptor import Acceptor
 from gateway.dicom.net.association_policy import AssociationPolicy
 from gateway.dicom.net.service_role import ServiceRole
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.logs import OneLine
 
 log = logging.getLogger("gateway.dicom.listener")
 
 # Acceptor limits the connections; AssociationPolicy caps the established associations.
 _UNLIMITED = 10_000
-
-
-class _OneLine(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            exc = record.exc_info[1]
-            if not record.getMessage().strip() and exc is not None:
-                record.msg, record.args = f"{type(exc).__name__}: {exc}", None
-            record.exc_info, record.exc_text = None, None
-        return True
 
 
 def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> None:
@@ -47,8 +38,8 @@ def configure_pynetdicom(incoming_dir, reserve_check=None, max_pdu: int = 0) -> 
     # a traceback: one line each is what an operator needs, and a traceback means a fault here.
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if name.startswith("pynetdicom") and isinstance(logger, logging.Logger):
-            if not any(isinstance(f, _OneLine) for f in logger.filters):
-                logger.addFilter(_OneLine())
+            if not any(isinstance(f, OneLine) for f in logger.filters):
+                logger.addFilter(OneLine())
 
 
 class Listener:
