@@ -85,7 +85,7 @@ class SimulatedDrive:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.events = UdevClassifier(self._optical_map(), self._usb_name())
+        self.events = _ColdplugSource(self)
         self._spare: Path | None = None
 
     def _optical_map(self) -> dict[str, str]:
@@ -233,6 +233,22 @@ class SimulatedDrive:
 
     def _removed_uevent(self) -> tuple[str, dict]:
         raise NotImplementedError
+
+
+class _ColdplugSource(UdevClassifier):
+    """The simulated drive's uevents, through the driver's own classifier. Like the box's udev
+    source (drivers/media/hotplug.UdevEventSource), start() first reports the medium already in the
+    drive (a disc left in the tray, a stick plugged in before the service started)."""
+
+    def __init__(self, sim: "SimulatedDrive"):
+        super().__init__(sim._optical_map(), sim._usb_name())
+        self.sim = sim
+
+    def start(self, on_event) -> None:
+        super().start(on_event)
+        with self.sim._lock:
+            if self.sim.image.is_file():
+                self.feed("add" if self.sim.type == "usb" else "change", self.sim.uevent())
 
 
 def corrupt_first_file(image: Path, mapping) -> None:

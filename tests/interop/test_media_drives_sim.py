@@ -372,3 +372,24 @@ def test_the_udev_source_classifies_real_pyudev_devices_and_stops(tmp_path):
     finally:
         source.stop()
     wait_until(lambda: set(threading.enumerate()) <= before, 10, what="the observer thread to end")
+
+
+def test_a_medium_already_in_the_drive_is_reported_at_start(tmp_path, optical_tools, usb_tools):
+    """Coldplug, as the box's udev source does: a disc left in the tray or a stick plugged in
+    before the service started is reported when the drive's event source starts."""
+    cd = SimulatedOpticalDrive("cd", tmp_path / "sim" / "cd")
+    cd.drive().start()
+    cd.insert("cd", None)  # nobody listening yet
+    stick = SimulatedUsbPort("stick", tmp_path / "sim" / "stick", stick_bytes=40 * 1024 * 1024)
+    stick_drive = stick.drive()
+    stick_drive.start()
+    stick.insert("usb", None)
+    seen = []
+    cd.events.start(seen.append)
+    stick.events.start(seen.append)
+    try:
+        assert [(e.action, e.drive, e.blank) for e in seen] == [("inserted", "cd", True),
+                                                                  ("inserted", "stick", None)]
+    finally:
+        cd.stop()
+        stick.stop()
