@@ -138,7 +138,9 @@ class Gateway:
         ]
         self.drives, self.exporters, self.media = self._build_media(loaded)
         # The operator verbs in-process (the panel, the status page): gateway/commands.py.
-        self.commands = Commands(self.buffer.queue, cfg)
+        self.commands = Commands(self.buffer.queue, cfg, drives=self.drives, exporters=self.exporters,
+                                 busy=self.media.busy if self.media is not None else None,
+                                 events=self.events)
         # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],

@@ -400,34 +400,17 @@ def cmd_export(args) -> int:
     (gateway/media/export.py), wake the running service, print the job ids. With --wait, follow
     the jobs in the index: exit 0 when every medium was verified, 1 as soon as one attempt failed
     (the job itself waits for the next medium; `queue list` shows it), 2 for a usage error."""
-    from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, nominal_capacity
+    from gateway import commands
 
     loaded = _load(args)
-    drives = loaded.config.media.drives
-    if not drives:
-        raise UsageError("export: no media drive is configured ([media.drives.<name>])")
-    name = args.to
-    if name is None:
-        if len(drives) > 1:
-            raise UsageError(f"export: {len(drives)} drives are configured; choose one with --to: "
-                             f"{', '.join(sorted(drives))}")
-        (name,) = drives
-    elif name not in drives:
-        raise UsageError(f"export: unknown drive {name!r} (configured: {', '.join(sorted(drives))})")
-    drive = drives[name]
+    commands.export_drive(loaded.config, args.to)  # a usage error before the buffer is opened
     q = _queue(loaded)
     # The split is decided now, for the smallest medium the drive's kind takes: the CLI does not
     # touch a drive the service may be burning with.
-    capacity = nominal_capacity(drive.kind, drive.sim_cd_mb)
-    try:
-        ids = enqueue_export(q, ExportRequest(tuple(args.studies), name, args.copies, "operator"),
-                             capacity=capacity)
-    except ExportRefused as exc:
-        print(f"dicom-gateway: {exc}", file=sys.stderr)
-        return exit_codes.FAILED
-    for job_id in ids:
-        job = q.get(job_id)
-        print(f"job {job_id}: {q.describe(job)} queued")
+    result = commands.export(q, loaded.config, args.studies, args.to, args.copies)
+    for line in result.lines()[:-1]:
+        print(line)
+    ids = [r.job_id for r in result.results]
     _wake_service(loaded.buffer_dir)
     if not args.wait:
         return exit_codes.OK

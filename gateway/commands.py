@@ -9,6 +9,9 @@ so that a button and `dicom-gateway queue retry` do the same thing and say it in
   dead_letter(job ids)    queued: given up (dead); dead: unchanged.
   re_forward(selection, to)  forward jobs, or a stored study / series / instance, sent to `to` again.
   wake()                  the workers look at the queue now, even those backing off.
+  export(studies, drive)  the studies queued for media (gateway/media/export.py), one job a medium.
+  eject(drive)            (in-process only) the medium given back; refused while it is written,
+                          verified or read.
 
 Two ways in:
 - the module functions (retry, dead_letter, re_forward) take a JobQueue and raise `Refused` for a
@@ -18,7 +21,7 @@ Two ways in:
 - `Commands`, the facade on a running service (`Gateway.commands`): the same verbs, returning a
   `CommandResult` with what was done or the refusal, and waking the workers directly.
 
-Export to media, eject and capture join here when media (issue 8) and capture (issue 10) land.
+Capture joins here when capture (issue 10) lands.
 """
 
 from __future__ import annotations
@@ -186,15 +189,63 @@ def re_forward(queue: "JobQueue", config: "Config", selection: Selection, to: st
     return CommandResult("re-forward", tuple(results), f"{sum(r.ok for r in results)} objects queued for {to}")
 
 
+def export_drive(config: "Config", name: str | None) -> str:
+    """The drive an export goes to: `name`, or the only configured one. Refused (usage) for no
+    drive, an unknown one, or a choice to make."""
+    drives = config.media.drives
+    if not drives:
+        raise Refused("export: no media drive is configured ([media.drives.<name>])", usage=True)
+    if name is None:
+        if len(drives) > 1:
+            raise Refused(f"export: {len(drives)} drives are configured; choose one with --to: "
+                          f"{', '.join(sorted(drives))}", usage=True)
+        (name,) = drives
+    elif name not in drives:
+        raise Refused(f"export: unknown drive {name!r} (configured: {', '.join(sorted(drives))})", usage=True)
+    return name
+
+
+def export(queue: "JobQueue", config: "Config", study_uids: Iterable[str], drive: str | None = None,
+           copies: int = 1, capacity=None, events=None) -> CommandResult:
+    """Queue these studies for a medium in `drive` (gateway/media/export.py enqueue_export: one job
+    a medium, split at series boundaries for `capacity`, (kind, bytes), default the nominal
+    capacity of the drive's kind). Refused for an unknown study or drive."""
+    from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, nominal_capacity
+
+    name = export_drive(config, drive)
+    uids = tuple(study_uids)
+    if not uids:
+        raise Refused("export: give at least one Study Instance UID", usage=True)
+    if capacity is None:
+        d = config.media.drives[name]
+        capacity = nominal_capacity(d.kind, d.sim_cd_mb)
+    try:
+        ids = enqueue_export(queue, ExportRequest(uids, name, copies, "operator"), capacity=capacity, events=events)
+    except ExportRefused as exc:
+        raise Refused(str(exc)) from None
+    results = tuple(VerbResult(i, True, f"job {i}: {queue.describe(queue.get(i))} queued") for i in ids)
+    return CommandResult("export", results, f"{len(ids)} media queued for drive {name}")
+
+
 class Commands:
     """The verbs on a running service (Gateway.commands), for the panel and the status page: each
     returns a CommandResult (a refusal included, never raised) and wakes the workers directly
-    when the queue changed, instead of the command line's SIGUSR1."""
+    when the queue changed, instead of the command line's SIGUSR1.
 
-    def __init__(self, queue: "JobQueue", config: "Config", wake: Callable[[], None] | None = None):
+    `drives` / `exporters` (by drive name) and `busy(drive)` come from the media service when
+    drives are configured: export() splits for the medium in the drive, eject() refuses while the
+    drive is written or read."""
+
+    def __init__(self, queue: "JobQueue", config: "Config", wake: Callable[[], None] | None = None, *,
+                 drives: dict | None = None, exporters: dict | None = None,
+                 busy: Callable[[str], object] | None = None, events=None):
         self.queue = queue
         self.config = config
         self._wake = wake or queue.wake_all
+        self.drives = drives or {}
+        self.exporters = exporters or {}
+        self._busy = busy or (lambda name: None)
+        self.events = events
 
     def _run(self, verb: str, call: Callable[[], CommandResult]) -> CommandResult:
         try:
@@ -217,6 +268,46 @@ class Commands:
     def re_forward(self, selection: Selection, to: str) -> CommandResult:
         """Send these jobs' objects, or this study / series / instance, to destination `to` again."""
         return self._run("re-forward", lambda: re_forward(self.queue, self.config, selection, to))
+
+    def export(self, study_uids: Iterable[str], drive: str | None = None, copies: int = 1) -> CommandResult:
+        """Queue these studies for a medium (the front panel's "export the chosen study"): split
+        for the medium now in the drive when there is a blank one, else for the drive's kind."""
+        def call() -> CommandResult:
+            from gateway.media.export import medium_capacity
+
+            name = export_drive(self.config, drive)
+            capacity = None
+            if name in self.drives:
+                try:
+                    capacity = medium_capacity(self.drives[name].medium())
+                except Exception:  # noqa: BLE001 - a drive that cannot say: split for its kind
+                    capacity = None
+            result = export(self.queue, self.config, study_uids, name, copies, capacity, self.events)
+            if name in self.exporters:
+                self.exporters[name].medium_changed()
+            return result
+        return self._run("export", call)
+
+    def eject(self, drive: str) -> CommandResult:
+        """Give the medium back (open the tray, release the stick). Refused for an unknown drive,
+        or while the box writes, verifies or reads that medium (ejecting then would ruin it)."""
+        if drive not in self.drives:
+            return CommandResult("eject", refused=f"eject: unknown drive {drive!r}"
+                                 f" (configured: {', '.join(sorted(self.drives)) or 'none'})", usage=True)
+        # An export job in flight on this drive is writing or verifying its medium.
+        if self.queue.open_counts().get(("export", drive, "in_flight")):
+            return CommandResult("eject", refused=f"eject: drive {drive} is writing or verifying its medium;"
+                                 " it ejects it by itself when done")
+        if self._busy(drive):
+            return CommandResult("eject", refused=f"eject: drive {drive} is reading its medium (an import)"
+                                 " or choosing what to write on it; try again when it is done")
+        from drivers.media.interface import MediaError
+
+        try:
+            self.drives[drive].eject()
+        except MediaError as exc:
+            return CommandResult("eject", refused=f"eject: {exc}")
+        return CommandResult("eject", summary=f"drive {drive}: medium released")
 
     def wake(self) -> CommandResult:
         """The workers look at the queue now, even those backing off (a destination down, a printer

@@ -100,7 +100,7 @@ def test_export_as_a_subprocess_refuses_in_one_line(tmp_path):
     assert r.returncode == 2 and "unknown drive 'dvd' (configured: cd, stick)" in r.stderr
     r = run("export", "1.2.3", "--to", "cd", "--config", str(cfg))
     assert r.returncode == 1 and r.stderr.strip() == (
-        "dicom-gateway: export: study 1.2.3 has no instance held in the buffer")
+        "export: study 1.2.3 has no instance held in the buffer")
     r = run("export", CT_STUDY, "--to", "cd", "--copies", "0", "--config", str(cfg))
     assert r.returncode == 2 and "not a number of copies" in r.stderr
     assert "Traceback" not in r.stderr
