@@ -24,21 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+from pydicom.uid import UID_dictionary
 
 from gateway.media.dicomdir import (
     MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
     RecordError,
     RecordNode,
     leaf_record,
+    leaf_record_type,
     patient_record,
     series_record,
     study_record,
     write_dicomdir,
 )
 from gateway.media.file_ids import FileIdAllocator, FileIdError, file_id_path
-from gateway.part10.structure import StructureError, check_structure
+from gateway.part10.structure import EXPLICIT_BE, IMPLICIT_LE, StructureError, check_structure, walk_file
 from gateway.media.profiles import ConversionError, Profile, convert, decide, get_profile
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,19 @@ DICOMDIR = "DICOMDIR"
 # Bytes a directory record takes, for the size estimate only: pydicom's test and charset files
 # average 190 bytes a record; the margin covers SR records with long code sequences.
 _RECORD_ESTIMATE = 512
+# Every top-level key the plan and the PATIENT/STUDY/SERIES/IMAGE records read (PS3.3 F.5.1-F.5.3,
+# F.5.8); the structure walk collects their raw values on its way to the last byte.
+_HEADER_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID",
+    "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "StudyID",
+    "AccessionNumber", "SeriesInstanceUID", "SeriesDate", "SeriesTime", "SeriesNumber", "Modality",
+    "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime", "InstanceNumber", "Rows",
+    "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+)
+_HEADER_TAGS = frozenset(tag_for_keyword(kw) for kw in _HEADER_KEYWORDS)
+# Modalities whose instances have a record type other than IMAGE whatever their SOP class (PS3.3
+# F.4, as pydicom's table decides it).
+_NOT_IMAGE_MODALITIES = frozenset({"RTINTENT", "RTSEGANN", "RTRAD", "PLAN"})
 
 
 class FilesetError(Exception):
@@ -156,6 +174,36 @@ def _pixel_bytes(ds: Dataset) -> int:
         return 0
 
 
+def _walked_header(source: Path) -> tuple[str, Dataset] | None:
+    """The plan's keys of an ordinary image file from one structure walk -> (syntax, header), else None.
+
+    The header is a pydicom Dataset of the raw top-level values (decoded by pydicom on access, in
+    the file's Specific Character Set), so the records read the same values pydicom.dcmread would
+    give, at the cost of the walk the structure check makes anyway. None (the caller reads the file
+    with pydicom) for a file that does not walk, and for anything but an image storage SOP class:
+    the other record types read sequences and keys the walk does not collect (PS3.3 F.5).
+    """
+    try:
+        syntax, raw = walk_file(source, wanted=_HEADER_TAGS)
+    except (StructureError, OSError, ValueError):
+        return None
+    # Deflated data sets are walked inflated, in Explicit VR LE, like every other explicit LE one.
+    implicit, little = syntax == IMPLICIT_LE, syntax != EXPLICIT_BE
+    elements = {}
+    for key, (vr, value) in raw.items():
+        tag = Tag(key)
+        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
+                                       implicit, little)
+    header = Dataset(elements)
+    sop_class = raw.get(0x00080016, (None, b""))[1].rstrip(b"\x00 ").decode("ascii", "replace")
+    modality = raw.get(0x00080060, (None, b""))[1].strip(b"\x00 ").decode("ascii", "replace")
+    name = UID_dictionary.get(sop_class, ("",))[0]
+    if not name.endswith("Image Storage") or modality in _NOT_IMAGE_MODALITIES \
+            or leaf_record_type(header) != "IMAGE":
+        return None
+    return syntax, header
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -187,13 +235,17 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
 
     for item in instances:
         source = Path(item)
-        try:
-            ds = pydicom.dcmread(source, stop_before_pixels=True)
-            syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
-        except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
-                KeyError, NotImplementedError) as exc:
-            plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
-            continue
+        walked = _walked_header(source)
+        if walked is not None:
+            syntax, ds = walked
+        else:
+            try:
+                ds = pydicom.dcmread(source, stop_before_pixels=True)
+                syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
+                    KeyError, NotImplementedError) as exc:
+                plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
+                continue
         sop_class, sop_uid = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
         if not syntax:
             plan.left_out.append(LeftOut(source, "no Transfer Syntax UID in a File Meta Information "
@@ -210,8 +262,10 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             continue
         try:
             # Headers only (the walk seeks over values): a source that does not parse to its last
-            # byte would be a broken file on the medium, which readers like dcmmkdir refuse.
-            check_structure(source, syntax)
+            # byte would be a broken file on the medium, which readers like dcmmkdir refuse. A
+            # walked header has passed this check already.
+            if walked is None:
+                check_structure(source, syntax)
         except (StructureError, OSError, ValueError) as exc:
             plan.left_out.append(LeftOut(source, f"the data set does not hold together: {_one_line(exc)}"))
             continue
