@@ -175,18 +175,24 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
     Study date/time. Raises RecordError (one line) when a Type 1 key is still missing.
     """
     record_type = leaf_record_type(ds)
-    view = Dataset()
-    view.update(ds)
+    fill: dict[str, object] = {}
     if not _text(ds, "InstanceNumber"):
-        view.InstanceNumber = instance_number
+        fill["InstanceNumber"] = instance_number
     if not _text(ds, "ContentDate"):
         date = _first_of(ds, ("SeriesDate", "StudyDate"))
         if date:
-            view.ContentDate = date
+            fill["ContentDate"] = date
     if not _text(ds, "ContentTime"):
         time = _first_of(ds, ("SeriesTime", "StudyTime"))
         if time:
-            view.ContentTime = time
+            fill["ContentTime"] = time
+    view = ds
+    if fill:
+        # A shallow view that shares the instance's elements as they are (raw ones stay undecoded)
+        # and only adds the filled keys: copying every element costs more than the record.
+        view = Dataset({tag: ds.get_item(tag) for tag in ds.keys()})
+        for keyword, value in fill.items():
+            setattr(view, keyword, value)
     try:
         record = DIRECTORY_RECORDERS[record_type](view)
     except (ValueError, KeyError, AttributeError) as exc:
