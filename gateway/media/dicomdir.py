@@ -17,6 +17,7 @@ from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
@@ -228,21 +229,34 @@ def _file_meta() -> bytes:
     return b"\x00" * 128 + b"DICM" + _short(2, 0, b"UL", _UL.pack(len(body))) + body
 
 
+_OFFSETS_END = 0x00041430  # the record's keys come after its offsets and Directory Record Type
+
+
+def _record_head(record_type: str) -> bytes:
+    # (0004,1400) next UL 0, (0004,1410) in-use US FFFFH, (0004,1420) lower UL 0, (0004,1430) type.
+    kind = record_type.encode("ascii")
+    return (_short(4, 0x1400, b"UL", _UL.pack(0)) + _short(4, 0x1410, b"US", struct.pack("<H", 0xFFFF))
+            + _short(4, 0x1420, b"UL", _UL.pack(0)) + _short(4, 0x1430, b"CS", kind + b" " * (len(kind) % 2)))
+
+
 def _encode_record(node: RecordNode) -> bytearray:
-    record = Dataset()
-    record.OffsetOfTheNextDirectoryRecord = 0
-    record.RecordInUseFlag = 0xFFFF
-    record.OffsetOfReferencedLowerLevelDirectoryEntity = 0
-    record.DirectoryRecordType = node.record_type
-    record.update(node.record)
+    keys = node.record
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    write_dataset(fp, record)
-    body = bytearray(fp.getvalue())
-    if body[0:4] != b"\x04\x00\x00\x14" or body[22:26] != b"\x04\x00\x20\x14":
-        raise AssertionError("directory record does not start with its offsets")  # pragma: no cover
-    return body
+    if keys and min(keys.keys()) <= _OFFSETS_END:
+        raise RecordError(f"{node.record_type} record keys include the record's own offsets or type")
+    # The four leading elements are the same bytes for every record of a type: written by hand,
+    # the record's own keys by pydicom. A view that says "already Explicit VR LE in its own
+    # character set" lets pydicom write the elements as they are, without a decode and
+    # re-encode pass (its ambiguous-VR correction is for data sets read as Implicit VR).
+    view = Dataset(keys)
+    if not any(" or " in (elem.VR or " or ") for elem in keys.elements()):
+        charset = keys.get("SpecificCharacterSet")
+        view.set_original_encoding(False, True, convert_encodings(charset) if charset else default_encoding)
+    fp.write(_record_head(node.record_type))
+    write_dataset(fp, view)
+    return bytearray(fp.getvalue())
 
 
 def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[bytes, DicomdirStats]:
