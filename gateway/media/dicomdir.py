@@ -11,6 +11,7 @@ follows from the lengths, and the offsets are patched into the encoded bytes bef
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,9 @@ from io import BytesIO
 from pathlib import Path
 
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
@@ -206,6 +209,47 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
     record.ReferencedSOPInstanceUIDInFile = _text(ds, "SOPInstanceUID")
     record.ReferencedTransferSyntaxUIDInFile = transfer_syntax
     return record_type, record
+
+
+_IS_VALUE = re.compile(rb" *[+-]?[0-9]{1,12} *")
+_TAG_CHARSET, _TAG_INSTANCE_NUMBER = 0x00080005, 0x00200013
+
+
+def _raw(tag: int, vr: str, value: bytes, pad: bytes) -> RawDataElement:
+    # An element already in the DICOMDIR's encoding (Explicit VR LE); pydicom decodes it on access.
+    if len(value) % 2:
+        value += pad
+    return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+
+
+def image_record_from_values(values: dict[int, tuple[bytes | None, bytes]], file_id: tuple[str, ...],
+                             sop_class: str, sop_instance: str, transfer_syntax: str,
+                             instance_number: int) -> Dataset | None:
+    """The IMAGE record (PS3.3 F.5.8) of an image instance from its raw top-level values -> keys, or None.
+
+    values: (group << 16 | element) -> (VR or None, value bytes as encoded in the instance), as
+    gateway.part10.structure.walk_file collects them; the record holds the same keys leaf_record
+    gives an image (Instance Number, else instance_number; the Specific Character Set; the
+    Referenced File ID, SOP Class, SOP Instance and Transfer Syntax UIDs in File), kept as encoded
+    bytes so that nothing is decoded to be encoded again. None when the Instance Number is not a
+    plain IS value: leaf_record decides those.
+    """
+    number = values.get(_TAG_INSTANCE_NUMBER, (None, b""))[1].strip(b" \x00")
+    if not number:
+        number = str(instance_number).encode("ascii")
+    elif not _IS_VALUE.fullmatch(number):
+        return None
+    elements = {}
+    charset = values.get(_TAG_CHARSET, (None, b""))[1]
+    if charset.strip(b" \x00\\"):
+        elements[_TAG_CHARSET] = _raw(_TAG_CHARSET, "CS", charset, b" ")
+    elements[0x00041500] = _raw(0x00041500, "CS", "\\".join(file_id).encode("ascii"), b" ")
+    elements[0x00041510] = _raw(0x00041510, "UI", sop_class.encode("ascii"), b"\x00")
+    elements[0x00041511] = _raw(0x00041511, "UI", sop_instance.encode("ascii"), b"\x00")
+    elements[0x00041512] = _raw(0x00041512, "UI", transfer_syntax.encode("ascii"), b"\x00")
+    elements[_TAG_INSTANCE_NUMBER] = _raw(_TAG_INSTANCE_NUMBER, "IS", number, b" ")
+    record = Dataset({Tag(tag): elem for tag, elem in sorted(elements.items())})
+    return record
 
 
 def _short(group: int, element: int, vr: bytes, value: bytes) -> bytes:

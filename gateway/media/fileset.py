@@ -38,6 +38,7 @@ from gateway.media.dicomdir import (
     RecordError,
     RecordNode,
     leaf_record,
+    image_record_from_values,
     leaf_record_type,
     patient_record,
     series_record,
@@ -168,6 +169,20 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+_UI_TAGS = {kw: tag_for_keyword(kw) for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+                                                 "SeriesInstanceUID")}
+
+
+def _key(ds: Dataset, raw: dict | None, keyword: str) -> str:
+    # A single UID is ASCII in every character set: read from the walk's bytes as pydicom would
+    # (trailing NUL and spaces gone), sparing a decode; anything else through pydicom.
+    if raw is not None and keyword in _UI_TAGS:
+        value = raw.get(_UI_TAGS[keyword], (None, b""))[1]
+        if b"\\" not in value and value.isascii():
+            return value.decode("ascii").strip("\x00 ")
+    return _text(ds, keyword)
+
+
 def _pixel_bytes(ds: Dataset) -> int:
     try:
         return (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames") or 1)
@@ -176,14 +191,15 @@ def _pixel_bytes(ds: Dataset) -> int:
         return 0
 
 
-def _walked_header(source: Path) -> tuple[str, Dataset] | None:
-    """The plan's keys of an ordinary image file from one structure walk -> (syntax, header), else None.
+def _walked_header(source: Path) -> tuple[str, Dataset, dict] | None:
+    """The plan's keys of an ordinary image file from one structure walk -> (syntax, header, raw), else None.
 
     The header is a pydicom Dataset of the raw top-level values (decoded by pydicom on access, in
     the file's Specific Character Set), so the records read the same values pydicom.dcmread would
     give, at the cost of the walk the structure check makes anyway. None (the caller reads the file
     with pydicom) for a file that does not walk, and for anything but an image storage SOP class:
-    the other record types read sequences and keys the walk does not collect (PS3.3 F.5).
+    the other record types read sequences and keys the walk does not collect (PS3.3 F.5). raw:
+    the walk's {tag: (VR, value bytes)}.
     """
     try:
         syntax, raw = walk_file(source, wanted=_HEADER_TAGS)
@@ -203,7 +219,7 @@ def _walked_header(source: Path) -> tuple[str, Dataset] | None:
     if not name.endswith("Image Storage") or modality in _NOT_IMAGE_MODALITIES \
             or leaf_record_type(header) != "IMAGE":
         return None
-    return syntax, header
+    return syntax, header, raw
 
 
 def _one_line(exc: BaseException) -> str:
@@ -238,8 +254,9 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
     for item in instances:
         source = Path(item)
         walked = _walked_header(source)
+        raw = None
         if walked is not None:
-            syntax, ds = walked
+            syntax, ds, raw = walked
         else:
             try:
                 ds = pydicom.dcmread(source, stop_before_pixels=True)
@@ -248,7 +265,7 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
                     KeyError, NotImplementedError) as exc:
                 plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
                 continue
-        sop_class, sop_uid = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+        sop_class, sop_uid = _key(ds, raw, "SOPClassUID"), _key(ds, raw, "SOPInstanceUID")
         if not syntax:
             plan.left_out.append(LeftOut(source, "no Transfer Syntax UID in a File Meta Information "
                                          "(PS3.10 7.1)"))
@@ -285,7 +302,7 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             plan.left_out.append(LeftOut(source, f"Patient ID {patient!r} is already on this file-set "
                                          "for another patient's name; not merged (PS3.3 F.5.1)"))
             continue
-        study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
+        study, series = _key(ds, raw, "StudyInstanceUID"), _key(ds, raw, "SeriesInstanceUID")
         try:
             new_patient = patient not in plan._patients
             if new_patient:
@@ -301,7 +318,12 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
                 series_rec = series_record(ds, number)
             file_id = ids.allocate(patient, study, series)
             count = instance_numbers.get(rk, 0) + 1
-            record_type, leaf = leaf_record(ds, file_id, decision.target, count)
+            leaf = None
+            if raw is not None:
+                record_type = "IMAGE"
+                leaf = image_record_from_values(raw, file_id, sop_class, sop_uid, decision.target, count)
+            if leaf is None:
+                record_type, leaf = leaf_record(ds, file_id, decision.target, count)
         except (RecordError, FileIdError) as exc:
             plan.left_out.append(LeftOut(source, _one_line(exc)))
             continue
