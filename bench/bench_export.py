@@ -92,7 +92,8 @@ def one_gateway(src: Path, count: int, dest: Path, per_file_fsync: bool = False)
 
     # Bench-only instrumentation of the child: the steps inside materialize, timed where they are.
     fileset.write_fileset = timed("write_s", fileset.write_fileset)
-    fileset._sync_written = timed("sync_s", fileset._sync_written)
+    if hasattr(fileset, "_sync_written"):  # absent before the syncfs change: run on older trees too
+        fileset._sync_written = timed("sync_s", fileset._sync_written)
     if per_file_fsync:
         fileset._SYNCFS = None
     t0 = time.perf_counter()
