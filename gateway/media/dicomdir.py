@@ -283,13 +283,39 @@ def _record_head(record_type: str) -> bytes:
             + _short(4, 0x1420, b"UL", _UL.pack(0)) + _short(4, 0x1430, b"CS", kind + b" " * (len(kind) % 2)))
 
 
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+
+
+def _raw_keys(keys: Dataset) -> bytes | None:
+    # Keys that are all still the raw Explicit VR LE elements image_record_from_values made:
+    # their encoding is their bytes behind a header (PS3.5 7.1.2). None: pydicom writes them.
+    out = []
+    for tag in sorted(keys.keys()):
+        elem = keys.get_item(tag)
+        if not isinstance(elem, RawDataElement) or elem.is_implicit_VR or not elem.is_little_endian \
+                or elem.VR is None or elem.value is None or len(elem.value) % 2:
+            return None
+        vr = elem.VR.encode("ascii")
+        if elem.VR in _LONG_VRS:
+            out.append(struct.pack("<HH2s2xI", tag.group, tag.element, vr, len(elem.value)))
+        elif len(elem.value) <= 0xFFFF:
+            out.append(struct.pack("<HH2sH", tag.group, tag.element, vr, len(elem.value)))
+        else:
+            return None
+        out.append(elem.value)
+    return b"".join(out)
+
+
 def _encode_record(node: RecordNode) -> bytearray:
     keys = node.record
+    if keys and min(keys.keys()) <= _OFFSETS_END:
+        raise RecordError(f"{node.record_type} record keys include the record's own offsets or type")
+    raw = _raw_keys(keys)
+    if raw is not None:
+        return bytearray(_record_head(node.record_type) + raw)
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    if keys and min(keys.keys()) <= _OFFSETS_END:
-        raise RecordError(f"{node.record_type} record keys include the record's own offsets or type")
     # The four leading elements are the same bytes for every record of a type: written by hand,
     # the record's own keys by pydicom. A view that says "already Explicit VR LE in its own
     # character set" lets pydicom write the elements as they are, without a decode and

@@ -401,7 +401,7 @@ def write_fileset(plan: FilesetPlan, staging_dir: Path) -> list[tuple[str, Path]
     return plan.mapping
 
 
-def _copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: str | Path) -> None:
     # In the kernel: copy_file_range (a reflink where the file system can), else sendfile; the
     # bytes never pass through Python. O_EXCL: a file-set folder never overwrites a file.
     fd_in = os.open(source, os.O_RDONLY)
@@ -484,17 +484,25 @@ def materialize(plan: FilesetPlan, dest_dir: Path) -> list[tuple[str, Path]]:
     if dest_dir.exists() and any(dest_dir.iterdir()):
         raise FilesetError(f"{dest_dir} is not empty; a file-set is written into an empty folder")
     mapping = write_fileset(plan, dest_dir)
-    copies = [(dest_dir / rel, source) for rel, source in mapping if source != dest_dir / rel]
-    dirs = sorted({p for target, _ in copies for p in target.parents if dest_dir in p.parents},
-                  key=lambda p: len(p.parts))
+    # Plain strings: Path arithmetic per file costs more than the copy's own system calls.
+    root = str(dest_dir)
+    copies = [(f"{root}/{rel}", rel, source) for rel, source in mapping]
+    copies = [(target, rel, source) for target, rel, source in copies if str(source) != target]
+    folders: set[str] = set()
+    for _, rel, _ in copies:
+        folder = rel.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    dirs = [dest_dir / folder for folder in sorted(folders, key=lambda f: f.count("/"))]
     try:
         for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        for target, source in copies:
+            d.mkdir(exist_ok=True)  # parents first: the sort puts them there
+        for target, _, source in copies:
             _copy(source, target)
         # One sync after all the copies: the kernel writes back while we copy, and nothing is
         # reported written before the sync returns.
-        _sync_written(dest_dir, [target for target, _ in copies], dirs + [dest_dir])
+        _sync_written(dest_dir, [Path(target) for target, _, _ in copies], dirs + [dest_dir])
     except OSError as exc:
         raise FilesetError(f"cannot copy the file-set into {dest_dir}: {_one_line(exc)}") from exc
     return mapping

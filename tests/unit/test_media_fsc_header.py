@@ -47,3 +47,33 @@ def test_walked_headers_plan_what_pydicom_headers_plan(profile, monkeypatch):
         [(f.path, f.source, f.syntax, f.convert, f.estimated_size) for f in slow.files]
     assert [(g.source, g.reason) for g in fast.left_out] == [(g.source, g.reason) for g in slow.left_out]
     assert _records(fast) == _records(slow)
+
+
+def test_records_kept_as_bytes_encode_as_pydicom_encodes_them(tmp_path, monkeypatch):
+    # The IMAGE records of walked images stay raw Explicit VR LE and are laid out by hand; decoded
+    # (as any reader of the record would leave them), pydicom writes them: the bytes must agree.
+    from datasets import make_ct
+
+    from gateway.media.dicomdir import encode_dicomdir
+
+    monkeypatch.setattr(dicomdir_module, "generate_uid", lambda: "1.2.3.4")
+    files = []
+    for i, charset in enumerate(["ISO_IR 100", "", "ISO_IR 192"]):
+        path = tmp_path / f"ct{i}.dcm"
+        ds = make_ct(path, number=i + 7, implicit=(i == 1))
+        if charset:
+            ds.SpecificCharacterSet = charset
+        elif "SpecificCharacterSet" in ds:
+            del ds.SpecificCharacterSet
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    roots = plan_fileset(files, "STD-GEN-CD", "SAME").record_tree()
+    leaves = [leaf for p in roots for st in p.children for se in st.children for leaf in se.children]
+    assert len(leaves) == 3 and all(
+        all(isinstance(leaf.record.get_item(t), pydicom.dataelem.RawDataElement) for t in leaf.record.keys())
+        for leaf in leaves)
+    by_hand, _ = encode_dicomdir(roots, "SAME")
+    for leaf in leaves:
+        list(leaf.record)  # decodes every raw element in place
+    by_pydicom, _ = encode_dicomdir(roots, "SAME")
+    assert by_hand == by_pydicom
