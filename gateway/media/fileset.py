@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from gateway.media.dicomdir import (
@@ -207,19 +208,27 @@ def _walked_header(source: Path) -> tuple[str, Dataset, dict] | None:
         return None
     # Deflated data sets are walked inflated, in Explicit VR LE, like every other explicit LE one.
     implicit, little = syntax == IMPLICIT_LE, syntax != EXPLICIT_BE
-    elements = {}
-    for key, (vr, value) in raw.items():
-        tag = Tag(key)
-        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
-                                       implicit, little)
-    header = Dataset(elements)
     sop_class = raw.get(0x00080016, (None, b""))[1].rstrip(b"\x00 ").decode("ascii", "replace")
     modality = raw.get(0x00080060, (None, b""))[1].strip(b"\x00 ").decode("ascii", "replace")
-    name = UID_dictionary.get(sop_class, ("",))[0]
-    if not name.endswith("Image Storage") or modality in _NOT_IMAGE_MODALITIES \
-            or leaf_record_type(header) != "IMAGE":
+    if modality in _NOT_IMAGE_MODALITIES or _record_type_of_class(sop_class) != "IMAGE":
         return None
-    return syntax, header, raw
+    elements = {}
+    for key, (vr, value) in raw.items():
+        tag = BaseTag(key)
+        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
+                                       implicit, little)
+    return syntax, Dataset(elements), raw
+
+
+@functools.lru_cache(maxsize=256)
+def _record_type_of_class(sop_class: str) -> str:
+    # "IMAGE" only for a SOP class the UID dictionary names an image storage class and the record
+    # type table (leaf_record_type, PS3.3 F.4) makes an IMAGE; one lookup per class, not per file.
+    if not UID_dictionary.get(sop_class, ("",))[0].endswith("Image Storage"):
+        return ""
+    probe = Dataset()
+    probe.SOPClassUID = sop_class
+    return leaf_record_type(probe)
 
 
 def _one_line(exc: BaseException) -> str:
