@@ -6,6 +6,9 @@ build the leaf records (pydicom.fileset.DIRECTORY_RECORDERS, the F.5 keys per re
 module fills what the instances lack and lays the records out itself: every record is encoded
 exactly once with its three offsets as fixed-length UL placeholders, the byte offset of each record
 follows from the lengths, and the offsets are patched into the encoded bytes before the one write.
+A record's offsets and type are written by hand; its keys by pydicom, except records whose keys are
+all still raw Explicit VR LE elements (image_record_from_values), whose bytes are laid out as
+they are.
 """
 
 from __future__ import annotations

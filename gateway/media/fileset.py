@@ -7,6 +7,13 @@ every relative path on the medium, which file holds its bytes (staging for the D
 converted files, the buffer's own file for the rest), so a drive writes each byte once.
 materialize lays a plan out in a folder (tests, the bench, a folder "drive").
 
+Speed (bench/bench_export.py): an image's header is read by the one structure walk that also
+checks it holds together (gateway.part10.structure.walk_file), its raw values decoded by pydicom
+only where a record needs text, and its IMAGE record kept as the encoded bytes it came with;
+pydicom.dcmread reads only the other objects (SR, KO, PR, encapsulated documents, RT...) and files
+the walk refuses, so their reasons are pydicom's as before. The copies run in the kernel and one
+syncfs(2) makes them durable.
+
 Patients: one Patient ID names one patient on a file-set (PS3.3 F.5.1). Instances whose Patient ID
 is already on the file-set under another Patient's Name are not merged: they are left out with the
 reason, to go on a medium of their own. Instances without a Patient ID get an invented one
@@ -38,8 +45,8 @@ from gateway.media.dicomdir import (
     MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
     RecordError,
     RecordNode,
-    leaf_record,
     image_record_from_values,
+    leaf_record,
     leaf_record_type,
     patient_record,
     series_record,
