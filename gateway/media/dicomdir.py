@@ -216,13 +216,16 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
 
 _IS_VALUE = re.compile(rb" *[+-]?[0-9]{1,12} *")
 _TAG_CHARSET, _TAG_INSTANCE_NUMBER = 0x00080005, 0x00200013
+# One tag object per key, shared by every record (a plan holds thousands of records in memory).
+_TAGS = {t: Tag(t) for t in (_TAG_CHARSET, _TAG_INSTANCE_NUMBER, 0x00041500, 0x00041510, 0x00041511,
+                             0x00041512)}
 
 
 def _raw(tag: int, vr: str, value: bytes, pad: bytes) -> RawDataElement:
     # An element already in the DICOMDIR's encoding (Explicit VR LE); pydicom decodes it on access.
     if len(value) % 2:
         value += pad
-    return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+    return RawDataElement(_TAGS.get(tag) or Tag(tag), vr, len(value), value, 0, False, True)
 
 
 def image_record_from_values(values: dict[int, tuple[bytes | None, bytes]], file_id: tuple[str, ...],
@@ -251,8 +254,7 @@ def image_record_from_values(values: dict[int, tuple[bytes | None, bytes]], file
     elements[0x00041511] = _raw(0x00041511, "UI", sop_instance.encode("ascii"), b"\x00")
     elements[0x00041512] = _raw(0x00041512, "UI", transfer_syntax.encode("ascii"), b"\x00")
     elements[_TAG_INSTANCE_NUMBER] = _raw(_TAG_INSTANCE_NUMBER, "IS", number, b" ")
-    record = Dataset({Tag(tag): elem for tag, elem in sorted(elements.items())})
-    return record
+    return Dataset({elem.tag: elem for _, elem in sorted(elements.items())})
 
 
 def _short(group: int, element: int, vr: bytes, value: bytes) -> bytes:

@@ -318,7 +318,10 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             plan.left_out.append(LeftOut(source, f"Patient ID {patient!r} is already on this file-set "
                                          "for another patient's name; not merged (PS3.3 F.5.1)"))
             continue
-        study, series = _key(ds, raw, "StudyInstanceUID"), _key(ds, raw, "SeriesInstanceUID")
+        # Interned: every instance of a series holds the same three keys in its PlannedFile.
+        study = sys.intern(_key(ds, raw, "StudyInstanceUID"))
+        series = sys.intern(_key(ds, raw, "SeriesInstanceUID"))
+        patient = sys.intern(patient)
         try:
             new_patient = patient not in plan._patients
             if new_patient:
