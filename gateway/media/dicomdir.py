@@ -6,18 +6,25 @@ build the leaf records (pydicom.fileset.DIRECTORY_RECORDERS, the F.5 keys per re
 module fills what the instances lack and lays the records out itself: every record is encoded
 exactly once with its three offsets as fixed-length UL placeholders, the byte offset of each record
 follows from the lengths, and the offsets are patched into the encoded bytes before the one write.
+A record's offsets and type are written by hand; its keys by pydicom, except records whose keys are
+all still raw Explicit VR LE elements (image_record_from_values), whose bytes are laid out as
+they are.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
@@ -175,18 +182,24 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
     Study date/time. Raises RecordError (one line) when a Type 1 key is still missing.
     """
     record_type = leaf_record_type(ds)
-    view = Dataset()
-    view.update(ds)
+    fill: dict[str, object] = {}
     if not _text(ds, "InstanceNumber"):
-        view.InstanceNumber = instance_number
+        fill["InstanceNumber"] = instance_number
     if not _text(ds, "ContentDate"):
         date = _first_of(ds, ("SeriesDate", "StudyDate"))
         if date:
-            view.ContentDate = date
+            fill["ContentDate"] = date
     if not _text(ds, "ContentTime"):
         time = _first_of(ds, ("SeriesTime", "StudyTime"))
         if time:
-            view.ContentTime = time
+            fill["ContentTime"] = time
+    view = ds
+    if fill:
+        # A shallow view that shares the instance's elements as they are (raw ones stay undecoded)
+        # and only adds the filled keys: copying every element costs more than the record.
+        view = Dataset({tag: ds.get_item(tag) for tag in ds.keys()})
+        for keyword, value in fill.items():
+            setattr(view, keyword, value)
     try:
         record = DIRECTORY_RECORDERS[record_type](view)
     except (ValueError, KeyError, AttributeError) as exc:
@@ -199,6 +212,49 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
     record.ReferencedSOPInstanceUIDInFile = _text(ds, "SOPInstanceUID")
     record.ReferencedTransferSyntaxUIDInFile = transfer_syntax
     return record_type, record
+
+
+_IS_VALUE = re.compile(rb" *[+-]?[0-9]{1,12} *")
+_TAG_CHARSET, _TAG_INSTANCE_NUMBER = 0x00080005, 0x00200013
+# One tag object per key, shared by every record (a plan holds thousands of records in memory).
+_TAGS = {t: Tag(t) for t in (_TAG_CHARSET, _TAG_INSTANCE_NUMBER, 0x00041500, 0x00041510, 0x00041511,
+                             0x00041512)}
+
+
+def _raw(tag: int, vr: str, value: bytes, pad: bytes) -> RawDataElement:
+    # An element already in the DICOMDIR's encoding (Explicit VR LE); pydicom decodes it on access.
+    if len(value) % 2:
+        value += pad
+    return RawDataElement(_TAGS.get(tag) or Tag(tag), vr, len(value), value, 0, False, True)
+
+
+def image_record_from_values(values: dict[int, tuple[bytes | None, bytes]], file_id: tuple[str, ...],
+                             sop_class: str, sop_instance: str, transfer_syntax: str,
+                             instance_number: int) -> Dataset | None:
+    """The IMAGE record (PS3.3 F.5.8) of an image instance from its raw top-level values -> keys, or None.
+
+    values: (group << 16 | element) -> (VR or None, value bytes as encoded in the instance), as
+    gateway.part10.structure.walk_file collects them; the record holds the same keys leaf_record
+    gives an image (Instance Number, else instance_number; the Specific Character Set; the
+    Referenced File ID, SOP Class, SOP Instance and Transfer Syntax UIDs in File), kept as encoded
+    bytes so that nothing is decoded to be encoded again. None when the Instance Number is not a
+    plain IS value: leaf_record decides those.
+    """
+    number = values.get(_TAG_INSTANCE_NUMBER, (None, b""))[1].strip(b" \x00")
+    if not number:
+        number = str(instance_number).encode("ascii")
+    elif not _IS_VALUE.fullmatch(number):
+        return None
+    elements = {}
+    charset = values.get(_TAG_CHARSET, (None, b""))[1]
+    if charset.strip(b" \x00\\"):
+        elements[_TAG_CHARSET] = _raw(_TAG_CHARSET, "CS", charset, b" ")
+    elements[0x00041500] = _raw(0x00041500, "CS", "\\".join(file_id).encode("ascii"), b" ")
+    elements[0x00041510] = _raw(0x00041510, "UI", sop_class.encode("ascii"), b"\x00")
+    elements[0x00041511] = _raw(0x00041511, "UI", sop_instance.encode("ascii"), b"\x00")
+    elements[0x00041512] = _raw(0x00041512, "UI", transfer_syntax.encode("ascii"), b"\x00")
+    elements[_TAG_INSTANCE_NUMBER] = _raw(_TAG_INSTANCE_NUMBER, "IS", number, b" ")
+    return Dataset({elem.tag: elem for _, elem in sorted(elements.items())})
 
 
 def _short(group: int, element: int, vr: bytes, value: bytes) -> bytes:
@@ -222,21 +278,60 @@ def _file_meta() -> bytes:
     return b"\x00" * 128 + b"DICM" + _short(2, 0, b"UL", _UL.pack(len(body))) + body
 
 
+_OFFSETS_END = 0x00041430  # the record's keys come after its offsets and Directory Record Type
+
+
+def _record_head(record_type: str) -> bytes:
+    # (0004,1400) next UL 0, (0004,1410) in-use US FFFFH, (0004,1420) lower UL 0, (0004,1430) type.
+    kind = record_type.encode("ascii")
+    return (_short(4, 0x1400, b"UL", _UL.pack(0)) + _short(4, 0x1410, b"US", struct.pack("<H", 0xFFFF))
+            + _short(4, 0x1420, b"UL", _UL.pack(0)) + _short(4, 0x1430, b"CS", kind + b" " * (len(kind) % 2)))
+
+
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+
+
+def _raw_keys(keys: Dataset) -> bytes | None:
+    # Keys that are all still the raw Explicit VR LE elements image_record_from_values made:
+    # their encoding is their bytes behind a header (PS3.5 7.1.2). None: pydicom writes them.
+    out = []
+    for tag in sorted(keys.keys()):
+        elem = keys.get_item(tag)
+        if not isinstance(elem, RawDataElement) or elem.is_implicit_VR or not elem.is_little_endian \
+                or elem.VR is None or elem.value is None or len(elem.value) % 2:
+            return None
+        vr = elem.VR.encode("ascii")
+        if elem.VR in _LONG_VRS:
+            out.append(struct.pack("<HH2s2xI", tag.group, tag.element, vr, len(elem.value)))
+        elif len(elem.value) <= 0xFFFF:
+            out.append(struct.pack("<HH2sH", tag.group, tag.element, vr, len(elem.value)))
+        else:
+            return None
+        out.append(elem.value)
+    return b"".join(out)
+
+
 def _encode_record(node: RecordNode) -> bytearray:
-    record = Dataset()
-    record.OffsetOfTheNextDirectoryRecord = 0
-    record.RecordInUseFlag = 0xFFFF
-    record.OffsetOfReferencedLowerLevelDirectoryEntity = 0
-    record.DirectoryRecordType = node.record_type
-    record.update(node.record)
+    keys = node.record
+    if keys and min(keys.keys()) <= _OFFSETS_END:
+        raise RecordError(f"{node.record_type} record keys include the record's own offsets or type")
+    raw = _raw_keys(keys)
+    if raw is not None:
+        return bytearray(_record_head(node.record_type) + raw)
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    write_dataset(fp, record)
-    body = bytearray(fp.getvalue())
-    if body[0:4] != b"\x04\x00\x00\x14" or body[22:26] != b"\x04\x00\x20\x14":
-        raise AssertionError("directory record does not start with its offsets")  # pragma: no cover
-    return body
+    # The four leading elements are the same bytes for every record of a type: written by hand,
+    # the record's own keys by pydicom. A view that says "already Explicit VR LE in its own
+    # character set" lets pydicom write the elements as they are, without a decode and
+    # re-encode pass (its ambiguous-VR correction is for data sets read as Implicit VR).
+    view = Dataset(keys)
+    if not any(" or " in (elem.VR or " or ") for elem in keys.elements()):
+        charset = keys.get("SpecificCharacterSet")
+        view.set_original_encoding(False, True, convert_encodings(charset) if charset else default_encoding)
+    fp.write(_record_head(node.record_type))
+    write_dataset(fp, view)
+    return bytearray(fp.getvalue())
 
 
 def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[bytes, DicomdirStats]:

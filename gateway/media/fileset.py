@@ -7,6 +7,13 @@ every relative path on the medium, which file holds its bytes (staging for the D
 converted files, the buffer's own file for the rest), so a drive writes each byte once.
 materialize lays a plan out in a folder (tests, the bench, a folder "drive").
 
+Speed (bench/bench_export.py): an image's header is read by the one structure walk that also
+checks it holds together (gateway.part10.structure.walk_file), its raw values decoded by pydicom
+only where a record needs text, and its IMAGE record kept as the encoded bytes it came with;
+pydicom.dcmread reads only the other objects (SR, KO, PR, encapsulated documents, RT...) and files
+the walk refuses, so their reasons are pydicom's as before. The copies run in the kernel and one
+syncfs(2) makes them durable.
+
 Patients: one Patient ID names one patient on a file-set (PS3.3 F.5.1). Instances whose Patient ID
 is already on the file-set under another Patient's Name are not merged: they are left out with the
 reason, to go on a medium of their own. Instances without a Patient ID get an invented one
@@ -15,30 +22,39 @@ reason, to go on a medium of their own. Instances without a Patient ID get an in
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import logging
 import os
 import re
-import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary
 
 from gateway.media.dicomdir import (
     MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
     RecordError,
     RecordNode,
+    image_record_from_values,
     leaf_record,
+    leaf_record_type,
     patient_record,
     series_record,
     study_record,
     write_dicomdir,
 )
 from gateway.media.file_ids import FileIdAllocator, FileIdError, file_id_path
-from gateway.part10.structure import StructureError, check_structure
+from gateway.part10.structure import EXPLICIT_BE, IMPLICIT_LE, StructureError, check_structure, walk_file
 from gateway.media.profiles import ConversionError, Profile, convert, decide, get_profile
 
 log = logging.getLogger(__name__)
@@ -47,6 +63,19 @@ DICOMDIR = "DICOMDIR"
 # Bytes a directory record takes, for the size estimate only: pydicom's test and charset files
 # average 190 bytes a record; the margin covers SR records with long code sequences.
 _RECORD_ESTIMATE = 512
+# Every top-level key the plan and the PATIENT/STUDY/SERIES/IMAGE records read (PS3.3 F.5.1-F.5.3,
+# F.5.8); the structure walk collects their raw values on its way to the last byte.
+_HEADER_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID",
+    "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "StudyID",
+    "AccessionNumber", "SeriesInstanceUID", "SeriesDate", "SeriesTime", "SeriesNumber", "Modality",
+    "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime", "InstanceNumber", "Rows",
+    "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+)
+_HEADER_TAGS = frozenset(tag_for_keyword(kw) for kw in _HEADER_KEYWORDS)
+# Modalities whose instances have a record type other than IMAGE whatever their SOP class (PS3.3
+# F.4, as pydicom's table decides it).
+_NOT_IMAGE_MODALITIES = frozenset({"RTINTENT", "RTSEGANN", "RTRAD", "PLAN"})
 
 
 class FilesetError(Exception):
@@ -148,12 +177,65 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+_UI_TAGS = {kw: tag_for_keyword(kw) for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+                                                 "SeriesInstanceUID")}
+
+
+def _key(ds: Dataset, raw: dict | None, keyword: str) -> str:
+    # A single UID is ASCII in every character set: read from the walk's bytes as pydicom would
+    # (trailing NUL and spaces gone), sparing a decode; anything else through pydicom.
+    if raw is not None and keyword in _UI_TAGS:
+        value = raw.get(_UI_TAGS[keyword], (None, b""))[1]
+        if b"\\" not in value and value.isascii():
+            return value.decode("ascii").strip("\x00 ")
+    return _text(ds, keyword)
+
+
 def _pixel_bytes(ds: Dataset) -> int:
     try:
         return (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames") or 1)
                 * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated) + 7) // 8
     except (AttributeError, TypeError, ValueError):
         return 0
+
+
+def _walked_header(source: Path) -> tuple[str, Dataset, dict] | None:
+    """The plan's keys of an ordinary image file from one structure walk -> (syntax, header, raw), else None.
+
+    The header is a pydicom Dataset of the raw top-level values (decoded by pydicom on access, in
+    the file's Specific Character Set), so the records read the same values pydicom.dcmread would
+    give, at the cost of the walk the structure check makes anyway. None (the caller reads the file
+    with pydicom) for a file that does not walk, and for anything but an image storage SOP class:
+    the other record types read sequences and keys the walk does not collect (PS3.3 F.5). raw:
+    the walk's {tag: (VR, value bytes)}.
+    """
+    try:
+        syntax, raw = walk_file(source, wanted=_HEADER_TAGS)
+    except (StructureError, OSError, ValueError):
+        return None
+    # Deflated data sets are walked inflated, in Explicit VR LE, like every other explicit LE one.
+    implicit, little = syntax == IMPLICIT_LE, syntax != EXPLICIT_BE
+    sop_class = raw.get(0x00080016, (None, b""))[1].rstrip(b"\x00 ").decode("ascii", "replace")
+    modality = raw.get(0x00080060, (None, b""))[1].strip(b"\x00 ").decode("ascii", "replace")
+    if modality in _NOT_IMAGE_MODALITIES or _record_type_of_class(sop_class) != "IMAGE":
+        return None
+    elements = {}
+    for key, (vr, value) in raw.items():
+        tag = BaseTag(key)
+        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
+                                       implicit, little)
+    return syntax, Dataset(elements), raw
+
+
+@functools.lru_cache(maxsize=256)
+def _record_type_of_class(sop_class: str) -> str:
+    # "IMAGE" only for a SOP class the UID dictionary names an image storage class and the record
+    # type table (leaf_record_type, PS3.3 F.4) makes an IMAGE; one lookup per class, not per file.
+    if not UID_dictionary.get(sop_class, ("",))[0].endswith("Image Storage"):
+        return ""
+    probe = Dataset()
+    probe.SOPClassUID = sop_class
+    return leaf_record_type(probe)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -187,14 +269,19 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
 
     for item in instances:
         source = Path(item)
-        try:
-            ds = pydicom.dcmread(source, stop_before_pixels=True)
-            syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
-        except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
-                KeyError, NotImplementedError) as exc:
-            plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
-            continue
-        sop_class, sop_uid = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+        walked = _walked_header(source)
+        raw = None
+        if walked is not None:
+            syntax, ds, raw = walked
+        else:
+            try:
+                ds = pydicom.dcmread(source, stop_before_pixels=True)
+                syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
+                    KeyError, NotImplementedError) as exc:
+                plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
+                continue
+        sop_class, sop_uid = _key(ds, raw, "SOPClassUID"), _key(ds, raw, "SOPInstanceUID")
         if not syntax:
             plan.left_out.append(LeftOut(source, "no Transfer Syntax UID in a File Meta Information "
                                          "(PS3.10 7.1)"))
@@ -210,8 +297,10 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             continue
         try:
             # Headers only (the walk seeks over values): a source that does not parse to its last
-            # byte would be a broken file on the medium, which readers like dcmmkdir refuse.
-            check_structure(source, syntax)
+            # byte would be a broken file on the medium, which readers like dcmmkdir refuse. A
+            # walked header has passed this check already.
+            if walked is None:
+                check_structure(source, syntax)
         except (StructureError, OSError, ValueError) as exc:
             plan.left_out.append(LeftOut(source, f"the data set does not hold together: {_one_line(exc)}"))
             continue
@@ -229,7 +318,10 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             plan.left_out.append(LeftOut(source, f"Patient ID {patient!r} is already on this file-set "
                                          "for another patient's name; not merged (PS3.3 F.5.1)"))
             continue
-        study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
+        # Interned: every instance of a series holds the same three keys in its PlannedFile.
+        study = sys.intern(_key(ds, raw, "StudyInstanceUID"))
+        series = sys.intern(_key(ds, raw, "SeriesInstanceUID"))
+        patient = sys.intern(patient)
         try:
             new_patient = patient not in plan._patients
             if new_patient:
@@ -245,7 +337,12 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
                 series_rec = series_record(ds, number)
             file_id = ids.allocate(patient, study, series)
             count = instance_numbers.get(rk, 0) + 1
-            record_type, leaf = leaf_record(ds, file_id, decision.target, count)
+            leaf = None
+            if raw is not None:
+                record_type = "IMAGE"
+                leaf = image_record_from_values(raw, file_id, sop_class, sop_uid, decision.target, count)
+            if leaf is None:
+                record_type, leaf = leaf_record(ds, file_id, decision.target, count)
         except (RecordError, FileIdError) as exc:
             plan.left_out.append(LeftOut(source, _one_line(exc)))
             continue
@@ -323,39 +420,108 @@ def write_fileset(plan: FilesetPlan, staging_dir: Path) -> list[tuple[str, Path]
     return plan.mapping
 
 
+def _copy(source: Path, target: str | Path) -> None:
+    # In the kernel: copy_file_range (a reflink where the file system can), else sendfile; the
+    # bytes never pass through Python. O_EXCL: a file-set folder never overwrites a file.
+    fd_in = os.open(source, os.O_RDONLY)
+    try:
+        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            left = os.fstat(fd_in).st_size
+            use_range = hasattr(os, "copy_file_range")
+            while left > 0:
+                if use_range:
+                    try:
+                        n = os.copy_file_range(fd_in, fd_out, left)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                            raise
+                        use_range = False
+                        continue
+                else:
+                    n = os.sendfile(fd_out, fd_in, None, left)
+                if n == 0:
+                    raise OSError(errno.EIO, f"{source} ended {left} bytes early")
+                left -= n
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+
+
+def _syncfs_call():
+    # syncfs(2) reports write-back errors of the file system only since Linux 5.8 (errseq on the
+    # superblock); before that, or off Linux, it may return 0 after a lost write: fsync per file.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+        if (major, minor) < (5, 8):
+            return None
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+_SYNCFS = _syncfs_call()
+
+
+def _sync_written(dest_dir: Path, files: list[Path], dirs: list[Path]) -> None:
+    """Make every file and directory materialize wrote durable before it returns (PS3.10 8: a
+    file-set is only a file-set whole). One syncfs(2) of dest_dir's file system where it reports
+    write-back errors, else an fsync per file and per directory, deepest first. Raises OSError."""
+    if _SYNCFS is not None:
+        fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+        return
+    for target in files:
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        _fsync_dir(d)
+
+
 def materialize(plan: FilesetPlan, dest_dir: Path) -> list[tuple[str, Path]]:
-    """Lay the file-set out in dest_dir (which must be empty or absent), every file fsynced.
+    """Lay the file-set out in dest_dir (which must be empty or absent), every file durable on return.
 
     The DICOMDIR and the converted files are written straight into dest_dir (it is the staging
-    folder), the other files copied from their source once. Returns the mapping. Raises
+    folder), the other files copied from their source once, in the kernel. Durable: one syncfs(2)
+    of dest_dir's file system on Linux >= 5.8 (it covers every file and directory written and
+    reports write-back errors), else an fsync per file and directory. Returns the mapping. Raises
     FilesetError (one line) for a non-empty dest_dir or a write that fails.
     """
     dest_dir = Path(dest_dir)
     if dest_dir.exists() and any(dest_dir.iterdir()):
         raise FilesetError(f"{dest_dir} is not empty; a file-set is written into an empty folder")
     mapping = write_fileset(plan, dest_dir)
-    dirs: set[Path] = set()
-    copied: list[Path] = []
+    # Plain strings: Path arithmetic per file costs more than the copy's own system calls.
+    root = str(dest_dir)
+    copies = [(f"{root}/{rel}", rel, source) for rel, source in mapping]
+    copies = [(target, rel, source) for target, rel, source in copies if str(source) != target]
+    folders: set[str] = set()
+    for _, rel, _ in copies:
+        folder = rel.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    dirs = [dest_dir / folder for folder in sorted(folders, key=lambda f: f.count("/"))]
     try:
-        for rel, source in mapping:
-            target = dest_dir / rel
-            if source == target:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)  # sendfile: the bytes do not pass through Python
-            copied.append(target)
-            dirs.update(p for p in target.parents if dest_dir in p.parents or p == dest_dir)
-        # One fsync pass after all the copies: the kernel writes back while we copy, and the
-        # syncs then mostly wait on work already started (half the time of a sync per copy,
-        # bench/bench_export.py). Nothing is reported written before the pass ends.
-        for target in copied:
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
+        for d in dirs:
+            d.mkdir(exist_ok=True)  # parents first: the sort puts them there
+        for target, _, source in copies:
+            _copy(source, target)
+        # One sync after all the copies: the kernel writes back while we copy, and nothing is
+        # reported written before the sync returns.
+        _sync_written(dest_dir, [Path(target) for target, _, _ in copies], dirs + [dest_dir])
     except OSError as exc:
         raise FilesetError(f"cannot copy the file-set into {dest_dir}: {_one_line(exc)}") from exc
     return mapping

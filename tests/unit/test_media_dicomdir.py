@@ -188,3 +188,16 @@ def test_names_survive_in_their_character_set(tmp_path, name):
     assert back.SpecificCharacterSet == src.SpecificCharacterSet
     assert str(back.PatientName) == str(src.PatientName)
     assert back["PatientName"].value.original_string == src["PatientName"].value.original_string
+
+
+def test_every_record_starts_in_use_with_its_type_padded_to_even_length():
+    # PS3.3 F.3.2.2: (0004,1410) FFFFH is "in use" (0000H would hide the record from a reader);
+    # PS3.5 7.1.1: every value has even length (IMAGE is padded with a space).
+    data, stats = encode_dicomdir(_tree(1, 2))
+    ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+    records = ds.DirectoryRecordSequence
+    assert len(records) == stats.records == 5
+    assert [r.RecordInUseFlag for r in records] == [0xFFFF] * 5
+    assert [r.DirectoryRecordType for r in records] == ["PATIENT", "STUDY", "SERIES", "IMAGE", "IMAGE"]
+    at = data.index(b"\x04\x00\x30\x14CS\x06\x00IMAGE ")
+    assert at > 0

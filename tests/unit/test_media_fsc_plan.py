@@ -91,12 +91,20 @@ def test_unreadable_duplicate_and_unconvertible_instances_are_left_out_with_reas
 
 
 def test_the_plan_reads_headers_only(tmp_path, monkeypatch):
-    seen = []
+    # Images are read by the structure walk, which seeks over values and collects only the
+    # record keys; anything else by pydicom, stopping before the pixels. Either way no pixel data.
+    seen, walked = [], []
     real = pydicom.dcmread
     monkeypatch.setattr(fileset_module.pydicom, "dcmread",
                         lambda *a, **kw: seen.append(kw.get("stop_before_pixels")) or real(*a, **kw))
-    plan_fileset(_cts(tmp_path, 3), "STD-GEN-CD")
-    assert seen == [True, True, True]
+    real_walk = fileset_module.walk_file
+    monkeypatch.setattr(fileset_module, "walk_file",
+                        lambda path, syntax=None, wanted=frozenset(): walked.append(wanted)
+                        or real_walk(path, syntax, wanted))
+    plan = plan_fileset(_cts(tmp_path, 3) + [_FILES / "test-SR.dcm"], "STD-GEN-CD")
+    assert len(plan.files) == 4
+    assert seen == [True]
+    assert len(walked) == 4 and not any(0x7FE00010 in w for w in walked)
 
 
 def test_mapping_writes_each_byte_once_and_materialize_lays_it_out(tmp_path):
