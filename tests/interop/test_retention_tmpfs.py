@@ -150,7 +150,10 @@ def test_pacs_down_a700_at_the_reserve_and_nothing_undelivered_evicted(
     # A700 came only once nothing delivered was left: every delivered image had been evicted
     # first, and what fills the disk is undelivered.
     assert not {_uid(f) for f in delivered} & set(stored)
-    assert all(states == {"queued"} for states in _states(gw.buffer).values())
+    # (in_flight: the forwarder's retry of the PACS that is down may hold a batch at this moment)
+    held_states = _states(gw.buffer)
+    assert all(states <= {"queued", "in_flight"} for states in held_states.values()), \
+        {uid: states for uid, states in held_states.items() if not states <= {"queued", "in_flight"}}
     # Acknowledged ones first, refused ones after: the sender stopped getting Success once full.
     assert [Path(f) for f, _ in got] == acked + refused
 
