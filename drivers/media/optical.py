@@ -32,6 +32,7 @@ from pathlib import Path
 from drivers.media.interface import (
     CD_700_BYTES, DVD_BYTES, Mapping, MediaError, MediumFull, MediumInfo, MediumKind, MediumRemoved,
     NoMedium, Progress, ReadBackMismatch, ReadOnlyMedium, WriteFailed)
+from drivers.media.readback import compare_tree
 
 log = logging.getLogger("drivers.media.optical")
 
@@ -260,12 +261,7 @@ class OpticalDrive:
             raise ReadBackMismatch(self.name, "/", f"MD5 check failed: {self._last_problem(out)}")
         with tempfile.TemporaryDirectory(prefix="readback-") as tmp:
             root = self._extract(Path(tmp) / "disc")
-            for dest, src in mapping:
-                got = root / dest
-                if not got.is_file():
-                    raise ReadBackMismatch(self.name, dest, "missing on the medium")
-                if not _same_bytes(got, Path(src)):
-                    raise ReadBackMismatch(self.name, dest, "bytes differ")
+            compare_tree(self.name, root, mapping)
         log.info("drive %s: verified %d files", self.name, len(mapping))
 
     def _extract(self, dest_dir: Path) -> Path:
@@ -300,18 +296,6 @@ class OpticalDrive:
 
     def stop(self) -> None:
         """Nothing to stop for a real drive."""
-
-
-def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(chunk), fb.read(chunk)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def parse_toc(drive: str, out: str) -> MediumInfo | None:

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from drivers.media.interface import (
     Mapping, MediaError, MediumFull, MediumInfo, MediumKind, MediumRemoved, NoMedium, Progress,
-    ReadBackMismatch, ReadOnlyMedium, WriteFailed)
-from drivers.media.optical import _same_bytes, check_destinations
+    ReadOnlyMedium, WriteFailed)
+from drivers.media.optical import check_destinations
+from drivers.media.readback import compare_tree
 
 log = logging.getLogger("drivers.media.usb_disk")
 
@@ -235,12 +236,7 @@ class UsbDisk:
         self._sync()
         with tempfile.TemporaryDirectory(prefix="readback-") as tmp:
             root = self.read_tree(Path(tmp) / "stick")
-            for dest, src in mapping:
-                got = root / dest
-                if not got.is_file():
-                    raise ReadBackMismatch(self.name, dest, "missing on the medium")
-                if not _same_bytes(got, Path(src)):
-                    raise ReadBackMismatch(self.name, dest, "bytes differ")
+            compare_tree(self.name, root, mapping)
         log.info("drive %s: verified %d files", self.name, len(mapping))
 
     def read_tree(self, dest_dir: Path) -> Path:
