@@ -5,7 +5,8 @@ value (AE title, host, port, UID, bounded numbers), so that a section added for 
 capture, panel, query) states its keys and gets the same checks and the same error wording as the
 rest, instead of copying them: before this module, the print section had its own copies.
 
-This module imports nothing from the gateway: every section module may import it.
+This module imports nothing from the gateway (only drivers/registry.py, a floor below, for device
+kinds): every section module may import it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from drivers.registry import RegistryError, kinds, unknown_kind_message
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -94,3 +97,22 @@ def backoff_problems(retry_initial_s: float, retry_max_s: float) -> list[str]:
     if retry_max_s < retry_initial_s:
         return ["retry_max_s must not be smaller than retry_initial_s"]
     return []
+
+
+def check_device_kind(family: str, value: str) -> str:
+    """`value` is a device kind of `family` ("printer", "media") in the device registry: a kind
+    from drivers/ or an installed package's entry point (hw-sim's simulators), so a section never
+    lists kinds itself. Raises ValueError naming the known kinds (one line, also for a package's
+    broken entry-point declaration)."""
+    try:
+        known = kinds(family)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
+    if value not in known:
+        raise ValueError(unknown_kind_message(family, value, known))
+    return value
+
+
+def DeviceKind(family: str) -> Any:  # noqa: N802 (used like a type: `kind: DeviceKind("media")`)
+    """A device kind of `family`, checked against the registry (check_device_kind)."""
+    return Annotated[str, AfterValidator(lambda value: check_device_kind(family, value))]

@@ -26,27 +26,15 @@ naming them.  This module imports the registry (drivers/, a floor below) and con
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from drivers.registry import RegistryError, kinds, unknown_kind_message
-from gateway.config.base import FloatRange, IntRange, Section
+from gateway.config.base import DeviceKind, FloatRange, IntRange, Section
 from gateway.config.routes import SourcePattern
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-def _media_kind(value: str) -> str:
-    try:
-        known = kinds("media")
-    except RegistryError as exc:  # a package's broken declaration: one line, not a traceback
-        raise ValueError(str(exc)) from None
-    if value not in known:
-        raise ValueError(unknown_kind_message("media", value, known))
-    return value
+_DriveKind = DeviceKind("media")
 
 
 class MediaDrive(Section):
@@ -56,7 +44,7 @@ class MediaDrive(Section):
     the state directory, as every config path) and report blank discs of ``sim_cd_mb`` /
     ``sim_dvd_mb`` and sticks of ``sim_usb_mb`` megabytes (10^6 bytes).  ``timeout_s`` bounds one
     burn, copy or read-back."""
-    kind: Annotated[str, AfterValidator(_media_kind)]
+    kind: _DriveKind
     device: str = ""
     timeout_s: FloatRange(gt=0, le=24 * 3600) = 3600.0
     sim_dir: str = "hw-sim/media"

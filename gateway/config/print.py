@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from drivers.registry import RegistryError, kinds, unknown_kind_message
-from gateway.config.base import AETitle, FloatRange, IntRange, Section, backoff_problems
+from gateway.config.base import (AETitle, DeviceKind, FloatRange, IntRange, Section, backoff_problems,
+                                 check_device_kind)
 from image.film_layout import FILM_SIZES_MM, parse_display_format
 
 
@@ -42,20 +42,9 @@ def _name(value: str) -> str:
     return value
 
 
-def _printer_kind(value: str) -> str:
-    # The device registry decides, not a list here: a kind from drivers/ or an installed package's
-    # entry point (hw-sim's simulators) is valid without this file knowing it.
-    try:
-        known = kinds("printer")
-    except RegistryError as exc:  # a package's broken declaration: one line, not a traceback
-        raise ValueError(str(exc)) from None
-    if value not in known:
-        raise ValueError(unknown_kind_message("printer", value, known))
-    return value
-
-
 DisplayFormat = Annotated[str, AfterValidator(_display_format)]
 FilmSize = Annotated[str, AfterValidator(_film_size)]
+_PrinterKind = DeviceKind("printer")
 
 SEED_FORMATS = ["1,1", "1,2", "1,3", "2,1", "2,2", "2,3", "2,4", "3,1", "3,2", "3,3", "3,4", "3,5",
                 "4,2", "4,3", "4,4", "4,5", "4,6", "5,3", "5,4", "5,5", "5,6", "6,4", "6,5"]
@@ -70,7 +59,7 @@ class PrinterDevice(Section):
     `kind` is any printer kind in the device registry (drivers/registry.py): serial, usb and file
     from drivers/; serial-sim and usb-sim from hw-sim's entry points, which run the simulated device
     in the gateway's own process (what `make run` uses) under the real driver code."""
-    kind: Annotated[str, AfterValidator(_printer_kind)] = "serial-sim"
+    kind: _PrinterKind = "serial-sim"
     language: Literal["raster", "postscript"] = "raster"
     # serial: a device path or pyserial URL (socket://127.0.0.1:PORT, rfc2217://...)
     url: str = ""
@@ -192,7 +181,7 @@ class PrintSection(Section):
         # defaults alone), and without its entry points installed it would only fail at start-up.
         if self.enabled and "kind" not in self.printer.model_fields_set:
             try:
-                _printer_kind(self.printer.kind)
+                check_device_kind("printer", self.printer.kind)
             except ValueError as exc:
                 problems.append(f"printer.kind: the default {exc}")
         if problems:

@@ -244,7 +244,7 @@ def test_the_import_scan_sees_each_form(tmp_path, monkeypatch):
 def test_the_default_kind_is_checked_when_print_is_enabled(monkeypatch):
     """`[print] enabled = true` with no kind means serial-sim: check-config must say when that kind
     is missing (a venv installed without hw-sim's entry points), not the service at start-up."""
-    import gateway.config.print as profile  # where print.printer.kind is checked
+    import gateway.config.base as profile  # where a device kind is checked
     monkeypatch.setattr(profile, "kinds", lambda family: ["file", "serial", "usb"])
     with pytest.raises(config.ConfigError) as info:
         config.load(None, ["print.enabled=true"])
@@ -256,7 +256,7 @@ def test_the_default_kind_is_checked_when_print_is_enabled(monkeypatch):
 
 
 def test_a_broken_entry_point_declaration_is_a_config_problem_not_a_traceback(monkeypatch):
-    import gateway.config.print as profile  # where print.printer.kind is checked
+    import gateway.config.base as profile  # where a device kind is checked
 
     def broken(family):
         raise RegistryError("entry point 'widget' = 'x:y' in group dicom_gateway.devices (distribution z): "
