@@ -414,48 +414,9 @@ def cmd_export(args) -> int:
     _wake_service(loaded.buffer_dir)
     if not args.wait:
         return exit_codes.OK
-    return _follow_exports(q, ids, sys.stdout.isatty())
+    from gateway.operator_views import follow_exports
 
-
-def _export_state(job) -> tuple[str, str]:
-    """(outcome, words): outcome "verified", "failed" or "" while it is not settled."""
-    if job is None:
-        return "failed", "no longer in the queue"
-    if job.state == "done":
-        return "verified", "written and verified"
-    if job.state == "dead":
-        return "failed", f"failed: {job.last_error}"
-    if job.state == "in_flight":
-        return "", f"writing and verifying (attempt {job.attempts})"
-    if job.attempts > 0:
-        # An attempt was used and the job is queued again: that medium is not good.
-        return "failed", f"attempt {job.attempts} failed: {job.last_error}; the job waits for the next medium"
-    return "", job.last_error or "queued"
-
-
-def _follow_exports(q, ids: list[int], tty: bool, poll_s: float = 0.5) -> int:
-    """--wait: one line rewritten in place on a terminal, else a line per change."""
-    import time
-
-    shown: dict[int, str] = {}
-    while True:
-        states = {i: _export_state(q.get(i)) for i in ids}
-        if tty:
-            line = "; ".join(f"job {i}: {words}" for i, (_, words) in states.items())
-            print("\r\033[K" + line[:200], end="", flush=True)
-        else:
-            for i, (_, words) in states.items():
-                if shown.get(i) != words:
-                    print(f"job {i}: {words}", flush=True)
-        shown = {i: words for i, (_, words) in states.items()}
-        failed = [i for i, (outcome, _) in states.items() if outcome == "failed"]
-        if failed or all(outcome == "verified" for outcome, _ in states.values()):
-            if tty:
-                print()
-                for i, (_, words) in states.items():
-                    print(f"job {i}: {words}")
-            return exit_codes.FAILED if failed else exit_codes.OK
-        time.sleep(poll_s)
+    return exit_codes.OK if follow_exports(q, ids, sys.stdout.isatty()) else exit_codes.FAILED
 
 
 def _copies(text: str) -> int:

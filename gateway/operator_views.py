@@ -280,3 +280,43 @@ def show_imports(store, import_id: int | None = None) -> int:
     print(f"{row.files} files: {row.imported} imported, {row.duplicates} duplicate, {row.skipped} skipped, "
           f"{row.failed} failed; {row.flagged} flagged")
     return 0
+
+
+def export_state(job) -> tuple[str, str]:
+    """(outcome, words): outcome "verified", "failed" or "" while it is not settled."""
+    if job is None:
+        return "failed", "no longer in the queue"
+    if job.state == "done":
+        return "verified", "written and verified"
+    if job.state == "dead":
+        return "failed", f"failed: {job.last_error}"
+    if job.state == "in_flight":
+        return "", f"writing and verifying (attempt {job.attempts})"
+    if job.attempts > 0:
+        # An attempt was used and the job is queued again: that medium is not good.
+        return "failed", f"attempt {job.attempts} failed: {job.last_error}; the job waits for the next medium"
+    return "", job.last_error or "queued"
+
+
+def follow_exports(q, ids: list[int], tty: bool, poll_s: float = 0.5) -> bool:
+    """`export --wait`: the jobs' states until each is verified or one failed (True: all verified);
+    one line rewritten in place on a terminal, else a line per change."""
+    shown: dict[int, str] = {}
+    while True:
+        states = {i: export_state(q.get(i)) for i in ids}
+        if tty:
+            line = "; ".join(f"job {i}: {words}" for i, (_, words) in states.items())
+            print("\r\033[K" + line[:200], end="", flush=True)
+        else:
+            for i, (_, words) in states.items():
+                if shown.get(i) != words:
+                    print(f"job {i}: {words}", flush=True)
+        shown = {i: words for i, (_, words) in states.items()}
+        failed = [i for i, (outcome, _) in states.items() if outcome == "failed"]
+        if failed or all(outcome == "verified" for outcome, _ in states.values()):
+            if tty:
+                print()
+                for i, (_, words) in states.items():
+                    print(f"job {i}: {words}")
+            return not failed
+        time.sleep(poll_s)

@@ -11,7 +11,8 @@ What lives here:
   index.py        the SQLite index (patient/study/series/instance, jobs), migrations.py its schema
                   versions, lock.py one service per buffer
   queue.py        the durable job queue and its operator verbs (retry, dead-letter, re-forward);
-                  worker.py the one QueueWorker every kind of outgoing work runs in
+                  job_kinds.py how the verbs name each kind of job; worker.py the one QueueWorker
+                  every kind of outgoing work runs in
   commitments.py  storage commitment transactions, until their report
   retention.py    which delivered instances may leave, oldest first, and when
 

@@ -32,7 +32,8 @@ claims and works jobs is gateway.buffer.worker.QueueWorker.
 In flight and committing are refused rather than deferred: the worker holding the job settles it
 within one attempt (or the commitment deadline), and the operator can then act on the outcome.
 
-What a verb says about a job, and what it adds for one kind, comes from that kind's JobKind (below):
+What a verb says about a job, and what it adds for one kind, comes from that kind's JobKind
+(job_kinds.py):
 forward's is here, since the buffer itself queues forwards; every other kind registers its own on
 the queue (register_kind: PrintStore does for print, the media exporter will for export), so that
 the queue's code never names another module's jobs or tables.
@@ -43,10 +44,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from gateway.buffer.commitments import CommitmentStore
 from gateway.buffer.index import Index
+from gateway.buffer.job_kinds import FORWARD_KIND, JobKind, generic_kind
 
 QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD = "queued", "in_flight", "committing", "done", "dead"
 STATES = (QUEUED, IN_FLIGHT, COMMITTING, DONE, DEAD)
@@ -102,38 +104,6 @@ def _job(row) -> Job:
     return Job(**{k: row[k] for k in row.keys()})
 
 
-@dataclass(frozen=True)
-class JobKind:
-    """How the operator verbs name and treat one kind of job.
-
-    name: the jobs.kind value. describe(job): the job for an operator, without patient data
-    ("forward of 1.2.3 to pacs"). finished: the past participle for a done job ("delivered").
-    done_advice(job): why retrying a done job is refused and what to do instead (the text after
-    "<what> <finished> at <time>; "). reforward_hint: added when re-forward is refused for this
-    kind ("" for forward, which may be re-forwarded). retry_note(cur, job): a warning added when a
-    dead job is queued again (inside the verb's transaction), or "". """
-
-    name: str
-    describe: Callable[[Job], str]
-    finished: str = "finished"
-    done_advice: Callable[[Job], str] = lambda job: "a finished job is not run again from the queue"
-    reforward_hint: str = ""
-    retry_note: Callable[[Any, Job], str] = lambda cur, job: ""
-
-
-def _generic_kind(name: str) -> JobKind:
-    """For a kind nobody registered in this process (a CLI that did not load its module)."""
-    return JobKind(name, describe=lambda job: f"{job.kind} job on {job.target}")
-
-
-FORWARD_KIND = JobKind(
-    "forward",
-    describe=lambda job: f"forward of {job.sop_uid or 'a removed instance'} to {job.target}",
-    finished="delivered",
-    done_advice=lambda job: f"to send it again use `dicom-gateway re-forward {job.id} --to {job.target}`",
-)
-
-
 class JobQueue:
     def __init__(self, index: Index):
         self.index = index
@@ -148,7 +118,7 @@ class JobQueue:
 
     def kind(self, name: str) -> JobKind:
         """The registered JobKind, or a generic one."""
-        return self._kinds.get(name) or _generic_kind(name)
+        return self._kinds.get(name) or generic_kind(name)
 
     def describe(self, job: Job) -> str:
         """A job named for an operator: kind, object and target; no patient data."""

@@ -15,6 +15,7 @@ from gateway import cli
 from gateway.buffer.ingest import Buffer
 from gateway.config import Config
 from gateway.events import EventBus
+from gateway.operator_views import follow_exports
 from gateway.media.export import EXPORT, Exporter
 from gateway.routing import Router
 from hwsim.media import SimulatedOpticalDrive
@@ -126,7 +127,7 @@ def test_wait_on_a_terminal_rewrites_one_line_then_prints_the_outcome(tmp_path, 
         (job,) = q.claim(EXPORT, "cd", 1)
         done = threading.Timer(0.7, lambda: q.complete([job.id]))
         done.start()
-        assert cli._follow_exports(q, [job.id], tty=True, poll_s=0.1) == 0
+        assert follow_exports(q, [job.id], tty=True, poll_s=0.1) is True
         done.join()
     finally:
         buffer.close()
