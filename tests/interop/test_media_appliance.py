@@ -6,10 +6,7 @@ another process, as an operator does beside `make run`.
   rule queues it, the exporter writes and verifies the disc; the disc image is read back with
   xorriso and its DICOMDIR with DCMTK dcdirdmp;
 - `hw-sim media insert usb --from DIR`: the files are imported as MEDIA:usb and forwarded to the
-  PACS (Orthanc).
-
-Needs gateway/media/export.py (the exporter, written beside the media service): until it is in the
-tree the tests skip saying so (in CI too: it is a missing module of this branch, not a peer)."""
+  PACS (Orthanc)."""
 
 from __future__ import annotations
 
@@ -20,13 +17,9 @@ import sys
 from pathlib import Path
 
 import pydicom
-import pytest
 from datasets import make_ct
 from peers import ROOT, TEST_FILES, free_port, require, storescu, wait_until
 
-# The file, not the import system: tests/unit/test_media_service.py may have put its stand-in there.
-pytestmark = pytest.mark.skipif(not (ROOT / "gateway" / "media" / "export.py").is_file(),
-                                reason="gateway/media/export.py (the exporter) is not in the tree yet")
 
 CT = TEST_FILES / "CT_small.dcm"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "hw-sim"), os.environ.get("PYTHONPATH", "")])}

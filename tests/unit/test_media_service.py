@@ -1,89 +1,33 @@
 """The media service (gateway/media/service.py) on hw-sim's simulated drives, in-process: the real
 drivers (OpticalDrive on a disc image, UsbDisk on a FAT image through mtools) and the drives' own
-simulated udev sources deliver the insertions, as under `make run`.
-
-gateway/media/export.py is written beside this (issue 8, the exporter).  Until it is in the tree
-this file stands in a tiny double of the names the service and the app call (ExportRequest,
-ExportRefused, enqueue_export: one "export" job per copy; medium_capacity; Exporter); once the
-module exists the real one is used and the assertions below hold for both."""
+simulated udev sources deliver the insertions, as under `make run`, and the real exporters
+(gateway/media/export.py) take the jobs."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import shutil
-import sys
 import threading
 import time
-import types
 
 import pytest
 from datasets import make_ct
 from peers import require
 
-if importlib.util.find_spec("gateway.media.export") is None:
-    _double = types.ModuleType("gateway.media.export")
+from hwsim.media import SimulatedOpticalDrive, SimulatedUsbPort
 
-    @dataclasses.dataclass(frozen=True)
-    class ExportRequest:
-        study_uids: tuple
-        drive: str
-        copies: int = 1
-        reason: str = "operator"
-
-    class ExportRefused(Exception):
-        pass
-
-    def enqueue_export(queue, request, now=None, *, capacity=None, events=None):
-        if not request.study_uids:
-            raise ExportRefused("no study to export")
-        return [queue.enqueue("export", request.drive, "{}") for _ in range(request.copies)]
-
-    def medium_capacity(info):
-        return None if info is None or info.read_only or not info.blank else (info.kind, info.free_bytes)
-
-    class Exporter:
-        """A worker thread that waits, as the real QueueWorker's start/request_stop/join/is_alive."""
-
-        def __init__(self, buffer, drive, events, *, staging_dir, retry_initial_s=5.0, retry_max_s=300.0):
-            self.drive, self._stop = drive, threading.Event()
-            self._thread = threading.Thread(target=self._stop.wait, name=f"export-{drive.name}", daemon=True)
-
-        def start(self):
-            self._thread.start()
-
-        def request_stop(self):
-            self._stop.set()
-
-        def join(self, timeout=None):
-            self._thread.join(timeout)
-
-        def is_alive(self):
-            return self._thread.is_alive()
-
-        def medium_changed(self):
-            pass
-
-    _double.Exporter = Exporter
-    _double.EXPORT, _double.ExportRequest, _double.ExportRefused = "export", ExportRequest, ExportRefused
-    _double.enqueue_export, _double.medium_capacity = enqueue_export, medium_capacity
-    sys.modules["gateway.media.export"] = _double
-
-from hwsim.media import SimulatedOpticalDrive, SimulatedUsbPort  # noqa: E402
-
-from gateway.buffer.ingest import Buffer  # noqa: E402
-from gateway.buffer.intake import Intake  # noqa: E402
-from gateway.buffer.source import Source  # noqa: E402
-from gateway.config import Config  # noqa: E402
-from gateway.dicom.sop_classes import storage_sop_classes  # noqa: E402
-from gateway.event_kinds import (MediaExportQueued, MediaFault, MediaImportDone, MediaImportFinished,  # noqa: E402
+from gateway.buffer.ingest import Buffer
+from gateway.buffer.intake import Intake
+from gateway.buffer.source import Source
+from gateway.config import Config
+from gateway.dicom.sop_classes import storage_sop_classes
+from gateway.event_kinds import (MediaExportQueued, MediaFault, MediaImportDone, MediaImportFinished,
                                  MediaImportQueued, MediaInserted, MediaNothingToExport, MediaRemoved)
-from gateway.events import EventBus  # noqa: E402
-from gateway.media import service as service_module  # noqa: E402
-from gateway.media.service import STAGING, MediaService  # noqa: E402
-from gateway.part10.attributes import configure_pydicom  # noqa: E402
-from gateway.routing import Router  # noqa: E402
-from gateway.state import StateObserver  # noqa: E402
+from gateway.events import EventBus
+from gateway.media import service as service_module
+from gateway.media.service import STAGING, MediaService
+from gateway.part10.attributes import configure_pydicom
+from gateway.routing import Router
+from gateway.state import StateObserver
 
 WAIT_S = 30.0
 
