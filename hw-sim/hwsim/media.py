@@ -163,6 +163,15 @@ class SimulatedDrive:
                 _write_json(self.folder / "results" / path.name, result)
                 path.unlink(missing_ok=True)
 
+    def _under(self, driver):
+        """The real `driver`, sitting on this simulator: its hotplug events are the simulator's,
+        and its start/stop start and stop the simulator (the factory's contract, drivers/media/
+        devices.py)."""
+        driver.events = self.events
+        driver.start = self.start
+        driver.stop = self.stop
+        return driver
+
     # -- the device's moments --------------------------------------------------------------------
     def hook(self, phase: str, mapping) -> None:
         """Called by the real driver (its ``hook``) at "writing", "written", "verifying", "eject"."""
@@ -306,12 +315,8 @@ class SimulatedOpticalDrive(SimulatedDrive):
 
     def drive(self, timeout_s: float = 3600.0) -> OpticalDrive:
         """The real driver, pointed at this drive's disc image."""
-        d = OpticalDrive(self.name, f"stdio:{self.image}", stdio_profile=self.profile, hook=self.hook,
-                         timeout_s=timeout_s)
-        d.events = self.events
-        d.start = self.start
-        d.stop = self.stop
-        return d
+        return self._under(OpticalDrive(self.name, f"stdio:{self.image}", stdio_profile=self.profile,
+                                        hook=self.hook, timeout_s=timeout_s))
 
     def _medium_state(self) -> dict | None:
         if not self.image.exists():
@@ -370,11 +375,7 @@ class SimulatedUsbPort(SimulatedDrive):
 
     def drive(self, timeout_s: float = 3600.0) -> UsbDisk:
         """The real driver, pointed at this port's stick image."""
-        d = UsbDisk(self.name, str(self.image), hook=self.hook, timeout_s=timeout_s)
-        d.events = self.events
-        d.start = self.start
-        d.stop = self.stop
-        return d
+        return self._under(UsbDisk(self.name, str(self.image), hook=self.hook, timeout_s=timeout_s))
 
     def _medium_state(self) -> dict | None:
         if not self.image.exists():
