@@ -7,6 +7,7 @@ The film imager runs in the test process (faults switched here; it outlives a ki
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import numpy as np
@@ -127,8 +128,18 @@ class Client:
         return st, ds
 
     def close(self):
-        if self.assoc.is_established:
-            self.assoc.release()
+        if not self.assoc.is_established:
+            return
+        # pynetdicom's release() spins until its own reactor pauses. A client reactor that died
+        # answering an N-EVENT-REPORT that crossed its release (pynetdicom raises InvalidEventError
+        # Evt9/Sta7 in that thread) never pauses, and release() would spin forever: bound it, then
+        # abort, and let the spinning thread go.
+        t = threading.Thread(target=self.assoc.release, name="client-release", daemon=True)
+        t.start()
+        t.join(30)
+        if t.is_alive():
+            self.assoc._is_paused = True  # ends release()'s spin (test client only)
+            self.assoc.abort()
 
 
 def gradient(rows=64, cols=80, bits=12) -> np.ndarray:
