@@ -26,8 +26,8 @@ Kinds by who publishes them:
   printing (gateway/print, print_scp)  print-spooled, print-held, printed, printer-status-changed,
                                        print-job
   media import (gateway/media/importer) media-import-started, media-import-finished
-  media export (gateway/media/export)  export-queued, export-started, export-written,
-                                       export-verified, export-failed
+  media export (gateway/media/export)  export-queued, export-started, export-progress,
+                                       export-written, export-verified, export-failed
   media service (gateway/media/service) media-inserted, media-removed, media-export-queued,
                                        media-nothing-to-export, media-import-queued,
                                        media-import-done, media-fault
@@ -367,6 +367,7 @@ class MediaImportFinished(Payload):
 # -- media export (gateway/media/export.py) -----------------------------------------------------
 EXPORT_QUEUED = "export-queued"
 EXPORT_STARTED = "export-started"
+EXPORT_PROGRESS = "export-progress"
 EXPORT_WRITTEN = "export-written"
 EXPORT_VERIFIED = "export-verified"
 EXPORT_FAILED = "export-failed"
@@ -406,6 +407,20 @@ class ExportStarted(Payload):
     part: int = 1
     of: int = 1
     attempt: int = 1
+
+
+@_kind(EXPORT_PROGRESS)
+@dataclass(frozen=True)
+class ExportProgress(Payload):
+    """How far the drive has written a job's file-set: done_bytes of total_bytes (total_bytes 0:
+    not known yet, e.g. while an ISO is mastered). Published at most once every
+    export.PROGRESS_EVERY_S seconds and once at the end of the write, so an SD card's status file
+    and a panel are not rewritten per block. Read back follows (export-written)."""
+
+    job_id: int
+    drive: str
+    done_bytes: int
+    total_bytes: int
 
 
 @_kind(EXPORT_WRITTEN)

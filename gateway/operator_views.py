@@ -282,8 +282,20 @@ def show_imports(store, import_id: int | None = None) -> int:
     return 0
 
 
-def export_state(job) -> tuple[str, str]:
-    """(outcome, words): outcome "verified", "failed" or "" while it is not settled."""
+def export_progress(snapshot: dict | None, job_id: int) -> tuple[int, int] | None:
+    """(done_bytes, total_bytes) of the medium job `job_id` is writing, from the running service's
+    snapshot (gateway/state.py media.<drive>.progress); None when the snapshot has none for it."""
+    for drive in ((snapshot or {}).get("media") or {}).values():
+        p = (drive or {}).get("progress")
+        if p and p.get("job_id") == job_id:
+            return int(p.get("done_bytes") or 0), int(p.get("total_bytes") or 0)
+    return None
+
+
+def export_state(job, progress: tuple[int, int] | None = None, width: int = 24) -> tuple[str, str]:
+    """(outcome, words): outcome "verified", "failed" or "" while it is not settled. `progress`:
+    (done_bytes, total_bytes) of an in-flight job's write, shown as a bar of `width` characters
+    (0: a percentage in steps of 10 %, for a log that must not get a line per second)."""
     if job is None:
         return "failed", "no longer in the queue"
     if job.state == "done":
@@ -291,7 +303,17 @@ def export_state(job) -> tuple[str, str]:
     if job.state == "dead":
         return "failed", f"failed: {job.last_error}"
     if job.state == "in_flight":
-        return "", f"writing and verifying (attempt {job.attempts})"
+        words = f"writing and verifying (attempt {job.attempts})"
+        if progress is not None and progress[1] > 0:
+            done, total = min(progress[0], progress[1]), progress[1]
+            if done >= total:
+                return "", f"verifying (attempt {job.attempts}): {total / 1e6:.1f} MB written"
+            if width:
+                filled = width * done // total
+                bar = "[" + "#" * filled + "." * (width - filled) + "]"
+                return "", f"writing {bar} {100 * done // total:3d} % {done / 1e6:.1f} of {total / 1e6:.1f} MB"
+            return "", f"writing: {10 * (10 * done // total)} % of {total / 1e6:.1f} MB"
+        return "", words
     if job.attempts > 0:
         # An attempt was used and the job is queued again: that medium is not good.
         return "failed", f"attempt {job.attempts} failed: {job.last_error}; the job waits for the next medium"
@@ -300,10 +322,14 @@ def export_state(job) -> tuple[str, str]:
 
 def follow_exports(q, ids: list[int], tty: bool, poll_s: float = 0.5) -> bool:
     """`export --wait`: the jobs' states until each is verified or one failed (True: all verified);
-    one line rewritten in place on a terminal, else a line per change."""
+    on a terminal one line rewritten in place, with a progress bar of the bytes written (from the
+    running service's snapshot, which it updates about once a second); else a line per change
+    (progress in steps of 10 %)."""
+    buffer_dir = q.index.path.parent
     shown: dict[int, str] = {}
     while True:
-        states = {i: export_state(q.get(i)) for i in ids}
+        snapshot = read_snapshot(buffer_dir)
+        states = {i: export_state(q.get(i), export_progress(snapshot, i), 24 if tty else 0) for i in ids}
         if tty:
             line = "; ".join(f"job {i}: {words}" for i, (_, words) in states.items())
             print("\r\033[K" + line[:200], end="", flush=True)

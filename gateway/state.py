@@ -25,7 +25,8 @@ What the snapshot holds (times in seconds since the epoch, sizes in bytes, None 
   media                   per configured drive: present (a medium is in; None: not known yet), medium
                           ("cd", "dvd", "usb" or None), blank, read_only, busy (None, "importing",
                           "queued-export": an export rule queued jobs for the medium), since (when
-                          that changed), last (the last decision or fault, one line)
+                          that changed), last (the last decision or fault, one line), progress
+                          (while a medium is written: job_id, done_bytes, total_bytes, at; else None)
 
 Only facts of the running service are kept; the index stays the authority on jobs (a
 queue-depths event is a count of it, not a second bookkeeping), so `status` is right even when no
@@ -52,7 +53,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.event_kinds import (DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
-                                 DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_STARTED,
+                                 DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_STARTED,
                                  EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
                                  MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINTER_STATUS_CHANGED,
@@ -65,7 +66,7 @@ SNAPSHOT_NAME = "state.json"
 
 # The kinds the snapshot is folded from (its subscription receives nothing else).
 MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED,
-               MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
+               MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
           *MEDIA_KINDS)
@@ -110,7 +111,7 @@ def _destination() -> dict[str, Any]:
 
 def _drive() -> dict[str, Any]:
     return {"present": None, "medium": None, "blank": None, "read_only": None, "busy": None, "since": None,
-            "last": ""}
+            "last": "", "progress": None}
 
 
 class StateObserver:
@@ -261,7 +262,8 @@ class StateObserver:
                          busy=None, since=ev.at, last="")
         elif kind == MEDIA_REMOVED:
             # `last` stays: what became of the medium that just left is what the operator asks.
-            entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at)
+            entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at,
+                         progress=None)
         elif kind == MEDIA_IMPORT_QUEUED:
             entry.update(busy="importing", since=ev.at, last=f"importing as MEDIA:{d['label']}")
         elif kind == MEDIA_IMPORT_DONE:
@@ -274,15 +276,22 @@ class StateObserver:
             entry.update(last=f"nothing to export: {d['reason']}")
         elif kind == MEDIA_FAULT:
             entry.update(busy=None, last=f"{d['action']} failed: {d['detail']}")
+        elif kind == EXPORT_PROGRESS:
+            # Throttled at the source (export.PROGRESS_EVERY_S): written at once, as the rest here.
+            entry.update(progress={"job_id": d["job_id"], "done_bytes": d["done_bytes"],
+                                   "total_bytes": d["total_bytes"], "at": ev.at})
         elif kind == EXPORT_STARTED:
             entry.update(busy="writing", since=ev.at, last=f"writing export job {d['job_id']}"
-                         + (f" (part {d['part']} of {d['of']})" if d["of"] > 1 else ""))
+                         + (f" (part {d['part']} of {d['of']})" if d["of"] > 1 else ""),
+                         progress={"job_id": d["job_id"], "done_bytes": 0, "total_bytes": 0, "at": ev.at})
         elif kind == EXPORT_WRITTEN:
             entry.update(busy="verifying", since=ev.at, last=f"verifying {d['volume_id']}")
         elif kind == EXPORT_VERIFIED:
-            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} verified as {d['volume_id']}")
+            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} verified as {d['volume_id']}",
+                         progress=None)
         elif kind == EXPORT_FAILED:
-            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} failed: {d['reason']}")
+            entry.update(busy=None, since=ev.at, last=f"export job {d['job_id']} failed: {d['reason']}",
+                         progress=None)
         return True
 
     def _below_reserve(self) -> None:

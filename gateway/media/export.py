@@ -59,7 +59,7 @@ from drivers.media.interface import CD_700_BYTES, MediaDrive, MediaError, Medium
 from gateway.buffer.queue import Job, JobKind, JobQueue
 from gateway.buffer.worker import QueueWorker, backoff
 from gateway.event_kinds import (
-    ExportFailed, ExportQueued, ExportStarted, ExportVerified, ExportWritten)
+    ExportFailed, ExportProgress, ExportQueued, ExportStarted, ExportVerified, ExportWritten)
 from gateway.events import EventBus
 from gateway.media.fileset import FilesetError, FilesetPlan, plan_fileset, write_fileset
 from gateway.media.pdi import PdiError, PdiSeries, PdiStudy, write_pdi
@@ -70,6 +70,9 @@ EXPORT = "export"  # jobs.kind; jobs.target is the drive's name
 # PS3.11: the application profile a medium of each kind is written with.
 PROFILE_FOR = {MediumKind.CD: "STD-GEN-CD", MediumKind.DVD: "STD-GEN-DVD-JPEG", MediumKind.USB: "STD-GEN-USB-JPEG"}
 MAX_COPIES = 20
+# export-progress at most this often (seconds): the status file and a panel follow a burn without
+# an SD card rewrite per block.
+PROGRESS_EVERY_S = 1.0
 # Bytes one medium loses beside the files, for the split only (the drive makes the real check):
 # ISO 9660 system area, descriptors and path tables (~120 KB, drivers/media/optical.py
 # estimate_image_bytes), the DICOMDIR's fixed part and the PDI pages; per series a JPEG preview
@@ -327,6 +330,7 @@ class Exporter(QueueWorker):
         # (job id, bytes written, bytes to write) while a medium is written, else None: for the
         # service's status and the front panel, in this process (the drive's progress callback).
         self.progress: tuple[int, int, int] | None = None
+        self._progress_sent = 0.0
         buffer.queue.register_kind(EXPORT_JOB_KIND)
 
     # -- control -----------------------------------------------------------------------------------
@@ -405,8 +409,14 @@ class Exporter(QueueWorker):
                      len(mapping), profile, info.kind.value, self.target, label)
             try:
                 self.progress = (job.id, 0, 0)
+                self._progress_sent = 0.0
                 self.drive.write(mapping, label, lambda done, total: self._progress(job.id, done, total))
                 size = sum(Path(src).stat().st_size for _, src in mapping)
+                # The end of the write in the drive's own units (an ISO's total counts its
+                # directories and padding), so that a bar ends full.
+                total = self.progress[2] if self.progress and self.progress[2] else size
+                self.events.publish(ExportProgress(job_id=job.id, drive=self.target, done_bytes=total,
+                                                   total_bytes=total))
                 self.events.publish(ExportWritten(volume_id=label, files=len(mapping), bytes=size, **counts))
                 self.drive.verify(mapping)
             except MediaError as exc:
@@ -439,7 +449,13 @@ class Exporter(QueueWorker):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _progress(self, job_id: int, done: int, total: int) -> None:
+        # Called from the writing thread for every block: only the throttled event leaves it.
         self.progress = (job_id, done, total)
+        now = time.monotonic()
+        if now - self._progress_sent >= PROGRESS_EVERY_S:
+            self._progress_sent = now
+            self.events.publish(ExportProgress(job_id=job_id, drive=self.target, done_bytes=done,
+                                               total_bytes=total))
 
     def _usable_medium(self) -> MediumInfo:
         """The medium to write, or _Wait saying why there is none."""

@@ -23,7 +23,7 @@ from gateway.buffer.intake import Intake
 from gateway.config import Config
 from gateway.dicom.sop_classes import storage_sop_classes
 from gateway.event_kinds import (
-    ExportFailed, ExportQueued, ExportStarted, ExportVerified, ExportWritten)
+    ExportFailed, ExportProgress, ExportQueued, ExportStarted, ExportVerified, ExportWritten)
 from gateway.events import EventBus
 from gateway.media.export import (
     EXPORT, EXPORT_JOB_KIND, ExportPayload, ExportRefused, ExportRequest, Exporter, enqueue_export, volume_id)
@@ -199,9 +199,14 @@ def test_a_cd_is_written_verified_and_readable_by_real_peers(box, tmp_path):
     box.run_once()
     assert box.job(job_id).state == "done"
     events = box.published()
-    kinds = [type(e) for e in events]
-    assert kinds == [ExportStarted, ExportWritten, ExportVerified]
+    progress = [e for e in events if isinstance(e, ExportProgress)]
+    events = [e for e in events if not isinstance(e, ExportProgress)]
+    assert [type(e) for e in events] == [ExportStarted, ExportWritten, ExportVerified]
     assert events[0].profile == "STD-GEN-CD" and events[2].volume_id == "DICOM_J%d" % job_id
+    # Throttled progress: the first block's, then the end of the write (done == total == bytes).
+    assert 2 <= len(progress) <= 4, progress
+    assert [p.done_bytes for p in progress] == sorted(p.done_bytes for p in progress)
+    assert progress[-1].done_bytes == progress[-1].total_bytes >= events[1].bytes
     # The disc was ejected after verification (its read-back by peers: the next test).
     assert not box.sim.image.exists()
     assert box.objects() == before, "the buffer changed"
@@ -325,7 +330,8 @@ def test_a_fault_fails_the_attempt_and_the_next_medium_succeeds(box, medium, fau
     box.insert(medium)
     box.run_once()
     assert box.job(job_id).state == "done", box.job(job_id).last_error
-    assert [type(e) for e in box.published()] == [ExportStarted, ExportWritten, ExportVerified]
+    assert [type(e) for e in box.published() if not isinstance(e, ExportProgress)] == [
+        ExportStarted, ExportWritten, ExportVerified]
 
 
 def test_attempts_used_up_dead_letter_the_job(box):

@@ -3,6 +3,7 @@ buffer, so --wait sees the medium verified) and as a subprocess (exit codes, one
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -146,3 +147,51 @@ def test_the_split_capacity_the_cli_uses_per_drive_kind():
     assert medium_capacity(MediumInfo("cd", MediumKind.DVD, True, 10, 9)) == (MediumKind.DVD, 9)
     assert medium_capacity(MediumInfo("cd", MediumKind.DVD, False, 10, 0)) is None
     assert medium_capacity(None) is None
+
+
+def test_wait_shows_the_bytes_the_service_reports_as_a_bar_on_a_terminal_and_in_tens_of_percent_in_a_log(tmp_path, capsys):
+    from gateway.operator_views import export_progress, export_state
+    from gateway.state import snapshot_path
+
+    cfg = setup(tmp_path)
+    assert cli.main(["export", CT_STUDY, "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    buffer = Buffer(tmp_path / "buffer", 0, "replace", Router(Config.model_validate({})))
+    try:
+        q = buffer.queue
+        (job,) = q.claim(EXPORT, "cd", 1)
+        snap = snapshot_path(tmp_path / "buffer")
+
+        def report(done: int, total: int) -> None:
+            progress = {"job_id": job.id, "done_bytes": done, "total_bytes": total, "at": 1.0}
+            snap.write_text(json.dumps({"media": {"cd": {"progress": progress}, "usb": {"progress": None}}}))
+
+        report(0, 0)
+        assert export_progress(json.loads(snap.read_text()), job.id) == (0, 0)
+        assert export_progress(json.loads(snap.read_text()), job.id + 1) is None
+        assert export_progress(None, job.id) is None
+        report(35_000_000, 140_000_000)
+        j = q.get(job.id)
+        assert export_state(j, (35_000_000, 140_000_000), 8) == (
+            "", "writing [##......]  25 % 35.0 of 140.0 MB")
+        assert export_state(j, (39_000_000, 140_000_000), 0) == ("", "writing: 20 % of 140.0 MB")
+        assert export_state(j, (140_000_000, 140_000_000), 8) == (
+            "", "verifying (attempt 1): 140.0 MB written")
+        assert export_state(j, (0, 0), 8) == ("", "writing and verifying (attempt 1)")
+
+        steps = iter([(70_000_000, 140_000_000), (140_000_000, 140_000_000)])
+
+        def advance():
+            try:
+                report(*next(steps))
+                threading.Timer(0.3, advance).start()
+            except StopIteration:
+                q.complete([job.id])
+
+        threading.Timer(0.3, advance).start()
+        assert follow_exports(q, [job.id], tty=False, poll_s=0.05) is True
+    finally:
+        buffer.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["job 1: writing: 20 % of 140.0 MB", "job 1: writing: 50 % of 140.0 MB",
+                   "job 1: verifying (attempt 1): 140.0 MB written", "job 1: written and verified"]

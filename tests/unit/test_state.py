@@ -157,3 +157,23 @@ def test_a_drive_shows_what_the_box_does_with_its_medium(tmp_path):
     assert seen == [(None, ""), ("writing", "writing export job 4 (part 1 of 2)"),
                     ("verifying", "verifying DICOM_J4"), (None, "export job 4 failed: read-back mismatch"),
                     ("writing", "writing export job 4"), (None, "export job 4 verified as DICOM_J4")]
+
+
+def test_a_drive_being_written_shows_its_bytes_until_the_medium_is_settled(tmp_path):
+    """export --wait's bar and the panel's media progress read media.<drive>.progress."""
+    from gateway.event_kinds import ExportProgress, ExportStarted, ExportVerified, ExportWritten, MediaRemoved
+
+    obs = StateObserver(EventBus(), tmp_path, [], drives=["cd"])
+    seen = []
+    for ev in (ExportStarted(job_id=4, drive="cd", profile="STD-GEN-CD", studies=1, instances=3),
+               ExportProgress(job_id=4, drive="cd", done_bytes=10, total_bytes=40),
+               ExportWritten(job_id=4, drive="cd", volume_id="DICOM_J4", files=6, bytes=40, studies=1,
+                             instances=3),
+               ExportVerified(job_id=4, drive="cd", volume_id="DICOM_J4", studies=1, instances=3),
+               ExportStarted(job_id=5, drive="cd", profile="STD-GEN-CD", studies=1, instances=3),
+               ExportProgress(job_id=5, drive="cd", done_bytes=20, total_bytes=40),
+               MediaRemoved(drive="cd")):
+        assert obs.apply(_ev(ev, 2.0)) is True  # written at once
+        p = obs.get_status(["media"])["media"]["cd"]["progress"]
+        seen.append(None if p is None else (p["job_id"], p["done_bytes"], p["total_bytes"]))
+    assert seen == [(4, 0, 0), (4, 10, 40), (4, 10, 40), None, (5, 0, 0), (5, 20, 40), None]
