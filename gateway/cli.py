@@ -407,7 +407,7 @@ def cmd_export(args) -> int:
     q = _queue(loaded)
     # The split is decided now, for the smallest medium the drive's kind takes: the CLI does not
     # touch a drive the service may be burning with.
-    result = commands.export(q, loaded.config, args.studies, args.to, args.copies)
+    result = commands.export(q, loaded.config, args.studies, args.to, args.copies, mark=not args.no_mark)
     for line in result.lines()[:-1]:
         print(line)
     ids = [r.job_id for r in result.results]
@@ -506,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("studies", nargs="+", metavar="STUDY_UID", help="Study Instance UIDs held in the buffer")
     sp.add_argument("--to", metavar="DRIVE", help="drive name from [media.drives] (default: the only one)")
     sp.add_argument("--copies", type=_copies, default=1, help="how many media (default 1)")
+    sp.add_argument("--no-mark", action="store_true",
+                    help="do not count the studies as exported (an export rule taking studies not yet "
+                         "exported still takes them)")
     sp.add_argument("--wait", action="store_true",
                     help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")

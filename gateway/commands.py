@@ -206,11 +206,16 @@ def export_drive(config: "Config", name: str | None) -> str:
 
 
 def export(queue: "JobQueue", config: "Config", study_uids: Iterable[str], drive: str | None = None,
-           copies: int = 1, capacity=None, events=None) -> CommandResult:
+           copies: int = 1, capacity=None, events=None, mark: bool = True) -> CommandResult:
     """Queue these studies for a medium in `drive` (gateway/media/export.py enqueue_export: one job
     a medium, split at series boundaries for `capacity`, (kind, bytes), default the nominal
-    capacity of the drive's kind). Refused for an unknown study or drive."""
+    capacity of the drive's kind). Refused for an unknown study or drive.
+
+    `mark`: the studies count as exported for the export rules (gateway/media/rules.py: a rule
+    taking "not-exported" studies leaves them out) while one of these jobs is not dead; an
+    operator who burnt a study for the patient does not want it on the next automatic disc."""
     from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, nominal_capacity
+    from gateway.media.rules import record_export
 
     name = export_drive(config, drive)
     uids = tuple(study_uids)
@@ -223,6 +228,10 @@ def export(queue: "JobQueue", config: "Config", study_uids: Iterable[str], drive
         ids = enqueue_export(queue, ExportRequest(uids, name, copies, "operator"), capacity=capacity, events=events)
     except ExportRefused as exc:
         raise Refused(str(exc)) from None
+    # Recorded either way (the rules' view of which jobs carry a study); a marking record makes the
+    # study "exported". After the jobs are queued: a crash between the two leaves a study unmarked
+    # (exported once more at worst), never marked by a job that does not exist.
+    record_export(queue.index, uids, ids, mark)
     results = tuple(VerbResult(i, True, f"job {i}: {queue.describe(queue.get(i))} queued") for i in ids)
     return CommandResult("export", results, f"{len(ids)} media queued for drive {name}")
 
@@ -269,9 +278,11 @@ class Commands:
         """Send these jobs' objects, or this study / series / instance, to destination `to` again."""
         return self._run("re-forward", lambda: re_forward(self.queue, self.config, selection, to))
 
-    def export(self, study_uids: Iterable[str], drive: str | None = None, copies: int = 1) -> CommandResult:
+    def export(self, study_uids: Iterable[str], drive: str | None = None, copies: int = 1,
+               mark: bool = True) -> CommandResult:
         """Queue these studies for a medium (the front panel's "export the chosen study"): split
-        for the medium now in the drive when there is a blank one, else for the drive's kind."""
+        for the medium now in the drive when there is a blank one, else for the drive's kind.
+        `mark`: as export() above."""
         def call() -> CommandResult:
             from gateway.media.export import medium_capacity
 
@@ -282,7 +293,7 @@ class Commands:
                     capacity = medium_capacity(self.drives[name].medium())
                 except Exception:  # noqa: BLE001 - a drive that cannot say: split for its kind
                     capacity = None
-            result = export(self.queue, self.config, study_uids, name, copies, capacity, self.events)
+            result = export(self.queue, self.config, study_uids, name, copies, capacity, self.events, mark)
             if name in self.exporters:
                 self.exporters[name].medium_changed()
             return result

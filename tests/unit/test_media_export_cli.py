@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pydicom
+import pytest
 from peers import ROOT, TEST_FILES, require, write_toml
 
 from gateway import cli
@@ -195,3 +196,23 @@ def test_wait_shows_the_bytes_the_service_reports_as_a_bar_on_a_terminal_and_in_
     out = capsys.readouterr().out.splitlines()
     assert out == ["job 1: writing: 20 % of 140.0 MB", "job 1: writing: 50 % of 140.0 MB",
                    "job 1: verifying (attempt 1): 140.0 MB written", "job 1: written and verified"]
+
+
+@pytest.mark.parametrize("flags, exported", [((), True), (("--no-mark",), False)])
+def test_an_operator_export_counts_the_study_as_exported_unless_told_not_to(tmp_path, capsys, flags, exported):
+    from gateway.media.rules import study_rows
+
+    cfg = setup(tmp_path)
+    assert cli.main(["export", CT_STUDY, *flags, "--config", str(cfg)]) == 0
+    buffer = Buffer(tmp_path / "buffer", 0, "replace", Router(Config.model_validate({})))
+    try:
+        (row,) = study_rows(buffer.index)
+        assert (row.study_uid, row.exported) == (CT_STUDY, exported)
+        # A dead job frees the study again (the operator gave that medium up).
+        (job,) = buffer.queue.claim(EXPORT, "cd", 1)
+        buffer.queue.fail(job.id, "given up", None)
+        assert buffer.queue.get(job.id).state == "dead"
+        (row,) = study_rows(buffer.index)
+        assert row.exported is False
+    finally:
+        buffer.close()
