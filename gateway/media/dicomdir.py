@@ -85,6 +85,31 @@ def _first_of(ds: Dataset, keywords: tuple[str, ...]) -> str:
     return ""
 
 
+_DA = re.compile(r"(\d{4})\.?(\d{2})\.?(\d{2})")
+_TM = re.compile(r"(\d{2})(?::?(\d{2})(?::?(\d{2})(\.\d{1,6})?)?)?")
+
+
+def _da(value: str) -> str:
+    """A DA value as PS3.5 6.2 has it (YYYYMMDD), also from ACR-NEMA's "YYYY.MM.DD"; "" when it is
+    neither (a record must not copy an invalid value: the next candidate or the fill is taken)."""
+    m = _DA.fullmatch(value)
+    return "".join(m.groups()) if m else ""
+
+
+def _tm(value: str) -> str:
+    """A TM value (HH[MM[SS[.F]]]), also from ACR-NEMA's "HH:MM:SS.F"; "" when it is neither."""
+    m = _TM.fullmatch(value)
+    return "".join(g or "" for g in m.groups()) if m else ""
+
+
+def _first_date(ds: Dataset, keywords: tuple[str, ...], clean) -> str:
+    for kw in keywords:
+        value = clean(_text(ds, kw))
+        if value:
+            return value
+    return ""
+
+
 def _charset(record: Dataset, ds: Dataset) -> Dataset:
     # A record's text is encoded in its own Specific Character Set (PS3.3 F.5, C.12.1.1.2); copying
     # the instance's keeps ISO 2022 and Latin-1 names as the modality wrote them.
@@ -107,8 +132,9 @@ def patient_record(ds: Dataset, patient_id: str) -> Dataset:
 def study_record(ds: Dataset, study_id: str, now: datetime | None = None) -> Dataset:
     """STUDY record keys (PS3.3 F.5.2): Study Date, Time, ID (1), Description, Accession Number (2), UID.
 
-    Study Date/Time missing in the instance: the Series, Acquisition or Content date/time, else the
-    export time (Type 1 must have a value). study_id: the Study ID to record (the instance's, or one
+    Study Date/Time missing or invalid in the instance (ACR-NEMA's "1997.04.24" is rewritten as
+    19970424): the Series, Acquisition or Content date/time, else the export time (Type 1 must
+    have a value). study_id: the Study ID to record (the instance's, or one
     the planner made from the Accession Number or a counter). Raises RecordError without a Study
     Instance UID.
     """
@@ -117,9 +143,9 @@ def study_record(ds: Dataset, study_id: str, now: datetime | None = None) -> Dat
     if not uid:
         raise RecordError("the instance has no Study Instance UID (PS3.3 F.5.2)")
     record = _charset(Dataset(), ds)
-    record.StudyDate = _first_of(ds, ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) \
+    record.StudyDate = _first_date(ds, ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"), _da) \
         or now.strftime("%Y%m%d")
-    record.StudyTime = _first_of(ds, ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime")) \
+    record.StudyTime = _first_date(ds, ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime"), _tm) \
         or now.strftime("%H%M%S")
     record.StudyDescription = ds.get("StudyDescription", "")
     record.StudyInstanceUID = uid
@@ -186,11 +212,11 @@ def leaf_record(ds: Dataset, file_id: tuple[str, ...], transfer_syntax: str,
     if not _text(ds, "InstanceNumber"):
         fill["InstanceNumber"] = instance_number
     if not _text(ds, "ContentDate"):
-        date = _first_of(ds, ("SeriesDate", "StudyDate"))
+        date = _first_date(ds, ("SeriesDate", "StudyDate"), _da)
         if date:
             fill["ContentDate"] = date
     if not _text(ds, "ContentTime"):
-        time = _first_of(ds, ("SeriesTime", "StudyTime"))
+        time = _first_date(ds, ("SeriesTime", "StudyTime"), _tm)
         if time:
             fill["ContentTime"] = time
     view = ds

@@ -4,7 +4,8 @@ PS3.11 D, the General Purpose profiles (STD-GEN-CD, STD-GEN-DVD-JPEG, STD-GEN-US
 profile takes Explicit VR Little Endian only; the JPEG profiles add JPEG Baseline (Process 1),
 JPEG Extended (Process 2 & 4) and JPEG Lossless SV1 (Process 14, selection value 1), the same set
 DCMTK's dcmmkdir checks with -Pdv and -Pfl. Anything else is decompressed (pydicom with pylibjpeg)
-into Explicit VR Little Endian; what cannot be decoded is left out with the reason.
+or re-encoded (Implicit VR LE, Deflated, Explicit VR Big Endian) into Explicit VR Little Endian;
+what cannot be decoded is left out with the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -85,11 +87,6 @@ def decide(profile: Profile, transfer_syntax: str) -> Decision:
     """
     if transfer_syntax in profile.allowed:
         return Decision("copy", transfer_syntax)
-    if transfer_syntax == str(ExplicitVRBigEndian):
-        # pydicom cannot write a data set read big endian as little endian (every OW/OF value would
-        # need swapping by hand); rare enough to leave out rather than risk a wrong pixel.
-        return Decision("omit", "", f"{profile.name} needs Explicit VR Little Endian and "
-                        "Explicit VR Big Endian is not converted")
     if transfer_syntax in _UNCOMPRESSED:
         return Decision("convert", EXPLICIT_LE)
     uid = UID(transfer_syntax)
@@ -109,6 +106,30 @@ def _can_decode(uid: UID) -> bool:
         return False
 
 
+# Bytes per value of the VRs whose values pydicom keeps as raw bytes in the file's byte order
+# (PS3.5 7.3: OW, OF, OL, OD and OV are byte-swapped per value in Big Endian; OB and UN are not).
+_WORD = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _to_little_endian(ds: pydicom.Dataset) -> None:
+    """Make a data set read as Explicit VR Big Endian (retired, PS3.5 A.3) writable as Little
+    Endian: every value is decoded (numbers become Python numbers, re-encoded on writing), the
+    OW/OF/OL/OD/OV values are swapped per word, and each (nested) data set forgets the encoding
+    it was read with, which pydicom otherwise refuses to change (it never swaps OW itself:
+    filewriter.write_OWvalue)."""
+    for elem in list(ds):
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _to_little_endian(item)
+        elif elem.VR in _WORD and isinstance(elem.value, (bytes, bytearray)) and elem.value:
+            width = _WORD[elem.VR]
+            if len(elem.value) % width:
+                raise ConversionError(f"{elem.keyword or elem.tag} has {len(elem.value)} bytes, not whole "
+                                      f"{elem.VR} values of {width} bytes")
+            elem.value = np.frombuffer(elem.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+    ds.set_original_encoding(None, None)
+
+
 def convert(source: Path, dest: Path, target: str = EXPLICIT_LE) -> int:
     """Write source as a Part-10 file in target (Explicit VR LE) at dest, fsynced; returns its size in bytes.
 
@@ -124,6 +145,8 @@ def convert(source: Path, dest: Path, target: str = EXPLICIT_LE) -> int:
         if str(ts) in _ALWAYS_LOSSY and "LossyImageCompression" not in ds:
             # PS3.3 C.7.6.1.1.5: once lossy compressed, always flagged, also after decompression.
             ds.LossyImageCompression = "01"
+        if ts == ExplicitVRBigEndian:
+            _to_little_endian(ds)
         if ts.is_compressed and "PixelData" in ds:
             # pydicom makes a new SOP Instance UID by default; the instance is the same image in
             # another encoding, and the DICOMDIR and any PACS must see it as the same instance.

@@ -102,6 +102,19 @@ def test_study_and_series_records_fill_type_1_keys_the_instance_lacks():
         study_record(ds, "1")
 
 
+@pytest.mark.parametrize("date, time, expect", [
+    ("1997.04.24", "14:04:38", ("19970424", "140438")),       # ACR-NEMA, in pydicom's Big Endian file
+    ("19970424", "140438.125", ("19970424", "140438.125")),
+    ("24/04/1997", "2pm", ("20250505", "0909")),             # invalid: the series' values are taken
+])
+def test_a_study_record_never_copies_a_date_or_time_invalid_for_its_vr(date, time, expect):
+    # dciodvfy rejects "1997.04.24" in a DA (PS3.5 6.2); the record carries a valid value instead.
+    ds = _instance("1.2.840.10008.5.1.4.1.1.7", StudyDate=date, StudyTime=time, SeriesDate="20250505",
+                   SeriesTime="0909")
+    study = study_record(ds, "1")
+    assert (study.StudyDate, study.StudyTime) == expect
+
+
 def _tree(n_patients: int, n_images: int) -> list[RecordNode]:
     roots = []
     for p in range(n_patients):

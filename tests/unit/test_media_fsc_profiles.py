@@ -29,7 +29,7 @@ J2K, RLE = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"
     ("STD-GEN-CD", IMPLICIT_LE, "convert"),
     ("STD-GEN-CD", BASELINE, "convert"),
     ("STD-GEN-CD", RLE, "convert"),
-    ("STD-GEN-CD", BIG, "omit"),
+    ("STD-GEN-CD", BIG, "convert"),
     ("STD-GEN-DVD-JPEG", BASELINE, "copy"),
     ("STD-GEN-DVD-JPEG", EXTENDED, "copy"),
     ("STD-GEN-DVD-JPEG", LOSSLESS_SV1, "copy"),
@@ -87,3 +87,17 @@ def test_a_decoder_failure_is_folded_into_one_line(tmp_path):
     with pytest.raises(ConversionError) as err:
         convert(_FILES / "JPEG2000-embedded-sequence-delimiter.dcm", tmp_path / "OUT")
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_a_big_endian_instance_converts_to_the_little_endian_file_of_the_same_image(tmp_path):
+    """pydicom ships one MR in both byte orders: converted, the Big Endian one must read exactly
+    as the Little Endian one does (every element's value; the pixels; OW swapped per word)."""
+    convert(_FILES / "MR_small_bigendian.dcm", tmp_path / "OUT")
+    out = pydicom.dcmread(tmp_path / "OUT")
+    le = pydicom.dcmread(_FILES / "MR_small.dcm")
+    assert out.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert np.array_equal(out.pixel_array, le.pixel_array)
+    assert out.pixel_array.max() > 255  # a swap error would show in 16-bit values
+    differ = [e.keyword for e in le if e.keyword not in ("PixelData", "DataSetTrailingPadding")
+              and (e.tag not in out or out[e.tag].value != e.value)]
+    assert differ == []
