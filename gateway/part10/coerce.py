@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -246,17 +247,28 @@ def _encode(tag: int, value: Value, existing: _Element | None, enc: _Encoding, c
     """The new element's full encoding (header and value) in the file's encoding."""
     if isinstance(value, bytes):
         return enc.element(tag, _vr_of(tag, existing), value)
-    if isinstance(value, str):
-        value = DataElement(tag, _vr_of(tag, existing).decode("ascii"), value)
+    text = value if isinstance(value, str) else None
+    if text is not None:
+        value = DataElement(tag, _vr_of(tag, existing).decode("ascii"), text)
     if not isinstance(value, DataElement):
         raise CoerceError(f"{_tagname(tag)}: a change is bytes, str, a DataElement or DELETE, "
                           f"not {type(value).__name__}")
     if int(value.tag) != tag:
         raise CoerceError(f"{_tagname(tag)}: the DataElement given is {_tagname(int(value.tag))}")
+    if text is not None and charset == ["ISO_IR 6"] and not text.isascii():
+        # pydicom would write Latin-1 bytes under the default repertoire; a reader would not know.
+        raise CoerceError(f"{_tagname(tag)}: the new value is not ASCII and the data set declares no "
+                          "Specific Character Set (0008,0005)")
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = enc.little, enc.implicit
     try:
-        write_data_element(fp, value, convert_encodings(charset))
+        with warnings.catch_warnings():
+            # pydicom only warns when a character does not encode, and writes "?" instead.
+            warnings.simplefilter("error")
+            write_data_element(fp, value, convert_encodings(charset))
+    except UserWarning:
+        raise CoerceError(f"{_tagname(tag)}: the new value has characters the data set's Specific Character "
+                          f"Set ({chr(92).join(charset)}) cannot encode") from None
     except (ValueError, TypeError, LookupError, struct.error) as exc:
         raise CoerceError(f"{_tagname(tag)}: the value does not encode as {value.VR}: {exc}") from None
     return fp.getvalue()
