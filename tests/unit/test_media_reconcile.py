@@ -305,3 +305,22 @@ def test_an_instance_the_rewrite_refuses_is_skipped_with_the_reason(tmp_path):
         gw.close()
     assert item.status is Status.SKIPPED and item.reason is Reason.NOT_RECONCILED
     assert item.detail.startswith("cannot reconcile (mapping line 2): deflated transfer syntax")
+
+
+def test_the_import_command_reconciles_and_refuses_a_broken_mapping_in_one_line(tmp_path, medium):
+    mapping = _mapping(tmp_path, "source_patient_id,patient_id\nEXT-1,MRN0042\n")
+    cfg = tmp_path / "gateway.toml"
+    write_toml(cfg, {"buffer": {"path": str(tmp_path / "buffer"), "reserve_mb": 0},
+                     "media": {"import": {"reconcile": str(mapping)}}})
+
+    def run():
+        return subprocess.run([sys.executable, "-m", "gateway.cli", "import", str(medium), "--config", str(cfg)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    r = run()
+    assert r.returncode == 0, r.stderr
+    assert "4 files: 4 imported, 0 duplicate, 0 skipped, 0 failed; 0 flagged; 2 reconciled" in r.stdout
+    mapping.write_text("source_patient_id,patient_id\nEXT-1\n")
+    r = run()
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: {mapping}:2: 1 cells, the header has 2"
