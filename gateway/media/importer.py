@@ -50,6 +50,7 @@ import logging
 import os
 import re
 import time
+from datetime import datetime
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,7 +64,7 @@ from gateway.buffer.ingest import Outcome
 from gateway.buffer.intake import Refusal
 from gateway.buffer.source import Source
 from gateway.event_kinds import MediaImportFinished, MediaImportStarted
-from gateway.media.reconcile import ISSUER_OF_PATIENT_ID, PATIENT_ID, PATIENT_NAME, Mapping, Match
+from gateway.media.reconcile import ACCESSION_NUMBER, ISSUER_OF_PATIENT_ID, PATIENT_ID, PATIENT_NAME, Mapping, Match
 from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
 from gateway.part10.coerce import CoerceError, Provenance, coerce_file
 from gateway.part10.structure import StrayFileMeta
@@ -571,9 +572,15 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
         return skip(Reason.UNSUPPORTED_SOP_CLASS, f"SOP class {sop_class} is not a storage class the gateway keeps")
     match: Match | None = None
     note = ""
+    when = None
     if reconcile is not None:
-        match = reconcile.mapping.match(ids["PatientID"], ids["IssuerOfPatientID"], ids["AccessionNumber"],
-                                        ids["PatientName"], ids["SpecificCharacterSet"])
+        args = (ids["PatientID"], ids["IssuerOfPatientID"], ids["AccessionNumber"], ids["PatientName"],
+                ids["SpecificCharacterSet"])
+        match = reconcile.mapping.match(*args)
+        if match is not None and match.changes:
+            # One time for both stamps (0008,0015 and 0400,0562); a held copy's when re-imported.
+            when = _held_reconciled(intake, sop_uid, match, ids) or datetime.now().astimezone()
+            match = reconcile.mapping.match(*args, now=when)
         if match is None and reconcile.unmatched == "skip":
             return skip(Reason.NOT_RECONCILED, "no row of the mapping file maps its Patient ID "
                                                "(media.import.unmatched = \"skip\")")
@@ -587,7 +594,7 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
             # The rewrite IS the copy: one pass over the medium's bytes (part10/coerce.py).
             with open(tmp, "wb") as out:
                 coerce_file(path, _BufferFile(out), match.changes,
-                            Provenance(reconcile.modifying_system, "COERCE", f"MEDIA:{source.name}"),
+                            Provenance(reconcile.modifying_system, "COERCE", f"MEDIA:{source.name}", when),
                             record=match.record)
             note = (f"reconciled by mapping line {match.line}: {match.attributes} replaced (previous values "
                     "in the Original Attributes Sequence)")
@@ -622,6 +629,30 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
         identity = ((c.get(PATIENT_ID, ids["PatientID"]), c.get(ISSUER_OF_PATIENT_ID, ids["IssuerOfPatientID"])),
                     identity[1] if name is None else (" ".join(name.upper().split()), identity[1][1]))
     return item, identity
+
+
+def _held_reconciled(intake: "Intake", sop_uid: str, match: Match, ids: dict[str, str]) -> datetime | None:
+    """When the buffer holds this instance already reconciled to the same values (the medium is
+    imported again): the time of that reconciliation, so that the rewrite now gives the same
+    bytes and the intake finds it identical (nothing queued twice), as a re-import without
+    reconciliation does. None otherwise (a new reconciliation, at the time it is made)."""
+    rows = intake.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,))
+    if not rows:
+        return None
+    held = intake.buffer.files.root / rows[0]["path"]
+    try:
+        attrs = read_attributes(held)
+        ds = pydicom.dcmread(held, stop_before_pixels=True, specific_tags=["OriginalAttributesSequence"])
+        last = ds.OriginalAttributesSequence[-1]
+        when = datetime.strptime(str(last.AttributeModificationDateTime), "%Y%m%d%H%M%S.%f%z")
+    except Exception:  # not reconciled by us (no item, another time format) or unreadable: a new one
+        return None
+    want = {PATIENT_ID: ids["PatientID"], ISSUER_OF_PATIENT_ID: ids["IssuerOfPatientID"],
+            PATIENT_NAME: ids["PatientName"], ACCESSION_NUMBER: ids["AccessionNumber"]}
+    want.update((t, v) for t, v in match.changes.items() if t in want)
+    have = {PATIENT_ID: attrs.patient_id, ISSUER_OF_PATIENT_ID: attrs.issuer, PATIENT_NAME: attrs.patient_name,
+            ACCESSION_NUMBER: attrs.accession}
+    return when if have == want else None
 
 
 def _flag_conflicts(report: ImportReport, patients: dict, store: ImportStore) -> None:

@@ -324,3 +324,24 @@ def test_the_import_command_reconciles_and_refuses_a_broken_mapping_in_one_line(
     r = run()
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"error: {mapping}:2: 1 cells, the header has 2"
+
+
+def test_importing_a_reconciled_medium_again_is_identical_and_queues_nothing_twice(tmp_path, medium):
+    mapping = _mapping(tmp_path, HEADER + "EXT-1,,MRN0042,HOSP_A,Doe^Jane,ACC1,ACC-9001\n")
+    gw = Gateway(tmp_path / "buffer", str(mapping))
+    try:
+        first = gw.run(medium)
+        jobs = gw.buffer.index.query("SELECT COUNT(*) AS n FROM jobs")[0]["n"]
+        again = gw.run(medium)
+        assert gw.buffer.index.query("SELECT COUNT(*) AS n FROM jobs")[0]["n"] == jobs
+        # Mapped elsewhere since: reconciled anew, and the buffer's copy replaced.
+        mapping.write_text(HEADER + "EXT-1,,MRN0043,HOSP_A,Doe^Jane,,\n")
+        third = gw.run(medium, reconcile=Reconciliation(Mapping.load(mapping)))
+        stored = _by_patient(gw.stored())
+    finally:
+        gw.close()
+    assert first.reconciled == 2
+    assert [i.outcome for i in again.items] == ["identical"] * 4
+    assert sorted(i.outcome for i in third.items if i.reconciled) == ["replaced", "replaced"]
+    [item] = stored["MRN0043"][0].OriginalAttributesSequence  # one item: the medium's values, not ours
+    assert item.ModifiedAttributesSequence[0].PatientID == "EXT-1"
