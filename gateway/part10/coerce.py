@@ -231,7 +231,8 @@ class _HeaderWalk:
 
 
 def _vr_of(tag: int, existing: _Element | None) -> bytes:
-    if existing is not None and existing.vr is not None:
+    # An element the sender wrote as UN gets its dictionary VR back with its new value.
+    if existing is not None and existing.vr is not None and existing.vr != b"UN":
         return existing.vr
     try:
         vr = dictionary_VR(tag)
@@ -264,7 +265,7 @@ def _encode(tag: int, value: Value, existing: _Element | None, enc: _Encoding, c
     try:
         with warnings.catch_warnings():
             # pydicom only warns when a character does not encode, and writes "?" instead.
-            warnings.simplefilter("error")
+            warnings.simplefilter("error", UserWarning)
             write_data_element(fp, value, convert_encodings(charset))
     except UserWarning:
         raise CoerceError(f"{_tagname(tag)}: the new value has characters the data set's Specific Character "
