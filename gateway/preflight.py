@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.buffer import lock as buffer_lock
 from gateway.config import LoadedConfig
+from gateway.media.reconcile import check_mapping
 
 
 def bind_address(loaded: LoadedConfig) -> list[str]:
@@ -116,6 +117,8 @@ def check(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     """Everything `run` would refuse at start. Returns (problems, notes): a buffer held by a
     running service is a note, not a problem (its port is then the service's own)."""
     problems = bind_address(loaded) + buffer_folder(loaded) + other_folders(loaded)
+    # An import reads the mapping file and refuses the whole medium when it cannot be used.
+    problems += check_mapping(loaded.config.media.import_.reconcile)
     notes = []
     holder = buffer_lock.holder(loaded.buffer_dir) if loaded.buffer_dir.is_dir() else None
     if holder is not None:

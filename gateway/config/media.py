@@ -18,6 +18,12 @@
     mark_exported = true          # a study this rule exports is not "not-exported" any more
     max_studies = 200             # at most this many (oldest first) per medium
 
+    [media.import]                # what an imported medium's instances become (item 4)
+    reconcile = ""                # "" = imported as they are; else the mapping file (absolute path,
+                                  #  format in gateway/media/reconcile.py): Patient ID / Name /
+                                  #  Accession replaced, the originals kept (Original Attributes Sequence)
+    unmatched = "import"          # an instance no mapping row matches: "import" it unchanged | "skip" it
+
 `kind` is any kind of the device registry's ``media`` family (drivers/registry.py), checked the way
 `print.printer.kind` is: the registry decides, so hw-sim's kinds are valid without this file
 naming them.  This module imports the registry (drivers/, a floor below) and config/base only.
@@ -62,6 +68,26 @@ class MediaDrive(Section):
         return self
 
 
+def _absolute_or_empty(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path (e.g. \"/etc/dicom-gateway/reconcile.csv\")")
+    return value
+
+
+class MediaImport(Section):
+    """`[media.import]`: import reconciliation (IHE RAD Import Reconciliation Workflow, done with a
+    local mapping file instead of a worklist or PDQ query).  ``reconcile``: the mapping file, an
+    absolute path ("" = off).  Absolute because the importer is handed the config but not where
+    it was loaded from, and the file is the operator's (beside the config, e.g.
+    /etc/dicom-gateway/reconcile.csv), not the gateway's state.  Its content is checked by
+    `check-config` (gateway/preflight.py -> gateway/media/reconcile.py) and read again at each
+    import, so an edit applies to the next medium without a restart.  ``unmatched``: an instance
+    whose Patient ID no row maps is imported unchanged ("import") or skipped ("skip", reason
+    "not-reconciled" in the import report)."""
+    reconcile: Annotated[str, AfterValidator(_absolute_or_empty)] = ""
+    unmatched: Literal["import", "skip"] = "import"
+
+
 ANY_DRIVE = "any"
 # Rule values: kept small so that one insertion's decision is one bounded index query.
 MAX_RULES = 32
@@ -97,11 +123,13 @@ class ExportRule(Section):
 
 
 class MediaSection(Section):
-    """The drives by name (1-32 of letters, digits, '-', '_'; the name the CLI and events use) and
+    """The drives by name (1-32 of letters, digits, '-', '_'; the name the CLI and events use),
     the export rules, tried in order on each blank medium (at most 32; names unique; a rule's
-    drive is "any" or a configured drive)."""
+    drive is "any" or a configured drive), and ``import_`` (TOML `[media.import]`: MediaImport)."""
     drives: dict[str, MediaDrive] = {}
     export_rules: Annotated[list[ExportRule], Field(max_length=MAX_RULES)] = []
+    # `import` is a Python keyword: the field is import_, the TOML key [media.import].
+    import_: MediaImport = Field(default=MediaImport(), alias="import")
 
     @model_validator(mode="after")
     def _consistent(self) -> "MediaSection":

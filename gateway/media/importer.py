@@ -29,6 +29,16 @@ too, and refusing would keep images a clinic handed over from reaching the PACS,
 reconciliation happens; the flag puts the conflict in front of the operator instead. (The buffer's
 index keeps one patient row per Patient ID and issuer, so `studies` shows them as one.)
 
+Reconciliation (optional, `[media.import]`, gateway/media/reconcile.py): with a mapping file
+configured, a file whose Patient ID (and issuer) a row maps is rewritten WHILE it is copied into
+incoming/ (gateway/part10/coerce.py: one pass over the bytes, the pixel data streamed): Patient
+ID, Issuer, Patient's Name and Accession Number replaced, the previous values in an Original
+Attributes Sequence item (reason COERCE, Source of Previous Values "MEDIA:<label>"). Its report
+item says "reconciled by mapping line N" and which attributes. A file no row maps is imported
+unchanged (said in its item) or, with `unmatched = "skip"`, skipped with reason "not-reconciled".
+A DICOMDIR record's UIDs are checked against the file as it is on the medium; the UIDs are never
+coerced.
+
 The importer knows no DIMSE: the storage SOP classes are the injected Intake's. Nothing here logs
 a patient name; the report holds UIDs, reason codes and File IDs only (gateway/buffer/imports.py).
 """
@@ -40,6 +50,7 @@ import logging
 import os
 import re
 import time
+from datetime import datetime
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,7 +64,9 @@ from gateway.buffer.ingest import Outcome
 from gateway.buffer.intake import Refusal
 from gateway.buffer.source import Source
 from gateway.event_kinds import MediaImportFinished, MediaImportStarted
+from gateway.media.reconcile import ACCESSION_NUMBER, ISSUER_OF_PATIENT_ID, PATIENT_ID, PATIENT_NAME, Mapping, Match
 from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
+from gateway.part10.coerce import CoerceError, Provenance, coerce_file
 from gateway.part10.structure import StrayFileMeta
 
 if TYPE_CHECKING:
@@ -88,6 +101,7 @@ class Reason(enum.Enum):
     DISK_FULL = "disk-full"
     WRITE_FAILED = "write-failed"
     INDEX_ERROR = "index-error"
+    NOT_RECONCILED = "not-reconciled"  # reconciliation on: no mapping row, or the rewrite was refused
 
 
 PATIENT_ID_CONFLICT = "patient-id-conflict"
@@ -122,6 +136,7 @@ class ImportItem:
     flag: str = ""
     detail: str = ""
     routes: tuple[str, ...] = ()
+    reconciled: int = 0  # the mapping file's line that reconciled it (0: not reconciled)
 
     def line(self) -> str:
         """The operator's one line: "skipped: IMAGES/IM0003: not a DICOM file (...)"."""
@@ -168,11 +183,17 @@ class ImportReport:
         """The items an operator must read: skipped, failed and flagged ones."""
         return [i for i in self.items if i.status in (Status.SKIPPED, Status.FAILED) or i.flag]
 
+    @property
+    def reconciled(self) -> int:
+        return sum(1 for i in self.items if i.reconciled)
+
     def summary(self) -> str:
-        """"12 files: 10 imported, 1 duplicate, 1 skipped, 0 failed; 2 flagged"."""
-        return (f"{len(self.items)} files: {self.count(Status.IMPORTED)} imported, "
+        """"12 files: 10 imported, 1 duplicate, 1 skipped, 0 failed; 2 flagged" (and "; 9
+        reconciled" when reconciliation rewrote any)."""
+        text = (f"{len(self.items)} files: {self.count(Status.IMPORTED)} imported, "
                 f"{self.count(Status.DUPLICATE)} duplicate, {self.count(Status.SKIPPED)} skipped, "
                 f"{self.count(Status.FAILED)} failed; {self.flagged} flagged")
+        return text + (f"; {self.reconciled} reconciled" if self.reconciled else "")
 
 
 # -- names on a medium -------------------------------------------------------------------------------
@@ -310,15 +331,76 @@ def _is_part10(path: Path) -> bool:
     return len(head) == DICOM_PREFIX_OFFSET + 4 and head[DICOM_PREFIX_OFFSET:] == b"DICM"
 
 
-def _uids_of_stray(path: Path) -> tuple[str, str]:
+_IDENTITY = ["PatientID", "IssuerOfPatientID", "AccessionNumber", "PatientName", "SpecificCharacterSet"]
+
+
+def _uids_of_stray(path: Path) -> tuple[str, str, dict[str, str]]:
     """SOP Class and Instance UID of a file whose data set begins with file meta elements (the
-    intake rewrites it; the structure walk refuses it): pydicom reads them."""
+    intake rewrites it; the structure walk refuses it), and the values reconciliation matches on
+    (keyword -> text): pydicom reads them."""
     with warnings.catch_warnings():
         # pydicom guesses the data set's VR encoding after the stray elements, and says so: the
         # intake rewrites the file and reads it again, so the guess costs nothing.
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-    return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "SOPInstanceUID"] + _IDENTITY)
+        ids = {kw: "\\".join(map(str, v)) if isinstance(v := ds.get(kw, ""), pydicom.multival.MultiValue)
+               else str(v).strip() for kw in _IDENTITY}
+    return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")), ids
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Import reconciliation as configured (`[media.import]`): the loaded mapping, what becomes of
+    an instance no row maps ("import" unchanged | "skip"), and who rewrites (Modifying System,
+    LO: "<AE title> dicom-gateway")."""
+
+    mapping: Mapping
+    unmatched: str = "import"
+    modifying_system: str = "dicom-gateway"
+
+    @classmethod
+    def configured(cls, config) -> "Reconciliation | None":
+        """From a Config's `[media.import]`; None when reconciliation is off. Raises MappingError
+        (an OSError, "FILE:LINE: what") when the mapping file cannot be used."""
+        section = config.media.import_
+        if not section.reconcile:
+            return None
+        return cls(Mapping.load(section.reconcile), section.unmatched,
+                   f"{config.ae.title} dicom-gateway"[:64])
+
+
+class _Configured:
+    def __repr__(self) -> str:
+        return "CONFIGURED"
+
+
+CONFIGURED = _Configured()  # import_tree's default: reconciliation as the intake's config says
+
+
+class _WriteFailed(Exception):
+    """Writing the buffer's copy failed (the rewrite's reads of the medium raise OSError)."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _BufferFile:
+    """The incoming file coerce_file writes to: its write errors are told apart from the medium's
+    read errors."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+
+    def tell(self) -> int:
+        return self.fh.tell()
 
 
 class _ReadError(Exception):
@@ -355,18 +437,24 @@ def _files_of(root: Path, skip: Path | None) -> Iterator[Path]:
 
 
 def import_tree(root: Path, label: str, intake: "Intake", new_incoming_path: Callable[[], Path], *,
-                store: ImportStore | None = None, events: "EventBus | None" = None) -> ImportReport:
+                store: ImportStore | None = None, events: "EventBus | None" = None,
+                reconcile: "Reconciliation | None | _Configured" = CONFIGURED) -> ImportReport:
     """Import the DICOM file-set (or, without a usable DICOMDIR, every DICOM file) under `root`
     into the buffer through `intake` (source MEDIA:<label>), and report each file.
 
     new_incoming_path: a fresh path in the buffer's incoming folder (FileStore.new_incoming_path),
     where each file is copied before the intake takes it. store: where the report is kept
     (default: the intake's buffer's index); events: where MediaImportStarted / Finished are
-    published (default: the intake's bus). Raises NotADirectoryError when root is not a folder,
-    sqlite3.Error when the report cannot be written; a bad file never raises, it is reported."""
+    published (default: the intake's bus); reconcile: the Reconciliation to apply (default: as
+    the intake's config's `[media.import]` says, its mapping file read now, once for the whole
+    import; None: off). Raises NotADirectoryError when root is not a folder, MappingError (an
+    OSError) when the configured mapping file cannot be used (nothing is imported), sqlite3.Error
+    when the report cannot be written; a bad file never raises, it is reported."""
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
+    if isinstance(reconcile, _Configured):
+        reconcile = Reconciliation.configured(intake.config)
     store = store if store is not None else ImportStore(intake.buffer.index)
     events = events if events is not None else intake.events
     report = ImportReport(label=label, root=root, started=time.time())
@@ -414,10 +502,10 @@ def import_tree(root: Path, label: str, intake: "Intake", new_incoming_path: Cal
             if path in done:
                 continue
             done.add(path)
-            add(*_import_one(path, root, ref, intake, source, new_incoming_path))
+            add(*_import_one(path, root, ref, intake, source, new_incoming_path, reconcile))
     else:
         for path in _files_of(root, dicomdir):
-            add(*_import_one(path, root, None, intake, source, new_incoming_path))
+            add(*_import_one(path, root, None, intake, source, new_incoming_path, reconcile))
 
     store.add_items(report.import_id, pending)
     _flag_conflicts(report, patients, store)
@@ -440,7 +528,7 @@ def _row(seq: int, item: ImportItem) -> ItemRow:
 
 
 def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake", source: Source,
-                new_incoming_path: Callable[[], Path]):
+                new_incoming_path: Callable[[], Path], reconcile: Reconciliation | None = None):
     """(ImportItem, patient identity or None) for one file of the medium."""
     shown = path.relative_to(root).as_posix()
     base = ImportItem(shown, Status.SKIPPED, file_id="\\".join(ref.file_id) if ref else "",
@@ -460,9 +548,12 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
         sop_class, sop_uid = attrs.sop_class, attrs.sop_uid
         identity = ((attrs.patient_id, attrs.issuer),
                     (" ".join(attrs.patient_name.upper().split()), attrs.birth_date))
+        ids = {"PatientID": attrs.patient_id, "IssuerOfPatientID": attrs.issuer,
+               "AccessionNumber": attrs.accession, "PatientName": attrs.patient_name,
+               "SpecificCharacterSet": attrs.charset}
     except StrayFileMeta:
         try:
-            sop_class, sop_uid = _uids_of_stray(path)
+            sop_class, sop_uid, ids = _uids_of_stray(path)
         except Exception as exc:  # pydicom raises many kinds on a damaged file; all mean unreadable
             return skip(Reason.UNREADABLE, f"cannot parse data set: {type(exc).__name__}: {exc}")
     except (MalformedDataset, InvalidDataset) as exc:
@@ -479,14 +570,49 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
     if sop_class not in intake.storage_classes:
         # Said before the copy: a medium full of presentation states or private objects costs no writes.
         return skip(Reason.UNSUPPORTED_SOP_CLASS, f"SOP class {sop_class} is not a storage class the gateway keeps")
+    match: Match | None = None
+    note = ""
+    when = None
+    if reconcile is not None:
+        args = (ids["PatientID"], ids["IssuerOfPatientID"], ids["AccessionNumber"], ids["PatientName"],
+                ids["SpecificCharacterSet"])
+        match = reconcile.mapping.match(*args)
+        if match is not None and match.changes:
+            # One time for both stamps (0008,0015 and 0400,0562); a held copy's when re-imported.
+            when = _held_reconciled(intake, sop_uid, match, ids) or datetime.now().astimezone()
+            match = reconcile.mapping.match(*args, now=when)
+        if match is None and reconcile.unmatched == "skip":
+            return skip(Reason.NOT_RECONCILED, "no row of the mapping file maps its Patient ID "
+                                               "(media.import.unmatched = \"skip\")")
+        if match is None:
+            note = "not reconciled: no row of the mapping file maps its Patient ID; imported unchanged"
+        elif not match.changes:
+            note = f"mapping line {match.line}: already holds the local values; imported unchanged"
     tmp = new_incoming_path()
     try:
-        _copy(path, tmp)
+        if match is not None and match.changes:
+            # The rewrite IS the copy: one pass over the medium's bytes (part10/coerce.py).
+            with open(tmp, "wb") as out:
+                coerce_file(path, _BufferFile(out), match.changes,
+                            Provenance(reconcile.modifying_system, "COERCE", f"MEDIA:{source.name}", when),
+                            record=match.record)
+            note = (f"reconciled by mapping line {match.line}: {match.attributes} replaced (previous values "
+                    "in the Original Attributes Sequence)")
+        else:
+            _copy(path, tmp)
+    except CoerceError as exc:
+        tmp.unlink(missing_ok=True)
+        return skip(Reason.NOT_RECONCILED, f"cannot reconcile (mapping line {match.line}): {exc}")
+    except _WriteFailed as exc:
+        tmp.unlink(missing_ok=True)
+        return skip(Reason.WRITE_FAILED, f"cannot write to the buffer: {exc.exc.strerror or exc}", Status.FAILED)
     except _ReadError as exc:
         tmp.unlink(missing_ok=True)
         return skip(Reason.UNREADABLE, f"reading the medium failed: {exc}")
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if match is not None and match.changes:  # the rewrite's writes are _WriteFailed: this is a read
+            return skip(Reason.UNREADABLE, f"reading the medium failed: {exc.strerror or exc}")
         return skip(Reason.WRITE_FAILED, f"cannot write to the buffer: {exc.strerror or exc}", Status.FAILED)
     result = intake.take(tmp, source, sop_class, sop_uid)
     if not result.ok:
@@ -494,8 +620,39 @@ def _import_one(path: Path, root: Path, ref: Reference | None, intake: "Intake",
         return skip(reason, result.reason, status)
     outcome = result.ingest.outcome
     item = replace(base, status=Status.IMPORTED if outcome is Outcome.STORED else Status.DUPLICATE,
-                   outcome=outcome.value, routes=tuple(result.ingest.routes))
+                   outcome=outcome.value, routes=tuple(result.ingest.routes), detail=note,
+                   reconciled=match.line if match is not None and match.changes else 0)
+    if item.reconciled and identity is not None:
+        # The buffer holds the local patient now: conflicts are judged on what was stored.
+        c = match.changes
+        name = c.get(PATIENT_NAME)
+        identity = ((c.get(PATIENT_ID, ids["PatientID"]), c.get(ISSUER_OF_PATIENT_ID, ids["IssuerOfPatientID"])),
+                    identity[1] if name is None else (" ".join(name.upper().split()), identity[1][1]))
     return item, identity
+
+
+def _held_reconciled(intake: "Intake", sop_uid: str, match: Match, ids: dict[str, str]) -> datetime | None:
+    """When the buffer holds this instance already reconciled to the same values (the medium is
+    imported again): the time of that reconciliation, so that the rewrite now gives the same
+    bytes and the intake finds it identical (nothing queued twice), as a re-import without
+    reconciliation does. None otherwise (a new reconciliation, at the time it is made)."""
+    rows = intake.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,))
+    if not rows:
+        return None
+    held = intake.buffer.files.root / rows[0]["path"]
+    try:
+        attrs = read_attributes(held)
+        ds = pydicom.dcmread(held, stop_before_pixels=True, specific_tags=["OriginalAttributesSequence"])
+        last = ds.OriginalAttributesSequence[-1]
+        when = datetime.strptime(str(last.AttributeModificationDateTime), "%Y%m%d%H%M%S.%f%z")
+    except Exception:  # not reconciled by us (no item, another time format) or unreadable: a new one
+        return None
+    want = {PATIENT_ID: ids["PatientID"], ISSUER_OF_PATIENT_ID: ids["IssuerOfPatientID"],
+            PATIENT_NAME: ids["PatientName"], ACCESSION_NUMBER: ids["AccessionNumber"]}
+    want.update((t, v) for t, v in match.changes.items() if t in want)
+    have = {PATIENT_ID: attrs.patient_id, ISSUER_OF_PATIENT_ID: attrs.issuer, PATIENT_NAME: attrs.patient_name,
+            ACCESSION_NUMBER: attrs.accession}
+    return when if have == want else None
 
 
 def _flag_conflicts(report: ImportReport, patients: dict, store: ImportStore) -> None:

@@ -8,6 +8,9 @@ What lives here:
                    collects a few top-level values on the way (walk_file)
   attributes.py    the indexed attributes (InstanceAttributes, read_attributes) taken from that
                    walk, with pydicom only for the unusual header
+  coerce.py        attribute coercion on the bytes: set/replace/delete top-level elements, the
+                   previous values in an Original Attributes Sequence item (PS3.3 C.12.1.1.9),
+                   everything else copied as it was (import reconciliation; issue 11's coercion)
 
 Who uses it: the buffer (ingest, routing), the DICOM roles (the storage acceptor writes the file
 meta, the requestor reads it back, the Store SCP reads attributes), app.py (configure_pydicom),
