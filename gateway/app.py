@@ -106,7 +106,7 @@ class Gateway:
 
     def _build(self, loaded: LoadedConfig) -> None:
         cfg = self.config
-        problems = preflight.buffer_folder(loaded)
+        problems = preflight.buffer_folder(loaded) + preflight.import_mapping(loaded)
         if problems:
             raise StartupError(problems[0], exit_codes.CONFIG)
         try:

@@ -113,12 +113,16 @@ def other_folders(loaded: LoadedConfig) -> list[str]:
     return out
 
 
+def import_mapping(loaded: LoadedConfig) -> list[str]:
+    """The reconciliation mapping file's problems (`[media.import] reconcile`), FILE:LINE each:
+    `run` refuses to start on them rather than refuse every medium later."""
+    return check_mapping(loaded.config.media.import_.reconcile)
+
+
 def check(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     """Everything `run` would refuse at start. Returns (problems, notes): a buffer held by a
     running service is a note, not a problem (its port is then the service's own)."""
-    problems = bind_address(loaded) + buffer_folder(loaded) + other_folders(loaded)
-    # An import reads the mapping file and refuses the whole medium when it cannot be used.
-    problems += check_mapping(loaded.config.media.import_.reconcile)
+    problems = bind_address(loaded) + buffer_folder(loaded) + other_folders(loaded) + import_mapping(loaded)
     notes = []
     holder = buffer_lock.holder(loaded.buffer_dir) if loaded.buffer_dir.is_dir() else None
     if holder is not None:

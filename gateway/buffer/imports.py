@@ -25,7 +25,7 @@ class ItemRow:
     """One file of an import, as stored. status: "imported", "duplicate", "skipped" or "failed";
     outcome: the buffer's verdict ("stored", "identical", "replaced", "kept-first") or "";
     reason: a code ("not-dicom", "missing-file", "record-mismatch", "unsupported-sop-class",
-    "unreadable", "disk-full", "write-failed", "index-error") or ""; flag: "patient-id-conflict"
+    "unreadable", "disk-full", "write-failed", "index-error", "not-reconciled") or ""; flag: "patient-id-conflict"
     or ""; file_id: the DICOMDIR's Referenced File ID, components joined with "\\" ("" when the
     tree was scanned); detail: one line for the operator, no patient data."""
 

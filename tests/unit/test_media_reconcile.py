@@ -152,6 +152,11 @@ def test_check_config_names_the_mapping_files_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == (f"config: media.import.reconcile: {mapping}:3: maps the same source patient as "
                                 "line 2 to another patient_id, issuer or patient_name")
+    # `run` refuses what check-config refuses (ExecStartPre may be skipped), with the same line.
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"media.import.reconcile: {mapping}:3: maps the same source patient" in r.stderr
     mapping.write_text("source_patient_id,patient_id\nA,B\n")
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
