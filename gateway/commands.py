@@ -352,7 +352,7 @@ class Commands:
         try:
             outcome = done.result(timeout=wait_s)
         except FutureTimeout:
-            return CommandResult("import", summary=f"drive {drive}: still reading its medium after {wait_s:.0f} s;"
+            return CommandResult("import", summary=f"drive {drive}: still reading its medium after {wait_s:g} s;"
                                  " the report when done: dicom-gateway imports")
         if outcome.refused:
             return CommandResult("import", refused=outcome.refused)

@@ -173,7 +173,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except ValueError:
             answer = _refusal("", f"control: request larger than {MAX_REQUEST_BYTES} bytes")
         except socket.timeout:
-            answer = _refusal("", f"control: no complete request within {READ_TIMEOUT_S:.0f} s")
+            answer = _refusal("", f"control: no complete request within {READ_TIMEOUT_S:g} s")
         except OSError:
             return  # the client went away: nobody to answer
         else:
@@ -294,7 +294,7 @@ def request(buffer_dir: Path, verb: str, timeout: float, **args: Any) -> dict[st
             sock.shutdown(socket.SHUT_WR)
             raw = _read_line(sock, MAX_REQUEST_BYTES * 16)
         except socket.timeout:
-            raise ControlError(f"the service did not answer {verb!r} within {timeout:.0f} s") from None
+            raise ControlError(f"the service did not answer {verb!r} within {timeout:g} s") from None
         except ValueError:
             raise ControlError(f"the service's answer to {verb!r} is too large") from None
         except OSError as exc:
