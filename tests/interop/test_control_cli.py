@@ -54,7 +54,8 @@ def test_import_and_eject_of_a_drive_ask_the_running_service(gateway_factory, tm
         "the report: dicom-gateway imports 1"]
     assert set(uid for uid, in query(gw, "SELECT sop_uid FROM instances WHERE calling_ae = 'MEDIA:usb'")) == uids
     r = gw.cli("imports")
-    assert r.returncode == 0 and [ln.split()[2:5] for ln in r.stdout.splitlines()[1:]] == [["usb", "scan", "finished"]], r.stdout
+    rows = [ln.split()[2:5] for ln in r.stdout.splitlines()[1:]]
+    assert r.returncode == 0 and rows == [["usb", "scan", "finished"]], r.stdout
     assert "drive usb: usb with data: importing as MEDIA:usb" in gw.log  # the worker's own line, as on insertion
 
     r = gw.cli("import", "cd")
@@ -69,7 +70,8 @@ def test_import_and_eject_of_a_drive_ask_the_running_service(gateway_factory, tm
     assert r.returncode == 0, r.stderr
     _poll_in_flight(gw)
     answer = control.request(gw.buffer, "eject", 10, drive="cd")
-    assert answer["refused"] == "eject: drive cd is writing or verifying its medium; it ejects it by itself when done", answer
+    assert answer["refused"] == ("eject: drive cd is writing or verifying its medium; it ejects it by itself"
+                                 " when done"), answer
     assert not answer["usage"] and not answer["ok"]
     wait_until(lambda: query(gw, "SELECT state FROM jobs WHERE kind = 'export'") == [("done",)], 120,
                what="the export verified")

@@ -94,7 +94,8 @@ def test_a_request_gets_the_command_result_as_plain_data(served):
     (b'{"verb": "eject", "args": {}}\n', "eject: argument 'drive' is missing"),
     (b'{"verb": "eject", "args": {"drive": 3}}\n', "eject: argument 'drive' must be a str"),
     (b'{"verb": "items", "args": {"n": true}}\n', "items: argument 'n' must be a int"),
-    (b'{"verb": "eject", "args": {"drive": "cd", "force": true}}\n', "eject: unknown arguments ['force'] (takes: drive)"),
+    (b'{"verb": "eject", "args": {"drive": "cd", "force": true}}\n',
+     "eject: unknown arguments ['force'] (takes: drive)"),
 ])
 def test_a_malformed_request_is_answered_in_one_line_and_nothing_runs(served, data, words):
     root, _, _ = served

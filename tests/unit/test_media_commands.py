@@ -108,7 +108,8 @@ def test_import_refuses_while_the_drive_is_written_or_read_and_says_when_it_is_s
         (ImportOutcome(refused="import: drive cd has no medium"), "import: drive cd has no medium", None, False),
         (ImportOutcome(ok=False, detail="xorriso: cannot read"), "",
          ["import of drive cd: xorriso: cannot read", "drive cd: the medium could not be read"], False),
-        (ImportOutcome(ok=False, import_id=7, detail="3 files: 2 imported, 0 duplicate, 1 skipped, 0 failed; 0 flagged"),
+        (ImportOutcome(ok=False, import_id=7,
+                       detail="3 files: 2 imported, 0 duplicate, 1 skipped, 0 failed; 0 flagged"),
          "", ["import 7 of drive cd as MEDIA:cd: 3 files: 2 imported, 0 duplicate, 1 skipped, 0 failed; 0 flagged",
               "some files were not imported; the report: dicom-gateway imports 7"], False),
     ]:

@@ -374,7 +374,8 @@ def test_an_operators_import_is_done_by_the_drives_worker_as_on_insertion(rig_fa
     r = cmds.import_medium("usb")
     assert r.ok and not r.refused, r
     done = rig.wait_for(MediaImportDone, drive="usb")
-    assert r.lines() == [f"import {done.import_id} of drive usb as MEDIA:usb: 2 files: 2 imported, 0 duplicate, 0 skipped, 0 failed; 0 flagged",
+    assert r.lines() == [f"import {done.import_id} of drive usb as MEDIA:usb: 2 files: 2 imported, 0 duplicate,"
+                         " 0 skipped, 0 failed; 0 flagged",
                          f"the report: dicom-gateway imports {done.import_id}"]
     assert threads == ["media-usb"]
     rows = {r["sop_uid"]: r["calling_ae"] for r in rig.buffer.index.query("SELECT sop_uid, calling_ae FROM instances")}
