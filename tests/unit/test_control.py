@@ -182,6 +182,7 @@ def test_a_stale_socket_from_a_killed_service_is_replaced_and_removed_at_stop(tm
     server = ControlServer(root, held, {"eject": Verb(_echo, {"drive": str})})
     try:
         server.start()
+        # A new socket: bound beside the stale one and renamed over it.
         assert os.stat(root / "control.sock").st_ino != stale.st_ino
         assert request(root, "eject", 5, drive="cd")["ok"]
         assert sorted(p.name for p in root.iterdir()) == ["control.sock", "gateway.lock"]  # no temp name left

@@ -85,20 +85,22 @@ def test_import_refuses_while_the_drive_is_written_or_read_and_says_when_it_is_s
         asked.append(drive)
         return pending
 
-    r = cmds.import_medium("cd")
+    # wait_s: a refusal must come before any wait (a broken check would wait for `pending`).
+    r = cmds.import_medium("cd", wait_s=1)
     assert r.refused == "import: the media service is not running" and not asked
     cmds._request_import = request_import
-    r = cmds.import_medium("dvd")
+    r = cmds.import_medium("dvd", wait_s=1)
     assert r.refused == "import: unknown drive 'dvd' (configured: cd)" and r.usage and not asked
     (res,) = cmds.export([study]).results
     with buf.index.tx() as cur:
         cur.execute("UPDATE jobs SET state = 'in_flight' WHERE id = ?", (res.job_id,))
-    r = cmds.import_medium("cd")
+    r = cmds.import_medium("cd", wait_s=1)
     assert r.refused == "import: drive cd is writing or verifying its medium; try again when it is done" and not asked
     with buf.index.tx() as cur:
         cur.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (res.job_id,))
     busy["cd"] = True
-    assert "import: drive cd is reading its medium (an import)" in cmds.import_medium("cd").refused and not asked
+    assert "import: drive cd is reading its medium (an import)" in cmds.import_medium("cd", wait_s=1).refused
+    assert not asked
     busy["cd"] = False
     r = cmds.import_medium("cd", wait_s=0.1)
     assert asked == ["cd"] and r.ok and r.lines() == [
