@@ -9,9 +9,12 @@ Start-up order matters:
    no incoming/ file of a live C-STORE can be taken for a leftover;
 4. the workers (forwarders, print spooler), then the media drives: the media service (drives and
    their hotplug sources, gateway/media/service.py) and an exporter per drive;
-5. accepting associations, then READY=1 to systemd.
+5. the control channel (gateway/control.py: `<buffer>/control.sock`, the verbs on the drives the
+   command line asks for), once the drives are served;
+6. accepting associations, then READY=1 to systemd.
 
-Stop (SIGTERM, SIGINT): no new associations; what is in hand is finished within
+Stop (SIGTERM, SIGINT): the control socket is closed and removed first (no verb starts on a
+service going away); no new associations; what is in hand is finished within
 `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received is stored and
 answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT, a WARNING
 naming the association); an aborted forward does not count as an attempt. The exporters and the
@@ -38,6 +41,7 @@ from gateway.buffer import lock as buffer_lock
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.commands import Commands
+from gateway.control import ControlServer, Verb
 from gateway.config import LoadedConfig
 from gateway.dicom.echo import VerificationSCP
 from gateway.dicom.commitment import CommitmentSCU
@@ -140,7 +144,15 @@ class Gateway:
         # The operator verbs in-process (the panel, the status page): gateway/commands.py.
         self.commands = Commands(self.buffer.queue, cfg, drives=self.drives, exporters=self.exporters,
                                  busy=self.media.busy if self.media is not None else None,
-                                 events=self.events)
+                                 events=self.events,
+                                 request_import=self.media.request_import if self.media is not None else None)
+        # What the command line asks of the running service over <buffer>/control.sock.
+        c = self.commands
+        self.control = ControlServer(loaded.buffer_dir, self._lock, {
+            "import": Verb(c.import_medium, {"drive": str}),
+            "eject": Verb(c.eject, {"drive": str}),
+            "wake": Verb(c.wake, {}),
+        })
         # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
@@ -207,6 +219,13 @@ class Gateway:
             for e in self.exporters.values():
                 e.start()
             self._started.append("exporters")
+        try:
+            self.control.start()
+            self._started.append("control")
+        except OSError as exc:
+            # The DICOM work goes on without it; only `import DRIVE` / `eject` are refused.
+            log.error("control channel not started: cannot create %s: %s", self.control.path,
+                      exc.strerror or exc)
         self.listener.accept()
         self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
@@ -277,6 +296,8 @@ class Gateway:
         drain = self.config.timers.stop_drain_s
         deadline = time.monotonic() + drain
         log.info("stopping: no new associations; finishing the objects in hand (at most %.0f s)", drain)
+        if "control" in self._started:
+            self.control.stop()
         forwarders = self.forwarders if "forwarders" in self._started else []
         for f in forwarders:
             f.request_stop()  # first, so that forwards drain while the listener does

@@ -315,9 +315,68 @@ _LABEL_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 DEFAULT_IMPORT_LABEL = "IMPORT"
 
 
+def _ask_service(loaded: LoadedConfig, verb: str, timeout: float, no_service: str, **args) -> int:
+    """Run `verb` in the running service over its control socket (gateway/control.py) and print
+    its answer: exit 0 done, 1 failed or refused, 2 a usage refusal. `no_service`: the one line
+    when no service runs on this buffer."""
+    from gateway import control
+    from gateway.commands import Refused
+
+    try:
+        answer = control.request(loaded.buffer_dir, verb, timeout, **args)
+    except control.NoService:
+        pid = _service_pid(loaded.buffer_dir)
+        if pid is None:
+            raise Refused(no_service) from None
+        # The lock is held but nothing listens: the service is still starting (the socket comes
+        # after the drives), or it could not create the socket (its log says why).
+        raise Refused(f"{verb}: the service (PID {pid if pid > 0 else 'unknown'}) does not answer on"
+                      f" {control.socket_path(loaded.buffer_dir)} yet; try again in a moment") from None
+    except control.ControlError as exc:
+        raise Refused(f"{verb}: {exc}") from None
+    if answer.get("refused"):
+        raise Refused(str(answer["refused"]), usage=bool(answer.get("usage")))
+    for line in answer.get("lines", []):
+        if line:
+            print(line)
+    return exit_codes.OK if answer.get("ok") else exit_codes.FAILED
+
+
+def _import_drive(loaded: LoadedConfig, drive: str, label: str | None) -> int:
+    """`import DRIVE`: the running service reads the medium in its drive (Commands.import_medium)."""
+    from gateway.commands import IMPORT_WAIT_S
+
+    if label:
+        raise UsageError(f"import: --label is for a folder; an import from drive {drive} is labelled MEDIA:{drive}")
+    return _ask_service(
+        loaded, "import", IMPORT_WAIT_S + 30,
+        f"import: drive {drive} is read by the running service, and no service runs on this buffer (start"
+        " it: dicom-gateway run); to import a medium mounted or copied at a folder: dicom-gateway import PATH",
+        drive=drive)
+
+
+def cmd_eject(args) -> int:
+    """`eject DRIVE`: the running service gives the medium in DRIVE back (Commands.eject); refused
+    while it writes, verifies or reads it. Exit 0 ejected, 1 refused, 2 an unknown drive."""
+    loaded = _load(args)
+    drives = loaded.config.media.drives
+    if args.drive not in drives:
+        raise UsageError(f"eject: unknown drive {args.drive!r} (configured: {', '.join(sorted(drives)) or 'none'})")
+    return _ask_service(
+        loaded, "eject", 60.0,
+        f"eject: drive {args.drive} is driven by the running service, and no service runs on this buffer;"
+        " with the service stopped, take the medium out by hand", drive=args.drive)
+
+
 def cmd_import(args) -> int:
     """`import PATH [--label LABEL]`: the file-set under PATH into the buffer (gateway/media/importer.py),
     beside a running service or without one; exit 0 when every file was imported, 1 when some were not.
+
+    `import DRIVE`: a bare name (no '/') that is a drive of [media.drives] means that drive, even
+    when a folder of that name is in the current folder (`./NAME` or `NAME/` is the folder): the
+    running service's worker for the drive reads and imports its medium, as on insertion, and the
+    answer comes over the control socket (gateway/control.py). The drive wins because it is what
+    the operator at the box means by "usb"; a folder is always reachable with a slash.
 
     Beside a running service the two processes share the index (SQLite serialises their write
     transactions; the duplicate check runs inside one) and the new forward jobs are announced with
@@ -336,14 +395,19 @@ def cmd_import(args) -> int:
     from gateway.part10.attributes import configure_pydicom
     from gateway.routing import Router
 
+    loaded = None
+    if "/" not in args.path:
+        loaded = _load(args)
+        if args.path in loaded.config.media.drives:
+            return _import_drive(loaded, args.path, args.label)
     label = args.label or DEFAULT_IMPORT_LABEL
     if not _LABEL_RE.fullmatch(label):
         raise UsageError(f"import: label {label!r}: 1 to 32 letters, digits, '.', '_' or '-'")
     root = Path(args.path)
     if not root.is_dir():
         raise UsageError(f"import: {root}: {'not a folder' if root.exists() else 'no such folder'}"
-                         " (give the folder a medium is mounted or copied at)")
-    loaded = _load(args)
+                         " (give the folder a medium is mounted or copied at, or a drive of [media.drives])")
+    loaded = loaded or _load(args)
     cfg = loaded.config
     held = None
     if _service_pid(loaded.buffer_dir) is None:
@@ -496,9 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.epilog = QUEUE_VERBS_HELP
     add("status", cmd_status, "service, buffer, destinations and printer at a glance")
     add("studies", cmd_studies, "studies held in the buffer, with their delivery state per destination")
-    sp = add("import", cmd_import, "import the DICOM files under a folder (a medium's file-set) into the buffer")
-    sp.add_argument("path", help="the folder: a mounted or copied medium (its DICOMDIR is followed, else every "
-                                 "file is read)")
+    sp = add("import", cmd_import, "import the DICOM files under a folder (a medium's file-set), or the medium in "
+                                   "a drive, into the buffer")
+    sp.add_argument("path", metavar="PATH|DRIVE",
+                    help="the folder: a mounted or copied medium (its DICOMDIR is followed, else every file is "
+                         "read); or a drive of [media.drives], whose medium the running service reads (./NAME "
+                         "for a folder named like a drive)")
     sp.add_argument("--label", help=f"the medium's name; the source is MEDIA:<label> (default {DEFAULT_IMPORT_LABEL})")
     sp = add("imports", cmd_imports, "the reports of media imports, or one import's files")
     sp.add_argument("id", nargs="?", type=_import_id, help="an import's number: its files and what became of each")
@@ -511,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "exported still takes them)")
     sp.add_argument("--wait", action="store_true",
                     help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
+    sp = add("eject", cmd_eject, "give back the medium in a drive (refused while it is written or read)")
+    sp.add_argument("drive", metavar="DRIVE", help="drive name from [media.drives]")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",

@@ -10,8 +10,10 @@ so that a button and `dicom-gateway queue retry` do the same thing and say it in
   re_forward(selection, to)  forward jobs, or a stored study / series / instance, sent to `to` again.
   wake()                  the workers look at the queue now, even those backing off.
   export(studies, drive)  the studies queued for media (gateway/media/export.py), one job a medium.
-  eject(drive)            (in-process only) the medium given back; refused while it is written,
-                          verified or read.
+  eject(drive)            the medium given back; refused while it is written, verified or read.
+  import_medium(drive)    the medium in the drive read and imported now, by the media service's
+                          worker for that drive, as on insertion; refused for an unknown drive, no
+                          medium, a blank one, or while the drive is written or read.
 
 Two ways in:
 - the module functions (retry, dead_letter, re_forward) take a JobQueue and raise `Refused` for a
@@ -19,13 +21,16 @@ Two ways in:
   them, on the buffer of a service that may run in another process, and then wakes that process
   with SIGUSR1;
 - `Commands`, the facade on a running service (`Gateway.commands`): the same verbs, returning a
-  `CommandResult` with what was done or the refusal, and waking the workers directly.
+  `CommandResult` with what was done or the refusal, and waking the workers directly. The verbs
+  on a device the service holds (eject, import_medium) exist only here; the command line reaches
+  them through the service's control socket (gateway/control.py).
 
 Capture joins here when capture (issue 10) lands.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -34,6 +39,11 @@ from gateway.buffer.queue import VerbResult
 if TYPE_CHECKING:
     from gateway.buffer.queue import JobQueue
     from gateway.config import Config
+
+
+# How long import_medium waits for the drive's worker to report the import before answering
+# "still reading": a stick of a few studies is read well within it, a full DVD may not be.
+IMPORT_WAIT_S = 120.0
 
 
 class Refused(Exception):
@@ -54,7 +64,9 @@ class CommandResult:
     queue did (VerbResult: ok, the one-line message). summary: the closing line ("2 jobs queued
     again"). notes: what the operator should know besides ("destination 'pacs' is disabled; its
     jobs wait until it is"). refused: why the whole command was refused ("" when it ran); usage: that
-    refusal is a mistake in the request. woken: the workers were told to look at the queue now."""
+    refusal is a mistake in the request. woken: the workers were told to look at the queue now.
+    failed: the verb ran but did not do all it should (an import that left files out); its
+    words are in the results and summary."""
 
     verb: str
     results: tuple[VerbResult, ...] = ()
@@ -63,11 +75,12 @@ class CommandResult:
     refused: str = ""
     usage: bool = False
     woken: bool = False
+    failed: bool = False
 
     @property
     def ok(self) -> bool:
-        """Ran, and nothing in it was refused."""
-        return not self.refused and all(r.ok for r in self.results)
+        """Ran, nothing in it was refused and nothing failed."""
+        return not self.refused and not self.failed and all(r.ok for r in self.results)
 
     @property
     def changed(self) -> bool:
@@ -241,19 +254,22 @@ class Commands:
     returns a CommandResult (a refusal included, never raised) and wakes the workers directly
     when the queue changed, instead of the command line's SIGUSR1.
 
-    `drives` / `exporters` (by drive name) and `busy(drive)` come from the media service when
-    drives are configured: export() splits for the medium in the drive, eject() refuses while the
-    drive is written or read."""
+    `drives` / `exporters` (by drive name), `busy(drive)` and `request_import(drive)` (a Future
+    of gateway/media/service.ImportOutcome) come from the media service when drives are
+    configured: export() splits for the medium in the drive, eject() and import_medium() refuse
+    while the drive is written or read, import_medium() has the drive's worker do the import."""
 
     def __init__(self, queue: "JobQueue", config: "Config", wake: Callable[[], None] | None = None, *,
                  drives: dict | None = None, exporters: dict | None = None,
-                 busy: Callable[[str], object] | None = None, events=None):
+                 busy: Callable[[str], object] | None = None, events=None,
+                 request_import: Callable[[str], object] | None = None):
         self.queue = queue
         self.config = config
         self._wake = wake or queue.wake_all
         self.drives = drives or {}
         self.exporters = exporters or {}
         self._busy = busy or (lambda name: None)
+        self._request_import = request_import
         self.events = events
 
     def _run(self, verb: str, call: Callable[[], CommandResult]) -> CommandResult:
@@ -299,19 +315,28 @@ class Commands:
             return result
         return self._run("export", call)
 
-    def eject(self, drive: str) -> CommandResult:
-        """Give the medium back (open the tray, release the stick). Refused for an unknown drive,
-        or while the box writes, verifies or reads that medium (ejecting then would ruin it)."""
+    def _drive_refusal(self, verb: str, drive: str, writing_then: str) -> CommandResult | None:
+        """The refusals eject and import share: an unknown drive (usage), a drive whose medium is
+        written or verified (an export job in flight; `writing_then` says what follows), one
+        whose worker is busy (an import, the export rules)."""
         if drive not in self.drives:
-            return CommandResult("eject", refused=f"eject: unknown drive {drive!r}"
+            return CommandResult(verb, refused=f"{verb}: unknown drive {drive!r}"
                                  f" (configured: {', '.join(sorted(self.drives)) or 'none'})", usage=True)
         # An export job in flight on this drive is writing or verifying its medium.
         if self.queue.open_counts().get(("export", drive, "in_flight")):
-            return CommandResult("eject", refused=f"eject: drive {drive} is writing or verifying its medium;"
-                                 " it ejects it by itself when done")
+            return CommandResult(verb, refused=f"{verb}: drive {drive} is writing or verifying its medium;"
+                                 f" {writing_then}")
         if self._busy(drive):
-            return CommandResult("eject", refused=f"eject: drive {drive} is reading its medium (an import)"
+            return CommandResult(verb, refused=f"{verb}: drive {drive} is reading its medium (an import)"
                                  " or choosing what to write on it; try again when it is done")
+        return None
+
+    def eject(self, drive: str) -> CommandResult:
+        """Give the medium back (open the tray, release the stick). Refused for an unknown drive,
+        or while the box writes, verifies or reads that medium (ejecting then would ruin it)."""
+        refusal = self._drive_refusal("eject", drive, "it ejects it by itself when done")
+        if refusal is not None:
+            return refusal
         from drivers.media.interface import MediaError
 
         try:
@@ -319,6 +344,39 @@ class Commands:
         except MediaError as exc:
             return CommandResult("eject", refused=f"eject: {exc}")
         return CommandResult("eject", summary=f"drive {drive}: medium released")
+
+    def import_medium(self, drive: str, wait_s: float = IMPORT_WAIT_S) -> CommandResult:
+        """Import the medium now in `drive` (issue 8 item 4, `dicom-gateway import DRIVE`): the
+        media service's worker for that drive reads it and imports it as MEDIA:<drive>, exactly
+        as on insertion (gateway/media/service.py). Waits up to `wait_s` seconds for the import's
+        report: its summary and number; past that, says the drive is still reading.
+
+        Refused (one line) for an unknown drive (usage), no media service, a drive being written
+        or verified, a drive already busy, no medium, a blank medium. An import that ran but
+        failed (some files not imported, the medium unreadable) is a result with ok False."""
+        refusal = self._drive_refusal("import", drive, "try again when it is done")
+        if refusal is not None:
+            return refusal
+        if self._request_import is None:
+            return CommandResult("import", refused="import: the media service is not running")
+        done = self._request_import(drive)
+        try:
+            outcome = done.result(timeout=wait_s)
+        except FutureTimeout:
+            return CommandResult("import", summary=f"drive {drive}: still reading its medium after {wait_s:g} s;"
+                                 " the report when done: dicom-gateway imports")
+        if outcome.refused:
+            return CommandResult("import", refused=outcome.refused)
+        what = f"import {outcome.import_id} of drive {drive} as MEDIA:{drive}" if outcome.import_id \
+            else f"import of drive {drive}"
+        results = (VerbResult(None, True, f"{what}: {outcome.detail}", changed=False),)
+        if outcome.ok:
+            summary = f"the report: dicom-gateway imports {outcome.import_id}"
+        elif outcome.import_id:
+            summary = f"some files were not imported; the report: dicom-gateway imports {outcome.import_id}"
+        else:
+            summary = f"drive {drive}: the medium could not be read"
+        return CommandResult("import", results, summary, failed=not outcome.ok)
 
     def wake(self) -> CommandResult:
         """The workers look at the queue now, even those backing off (a destination down, a printer

@@ -21,6 +21,10 @@ worker, one per drive so that a long import from the stick never delays the disc
   volume label: a route or an operator can name "MEDIA:usb", while a volume label is whatever the
   burner chose (and may name a patient).
 - "removed": the drive's exporter is woken (a write in progress fails on its own, issue 8 item 5).
+- an operator's "import the medium in this drive now" (``request_import``: `dicom-gateway import
+  DRIVE` through gateway/control.py, or the front panel through gateway/commands.py): queued to
+  the same worker, behind what it has in hand, and done by the same ``_import`` as on insertion;
+  refused (an ImportOutcome, never raised) when the drive holds no medium or a blank one.
 
 Every decision is one log line and one event (gateway/event_kinds.py, media-*); a driver's
 failure (MediaError, an OSError, the index) is one line and a media-fault event, never a traceback
@@ -36,6 +40,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,12 +81,36 @@ class _Recheck:
         self.generation = generation
 
 
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What an import asked for by an operator (MediaService.request_import) came to.
+
+    refused: why nothing was read ("" when the medium was read); ok: every file imported (as
+    MediaImportDone.ok); import_id: the import report's number (0: none was begun); detail: the
+    report's summary line, or the failure's one line."""
+
+    refused: str = ""
+    ok: bool = False
+    import_id: int = 0
+    detail: str = ""
+
+
+class _ImportNow:
+    """An operator's "import the medium in this drive now", for the drive's worker; ``done``
+    receives the ImportOutcome."""
+
+    def __init__(self, done: Future):
+        self.done = done
+
+
 class _DriveWorker:
     """One drive's thread and inbox.  ``generation`` counts the hotplug events put in: a re-check
     armed for one medium is void once another event came."""
 
-    def __init__(self, name: str, handle: Callable[[MediaEvent], None]):
+    def __init__(self, name: str, handle: Callable[[MediaEvent], None],
+                 import_now: Callable[[str], "ImportOutcome"]):
         self.name = name
+        self._import_now = import_now
         self.inbox: queue.Queue = queue.Queue()
         self.busy = threading.Event()
         self.generation = 0
@@ -113,6 +143,9 @@ class _DriveWorker:
             item = self.inbox.get()
             if item is _STOP:
                 return
+            if isinstance(item, _ImportNow):
+                self._serve(item)
+                continue
             if isinstance(item, _Recheck):
                 if item.generation != self.generation:
                     continue  # the medium it was for has gone or been replaced
@@ -127,6 +160,18 @@ class _DriveWorker:
                           type(exc).__name__, _one_line(exc))
             finally:
                 self.busy.clear()
+
+    def _serve(self, item: _ImportNow) -> None:
+        # Not a hotplug event: the generation (and a re-check armed for a blank medium) stands.
+        self.busy.set()
+        try:
+            item.done.set_result(self._import_now(self.name))
+        except Exception as exc:  # noqa: BLE001 - the asker gets one line; the drive stays served
+            log.error("drive %s: import asked by the operator not handled: %s: %s", self.name,
+                      type(exc).__name__, _one_line(exc))
+            item.done.set_result(ImportOutcome(refused=f"import: drive {self.name}: {_one_line(exc)}"))
+        finally:
+            self.busy.clear()
 
 
 class MediaService:
@@ -150,7 +195,7 @@ class MediaService:
         self.exporters = dict(exporters)
         self.staging_root = Path(staging_root)
         self.clock = clock
-        self._workers = {name: _DriveWorker(name, self.handle) for name in self.drives}
+        self._workers = {name: _DriveWorker(name, self.handle, self.import_now) for name in self.drives}
         self._started: list[str] = []
 
     # -- running -----------------------------------------------------------------------------------
@@ -202,6 +247,34 @@ class MediaService:
     def busy(self, drive: str) -> bool:
         """Whether ``drive``'s worker is handling an event now (an import, the rules)."""
         return self._workers[drive].busy.is_set()
+
+    def request_import(self, drive: str) -> Future:
+        """Queue "import the medium in ``drive`` now" to that drive's worker, behind what it has in
+        hand: the worker reads and imports it exactly as on insertion (``import_now``). Returns a
+        Future of the ImportOutcome (a refusal for no medium or a blank one). KeyError for a
+        drive that is not configured."""
+        worker = self._workers[drive]
+        done: Future = Future()
+        if not worker.thread.is_alive():
+            done.set_result(ImportOutcome(refused=f"import: drive {drive} is not being served (see the log)"))
+        else:
+            worker.inbox.put(_ImportNow(done))
+        return done
+
+    def import_now(self, drive: str) -> ImportOutcome:
+        """On ``drive``'s worker thread (or a test's): import the medium in the drive as on its
+        insertion (``_import``: staging copy, import_tree as MEDIA:<drive>, events), or refuse
+        when there is no medium or it is blank."""
+        try:
+            info = self.drives[drive].medium()
+        except (MediaError, OSError) as exc:
+            self._fault(drive, "inspect", exc)
+            return ImportOutcome(refused=f"import: drive {drive} cannot say what it holds: {_one_line(exc)}")
+        if info is None:
+            return ImportOutcome(refused=f"import: drive {drive} has no medium")
+        if info.blank:
+            return ImportOutcome(refused=f"import: the {info.kind.value} in drive {drive} is blank: nothing to import")
+        return self._import(drive, self.drives[drive], info)
 
     def submit(self, event: MediaEvent) -> None:
         """Hand ``event`` to its drive's worker (what the hotplug source's callback does)."""
@@ -283,7 +356,7 @@ class MediaService:
                                               study_uids=chosen.study_uids, copies=rule.copies,
                                               jobs=tuple(jobs), still_arriving=chosen.still_arriving))
 
-    def _import(self, name: str, drive: MediaDrive, info: MediumInfo) -> None:
+    def _import(self, name: str, drive: MediaDrive, info: MediumInfo) -> ImportOutcome:
         label = name
         staging = self.staging_root / f"{name}-{time.time_ns()}"
         log.info("drive %s: %s with data: importing as MEDIA:%s", name, info.kind.value, label)
@@ -299,13 +372,14 @@ class MediaService:
             self._fault(name, "import", exc)
             self.events.publish(MediaImportDone(drive=name, ok=False, import_id=import_id,
                                                 detail=_one_line(exc)))
-            return
+            return ImportOutcome(ok=False, import_id=import_id, detail=_one_line(exc))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if report.routed:
             self.buffer.queue.notify()
         self.events.publish(MediaImportDone(drive=name, ok=report.ok, import_id=import_id,
                                             detail=report.summary()))
+        return ImportOutcome(ok=report.ok, import_id=import_id, detail=report.summary())
 
     # -- helpers -----------------------------------------------------------------------------------
     def _wake_exporter(self, name: str) -> None:

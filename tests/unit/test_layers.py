@@ -26,7 +26,8 @@ own line of it):
                  vocabulary both dicom floors speak (gateway.dicom.status, gateway.dicom.sop_classes:
                  status codes and UIDs; they live next to the roles but import nothing of ours)
   dicom roles    gateway.dicom: the service roles (Store, Print, Commitment SCP/SCU, ...)
-  app            gateway.app (wiring, start/stop), gateway.commands (the operator verbs, in-process)
+  app            gateway.app (wiring, start/stop), gateway.commands (the operator verbs, in-process),
+                 gateway.control (the socket the command line asks the running service through)
                  and gateway.preflight (what `run` checks first)
   cli            gateway.cli, the command line, and gateway.operator_views (what it shows)
 
@@ -65,7 +66,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("domains", ("gateway.print", "gateway.media")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
-    ("app", ("gateway.app", "gateway.commands", "gateway.preflight")),
+    ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight")),
     ("cli", ("gateway.cli", "gateway.operator_views")),
 ]
 # The `gateway` package itself (its __init__) holds nothing and imports nothing: anyone may import it.

@@ -332,3 +332,56 @@ def test_an_unexpected_error_in_a_handler_is_one_line_and_the_worker_lives(rig_f
     rig.cd_sim.pull()
     rig.cd_sim.insert("cd", None)
     assert rig.wait_for(MediaExportQueued, drive="cd").study_uids == ("1.2.826.0.1.6",)
+
+
+def test_an_operators_import_is_done_by_the_drives_worker_as_on_insertion(rig_factory, monkeypatch):
+    """request_import / Commands.import_medium (`dicom-gateway import DRIVE`): a stick put in
+    without a uevent (as if its import had to be repeated) is read by the drive's own worker,
+    through the same _import, as MEDIA:usb; no medium or a blank one is refused with the reason."""
+    from hwsim.media import make_fat_image
+
+    from gateway.commands import Commands
+
+    rig = rig_factory()
+    threads = []
+    real = service_module.import_tree
+
+    def spy(*args, **kw):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(service_module, "import_tree", spy)
+    rig.service.start()
+    cmds = Commands(rig.buffer.queue, rig.config, drives=rig.drives, exporters=rig.exporters,
+                    busy=rig.service.busy, request_import=rig.service.request_import)
+
+    r = cmds.import_medium("usb")
+    assert r.refused == "import: drive usb has no medium" and not r.usage and not r.ok
+    rig.usb_sim.insert("usb", None)  # a blank stick (its insertion goes to the export rules)
+    rig.wait_for(MediaNothingToExport, drive="usb")
+    r = cmds.import_medium("usb")
+    assert r.refused == "import: the usb in drive usb is blank: nothing to import"
+    rig.usb_sim.pull()
+    rig.wait_for(MediaRemoved, drive="usb")
+
+    folder = rig.tmp / "stick-content" / "SCANS"
+    folder.mkdir(parents=True)
+    uids = {str(make_ct(folder / f"IM{i}", study_uid="1.2.826.0.1.5", number=i).SOPInstanceUID) for i in (1, 2)}
+    make_fat_image(rig.usb_sim.image, rig.usb_sim.stick_bytes, rig.tmp / "stick-content")  # no uevent
+    time.sleep(0.3)
+    assert not any(isinstance(p, MediaImportQueued) for p in rig.drain(0))  # nothing imported by itself
+
+    r = cmds.import_medium("usb")
+    assert r.ok and not r.refused, r
+    done = rig.wait_for(MediaImportDone, drive="usb")
+    assert r.lines() == [f"import {done.import_id} of drive usb as MEDIA:usb: 2 files: 2 imported, 0 duplicate,"
+                         " 0 skipped, 0 failed; 0 flagged",
+                         f"the report: dicom-gateway imports {done.import_id}"]
+    assert threads == ["media-usb"]
+    rows = {r["sop_uid"]: r["calling_ae"] for r in rig.buffer.index.query("SELECT sop_uid, calling_ae FROM instances")}
+    assert rows == dict.fromkeys(uids, "MEDIA:usb")
+    assert not any((rig.tmp / "buffer" / STAGING).iterdir())
+
+    # Again: the same medium read again, its files now duplicates (the buffer's policy decides).
+    r = cmds.import_medium("usb")
+    assert not r.refused and r.results[0].message.startswith(f"import {done.import_id + 1} of drive usb")
