@@ -276,12 +276,14 @@ class Gateway:
                 last_status = time.monotonic()
 
     def healthy(self) -> bool:
-        """Every worker thread runs: the forwarders, the print spooler, each media drive's worker
-        and each exporter (what the watchdog's WATCHDOG=1 vouches for)."""
+        """Every worker thread runs: the forwarders, the print spooler, each media drive's worker,
+        each exporter and the control channel once started (what the watchdog's WATCHDOG=1 vouches
+        for)."""
         return (all(f.is_alive() for f in self.forwarders)
                 and (self.printing is None or self.printing.spooler.is_alive())
                 and (self.media is None or self.media.is_alive())
-                and all(e.is_alive() for e in self.exporters.values()))
+                and all(e.is_alive() for e in self.exporters.values())
+                and ("control" not in self._started or self.control.is_alive()))
 
     def request_stop(self, *_args) -> None:
         self._stop.set()

@@ -55,6 +55,7 @@ SOCKET_NAME = "control.sock"
 # A request is a verb and a few names; anything larger is not one of ours.
 MAX_REQUEST_BYTES = 64 * 1024
 # A client that connected and says nothing must not hold a thread for long.
+MAX_CONNECTIONS = 8
 READ_TIMEOUT_S = 5.0
 # sun_path holds 108 bytes with its NUL; a longer path is reached through the folder's descriptor.
 _SUN_PATH_MAX = 107
@@ -188,6 +189,34 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True  # a verb still running at stop must not hold the process
     allow_reuse_address = False
     control: "ControlServer"
+    # A thread per connection, at most MAX_CONNECTIONS at once: a client that loops on `import`
+    # cannot make the service start threads without bound; the one too many is told so.
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                # Read the request first (briefly: this is the accepting thread): a socket closed
+                # with unread bytes resets, and the client would lose the answer.
+                request.settimeout(0.5)
+                _read_line(request, MAX_REQUEST_BYTES)
+            except (OSError, ValueError):
+                pass
+            try:
+                request.sendall(json.dumps(_refusal("", f"control: {MAX_CONNECTIONS} requests are "
+                                                    "already being served; try again", usage=False)).encode()
+                                + b"\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class ControlServer:
@@ -230,6 +259,7 @@ class ControlServer:
         addr = _Address(tmp)
         try:
             server = _Server(addr.name, _Handler, bind_and_activate=False)
+            server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
             try:
                 server.server_bind()
                 os.chmod(tmp, 0o600)
