@@ -29,7 +29,8 @@ Faults, armed at run time (``fault(kind, at)``, `hw-sim media fault DRIVE KIND`)
                the stick fills up as the copy starts, so mcopy runs out of clusters partway
   write-error  the device fails under the writer in the middle of the write; the half-written
                medium stays in the drive (a ruined CD-R, a stick holding part of the file-set)
-  read-only    USB: the stick's lock switch (the image loses its write bits); optical: refused
+  read-only    USB: the stick's lock switch (the image loses its write bits, "clear" gives them
+               back); optical: refused
   bad-sector   after writing, bytes of the first written file are corrupted in the image, so
                read-back finds them (an unreadable sector surfacing as wrong data)
 
@@ -159,7 +160,7 @@ class SimulatedDrive:
                 if not isinstance(at, (int, float)) or isinstance(at, bool) or not 0 < at < 1:
                     raise SimError(f"at must be a fraction of the write between 0 and 1, not {at!r}")
             if kind == "clear":
-                self.faults.clear()
+                self._clear()
             elif kind not in FAULTS:
                 raise SimError(f"unknown fault {kind!r}: one of {', '.join(FAULTS)} or clear")
             else:
@@ -170,6 +171,9 @@ class SimulatedDrive:
 
     def _arm(self, kind: str) -> None:
         self.faults.add(kind)
+
+    def _clear(self) -> None:
+        self.faults.clear()
 
     def apply(self, command: Mapping[str, Any]) -> None:
         """One control command: {"verb": "insert", "medium": "cd"|"dvd"|"usb", "from": DIR|None},
@@ -488,6 +492,12 @@ class SimulatedUsbPort(SimulatedDrive):
         super()._arm(kind)
         if kind == "read-only" and self.image.exists():
             os.chmod(self.image, 0o444)
+
+    def _clear(self) -> None:
+        # The lock switch goes back with the fault: the stick in the port is writable again.
+        if "read-only" in self.faults and self.image.is_file():
+            os.chmod(self.image, 0o644)
+        super()._clear()
 
     def insert(self, medium: str, source: Path | None) -> None:
         """Plug in a stick: FAT32 made with mkfs.vfat, empty (``source`` None) or holding a copy of
