@@ -79,8 +79,13 @@ class UsbDisk:
         exe = shutil.which(tool)
         if exe is None:
             raise MediaError(self.name, f"{tool} is not installed (apt-get install mtools)")
+        device = self.device
+        if device is None:
+            # Hotplug detached the stick between two calls (pulled mid-copy): a failed call, which
+            # the caller turns into MediumRemoved (_fail sees no device).
+            return 1, "the stick is gone"
         try:
-            proc = subprocess.run([exe, "-i", self.device, *args], capture_output=True, text=True,
+            proc = subprocess.run([exe, "-i", device, *args], capture_output=True, text=True,
                                   errors="replace", stdin=subprocess.DEVNULL, env=_ENV, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             raise WriteFailed(self.name, f"{tool} did not finish within {self.timeout_s:.0f} s") from None
@@ -105,8 +110,11 @@ class UsbDisk:
 
     def _sync(self) -> None:
         """Flush the device and drop its cached pages: the next read comes from the stick."""
+        device = self.device
+        if device is None:  # detached meanwhile: the caller's presence check says so
+            return
         try:
-            fd = os.open(self.device, os.O_RDONLY)
+            fd = os.open(device, os.O_RDONLY)
         except OSError:
             return
         try:

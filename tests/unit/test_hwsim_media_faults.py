@@ -219,3 +219,28 @@ def test_where_a_fault_strikes_is_checked_when_it_is_armed(tmp_path):
     assert sim.faults == {"write-error"} and sim.cut_at == 0.25
     sim.fault("pull")
     assert sim.cut_at == 0.5
+
+
+def test_a_stick_pulled_mid_copy_under_hotplug_tracking_is_removed_not_a_crash(tmp_path):
+    """In the service the stick's removal uevent reaches the driver (TrackedEvents detaches it)
+    while the copy is still running: the next mtools call finds no device and the write ends in
+    MediumRemoved, not in an exception from running mtools without one."""
+    require("mkfs.vfat", "dosfstools")
+    require("mcopy", "mtools")
+    from drivers.media.devices import TrackedEvents
+    sim = SimulatedUsbPort("stick", tmp_path / "sim" / "stick", stick_bytes=40 * 1024 * 1024)
+    disk = sim.drive(timeout_s=120)
+    disk.device = None  # as the registry's usb kind: the stick is whatever hotplug reports
+    tracked = TrackedEvents(sim.events, disk)
+    sim.start()
+    seen = []
+    tracked.start(seen.append)
+    try:
+        sim.insert("usb", None)
+        assert disk.device == str(sim.image)
+        sim.fault("pull", at=0.1)
+        with pytest.raises(MediumRemoved, match="^drive stick: the medium was removed during the operation$"):
+            disk.write(tree(tmp_path / "src"), "STUDY_1")
+        assert disk.device is None and [e.action for e in seen] == ["inserted", "removed"]
+    finally:
+        sim.stop()
