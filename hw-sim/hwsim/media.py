@@ -7,8 +7,9 @@ Each simulated drive owns a folder ``<sim_dir>/<drive name>/``:
   stick.img    the USB port's stick (absent: nothing plugged in; else a FAT image)
   state.json   what is in the drive and which faults are armed; rewritten after every change
   ejected/     what the drive gave back when the gateway ejected it (a burned disc, a written
-               stick), named <time>-disc.iso / <time>-stick.img, the last KEEP_EJECTED of them: the
+               stick), named <time>-<ns>-disc.iso / -stick.img, the last KEEP_EJECTED of them: the
                medium a user would now hold, to look at (`xorriso -indev`, `mdir -i`)
+  pulled/      a medium pulled mid-write by the "pull" fault, named as in ejected/: half-written
   commands/    `hw-sim media ...` drops one JSON command file here; the simulator's watcher thread
                applies it, writes ``results/<same name>`` ({"ok": bool, "error": str}) and
                deletes the command.  So another terminal drives the simulator living inside the
@@ -125,11 +126,25 @@ class SimulatedDrive:
         """Create the folder, publish drive.json and state.json, watch commands/."""
         (self.folder / "commands").mkdir(parents=True, exist_ok=True)
         (self.folder / "results").mkdir(exist_ok=True)
+        self._settle_interrupted()
         _write_json(self.folder / "drive.json", {"drive": self.name, "type": self.type})
         self._publish()
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name=f"hwsim-media-{self.name}", daemon=True)
         self._thread.start()
+
+    def _settle_interrupted(self) -> None:
+        """A write with a mid-write fault that the service's death interrupted (kill -9, power
+        cut) left the device half-way: a FIFO or /dev/full where the image was, the medium
+        beside it.  The medium goes back in the drive as the writer left it (half-written)."""
+        for spare in (self.image.with_name(self.image.name + ".burning"),
+                      self.image.with_name(self.image.name + ".failing")):
+            if spare.is_file():
+                if self.image.is_symlink() or (self.image.exists() and not self.image.is_file()):
+                    self.image.unlink()
+                if not self.image.exists():
+                    os.replace(spare, self.image)
+                    log.info("drive %s: a write was interrupted; the medium stays as it was left", self.name)
 
     def stop(self) -> None:
         """Stop watching commands/ (the medium stays, as in a drive when the box powers off)."""
@@ -262,7 +277,10 @@ class SimulatedDrive:
             if keep_in and self.image.is_file() and not self.image.is_symlink() and self.image.stat().st_size:
                 out = self.folder / keep_in
                 out.mkdir(exist_ok=True)
-                os.replace(self.image, out / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{self.image.name}")
+                # Two media may leave within a second (a failed one, then the retried one).
+                now = time.time_ns()
+                stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 10**9))
+                os.replace(self.image, out / f"{stamp}-{now % 10**9:09d}-{self.image.name}")
                 for old in sorted(out.iterdir())[:-KEEP_EJECTED]:
                     old.unlink(missing_ok=True)
             else:
@@ -638,5 +656,5 @@ def send(sim_dir: Path, drive: str, command: dict, timeout: float = 10.0) -> dic
                    f"with drive {drive} (a media *-sim kind) and sim_dir {sim_dir}?")
 
 
-__all__ = ["FAULTS", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",
+__all__ = ["FAULTS", "ISO_SYSTEM_AREA", "MID_WRITE", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",
            "send", "master_iso", "make_fat_image"]

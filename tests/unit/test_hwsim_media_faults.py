@@ -244,3 +244,26 @@ def test_a_stick_pulled_mid_copy_under_hotplug_tracking_is_removed_not_a_crash(t
         assert disk.device is None and [e.action for e in seen] == ["inserted", "removed"]
     finally:
         sim.stop()
+
+
+@pytest.mark.parametrize("kind", ["optical", "usb"])
+def test_a_device_left_mid_fault_by_a_killed_service_is_settled_at_start(tmp_path, kind):
+    """kill -9 while a mid-write fault is under the writer leaves a FIFO (optical) or a link to
+    /dev/full (USB) where the image was: the next start puts the half-written medium back."""
+    folder = tmp_path / "sim" / "d"
+    folder.mkdir(parents=True)
+    if kind == "optical":
+        sim = SimulatedOpticalDrive("d", folder)
+        os.mkfifo(sim.image)
+        (folder / "disc.iso.burning").write_bytes(b"\1" * 40_000)
+    else:
+        sim = SimulatedUsbPort("d", folder)
+        os.symlink("/dev/full", sim.image)
+        (folder / "stick.img.failing").write_bytes(b"\2" * 40_000)
+    sim.start()
+    try:
+        assert sim.image.is_file() and not sim.image.is_symlink()
+        assert sim.image.read_bytes()[:1] == (b"\1" if kind == "optical" else b"\2")
+        assert sorted(p.name for p in folder.iterdir() if p.name.startswith(("disc", "stick"))) == [sim.image.name]
+    finally:
+        sim.stop()
