@@ -9,7 +9,9 @@ expected outcome, through the real export job, the real drivers and hw-sim's dri
                                 read-only                       usb: failed "write-protected", retried;
                                                                 disc: a written disc, never written (waits)
                                 bad-sector (read-back)          failed "read-back does not match", retried
-                                kill -9 during the export       the job is queued again at restart, retried
+                                kill -9 mid-write               the job is queued again at restart, the
+                                                                half-written medium never written over,
+                                                                the next blank medium written
 
 "verified": the medium the exporter ejected is read back (xorriso / mcopy, not the drivers); its
 DICOMDIR passes dcdirdmp, dciodvfy (0 errors) and a pydicom FileSet load with warnings as errors,
@@ -38,6 +40,7 @@ import sys
 import textwrap
 import zlib
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import pydicom
@@ -177,8 +180,7 @@ def check_medium(root: Path, medium: str, held: dict[str, bytes], *, dciodvfy: b
         assert not errors, errors[:5]
 
 
-def _bytes_file(data: bytes):
-    from io import BytesIO
+def _bytes_file(data: bytes) -> BytesIO:
     return BytesIO(data)
 
 
@@ -276,23 +278,44 @@ def arm(box: Box, medium: str, fault: str, seed: int) -> None:
 # -- kill -9 during the export ------------------------------------------------------------------------
 
 CHILD = textwrap.dedent('''
-    import sys, time
+    import os, select, sys, time
     from pathlib import Path
     root, medium = Path(sys.argv[1]), sys.argv[2]
+    import hwsim.media
     from test_media_export import Box
+
+    def killed_here(what):
+        (root / "killed-here").write_text(what)
+        time.sleep(120)
+
+    class StallingBurn(hwsim.media._Relay):
+        # The disc takes the first half of the burn, then stops answering: xorriso blocks
+        # mid-stream with part of the image on the disc, and the process is killed there.
+        def run(self):
+            with open(self.disc, "wb") as out:
+                while self.received < self.cut_bytes:
+                    if select.select([self._fd], [], [], 0.05)[0]:
+                        chunk = os.read(self._fd, self.cut_bytes - self.received)
+                        out.write(chunk)
+                        self.received += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            killed_here("burning")
+
     box = Box(root)
     box.usb() if medium == "usb" else box.optical()
-    real_hook = box.sim.hook
-    # USB: after the first mcopy (files on the stick, the file-set unfinished); optical: as the
-    # burn starts.  The process is killed there.
-    moment = "copied" if medium == "usb" else "writing"
-    def hook(phase, mapping):
-        real_hook(phase, mapping)
-        if phase == moment:
-            (root / "killed-here").write_text(phase)
-            time.sleep(120)
-    box.drive.hook = hook
     box.insert(medium)
+    if medium == "usb":
+        # After the first mcopy: files on the stick, the file-set unfinished.
+        real_hook = box.sim.hook
+        def hook(phase, mapping):
+            real_hook(phase, mapping)
+            if phase == "copied":
+                killed_here("copied")
+        box.drive.hook = hook
+    else:
+        hwsim.media._Relay = StallingBurn
+        box.sim.fault("write-error", at=0.5)  # only to put the FIFO under the burn: it stalls, never cuts
     box.run_once()
 ''')
 
@@ -324,12 +347,16 @@ def kill_9_cell(tmp_path: Path, medium: str) -> None:
         attach(box, medium)
         box.exporter.on_start()
         assert not (tmp_path / "staging" / f"job-{job_id}").exists()
-        if medium == "usb":
-            # The half-written stick is not empty: never written over, never called good.
-            box.exporter.medium_changed()
-            box.run_once()
-            job = box.job(job_id)
-            assert job.state == "queued" and "stick is not empty" in job.last_error, job.last_error
+        # The half-written medium is back in the drive (the disc as the burn left it, settled by
+        # the simulator's start): not blank, so never written over and never called good.
+        assert box.sim.image.is_file() and box.sim.image.stat().st_size > 0
+        box.exporter.medium_changed()
+        box.run_once()
+        job = box.job(job_id)
+        assert job.state == "queued" and "waiting for a blank medium" in job.last_error, job.last_error
+        if medium != "usb":
+            size = box.sim.image.stat().st_size
+            assert box.sim.image.read_bytes()[32768 + 1:32768 + 6] == b"CD001" and size > 32 * 1024
         box.sim.pull()
         box.insert(medium)
         box.run_once()
