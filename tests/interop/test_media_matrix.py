@@ -25,6 +25,10 @@ write-error) holds part of the file-set and not all of it; then the next blank m
 and verified (its DICOMDIR read by dcdirdmp and pydicom).  In every cell the buffer is untouched:
 the instance files' bytes and the index rows are as before the export.
 
+The kill -9 cells kill a child process running the export job (the harness of
+test_media_export_peers.py) where the burn stalls halfway / after the stick's first mcopy; one more
+test arms `hw-sim media fault usb pull` beside the running `dicom-gateway run`.
+
 Data: two of pydicom's files, a CT (Explicit VR Little Endian) and an RGB JPEG baseline
 secondary capture (decompressed for the CD, kept on DVD and USB).  Where a mid-write fault strikes
 is drawn from a seeded random generator (the cell's seed), see hwsim/media.py.
@@ -367,3 +371,43 @@ def kill_9_cell(tmp_path: Path, medium: str) -> None:
         check_medium(read_back(good, medium, tmp_path / "retried"), medium, held[0], dciodvfy=False)
     finally:
         box.close()
+
+
+# -- the same fault in the running service, armed from another process ---------------------------------
+
+def test_a_stick_pulled_mid_copy_in_the_running_service_is_failed_and_the_next_stick_written(
+        gateway_factory, tmp_path):
+    """`dicom-gateway run` with hw-sim's USB port, driven by `hw-sim media` as an operator does:
+    `fault usb pull`, then a blank stick: the export rule's job fails with the medium removed
+    (the hotplug removal reaching the driver mid-copy), the pulled stick holds part of the
+    file-set; the next blank stick is written and verified; the buffer is untouched."""
+    require("mkfs.vfat", "dosfstools")
+    require("mcopy", "mtools")
+    from peers import storescu
+    from test_media_appliance import hwsim, media_config, query
+
+    sim = tmp_path / "sim"
+    gw = gateway_factory(media_config(sim))
+    r = storescu(gw.port, [FILES[0]])
+    assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr + r.stdout, r.stderr
+    objects = gw.buffer / "objects"
+    before = {p: p.read_bytes() for p in objects.rglob("*") if p.is_file()}
+
+    assert hwsim(sim, "fault", "usb", "pull").returncode == 0
+    r = hwsim(sim, "insert", "usb", "--blank")
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: "retried on the next medium: drive usb: the medium was removed during the operation"
+               in gw.log, 120, what="the export to fail with the stick removed")
+    (pulled,) = (sim / "usb" / "pulled").iterdir()
+    assert query(gw, "SELECT state, attempts FROM jobs WHERE kind = 'export'") == [("queued", 1)]
+
+    r = hwsim(sim, "insert", "usb", "--blank")
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: query(gw, "SELECT state FROM jobs WHERE kind = 'export'") == [("done",)], 120,
+               what="the export job to be done on the second stick")
+    assert {p: p.read_bytes() for p in objects.rglob("*") if p.is_file()} == before, "the buffer changed"
+    wait_until(lambda: (sim / "usb" / "ejected").is_dir(), 30, what="the verified stick to be ejected")
+    (good,) = (sim / "usb" / "ejected").iterdir()
+    holds_part_of_the_fileset(pulled, "usb", good)
+    assert "Traceback" not in gw.log
+    assert gw.stop() == 0
