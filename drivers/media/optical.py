@@ -230,11 +230,14 @@ class OpticalDrive:
                     progress(min(need, written), need)
 
             self._phase("writing", mapping)
-            rc, out = self._run(["-abort_on", "FAILURE", "-md5", "on", "-outdev", self.device,
-                                 "-volid", volume_id, "-compliance", "iso_9660_level=1", "-joliet", "off",
-                                 "-pathspecs", "on", "-path_list", str(path_list), "-close", "on",
-                                 "-commit"], on_line)
-        self._phase("written", mapping)
+            try:
+                rc, out = self._run(["-abort_on", "FAILURE", "-md5", "on", "-outdev", self.device,
+                                     "-volid", volume_id, "-compliance", "iso_9660_level=1", "-joliet", "off",
+                                     "-pathspecs", "on", "-path_list", str(path_list), "-close", "on",
+                                     "-commit"], on_line)
+            finally:
+                # Also after a burn that timed out: what the drive did to the disc is settled here.
+                self._phase("written", mapping)
         if not self._present():
             raise MediumRemoved(self.name)
         if rc != 0:

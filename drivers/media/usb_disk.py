@@ -48,7 +48,8 @@ _ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "MTOOLS_LOWER_CASE": "0"}
 class UsbDisk:
     """A USB stick's FAT partition.  ``device``: the partition ("/dev/sdb1") or a FAT image file;
     None until hotplug attaches one (``attach``).  ``hook`` (hw-sim only): called with a phase
-    ("writing", "written", "verifying", "eject") where a real stick's hardware would act."""
+    ("writing", "copied" after each mcopy with the files copied so far, "written", "verifying",
+    "eject") where a real stick's hardware would act."""
 
     def __init__(self, name: str, device: str | None = None, *, hook: Hook | None = None,
                  timeout_s: float = 3600.0):
@@ -78,8 +79,13 @@ class UsbDisk:
         exe = shutil.which(tool)
         if exe is None:
             raise MediaError(self.name, f"{tool} is not installed (apt-get install mtools)")
+        device = self.device
+        if device is None:
+            # Hotplug detached the stick between two calls (pulled mid-copy): a failed call, which
+            # the caller turns into MediumRemoved (_fail sees no device).
+            return 1, "the stick is gone"
         try:
-            proc = subprocess.run([exe, "-i", self.device, *args], capture_output=True, text=True,
+            proc = subprocess.run([exe, "-i", device, *args], capture_output=True, text=True,
                                   errors="replace", stdin=subprocess.DEVNULL, env=_ENV, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             raise WriteFailed(self.name, f"{tool} did not finish within {self.timeout_s:.0f} s") from None
@@ -104,8 +110,11 @@ class UsbDisk:
 
     def _sync(self) -> None:
         """Flush the device and drop its cached pages: the next read comes from the stick."""
+        device = self.device
+        if device is None:  # detached meanwhile: the caller's presence check says so
+            return
         try:
-            fd = os.open(self.device, os.O_RDONLY)
+            fd = os.open(device, os.O_RDONLY)
         except OSError:
             return
         try:
@@ -120,7 +129,9 @@ class UsbDisk:
         """The typed error for a failed mtools call."""
         if not self._present():
             return MediumRemoved(self.name)
-        text = out.strip().splitlines()[-1] if out.strip() else f"exit {rc}"
+        # mtools says the cause first ("init :: non DOS media", "Disk full"), then its
+        # consequences ("Cannot initialize '::'", "Bad target ::/X").
+        text = out.strip().splitlines()[0] if out.strip() else f"exit {rc}"
         if re.search(r"disk full|no free clusters|no space", out, re.I):
             return MediumFull(self.name, text)
         if re.search(r"read-only|permission denied", out, re.I):
@@ -195,6 +206,7 @@ class UsbDisk:
               progress: Progress | None, total: int) -> tuple[int, str, str] | None:
         """mmd, mcopy per folder, mlabel; the first failure as (exit status, output, what), or None."""
         done = 0
+        copied: list[tuple[str, Path]] = []
         with tempfile.TemporaryDirectory(prefix="mcopy-") as tmp:
             if folders:
                 rc, out = self._mtools("mmd", *(f"::/{f}" for f in folders))
@@ -213,8 +225,11 @@ class UsbDisk:
                     if rc != 0:
                         return rc, out, f"copying into /{folder}"
                     done += sum(s for _, _, s in batch)
+                    copied.extend((f"{folder}/{leaf}" if folder else leaf, src) for leaf, src, _ in batch)
                     if progress is not None:
                         progress(done, total)
+                    # Between two copies a real stick can be pulled or fail; the simulator acts here.
+                    self._phase("copied", copied)
             rc, out = self._mtools("mlabel", f"::{volume_id}")
             if rc != 0:
                 return rc, out, "setting the label"

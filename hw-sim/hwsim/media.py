@@ -7,8 +7,9 @@ Each simulated drive owns a folder ``<sim_dir>/<drive name>/``:
   stick.img    the USB port's stick (absent: nothing plugged in; else a FAT image)
   state.json   what is in the drive and which faults are armed; rewritten after every change
   ejected/     what the drive gave back when the gateway ejected it (a burned disc, a written
-               stick), named <time>-disc.iso / <time>-stick.img, the last KEEP_EJECTED of them: the
+               stick), named <time>-<ns>-disc.iso / -stick.img, the last KEEP_EJECTED of them: the
                medium a user would now hold, to look at (`xorriso -indev`, `mdir -i`)
+  pulled/      a medium pulled mid-write by the "pull" fault, named as in ejected/: half-written
   commands/    `hw-sim media ...` drops one JSON command file here; the simulator's watcher thread
                applies it, writes ``results/<same name>`` ({"ok": bool, "error": str}) and
                deletes the command.  So another terminal drives the simulator living inside the
@@ -20,25 +21,43 @@ The real driver runs on the image: drivers/media/optical.OpticalDrive with ``std
 udev classifier (drivers/media/hotplug.UdevClassifier.feed) with the properties a pyudev Device
 would carry, DEVNAME pointing at the image.
 
-Faults, armed at run time (``fault(kind)``, `hw-sim media fault DRIVE KIND`), each fires once:
+Faults, armed at run time (``fault(kind, at)``, `hw-sim media fault DRIVE KIND`), each fires once:
 
-  pull         the medium is pulled while written: the device fails under the writer (its image
-               is swapped for /dev/full, a real ENOSPC) and then the medium is gone
-  full         optical: the disc in the tray reports 64 KiB of space (until it is taken out); USB: the stick fills up as the copy starts
-  write-error  the device fails under the writer (/dev/full), the medium stays (a ruined CD-R)
-  read-only    USB: the stick's lock switch (the image loses its write bits); optical: refused
+  pull         the medium is pulled in the middle of the write: the writer has put part of the
+               file-set on it when the device fails under it, then the medium is gone (kept in
+               pulled/ as <time>-disc.iso / <time>-stick.img: the half-written medium the user holds)
+  full         optical: the disc in the tray reports 64 KiB of space (until it is taken out); USB:
+               the stick fills up as the copy starts, so mcopy runs out of clusters partway
+  write-error  the device fails under the writer in the middle of the write; the half-written
+               medium stays in the drive (a ruined CD-R, a stick holding part of the file-set)
+  read-only    USB: the stick's lock switch (the image loses its write bits, "clear" gives them
+               back); optical: refused
   bad-sector   after writing, bytes of the first written file are corrupted in the image, so
                read-back finds them (an unreadable sector surfacing as wrong data)
 
-The drivers call ``hook(phase, mapping)`` at "writing", "written", "verifying" and "eject": the
-moments a real device's hardware would act.
+Where a mid-write fault (pull, write-error) strikes: ``at`` (0 < at < 1, default 0.5) of the
+file-set's file bytes.  Optical: while xorriso burns, ``disc.iso`` is a FIFO that the simulator
+drains into the disc; after the ISO's 32 KiB system area and ``at`` of the files' bytes it stops
+reading and closes it, so xorriso's next write(2) fails (EPIPE, "libburn indicates failure with
+writing") in the middle of the stream; the ISO is always longer than that (the files' bytes, the
+directory records and xorriso's 300 KiB padding), so the cut is always inside the burn.  USB:
+mtools needs a seekable image, so the cut falls between two of the driver's mtools calls: after
+the copy that brings the files written to ``at`` of their bytes (the driver's "copied" hook), the
+stick image turns into /dev/full (write-error: the next mcopy reads no FAT and fails) or is taken
+away (pull); whole files are on the stick, others are not, the label is not set.
+
+The drivers call ``hook(phase, mapping)`` at "writing", "copied" (USB, after each mtools copy,
+with the files copied so far), "written", "verifying" and "eject": the moments a real device's
+hardware would act.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import select
 import re
 import stat
 import subprocess
@@ -56,8 +75,11 @@ from drivers.media.usb_disk import UsbDisk
 log = logging.getLogger("hwsim.media")
 
 FAULTS = ("pull", "full", "write-error", "read-only", "bad-sector")
+MID_WRITE = ("pull", "write-error")
 KEEP_EJECTED = 10
 POLL_S = 0.1
+# ECMA-119 6.2.1: the system area, 16 sectors of 2048 bytes, precedes everything an ISO holds.
+ISO_SYSTEM_AREA = 16 * 2048
 
 
 class SimError(Exception):
@@ -87,6 +109,11 @@ class SimulatedDrive:
         self._thread: threading.Thread | None = None
         self.events = _ColdplugSource(self)
         self._spare: Path | None = None
+        # Where a mid-write fault strikes (fraction of the file bytes); the file bytes of the
+        # write in progress; whether the armed mid-write fault struck during it.
+        self.cut_at = 0.5
+        self._total = 0
+        self._struck: str | None = None
 
     def _optical_map(self) -> dict[str, str]:
         return {}
@@ -99,11 +126,25 @@ class SimulatedDrive:
         """Create the folder, publish drive.json and state.json, watch commands/."""
         (self.folder / "commands").mkdir(parents=True, exist_ok=True)
         (self.folder / "results").mkdir(exist_ok=True)
+        self._settle_interrupted()
         _write_json(self.folder / "drive.json", {"drive": self.name, "type": self.type})
         self._publish()
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name=f"hwsim-media-{self.name}", daemon=True)
         self._thread.start()
+
+    def _settle_interrupted(self) -> None:
+        """A write with a mid-write fault that the service's death interrupted (kill -9, power
+        cut) left the device half-way: a FIFO or /dev/full where the image was, the medium
+        beside it.  The medium goes back in the drive as the writer left it (half-written)."""
+        for spare in (self.image.with_name(self.image.name + ".burning"),
+                      self.image.with_name(self.image.name + ".failing")):
+            if spare.is_file():
+                if self.image.is_symlink() or (self.image.exists() and not self.image.is_file()):
+                    self.image.unlink()
+                if not self.image.exists():
+                    os.replace(spare, self.image)
+                    log.info("drive %s: a write was interrupted; the medium stays as it was left", self.name)
 
     def stop(self) -> None:
         """Stop watching commands/ (the medium stays, as in a drive when the box powers off)."""
@@ -123,30 +164,42 @@ class SimulatedDrive:
     def _publish(self) -> None:
         _write_json(self.folder / "state.json", self.state())
 
-    def fault(self, kind: str) -> None:
-        """Arm a fault (FAULTS) or "clear" all of them; SimError for an unknown one."""
+    def fault(self, kind: str, at: float | None = None) -> None:
+        """Arm a fault (FAULTS) or "clear" all of them.  ``at``: for pull and write-error, where
+        in the write the device fails, as a fraction 0 < at < 1 of the file-set's file bytes
+        (None: 0.5).  SimError for an unknown fault or a bad ``at``."""
         with self._lock:
+            if at is not None:
+                if kind not in MID_WRITE:
+                    raise SimError(f"only {' and '.join(MID_WRITE)} strike at a point of the write, not {kind!r}")
+                if not isinstance(at, (int, float)) or isinstance(at, bool) or not 0 < at < 1:
+                    raise SimError(f"at must be a fraction of the write between 0 and 1, not {at!r}")
             if kind == "clear":
-                self.faults.clear()
+                self._clear()
             elif kind not in FAULTS:
                 raise SimError(f"unknown fault {kind!r}: one of {', '.join(FAULTS)} or clear")
             else:
                 self._arm(kind)
+                if kind in MID_WRITE:
+                    self.cut_at = 0.5 if at is None else float(at)
             self._publish()
 
     def _arm(self, kind: str) -> None:
         self.faults.add(kind)
 
+    def _clear(self) -> None:
+        self.faults.clear()
+
     def apply(self, command: Mapping[str, Any]) -> None:
         """One control command: {"verb": "insert", "medium": "cd"|"dvd"|"usb", "from": DIR|None},
-        {"verb": "pull"}, {"verb": "fault", "kind": K}.  SimError when refused."""
+        {"verb": "pull"}, {"verb": "fault", "kind": K, "at": F (optional)}.  SimError when refused."""
         verb = command.get("verb")
         if verb == "insert":
             self.insert(command.get("medium", ""), Path(command["from"]) if command.get("from") else None)
         elif verb == "pull":
             self.pull()
         elif verb == "fault":
-            self.fault(command.get("kind", ""))
+            self.fault(command.get("kind", ""), command.get("at"))
         else:
             raise SimError(f"unknown command {verb!r}")
 
@@ -174,55 +227,60 @@ class SimulatedDrive:
 
     # -- the device's moments --------------------------------------------------------------------
     def hook(self, phase: str, mapping) -> None:
-        """Called by the real driver (its ``hook``) at "writing", "written", "verifying", "eject"."""
+        """Called by the real driver (its ``hook``) at "writing", "copied" (USB: after each mtools
+        copy, ``mapping`` the files copied so far), "written", "verifying", "eject"."""
         with self._lock:
             if phase == "writing":
-                for fault in ("pull", "write-error"):
-                    if fault in self.faults and self.image.exists():
-                        # The device fails under the writer: every write gets a real ENOSPC.
-                        self._spare = self.image.with_name(self.image.name + ".spare")
-                        os.replace(self.image, self._spare)
-                        os.symlink("/dev/full", self.image)
-                        break
+                self._struck = None
+                self._total = sum(os.stat(src).st_size for _, src in mapping)
                 self._writing(mapping)
+                if self.image.is_file() and any(f in self.faults for f in MID_WRITE):
+                    self._arm_cut()
+            elif phase == "copied":
+                self._copied(mapping)
             elif phase == "written":
-                if self._spare is not None:
-                    self.image.unlink(missing_ok=True)
-                    os.replace(self._spare, self.image)
-                    self._spare = None
-                    if "write-error" in self.faults:
-                        self.faults.discard("write-error")
-                        self._ruined()
-                    if "pull" in self.faults:
-                        self.faults.discard("pull")
-                        self._remove()
-                elif "pull" in self.faults:
-                    self.faults.discard("pull")
-                    self._remove()
-                if "bad-sector" in self.faults and mapping and self.image.exists():
+                self._finish_cut()
+                if self._struck is not None:
+                    self.faults.discard(self._struck)
+                    if self._struck == "pull" and self.image.exists():
+                        self._remove(keep_in="pulled")
+                if "bad-sector" in self.faults and mapping and self.image.is_file():
                     self.faults.discard("bad-sector")
                     corrupt_first_file(self.image, mapping)
             elif phase == "eject":
-                self._remove(keep=True)
+                self._remove(keep_in="ejected")
             self._publish()
+
+    def _armed_mid_write(self) -> str | None:
+        return next((f for f in MID_WRITE if f in self.faults), None)
 
     def _writing(self, mapping) -> None:
         """What the medium does as a write starts (the USB stick filling up)."""
 
-    def _ruined(self) -> None:
-        """After a write error: what is left of the medium."""
+    def _arm_cut(self) -> None:
+        """A mid-write fault is armed and a write starts: set the device up to fail under it."""
 
-    def _remove(self, keep: bool = False) -> None:
-        """The medium leaves the drive; `keep`: ejected by the gateway, so it goes to ejected/
-        (a pulled or ruined medium is gone)."""
+    def _copied(self, copied) -> None:
+        """The writer finished one copy of several (USB): the device may fail now."""
+
+    def _finish_cut(self) -> None:
+        """The write ended (cut or not): the medium is what the device left of it."""
+
+    def _remove(self, keep_in: str | None = None) -> None:
+        """The medium leaves the drive.  ``keep_in``: "ejected" (the gateway ejected it) or
+        "pulled" (pulled mid-write), the folder that keeps the medium the user now holds, the
+        last KEEP_EJECTED of them; None: it is gone (a user's pull)."""
         # A "full" optical disc is that disc: the next one reports its real space.
         if self.type == "optical":
             self.faults.discard("full")
         if self.image.exists() or self.image.is_symlink():
-            if keep and self.image.is_file() and not self.image.is_symlink() and self.image.stat().st_size:
-                out = self.folder / "ejected"
+            if keep_in and self.image.is_file() and not self.image.is_symlink() and self.image.stat().st_size:
+                out = self.folder / keep_in
                 out.mkdir(exist_ok=True)
-                os.replace(self.image, out / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.image.name}")
+                # Two media may leave within a second (a failed one, then the retried one).
+                now = time.time_ns()
+                stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 10**9))
+                os.replace(self.image, out / f"{stamp}-{now % 10**9:09d}-{self.image.name}")
                 for old in sorted(out.iterdir())[:-KEEP_EJECTED]:
                     old.unlink(missing_ok=True)
             else:
@@ -277,6 +335,51 @@ def corrupt_first_file(image: Path, mapping) -> None:
         os.fsync(fh.fileno())
 
 
+class _Relay(threading.Thread):
+    """The disc while xorriso burns with a mid-write fault armed: the FIFO ``fifo`` stands where
+    the disc image was, and its bytes go into ``disc`` until ``cut_bytes`` are there; then the
+    FIFO's only reader closes, and the writer's next write(2) fails (EPIPE) mid-stream, as a burn
+    fails when the disc goes or the laser errs.  ``received``: bytes on the disc; ``cut``: struck."""
+
+    def __init__(self, fifo: Path, disc: Path, cut_bytes: int):
+        super().__init__(name=f"hwsim-burn-{fifo.parent.name}", daemon=True)
+        self.disc = disc
+        self.cut_bytes = cut_bytes
+        self.received = 0
+        self.cut = False
+        self._done = threading.Event()
+        # O_RDWR: opening does not wait for the writer, and the pipe's buffer is made one page
+        # before xorriso writes, so it is never more than a page ahead of the cut.
+        self._fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, 4096)
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        try:
+            with open(self.disc, "wb") as out:
+                while not self._done.is_set() and self.received < self.cut_bytes:
+                    if not select.select([self._fd], [], [], 0.05)[0]:
+                        continue
+                    try:
+                        chunk = os.read(self._fd, min(65536, self.cut_bytes - self.received))
+                    except BlockingIOError:
+                        continue
+                    out.write(chunk)
+                    self.received += len(chunk)
+                self.cut = self.received >= self.cut_bytes
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            os.close(self._fd)
+
+    def stop(self) -> None:
+        """The writer ended: stop draining (if not cut yet) and wait for the disc to be synced."""
+        self._done.set()
+        self.join(30)
+
+
 class SimulatedOpticalDrive(SimulatedDrive):
     """A CD/DVD writer whose disc is ``disc.iso``.  ``cd_bytes`` / ``dvd_bytes``: the capacity a
     blank CD-R / DVD±R reports.  ``drive()`` is the real OpticalDrive on ``stdio:disc.iso``."""
@@ -288,6 +391,7 @@ class SimulatedOpticalDrive(SimulatedDrive):
         self.capacity = {MediumKind.CD: cd_bytes, MediumKind.DVD: dvd_bytes}
         super().__init__(name, folder)
         self.kind = MediumKind.CD
+        self._relay: _Relay | None = None
 
     def _optical_map(self) -> dict[str, str]:
         return {str(self.folder / self.image_name): self.name}
@@ -354,9 +458,26 @@ class SimulatedOpticalDrive(SimulatedDrive):
         return "change", {"DEVNAME": str(self.image), "SUBSYSTEM": "block", "DEVTYPE": "disk",
                           "ID_CDROM": "1", "ID_BUS": "ata"}
 
-    def _ruined(self) -> None:
-        # A CD-R that failed mid-burn is neither blank nor readable.
-        self.image.write_bytes(b"\0" * 4096)
+    def _arm_cut(self) -> None:
+        # The blank disc's file becomes the disc the relay burns into; a FIFO stands in its place.
+        self._spare = self.image.with_name(self.image.name + ".burning")
+        os.replace(self.image, self._spare)
+        os.mkfifo(self.image)
+        self._relay = _Relay(self.image, self._spare, ISO_SYSTEM_AREA + int(self.cut_at * self._total))
+        self._relay.start()
+
+    def _finish_cut(self) -> None:
+        relay, self._relay = getattr(self, "_relay", None), None
+        if relay is None:
+            return
+        relay.stop()
+        if relay.cut:
+            self._struck = self._armed_mid_write()
+        self.image.unlink(missing_ok=True)
+        os.replace(self._spare, self.image)
+        self._spare = None
+        log.info("drive %s: the burn was %s after %d bytes", self.name,
+                 "cut" if relay.cut else "not cut", relay.received)
 
 
 class SimulatedUsbPort(SimulatedDrive):
@@ -390,6 +511,12 @@ class SimulatedUsbPort(SimulatedDrive):
         if kind == "read-only" and self.image.exists():
             os.chmod(self.image, 0o444)
 
+    def _clear(self) -> None:
+        # The lock switch goes back with the fault: the stick in the port is writable again.
+        if "read-only" in self.faults and self.image.is_file():
+            os.chmod(self.image, 0o644)
+        super()._clear()
+
     def insert(self, medium: str, source: Path | None) -> None:
         """Plug in a stick: FAT32 made with mkfs.vfat, empty (``source`` None) or holding a copy of
         the folder ``source`` (mcopy -s).  SimError when a stick is in or a tool fails."""
@@ -417,8 +544,29 @@ class SimulatedUsbPort(SimulatedDrive):
             self.faults.discard("full")
             fill_fat_image(self.image)
 
-    def _ruined(self) -> None:
-        """A stick that failed a write keeps what it had."""
+    def _copied(self, copied) -> None:
+        fault = self._armed_mid_write()
+        if fault is None or self._struck is not None or not self.image.is_file():
+            return
+        done = sum(os.stat(src).st_size for _, src in copied)
+        if done < self.cut_at * self._total:
+            return
+        self._struck = fault
+        log.info("drive %s: %s after %d of %d bytes", self.name, fault, done, self._total)
+        if fault == "pull":
+            self._remove(keep_in="pulled")
+        else:
+            # The stick fails under the writer: it reads no FAT and takes no byte (ENOSPC).
+            self._spare = self.image.with_name(self.image.name + ".failing")
+            os.replace(self.image, self._spare)
+            os.symlink("/dev/full", self.image)
+
+    def _finish_cut(self) -> None:
+        if self._spare is not None:
+            # What the stick holds is what was written before it failed.
+            self.image.unlink(missing_ok=True)
+            os.replace(self._spare, self.image)
+            self._spare = None
 
 
 def _run(args: list[str], what: str) -> None:
@@ -508,5 +656,5 @@ def send(sim_dir: Path, drive: str, command: dict, timeout: float = 10.0) -> dic
                    f"with drive {drive} (a media *-sim kind) and sim_dir {sim_dir}?")
 
 
-__all__ = ["FAULTS", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",
+__all__ = ["FAULTS", "ISO_SYSTEM_AREA", "MID_WRITE", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",
            "send", "master_iso", "make_fat_image"]

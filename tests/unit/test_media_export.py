@@ -413,14 +413,15 @@ def test_the_medium_an_export_failed_on_is_not_written_again_until_a_medium_chan
     box.drive.eject = lambda: None  # a stick powered down stays in the port
     (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "stick"))
     box.insert("usb")
-    box.sim.fault("write-error")  # the stick keeps what it had: still empty, looks usable
+    box.sim.fault("read-only")  # nothing is written: the stick stays empty, looks usable
     box.run_once()
     assert box.job(job_id).attempts == 1
     box.buffer.queue.make_due(EXPORT, "stick")
     box.run_once()
     job = box.job(job_id)
     assert (job.state, job.attempts) == ("queued", 1) and "an export failed on this one" in job.last_error
-    box.exporter.medium_changed()  # taken out and put back
+    box.sim.fault("clear")  # the lock switch flipped back,
+    box.exporter.medium_changed()  # the stick taken out and put back
     box.run_once()
     assert box.job(job_id).state == "done"
 
