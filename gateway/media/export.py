@@ -470,6 +470,10 @@ class Exporter(QueueWorker):
             # never written beside or over what is there.
             what = "disc is not blank" if info.kind is not MediumKind.USB else "stick is not empty"
             raise _Wait(f"waiting for a blank medium in drive {self.target} (the {what})")
+        if info.read_only:
+            # A stick with its lock switch on: no attempt is used on a medium no write can change;
+            # the job waits for a writable one, and says why (queue list, export --wait, panel).
+            raise _Wait(f"waiting for a writable medium in drive {self.target} (the stick is write-protected)")
         if self._failed_on == self._generation:
             raise _Wait(f"waiting for another medium in drive {self.target} (an export failed on this one)")
         return info

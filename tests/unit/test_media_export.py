@@ -17,7 +17,7 @@ from datasets import make_series
 from peers import TEST_FILES, require
 from pydicom.fileset import FileSet
 
-from drivers.media.interface import MediumKind
+from drivers.media.interface import MediumKind, WriteFailed
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.intake import Intake
 from gateway.config import Config
@@ -300,7 +300,6 @@ def test_a_written_disc_or_a_stick_with_files_is_never_written(box, tmp_path):
     ("cd", "bad-sector", "read-back does not match"),
     ("usb", "pull", "removed"),
     ("usb", "full", "does not fit"),
-    ("usb", "read-only", "write-protected"),
     ("usb", "bad-sector", "read-back does not match"),
 ])
 def test_a_fault_fails_the_attempt_and_the_next_medium_succeeds(box, medium, fault, why):
@@ -413,17 +412,41 @@ def test_the_medium_an_export_failed_on_is_not_written_again_until_a_medium_chan
     box.drive.eject = lambda: None  # a stick powered down stays in the port
     (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "stick"))
     box.insert("usb")
-    box.sim.fault("read-only")  # nothing is written: the stick stays empty, looks usable
+    real_write = box.drive.write
+
+    def refused(mapping, volume_id, progress=None):  # a write error before the first byte:
+        raise WriteFailed("stick", "mcopy exit 1: I/O error")  # the stick stays empty, looks usable
+
+    box.drive.write = refused
     box.run_once()
     assert box.job(job_id).attempts == 1
+    box.drive.write = real_write
     box.buffer.queue.make_due(EXPORT, "stick")
     box.run_once()
     job = box.job(job_id)
     assert (job.state, job.attempts) == ("queued", 1) and "an export failed on this one" in job.last_error
-    box.sim.fault("clear")  # the lock switch flipped back,
     box.exporter.medium_changed()  # the stick taken out and put back
     box.run_once()
     assert box.job(job_id).state == "done"
+
+
+def test_a_write_protected_stick_is_waited_out_without_using_an_attempt(box):
+    require("mcopy", "mtools")
+    studies = held_box(box, ["CT_small.dcm"])
+    box.usb()
+    box.drive.eject = lambda: None
+    (job_id,) = enqueue_export(box.buffer.queue, ExportRequest(tuple(studies), "stick"))
+    box.insert("usb")
+    box.sim.fault("read-only")
+    box.run_once()
+    job = box.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 0), job
+    assert job.last_error == "waiting for a writable medium in drive stick (the stick is write-protected)"
+    assert not [e for e in box.published() if isinstance(e, (ExportStarted, ExportFailed))]
+    box.sim.fault("clear")  # the lock switch flipped back,
+    box.exporter.medium_changed()  # the stick taken out and put back
+    box.run_once()
+    assert box.job(job_id).state == "done", box.job(job_id).last_error
 
 
 def test_the_worker_thread_waits_for_a_medium_and_medium_changed_wakes_it(box):
