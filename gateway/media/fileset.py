@@ -45,6 +45,7 @@ from gateway.media.dicomdir import (
     MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
     RecordError,
     RecordNode,
+    encode_keys,
     image_record_from_values,
     leaf_record,
     leaf_record_type,
@@ -82,12 +83,13 @@ class FilesetError(Exception):
     """The file-set cannot be written where asked; one line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedFile:
     """One instance on the medium: its File ID, where its bytes are, and whether they are converted.
 
     syntax: the transfer syntax of the file on the medium (the source's unless convert is True).
     estimated_size: bytes on the medium (exact when copied; an upper bound when converted).
+    Slotted: a plan holds one per instance, thousands of them.
     """
 
     file_id: tuple[str, ...]
@@ -130,10 +132,12 @@ class FilesetPlan:
     files: list[PlannedFile] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)
     mapping: list[tuple[str, Path]] = field(default_factory=list)
-    _patients: dict[str, Dataset] = field(default_factory=dict, repr=False)
-    _studies: dict[tuple[str, str], Dataset] = field(default_factory=dict, repr=False)
-    _series: dict[tuple[str, str, str], Dataset] = field(default_factory=dict, repr=False)
-    _leaves: dict[str, tuple[str, Dataset]] = field(default_factory=dict, repr=False)
+    # Every record kept as its encoded keys (dicomdir.encode_keys), not as a Dataset: a few hundred
+    # bytes an instance, so that the plan's memory grows by little more than the DICOMDIR's size.
+    _patients: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _studies: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    _series: dict[tuple[str, str, str], bytes] = field(default_factory=dict, repr=False)
+    _leaves: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def estimated_size(self) -> int:
@@ -144,7 +148,8 @@ class FilesetPlan:
     def record_tree(self, exclude: frozenset[str] = frozenset()) -> list[RecordNode]:
         """The PATIENT/STUDY/SERIES/leaf records of the planned files, without the SOP Instance UIDs in exclude.
 
-        Linear in the number of files; a patient, study or series left with nothing is dropped.
+        Linear in the number of files; a patient, study or series left with nothing is dropped. The
+        nodes hold the records' encoded keys; a node's .record decodes them when read.
         """
         roots: list[RecordNode] = []
         patients: dict[str, RecordNode] = {}
@@ -155,20 +160,20 @@ class FilesetPlan:
                 continue
             p = patients.get(f.patient)
             if p is None:
-                p = patients[f.patient] = RecordNode("PATIENT", self._patients[f.patient])
+                p = patients[f.patient] = RecordNode("PATIENT", keys=self._patients[f.patient])
                 roots.append(p)
             sk = (f.patient, f.study)
             s = studies.get(sk)
             if s is None:
-                s = studies[sk] = RecordNode("STUDY", self._studies[sk])
+                s = studies[sk] = RecordNode("STUDY", keys=self._studies[sk])
                 p.children.append(s)
             rk = (f.patient, f.study, f.series)
             r = series.get(rk)
             if r is None:
-                r = series[rk] = RecordNode("SERIES", self._series[rk])
+                r = series[rk] = RecordNode("SERIES", keys=self._series[rk])
                 s.children.append(r)
-            record_type, record = self._leaves[f.sop_instance]
-            r.children.append(RecordNode(record_type, record))
+            record_type, keys = self._leaves[f.sop_instance]
+            r.children.append(RecordNode(record_type, keys=keys))
         return roots
 
 
@@ -265,10 +270,9 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
     study_ids: dict[tuple[str, str], str] = {}
     series_numbers: dict[tuple[str, str], int] = {}
     instance_numbers: dict[tuple[str, str, str], int] = {}
-    seen: set[str] = set()
-
     for item in instances:
-        source = Path(item)
+        # The caller's Path as it is (not a copy of it per PlannedFile).
+        source = item if isinstance(item, Path) else Path(item)
         walked = _walked_header(source)
         raw = None
         if walked is not None:
@@ -292,7 +296,7 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
         if not sop_class or not sop_uid:
             plan.left_out.append(LeftOut(source, "no SOP Class UID or SOP Instance UID"))
             continue
-        if sop_uid in seen:
+        if sop_uid in plan._leaves:
             plan.left_out.append(LeftOut(source, f"SOP Instance UID {sop_uid} is already on the file-set"))
             continue
         try:
@@ -325,16 +329,16 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
         try:
             new_patient = patient not in plan._patients
             if new_patient:
-                patient_rec = patient_record(ds, patient)
+                patient_rec = encode_keys("PATIENT", patient_record(ds, patient))
             sk = (patient, study)
             if sk not in plan._studies:
                 sid = _text(ds, "StudyID") or _text(ds, "AccessionNumber")[:16] \
                     or str(len(study_ids) + 1)
-                study_rec = study_record(ds, sid)
+                study_rec = encode_keys("STUDY", study_record(ds, sid))
             rk = (patient, study, series)
             if rk not in plan._series:
                 number = _text(ds, "SeriesNumber") or str(series_numbers.get(sk, 0) + 1)
-                series_rec = series_record(ds, number)
+                series_rec = encode_keys("SERIES", series_record(ds, number))
             file_id = ids.allocate(patient, study, series)
             count = instance_numbers.get(rk, 0) + 1
             leaf = None
@@ -343,6 +347,8 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
                 leaf = image_record_from_values(raw, file_id, sop_class, sop_uid, decision.target, count)
             if leaf is None:
                 record_type, leaf = leaf_record(ds, file_id, decision.target, count)
+            # Encoded now, once: the plan keeps the bytes the DICOMDIR will hold, not the Dataset.
+            leaf = encode_keys(record_type, leaf)
         except (RecordError, FileIdError) as exc:
             plan.left_out.append(LeftOut(source, _one_line(exc)))
             continue
@@ -353,18 +359,19 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             names[patient] = name
         if sk not in plan._studies:
             plan._studies[sk] = study_rec
-            study_ids[sk] = study_rec.StudyID
+            study_ids[sk] = sid
         if rk not in plan._series:
             plan._series[rk] = series_rec
             series_numbers[sk] = series_numbers.get(sk, 0) + 1
         instance_numbers[rk] = count
-        plan._leaves[sop_uid] = (record_type, leaf)
-        seen.add(sop_uid)
+        plan._leaves[sop_uid] = (sys.intern(record_type), leaf)
         size = source.stat().st_size
         if decision.action == "convert":
             size += _pixel_bytes(ds)
-        plan.files.append(PlannedFile(file_id, source, sop_class, sop_uid, syntax, decision.target,
-                                      decision.action == "convert", size, patient, study, series))
+        # Interned: a handful of distinct classes and syntaxes, shared by every PlannedFile.
+        plan.files.append(PlannedFile(file_id, source, sys.intern(sop_class), sop_uid, sys.intern(syntax),
+                                      sys.intern(decision.target), decision.action == "convert", size,
+                                      patient, study, series))
     for gone in plan.left_out:
         log.info("file-set %s: left out %s: %s", fileset_id or "-", gone.source.name, gone.reason)
     return plan
@@ -467,9 +474,9 @@ def _syncfs_call():
 _SYNCFS = _syncfs_call()
 
 
-def _sync_written(dest_dir: Path, files: list[Path], dirs: list[Path]) -> None:
+def _sync_written(dest_dir: Path, files: Iterable[str | Path], dirs: list[Path]) -> None:
     """Make every file and directory materialize wrote durable before it returns (PS3.10 8: a
-    file-set is only a file-set whole). One syncfs(2) of dest_dir's file system where it reports
+    file-set is only a file-set whole). files: iterated only on the fsync path. One syncfs(2) of dest_dir's file system where it reports
     write-back errors, else an fsync per file and per directory, deepest first. Raises OSError."""
     if _SYNCFS is not None:
         fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -503,25 +510,32 @@ def materialize(plan: FilesetPlan, dest_dir: Path) -> list[tuple[str, Path]]:
     if dest_dir.exists() and any(dest_dir.iterdir()):
         raise FilesetError(f"{dest_dir} is not empty; a file-set is written into an empty folder")
     mapping = write_fileset(plan, dest_dir)
-    # Plain strings: Path arithmetic per file costs more than the copy's own system calls.
+    # Plain strings, made as they are used: Path arithmetic per file costs more than the copy's own
+    # system calls, and a list of targets would grow the memory with the file-set.
     root = str(dest_dir)
-    copies = [(f"{root}/{rel}", rel, source) for rel, source in mapping]
-    copies = [(target, rel, source) for target, rel, source in copies if str(source) != target]
     folders: set[str] = set()
-    for _, rel, _ in copies:
+    for rel, _ in mapping:
         folder = rel.rpartition("/")[0]
         while folder and folder not in folders:
             folders.add(folder)
             folder = folder.rpartition("/")[0]
     dirs = [dest_dir / folder for folder in sorted(folders, key=lambda f: f.count("/"))]
+
+    def copied():
+        # The files materialize copies (the DICOMDIR and converted files are written in place).
+        for rel, source in mapping:
+            target = f"{root}/{rel}"
+            if str(source) != target:
+                yield source, target
+
     try:
         for d in dirs:
             d.mkdir(exist_ok=True)  # parents first: the sort puts them there
-        for target, _, source in copies:
+        for source, target in copied():
             _copy(source, target)
         # One sync after all the copies: the kernel writes back while we copy, and nothing is
         # reported written before the sync returns.
-        _sync_written(dest_dir, [Path(target) for target, _, _ in copies], dirs + [dest_dir])
+        _sync_written(dest_dir, (target for _, target in copied()), dirs + [dest_dir])
     except OSError as exc:
         raise FilesetError(f"cannot copy the file-set into {dest_dir}: {_one_line(exc)}") from exc
     return mapping
