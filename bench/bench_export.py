@@ -241,9 +241,11 @@ def main() -> int:
         spread = max(per_inst) / min(per_inst)
         fixed, slope = _line(sizes, [results[n][key] for n in sizes])
         fits[key] = {"fixed_s": fixed, "per_instance_s": slope, "spread": spread}
+        # A negative fixed cost is no fixed cost: the time per instance grows with the size.
         print(f"{label}: time per instance largest/smallest over the sizes {spread:.2f} "
-              f"({'within' if spread <= 1.2 else 'NOT within'} 20 %); fitted fixed cost "
+              f"({'within' if spread <= 1.2 else 'NOT within'} 20 %); fitted line "
               f"{1000 * fixed:.0f} ms per run + {1000 * slope:.3f} ms per instance"
+              + (" (negative: the cost per instance grows with the size)" if fixed < 0 else "")
               + (f"; at {sizes[-1]}: {results[sizes[-1]][key] / results[sizes[-1]]['dcmtk_s']:.2f}x the peer"
                  if key != "dcmtk_s" else ""))
     peaks = ", ".join(f"{results[n]['gateway_peak_mb']:.0f}" for n in sizes)
