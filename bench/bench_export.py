@@ -226,7 +226,7 @@ def main() -> int:
                      f"{r['dcmtk_peak_mb']:.0f} MB"])
         steps.append([n, *(per(g, k) for k in ("plan_s", "dicomdir_s", "copy_s", "sync_s")),
                       per(f, "sync_s"), per(d, "copy_s"), per(d, "dicomdir_s")])
-    print(f"measured {time.strftime('%Y-%m-%d %H:%M:%S')}, {REPEAT} run(s) per figure, load average "
+    print(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}, {REPEAT} run(s) per figure, load average at the end "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs, sources "
           f"{'cold (caches dropped)' if DROP_CACHES else 'warm'} before every run")
     print(table(["instances", "gateway (syncfs): s, ms/inst (runs)", "gateway (fsync per file)",
