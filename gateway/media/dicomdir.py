@@ -3,12 +3,12 @@
 Not pydicom's FileSet.add/write: FileSet.add is quadratic and stages a copy of every instance
 (../shared/PEERS.md: 2,000 files take ~17 s there against 0.3 s for dcmmkdir). pydicom does
 build the leaf records (pydicom.fileset.DIRECTORY_RECORDERS, the F.5 keys per record type); this
-module fills what the instances lack and lays the records out itself: every record is encoded
-exactly once with its three offsets as fixed-length UL placeholders, the byte offset of each record
-follows from the lengths, and the offsets are patched into the encoded bytes before the one write.
-A record's offsets and type are written by hand; its keys by pydicom, except records whose keys are
-all still raw Explicit VR LE elements (image_record_from_values), whose bytes are laid out as
-they are.
+module fills what the instances lack and lays the records out itself: every record's keys are
+encoded exactly once (encode_keys; the planner does it as it plans and keeps only those bytes), the
+byte offset of each record follows from the lengths, and each record's head (its offsets and type,
+46 bytes and the type) is made as the file is written, before its keys. The keys are encoded by
+pydicom, except records whose keys are all still raw Explicit VR LE elements
+(image_record_from_values), whose bytes are laid out as they are.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 # DIRECTORY_RECORDERS is public; _four_level_record_type (SOP class -> record type, Table F.4-1)
@@ -37,11 +39,6 @@ from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NA
 MEDIA_STORAGE_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
-# The three offsets are the first elements of every record (group 0004 sorts first), so in Explicit
-# VR LE their values sit at fixed byte positions of the encoded record: tag(4) VR(2) length(2) then
-# the value; (0004,1410) Record In-use Flag is US, 10 bytes in all.
-_NEXT_AT = 8
-_LOWER_AT = 12 + 10 + 8
 _UL = struct.Struct("<I")
 _ITEM = struct.Struct("<HHI")
 
@@ -50,17 +47,41 @@ class RecordError(ValueError):
     """An instance lacks a key its directory record needs and that cannot be filled; one line."""
 
 
-@dataclass
 class RecordNode:
     """One directory record and the records one level below it (PS3.3 F.3.2.2).
 
-    record: the record's own keys (no offsets, no Directory Record Type: the writer adds those).
-    record_type: the Directory Record Type (0004,1430), e.g. "PATIENT", "IMAGE".
+    RecordNode(record_type, record, children=None, *, keys=None). record_type: the Directory Record
+    Type (0004,1430), e.g. "PATIENT", "IMAGE"; record: the record's own keys as a Dataset (no
+    offsets, no Directory Record Type: the writer adds those); or keys: the same keys already
+    encoded in Explicit VR LE (what the planner keeps: a few hundred bytes a record instead of a
+    Dataset), decoded into .record only when someone reads it. Once .record has been read, the
+    Dataset is what is written (the caller may have changed it). Raises TypeError with neither.
     """
 
-    record_type: str
-    record: Dataset
-    children: list["RecordNode"] = field(default_factory=list)
+    __slots__ = ("record_type", "children", "_record", "_keys")
+
+    def __init__(self, record_type: str, record: Dataset | None = None,
+                 children: list["RecordNode"] | None = None, *, keys: bytes | None = None):
+        if record is None and keys is None:
+            raise TypeError("RecordNode needs the record's keys as a Dataset or as encoded bytes")
+        self.record_type = record_type
+        self.children: list[RecordNode] = [] if children is None else children
+        self._record = record
+        self._keys = None if record is not None else keys
+
+    @property
+    def record(self) -> Dataset:
+        if self._record is None:
+            self._record = _decode_keys(self._keys)
+        self._keys = None
+        return self._record
+
+    @record.setter
+    def record(self, value: Dataset) -> None:
+        self._record, self._keys = value, None
+
+    def __repr__(self) -> str:
+        return f"RecordNode({self.record_type!r}, {len(self.children)} children)"
 
 
 @dataclass(frozen=True)
@@ -307,13 +328,6 @@ def _file_meta() -> bytes:
 _OFFSETS_END = 0x00041430  # the record's keys come after its offsets and Directory Record Type
 
 
-def _record_head(record_type: str) -> bytes:
-    # (0004,1400) next UL 0, (0004,1410) in-use US FFFFH, (0004,1420) lower UL 0, (0004,1430) type.
-    kind = record_type.encode("ascii")
-    return (_short(4, 0x1400, b"UL", _UL.pack(0)) + _short(4, 0x1410, b"US", struct.pack("<H", 0xFFFF))
-            + _short(4, 0x1420, b"UL", _UL.pack(0)) + _short(4, 0x1430, b"CS", kind + b" " * (len(kind) % 2)))
-
-
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
 
 
@@ -337,35 +351,66 @@ def _raw_keys(keys: Dataset) -> bytes | None:
     return b"".join(out)
 
 
-def _encode_record(node: RecordNode) -> bytearray:
-    keys = node.record
+def encode_keys(record_type: str, keys: Dataset) -> bytes:
+    """A record's own keys (no offsets, no type) encoded in Explicit VR LE, as the DICOMDIR holds them.
+
+    What RecordNode(keys=...) takes: the planner encodes each record once, when it is planned, and
+    keeps only these bytes (PS3.5 7.1.2, PS3.3 F.3.2.2). Raises RecordError when keys include the
+    record's offsets or type (group 0004 up to (0004,1430)).
+    """
     if keys and min(keys.keys()) <= _OFFSETS_END:
-        raise RecordError(f"{node.record_type} record keys include the record's own offsets or type")
+        raise RecordError(f"{record_type} record keys include the record's own offsets or type")
     raw = _raw_keys(keys)
     if raw is not None:
-        return bytearray(_record_head(node.record_type) + raw)
+        return raw
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    # The four leading elements are the same bytes for every record of a type: written by hand,
-    # the record's own keys by pydicom. A view that says "already Explicit VR LE in its own
-    # character set" lets pydicom write the elements as they are, without a decode and
-    # re-encode pass (its ambiguous-VR correction is for data sets read as Implicit VR).
+    # A view that says "already Explicit VR LE in its own character set" lets pydicom write the
+    # elements as they are, without a decode and re-encode pass (its ambiguous-VR correction is
+    # for data sets read as Implicit VR).
     view = Dataset(keys)
     if not any(" or " in (elem.VR or " or ") for elem in keys.elements()):
         charset = keys.get("SpecificCharacterSet")
         view.set_original_encoding(False, True, convert_encodings(charset) if charset else default_encoding)
-    fp.write(_record_head(node.record_type))
     write_dataset(fp, view)
-    return bytearray(fp.getvalue())
+    return fp.getvalue()
 
 
-def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[bytes, DicomdirStats]:
-    """The whole DICOMDIR file (PS3.10 8.6, PS3.3 F.3) in Explicit VR LE -> (bytes, stats).
+def _decode_keys(keys: bytes) -> Dataset:
+    # The inverse of encode_keys: raw elements, decoded by pydicom on access in the record's own
+    # Specific Character Set.
+    return read_dataset(BytesIO(keys), is_implicit_VR=False, is_little_endian=True)
 
-    roots: the top level records (PATIENT...) with their subtrees, written depth first. Offsets are
-    from the first byte of the file (preamble included), PS3.3 F.3.2.1. fileset_id: CS, at most 16
-    characters of A-Z 0-9 _ and space (PS3.10 8.2). Linear: each record is encoded once.
+
+def _node_keys(node: RecordNode) -> bytes:
+    # A node planned as bytes is written as those bytes; one whose Dataset was given or read is
+    # encoded now, once.
+    return node._keys if node._keys is not None else encode_keys(node.record_type, node._record)
+
+
+def _record_head(record_type: str, next_at: int, lower_at: int) -> bytes:
+    # (0004,1400) next, (0004,1410) in-use FFFFH, (0004,1420) lower, (0004,1430) type: the same
+    # 46 + len(type) bytes for every record but the two offsets.
+    return _RECORD_HEAD.pack(4, 0x1400, b"UL", 4, next_at, 4, 0x1410, b"US", 2, 0xFFFF,
+                             4, 0x1420, b"UL", 4, lower_at) + _record_type_element(record_type)
+
+
+_RECORD_HEAD = struct.Struct("<HH2sHI HH2sHH HH2sHI")
+
+
+def _record_type_element(record_type: str) -> bytes:
+    kind = record_type.encode("ascii")
+    return _short(4, 0x1430, b"CS", kind + b" " * (len(kind) % 2))
+
+
+def _dicomdir_chunks(roots: list[RecordNode], fileset_id: str) -> tuple[Iterator[bytes], DicomdirStats]:
+    """The DICOMDIR as byte strings in file order (the file is their concatenation), made as they are
+    consumed, and the stats.
+
+    Two passes over the records: their lengths give every record's offset (PS3.3 F.3.2.1, from the
+    first byte of the file), then each record's head is made with its offsets and put before its
+    keys; the keys themselves are not copied. Memory: a few entries per record besides its keys.
     """
     order: list[RecordNode] = []
     stack = list(reversed(roots))
@@ -373,7 +418,7 @@ def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[byte
         node = stack.pop()
         order.append(node)
         stack.extend(reversed(node.children))
-    bodies = [_encode_record(node) for node in order]
+    keys = [_node_keys(node) for node in order]
 
     fsid = fileset_id.encode("ascii")
     if len(fsid) % 2:
@@ -382,47 +427,63 @@ def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[byte
     head_len = (8 + len(fsid)) + 12 + 12 + 10 + 12  # 1130, 1200, 1202, 1212, 1220 (SQ header)
     offset = len(meta) + head_len
     position: dict[int, int] = {}
-    index: dict[int, int] = {}
-    for i, (node, body) in enumerate(zip(order, bodies)):
+    type_len: dict[str, int] = {}
+    for node, body in zip(order, keys):
         position[id(node)] = offset
-        index[id(node)] = i
-        offset += _ITEM.size + len(body)
+        kind = type_len.get(node.record_type)
+        if kind is None:
+            kind = type_len[node.record_type] = len(_record_type_element(node.record_type))
+        offset += _ITEM.size + _RECORD_HEAD.size + kind + len(body)
+    following: dict[int, int] = {}  # id(node) -> offset of its next sibling
 
     def link(siblings: list[RecordNode]) -> None:
         for a, b in zip(siblings, siblings[1:]):
-            _UL.pack_into(bodies[index[id(a)]], _NEXT_AT, position[id(b)])
+            following[id(a)] = position[id(b)]
 
     link(roots)
-    for node, body in zip(order, bodies):
-        if node.children:
-            _UL.pack_into(body, _LOWER_AT, position[id(node.children[0])])
-            link(node.children)
+    for node in order:
+        link(node.children)
 
-    out = BytesIO()
-    out.write(meta)
-    out.write(_short(4, 0x1130, b"CS", fsid))
     first = position[id(roots[0])] if roots else 0
     last = position[id(roots[-1])] if roots else 0
-    out.write(_short(4, 0x1200, b"UL", _UL.pack(first)))
-    out.write(_short(4, 0x1202, b"UL", _UL.pack(last)))
-    out.write(_short(4, 0x1212, b"US", struct.pack("<H", 0)))
-    out.write(struct.pack("<HH2s2xI", 4, 0x1220, b"SQ", 0xFFFFFFFF))
-    for body in bodies:
-        out.write(_ITEM.pack(0xFFFE, 0xE000, len(body)))
-        out.write(body)
-    out.write(_ITEM.pack(0xFFFE, 0xE0DD, 0))
-    data = out.getvalue()
-    return data, DicomdirStats(records=len(order), encodings=len(bodies), size=len(data))
+    head = [meta, _short(4, 0x1130, b"CS", fsid), _short(4, 0x1200, b"UL", _UL.pack(first)),
+            _short(4, 0x1202, b"UL", _UL.pack(last)), _short(4, 0x1212, b"US", struct.pack("<H", 0)),
+            struct.pack("<HH2s2xI", 4, 0x1220, b"SQ", 0xFFFFFFFF)]
+
+    def chunks() -> Iterator[bytes]:
+        yield from head
+        for node, body in zip(order, keys):
+            lower = position[id(node.children[0])] if node.children else 0
+            record_head = _record_head(node.record_type, following.get(id(node), 0), lower)
+            yield _ITEM.pack(0xFFFE, 0xE000, len(record_head) + len(body)) + record_head
+            yield body
+        yield _ITEM.pack(0xFFFE, 0xE0DD, 0)
+
+    return chunks(), DicomdirStats(records=len(order), encodings=len(keys), size=offset + _ITEM.size)
+
+
+def encode_dicomdir(roots: list[RecordNode], fileset_id: str = "") -> tuple[bytes, DicomdirStats]:
+    """The whole DICOMDIR file (PS3.10 8.6, PS3.3 F.3) in Explicit VR LE -> (bytes, stats).
+
+    roots: the top level records (PATIENT...) with their subtrees, written depth first. Offsets are
+    from the first byte of the file (preamble included), PS3.3 F.3.2.1. fileset_id: CS, at most 16
+    characters of A-Z 0-9 _ and space (PS3.10 8.2). Linear: each record is encoded once (a record
+    planned as bytes is not encoded again). Raises RecordError for keys that include the offsets.
+    """
+    chunks, stats = _dicomdir_chunks(roots, fileset_id)
+    return b"".join(chunks), stats
 
 
 def write_dicomdir(path: Path, roots: list[RecordNode], fileset_id: str = "") -> DicomdirStats:
-    """Encode (encode_dicomdir) and write the DICOMDIR at path in one write, fsynced; -> stats.
+    """Encode (as encode_dicomdir) and write the DICOMDIR at path, fsynced; -> stats.
 
-    Raises OSError from the file system.
+    The records go to the file as they are laid out, through one buffered writer: the whole file
+    is never held in memory twice. Raises OSError from the file system, RecordError as
+    encode_dicomdir.
     """
-    data, stats = encode_dicomdir(roots, fileset_id)
-    with open(path, "wb") as fh:
-        fh.write(data)
+    chunks, stats = _dicomdir_chunks(roots, fileset_id)
+    with open(path, "wb", buffering=1 << 16) as fh:
+        fh.writelines(chunks)
         fh.flush()
         os.fsync(fh.fileno())
     return stats

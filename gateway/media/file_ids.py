@@ -103,6 +103,9 @@ class FileIdAllocator:
         self._series: dict[tuple[object, object, object], int] = {}
         self._series_of: dict[tuple[object, object], int] = {}
         self._instances_of: dict[tuple[object, object, object], int] = {}
+        # (root, Pnnnnnnn, Snnnnnnn, Snnnnnnn) per series, checked once: every File ID of a series
+        # shares these four strings, and only its last component is new (a plan holds thousands).
+        self._prefix_of: dict[tuple[object, object, object], tuple[str, ...]] = {}
 
     def allocate(self, patient_key: object, study_key: object, series_key: object) -> tuple[str, ...]:
         p = self._patients.setdefault(patient_key, len(self._patients) + 1)
@@ -114,6 +117,10 @@ class FileIdAllocator:
         if rk not in self._series:
             self._series_of[sk] = self._series_of.get(sk, 0) + 1
             self._series[rk] = self._series_of[sk]
-        self._instances_of[rk] = self._instances_of.get(rk, 0) + 1
-        return instance_file_id(p, self._studies[sk], self._series[rk], self._instances_of[rk],
-                                self.root)
+        n = self._instances_of[rk] = self._instances_of.get(rk, 0) + 1
+        prefix = self._prefix_of.get(rk)
+        if prefix is None:
+            prefix = self._prefix_of[rk] = instance_file_id(p, self._studies[sk], self._series[rk], 1,
+                                                            self.root)[:-1]
+        # The counter is the only part not checked with the prefix; _counter bounds it.
+        return prefix + (_counter("I", n),)

@@ -9,10 +9,13 @@ materialize lays a plan out in a folder (tests, the bench, a folder "drive").
 
 Speed (bench/bench_export.py): an image's header is read by the one structure walk that also
 checks it holds together (gateway.part10.structure.walk_file), its raw values decoded by pydicom
-only where a record needs text, and its IMAGE record kept as the encoded bytes it came with;
+only where a record needs text (a pydicom Dataset is made for a new patient, study or series, and
+the patient keys are decoded once per patient; the other instances of a series compare bytes),
+and its IMAGE record kept as the encoded bytes it came with;
 pydicom.dcmread reads only the other objects (SR, KO, PR, encapsulated documents, RT...) and files
 the walk refuses, so their reasons are pydicom's as before. The copies run in the kernel and one
-syncfs(2) makes them durable.
+syncfs(2) makes them durable. Memory: the plan keeps per instance its PlannedFile and the record's
+encoded keys (~1 KB in all), and the DICOMDIR is streamed to the medium.
 
 Patients: one Patient ID names one patient on a file-set (PS3.3 F.5.1). Instances whose Patient ID
 is already on the file-set under another Patient's Name are not merged: they are left out with the
@@ -45,6 +48,7 @@ from gateway.media.dicomdir import (
     MEDIA_STORAGE_DIRECTORY_SOP_CLASS,
     RecordError,
     RecordNode,
+    encode_keys,
     image_record_from_values,
     leaf_record,
     leaf_record_type,
@@ -82,12 +86,13 @@ class FilesetError(Exception):
     """The file-set cannot be written where asked; one line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedFile:
     """One instance on the medium: its File ID, where its bytes are, and whether they are converted.
 
     syntax: the transfer syntax of the file on the medium (the source's unless convert is True).
     estimated_size: bytes on the medium (exact when copied; an upper bound when converted).
+    Slotted: a plan holds one per instance, thousands of them.
     """
 
     file_id: tuple[str, ...]
@@ -130,10 +135,12 @@ class FilesetPlan:
     files: list[PlannedFile] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)
     mapping: list[tuple[str, Path]] = field(default_factory=list)
-    _patients: dict[str, Dataset] = field(default_factory=dict, repr=False)
-    _studies: dict[tuple[str, str], Dataset] = field(default_factory=dict, repr=False)
-    _series: dict[tuple[str, str, str], Dataset] = field(default_factory=dict, repr=False)
-    _leaves: dict[str, tuple[str, Dataset]] = field(default_factory=dict, repr=False)
+    # Every record kept as its encoded keys (dicomdir.encode_keys), not as a Dataset: a few hundred
+    # bytes an instance, so that the plan's memory grows by little more than the DICOMDIR's size.
+    _patients: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _studies: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    _series: dict[tuple[str, str, str], bytes] = field(default_factory=dict, repr=False)
+    _leaves: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def estimated_size(self) -> int:
@@ -144,7 +151,8 @@ class FilesetPlan:
     def record_tree(self, exclude: frozenset[str] = frozenset()) -> list[RecordNode]:
         """The PATIENT/STUDY/SERIES/leaf records of the planned files, without the SOP Instance UIDs in exclude.
 
-        Linear in the number of files; a patient, study or series left with nothing is dropped.
+        Linear in the number of files; a patient, study or series left with nothing is dropped. The
+        nodes hold the records' encoded keys; a node's .record decodes them when read.
         """
         roots: list[RecordNode] = []
         patients: dict[str, RecordNode] = {}
@@ -155,20 +163,20 @@ class FilesetPlan:
                 continue
             p = patients.get(f.patient)
             if p is None:
-                p = patients[f.patient] = RecordNode("PATIENT", self._patients[f.patient])
+                p = patients[f.patient] = RecordNode("PATIENT", keys=self._patients[f.patient])
                 roots.append(p)
             sk = (f.patient, f.study)
             s = studies.get(sk)
             if s is None:
-                s = studies[sk] = RecordNode("STUDY", self._studies[sk])
+                s = studies[sk] = RecordNode("STUDY", keys=self._studies[sk])
                 p.children.append(s)
             rk = (f.patient, f.study, f.series)
             r = series.get(rk)
             if r is None:
-                r = series[rk] = RecordNode("SERIES", self._series[rk])
+                r = series[rk] = RecordNode("SERIES", keys=self._series[rk])
                 s.children.append(r)
-            record_type, record = self._leaves[f.sop_instance]
-            r.children.append(RecordNode(record_type, record))
+            record_type, keys = self._leaves[f.sop_instance]
+            r.children.append(RecordNode(record_type, keys=keys))
         return roots
 
 
@@ -181,14 +189,62 @@ _UI_TAGS = {kw: tag_for_keyword(kw) for kw in ("SOPClassUID", "SOPInstanceUID", 
                                                  "SeriesInstanceUID")}
 
 
-def _key(ds: Dataset, raw: dict | None, keyword: str) -> str:
-    # A single UID is ASCII in every character set: read from the walk's bytes as pydicom would
-    # (trailing NUL and spaces gone), sparing a decode; anything else through pydicom.
-    if raw is not None and keyword in _UI_TAGS:
-        value = raw.get(_UI_TAGS[keyword], (None, b""))[1]
-        if b"\\" not in value and value.isascii():
-            return value.decode("ascii").strip("\x00 ")
-    return _text(ds, keyword)
+_PATIENT_TAGS = tuple(tag_for_keyword(kw) for kw in ("SpecificCharacterSet", "PatientName", "PatientID",
+                                                     "PatientBirthDate"))
+
+
+def _raw_dataset(raw: dict, implicit: bool, little: bool) -> Dataset:
+    # The walk's raw values as a pydicom Dataset: decoded by pydicom on access, in the file's
+    # Specific Character Set, as pydicom.dcmread would give them.
+    elements = {}
+    for key, (vr, value) in raw.items():
+        tag = BaseTag(key)
+        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
+                                       implicit, little)
+    return Dataset(elements)
+
+
+def _patient_keys(ds: Dataset) -> tuple[str, str, str]:
+    return str(ds.get("PatientName", "") or ""), _text(ds, "PatientID"), _text(ds, "PatientBirthDate")
+
+
+class _Header:
+    """One instance's header as the plan reads it: the walk's raw values (raw, None after a pydicom
+    read) and a pydicom Dataset of them (.ds), made only when a record needs one. Most instances
+    of a series need none: their keys are compared from the raw bytes."""
+
+    __slots__ = ("raw", "_implicit", "_little", "_ds")
+
+    def __init__(self, raw: dict | None, implicit: bool = False, little: bool = True,
+                 ds: Dataset | None = None):
+        self.raw, self._implicit, self._little, self._ds = raw, implicit, little, ds
+
+    @property
+    def ds(self) -> Dataset:
+        if self._ds is None:
+            self._ds = _raw_dataset(self.raw, self._implicit, self._little)
+        return self._ds
+
+    def key(self, keyword: str) -> str:
+        """A UID key, stripped: a single UID is ASCII in every character set, so it is read from
+        the walk's bytes as pydicom would (trailing NUL and spaces gone); anything else through pydicom."""
+        if self.raw is not None and keyword in _UI_TAGS:
+            value = self.raw.get(_UI_TAGS[keyword], (None, b""))[1]
+            if b"\\" not in value and value.isascii():
+                return value.decode("ascii").strip("\x00 ")
+        return _text(self.ds, keyword)
+
+    def patient(self, decoded: dict) -> tuple[str, str, str]:
+        """(Patient's Name, Patient ID, Patient's Birth Date) as pydicom decodes them. decoded: the
+        plan's cache by the raw bytes of these keys and the character set (one decode per patient)."""
+        if self._ds is not None or self.raw is None:
+            return _patient_keys(self.ds)
+        key = (self._implicit, self._little, *(self.raw.get(t) for t in _PATIENT_TAGS))
+        found = decoded.get(key)
+        if found is None:
+            only = {t: self.raw[t] for t in _PATIENT_TAGS if t in self.raw}
+            found = decoded[key] = _patient_keys(_raw_dataset(only, self._implicit, self._little))
+        return found
 
 
 def _pixel_bytes(ds: Dataset) -> int:
@@ -199,12 +255,12 @@ def _pixel_bytes(ds: Dataset) -> int:
         return 0
 
 
-def _walked_header(source: Path) -> tuple[str, Dataset, dict] | None:
+def _walked_header(source: Path) -> tuple[str, _Header, dict] | None:
     """The plan's keys of an ordinary image file from one structure walk -> (syntax, header, raw), else None.
 
-    The header is a pydicom Dataset of the raw top-level values (decoded by pydicom on access, in
-    the file's Specific Character Set), so the records read the same values pydicom.dcmread would
-    give, at the cost of the walk the structure check makes anyway. None (the caller reads the file
+    The header's Dataset (made when needed) holds the raw top-level values, decoded by pydicom on
+    access in the file's Specific Character Set, so the records read the same values
+    pydicom.dcmread would give, at the cost of the walk the structure check makes anyway. None (the caller reads the file
     with pydicom) for a file that does not walk, and for anything but an image storage SOP class:
     the other record types read sequences and keys the walk does not collect (PS3.3 F.5). raw:
     the walk's {tag: (VR, value bytes)}.
@@ -219,12 +275,7 @@ def _walked_header(source: Path) -> tuple[str, Dataset, dict] | None:
     modality = raw.get(0x00080060, (None, b""))[1].strip(b"\x00 ").decode("ascii", "replace")
     if modality in _NOT_IMAGE_MODALITIES or _record_type_of_class(sop_class) != "IMAGE":
         return None
-    elements = {}
-    for key, (vr, value) in raw.items():
-        tag = BaseTag(key)
-        elements[tag] = RawDataElement(tag, vr.decode("ascii") if vr else None, len(value), value, 0,
-                                       implicit, little)
-    return syntax, Dataset(elements), raw
+    return syntax, _Header(raw, implicit, little), raw
 
 
 @functools.lru_cache(maxsize=256)
@@ -265,23 +316,23 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
     study_ids: dict[tuple[str, str], str] = {}
     series_numbers: dict[tuple[str, str], int] = {}
     instance_numbers: dict[tuple[str, str, str], int] = {}
-    seen: set[str] = set()
-
+    decoded: dict[tuple, tuple[str, str, str]] = {}
     for item in instances:
-        source = Path(item)
+        # The caller's Path as it is (not a copy of it per PlannedFile).
+        source = item if isinstance(item, Path) else Path(item)
         walked = _walked_header(source)
         raw = None
         if walked is not None:
-            syntax, ds, raw = walked
+            syntax, h, raw = walked
         else:
             try:
-                ds = pydicom.dcmread(source, stop_before_pixels=True)
-                syntax = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+                h = _Header(None, ds=pydicom.dcmread(source, stop_before_pixels=True))
+                syntax = str(h.ds.file_meta.get("TransferSyntaxUID", "") or "")
             except (OSError, InvalidDicomError, ValueError, TypeError, EOFError, AttributeError,
                     KeyError, NotImplementedError) as exc:
                 plan.left_out.append(LeftOut(source, f"not a readable DICOM file: {_one_line(exc)}"))
                 continue
-        sop_class, sop_uid = _key(ds, raw, "SOPClassUID"), _key(ds, raw, "SOPInstanceUID")
+        sop_class, sop_uid = h.key("SOPClassUID"), h.key("SOPInstanceUID")
         if not syntax:
             plan.left_out.append(LeftOut(source, "no Transfer Syntax UID in a File Meta Information "
                                          "(PS3.10 7.1)"))
@@ -292,7 +343,7 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
         if not sop_class or not sop_uid:
             plan.left_out.append(LeftOut(source, "no SOP Class UID or SOP Instance UID"))
             continue
-        if sop_uid in seen:
+        if sop_uid in plan._leaves:
             plan.left_out.append(LeftOut(source, f"SOP Instance UID {sop_uid} is already on the file-set"))
             continue
         try:
@@ -309,32 +360,31 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             plan.left_out.append(LeftOut(source, decision.reason))
             continue
 
-        name = str(ds.get("PatientName", "") or "")
-        patient = _text(ds, "PatientID")
+        name, patient, birth_date = h.patient(decoded)
         if not patient:
-            key = (name, _text(ds, "PatientBirthDate"))
+            key = (name, birth_date)
             patient = invented.get(key) or invented.setdefault(key, f"NOID{len(invented) + 1:04d}")
         if patient in names and names[patient] != name:
             plan.left_out.append(LeftOut(source, f"Patient ID {patient!r} is already on this file-set "
                                          "for another patient's name; not merged (PS3.3 F.5.1)"))
             continue
         # Interned: every instance of a series holds the same three keys in its PlannedFile.
-        study = sys.intern(_key(ds, raw, "StudyInstanceUID"))
-        series = sys.intern(_key(ds, raw, "SeriesInstanceUID"))
+        study = sys.intern(h.key("StudyInstanceUID"))
+        series = sys.intern(h.key("SeriesInstanceUID"))
         patient = sys.intern(patient)
         try:
             new_patient = patient not in plan._patients
             if new_patient:
-                patient_rec = patient_record(ds, patient)
+                patient_rec = encode_keys("PATIENT", patient_record(h.ds, patient))
             sk = (patient, study)
             if sk not in plan._studies:
-                sid = _text(ds, "StudyID") or _text(ds, "AccessionNumber")[:16] \
+                sid = _text(h.ds, "StudyID") or _text(h.ds, "AccessionNumber")[:16] \
                     or str(len(study_ids) + 1)
-                study_rec = study_record(ds, sid)
+                study_rec = encode_keys("STUDY", study_record(h.ds, sid))
             rk = (patient, study, series)
             if rk not in plan._series:
-                number = _text(ds, "SeriesNumber") or str(series_numbers.get(sk, 0) + 1)
-                series_rec = series_record(ds, number)
+                number = _text(h.ds, "SeriesNumber") or str(series_numbers.get(sk, 0) + 1)
+                series_rec = encode_keys("SERIES", series_record(h.ds, number))
             file_id = ids.allocate(patient, study, series)
             count = instance_numbers.get(rk, 0) + 1
             leaf = None
@@ -342,7 +392,9 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
                 record_type = "IMAGE"
                 leaf = image_record_from_values(raw, file_id, sop_class, sop_uid, decision.target, count)
             if leaf is None:
-                record_type, leaf = leaf_record(ds, file_id, decision.target, count)
+                record_type, leaf = leaf_record(h.ds, file_id, decision.target, count)
+            # Encoded now, once: the plan keeps the bytes the DICOMDIR will hold, not the Dataset.
+            leaf = encode_keys(record_type, leaf)
         except (RecordError, FileIdError) as exc:
             plan.left_out.append(LeftOut(source, _one_line(exc)))
             continue
@@ -353,18 +405,19 @@ def plan_fileset(instances: Iterable[Path | str], profile: str | Profile,
             names[patient] = name
         if sk not in plan._studies:
             plan._studies[sk] = study_rec
-            study_ids[sk] = study_rec.StudyID
+            study_ids[sk] = sid
         if rk not in plan._series:
             plan._series[rk] = series_rec
             series_numbers[sk] = series_numbers.get(sk, 0) + 1
         instance_numbers[rk] = count
-        plan._leaves[sop_uid] = (record_type, leaf)
-        seen.add(sop_uid)
+        plan._leaves[sop_uid] = (sys.intern(record_type), leaf)
         size = source.stat().st_size
         if decision.action == "convert":
-            size += _pixel_bytes(ds)
-        plan.files.append(PlannedFile(file_id, source, sop_class, sop_uid, syntax, decision.target,
-                                      decision.action == "convert", size, patient, study, series))
+            size += _pixel_bytes(h.ds)
+        # Interned: a handful of distinct classes and syntaxes, shared by every PlannedFile.
+        plan.files.append(PlannedFile(file_id, source, sys.intern(sop_class), sop_uid, sys.intern(syntax),
+                                      sys.intern(decision.target), decision.action == "convert", size,
+                                      patient, study, series))
     for gone in plan.left_out:
         log.info("file-set %s: left out %s: %s", fileset_id or "-", gone.source.name, gone.reason)
     return plan
@@ -467,9 +520,9 @@ def _syncfs_call():
 _SYNCFS = _syncfs_call()
 
 
-def _sync_written(dest_dir: Path, files: list[Path], dirs: list[Path]) -> None:
+def _sync_written(dest_dir: Path, files: Iterable[str | Path], dirs: list[Path]) -> None:
     """Make every file and directory materialize wrote durable before it returns (PS3.10 8: a
-    file-set is only a file-set whole). One syncfs(2) of dest_dir's file system where it reports
+    file-set is only a file-set whole). files: iterated only on the fsync path. One syncfs(2) of dest_dir's file system where it reports
     write-back errors, else an fsync per file and per directory, deepest first. Raises OSError."""
     if _SYNCFS is not None:
         fd = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -503,25 +556,32 @@ def materialize(plan: FilesetPlan, dest_dir: Path) -> list[tuple[str, Path]]:
     if dest_dir.exists() and any(dest_dir.iterdir()):
         raise FilesetError(f"{dest_dir} is not empty; a file-set is written into an empty folder")
     mapping = write_fileset(plan, dest_dir)
-    # Plain strings: Path arithmetic per file costs more than the copy's own system calls.
+    # Plain strings, made as they are used: Path arithmetic per file costs more than the copy's own
+    # system calls, and a list of targets would grow the memory with the file-set.
     root = str(dest_dir)
-    copies = [(f"{root}/{rel}", rel, source) for rel, source in mapping]
-    copies = [(target, rel, source) for target, rel, source in copies if str(source) != target]
     folders: set[str] = set()
-    for _, rel, _ in copies:
+    for rel, _ in mapping:
         folder = rel.rpartition("/")[0]
         while folder and folder not in folders:
             folders.add(folder)
             folder = folder.rpartition("/")[0]
     dirs = [dest_dir / folder for folder in sorted(folders, key=lambda f: f.count("/"))]
+
+    def copied():
+        # The files materialize copies (the DICOMDIR and converted files are written in place).
+        for rel, source in mapping:
+            target = f"{root}/{rel}"
+            if str(source) != target:
+                yield source, target
+
     try:
         for d in dirs:
             d.mkdir(exist_ok=True)  # parents first: the sort puts them there
-        for target, _, source in copies:
+        for source, target in copied():
             _copy(source, target)
         # One sync after all the copies: the kernel writes back while we copy, and nothing is
         # reported written before the sync returns.
-        _sync_written(dest_dir, [Path(target) for target, _, _ in copies], dirs + [dest_dir])
+        _sync_written(dest_dir, (target for _, target in copied()), dirs + [dest_dir])
     except OSError as exc:
         raise FilesetError(f"cannot copy the file-set into {dest_dir}: {_one_line(exc)}") from exc
     return mapping

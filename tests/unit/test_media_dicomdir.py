@@ -16,6 +16,7 @@ from gateway.media.dicomdir import (
     RecordError,
     RecordNode,
     encode_dicomdir,
+    encode_keys,
     leaf_record,
     leaf_record_type,
     patient_record,
@@ -214,3 +215,33 @@ def test_every_record_starts_in_use_with_its_type_padded_to_even_length():
     assert [r.DirectoryRecordType for r in records] == ["PATIENT", "STUDY", "SERIES", "IMAGE", "IMAGE"]
     at = data.index(b"\x04\x00\x30\x14CS\x06\x00IMAGE ")
     assert at > 0
+
+
+def _as_keys(nodes: list[RecordNode]) -> list[RecordNode]:
+    """The same tree with every record given as its encoded keys, as the planner keeps them."""
+    return [RecordNode(n.record_type, children=_as_keys(n.children), keys=encode_keys(n.record_type, n.record))
+            for n in nodes]
+
+
+def test_records_given_as_encoded_keys_write_the_same_file_as_datasets(tmp_path, monkeypatch):
+    monkeypatch.setattr(dicomdir, "generate_uid", lambda: "1.2.3.4")
+    roots = _tree(2, 3)
+    from_datasets, stats = encode_dicomdir(roots, "SAME")
+    from_keys, key_stats = encode_dicomdir(_as_keys(roots), "SAME")
+    assert from_keys == from_datasets and key_stats == stats
+    # write_dicomdir streams the records to the file: the file is encode_dicomdir's bytes.
+    assert write_dicomdir(tmp_path / "DICOMDIR", _as_keys(roots), "SAME") == stats
+    assert (tmp_path / "DICOMDIR").read_bytes() == from_datasets
+    assert _walk_offsets(tmp_path / "DICOMDIR") == _expected(roots)
+
+
+def test_a_keys_record_read_and_changed_is_written_as_changed():
+    roots = _as_keys(_tree(1, 1))
+    patient = roots[0]
+    assert patient.record.PatientID == "P0"  # decoded from the keys on first read
+    patient.record.PatientID = "CHANGED"
+    data, _ = encode_dicomdir(roots)
+    ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+    assert ds.DirectoryRecordSequence[0].PatientID == "CHANGED"
+    with pytest.raises(TypeError, match="keys"):
+        RecordNode("PATIENT")

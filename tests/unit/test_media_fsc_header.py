@@ -77,3 +77,21 @@ def test_records_kept_as_bytes_encode_as_pydicom_encodes_them(tmp_path, monkeypa
         list(leaf.record)  # decodes every raw element in place
     by_pydicom, _ = encode_dicomdir(roots, "SAME")
     assert by_hand == by_pydicom
+
+
+def test_instances_of_a_known_series_are_planned_from_raw_bytes(tmp_path, monkeypatch):
+    # A pydicom Dataset is made for an instance only when a record needs one (a new patient, study
+    # or series) and the patient keys are decoded once per patient: the rest compare raw bytes.
+    from datasets import make_ct
+
+    files = []
+    for i in range(12):
+        path = tmp_path / f"ct{i}.dcm"
+        make_ct(path, study_uid="1.2.3", series_uid="1.2.3.4", number=i + 1, rows=8, cols=8)
+        files.append(path)
+    made = []
+    real = fileset_module._raw_dataset
+    monkeypatch.setattr(fileset_module, "_raw_dataset", lambda *a: made.append(1) or real(*a))
+    plan = plan_fileset(files, "STD-GEN-CD")
+    assert len(plan.files) == 12 and not plan.left_out
+    assert len(made) == 2  # the first instance's header, and its patient keys
