@@ -20,9 +20,11 @@ What is generated and from where, so that the statement cannot drift from the co
 - media: media/profiles.PROFILES and media/export.PROFILE_FOR;
 - character sets: pydicom's table of the Specific Character Set terms it decodes.
 
-The prose between the tables says what each behaviour is; a condition, status or timer the code
-gains without a sentence here makes `render` raise KeyError naming it (tests/unit/
-test_conformance.py renders the statement, so the test fails until the sentence is written).
+The prose between the tables says what each behaviour is. A refusal the intake gains
+(store_scp.STATUS_OF) or a timer `[timers]` gains without a sentence here makes `render` raise
+KeyError naming it, so tests/unit/test_conformance.py fails until the sentence is written. The
+print statuses and the rejection conditions are keyed by the code's constants but not discovered:
+a new one needs a line here by hand.
 
 Used by `dicom-gateway conformance [--output FILE]`; the committed CONFORMANCE.md is its output for
 the default config (tests/unit/test_conformance.py compares them).
@@ -507,7 +509,8 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
         rows.append((abstract, _ts_names(first.transfer_syntaxes), _role(first), _extended(first)))
     out += _table(["Abstract syntax", "Transfer syntaxes", "Role", "Extended negotiation"], rows)
     out += ["A context not in this table is rejected (result 3, abstract syntax not supported, or 4, "
-            "transfer syntaxes not supported). Print contexts are accepted only with `[print] enabled = "
+            "transfer syntaxes not supported). SCP/SCU role selection proposed for a context whose "
+            "extended negotiation is None is ignored (the gateway stays SCP). Print contexts are accepted only with `[print] enabled = "
             f"true` (configurable, default {str(config.print.enabled).lower()}).", ""]
     _store_scp(out, reserve, config)
     out += ["###### Activity: receive storage commitment reports", "",
@@ -579,6 +582,14 @@ def _print_scp(out: list[str], config: Config) -> None:
             "information. An N-ACTION is answered only after its films are written to the durable spool. "
             "Printer status (NORMAL, WARNING, FAILURE, with Printer Status Info such as FILM JAM, SUPPLY "
             "EMPTY, RECEIVER FULL) comes from the attached device.", "",
+            "Every request is answered with a status, whatever its command set lacks (only a request "
+            "without a Message ID, which no response could name, ends the association with A-ABORT). A "
+            "Warning response to N-CREATE carries the Affected SOP Instance UID of the created instance. "
+            "Printer and Print Job N-EVENT-REPORTs may cross a request of the client's: the request is "
+            "served and the report's response matched by its Message ID whenever it comes. A Printer "
+            "report is sent to a client only when the printer's state differs from what that client was "
+            "last told or could read when it connected. Films print exactly once on printers that report "
+            "a supply counter, and at most once otherwise unless an operator reprints.", "",
             "Table 4.2-7 Print Management response statuses (besides 0000)", ""]
     out += _table(["Status", "Meaning", "When"],
                   [(_hex(c), _meaning(c, PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS), when)

@@ -6,6 +6,7 @@ Which contexts the running gateway really accepts is tests/interop/test_conforma
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -70,20 +71,21 @@ def test_names_come_from_the_dictionaries():
 
 
 def test_cli_prints_the_statement_and_writes_the_file(tmp_path):
-    env_root = f"{ROOT}:{ROOT / 'hw-sim'}"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'hw-sim'}"}
+    env.pop("DICOM_GATEWAY_CONFIG", None)
     run = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, env={"PYTHONPATH": env_root, "PATH": "/usr/bin:/bin"})
+                         text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout == (ROOT / "CONFORMANCE.md").read_text(encoding="utf-8")
     out = tmp_path / "c.md"
     run = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance", "--output", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, env={"PYTHONPATH": env_root, "PATH": "/usr/bin:/bin"})
+                         capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert out.read_text(encoding="utf-8") == (ROOT / "CONFORMANCE.md").read_text(encoding="utf-8")
     assert not list(tmp_path.glob(".*.tmp"))
     bad = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance", "--output", str(tmp_path / "no" / "c.md")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": env_root, "PATH": "/usr/bin:/bin"})
+                         env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [f"conformance: cannot write {tmp_path / 'no' / 'c.md'}: "
                                                "No such file or directory"]
