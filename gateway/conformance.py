@@ -44,7 +44,6 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 from pynetdicom.status import (
     GENERAL_STATUS,
     PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS,
-    STORAGE_COMMITMENT_SERVICE_CLASS_STATUS,
     STORAGE_SERVICE_CLASS_STATUS,
 )
 
@@ -465,7 +464,8 @@ def _initiation(out: list[str], config: Config) -> None:
     out += _table(["Response", "Behaviour"], [
         ("0000; Warning (0001, 0107, 0116, B000–BFFF)", "sent (warnings logged); next instance"),
         (f"{_ranges(transient)}; no response; association lost",
-         f"retried with capped exponential backoff (`retry_initial_s`, default {_value(d['retry_initial_s'].default)} s; "
+         "retried with capped exponential backoff "
+         f"(`retry_initial_s`, default {_value(d['retry_initial_s'].default)} s; "
          f"`retry_max_s`, default {_value(d['retry_max_s'].default)} s) up to `max_attempts` (default "
          f"{d['max_attempts'].default}), then dead-lettered; the rest of the batch waits"),
         ("any other failure (A9xx, Cxxx, 0122, 0124, …)", "dead-lettered at once with the status and Error Comment"),
@@ -482,7 +482,8 @@ def _initiation(out: list[str], config: Config) -> None:
             "again. Failure Reasons understood:", ""]
     out += _table(["Failure Reason", "Meaning"], [(_hex(c), text) for c, text in FAILURE_REASONS.items()])
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
-            f"One association proposing {uid_name(VERIFICATION)} with {_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
+            f"One association proposing {uid_name(VERIFICATION)} with "
+            f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
             "one C-ECHO; the outcome (or the peer's rejection reason) is printed in words.", ""]
 
 
@@ -510,7 +511,8 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
     out += _table(["Abstract syntax", "Transfer syntaxes", "Role", "Extended negotiation"], rows)
     out += ["A context not in this table is rejected (result 3, abstract syntax not supported, or 4, "
             "transfer syntaxes not supported). SCP/SCU role selection proposed for a context whose "
-            "extended negotiation is None is ignored (the gateway stays SCP). Print contexts are accepted only with `[print] enabled = "
+            "extended negotiation is None is ignored (the gateway stays SCP). Print contexts are accepted "
+            "only with `[print] enabled = "
             f"true` (configurable, default {str(config.print.enabled).lower()}).", ""]
     _store_scp(out, reserve, config)
     out += ["###### Activity: receive storage commitment reports", "",
