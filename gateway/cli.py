@@ -495,6 +495,33 @@ def cmd_print_test(args) -> int:
     return print_test(_load(args), args.steps, args.wedge)
 
 
+def cmd_conformance(args) -> int:
+    """`conformance [--output FILE]`: the DICOM Conformance Statement (gateway/conformance.py) as
+    Markdown on stdout, or written to FILE. Without --config the statement is the published one, for
+    the schema's defaults (the config search is not used: a checkout's config/gateway.toml would
+    change it); with --config (and --set) it describes that box."""
+    from gateway.conformance import render
+
+    config = config_mod.load(args.config, args.set).config if args.config or args.set else None
+    text = render(config)
+    if args.output is None:
+        sys.stdout.write(text)
+        return exit_codes.OK
+    out = Path(args.output)
+    # Written beside and renamed: an interrupted run never leaves half a statement in place.
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        print(f"conformance: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return exit_codes.FAILED
+    print(f"wrote {out}", file=sys.stderr)
+    return exit_codes.OK
+
+
 def _job_id(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a job ID (a number from `queue list`)")
@@ -580,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
     sp = add("eject", cmd_eject, "give back the medium in a drive (refused while it is written or read)")
     sp.add_argument("drive", metavar="DRIVE", help="drive name from [media.drives]")
+    sp = add("conformance", cmd_conformance, "the DICOM Conformance Statement (PS3.2), generated from the code")
+    sp.add_argument("--output", metavar="FILE", help="write it to FILE (default: print it); "
+                                                     "CONFORMANCE.md is this for the default config")
     sp = add("print-test", cmd_print_test, "print a step wedge on the configured printer (calibration)")
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",

@@ -27,8 +27,9 @@ own line of it):
                  status codes and UIDs; they live next to the roles but import nothing of ours)
   dicom roles    gateway.dicom: the service roles (Store, Print, Commitment SCP/SCU, ...)
   app            gateway.app (wiring, start/stop), gateway.commands (the operator verbs, in-process),
-                 gateway.control (the socket the command line asks the running service through)
-                 and gateway.preflight (what `run` checks first)
+                 gateway.control (the socket the command line asks the running service through),
+                 gateway.preflight (what `run` checks first) and gateway.conformance (the conformance
+                 statement, rendered from the roles app.py wires)
   cli            gateway.cli, the command line, and gateway.operator_views (what it shows)
 
 Decisions worth knowing:
@@ -66,7 +67,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("domains", ("gateway.print", "gateway.media")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
-    ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight")),
+    ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight", "gateway.conformance")),
     ("cli", ("gateway.cli", "gateway.operator_views")),
 ]
 # The `gateway` package itself (its __init__) holds nothing and imports nothing: anyone may import it.

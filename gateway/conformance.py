@@ -1,0 +1,668 @@
+"""The DICOM Conformance Statement (PS3.2), rendered from the tables the code itself uses.
+
+What is generated and from where, so that the statement cannot drift from the code:
+
+- the presentation contexts the listener accepts: the listener's own pynetdicom AE
+  (`Listener(config, roles).ae.supported_contexts`), built from the very service roles app.py
+  wires (VerificationSCP, StoreSCP, CommitmentSCU, PrintSCP), the table the fast path and
+  pynetdicom's server both negotiate with;
+- the storage SOP classes: StoreSCP's contexts (sop_classes.storage_sop_classes), names from
+  pydicom's UID dictionary (retired ones marked), or pynetdicom's for the few pydicom lacks;
+- the contexts the forwarder and `echo` propose: store_scu.FALLBACK, MAX_CONTEXTS, echo._SYNTAXES;
+- the statuses: store_scp.STATUS_OF (the intake's refusals as C-STORE statuses), print's status
+  constants (print/validate.py, print_scp.py), the forwarder's retry rule
+  (status.is_transient_store_failure), commitment.FAILURE_REASONS; meanings from pynetdicom's
+  PS3.7 Annex C tables;
+- the association rejections: the (result, source, reason) constants of the policy and the
+  request check;
+- timers, limits, titles: the config schema's defaults (gateway/config/), said as "configurable,
+  default X";
+- media: media/profiles.PROFILES and media/export.PROFILE_FOR;
+- character sets: pydicom's table of the Specific Character Set terms it decodes.
+
+The prose between the tables says what each behaviour is. A refusal the intake gains
+(store_scp.STATUS_OF) or a timer `[timers]` gains without a sentence here makes `render` raise
+KeyError naming it, so tests/unit/test_conformance.py fails until the sentence is written. The
+print statuses and the rejection conditions are keyed by the code's constants but not discovered:
+a new one needs a line here by hand.
+
+Used by `dicom-gateway conformance [--output FILE]`; the committed CONFORMANCE.md is its output for
+the default config (tests/unit/test_conformance.py compares them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from types import SimpleNamespace
+
+from pydicom._uid_dict import UID_dictionary
+from pydicom.charset import python_encoding
+from pynetdicom.sop_class import _STORAGE_CLASSES
+from pynetdicom.status import (
+    GENERAL_STATUS,
+    PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS,
+    STORAGE_SERVICE_CLASS_STATUS,
+)
+
+from gateway.buffer.intake import Refusal
+from gateway.config import Config, DestinationSection, TimersSection
+from gateway.dicom import status
+from gateway.dicom.commitment import FAILURE_REASONS, CommitmentSCU
+from gateway.dicom.echo import _SYNTAXES as ECHO_SYNTAXES
+from gateway.dicom.echo import VerificationSCP
+from gateway.dicom.net import acceptor, association_policy, association_request
+from gateway.dicom.net.listener import Listener
+from gateway.dicom.print_scp import PRINT_CONTEXTS, PRINT_SOP_CLASSES, SPOOL_FULL, PrintSCP
+from gateway.dicom.sop_classes import NON_PATIENT_STORAGE, STORAGE_COMMITMENT_PUSH, VERIFICATION
+from gateway.dicom.store_scp import STATUS_OF, UNRECOGNIZED_OPERATION, StoreSCP
+from gateway.dicom.store_scu import FALLBACK, MAX_CONTEXTS
+from gateway.events import EventBus
+from gateway.identity import APPLICATION_CONTEXT_NAME, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from gateway.media.export import PROFILE_FOR
+from gateway.media.profiles import PROFILES
+from gateway.print import validate
+
+PRODUCT = "DICOM edge gateway"
+GENERATED_BY = "dicom-gateway conformance --output CONFORMANCE.md"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+# More SOP classes than this in one group of contexts: the group's row names the SOP class table.
+_LIST_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class AcceptedContext:
+    """One presentation context the listener accepts, as negotiated (PS3.8 9.3.3.2).
+
+    abstract_syntax: SOP Class UID; transfer_syntaxes: UIDs in the acceptor's order of preference;
+    scu_role / scp_role: the SCP/SCU Role Selection answer (PS3.7 D.3.3.4; None: not negotiated);
+    service: the role that serves it ("Verification", "Storage", "Storage Commitment", "Print")."""
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
+    scu_role: bool | None
+    scp_role: bool | None
+    service: str
+
+
+def listener_roles(config: Config) -> list[tuple[str, object]]:
+    """The service roles behind the listening port, as app.py wires them, with their names.
+
+    Built without a buffer, printer or spool: a role's contexts() depends on the config only, and
+    describing the service must not open (or lock) what a running one holds. Print is included
+    whether or not `[print] enabled`, since the statement says what each setting turns on."""
+    # StoreSCP keeps the buffer for store(), never called here.
+    store = StoreSCP(config, None, EventBus())  # type: ignore[arg-type]
+    printing = PrintSCP(SimpleNamespace(profile=config.print, store=None, events=None, monitor=None),
+                        config)  # type: ignore[arg-type]
+    return [("Verification", VerificationSCP()), ("Storage", store),
+            ("Storage Commitment", CommitmentSCU(None, None, lambda name: None)),  # type: ignore[arg-type]
+            ("Print", printing)]
+
+
+def accepted_contexts(config: Config | None = None) -> list[AcceptedContext]:
+    """Every presentation context the listener accepts for `config` (default: the schema's
+    defaults), in the listener's order, read back from the listener's own pynetdicom AE (the
+    table both receive paths negotiate with). Print contexts are accepted only with
+    `[print] enabled = true`; they are listed regardless."""
+    config = config or Config()
+    roles = listener_roles(config)
+    service_of = {c.abstract_syntax: name for name, role in roles for c in role.contexts()}
+    listener = Listener(config, [role for _, role in roles])
+    return [AcceptedContext(str(cx.abstract_syntax), tuple(str(t) for t in cx.transfer_syntax),
+                            cx.scu_role, cx.scp_role, service_of[str(cx.abstract_syntax)])
+            for cx in listener.ae.supported_contexts]
+
+
+def uid_name(uid: str) -> str:
+    """The standard name of a UID (PS3.6 Annex A): pydicom's dictionary, "(Retired)" appended for a
+    retired one; pynetdicom's name for a storage class pydicom does not know yet; else the UID."""
+    entry = UID_dictionary.get(uid)
+    if entry:
+        name, _kind, _info, retired, *_ = entry
+        return f"{name} (Retired)" if retired == "Retired" and "Retired" not in name else name
+    for keyword, value in _STORAGE_CLASSES.items():
+        # StoreSCP registers the classes pynetdicom lacks under made-up keywords: not names.
+        if value == uid and not keyword.startswith("EdgeStorage_"):
+            return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", keyword)
+    return uid
+
+
+def _retired(uid: str) -> bool:
+    entry = UID_dictionary.get(uid)
+    return bool(entry) and entry[3] == "Retired"
+
+
+def _ts_names(uids: Iterable[str]) -> str:
+    return "<br>".join(f"{uid_name(u)} {u}" for u in uids)
+
+
+def _hex(code: int) -> str:
+    return f"{code:04X}"
+
+
+# Codes whose PS3.7 meaning is a range's ("Cannot Understand" for every Cxxx): what this gateway
+# means by them, after the seed statement.
+_OWN_MEANING = {
+    status.OUT_OF_RESOURCES_DIRECTORY: "Failure: Refused: Out of Resources (directory error)",
+    status.DATABASE_ERROR: "Failure: Cannot Understand (database error)",
+}
+
+
+def _meaning(code: int, table: dict) -> str:
+    if code in _OWN_MEANING:
+        return _OWN_MEANING[code]
+    category, text = table.get(code) or GENERAL_STATUS.get(code) or ("", "")
+    return f"{category}: {text}" if text else category
+
+
+def _value(v) -> str:
+    """A config default as the TOML file spells it."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _ranges(codes: Iterable[int]) -> str:
+    """0xA700..0xA7FF, 0x0110 -> "A700–A7FF, 0110"."""
+    out, run = [], []
+    for c in sorted(codes):
+        if run and c != run[-1] + 1:
+            out.append(run)
+            run = []
+        run.append(c)
+    if run:
+        out.append(run)
+    return ", ".join(_hex(r[0]) if len(r) == 1 else f"{_hex(r[0])}–{_hex(r[-1])}" for r in out)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+# -- what each thing the code does means, in words; keyed by the code's own names --------------------
+
+# Why the Storage SCP answers each refusal of the intake (store_scp.STATUS_OF).
+_REFUSAL_WHEN = {
+    Refusal.NOT_STORAGE_CLASS: "Affected SOP Class is not an accepted storage class, or is not the abstract "
+                               "syntax of the presentation context",
+    Refusal.NOT_AUTHORIZED: "the calling peer has `may_store = false`",
+    Refusal.UNREADABLE: "the data set cannot be parsed, or is truncated inside an element",
+    Refusal.MISMATCH: "SOP Instance/Class UID differs from the command; Study, Series or SOP Instance UID "
+                      "missing or not a valid UID",
+    Refusal.DISK_FULL: "free space would fall below `buffer.reserve_mb` (configurable, default {reserve}) and no "
+                       "delivered instance is left to evict, or the disk is full; nothing is kept",
+    Refusal.WRITE_FAILED: "the buffer cannot be written (I/O error)",
+    Refusal.INDEX_ERROR: "the index transaction failed",
+}
+
+# The Print SCP's statuses besides 0000 (print/validate.py, print_scp.py).
+_PRINT_WHEN = {
+    validate.NO_SUCH_ATTRIBUTE: "attribute not defined for the operation",
+    validate.INVALID_VALUE: "value not allowed by the standard or the printer profile (e.g. an unsupported "
+                            "film size)",
+    validate.MISSING_ATTRIBUTE: "type 1 attribute missing",
+    validate.OUT_OF_RANGE: "Number of Copies above the profile's maximum: the maximum is used",
+    validate.MEMORY_NOT_SUPPORTED: "Memory Allocation requested: ignored",
+    0xB602: "N-ACTION on a film session whose boxes hold no image",
+    0xB603: "N-ACTION on a film box whose boxes hold no image",
+    validate.DEMAGNIFIED: "Requested Image Size larger than the box: demagnified to fit",
+    validate.DENSITY_CLAMPED: "Min/Max Density outside the printer's range: clamped",
+    validate.CROPPED: "image larger than its box, CROP requested: cropped",
+    validate.DECIMATED: "image larger than its box: decimated to fit",
+    0xC600: "N-ACTION on a film session with no film box",
+    SPOOL_FULL: "the print spool is full",
+    validate.IMAGE_TOO_LARGE: "image larger than its box and FAIL requested",
+    0xC605: "the spool could not be written",
+    0x0112: "no such instance (a UID this association did not create; an unknown Printer or Print Job)",
+    0x0117: "Requested (or N-CREATE's Affected) SOP Instance UID absent, empty or not a UID",
+    0x0118: "Requested/Affected SOP Class UID absent, empty, or not a print SOP class",
+    0x0123: "N-ACTION without an Action Type ID, or not 1",
+    0x0113: "N-EVENT-REPORT (from a client) without an Event Type ID",
+    0x0124: "the calling peer has `may_print = false`",
+    0x0211: "an operation the SOP class does not have (e.g. N-SET of a Printer)",
+}
+
+# The association rejections (A-ASSOCIATE-RJ result / source / reason, PS3.8 9.3.4).
+_REJECTIONS = [
+    ("Called AE title is not this AE's title (or the title of a service on this port); empty",
+     association_policy.REJECT_CALLED_AE, "called-AE-title-not-recognized"),
+    ("Calling AE title is not a configured peer (unless `ae.accept_unknown_callers`); empty",
+     association_policy.REJECT_CALLING_AE, "calling-AE-title-not-recognized"),
+    ("Calling AE title is a configured peer whose `host` is given, and the connection comes from "
+     "another address", association_policy.REJECT_CALLING_AE, "calling-AE-title-not-recognized"),
+    ("Protocol version without bit 0", association_request.REJECT_PROTOCOL_VERSION,
+     "protocol-version-not-supported"),
+    (f"Application context name other than {APPLICATION_CONTEXT_NAME}",
+     association_request.REJECT_APPLICATION_CONTEXT, "application-context-name-not-supported"),
+    ("A-ASSOCIATE-RQ longer than 64 KB", acceptor.REJECT_TOO_LARGE, "no-reason-given"),
+    ("`ae.max_associations` associations already established", association_policy.REJECT_LOCAL_LIMIT,
+     "local-limit-exceeded"),
+]
+
+# What each timer of [timers] bounds (TimersSection's fields).
+_TIMER_MEANING = {
+    "association_s": "forwarder: from TCP connect to A-ASSOCIATE-AC (seed: 30 s); a timeout closes the "
+                     "connection and the destination backs off",
+    "inactivity_s": "both directions: no PDU on an established association (DIMSE and network timeout; "
+                    "seed: 180 s, reset at each message); the association is aborted",
+    "session_s": "both directions: an association older than this is aborted (listener) or a batch stops "
+                 "and continues on a new association (forwarder) (seed: 60 min)",
+    "handshake_s": "listener: a connection must complete association negotiation within this time, so "
+                   "stalled or half-open connections cannot hold association slots",
+    "stop_drain_s": "on SIGTERM, an object being received or sent gets this long to finish; then the "
+                    "association is aborted (the sender sends it again)",
+}
+
+# The services of the overview table, in order: (name, UID, SCU, SCP).
+_SPECIAL_ROWS = {
+    VERIFICATION: ("Yes", "Yes"),
+    STORAGE_COMMITMENT_PUSH: ("Yes", "No"),
+}
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+def _version() -> str:
+    try:
+        return metadata.version("dicom-gateway")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def render(config: Config | None = None) -> str:
+    """The statement as Markdown, for `config` (default: the schema's defaults, which is what the
+    committed CONFORMANCE.md shows). Raises KeyError naming a status, rejection or timer of the
+    code that has no sentence here yet (see the module's docstring)."""
+    config = config or Config()
+    contexts = accepted_contexts(config)
+    storage = sorted((c for c in contexts if c.service == "Storage"), key=lambda c: uid_name(c.abstract_syntax))
+    out: list[str] = []
+    add = out.append
+    add(f"# DICOM Conformance Statement — {PRODUCT} {_version()}")
+    add("")
+    add(f"Generated from the code by `{GENERATED_BY}` (gateway/conformance.py): edit the code or the "
+        "generator, never this file. Layout after PS3.2 (2024). Values that are configurable are given "
+        "with the default of the config schema (gateway/config/), as \"configurable, default X\".")
+    add("")
+    _overview(out, contexts, storage)
+    _contents(out)
+    _introduction(out)
+    _networking(out, config, contexts, storage)
+    _media(out, config)
+    _charsets(out)
+    _security(out, config)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[AcceptedContext]) -> None:
+    out += ["## 1 Overview", "",
+            "The gateway receives images from modalities (Storage SCP), keeps them durably in a buffer and "
+            "forwards them to PACS (Storage SCU, with Storage Commitment), prints films for modalities "
+            "(Print Management SCP), and writes and reads removable media (FSC, FSR). One application "
+            "entity on one TCP port serves every network service.", "",
+            "Table 1-1 Network services", ""]
+    rows = [(uid_name(VERIFICATION), VERIFICATION, *_SPECIAL_ROWS[VERIFICATION]),
+            (f"Storage: {len(storage)} SOP classes (Table 4.2-2), plus private ones from "
+             "`[storage] extra_sop_classes`", "see Table 4.2-2", "Yes", "Yes"),
+            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, *_SPECIAL_ROWS[STORAGE_COMMITMENT_PUSH])]
+    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
+             for c in contexts if c.service == "Print"]
+    out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
+    out += ["Table 1-2 Media services", ""]
+    out += _table(["Media Storage Application Profile", "Write Files (FSC)", "Read Files (FSR)"],
+                  [(name, "Yes", "Yes") for name in PROFILES])
+
+
+_SECTIONS = [
+    ("1", "Overview"), ("2", "Table of contents"), ("3", "Introduction"), ("4", "Networking"),
+    ("4.1", "Implementation model"), ("4.2", "AE specifications"), ("4.3", "Network interfaces"),
+    ("4.4", "Configuration"), ("5", "Media interchange"), ("6", "Support of character sets"),
+    ("7", "Security"),
+]
+
+
+def _contents(out: list[str]) -> None:
+    out += ["## 2 Table of contents", ""]
+    out += [f"{'  ' * number.count('.')}- {number} {title}" for number, title in _SECTIONS]
+    out.append("")
+
+
+def _introduction(out: list[str]) -> None:
+    out += ["## 3 Introduction", "",
+            "### 3.1 Audience and remarks", "",
+            "For integrators connecting modalities, PACS, printers and media to the gateway. The statement "
+            "covers what the code in this repository does and is tested to do; "
+            "`tests/interop/test_conformance_contexts.py` proposes every presentation context of Table "
+            "4.2-4 to a running gateway with pynetdicom and checks that exactly these are accepted. "
+            "Query/Retrieve and Modality Worklist are not implemented yet.", "",
+            "### 3.2 Definitions and references", "",
+            "DICOM PS3.2 (conformance), PS3.4 (service classes: B Storage, J Storage Commitment, H Print "
+            "Management), PS3.7 (DIMSE, status codes Annex C), PS3.8 (upper layer), PS3.10 (media "
+            "storage and file format), PS3.11 (application profiles), PS3.5 (character sets). "
+            "AE: Application Entity; FSC/FSR: File-set Creator/Reader; SCU/SCP: Service Class "
+            "User/Provider.", ""]
+
+
+def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
+                storage: list[AcceptedContext]) -> None:
+    ae = config.ae
+    out += ["## 4 Networking", "", "### 4.1 Implementation model", "",
+            "#### 4.1.1 Application data flow", "",
+            f"One application entity (title configurable, default `{ae.title}`) on one TCP port "
+            f"(configurable, default {ae.port}) serves every role:", "",
+            "- **Storage SCP**: a received instance is written to the buffer (a folder of Part-10 files "
+            "plus a SQLite index) and acknowledged only after the file is fsynced and renamed into place, "
+            "its directory fsynced and the index transaction committed.",
+            "- **Forwarder (Storage SCU, Storage Commitment SCU)**: for each configured destination a worker "
+            "sends the buffered instances the routing rules assign to it, in study order, and, where "
+            "configured, requests storage commitment.",
+            "- **Print SCP**: film sessions from modalities are spooled durably and printed on the attached "
+            "film printer.",
+            "- **Verification SCP and SCU**: answers C-ECHO; `dicom-gateway echo DEST` sends one.", "",
+            "#### 4.1.2 Sequencing of real-world activities", "",
+            "An instance is forwarded as soon as it is stored and its destination is reachable; a film is "
+            "printed after the N-ACTION that asked for it was answered; storage commitment is requested "
+            "after a batch was sent.", "",
+            "### 4.2 AE specifications", "",
+            f"#### 4.2.1 {ae.title} AE", "",
+            "##### 4.2.1.1 SOP classes", "",
+            "Table 4.2-1 SOP classes (non-storage)", ""]
+    rows = [(uid_name(VERIFICATION), VERIFICATION, "Yes", "Yes"),
+            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, "Yes", "No")]
+    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes (with `[print] enabled`)")
+             for c in contexts if c.service == "Print"]
+    rows += [(f"&nbsp;&nbsp;{uid_name(u)} (in a print meta SOP class)", u, "No", "Yes")
+             for u in sorted(PRINT_SOP_CLASSES - set(PRINT_CONTEXTS))]
+    out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
+    retired = [c for c in storage if _retired(c.abstract_syntax)]
+    out += [f"Table 4.2-2 Storage SOP classes (SCU and SCP; {len(storage)} classes: every storage SOP "
+            "class of PS3.6 Annex A, retired ones included, except the non-patient objects listed below; "
+            f"the {len(retired)} retired ones follow the current ones)", ""]
+    private = set(config.storage.extra_sop_classes)
+    out += _table(["SOP Class", "UID"], [
+        ("Private (`[storage] extra_sop_classes`)" if c.abstract_syntax in private else uid_name(c.abstract_syntax),
+         c.abstract_syntax) for c in storage if c not in retired])
+    # Ultrasound machines in service still send the retired classes: they get a table of their own.
+    out += _table(["Retired storage SOP class", "UID"],
+                  [(UID_dictionary[c.abstract_syntax][0], c.abstract_syntax) for c in retired])
+    out += ["Not accepted (their contexts are rejected with reason 3, abstract syntax not supported): "
+            "Storage Commitment and Media Storage Directory Storage, which are not sent by C-STORE, and "
+            "the non-patient objects, because the buffer indexes instances by study and series: "
+            + "; ".join(f"{uid_name(u)} {u}" for u in sorted(NON_PATIENT_STORAGE, key=uid_name)) + ". "
+            "Private storage SOP classes are accepted when listed in `[storage] extra_sop_classes` "
+            f"(configurable, default {', '.join(config.storage.extra_sop_classes) or 'none'}), with the same "
+            "transfer syntaxes.", ""]
+    _association_policies(out, config)
+    _initiation(out, config)
+    _acceptance(out, config, contexts)
+    _timers(out, config)
+    _interfaces(out, config)
+    _configuration(out)
+
+
+def _association_policies(out: list[str], config: Config) -> None:
+    ae = config.ae
+    out += ["##### 4.2.1.2 Association policies", "",
+            "Table 4.2-3 General association policies", ""]
+    out += _table(["Item", "Value"], [
+        ("Application context name", APPLICATION_CONTEXT_NAME),
+        ("Maximum PDU size received", f"configurable (`ae.max_pdu`), default {ae.max_pdu}"),
+        ("Maximum PDU size sent", "the peer's maximum (128 KB when it states none), at most `ae.max_pdu`"),
+        ("Number of associations accepted at once",
+         f"configurable (`ae.max_associations`), default {ae.max_associations}; only associations that "
+         "completed negotiation count"),
+        ("Number of associations initiated", "one per destination at a time; destinations in parallel"),
+        ("Asynchronous operations window", "not supported (not negotiated): one operation at a time each way"),
+        ("Implementation Class UID", IMPLEMENTATION_CLASS_UID),
+        ("Implementation Version Name", IMPLEMENTATION_VERSION_NAME),
+    ])
+    out += ["Associations that propose only Storage and/or Verification are negotiated and served by the "
+            "gateway's own upper-layer implementation; associations proposing anything else (print, storage "
+            "commitment) by pynetdicom. Both accept the same presentation contexts (Table 4.2-4, read "
+            "from one table), apply the same acceptance policy and the same association cap.", "",
+            "A protocol error on an association (a PDU of an unexpected type, P-DATA on a presentation "
+            "context that was not accepted, A-RELEASE-RQ inside a message, a PDU longer than the negotiated "
+            "maximum) is answered with A-ABORT (source: service provider), and a partial data set is deleted. "
+            "Every A-ASSOCIATE-RQ is checked item by item against PS3.8 9.3.2 first: a malformed one is "
+            "answered with A-ABORT (source 2, reason 6 invalid-PDU-parameter-value, PS3.8 9.2 AA-1); a first "
+            "PDU that is not an A-ASSOCIATE-RQ with A-ABORT (reason 2 or 1).", "",
+            "An operation must belong to the abstract syntax of the presentation context it arrives on "
+            "(PS3.7 9.1.1.1.2): a C-STORE on the Verification context, or a C-ECHO on a storage context, is "
+            f"answered {_hex(UNRECOGNIZED_OPERATION)}; a C-STORE of one storage class on the context of "
+            f"another {_hex(status.SOP_CLASS_NOT_SUPPORTED)}. Its data set is dropped; the association goes "
+            "on.", ""]
+
+
+def _initiation(out: list[str], config: Config) -> None:
+    d = DestinationSection.model_fields
+    fallback = " and ".join(uid_name(u) for u in FALLBACK)
+    transient = [c for c in range(0x10000) if status.is_transient_store_failure(c)]
+    out += ["##### 4.2.1.3 Association initiation policy", "",
+            "###### Activity: forward instances to a destination (Storage SCU)", "",
+            f"Per destination, a batch of queued instances (`batch_size`, configurable, default "
+            f"{d['batch_size'].default}) goes over one association, as many contexts as fit in "
+            f"{MAX_CONTEXTS} (one context ID kept for storage commitment). Proposed presentation contexts: "
+            f"for each (SOP class, stored transfer syntax) one context with that syntax alone, plus per SOP "
+            f"class one context with {fallback}. An instance is sent as stored when its syntax is accepted; "
+            "otherwise it is decoded (pydicom with pylibjpeg) and sent uncompressed with the same SOP "
+            "Instance UID. C-STORE priority MEDIUM. No extended negotiation.", ""]
+    out += _table(["Abstract syntax", "Transfer syntaxes", "Role", "Extended negotiation"], [
+        ("every storage SOP class of Table 4.2-2 held in the buffer", "the instance's stored transfer syntax", "SCU",
+         "None"),
+        ("the same", _ts_names(FALLBACK), "SCU", "None"),
+        (f"{uid_name(STORAGE_COMMITMENT_PUSH)} {STORAGE_COMMITMENT_PUSH} (destinations with "
+         "`storage_commitment = true`)", _ts_names(FALLBACK), "SCU", "None"),
+    ])
+    out += ["Table 4.2-5 Forwarder behaviour by C-STORE response status", ""]
+    out += _table(["Response", "Behaviour"], [
+        ("0000; Warning (0001, 0107, 0116, B000–BFFF)", "sent (warnings logged); next instance"),
+        (f"{_ranges(transient)}; no response; association lost",
+         "retried with capped exponential backoff "
+         f"(`retry_initial_s`, default {_value(d['retry_initial_s'].default)} s; "
+         f"`retry_max_s`, default {_value(d['retry_max_s'].default)} s) up to `max_attempts` (default "
+         f"{d['max_attempts'].default}), then dead-lettered; the rest of the batch waits"),
+        ("any other failure (A9xx, Cxxx, 0122, 0124, …)", "dead-lettered at once with the status and Error Comment"),
+        ("association rejected / not established", "the destination backs off; the instances wait without "
+                                                    "using up attempts"),
+    ])
+    out += ["###### Activity: request storage commitment (Storage Commitment Push Model SCU, PS3.4 J)", "",
+            f"Per destination, switchable (`storage_commitment`, configurable, default "
+            f"{_value(d['storage_commitment'].default)}): after a batch, N-ACTION (Action Type 1) with every instance "
+            "sent, on the same association. The transaction is recorded durably before the request leaves. "
+            "The N-EVENT-REPORT is accepted on that association or on a new one (4.2.1.4). Instances reported "
+            "committed are done; instances reported failed, not mentioned, or whose transaction passes "
+            f"`commitment_timeout_s` (configurable, default {_value(d['commitment_timeout_s'].default)} s) are sent "
+            "again. Failure Reasons understood:", ""]
+    out += _table(["Failure Reason", "Meaning"], [(_hex(c), text) for c, text in FAILURE_REASONS.items()])
+    out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
+            f"One association proposing {uid_name(VERIFICATION)} with "
+            f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
+            "one C-ECHO; the outcome (or the peer's rejection reason) is printed in words.", ""]
+
+
+def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext]) -> None:
+    reserve = config.buffer.reserve_mb
+    out += ["##### 4.2.1.4 Association acceptance policy", "",
+            "An association request is rejected when:", ""]
+    out += _table(["Condition", "Result / Source / Reason"],
+                  [(cond, f"{r} / {s} / {why} {label}") for cond, (r, s, why), label in _REJECTIONS])
+    out += ["AE titles are read as DCMTK and Orthanc read them: up to the first NUL byte, leading and "
+            "trailing spaces removed, on both receive paths. A refusal by policy is always an "
+            "A-ASSOCIATE-RJ with its reason, never a bare A-ABORT. `peers.*.host`, when given, restricts "
+            "that peer to the address (or the addresses its host name resolves to, looked up at most once "
+            "a minute).", "",
+            "Table 4.2-4 Presentation contexts accepted (the gateway is SCP unless said otherwise). The "
+            "acceptor picks the first transfer syntax of the list that the requestor also proposes.", ""]
+    rows = []
+    for group in _groups(contexts):
+        first = group[0]
+        if len(group) > _LIST_LIMIT:
+            abstract = f"every storage SOP class of Table 4.2-2 ({len(group)})"
+        else:
+            abstract = "<br>".join(f"{uid_name(c.abstract_syntax)} {c.abstract_syntax}" for c in group)
+        rows.append((abstract, _ts_names(first.transfer_syntaxes), _role(first), _extended(first)))
+    out += _table(["Abstract syntax", "Transfer syntaxes", "Role", "Extended negotiation"], rows)
+    out += ["A context not in this table is rejected (result 3, abstract syntax not supported, or 4, "
+            "transfer syntaxes not supported). SCP/SCU role selection proposed for a context whose "
+            "extended negotiation is None is ignored (the gateway stays SCP). Print contexts are accepted "
+            "only with `[print] enabled = "
+            f"true` (configurable, default {str(config.print.enabled).lower()}).", ""]
+    _store_scp(out, reserve, config)
+    out += ["###### Activity: receive storage commitment reports", "",
+            "The listener accepts Storage Commitment Push Model with both roles of SCP/SCU role selection, "
+            "so that a PACS may send the N-EVENT-REPORT on a new association; a report on the forwarding "
+            "association is accepted too. Every report is answered 0000; reports for unknown or closed "
+            "transactions are logged and ignored.", ""]
+    _print_scp(out, config)
+
+
+def _groups(contexts: list[AcceptedContext]) -> list[list[AcceptedContext]]:
+    """Contexts of one service with the same transfer syntaxes and roles, in listener order."""
+    groups: dict[tuple, list[AcceptedContext]] = {}
+    for c in contexts:
+        groups.setdefault((c.service, c.transfer_syntaxes, c.scu_role, c.scp_role), []).append(c)
+    return list(groups.values())
+
+
+def _role(c: AcceptedContext) -> str:
+    if c.service == "Storage Commitment":
+        return "SCU (receives N-EVENT-REPORT)"
+    return "SCP"
+
+
+def _extended(c: AcceptedContext) -> str:
+    if c.scu_role is None and c.scp_role is None:
+        return "None"
+    said = [f"requestor as SCU {'accepted' if c.scu_role else 'refused'}",
+            f"requestor as SCP {'accepted' if c.scp_role else 'refused'}"]
+    return "SCP/SCU Role Selection: " + ", ".join(said)
+
+
+def _store_scp(out: list[str], reserve: int, config: Config) -> None:
+    out += ["###### Activity: receive instances (Storage SCP, PS3.4 B)", "",
+            "Level 2 (full) storage: the data set is stored byte for byte as received, with a File Meta "
+            "Information header (PS3.10 7.1) made from the association (negotiated transfer syntax, the "
+            "command's SOP Class and Instance UIDs, the calling AE title as Source Application Entity "
+            "Title). Group 0002 elements a sender puts at the start of its data set are dropped (a WARNING "
+            "names the SOP Instance UID and the tags). Apart from that no element is removed, added or "
+            "changed; pixel data is never decoded. Success is answered only after the file is fsynced "
+            "and indexed. A second copy of a SOP Instance UID with different content replaces the first "
+            f"or is discarded (`buffer.duplicate_policy`, configurable, default "
+            f"\"{config.buffer.duplicate_policy}\"); an identical copy is acknowledged and not forwarded "
+            "again. Error Comment (0000,0902) names the problem.", "",
+            "Table 4.2-6 C-STORE response statuses", ""]
+    rows = [("0000", "Success", "stored, fsynced and indexed; also an identical re-send of a stored instance")]
+    for refusal, code in STATUS_OF.items():
+        rows.append((_hex(code), _meaning(code, STORAGE_SERVICE_CLASS_STATUS),
+                     _REFUSAL_WHEN[refusal].format(reserve=reserve)))
+    rows.append((_hex(UNRECOGNIZED_OPERATION), _meaning(UNRECOGNIZED_OPERATION, GENERAL_STATUS),
+                 "C-STORE on the Verification context (or another non-storage context)"))
+    out += _table(["Status", "Meaning", "When"], sorted(rows, key=lambda r: (r[0] != "0000", r[0])))
+
+
+def _print_scp(out: list[str], config: Config) -> None:
+    p = config.print
+    out += ["###### Activity: print films (Print Management SCP, PS3.4 H)", "",
+            "Served on the same port, under `print.ae_title` when set (configurable, default "
+            f"{p.ae_title or 'none'}; config/gateway.toml sets `EDGEPRINT`) as well as the gateway's title. "
+            "Objects: Film Session (N-CREATE, N-SET, N-ACTION, N-DELETE), Film Box (N-CREATE, N-SET, "
+            "N-ACTION, N-DELETE), Grayscale and Color Image Box (N-SET; 8 and 12 bit MONOCHROME1/2, RGB), "
+            "Presentation LUT (N-CREATE, N-DELETE), Annotation Box (N-SET), Printer (N-GET; N-EVENT-REPORT on "
+            "status change), Print Job (N-GET; N-EVENT-REPORT PENDING, PRINTING, DONE, FAILURE), Printer "
+            "Configuration Retrieval (N-GET). Objects live for the association.", "",
+            "Every attribute is checked against the printer profile in the config `[print]`: film sizes "
+            f"(default {', '.join(p.film_sizes)}), medium types (default {', '.join(p.medium_types)}), "
+            f"destinations (default {', '.join(p.destinations)}), display formats, orientations, "
+            "magnification and smoothing types, densities, trim, requested image size, configuration "
+            "information. An N-ACTION is answered only after its films are written to the durable spool. "
+            "Printer status (NORMAL, WARNING, FAILURE, with Printer Status Info such as FILM JAM, SUPPLY "
+            "EMPTY, RECEIVER FULL) comes from the attached device.", "",
+            "Every request is answered with a status, whatever its command set lacks (only a request "
+            "without a Message ID, which no response could name, ends the association with A-ABORT). A "
+            "Warning response to N-CREATE carries the Affected SOP Instance UID of the created instance. "
+            "Printer and Print Job N-EVENT-REPORTs may cross a request of the client's: the request is "
+            "served and the report's response matched by its Message ID whenever it comes. A Printer "
+            "report is sent to a client only when the printer's state differs from what that client was "
+            "last told or could read when it connected. Films print exactly once on printers that report "
+            "a supply counter, and at most once otherwise unless an operator reprints.", "",
+            "Table 4.2-7 Print Management response statuses (besides 0000)", ""]
+    out += _table(["Status", "Meaning", "When"],
+                  [(_hex(c), _meaning(c, PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS), when)
+                   for c, when in sorted(_PRINT_WHEN.items())])
+
+
+def _timers(out: list[str], config: Config) -> None:
+    out += ["##### 4.2.1.5 Timers", "", "All configurable in `[timers]`, read at start.", ""]
+    rows = [(f"`timers.{name}`", f"{getattr(config.timers, name):g} s", _TIMER_MEANING[name])
+            for name in TimersSection.model_fields]
+    out += _table(["Timer", "Default", "What it bounds"], rows)
+
+
+def _interfaces(out: list[str], config: Config) -> None:
+    out += ["### 4.3 Network interfaces", "",
+            f"TCP/IP over IPv4 (IPv6 not yet tested); bind address `ae.bind` (configurable, default "
+            f"{config.ae.bind}). TCP_NODELAY on every DICOM socket (`ae.tcp_nodelay`, configurable, default "
+            f"{str(config.ae.tcp_nodelay).lower()}). No TLS yet.", ""]
+
+
+def _configuration(out: list[str]) -> None:
+    out += ["### 4.4 Configuration", "",
+            "`/etc/dicom-gateway/gateway.toml` (see `config/gateway.toml`): this AE's title, bind address and "
+            "port; peers (AE title, host, port, may_store / may_print); destinations (AE title, host, port, "
+            "storage commitment, retries, batch size); routes; private storage SOP classes; buffer location "
+            "and reserve; timers; printer profile; media drives. Unknown keys and out-of-range values are "
+            "refused by name; `dicom-gateway check-config` lists every problem. Remote AEs must be configured "
+            "beforehand (deny by default).", ""]
+
+
+def _media(out: list[str], config: Config) -> None:
+    by_profile: dict[str, list[str]] = {}
+    for kind, name in PROFILE_FOR.items():
+        by_profile.setdefault(name, []).append(kind.value)
+    out += ["## 5 Media interchange", "",
+            "### 5.1 Implementation model", "",
+            "Export (FSC): studies from the buffer are written, as jobs of the durable queue, to a CD, DVD or "
+            "USB stick (`dicom-gateway export`, or the export rules `[[media.export_rules]]` when a blank "
+            "medium is inserted), with a DICOMDIR and IHE PDI pages; a medium is good only after it was read "
+            "back and compared. Import (FSR): `dicom-gateway import PATH` follows the medium's DICOMDIR (or "
+            "reads every file when there is none or it is broken) and takes each instance into the buffer as "
+            "a C-STORE would arrive (same storage classes, duplicate policy, routes).", "",
+            "### 5.2 AE specifications", "",
+            f"One AE (title `{config.ae.title}`), FSC and FSR of the profiles below; the profile follows the "
+            "medium. SOP classes on the media: Media Storage Directory Storage "
+            f"{MEDIA_STORAGE_DIRECTORY} and every storage SOP class of Table 4.2-2 held in the buffer.", ""]
+    rows = []
+    for name, prof in PROFILES.items():
+        rows.append((name, ", ".join(by_profile.get(name, [])) or "—",
+                     _ts_names(sorted(prof.allowed, key=uid_name)), "FSC, FSR"))
+    out += _table(["Application profile", "Medium", "Transfer syntaxes written", "Roles"], rows)
+    out += ["An instance whose transfer syntax the profile does not allow is converted to Explicit VR Little "
+            "Endian (decompressed with pydicom and pylibjpeg; Big Endian swapped; the SOP Instance UID "
+            "kept, Lossy Image Compression kept); what cannot be decoded is left out with the reason in "
+            "the job's report. The FSR reads any transfer syntax (instances are stored as they are on the "
+            "medium). No augmented or private profiles.", ""]
+
+
+def _charsets(out: list[str]) -> None:
+    terms = [t for t in python_encoding if t]
+    out += ["## 6 Support of character sets", "",
+            "Received and imported data sets are kept byte for byte whatever their Specific Character Set "
+            "(0008,0005). The index, the DICOMDIR and the operator views decode text with pydicom, which "
+            "supports the default repertoire (ISO-IR 6) and these defined terms (PS3.3 C.12.1.1.2), ISO 2022 "
+            "code extensions included:", "",
+            ", ".join(f"`{t}`" for t in terms) + ".", ""]
+
+
+def _security(out: list[str], config: Config) -> None:
+    out += ["## 7 Security", "",
+            "No secure transport profile yet. Access control: calling AE titles must be configured peers "
+            f"(`ae.accept_unknown_callers`, configurable, default {str(config.ae.accept_unknown_callers).lower()}), "
+            "optionally bound to a host; per-peer permissions to store and to print. Logs carry SOP Instance "
+            "UIDs and AE titles, never patient names or IDs.", ""]
