@@ -30,7 +30,7 @@ import time
 from typing import Any, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CollectorRegistry
 
 from gateway.buffer.index import Index
 from gateway.config.status_http import StatusHttpSection
@@ -40,6 +40,9 @@ from gateway.status.page import PAGE
 
 log = logging.getLogger("gateway.status")
 
+# generate_latest() writes the text format 0.0.4, which every Prometheus reads; newer
+# prometheus-client releases name another version CONTENT_TYPE_LATEST, so the type is spelled here.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SSE_EVERY_S = 0.5
 KEEPALIVE_S = 15.0
 # A start that has not bound within this long is reported as failed (seconds).
@@ -170,7 +173,7 @@ class StatusServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = await self._off_loop(exposition, self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
