@@ -150,10 +150,11 @@ class Gateway:
                                    cfg.print.name if cfg.print.enabled else None, list(self.drives))
         # The status endpoint (gateway/status/): metrics folded from events in their own thread,
         # the page and /status.json from the snapshot and the index; read-only.
-        self.metrics_registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
-        self.status_http = (StatusServer(cfg.status_http, self.state.get_status, self.metrics_registry,
-                                         Health(self.healthy, self.buffer.index.path), self.buffer.index)
-                            if cfg.status_http.enabled else None)
+        self.metrics = self.status_http = None
+        if cfg.status_http.enabled:
+            registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
+            self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
+                                            Health(self.healthy, self.buffer.index.path), self.buffer.index)
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -200,14 +201,16 @@ class Gateway:
             raise StartupError(preflight.port_problem(exc, self.loaded), code) from None
         self._started.append("listener")
         log.info("config %s; relative paths against %s", self.loaded.source, self.loaded.state_dir)
-        self.metrics.start()
-        self._started.append("metrics")
         if self.status_http is not None:
+            self.metrics.start()
+            self._started.append("metrics")
             try:
                 log.info("status page %s (also /status.json, /metrics, /healthz)", self.status_http.start())
                 self._started.append("status_http")
             except OSError as exc:
                 # An observer never keeps the DICOM service down: it runs on without its page.
+                self.metrics.stop()
+                self._started.remove("metrics")
                 log.warning("status page: cannot listen on %s:%d: %s; running without it",
                             self.config.status_http.bind, self.config.status_http.port, exc.strerror or exc)
         rec = self.buffer.recover()

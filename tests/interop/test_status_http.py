@@ -135,6 +135,10 @@ def test_healthz_follows_the_index(workload):
     finally:
         away.rename(index)
     assert _get(url + "healthz") == (200, "ok\n")
+    # The server ends with the service, and the service ends cleanly with it.
+    assert gw.stop() == 0 and "stopped" in gw.log and "Traceback" not in gw.log, gw.log[-3000:]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "healthz", timeout=5)
 
 
 def test_the_page_updates_itself_in_a_real_browser(workload, tmp_path):

@@ -178,3 +178,21 @@ def test_the_running_observer_counts_what_is_published():
                    10, what="the observer thread to count the forward")
     finally:
         obs.stop()
+
+
+def test_the_backlog_queries_read_the_open_jobs_only(tmp_path):
+    """A status page open in a browser asks twice a second: the queries must not walk the done jobs
+    (years of them on a box), so each must use the partial index of the open ones (jobs_open)."""
+    from gateway.status.backlog import DEAD_SQL, OLDEST_SQL
+
+    index = Index(tmp_path / "index.sqlite")
+    try:
+        with index.tx() as cur:
+            cur.executemany("INSERT INTO jobs(kind, target, state, created, updated) VALUES ('forward', 'pacs', ?, 1, 1)",
+                            [("done",)] * 2000 + [("queued",)] * 5 + [("dead",)] * 2)
+            cur.execute("ANALYZE")
+        for sql, params in ((OLDEST_SQL, ()), (DEAD_SQL, (20,))):
+            plan = " | ".join(r["detail"] for r in index.query("EXPLAIN QUERY PLAN " + sql, params))
+            assert "jobs_open" in plan, plan
+    finally:
+        index.close()
