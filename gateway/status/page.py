@@ -5,7 +5,8 @@ textContent only, never as HTML. The document holds no patient data, so neither 
 
 Element ids a test (or a curious engineer) can read: "received", "refused", "forwarded",
 "dead-lettered" (counts since start), "health", "destinations", "dead-letters", "printer",
-"media", "disk", "errors", "updated", "stream" (the stream's state: "live" or "reconnecting").
+"media", "disk", "errors", "updated", "stream" (the stream's state: "live", "reconnecting" or
+"closed ...": a browser does not retry a stream answered 503).
 """
 
 PAGE = """<!DOCTYPE html>
@@ -82,7 +83,8 @@ function draw(s) {
 }
 const stream = new EventSource("events");
 stream.addEventListener("status", (e) => { $("stream").textContent = "live"; draw(JSON.parse(e.data)); });
-stream.onerror = () => { $("stream").textContent = "reconnecting"; };
+stream.onerror = () => { $("stream").textContent = stream.readyState === EventSource.CLOSED
+  ? "closed (too many pages open, or the service stopped): reload the page" : "reconnecting"; };
 </script>
 </body>
 </html>

@@ -196,6 +196,10 @@ class StatusServer:
             await resp.prepare(request)
             last_key, quiet = None, 0.0
             while not self._stopping.is_set():
+                # A closed tab frees its slot at once, not at the next write: a browser's EventSource
+                # does not retry after a 503, so a page reloaded a few times must still get in.
+                if request.transport is None or request.transport.is_closing():
+                    break
                 doc, key = await self._shared_document()
                 if key != last_key:
                     await resp.write(f"event: status\ndata: {json.dumps(doc)}\n\n".encode())

@@ -100,6 +100,30 @@ def test_sse_sends_the_document_at_once_and_bounds_its_clients(serve):
         first.close()
 
 
+def test_a_closed_page_frees_its_stream_slot(serve):
+    from peers import wait_until
+
+    s = serve(sse_max_clients=1)
+    first = urllib.request.urlopen(s.url + "events", timeout=10)
+    assert first.readline() == b"event: status\n"
+    first.close()  # the tab is closed; nothing changes, so no write would notice it
+
+    def second_gets_in():
+        status, _, _ = _peek(s.url + "events")
+        return status == 200
+
+    wait_until(second_gets_in, 10, what="the closed stream's slot to be free")
+
+
+def _peek(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as rsp:
+            rsp.readline()
+            return rsp.status, "", rsp.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers
+
+
 def test_stop_ends_the_thread_with_a_stream_open(serve):
     s = serve()
     stream = urllib.request.urlopen(s.url + "events", timeout=10)
