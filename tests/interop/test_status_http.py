@@ -6,7 +6,6 @@ buffer's index; /healthz follows the index; headless Chromium sees the page upda
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import sqlite3
 import urllib.error
