@@ -55,6 +55,9 @@ from gateway.part10.attributes import configure_pydicom
 from gateway.print.service import PrintService
 from gateway.routing import Router
 from gateway.state import StateObserver, backlog
+from gateway.status.health import Health
+from gateway.status.metrics import new_registry
+from gateway.status.server import StatusServer
 
 log = logging.getLogger("gateway.app")
 
@@ -157,6 +160,13 @@ class Gateway:
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
                                    cfg.print.name if cfg.print.enabled else None, list(self.drives))
+        # The status endpoint (gateway/status/): metrics folded from events in their own thread,
+        # the page and /status.json from the snapshot and the index; read-only.
+        self.metrics = self.status_http = None
+        if cfg.status_http.enabled:
+            registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
+            self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
+                                            Health(self.healthy, self.buffer.index.path), self.buffer.index)
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -203,6 +213,18 @@ class Gateway:
             raise StartupError(preflight.port_problem(exc, self.loaded), code) from None
         self._started.append("listener")
         log.info("config %s; relative paths against %s", self.loaded.source, self.loaded.state_dir)
+        if self.status_http is not None:
+            self.metrics.start()
+            self._started.append("metrics")
+            try:
+                log.info("status page %s (also /status.json, /metrics, /healthz)", self.status_http.start())
+                self._started.append("status_http")
+            except OSError as exc:
+                # An observer never keeps the DICOM service down: it runs on without its page.
+                self.metrics.stop()
+                self._started.remove("metrics")
+                log.warning("status page: cannot listen on %s:%d: %s; running without it",
+                            self.config.status_http.bind, self.config.status_http.port, exc.strerror or exc)
         rec = self.buffer.recover()
         log.info("buffer at %s recovered: %d partial files removed, %d orphan files removed, "
                  "%d interrupted jobs queued again", self.loaded.buffer_dir, rec["partial_files"],
@@ -321,6 +343,10 @@ class Gateway:
             self.media.stop(max(0.0, deadline - time.monotonic()) + _CUT_GRACE_S)
         if "printing" in self._started:
             self.printing.stop()
+        if "status_http" in self._started:
+            self.status_http.stop()
+        if "metrics" in self._started:
+            self.metrics.stop()
         # Last: the workers' final events (a forward that finished during the drain) are folded in.
         self.state.stop()
         self.close()

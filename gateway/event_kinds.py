@@ -99,13 +99,19 @@ class Received(Payload):
     sop_uid: the SOP Instance UID. calling_ae: who sent it (the AE title, or the source's label).
     source: the intake source as text (`AE:<title>`, `MEDIA:<label>`, `CAPTURE:<device>`).
     outcome: the buffer's verdict (gateway.buffer.ingest.Outcome value: "stored", "identical",
-    "replaced", "kept-first"). routes: the destinations it was queued for (may be empty)."""
+    "replaced", "kept-first"). routes: the destinations it was queued for (may be empty).
+    bytes: the received Part-10 file's size. seconds: how long the intake took, from the whole
+    object being received to it being durable and indexed (fsync, rename, index commit): the part
+    of a C-STORE's latency the gateway owns, the Success is sent right after (the network transfer
+    before it is the peer's and the link's). 0 / 0.0 from a publisher that does not measure."""
 
     sop_uid: str
     calling_ae: str
     source: str
     outcome: str
     routes: tuple[str, ...] = ()
+    bytes: int = 0
+    seconds: float = 0.0
 
 
 @_kind(STORE_REFUSED)

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,13 +75,13 @@ class Intake:
         the sender says it is (the C-STORE request; an importer passes what the file says). The
         file is gone afterwards whatever happened: stored, or deleted."""
         try:
-            return self._take(path, source, sop_class, sop_uid, synced)
+            return self._take(path, source, sop_class, sop_uid, synced, time.monotonic())
         finally:
             # Whatever happened, nothing half-received stays in incoming/.
             path.unlink(missing_ok=True)
 
     def _take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
-              start_sync: StartSync | None) -> IntakeResult:
+              start_sync: StartSync | None, began: float) -> IntakeResult:
         if sop_class not in self.storage_classes:
             return self._refuse(Refusal.NOT_STORAGE_CLASS, source, sop_uid,
                                 f"SOP class {sop_class} is not a storage class")
@@ -128,6 +129,7 @@ class Intake:
                                 "SOP Class UID in data set differs from the request")
         who = source.label
         try:
+            size = path.stat().st_size  # before ingest moves the file
             result = self.buffer.ingest(path, attrs, source, synced=start_sync is not None)
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
@@ -144,7 +146,8 @@ class Intake:
             log.warning("received %s from %s again with different content: kept the first "
                         "(buffer.duplicate_policy = keep-first)", sop_uid, who)
         self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
-                                     outcome=result.outcome.value, routes=tuple(result.routes)))
+                                     outcome=result.outcome.value, routes=tuple(result.routes),
+                                     bytes=size, seconds=time.monotonic() - began))
         return IntakeResult(ingest=result)
 
     @staticmethod

@@ -7,7 +7,8 @@ What lives here (the schema, and reading it; no behaviour):
   base.py          Section (extra="forbid", strict, frozen) and the shared value types: AETitle,
                    Host, Port, Uid, IntRange / FloatRange (bounded numbers), backoff_problems
   ae.py, timers.py, peers.py, destinations.py, routes.py, buffer.py, storage.py, logging.py,
-  print.py         one module per `[section]`; a new feature (media, capture, panel, query) adds its
+  print.py, media.py, status_http.py
+                   one module per `[section]`; a new feature (media, capture, panel, query) adds its
                    own module here and its field in root.py
   root.py          Config: the whole file, and the checks that span sections
   load.py          load(), ConfigError, LoadedConfig, --set overrides, the state directory

@@ -16,6 +16,7 @@ from gateway.config.media import MediaSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
 from gateway.config.routes import RouteSection
+from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
 from gateway.config.timers import TimersSection
 
@@ -31,6 +32,7 @@ class Config(Section):
     logging: LoggingSection = LoggingSection()
     print: PrintSection = PrintSection()
     media: MediaSection = MediaSection()
+    status_http: StatusHttpSection = StatusHttpSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -51,6 +53,10 @@ class Config(Section):
             if _is_self(dest, self.ae):
                 problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
                                 f"address (ae.bind, ae.port): forwarding there would loop")
+        problems += self.status_http.problems()
+        web = self.status_http
+        if web.enabled and web.port == self.ae.port and _same_host(web.bind, self.ae.bind):
+            problems.append(f"status_http.port: {web.port} is also the DICOM port (ae.port) on that address")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -21,7 +21,8 @@ own line of it):
   buffer         gateway.buffer (index, files, queue, intake) and gateway.routing (which
                  destinations an instance goes to; the intake applies it)
   domains        gateway.print (film sessions, rendering, the spool) and gateway.media (file-sets,
-                 export and import of media): the appliance's own work, knowing no DIMSE
+                 export and import of media): the appliance's own work, knowing no DIMSE; and
+                 gateway.status (the read-only status endpoint and metrics: the snapshot, index reads)
   dicom net      gateway.dicom.net: the upper-layer protocol code (item 6), and the DICOM
                  vocabulary both dicom floors speak (gateway.dicom.status, gateway.dicom.sop_classes:
                  status codes and UIDs; they live next to the roles but import nothing of ours)
@@ -64,7 +65,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
                 "gateway.systemd_notify", "gateway.identity")),
     ("config", ("gateway.config", "gateway.part10", "gateway.state")),
     ("buffer", ("gateway.buffer", "gateway.routing")),
-    ("domains", ("gateway.print", "gateway.media")),
+    ("domains", ("gateway.print", "gateway.media", "gateway.status")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
     ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight", "gateway.conformance")),

@@ -1,0 +1,16 @@
+"""The read-only status endpoint of issue 9 item 5: what a biomedical engineer's browser and a
+Prometheus server read from the box.
+
+  metrics.py   counters folded from the event stream (its own subscription and thread), and the
+               gauges read from the state snapshot and the index at scrape time, in a
+               prometheus-client CollectorRegistry of its own
+  backlog.py   the read-only index queries: per target the oldest waiting job, the last dead letters
+  view.py      the status document (/status.json, the page's Server-Sent Events): snapshot + backlog
+  server.py    the aiohttp server in its own thread and event loop: /healthz, /status.json,
+               /metrics, / (the page) and /events (SSE); no control action, ever
+  page.html    the status page (plain HTML/CSS/JS, no build step)
+
+Floor: "domains" (tests/unit/test_layers.py). It imports the leaves (events), the config floor
+(gateway.config, gateway.state) and the buffer (index reads only); never gateway.dicom or
+gateway.app: the app wires it and hands it what it needs (the snapshot, the index, healthy()).
+"""

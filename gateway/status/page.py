@@ -1,0 +1,91 @@
+"""The status page: one plain HTML document with its CSS and a few lines of JavaScript, no build
+step, no library. It opens /events (Server-Sent Events; the browser reconnects by itself) and
+redraws from each status document it receives: no polling loop in the page. Text goes in with
+textContent only, never as HTML. The document holds no patient data, so neither does the page.
+
+Element ids a test (or a curious engineer) can read: "received", "refused", "forwarded",
+"dead-lettered" (counts since start), "health", "destinations", "dead-letters", "printer",
+"media", "disk", "errors", "updated", "stream" (the stream's state: "live", "reconnecting" or
+"closed ...": a browser does not retry a stream answered 503).
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>DICOM gateway status</title>
+<style>
+ body { font: 14px/1.4 system-ui, sans-serif; margin: 1em 2em; color: #222; background: #fafafa; }
+ h1 { font-size: 1.3em; margin: 0 0 .3em; }
+ h2 { font-size: 1.05em; margin: 1.2em 0 .3em; border-bottom: 1px solid #ccc; }
+ table { border-collapse: collapse; }
+ td, th { padding: .15em .8em .15em 0; text-align: left; vertical-align: top; }
+ th { font-weight: 600; color: #555; }
+ .num { text-align: right; font-variant-numeric: tabular-nums; }
+ .bad { color: #a00; font-weight: 600; } .good { color: #070; } .muted { color: #888; }
+ #counts span { display: inline-block; margin-right: 2em; } #counts b { font-size: 1.4em; }
+</style>
+</head>
+<body>
+<h1>DICOM gateway <span id="health" class="muted">connecting…</span></h1>
+<div class="muted">updated <span id="updated">-</span>, stream <span id="stream">connecting</span></div>
+<h2>Since start</h2>
+<div id="counts">
+ <span><b id="received">-</b> received</span><span><b id="refused">-</b> refused</span>
+ <span><b id="forwarded">-</b> forwarded</span><span><b id="dead-lettered">-</b> dead-lettered</span>
+</div>
+<h2>Destinations</h2><table id="destinations"></table>
+<h2>Dead letters (newest first)</h2><table id="dead-letters"></table>
+<h2>Printer</h2><div id="printer">-</div>
+<h2>Media</h2><table id="media"></table>
+<h2>Disk</h2><div id="disk">-</div>
+<h2>Last errors</h2><table id="errors"></table>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+const clock = (t) => t ? new Date(t * 1000).toLocaleString() : "-";
+const size = (n) => { if (n == null) return "-"; const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; } return (i ? n.toFixed(1) : n) + " " + u[i]; };
+const span = (s) => s == null ? "-" : s < 90 ? Math.round(s) + " s" : s < 5400 ? Math.round(s / 60) + " min"
+  : Math.round(s / 3600) + " h";
+function table(el, head, rows) {
+  el.replaceChildren();
+  const tr = el.insertRow(); for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.append(th); }
+  for (const row of rows) { const r = el.insertRow();
+    for (const cell of row) { const c = r.insertCell(); const [text, cls] = Array.isArray(cell) ? cell : [cell, ""];
+      c.textContent = text == null ? "-" : String(text); if (cls) c.className = cls; } }
+  if (!rows.length) { const c = el.insertRow().insertCell(); c.textContent = "none"; c.className = "muted"; }
+}
+function draw(s) {
+  const h = $("health"); h.textContent = s.service.healthy ? "healthy" : "NOT HEALTHY: " + s.service.problem;
+  h.className = s.service.healthy ? "good" : "bad";
+  for (const k of ["received", "refused", "forwarded"]) $(k).textContent = s.counts[k];
+  $("dead-lettered").textContent = s.counts.dead_lettered;
+  table($("destinations"), ["name", "reachable", "waiting", "in flight", "dead", "oldest waiting", "last forward"],
+    Object.entries(s.destinations).map(([n, d]) => [n,
+      d.reachable == null ? ["not tried yet", "muted"] : d.reachable ? ["yes", "good"] : ["NO: " + d.reason, "bad"],
+      [d.queued + d.committing, "num"], [d.in_flight, "num"], [d.dead, d.dead ? "num bad" : "num"],
+      span(d.oldest_age_s), clock(d.last_forwarded)]));
+  table($("dead-letters"), ["job", "kind", "target", "object", "since", "tries", "reason"],
+    s.dead_letters.map((j) => [j.id, j.kind, j.target, j.sop_uid, clock(j.since), j.attempts, j.reason]));
+  const p = s.printer;
+  $("printer").textContent = p ? p.name + ": " + (p.status || "not known yet") + (p.info ? " (" + p.info + ")" : "") : "printing off";
+  table($("media"), ["drive", "medium", "busy", "last"], Object.entries(s.media || {}).map(([n, m]) => [n,
+    m.present ? (m.medium || "?") + (m.blank ? " (blank)" : "") : m.present === false ? "empty" : "unknown",
+    m.busy || "", m.last]));
+  const d = s.disk;
+  $("disk").textContent = "free " + size(d.free_bytes) + " of " + size(d.total_bytes) + ", reserve " + size(d.reserve_bytes)
+    + (d.below_reserve ? " (BELOW THE RESERVE: new images are refused)" : "");
+  $("disk").className = d.below_reserve ? "bad" : "";
+  table($("errors"), ["when", "what"], s.errors.map((e) => [clock(e.at), e.what]));
+  $("updated").textContent = clock(s.at);
+}
+const stream = new EventSource("events");
+stream.addEventListener("status", (e) => { $("stream").textContent = "live"; draw(JSON.parse(e.data)); });
+stream.onerror = () => { $("stream").textContent = stream.readyState === EventSource.CLOSED
+  ? "closed (too many pages open, or the service stopped): reload the page" : "reconnecting"; };
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,218 @@
+"""The status endpoint: an aiohttp server in a thread of its own, with its own event loop.
+
+One loop in one thread serves every client (a Prometheus scrape, a browser's status page holding a
+Server-Sent Events stream, a monitoring probe), so the DICOM threads never wait on a web client;
+what a handler reads from the index runs in the loop's executor, so a slow read does not stall the
+other clients either. Read-only by construction: only GET routes exist (aiohttp answers any other
+method 405), and none changes anything.
+
+  GET /healthz      200 "ok" when health() says so; else 503 with the reason (one line)
+  GET /status.json  the status document (gateway/status/view.py)
+  GET /metrics      the private registry in the Prometheus text format (gateway/status/metrics.py)
+  GET /             the status page (page.py); it follows /events
+  GET /events       text/event-stream: an "status" event with the status document at once, then
+                    whenever it changed, looked at every SSE_EVERY_S seconds (at most ~2 a second),
+                    a comment line every KEEPALIVE_S so that proxies keep the stream open;
+                    at most sse_max_clients streams at once (one more: 503)
+
+A configured token (status_http.token) is required on every route as `Authorization: Bearer
+<token>` (401 without it). The config refuses a bind address other than loopback without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.buffer.index import Index
+from gateway.config.status_http import StatusHttpSection
+from gateway.status import view
+from gateway.status.metrics import exposition
+from gateway.status.page import PAGE
+
+log = logging.getLogger("gateway.status")
+
+# generate_latest() writes the text format 0.0.4, which every Prometheus reads; newer
+# prometheus-client releases name another version CONTENT_TYPE_LATEST, so the type is spelled here.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SSE_EVERY_S = 0.5
+KEEPALIVE_S = 15.0
+# A start that has not bound within this long is reported as failed (seconds).
+_START_TIMEOUT_S = 10.0
+# Keys of the status document that change with the clock alone: not a reason to send an event.
+_CLOCK_KEYS = ("at", "uptime_s", "oldest_age_s")
+
+
+def _without_clock(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_clock(v) for k, v in value.items() if k not in _CLOCK_KEYS}
+    if isinstance(value, list):
+        return [_without_clock(v) for v in value]
+    return value
+
+
+class StatusServer:
+    """section: [status_http]. snapshot: StateObserver.get_status. registry: the metrics'
+    CollectorRegistry. health: None when healthy, else the reason (gateway/status/health.py).
+    index: the buffer's index, read only (None: the document's index parts stay empty).
+
+    start() binds and serves from its own thread, returns the URL; raises OSError when the address
+    cannot be bound (in use, not of this host). stop() ends within `timeout` seconds."""
+
+    def __init__(self, section: StatusHttpSection, snapshot: Callable[[], dict[str, Any]],
+                 registry: CollectorRegistry, health: Callable[[], str | None], index: Index | None = None):
+        self.section = section
+        self._snapshot = snapshot
+        self._registry = registry
+        self._health = health
+        self._index = index
+        self._token = section.token
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._stopping: asyncio.Event | None = None
+        self._clients = 0
+        self._shared: tuple[float, dict[str, Any], str] | None = None  # (monotonic, doc, stable key)
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.section.bind
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+    # -- running ------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Bind and serve; returns the URL. OSError when the address cannot be bound."""
+        self._thread = threading.Thread(target=self._run, name="status-http", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT_S):
+            raise OSError(f"status_http: the server did not start within {_START_TIMEOUT_S:.0f} s")
+        if self._failed is not None:
+            raise self._failed
+        return self.url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the streams and the socket; returns within about `timeout` seconds."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:
+                pass  # the loop already ended
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("status page: the server thread did not end within %.0f s; left behind", timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it
+            self._failed = exc
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/", self._page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/status.json", self._status)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/events", self._events)
+        # No access log: a scrape every 15 s is not news, and the journal on an SD card is not a log store.
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.section.bind, self.section.port)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._ready.set()
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+
+    # -- handlers -----------------------------------------------------------------------------------
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if self._token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+                return web.Response(status=401, text="401: send 'Authorization: Bearer <status_http.token>'\n",
+                                    headers={"WWW-Authenticate": 'Bearer realm="dicom-gateway"'})
+        return await handler(request)
+
+    async def _off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        problem = await self._off_loop(self._health)
+        if problem is None:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text=problem + "\n")
+
+    def _document(self) -> dict[str, Any]:
+        return view.build(self._snapshot(), self._index, self._health())
+
+    async def _status(self, request: web.Request) -> web.Response:
+        doc = await self._off_loop(self._document)
+        return web.json_response(doc, dumps=lambda d: json.dumps(d, indent=1))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await self._off_loop(exposition, self._registry)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html", charset="utf-8")
+
+    async def _shared_document(self) -> tuple[dict[str, Any], str]:
+        """One document for every open stream, built at most once per SSE_EVERY_S."""
+        now = time.monotonic()
+        if self._shared is None or now - self._shared[0] >= SSE_EVERY_S:
+            doc = await self._off_loop(self._document)
+            self._shared = (time.monotonic(), doc, json.dumps(_without_clock(doc), sort_keys=True))
+        return self._shared[1], self._shared[2]
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self._clients >= self.section.sse_max_clients:
+            return web.Response(status=503, text=f"503: {self._clients} status pages are open already "
+                                                 "(status_http.sse_max_clients)\n")
+        self._clients += 1
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            last_key, quiet = None, 0.0
+            while not self._stopping.is_set():
+                # A closed tab frees its slot at once, not at the next write: a browser's EventSource
+                # does not retry after a 503, so a page reloaded a few times must still get in.
+                if request.transport is None or request.transport.is_closing():
+                    break
+                doc, key = await self._shared_document()
+                if key != last_key:
+                    await resp.write(f"event: status\ndata: {json.dumps(doc)}\n\n".encode())
+                    last_key, quiet = key, 0.0
+                elif quiet >= KEEPALIVE_S:
+                    await resp.write(b": keepalive\n\n")
+                    quiet = 0.0
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), SSE_EVERY_S)
+                except asyncio.TimeoutError:
+                    quiet += SSE_EVERY_S
+            return resp
+        except ConnectionError:
+            return resp  # the page was closed: nothing to tell anyone
+        finally:
+            self._clients -= 1
