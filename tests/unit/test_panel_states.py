@@ -1,0 +1,311 @@
+"""The front panel as a whole (gateway/panel/panel.py): the states issue 9 names (ready, receiving,
+PACS down with backlog, printer jammed, media writing / done / failed, disk low, error
+acknowledged), every button in every state, short and long, at 16 and 20 columns. Time is a fake
+clock: a long press is 1.2 s of it, not of sleep."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway import event_kinds as K
+from gateway.commands import CommandResult, Commands
+from gateway.events import Event
+from gateway.panel import Panel, PanelSettings, StudyChoice
+from gateway.panel.display import encode_a00
+from gateway.panel.leds import FAST, FLICKER, OFF, ON, SLOW
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Recorder:
+    """Stands for gateway.commands.Commands: records the calls, answers like it."""
+
+    def __init__(self, refuse: str = "", raises: Exception | None = None):
+        self.calls: list[tuple] = []
+        self.refuse, self.raises = refuse, raises
+
+    def export(self, study_uids, drive=None, copies=1):
+        self.calls.append(("export", tuple(study_uids), drive))
+        return self._answer("export", "1 media queued for drive " + str(drive))
+
+    def eject(self, drive):
+        self.calls.append(("eject", drive))
+        return self._answer("eject", f"drive {drive}: medium released")
+
+    def _answer(self, verb, summary):
+        if self.raises:
+            raise self.raises
+        return CommandResult(verb, refused=self.refuse) if self.refuse else CommandResult(verb, summary=summary)
+
+
+STUDIES = [StudyChoice("1.2.3", "PID42", "Yamada^Tarou=山田^太郎=やまだ^たろう", "20261129", "CT"),
+           StudyChoice("1.2.4", "PID7", "Müller^Jürgen", "20261128", "MR")]
+
+
+def make(width=16, drives=("cd",), printer=True, studies=STUDIES, capture=None, commands=None, **settings):
+    clock = Clock()
+    panel = Panel(commands or Recorder(), drives=drives, printer=printer, studies=lambda: list(studies),
+                  capture=capture, settings=PanelSettings(width=width, **settings), clock=clock)
+    return panel, clock
+
+
+def feed(panel, clock, *payloads):
+    for p in payloads:
+        panel.apply(Event(p.KIND, p.as_dict(), clock.t, p))
+
+
+def tap(panel, clock, button, hold=0.1):
+    panel.button_down(button)
+    clock.t += hold
+    panel.tick()
+    panel.button_up(button)
+
+
+def hold(panel, clock, button):
+    tap(panel, clock, button, hold=1.2)
+
+
+def lines(panel):
+    one, two = panel.lines()
+    assert len(one) == len(two) == panel.settings.width
+    encode_a00(one + two)  # only what the ROM shows
+    return one.rstrip(), two.rstrip()
+
+
+TICK = K.QueueDepths(counts=())
+DOWN = K.DestinationDown(target="pacs", reason="connection refused", retry_in=30)
+BACKLOG = K.QueueDepths(counts=(("forward", "pacs", "queued", 12),))
+JAM = K.PrinterStatusChanged(status="FAILURE", info="FILM JAM")
+INSERTED = K.MediaInserted(drive="cd", medium="cd", blank=True)
+STARTED = K.ExportStarted(job_id=4, drive="cd", profile="STD-GEN-CD", studies=2, instances=90, part=1, of=2)
+WRITTEN = K.ExportWritten(job_id=4, drive="cd", volume_id="DICOM_J4", files=93, bytes=1, studies=2, instances=90,
+                          part=1, of=2)
+VERIFIED = K.ExportVerified(job_id=4, drive="cd", volume_id="DICOM_J4", studies=2, instances=90, part=1, of=2)
+FAILED = K.ExportFailed(job_id=4, drive="cd", reason="read-back mismatch", state="queued", attempt=1, studies=2,
+                        instances=90)
+LOW = K.DiskSpace(free_bytes=10, total_bytes=1000, reserve_bytes=100)
+
+
+# -- the states ---------------------------------------------------------------------------------------
+def test_starting_then_ready():
+    panel, clock = make()
+    assert lines(panel) == ("STARTING", "QUEUE 0   DEAD 0")
+    assert panel.leds()["power"] is SLOW
+    feed(panel, clock, TICK, K.DestinationUp(target="pacs"))
+    assert lines(panel) == ("READY", "QUEUE 0   DEAD 0")
+    assert {k: v.name for k, v in panel.leds().items()} == {
+        "power": "on", "network": "on", "activity": "off", "backlog": "off", "media": "off", "printer": "off",
+        "error": "off"}
+
+
+def test_receiving():
+    panel, clock = make()
+    feed(panel, clock, TICK, K.Received(sop_uid="1.9", calling_ae="CT1", source="AE:CT1", outcome="stored"))
+    assert lines(panel)[0] == "RECEIVING" and panel.leds()["activity"] is FLICKER
+    clock.t += 3
+    assert lines(panel)[0] == "READY" and panel.leds()["activity"] is OFF
+
+
+def test_pacs_down_with_backlog():
+    panel, clock = make()
+    feed(panel, clock, TICK, DOWN, BACKLOG)
+    assert lines(panel) == ("PACS DOWN", "QUEUE 12  DEAD 0")
+    assert (panel.leds()["network"], panel.leds()["backlog"], panel.leds()["error"]) == (SLOW, SLOW, OFF)
+    feed(panel, clock, K.DestinationUp(target="pacs"))
+    assert lines(panel)[0] == "READY" and panel.leds()["backlog"] is ON
+
+
+def test_printer_jammed_then_acknowledged_then_cleared():
+    panel, clock = make()
+    feed(panel, clock, TICK, JAM)
+    assert lines(panel) == ("!PRINTER FAULT", "FILM JAM")
+    assert (panel.leds()["printer"], panel.leds()["error"]) == (FAST, FAST)
+    tap(panel, clock, "ack")
+    assert lines(panel)[0] == "READY"                      # acknowledged: the pages are back
+    assert (panel.leds()["printer"], panel.leds()["error"]) == (FAST, ON)
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")
+    assert lines(panel) == ("PRINTER  FAILURE", "FILM JAM")
+    feed(panel, clock, K.PrinterStatusChanged(status="NORMAL", info="NORMAL"))
+    assert panel.leds()["error"] is OFF and panel.leds()["printer"] is OFF
+
+
+def test_media_writing_verifying_done():
+    panel, clock = make(width=20)
+    feed(panel, clock, TICK, INSERTED)
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")                             # status -> studies -> media
+    assert lines(panel) == ("CD          CD BLANK", "")
+    feed(panel, clock, STARTED)
+    assert lines(panel) == ("CD                CD", "WRITING 1/2") and panel.leds()["media"] is SLOW
+    feed(panel, clock, WRITTEN)
+    assert lines(panel)[1] == "VERIFYING"
+    feed(panel, clock, VERIFIED)
+    assert lines(panel)[1] == "VERIFIED" and panel.leds()["media"] is ON and panel.leds()["error"] is OFF
+
+
+def test_media_failed():
+    panel, clock = make()
+    feed(panel, clock, TICK, INSERTED, STARTED, FAILED)
+    assert lines(panel) == ("!EXPORT FAILED", "cd: read-back mi")
+    assert (panel.leds()["media"], panel.leds()["error"]) == (FAST, SLOW)   # momentary: already over
+    tap(panel, clock, "ack")
+    assert panel.leds()["error"] is OFF and panel.leds()["media"] is FAST   # until the disc is out
+    feed(panel, clock, K.MediaRemoved(drive="cd"))
+    assert panel.leds()["media"] is OFF
+
+
+def test_disk_low():
+    panel, clock = make()
+    feed(panel, clock, TICK, LOW)
+    assert lines(panel) == ("!DISK LOW", "free space is un")
+    assert (panel.leds()["power"], panel.leds()["error"]) == (FAST, FAST)
+    tap(panel, clock, "ack")
+    assert lines(panel)[0] == "DISK LOW" and panel.leds()["error"] is ON
+    feed(panel, clock, LOW)                                  # the next tick is no news
+    assert panel.leds()["error"] is ON
+    feed(panel, clock, K.DiskSpace(free_bytes=500, total_bytes=1000, reserve_bytes=100))
+    assert lines(panel)[0] == "READY" and panel.leds()["error"] is OFF and panel.leds()["power"] is ON
+
+
+def test_several_alarms_walked_and_acknowledged_at_once():
+    panel, clock = make()
+    feed(panel, clock, TICK, JAM, K.DeadLettered(target="pacs", sop_uid="1.2", reason="0xA700"))
+    assert lines(panel)[0] == "!JOB GIVEN U 1/2"          # 16 columns: the title is cut, not the count
+    tap(panel, clock, "next")
+    assert lines(panel)[0] == "!PRINTER FAU 2/2"
+    tap(panel, clock, "previous")
+    assert lines(panel)[0] == "!JOB GIVEN U 1/2"
+    hold(panel, clock, "ack")
+    assert panel.alarms.unacknowledged() == [] and lines(panel)[0] == "READY"
+    assert panel.leds()["error"] is ON                        # the jam stands
+
+
+# -- every button in every state -------------------------------------------------------------------------
+def test_export_needs_a_study_on_the_display_and_a_long_press():
+    rec = Recorder()
+    panel, clock = make(width=20, commands=rec)
+    feed(panel, clock, TICK)
+    tap(panel, clock, "export")                              # from status: go to the studies
+    assert lines(panel) == ("Yamada Tarou", "PID42      CT 261129")
+    tap(panel, clock, "export")
+    assert lines(panel) == ("HOLD EXPORT", "to write cd") and rec.calls == []
+    clock.t += 5                                              # the message goes by itself
+    tap(panel, clock, "next")
+    assert lines(panel) == ("Müller Jürgen", "PID7       MR 261128")
+    hold(panel, clock, "export")
+    assert rec.calls == [("export", ("1.2.4",), "cd")]
+    assert lines(panel) == ("EXPORT OK", "1 media queued for d")
+
+
+def test_export_in_alarm_view_is_refused_and_eject_capture_still_work():
+    rec = Recorder()
+    panel, clock = make(commands=rec, capture=lambda: CommandResult("capture", summary="frame 1 stored"))
+    feed(panel, clock, TICK, FAILED)
+    for how in (tap, hold):
+        how(panel, clock, "export")
+        assert lines(panel) == ("ACK ALARM FIRST", "then choose stud")
+    hold(panel, clock, "eject")
+    assert rec.calls == [("eject", "cd")] and lines(panel) == ("EJECT OK", "drive cd: medium")
+    tap(panel, clock, "capture")
+    assert lines(panel) == ("CAPTURE OK", "frame 1 stored")
+    clock.t += 5
+    assert lines(panel)[0] == "!EXPORT FAILED"               # back to the alarm when the message ends
+
+
+def test_no_studies_no_drive_no_grabber():
+    panel, clock = make(drives=(), studies=[], printer=False)
+    feed(panel, clock, TICK)
+    hold(panel, clock, "export")
+    assert lines(panel) == ("NO STUDIES", "to export")
+    tap(panel, clock, "eject")
+    assert lines(panel) == ("NO MEDIA DRIVE", "")
+    hold(panel, clock, "capture")
+    assert lines(panel) == ("NO GRABBER", "capture is off")
+    tap(panel, clock, "ack")                                 # dismisses the message
+    assert lines(panel)[0] == "READY"
+    tap(panel, clock, "ack")
+    assert lines(panel) == ("NO NEW ALARMS", "0 standing")
+    tap(panel, clock, "next")                                # only the status page: stays there
+    assert lines(panel)[0] == "READY"
+
+
+def test_refusals_and_failures_are_shown_not_raised():
+    panel, clock = make(commands=Recorder(refuse="eject: drive cd is writing or verifying its medium; it ejects"))
+    tap(panel, clock, "eject")
+    assert lines(panel) == ("EJECT REFUSED", "drive cd is writ")
+    panel, clock = make(commands=Recorder(raises=RuntimeError("index locked")),
+                        capture=lambda: (_ for _ in ()).throw(OSError("no signal")))
+    tap(panel, clock, "eject")
+    assert lines(panel) == ("EJECT FAILED", "index locked")
+    tap(panel, clock, "capture")
+    assert lines(panel) == ("CAPTURE FAILED", "no signal")
+
+
+def test_eject_with_the_real_commands_facade_refuses_an_unknown_drive():
+    commands = Commands(None, None, wake=lambda: None, drives={})
+    panel, clock = make(commands=commands)
+    tap(panel, clock, "eject")
+    assert lines(panel) == ("EJECT REFUSED", "unknown drive 'c")
+
+
+def test_eject_targets_the_drive_on_the_media_screen():
+    rec = Recorder()
+    panel, clock = make(drives=("cd", "usb"), commands=rec)
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")
+    tap(panel, clock, "next")                                # media: cd -> usb
+    tap(panel, clock, "eject")
+    tap(panel, clock, "previous")
+    tap(panel, clock, "previous")                            # back to the study list
+    tap(panel, clock, "eject")                               # not on a media screen: the first drive
+    assert rec.calls == [("eject", "usb"), ("eject", "cd")]
+
+
+def test_the_chosen_study_stays_chosen_when_a_newer_one_arrives():
+    studies = list(STUDIES)
+    rec = Recorder()
+    panel, clock = make(commands=rec, studies=studies)
+    tap(panel, clock, "next")
+    tap(panel, clock, "next")                                # on Müller
+    studies.insert(0, StudyChoice("1.2.9", "PID1", "New^Patient", "20261129", "US"))
+    tap(panel, clock, "next")
+    tap(panel, clock, "previous")
+    hold(panel, clock, "export")
+    assert rec.calls == [("export", ("1.2.4",), "cd")]
+
+
+@pytest.mark.parametrize("width, one, two", [(16, "ID PID42", "1/2    CT 261129"), (20, "ID PID42", "1/2        CT 261129")])
+def test_names_hidden_by_setting(width, one, two):
+    panel, clock = make(width=width, show_patient_name=False)
+    tap(panel, clock, "export")
+    assert lines(panel) == (one, two)
+
+
+def test_kanji_only_name_shows_the_id():
+    panel, clock = make(studies=[StudyChoice("1.5", "PID5", "=山田^太郎", "20261129", "CT")])
+    tap(panel, clock, "export")
+    assert lines(panel) == ("ID PID5", "1/1    CT 261129")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"width": 24}, "panel width 24: the display has 16 or 20 columns"),
+    ({"long_press_s": 0.1}, "panel long_press_s 0.1: give 0.3 to 5 seconds"),
+    ({"message_s": 0}, "panel message_s 0: give 1 to 60 seconds"),
+])
+def test_settings_are_bounded(bad, message):
+    with pytest.raises(ValueError, match=message):
+        PanelSettings(**bad)
+
+
+def test_an_unknown_button_is_one_precise_line():
+    panel, _ = make()
+    with pytest.raises(ValueError, match="unknown panel button 'menu'"):
+        panel.button_down("menu")
