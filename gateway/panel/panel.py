@@ -12,7 +12,9 @@ feeds it and reads it. Every button press ends in a message or a screen change, 
 a command that raises is shown as "<VERB> FAILED" with its one line.
 
 What the buttons do (short / long; "alarm view" = an alarm is unacknowledged and on the display):
-  ACK        acknowledge the alarm shown / every alarm. Without alarms: dismiss the message shown.
+  any        ends the message shown (a command's answer); an ACK that ended one does nothing more,
+             so that no alarm is acknowledged that was not on the display.
+  ACK        acknowledge the alarm shown / every alarm. Without alarms: "NO NEW ALARMS".
   NEXT/PREV  next / previous screen; long: next / previous page. In alarm view: the next alarm.
   EXPORT     on a study's screen: short shows "hold to export"; long queues that study for the
              selected drive (Commands.export). Elsewhere: go to the studies. In alarm view:
@@ -141,16 +143,17 @@ class Panel:
     def press(self, press: Press) -> None:
         """Act on one decided press (the tracker's, or a test's / the simulator's directly)."""
         button = check_button(press.button)
+        # Any press ends the message shown: the operator has read it, and what the press does
+        # next (a screen, another message) must not hide behind it.
+        had_message, self._message = self._message_shown(), None
         if self.alarms.unacknowledged():
-            self._alarm_view(button, press.long)
+            if not (button == "ack" and had_message):  # the first ACK after a message only dismisses it
+                self._alarm_view(button, press.long)
             return
         if button == "ack":
-            if self._message_shown():
-                self._message = None
-            else:
+            if not had_message:
                 self._say("NO NEW ALARMS", f"{len(self.alarms.all())} standing")
         elif button in ("next", "previous"):
-            self._message = None
             # One look at the buffer per press: the list is fresh whenever it is walked into.
             self._refresh_studies()
             self.screens.move(self._sizes(), forward=button == "next", long=press.long)
@@ -236,14 +239,12 @@ class Panel:
     def _alarm_view(self, button: str, long: bool) -> None:
         pending = self.alarms.unacknowledged()
         if button == "ack":
-            self._message = None
             if long:
                 self.alarms.acknowledge_all()
             else:
                 self.alarms.acknowledge(pending[min(self.alarm_item, len(pending) - 1)].key)
             self.alarm_item = 0
         elif button in ("next", "previous"):
-            self._message = None
             self.alarm_item = (min(self.alarm_item, len(pending) - 1) + (1 if button == "next" else -1)) % len(pending)
         elif button == "export":
             self._say("ACK ALARM FIRST", "then choose study")

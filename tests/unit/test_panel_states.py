@@ -309,3 +309,72 @@ def test_an_unknown_button_is_one_precise_line():
     panel, _ = make()
     with pytest.raises(ValueError, match="unknown panel button 'menu'"):
         panel.button_down("menu")
+
+
+# -- the whole matrix: each button, short and long, in each state -----------------------------------------
+def _state(name):
+    rec = Recorder()
+    panel, clock = make(commands=rec)
+    feed(panel, clock, TICK, INSERTED)
+    if name == "studies":
+        tap(panel, clock, "export")
+    elif name == "media":
+        hold(panel, clock, "next"), hold(panel, clock, "next")
+    elif name == "printer":
+        hold(panel, clock, "previous")
+    elif name == "alarm":
+        feed(panel, clock, FAILED)
+    elif name == "message":
+        tap(panel, clock, "capture")
+    return panel, clock, rec
+
+
+STATE_LINE = {"status": "READY", "studies": "Yamada Tarou", "media": "CD      CD BLANK",
+              "printer": "PRINTER        ?", "alarm": "!EXPORT FAILED", "message": "NO GRABBER"}
+STUDY, SECOND, MEDIA, PRINTER, READY = "Yamada Tarou", "Müller Jürgen", "CD      CD BLANK", "PRINTER        ?", "READY"
+ALARM = "!EXPORT FAILED"
+# (state, button, long) -> line 1 after the press; the states in order status, studies, media, printer, alarm, message
+MATRIX = {
+    ("export", False): (STUDY, "HOLD EXPORT", STUDY, STUDY, "ACK ALARM FIRST", STUDY),
+    ("export", True): (STUDY, "EXPORT OK", STUDY, STUDY, "ACK ALARM FIRST", STUDY),
+    ("eject", False): ("EJECT OK",) * 6,
+    ("eject", True): ("EJECT OK",) * 6,
+    ("capture", False): ("NO GRABBER",) * 6,
+    ("capture", True): ("NO GRABBER",) * 6,
+    ("next", False): (STUDY, SECOND, PRINTER, READY, ALARM, STUDY),
+    ("next", True): (STUDY, MEDIA, PRINTER, READY, ALARM, STUDY),
+    ("previous", False): (PRINTER, READY, SECOND, MEDIA, ALARM, PRINTER),
+    ("previous", True): (PRINTER, READY, STUDY, MEDIA, ALARM, PRINTER),
+    ("ack", False): ("NO NEW ALARMS",) * 4 + (READY, READY),
+    ("ack", True): ("NO NEW ALARMS",) * 4 + (READY, READY),
+}
+STATES = ("status", "studies", "media", "printer", "alarm", "message")
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("button, long", list(MATRIX))
+def test_every_button_in_every_state(state, button, long):
+    panel, clock, rec = _state(state)
+    assert lines(panel)[0] == STATE_LINE[state]
+    (hold if long else tap)(panel, clock, button)
+    assert lines(panel)[0] == MATRIX[button, long][STATES.index(state)]
+    calls = {"eject": [("eject", "cd")], "export": [("export", ("1.2.3",), "cd")] if state == "studies" and long else []}
+    assert rec.calls == calls.get(button, [])
+    if state == "alarm" and button == "ack":
+        assert panel.alarms.all() == []            # momentary: acknowledged, gone
+
+
+def test_fed_from_the_real_event_bus():
+    from gateway.events import EventBus
+    from gateway.panel.facts import FOLDED
+
+    bus = EventBus()
+    sub = bus.subscribe(kinds=FOLDED)                 # every folded kind is in the catalogue
+    panel, clock = make()
+    bus.publish(TICK)
+    bus.publish(DOWN)
+    bus.publish(BACKLOG)
+    bus.publish(K.CommitmentRefused(target="pacs", reason="x"))   # not folded: not delivered
+    while not sub.empty():
+        panel.apply(sub.get_nowait())
+    assert lines(panel) == ("PACS DOWN", "QUEUE 12  DEAD 0")
