@@ -378,3 +378,24 @@ def test_fed_from_the_real_event_bus():
     while not sub.empty():
         panel.apply(sub.get_nowait())
     assert lines(panel) == ("PACS DOWN", "QUEUE 12  DEAD 0")
+
+
+def test_an_ack_that_ends_a_message_acknowledges_nothing():
+    panel, clock = make()
+    feed(panel, clock, TICK, JAM)
+    tap(panel, clock, "eject")                        # its answer covers the alarm
+    assert lines(panel)[0] == "EJECT OK"
+    tap(panel, clock, "ack")
+    assert lines(panel)[0] == "!PRINTER FAULT" and len(panel.alarms.unacknowledged()) == 1
+    tap(panel, clock, "ack")
+    assert panel.alarms.unacknowledged() == [] and panel.leds()["error"] is ON
+
+
+def test_a_full_disk_refusing_every_image_is_acknowledged_once():
+    panel, clock = make()
+    feed(panel, clock, TICK, K.DiskFull(detail="ENOSPC"))
+    assert lines(panel) == ("!DISK FULL", "images are refus")
+    tap(panel, clock, "ack")
+    feed(panel, clock, K.DiskFull(detail="ENOSPC"), K.DiskFull(detail="ENOSPC"))
+    assert panel.alarms.unacknowledged() == [] and panel.leds()["error"] is ON
+    assert lines(panel)[0] == "DISK FULL"
