@@ -45,6 +45,7 @@ class Alarm:
 
     @property
     def acknowledged(self) -> bool:
+        """Acknowledged and still active (an acknowledged alarm that cleared is gone)."""
         return self.state is AlarmState.ACK_ACTIVE
 
 
@@ -115,4 +116,5 @@ class Alarms:
         return sorted(self._by_key.values(), key=lambda a: -a.seq)
 
     def get(self, key: str) -> Alarm | None:
+        """The alarm `key`, None when there is none."""
         return self._by_key.get(key)

@@ -55,9 +55,12 @@ class ButtonTracker:
         self._fired: set[str] = set()
 
     def down(self, button: str, at: float) -> None:
+        """`button` went down at `at` (seconds). UnknownButton for a name not in BUTTONS."""
         self._down.setdefault(check_button(button), at)
 
     def up(self, button: str, at: float) -> Press | None:
+        """`button` came up at `at`: its Press, or None when its long press already fired or it
+        was not down."""
         start = self._down.pop(check_button(button), None)
         if start is None:
             return None
@@ -67,6 +70,7 @@ class ButtonTracker:
         return Press(button, long=at - start >= self.long_s)
 
     def poll(self, at: float) -> list[Press]:
+        """The long presses due at `at`: buttons held at least long_s, each once."""
         out = []
         for button, start in self._down.items():
             if button not in self._fired and at - start >= self.long_s:
@@ -76,6 +80,7 @@ class ButtonTracker:
 
     @property
     def held(self) -> frozenset[str]:
+        """The buttons down now."""
         return frozenset(self._down)
 
 
@@ -89,6 +94,7 @@ class Screens:
         self.item = 0
 
     def go(self, page: str, item: int = 0) -> None:
+        """Show `item` of `page` (one of PAGES)."""
         self.page, self.item = page, item
 
     def move(self, sizes: dict[str, int], forward: bool, long: bool) -> None:

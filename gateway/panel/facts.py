@@ -92,6 +92,7 @@ class Facts:
     forwarded: int = 0
 
     def drive(self, name: str) -> Drive:
+        """The drive `name` (created unknown on first mention: a drive the config names before any event)."""
         return self.drives.setdefault(name, Drive())
 
     def apply(self, ev: Event, alarms: Alarms) -> None:

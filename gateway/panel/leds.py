@@ -55,12 +55,15 @@ ACTIVITY_S = 2.0  # the activity LED flickers this long after the last instance 
 
 
 def power(facts: Facts) -> Pattern:
+    """ON ready (the housekeeping tick counted the queue), SLOW starting, FAST images refused
+    (disk under the reserve or full)."""
     if facts.below_reserve:
         return FAST
     return ON if facts.counted else SLOW
 
 
 def network(facts: Facts) -> Pattern:
+    """ON every destination heard of is reachable, SLOW one is down, OFF none tried yet."""
     known = [r for r in facts.destinations.values() if r is not None]
     if any(r is False for r in known):
         return SLOW
@@ -68,11 +71,15 @@ def network(facts: Facts) -> Pattern:
 
 
 def activity(facts: Facts, now: float) -> Pattern:
+    """FLICKER for ACTIVITY_S seconds after an instance was received or forwarded or a film
+    printed (`now`: seconds since the epoch), else OFF."""
     recent = facts.last_activity is not None and now - facts.last_activity < ACTIVITY_S
     return FLICKER if recent else OFF
 
 
 def backlog(facts: Facts) -> Pattern:
+    """FAST a forward or print job is dead-lettered, SLOW jobs wait while a destination is down,
+    ON jobs wait (draining), OFF none."""
     if facts.dead:
         return FAST
     if facts.waiting:
@@ -81,6 +88,8 @@ def backlog(facts: Facts) -> Pattern:
 
 
 def media(facts: Facts) -> Pattern:
+    """Over every drive: FAST a medium's export or read failed, SLOW a drive is busy, ON a
+    medium is in, OFF none."""
     drives = facts.drives.values()
     if any(d.failed for d in drives):
         return FAST
@@ -90,6 +99,8 @@ def media(facts: Facts) -> Pattern:
 
 
 def printer(facts: Facts) -> Pattern:
+    """By Printer Status (PS3.3 C.13.9.1): FAST FAILURE, SLOW WARNING; else ON while a job is
+    PRINTING (Execution Status, C.13.8.1), OFF idle."""
     if facts.printer_status == "FAILURE":
         return FAST
     if facts.printer_status == "WARNING":
@@ -98,6 +109,8 @@ def printer(facts: Facts) -> Pattern:
 
 
 def error(alarms: Alarms) -> Pattern:
+    """By the alarms' ISA-18.2 states: FAST one unacknowledged and active, SLOW one cleared but
+    unacknowledged, ON only acknowledged ones standing, OFF none."""
     states = {a.state for a in alarms.all()}
     if AlarmState.UNACK_ACTIVE in states:
         return FAST
