@@ -11,10 +11,11 @@ the drivers (drivers/panel/) and the loop that feeds the panel are wired by gate
   panel.py    Panel: ties them; the README's "The front panel" has the LED table
 
 Floor: "domains" (tests/unit/test_layers.py), beside gateway.print and gateway.media. It imports
-only the leaves (events, event_kinds) and gateway.state's vocabulary; it calls the operator verbs
-through the Commands object it is given, never by importing gateway.commands (the app floor).
+only the leaves (events, event_kinds), its config section (gateway.config.panel) and
+gateway.state's vocabulary; it calls the operator verbs through the Commands object it is given,
+never by importing gateway.commands (the app floor).
 """
 
-from gateway.panel.panel import Panel, PanelSettings, StudyChoice
+from gateway.panel.panel import Panel, StudyChoice
 
-__all__ = ["Panel", "PanelSettings", "StudyChoice"]
+__all__ = ["Panel", "StudyChoice"]

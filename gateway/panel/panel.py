@@ -1,7 +1,7 @@
 """The front panel's state machine: events and button edges in, LED patterns and two display lines out.
 
     panel = Panel(commands, drives=["cd"], printer=True, studies=recent_studies, capture=None,
-                  settings=PanelSettings(width=20), clock=time.time)
+                  settings=config.panel, clock=time.time)
     panel.apply(event)                 # each event of kinds facts.FOLDED, in order
     panel.button_down("export"); panel.button_up("export")
     panel.tick()                       # now and then (say 10 Hz): long presses while held
@@ -25,7 +25,7 @@ What the buttons do (short / long; "alarm view" = an alarm is unacknowledged and
 Exporting takes a long press because a disc handed to the wrong patient is a privacy breach; eject
 and capture are safe in every state (Commands refuses an eject that would ruin a medium).
 
-Patient names: shown on the studies screens by default (PanelSettings.show_patient_name). The
+Patient names: shown on the studies screens by default ([panel] show_patient_name, gateway/config/panel.py). The
 radiographer choosing a study to write on a disc for the patient in front of them confirms it
 with two identifiers, name and patient ID (the usual patient identification rule, e.g. The Joint
 Commission NPSG.01.01.01); the ID alone invites exporting the neighbour's study. A box in a public
@@ -39,10 +39,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from gateway.config.panel import PanelSection
 from gateway.events import Event
 from gateway.panel import display, leds
 from gateway.panel.alarms import Alarms
-from gateway.panel.buttons import LONG_PRESS_S, ButtonTracker, Press, Screens, check_button
+from gateway.panel.buttons import ButtonTracker, Press, Screens, check_button
 from gateway.panel.facts import Facts
 
 
@@ -68,36 +69,17 @@ class StudyChoice:
     modality: str = ""
 
 
-@dataclass(frozen=True)
-class PanelSettings:
-    """width: display columns (16 or 20). long_press_s: hold time of a long press (0.3-5 s).
-    message_s: how long a command's answer stays (1-60 s). show_patient_name: names on the studies
-    screens. ValueError with one line naming the first bad value."""
-
-    width: int = 16
-    long_press_s: float = LONG_PRESS_S
-    message_s: float = 4.0
-    show_patient_name: bool = True
-
-    def __post_init__(self) -> None:
-        if self.width not in display.WIDTHS:
-            raise ValueError(f"panel width {self.width!r}: the display has 16 or 20 columns")
-        if not 0.3 <= self.long_press_s <= 5:
-            raise ValueError(f"panel long_press_s {self.long_press_s!r}: give 0.3 to 5 seconds")
-        if not 1 <= self.message_s <= 60:
-            raise ValueError(f"panel message_s {self.message_s!r}: give 1 to 60 seconds")
-
-
 class Panel:
     """The front panel's logic. commands: a CommandsLike. drives: the configured media drive names
     (the media screens, EJECT's target). printer: printing is configured (the printer screen).
+    settings: the config's [panel] (width, long press, message time, names shown).
     studies: returns the studies to offer (newest first), called when the studies page is entered
     and on each step through it. capture: takes a frame (None: no grabber). clock: seconds since the
     epoch, the same clock as the events' `at`."""
 
     def __init__(self, commands: CommandsLike, *, drives: Sequence[str] = (), printer: bool = False,
                  studies: Callable[[], Sequence[StudyChoice]] = lambda: (),
-                 capture: Callable[[], Any] | None = None, settings: PanelSettings = PanelSettings(),
+                 capture: Callable[[], Any] | None = None, settings: PanelSection = PanelSection(),
                  clock: Callable[[], float] = time.time):
         self.commands = commands
         self.drives = list(drives)

@@ -10,7 +10,9 @@ import pytest
 from gateway import event_kinds as K
 from gateway.commands import CommandResult, Commands
 from gateway.events import Event
-from gateway.panel import Panel, PanelSettings, StudyChoice
+from gateway import config
+from gateway.config.panel import PanelSection
+from gateway.panel import Panel, StudyChoice
 from gateway.panel.display import encode_a00
 from gateway.panel.leds import FAST, FLICKER, OFF, ON, SLOW
 
@@ -51,7 +53,7 @@ STUDIES = [StudyChoice("1.2.3", "PID42", "Yamada^Tarou=山田^太郎=やまだ^�
 def make(width=16, drives=("cd",), printer=True, studies=STUDIES, capture=None, commands=None, **settings):
     clock = Clock()
     panel = Panel(commands or Recorder(), drives=drives, printer=printer, studies=lambda: list(studies),
-                  capture=capture, settings=PanelSettings(width=width, **settings), clock=clock)
+                  capture=capture, settings=PanelSection(width=width, **settings), clock=clock)
     return panel, clock
 
 
@@ -295,14 +297,22 @@ def test_kanji_only_name_shows_the_id():
     assert lines(panel) == ("ID PID5", "1/1    CT 261129")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"width": 24}, "panel width 24: the display has 16 or 20 columns"),
-    ({"long_press_s": 0.1}, "panel long_press_s 0.1: give 0.3 to 5 seconds"),
-    ({"message_s": 0}, "panel message_s 0: give 1 to 60 seconds"),
+@pytest.mark.parametrize("override, problem", [
+    ("panel.width=24", "panel.width: Input should be 16 or 20 (got 24)"),
+    ("panel.long_press_s=0.1", "panel.long_press_s: Input should be greater than or equal to 0.3 (got 0.1)"),
+    ("panel.message_s=0", "panel.message_s: Input should be greater than or equal to 1 (got 0)"),
+    ('panel.show_patient_name="no"', "panel.show_patient_name: Input should be a valid boolean (got 'no')"),
+    ('panel.colour="red"', "panel.colour: unknown key"),
 ])
-def test_settings_are_bounded(bad, message):
-    with pytest.raises(ValueError, match=message):
-        PanelSettings(**bad)
+def test_the_panel_config_is_strict(override, problem):
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(None, [override])
+    assert caught.value.problems == [problem]
+
+
+def test_the_panel_config_defaults():
+    assert config.load(None, []).config.panel == PanelSection(width=16, long_press_s=1.0, message_s=4.0,
+                                                               show_patient_name=True)
 
 
 def test_an_unknown_button_is_one_precise_line():
