@@ -16,7 +16,7 @@ What the buttons do (short / long; "alarm view" = an alarm is unacknowledged and
              so that no alarm is acknowledged that was not on the display.
   ACK        acknowledge the alarm shown / every alarm. Without alarms: "NO NEW ALARMS".
   NEXT/PREV  next / previous screen; long: next / previous page. In alarm view: the next alarm.
-  EXPORT     on a study's screen: short shows "hold to export"; long queues that study for the
+  EXPORT     on a study's screen: short shows "HOLD EXPORT"; long queues that study for the
              selected drive (Commands.export). Elsewhere: go to the studies. In alarm view:
              refused ("ACK ALARM FIRST"): the study to write must be on the display when it is chosen.
   EJECT      the selected drive (the media screen's, else the first) gives its medium back
@@ -25,12 +25,12 @@ What the buttons do (short / long; "alarm view" = an alarm is unacknowledged and
 Exporting takes a long press because a disc handed to the wrong patient is a privacy breach; eject
 and capture are safe in every state (Commands refuses an eject that would ruin a medium).
 
-Patient names: shown on the studies screens by default ([panel] show_patient_name, gateway/config/panel.py). The
-radiographer choosing a study to write on a disc for the patient in front of them confirms it
-with two identifiers, name and patient ID (the usual patient identification rule, e.g. The Joint
-Commission NPSG.01.01.01); the ID alone invites exporting the neighbour's study. A box in a public
-place sets show_patient_name = false and gets the ID, modality and date only. Names never reach a
-log from here (the panel logs nothing).
+Patient names: shown on the studies screens by default ([panel] show_patient_name,
+gateway/config/panel.py). The radiographer choosing a study to write on a disc for the patient in
+front of them confirms it with two identifiers, name and patient ID (the usual patient
+identification rule, e.g. The Joint Commission NPSG.01.01.01); the ID alone invites exporting the
+neighbour's study. A box in a public place sets show_patient_name = false and gets the ID, modality
+and date only. Names never reach a log from here (the panel logs nothing).
 """
 
 from __future__ import annotations
@@ -186,7 +186,8 @@ class Panel:
             state = "RECEIVING"
         else:
             state = "READY"
-        return display.fit(display.to_rom(state.upper()), w), display.two_columns(f"QUEUE {f.waiting}", f"DEAD {f.dead}", w)
+        return (display.fit(display.to_rom(state.upper()), w),
+                display.two_columns(f"QUEUE {f.waiting}", f"DEAD {f.dead}", w))
 
     def _study_lines(self, s: StudyChoice) -> tuple[str, str]:
         w = self.settings.width
@@ -195,7 +196,8 @@ class Panel:
         detail = " ".join(x for x in (display.to_rom(s.modality), s.study_date[2:8]) if x)
         if name:
             return display.fit(name, w), display.two_columns(pid, detail, w)
-        return display.fit(f"ID {pid}", w), display.two_columns(f"{self.screens.item + 1}/{len(self.studies)}", detail, w)
+        position = f"{self.screens.item + 1}/{len(self.studies)}"
+        return display.fit(f"ID {pid}", w), display.two_columns(position, detail, w)
 
     def _drive_lines(self, name: str) -> tuple[str, str]:
         w, d = self.settings.width, self.facts.drive(name)
