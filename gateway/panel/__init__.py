@@ -8,14 +8,16 @@ the drivers (drivers/panel/) and the loop that feeds the panel are wired by gate
   leds.py     each LED's pattern (off, steady, blink as Linux LED timer delays)
   display.py  lines of 16 or 20 columns in HD44780 ROM A00 characters; names transliterated
   buttons.py  short / long presses, and the screens NEXT / PREVIOUS walk
+  studies.py  the studies offered for export, from the buffer's index
   panel.py    Panel: ties them; the README's "The front panel" has the LED table
 
 Floor: "domains" (tests/unit/test_layers.py), beside gateway.print and gateway.media. It imports
 only the leaves (events, event_kinds), its config section (gateway.config.panel) and
-gateway.state's vocabulary; it calls the operator verbs through the Commands object it is given,
-never by importing gateway.commands (the app floor).
+gateway.state's vocabulary; the buffer's index (for the study list) and the operator verbs come in
+as objects it is given, so it never imports gateway.commands (the app floor).
 """
 
-from gateway.panel.panel import Panel, StudyChoice
+from gateway.panel.panel import Panel
+from gateway.panel.studies import StudyChoice, recent_studies
 
-__all__ = ["Panel", "StudyChoice"]
+__all__ = ["Panel", "StudyChoice", "recent_studies"]

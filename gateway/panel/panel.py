@@ -36,7 +36,6 @@ and date only. Names never reach a log from here (the panel logs nothing).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from gateway.config.panel import PanelSection
@@ -45,6 +44,7 @@ from gateway.panel import display, leds
 from gateway.panel.alarms import Alarms
 from gateway.panel.buttons import ButtonTracker, Press, Screens, check_button
 from gateway.panel.facts import Facts
+from gateway.panel.studies import StudyChoice
 
 
 class CommandsLike(Protocol):
@@ -57,24 +57,12 @@ class CommandsLike(Protocol):
     def eject(self, drive: str) -> Any: ...
 
 
-@dataclass(frozen=True)
-class StudyChoice:
-    """A study offered on the studies screens. patient_name: the DICOM PN as decoded (all three
-    component groups, PS3.5 6.2.1.2). study_date: YYYYMMDD or "". modality: e.g. "CT" or ""."""
-
-    study_uid: str
-    patient_id: str
-    patient_name: str = ""
-    study_date: str = ""
-    modality: str = ""
-
-
 class Panel:
     """The front panel's logic. commands: a CommandsLike. drives: the configured media drive names
     (the media screens, EJECT's target). printer: printing is configured (the printer screen).
     settings: the config's [panel] (width, long press, message time, names shown).
-    studies: returns the studies to offer (newest first), called when the studies page is entered
-    and on each step through it. capture: takes a frame (None: no grabber). clock: seconds since the
+    studies: returns the studies to offer (newest first; gateway/panel/studies.py recent_studies
+    over the buffer's index), called when the studies page is entered and on each step through it. capture: takes a frame (None: no grabber). clock: seconds since the
     epoch, the same clock as the events' `at`."""
 
     def __init__(self, commands: CommandsLike, *, drives: Sequence[str] = (), printer: bool = False,

@@ -12,7 +12,7 @@ from gateway.commands import CommandResult, Commands
 from gateway.events import Event
 from gateway import config
 from gateway.config.panel import PanelSection
-from gateway.panel import Panel, StudyChoice
+from gateway.panel import Panel, StudyChoice, recent_studies
 from gateway.panel.display import encode_a00
 from gateway.panel.leds import FAST, FLICKER, OFF, ON, SLOW
 
@@ -409,3 +409,37 @@ def test_a_full_disk_refusing_every_image_is_acknowledged_once():
     feed(panel, clock, K.DiskFull(detail="ENOSPC"), K.DiskFull(detail="ENOSPC"))
     assert panel.alarms.unacknowledged() == [] and panel.leds()["error"] is ON
     assert lines(panel)[0] == "DISK FULL"
+
+
+# -- the study list from a real buffer -----------------------------------------------------------------
+def test_recent_studies_from_the_buffers_index(tmp_path):
+    import shutil
+
+    import pydicom
+    from datasets import make_ct
+
+    from gateway.buffer.ingest import Buffer
+    from gateway.part10.attributes import read_attributes
+
+    buf = Buffer(tmp_path / "buf", 0, "replace", lambda attrs, calling: [])
+    names = [("PID-A", "Müller^Jürgen", "ISO_IR 100", "CT"), ("PID-B", "Yamada^Tarou=山田^太郎=やまだ^たろう",
+                                                           "\\ISO 2022 IR 87", "MR")]
+    uids = []
+    for i, (pid, name, charset, modality) in enumerate(names):
+        path = tmp_path / f"in{i}.dcm"
+        ds = make_ct(path, patient_id=pid)
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+        ds.PatientName, ds.Modality, ds.StudyDate = name, modality, f"2026112{i}"
+        ds.save_as(path, enforce_file_format=True)
+        uids.append(str(ds.StudyInstanceUID))
+        tmp = buf.files.new_incoming_path()
+        shutil.copyfile(path, tmp)
+        buf.ingest(tmp, read_attributes(path), "MOD")
+        assert str(pydicom.dcmread(path).PatientName) == name
+    offered = recent_studies(buf.index)
+    assert [(s.study_uid, s.patient_id, s.patient_name, s.study_date, s.modality) for s in offered] == [
+        (uids[1], "PID-B", names[1][1], "20261121", "MR"), (uids[0], "PID-A", names[0][1], "20261120", "CT")]
+    assert recent_studies(buf.index, limit=1) == offered[:1]
+    panel, clock = make(width=20, studies=offered)
+    tap(panel, clock, "export")
+    assert lines(panel) == ("Yamada Tarou", "PID-B      MR 261121")
