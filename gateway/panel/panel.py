@@ -139,6 +139,12 @@ class Panel:
         """Every LED's pattern now (gateway/panel/leds.py)."""
         return leds.led_states(self.facts, self.alarms, self.clock())
 
+    def lit(self) -> dict[str, bool]:
+        """Whether each LED is lit at this instant of the clock: for a face that draws the LEDs
+        itself (the simulator's page, a GPIO LED without a kernel timer trigger)."""
+        now = self.clock()
+        return {name: pattern.lit(now) for name, pattern in self.leds().items()}
+
     def lines(self) -> tuple[str, str]:
         """The two display lines now, each exactly `settings.width` ROM A00 characters."""
         w = self.settings.width

@@ -443,3 +443,15 @@ def test_recent_studies_from_the_buffers_index(tmp_path):
     panel, clock = make(width=20, studies=offered)
     tap(panel, clock, "export")
     assert lines(panel) == ("Yamada Tarou", "PID-B      MR 261121")
+
+
+def test_blinking_by_the_clock_without_sleeping():
+    panel, clock = make()
+    feed(panel, clock, TICK, JAM)
+    clock.t = 2000.0
+    seen = []
+    for _ in range(8):                       # 4 Hz: 125 ms on, 125 ms off
+        seen.append((panel.lit()["error"], panel.lit()["power"], panel.lit()["network"]))
+        clock.t += 0.125
+    assert [e for e, _, _ in seen] == [True, False] * 4
+    assert all(p for _, p, _ in seen) and not any(n for _, _, n in seen)   # steady on, off
