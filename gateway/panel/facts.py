@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.event_kinds import (BUFFER_ERROR, DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN,
-                                 DESTINATION_UP, DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_QUEUED,
+                                 DESTINATION_UP, DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_QUEUED,
                                  EXPORT_STARTED, EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED,
                                  MEDIA_FAULT, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_IMPORT_QUEUED,
                                  MEDIA_INSERTED, MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINT_HELD, PRINT_JOB,
@@ -38,7 +38,7 @@ FOLDED = (RECEIVED, FORWARDED, DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STI
           QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED, BUFFER_ERROR, PRINTER_STATUS_CHANGED, PRINT_JOB,
           PRINT_HELD, PRINTED, MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT,
           MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_FAULT, EXPORT_QUEUED,
-          EXPORT_STARTED, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
+          EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
 
 # Job kinds whose waiting jobs are the backlog. Export jobs are left out: they wait for a blank
 # medium, maybe for days, and the media LED and page show them.
@@ -50,8 +50,10 @@ class Drive:
     """One media drive as the panel shows it. present: a medium is in (None: not known yet).
     medium: "cd", "dvd", "usb". blank. busy: "" (idle), "export queued", "writing", "verifying",
     "importing". part / of: the export's medium number ("1 of 2"). last: what became of the last
-    medium, a few words ("VERIFIED", "FAILED: <reason>", "IMPORTED 12"). failed: the last export
-    or read of this medium failed (media LED blinks fast until the medium is removed)."""
+    medium, a few words ("VERIFIED", "EXPORT FAILED", "IMPORTED 12"). failed: the last export
+    or read of this medium failed (media LED blinks fast until the medium is removed). percent:
+    how much of the file-set is written (export-progress), None when not known.
+    exports_waiting: export jobs queued for this drive."""
 
     present: bool | None = None
     medium: str = ""
@@ -61,6 +63,7 @@ class Drive:
     of: int = 1
     last: str = ""
     failed: bool = False
+    percent: int | None = None
     exports_waiting: int = 0
 
 
@@ -199,11 +202,14 @@ class Facts:
             drive.busy, drive.failed, drive.last = "", True, "FAULT"
             alarms.raise_(f"media:{name}", "MEDIA FAULT", f"{name} {d['action']}: {d['detail']}", at, momentary=True)
         elif kind == EXPORT_STARTED:
-            drive.busy, drive.part, drive.of, drive.failed = "writing", d["part"], d["of"], False
+            drive.busy, drive.part, drive.of, drive.failed, drive.percent = "writing", d["part"], d["of"], False, None
+        elif kind == EXPORT_PROGRESS:
+            # total 0: the size is not known yet (an ISO being mastered); say nothing rather than 0 %.
+            drive.percent = min(100, d["done_bytes"] * 100 // d["total_bytes"]) if d["total_bytes"] else None
         elif kind == EXPORT_WRITTEN:
-            drive.busy = "verifying"
+            drive.busy, drive.percent = "verifying", None
         elif kind == EXPORT_VERIFIED:
-            drive.busy, drive.last = "", "VERIFIED"
+            drive.busy, drive.last, drive.percent = "", "VERIFIED", None
         elif kind == EXPORT_FAILED:
-            drive.busy, drive.failed, drive.last = "", True, "EXPORT FAILED"
+            drive.busy, drive.failed, drive.last, drive.percent = "", True, "EXPORT FAILED", None
             alarms.raise_(f"export:{name}", "EXPORT FAILED", f"{name}: {d['reason']}", at, momentary=True)

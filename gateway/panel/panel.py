@@ -198,7 +198,8 @@ class Panel:
         medium = "EMPTY" if d.present is False else ("?" if d.present is None else d.medium.upper()
                                                      + (" BLANK" if d.blank and not d.busy else ""))
         if d.busy == "writing":
-            doing = "WRITING" + (f" {d.part}/{d.of}" if d.of > 1 else "")
+            doing = ("WRITING" + (f" {d.part}/{d.of}" if d.of > 1 else "")
+                     + (f" {d.percent}%" if d.percent is not None else ""))
         elif d.busy:
             doing = d.busy.upper()
         elif d.last:

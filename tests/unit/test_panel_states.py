@@ -147,6 +147,12 @@ def test_media_writing_verifying_done():
     assert lines(panel) == ("CD          CD BLANK", "")
     feed(panel, clock, STARTED)
     assert lines(panel) == ("CD                CD", "WRITING 1/2") and panel.leds()["media"] is SLOW
+    feed(panel, clock, K.ExportProgress(job_id=4, drive="cd", done_bytes=0, total_bytes=0))   # mastering
+    assert lines(panel)[1] == "WRITING 1/2"
+    feed(panel, clock, K.ExportProgress(job_id=4, drive="cd", done_bytes=450, total_bytes=1000))
+    assert lines(panel)[1] == "WRITING 1/2 45%"
+    feed(panel, clock, K.ExportProgress(job_id=4, drive="cd", done_bytes=1000, total_bytes=1000))
+    assert lines(panel)[1] == "WRITING 1/2 100%"
     feed(panel, clock, WRITTEN)
     assert lines(panel)[1] == "VERIFYING"
     feed(panel, clock, VERIFIED)
