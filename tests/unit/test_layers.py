@@ -20,9 +20,11 @@ own line of it):
                  item 6), gateway.state (the snapshot folded from events)
   buffer         gateway.buffer (index, files, queue, intake) and gateway.routing (which
                  destinations an instance goes to; the intake applies it)
-  domains        gateway.print (film sessions, rendering, the spool) and gateway.media (file-sets,
-                 export and import of media): the appliance's own work, knowing no DIMSE; and
-                 gateway.status (the read-only status endpoint and metrics: the snapshot, index reads)
+  domains        gateway.print (film sessions, rendering, the spool), gateway.media (file-sets,
+                 export and import of media), gateway.status (the read-only status endpoint and
+                 metrics: the snapshot, index reads) and gateway.panel (what the LEDs, display and
+                 buttons mean; it calls the operator verbs through an injected Commands object, so
+                 it needs nothing of the app floor): the appliance's own work, knowing no DIMSE
   dicom net      gateway.dicom.net: the upper-layer protocol code (item 6), and the DICOM
                  vocabulary both dicom floors speak (gateway.dicom.status, gateway.dicom.sop_classes:
                  status codes and UIDs; they live next to the roles but import nothing of ours)
@@ -65,7 +67,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
                 "gateway.systemd_notify", "gateway.identity")),
     ("config", ("gateway.config", "gateway.part10", "gateway.state")),
     ("buffer", ("gateway.buffer", "gateway.routing")),
-    ("domains", ("gateway.print", "gateway.media", "gateway.status")),
+    ("domains", ("gateway.print", "gateway.media", "gateway.status", "gateway.panel")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
     ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight", "gateway.conformance")),
@@ -280,6 +282,6 @@ def test_checker_finds_upward_imports_and_ignores_type_checking(tmp_path):
 
 
 def test_a_new_top_level_module_must_be_placed(tmp_path):
-    _tree(tmp_path, {"gateway/panel/__init__.py": ""})
-    assert floor_of("gateway.panel") is None
-    assert "gateway.panel" in modules(tmp_path)
+    _tree(tmp_path, {"gateway/unplaced/__init__.py": ""})
+    assert floor_of("gateway.unplaced") is None
+    assert "gateway.unplaced" in modules(tmp_path)
