@@ -13,6 +13,7 @@ from gateway.config.buffer import BufferSection
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
+from gateway.config.panel import PanelSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
 from gateway.config.routes import RouteSection
@@ -31,6 +32,7 @@ class Config(Section):
     logging: LoggingSection = LoggingSection()
     print: PrintSection = PrintSection()
     media: MediaSection = MediaSection()
+    panel: PanelSection = PanelSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
