@@ -33,7 +33,8 @@ KEY_MAX = 0x2FF   # linux/input-event-codes.h
 DEFAULT_DEVICE = "/dev/input/by-path/platform-gpio-keys-event"
 
 
-def _evdev():
+def load_evdev():
+    """(the evdev module, its EventIO class); PanelError naming the package when it is missing."""
     try:
         import evdev  # noqa: PLC0415 - only a box with buttons needs it; config validation does not
         from evdev.eventio import EventIO  # noqa: PLC0415
@@ -58,7 +59,7 @@ def _raw_events(EventIO, fd: int):  # noqa: N803 - the class, passed in because 
 def key_name(code: int) -> str:
     """The kernel's name of key ``code`` ("KEY_F1"), or the number when evdev is not there."""
     try:
-        evdev, _ = _evdev()
+        evdev, _ = load_evdev()
     except PanelError:
         return str(code)
     name = evdev.ecodes.KEY.get(code, str(code))
@@ -95,7 +96,7 @@ class EvdevButtons:
     def start(self, on_button: Callable[[ButtonEvent], None]) -> None:
         """Open the device and start the reader thread; PanelError (one line) when the device is
         missing, not readable, lacks a configured key or is grabbed by another program."""
-        evdev, EventIO = _evdev()
+        evdev, EventIO = load_evdev()
         try:
             if self.raw:
                 io = _raw_events(EventIO, os.open(self.device, os.O_RDWR | os.O_NONBLOCK))
