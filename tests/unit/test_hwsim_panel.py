@@ -100,6 +100,8 @@ def test_hwsim_panel_press_reaches_the_panel_as_button_edges(sim, capsys):
     assert cli.main(["panel", "--panel-dir", str(folder), "press", "ack"]) == 0
     assert capsys.readouterr().out.startswith("pressed ack")
     assert cli.main(["panel", "--panel-dir", str(folder), "press", "export", "--long"]) == 0
+    # --long holds the button [panel] sim_long_press_s (0.05 here), a short press SHORT_PRESS_S.
+    assert [t.interval for t in panel.simulator._timers][-1] == 0.05
     events = edges.wait_for(4)
     assert sorted((e.name, e.pressed) for e in events) == [("ack", False), ("ack", True),
                                                           ("export", False), ("export", True)]
