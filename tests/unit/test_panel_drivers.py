@@ -24,7 +24,7 @@ import pytest
 from drivers import registry
 from drivers.panel.buttons_evdev import EV_KEY, EvdevButtons, to_monotonic
 from drivers.panel.front_panel import NoDisplay, Panel
-from drivers.panel.interface import BLINK_FAST, ButtonEvent, LedPattern, PanelError, as_pattern, fit
+from drivers.panel.interface import BLINK_FAST, ButtonEvent, FrontPanel, LedPattern, PanelError, as_pattern, fit
 from drivers.panel.lcd_hd44780 import Hd44780I2c
 from drivers.panel.lcd_serial import SerLcd
 from drivers.panel.leds_sysfs import SysfsLeds
@@ -126,6 +126,11 @@ def test_led_problems_are_one_line_naming_the_led(tmp_path):
     with pytest.raises(PanelError) as exc:
         leds.set_led("power", "on")
     assert "LED power" in str(exc.value) and "brightness" in str(exc.value) and "\n" not in str(exc.value)
+    # Once the file is back, the same pattern is written: a failed write is not remembered as shown.
+    (tmp_path / "c" / LEDS["power"] / "brightness").rmdir()
+    (tmp_path / "c" / LEDS["power"] / "brightness").write_text("0")
+    leds.set_led("power", "on")
+    assert (tmp_path / "c" / LEDS["power"] / "brightness").read_text() == "255"
 
 
 # -- evdev buttons ----------------------------------------------------------------------------------
@@ -316,7 +321,7 @@ def test_linux_kind_builds_the_parts_and_a_failing_part_stops_the_started_ones(t
     assert {"linux", "sim"} <= set(registry.kinds("panel"))
     root = _sysfs(tmp_path / "leds")
     panel = registry.create("panel", "linux", _Cfg(root, str(tmp_path / "no-keys")), lambda p: tmp_path / p)
-    assert isinstance(panel, Panel) and isinstance(panel.display, NoDisplay)
+    assert isinstance(panel, Panel) and isinstance(panel, FrontPanel) and isinstance(panel.display, NoDisplay)
     assert (panel.columns, panel.charset) == (20, "ascii")
     (root / LEDS["power"] / "brightness").write_text("255")  # left lit by a previous run
     with pytest.raises(PanelError, match="no-keys"):
