@@ -146,8 +146,8 @@ class Panel:
         return {name: pattern.lit(now) for name, pattern in self.leds().items()}
 
     def lines(self) -> tuple[str, str]:
-        """The two display lines now, each exactly `settings.width` ROM A00 characters."""
-        w = self.settings.width
+        """The two display lines now, each exactly `settings.columns` ROM A00 characters."""
+        w = self.settings.columns
         pending = self.alarms.unacknowledged()
         if pending and not self._message_shown():
             alarm = pending[min(self.alarm_item, len(pending) - 1)]
@@ -168,7 +168,7 @@ class Panel:
 
     # -- screens ----------------------------------------------------------------------------------
     def _status_lines(self) -> tuple[str, str]:
-        f, w = self.facts, self.settings.width
+        f, w = self.facts, self.settings.columns
         down = sorted(name for name, r in f.destinations.items() if r is False)
         if not f.counted:
             state = "STARTING"
@@ -184,7 +184,7 @@ class Panel:
                 display.two_columns(f"QUEUE {f.waiting}", f"DEAD {f.dead}", w))
 
     def _study_lines(self, s: StudyChoice) -> tuple[str, str]:
-        w = self.settings.width
+        w = self.settings.columns
         name = display.person_name(s.patient_name) if self.settings.show_patient_name else None
         pid = display.to_rom(s.patient_id)
         detail = " ".join(x for x in (display.to_rom(s.modality), s.study_date[2:8]) if x)
@@ -194,7 +194,7 @@ class Panel:
         return display.fit(f"ID {pid}", w), display.two_columns(position, detail, w)
 
     def _drive_lines(self, name: str) -> tuple[str, str]:
-        w, d = self.settings.width, self.facts.drive(name)
+        w, d = self.settings.columns, self.facts.drive(name)
         medium = "EMPTY" if d.present is False else ("?" if d.present is None else d.medium.upper()
                                                      + (" BLANK" if d.blank and not d.busy else ""))
         if d.busy == "writing":
@@ -209,7 +209,7 @@ class Panel:
         return display.two_columns(display.to_rom(name.upper()), medium, w), display.fit(display.to_rom(doing), w)
 
     def _printer_lines(self) -> tuple[str, str]:
-        f, w = self.facts, self.settings.width
+        f, w = self.facts, self.settings.columns
         status = f.printer_status or "?"
         two = "PRINTING" if f.printing and status != "FAILURE" else f.printer_info
         return display.two_columns("PRINTER", status, w), display.fit(display.to_rom(two), w)

@@ -4,9 +4,14 @@
   hw-sim media insert cd|dvd|usb [--blank | --from DIR] [--drive NAME]
   hw-sim media pull DRIVE
   hw-sim media fault DRIVE pull|full|write-error|read-only|bad-sector|clear
+  hw-sim panel show                                the display's two lines and each LED's pattern
+  hw-sim panel press BUTTON [--long]               press a front-panel button (long: held
+                                                   [panel] sim_long_press_s, default 3 s)
 
 The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
-where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files).
+where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files);
+the panel in ``--panel-dir`` (default ``$HWSIM_PANEL_DIR``, else ``config/hw-sim/panel``;
+hwsim/panel.py describes its files).
 Each command is one line on stdout; a refusal is one line on stderr and exit 1; a bad command
 line exit 2.
 """
@@ -19,9 +24,11 @@ import os
 import sys
 from pathlib import Path
 
+from hwsim import panel as sim_panel
 from hwsim.media import FAULTS, SimError, drives_in, send
 
 DEFAULT_SIM_DIR = "config/hw-sim/media"
+DEFAULT_PANEL_DIR = "config/hw-sim/panel"
 
 
 def _describe(state: dict) -> str:
@@ -75,7 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     fault = verbs.add_parser("fault", help="arm a fault that fires on the next write")
     fault.add_argument("drive")
     fault.add_argument("kind", choices=[*FAULTS, "clear"])
+    panel = sub.add_parser("panel", help="the simulated front panel (LEDs, display, buttons)")
+    panel.add_argument("--panel-dir", default=os.environ.get("HWSIM_PANEL_DIR", DEFAULT_PANEL_DIR),
+                       help="the panel simulator's folder (default: $HWSIM_PANEL_DIR or %(default)s)")
+    panel_verbs = panel.add_subparsers(dest="verb", required=True)
+    panel_verbs.add_parser("show", help="the display's two lines and each LED's pattern")
+    press = panel_verbs.add_parser("press", help="press a button (short, or --long)")
+    press.add_argument("button")
+    press.add_argument("--long", action="store_true", help="hold it [panel] sim_long_press_s seconds")
     args = parser.parse_args(argv)
+    if args.device == "panel":
+        return _panel(args)
     sim_dir = Path(args.sim_dir)
     try:
         if args.verb == "status":
@@ -101,6 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hw-sim: {exc}", file=sys.stderr)
         return 1
     print(_describe(state))
+    return 0
+
+
+def _panel(args: argparse.Namespace) -> int:
+    """`hw-sim panel show|press`: one command to the panel simulator, its state printed."""
+    folder = Path(args.panel_dir)
+    command = {"verb": "show"} if args.verb == "show" else \
+        {"verb": "press", "button": args.button, "long": args.long}
+    try:
+        state = sim_panel.send(folder, command, timeout=args.wait)
+    except (sim_panel.SimError, OSError, ValueError) as exc:
+        print(f"hw-sim: {exc}", file=sys.stderr)
+        return 1
+    if args.verb == "press":
+        print(f"pressed {args.button}" + (" (long)" if args.long else ""))
+    for line in sim_panel.describe(state):
+        print(line)
     return 0
 
 

@@ -53,7 +53,7 @@ STUDIES = [StudyChoice("1.2.3", "PID42", "Yamada^Tarou=山田^太郎=やまだ^�
 def make(width=16, drives=("cd",), printer=True, studies=STUDIES, capture=None, commands=None, **settings):
     clock = Clock()
     panel = Panel(commands or Recorder(), drives=drives, printer=printer, studies=lambda: list(studies),
-                  capture=capture, settings=PanelSection(width=width, **settings), clock=clock)
+                  capture=capture, settings=PanelSection(columns=width, **settings), clock=clock)
     return panel, clock
 
 
@@ -75,7 +75,7 @@ def hold(panel, clock, button):
 
 def lines(panel):
     one, two = panel.lines()
-    assert len(one) == len(two) == panel.settings.width
+    assert len(one) == len(two) == panel.settings.columns
     encode_a00(one + two)  # only what the ROM shows
     return one.rstrip(), two.rstrip()
 
@@ -304,7 +304,7 @@ def test_kanji_only_name_shows_the_id():
 
 
 @pytest.mark.parametrize("override, problem", [
-    ("panel.width=24", "panel.width: Input should be 16 or 20 (got 24)"),
+    ("panel.columns=24", "panel.columns: Input should be 16 or 20 (got 24)"),
     ("panel.long_press_s=0.1", "panel.long_press_s: Input should be greater than or equal to 0.3 (got 0.1)"),
     ("panel.message_s=0", "panel.message_s: Input should be greater than or equal to 1 (got 0)"),
     ('panel.show_patient_name="no"', "panel.show_patient_name: Input should be a valid boolean (got 'no')"),
@@ -317,8 +317,8 @@ def test_the_panel_config_is_strict(override, problem):
 
 
 def test_the_panel_config_defaults():
-    assert config.load(None, []).config.panel == PanelSection(width=16, long_press_s=1.0, message_s=4.0,
-                                                               show_patient_name=True)
+    assert config.load(None, []).config.panel == PanelSection(columns=16, long_press_s=1.0, message_s=4.0,
+                                                               show_patient_name=True, kind="sim")
 
 
 def test_an_unknown_button_is_one_precise_line():
