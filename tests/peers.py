@@ -90,6 +90,9 @@ class GatewayProcess:
         base = {
             "ae": {"title": "EDGE", "bind": "127.0.0.1", "port": self.port},
             "timers": {"handshake_s": 3.0},
+            # The status endpoint runs in every test gateway (its observers are part of the service),
+            # each on a port of its own: parallel gateways on the default 8080 would clash.
+            "status_http": {"port": free_port()},
             # No eviction by free-space percentage: a nearly full CI disk must not evict what tests count.
             "buffer": {"path": str(self.buffer), "reserve_mb": 0, "retention_free_percent": 0},
             "logging": {"level": "INFO"},
