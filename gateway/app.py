@@ -162,11 +162,13 @@ class Gateway:
                                    cfg.print.name if cfg.print.enabled else None, list(self.drives))
         # The status endpoint (gateway/status/): metrics folded from events in their own thread,
         # the page and /status.json from the snapshot and the index; read-only.
+        # One check for /healthz and the watchdog: systemd restarts exactly what monitoring sees failing.
+        self.health = Health(self.healthy, self.buffer.index.path)
         self.metrics = self.status_http = None
         if cfg.status_http.enabled:
             registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
             self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
-                                            Health(self.healthy, self.buffer.index.path), self.buffer.index)
+                                            self.health, self.buffer.index)
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -284,23 +286,31 @@ class Gateway:
         wd = systemd_notify.watchdog_interval()
         tick = min(5.0, wd) if wd else 5.0
         last_status = last_observed = 0.0
+        problem: str | None = None
         while not self._stop.wait(tick):
             self.commitment.expire()
             self.retention.sweep()
             if time.monotonic() - last_observed >= _OBSERVE_EVERY_S:
                 self.observe()
                 last_observed = time.monotonic()
-            if self.healthy():
-                # Only a healthy process pets the watchdog: a dead worker thread gets us restarted.
+            # Only while /healthz would answer 200 (worker threads run, the index reads): a dead
+            # thread or a lost index stops the petting and systemd restarts the service.
+            was, problem = problem, self.health()
+            if problem is None:
                 systemd_notify.notify("WATCHDOG=1")
+            if problem != was:
+                if problem is None:
+                    log.info("healthy again: petting the watchdog")
+                else:
+                    log.error("unhealthy, not petting the watchdog: %s", problem)
             if time.monotonic() - last_status > 30:
                 systemd_notify.notify("STATUS=" + self.status_line())
                 last_status = time.monotonic()
 
     def healthy(self) -> bool:
         """Every worker thread runs: the forwarders, the print spooler, each media drive's worker,
-        each exporter and the control channel once started (what the watchdog's WATCHDOG=1 vouches
-        for)."""
+        each exporter and the control channel once started. self.health adds the index probe: that
+        pair is what /healthz and the watchdog's WATCHDOG=1 vouch for."""
         return (all(f.is_alive() for f in self.forwarders)
                 and (self.printing is None or self.printing.spooler.is_alive())
                 and (self.media is None or self.media.is_alive())

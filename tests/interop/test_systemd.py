@@ -302,6 +302,55 @@ def test_no_watchdog_when_watchdog_pid_is_another_process(gateway_factory, notif
     assert gw.stop(timeout_stop_s()) == 0
 
 
+def _healthz(gw) -> int:
+    """The status server's /healthz code for this gateway (200 healthy, 503 not)."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{gw.config['status_http']['port']}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_watchdog_stops_while_the_index_is_unavailable_and_resumes(gateway_factory, notify_env):
+    """WATCHDOG=1 only while /healthz answers 200: the run loop and /healthz share one check
+    (gateway/status/health.py Health). The index is made unavailable the way root cannot prevent
+    by permissions: index.sqlite is renamed away and a directory takes its place (the service's open
+    connection keeps working on the renamed file; a fresh open, as after a restart, fails)."""
+    from peers import free_port
+
+    port = free_port()
+    ns = notify_env(port)
+    gw = gateway_factory(QUIET_JOURNAL, name="gw", port=port)
+    wait_until(lambda: len(ns.assignments("WATCHDOG")) >= 2, 15, 0.1, "two WATCHDOG=1 messages")
+    assert _healthz(gw) == 200
+    index = gw.buffer / "index.sqlite"
+    aside = gw.buffer / "index.sqlite.aside"
+    os.rename(index, aside)
+    index.mkdir()
+    try:
+        wait_until(lambda: "unhealthy, not petting the watchdog: index:" in gw.log, 15, 0.1,
+                   "the unhealthy log line")
+        assert _healthz(gw) == 503
+        stopped_at = len(ns.assignments("WATCHDOG"))
+        # Three ticks of the run loop (WATCHDOG_USEC=2 s: one tick a second) without a pet; systemd
+        # would have killed it after two.
+        time.sleep(3.5)
+        assert len(ns.assignments("WATCHDOG")) == stopped_at, ns.messages[-5:]
+    finally:
+        index.rmdir()
+        os.rename(aside, index)
+    wait_until(lambda: len(ns.assignments("WATCHDOG")) > stopped_at, 15, 0.1, "WATCHDOG=1 again")
+    assert "healthy again: petting the watchdog" in gw.log
+    assert _healthz(gw) == 200
+    assert gw.stop(timeout_stop_s()) == 0
+    print(f"WATCHDOG=1 messages: {stopped_at} before the index went away, none while it was away, "
+          f"{len(ns.assignments('WATCHDOG')) - stopped_at} after it came back")
+
+
 # --- SIGTERM mid-transfer -----------------------------------------------------------------------
 
 def _sigterm_rounds(tmp_path, gw, rounds: int) -> tuple[int, dict[str, Path], list[dict]]:
