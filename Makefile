@@ -14,11 +14,17 @@ APT_PACKAGES := dcmtk orthanc dicom3tools xorriso genisoimage dosfstools mtools 
 .PHONY: run test bench deps venv check-config clean pacs try-echo try-store try-print install
 
 # make install: the package in its own venv, the console script in /usr/bin (where the unit looks),
-# the config in /etc (never overwritten), the unit, and the system user. DESTDIR stages it elsewhere
-# (then no user is created and systemd is not told).
+# the config in /etc (never overwritten), the unit, the udev rules giving the service's group its
+# devices, and the system user. DESTDIR stages it elsewhere (then no user is created and neither
+# systemd nor udev is told).
 DESTDIR ?=
 INSTALL_VENV ?= /opt/dicom-gateway
-SUPPLEMENTARY_GROUPS := lp dialout plugdev cdrom video
+# The unit's SupplementaryGroups= (serial printers and LCD); the box's other devices go to the group
+# dicom-gateway through config/udev/70-dicom-gateway.rules.
+SUPPLEMENTARY_GROUPS := dialout
+UDEV_RULES := config/udev/70-dicom-gateway.rules
+# What the rules match: re-run on the devices already present so they get the group at once.
+UDEV_SUBSYSTEMS := usb usbmisc block scsi_generic video4linux i2c-dev input leds
 
 venv: $(VENV)/.installed
 
@@ -55,18 +61,24 @@ install:
 	@if pkg-config --exists libsystemd 2>/dev/null; then \
 		$(DESTDIR)$(INSTALL_VENV)/bin/pip install -q '.[systemd]'; \
 	else echo "libsystemd-dev/pkg-config missing: installed without systemd-python (no sd_notify: Type=notify would time out)"; exit 1; fi
-	install -d $(DESTDIR)/usr/bin $(DESTDIR)/etc/dicom-gateway $(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/share/doc/dicom-gateway
+	install -d $(DESTDIR)/usr/bin $(DESTDIR)/etc/dicom-gateway $(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/share/doc/dicom-gateway \
+		$(DESTDIR)/etc/udev/rules.d
 	ln -sf $(INSTALL_VENV)/bin/dicom-gateway $(DESTDIR)/usr/bin/dicom-gateway
 	@if [ -e $(DESTDIR)/etc/dicom-gateway/gateway.toml ]; then \
 		echo "kept the existing /etc/dicom-gateway/gateway.toml (the shipped one: config/gateway.toml)"; \
 	else install -m 0644 config/gateway.toml $(DESTDIR)/etc/dicom-gateway/gateway.toml; fi
 	install -m 0644 config/dicom-gateway.service $(DESTDIR)/etc/systemd/system/dicom-gateway.service
+	install -m 0644 $(UDEV_RULES) $(DESTDIR)/etc/udev/rules.d/
 	install -m 0644 README.md CONFORMANCE.md $(DESTDIR)/usr/share/doc/dicom-gateway/
 	@if [ -z "$(DESTDIR)" ]; then \
 		for g in $(SUPPLEMENTARY_GROUPS); do getent group $$g >/dev/null || groupadd --system $$g; done; \
 		getent passwd dicom-gateway >/dev/null || useradd --system --user-group --home-dir /var/lib/dicom-gateway \
 			--no-create-home --shell /usr/sbin/nologin dicom-gateway; \
 		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+		if [ -S /run/udev/control ]; then \
+			udevadm control --reload && \
+			udevadm trigger --action=change $(foreach s,$(UDEV_SUBSYSTEMS),--subsystem-match=$(s)); \
+		else echo "udev is not running: the rules apply from the next boot"; fi; \
 		echo "installed; start with: systemctl enable --now dicom-gateway"; \
 	fi
 
