@@ -106,8 +106,18 @@ def test_unit_declares_notify_watchdog_restart_state_and_hardening():
     assert s["StateDirectory"] == "dicom-gateway"
     assert "run" in s["ExecStart"].split() and "--config" in s["ExecStart"].split()
     for key, want in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                      "PrivateTmp": "yes", "RestrictSUIDSGID": "yes", "LockPersonality": "yes"}.items():
+                      "PrivateTmp": "yes", "RestrictSUIDSGID": "yes", "LockPersonality": "yes",
+                      "DevicePolicy": "closed", "CapabilityBoundingSet": "", "UMask": "0027",
+                      "MemoryDenyWriteExecute": "yes", "RestrictRealtime": "yes", "ProtectClock": "yes",
+                      "ProtectHostname": "yes", "ProtectProc": "invisible", "ProtectKernelTunables": "yes",
+                      "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
+                      "SystemCallFilter": "~@privileged @obsolete @mount @swap @reboot @raw-io @module @debug "
+                                          "@cpu-emulation @clock"}.items():
         assert s.get(key) == want, f"hardening: {key}={s.get(key)!r}, want {want!r}"
+    assert unit_settings()["SystemCallFilter"][0] == "@system-service"
+    assert "AmbientCapabilities" not in s
+    # The network and nothing else: DICOM and HTTP, journald/sd_notify/control socket, udev events.
+    assert sorted(s["RestrictAddressFamilies"].split()) == ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_UNIX"]
     # ProtectSystem=strict leaves only the StateDirectory writable: the default buffer must be there.
     from gateway.config import BufferSection
 
@@ -126,6 +136,46 @@ def test_unit_declares_notify_watchdog_restart_state_and_hardening():
     prevent = " ".join(unit_settings()["RestartPreventExitStatus"]).split()
     assert str(exit_codes.CONFIG) in prevent and str(exit_codes.BUFFER_IN_USE) in prevent
     assert "check-config" in s["ExecStartPre"].split()
+
+
+# Device class (DeviceAllow=, as in /proc/devices) -> the kernel module that registers it, loaded by
+# modprobe@.service before the unit starts (an unregistered class is dropped from the ACL).
+DEVICE_CLASSES = {
+    "char-usb_device": None,          # USB core, always there
+    "char-usb": "usblp",              # /dev/usb/lp*
+    "char-ttyUSB": "usbserial",
+    "char-ttyACM": "cdc_acm",
+    "char-ttyS": None,                # 8250 core
+    "char-ttyAMA": None,              # the Pi's PL011, built in
+    "block-sr": "sr_mod",
+    "char-sg": "sg",
+    "block-sd": "sd_mod",
+    "char-video4linux": "videodev",
+    "char-input": "evdev",
+    "char-i2c": "i2c_dev",
+}
+
+
+def test_unit_allows_exactly_the_devices_the_box_needs():
+    """Printers (USB raw and usblp, serial), optical drives (sr, sg), USB sticks (sd), grabbers
+    (video4linux), the panel (input, i2c; LEDs through sysfs): no more, no less, all read-write;
+    and every class's driver is loaded before the unit starts."""
+    allowed = {}
+    for value in unit_settings()["DeviceAllow"]:
+        node, _, access = value.partition(" ")
+        allowed[node] = access
+    assert allowed == {cls: "rw" for cls in DEVICE_CLASSES}
+    wants = " ".join(unit_settings()["Wants"]).split()
+    after = " ".join(unit_settings()["After"]).split()
+    for cls, module in DEVICE_CLASSES.items():
+        if module:
+            assert f"modprobe@{module}.service" in wants and f"modprobe@{module}.service" in after, cls
+    # /sys is read-only under ProtectKernelTunables=: the LEDs' files must be made writable, on the
+    # symlinks' side and the real one.
+    rw = " ".join(unit_settings()["ReadWritePaths"]).split()
+    assert "-/sys/class/leds" in rw and "-/sys/devices/platform" in rw
+    groups = unit_settings()["SupplementaryGroups"][-1].split()
+    assert groups == ["dialout"], "the box's own devices come through the udev rules' group"
 
 
 def test_config_error_ends_with_an_exit_code_the_unit_does_not_restart_on(tmp_path):
