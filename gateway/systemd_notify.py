@@ -11,6 +11,8 @@ except ImportError:  # built without libsystemd (a laptop): nothing to notify
 
 
 def notify(state: str) -> bool:
+    """Send `state` ("READY=1", "STATUS=...", "WATCHDOG=1", "STOPPING=1"; several joined by "\n") to
+    $NOTIFY_SOCKET (sd_notify(3)). True when sent; False off systemd or without systemd-python."""
     if _daemon is None or not os.environ.get("NOTIFY_SOCKET"):
         return False
     return bool(_daemon.notify(state))
