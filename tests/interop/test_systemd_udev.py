@@ -65,7 +65,7 @@ def udev_problems(rules: Path, workdir: Path) -> list[str]:
     out = (proc.stdout + proc.stderr).splitlines()
     installed = f"/etc/udev/rules.d/{RULES.name}"
     _need(f"Reading rules file: {installed}" in out,
-          f"udevadm test did not read the rules (no mount namespace here?):\n" + "\n".join(out[-15:]))
+          "udevadm test did not read the rules (no mount namespace here?):\n" + "\n".join(out[-15:]))
     return [line for line in out if installed in line and not line.startswith("Reading rules file:")]
 
 
