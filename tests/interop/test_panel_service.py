@@ -8,12 +8,14 @@ process, as an operator does beside `make run`; a CT sent with DCMTK storescu.
 - `hw-sim panel press next`: the studies screen, the patient's name;
 - `hw-sim panel press export --long` on it: an export job in `dicom-gateway queue list`;
 - hardware that is not there (an LED label missing): the service runs without the panel, says why
-  in one line, and still stores."""
+  in one line, and still stores;
+- the status page's port taken: a config-problem, shown on the panel as an alarm, ACK steadies it."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -57,9 +59,10 @@ def healthz(gw) -> int:
 
 
 def shown(gw) -> str:
+    """`hw-sim panel show`'s output; "" until the service has started its panel (the DICOM port,
+    which the tests wait for, is bound before the panel starts)."""
     r = hwsim_panel(gw, "show")
-    assert r.returncode == 0, r.stderr
-    return r.stdout
+    return r.stdout if r.returncode == 0 else ""
 
 
 def test_the_panel_shows_the_service_and_its_buttons_act(gateway_factory, tmp_path):
@@ -123,3 +126,22 @@ def test_missing_panel_hardware_leaves_the_service_running(gateway_factory, tmp_
     assert healthz(gw) == 200  # a panel that never started is not a dead thread
     assert "Traceback" not in gw.log
     assert gw.stop() == 0
+
+
+def test_a_config_problem_at_run_time_is_an_alarm_on_the_panel(gateway_factory, tmp_path):
+    # The status page's port is taken: the service runs on without its page (a config-problem
+    # event), and the panel shows it as an alarm until acknowledged.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = {**panel_config(tmp_path), "status_http": {"port": taken.getsockname()[1]}}
+        gw = gateway_factory(cfg)
+        wait_until(lambda: "|!CONFIG PROBLEM" in shown(gw), 30, what="the config problem on the display")
+        out = shown(gw)
+        assert "|status_http.port" in out and "error: blink-fast" in out, out
+        r = hwsim_panel(gw, "press", "ack")
+        assert r.returncode == 0, r.stderr
+        # Acknowledged, still standing (the page is still not served): the error LED steady.
+        wait_until(lambda: "error: on" in shown(gw), 30, what="the acknowledged alarm's steady LED")
+        assert "Traceback" not in gw.log
+        assert gw.stop() == 0
