@@ -32,7 +32,8 @@ def wait_for(cond, what: str, limit: float = 15.0):
 
 class FakeFront:
     """A FrontPanel recording what it is told. fail: parts that raise PanelError ("display" or an
-    LED name). gate: when set to an Event, show() blocks until it is set (a slow I2C display)."""
+    LED name). gate: when set to an Event, show() blocks until it is set (a slow I2C display);
+    led_gate the same for set_led()."""
 
     columns = 16
     charset = "hd44780-a00"
@@ -46,11 +47,16 @@ class FakeFront:
         self.on_button = None
         self.stopped = False
         self.in_show = threading.Event()
+        self.led_gate: threading.Event | None = None
+        self.in_led = threading.Event()
 
     def start(self, on_button):
         self.on_button = on_button
 
     def set_led(self, name, pattern):
+        self.in_led.set()
+        if self.led_gate is not None:
+            self.led_gate.wait()
         if name in self.fail:
             raise PanelError(f"LED {name}: /sys/class/leds/panel:{name} is not there")
         self.leds[name] = pattern.name
@@ -170,6 +176,27 @@ def test_button_edges_from_the_driver_s_thread_act_on_the_runner_s_thread(rig):
     # The answer expires message_s later with no event at all: the runner woke for it.
     wait_for(lambda: front.lines[0].startswith("Doe Jane"), "the study screen again")
     assert len(commands.calls) == 1
+
+
+def test_a_long_hold_queued_behind_a_slow_display_is_still_long(rig):
+    bus, front, commands, make = rig
+    make()
+    _ready(bus)
+    front.on_button(ButtonEvent("export", True, time.monotonic()))
+    front.on_button(ButtonEvent("export", False, time.monotonic()))
+    wait_for(lambda: front.lines and front.lines[0].startswith("Doe Jane"), "the study screen")
+    front.led_gate = threading.Event()
+    front.in_led.clear()
+    bus.publish(K.DestinationDown(target="pacs", reason="refused", retry_in=5.0))  # an LED write, held up
+    wait_for(front.in_led.is_set, "the runner inside the LED driver")
+    # Both edges of a hold of 2 s (kernel stamps) arrive while the runner is held up; it sees them
+    # one after the other, and must still measure the hold from the stamps, not from its own reading.
+    now = time.monotonic()
+    front.on_button(ButtonEvent("export", True, now - 2.0))
+    front.on_button(ButtonEvent("export", False, now))
+    front.led_gate.set()
+    wait_for(lambda: commands.calls, "the export of a long press")
+    assert commands.calls[0][0] == "export"
 
 
 def test_a_failing_part_is_one_warning_and_the_panel_s_alarm(rig, caplog):
