@@ -9,12 +9,14 @@ Start-up order matters:
    no incoming/ file of a live C-STORE can be taken for a leftover;
 4. the workers (forwarders, print spooler), then the media drives: the media service (drives and
    their hotplug sources, gateway/media/service.py) and an exporter per drive;
-5. the control channel (gateway/control.py: `<buffer>/control.sock`, the verbs on the drives the
-   command line asks for), once the drives are served;
+5. the front panel (gateway/panel/runner.py: its thread, fed by the bus, driving [panel] kind's
+   hardware); hardware that is not there leaves the service running without it, said in one line;
+   then the control channel (gateway/control.py: `<buffer>/control.sock`, the verbs on the drives
+   the command line asks for), once the drives are served;
 6. accepting associations, then READY=1 to systemd.
 
 Stop (SIGTERM, SIGINT): the control socket is closed and removed first (no verb starts on a
-service going away); no new associations; what is in hand is finished within
+service going away), then the front panel stops (no button acts on it); no new associations; what is in hand is finished within
 `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received is stored and
 answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT, a WARNING
 naming the association); an aborted forward does not count as an attempt. The exporters and the
@@ -49,8 +51,9 @@ from gateway.dicom.forward import Forwarder
 from gateway.dicom.net.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.dicom.print_scp import PrintSCP
-from gateway.event_kinds import DiskSpace, QueueDepths
+from gateway.event_kinds import ConfigProblem, DiskSpace, QueueDepths
 from gateway.events import EventBus
+from gateway.panel.runner import PanelRunner
 from gateway.part10.attributes import configure_pydicom
 from gateway.print.service import PrintService
 from gateway.routing import Router
@@ -160,6 +163,9 @@ class Gateway:
         # `dicom-gateway status` (through state.json) read.
         self.state = StateObserver(self.events, loaded.buffer_dir, [f.name for f in self.forwarders],
                                    cfg.print.name if cfg.print.enabled else None, list(self.drives))
+        # The front panel (gateway/panel/runner.py): subscribed now, so that what happens before
+        # it starts (a config problem at start-up) is shown.
+        self.panel = self._build_panel(loaded)
         # The status endpoint (gateway/status/): metrics folded from events in their own thread,
         # the page and /status.json from the snapshot and the index; read-only.
         # One check for /healthz and the watchdog: systemd restarts exactly what monitoring sees failing.
@@ -191,6 +197,24 @@ class Gateway:
         service = MediaService(cfg, self.buffer, self.store_scp.intake, self.events, drives, exporters,
                                staging_root=root / STAGING)
         return drives, exporters, service
+
+    def _build_panel(self, loaded: LoadedConfig) -> PanelRunner | None:
+        """The front panel: [panel] kind's FrontPanel from the device registry (family "panel") under
+        a PanelRunner; None (and one WARNING line) when the driver cannot even be built."""
+        cfg = self.config.panel
+        try:
+            front = registry.create("panel", cfg.kind, cfg, loaded.resolve)
+        except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
+            self._no_panel(exc)
+            return None
+        # capture: None until a grabber exists (issue 10); the panel says "NO GRABBER".
+        return PanelRunner(self.events, front, self.commands, self.buffer.index, cfg,
+                           drives=list(self.drives), printer=self.config.print.enabled, capture=None)
+
+    def _no_panel(self, exc: BaseException) -> None:
+        # The box's DICOM work matters more than its LEDs: it runs on, and says why once.
+        log.warning("front panel not started: %s; the service runs without it", exc)
+        self.events.publish(ConfigProblem(key="panel", detail=str(exc)))
 
     def wake_workers(self, *_args) -> None:
         """SIGUSR1, sent by a CLI verb that changed the queue: workers look at it now, even those
@@ -227,6 +251,9 @@ class Gateway:
                 self._started.remove("metrics")
                 log.warning("status page: cannot listen on %s:%d: %s; running without it",
                             self.config.status_http.bind, self.config.status_http.port, exc.strerror or exc)
+                self.events.publish(ConfigProblem(
+                    key="status_http.port", detail=f"cannot listen on {self.config.status_http.bind}:"
+                                                   f"{self.config.status_http.port}: {exc.strerror or exc}"))
         rec = self.buffer.recover()
         log.info("buffer at %s recovered: %d partial files removed, %d orphan files removed, "
                  "%d interrupted jobs queued again", self.loaded.buffer_dir, rec["partial_files"],
@@ -243,6 +270,12 @@ class Gateway:
             for e in self.exporters.values():
                 e.start()
             self._started.append("exporters")
+        if self.panel is not None:
+            try:
+                self.panel.start()
+                self._started.append("panel")
+            except Exception as exc:  # noqa: BLE001 - PanelError by contract; whatever a driver raises, DICOM goes on
+                self._no_panel(exc)
         try:
             self.control.start()
             self._started.append("control")
@@ -250,6 +283,8 @@ class Gateway:
             # The DICOM work goes on without it; only `import DRIVE` / `eject` are refused.
             log.error("control channel not started: cannot create %s: %s", self.control.path,
                       exc.strerror or exc)
+            self.events.publish(ConfigProblem(key="buffer.path", detail=f"control channel: cannot create "
+                                                                        f"{self.control.path}: {exc.strerror or exc}"))
         self.listener.accept()
         self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
@@ -309,12 +344,13 @@ class Gateway:
 
     def healthy(self) -> bool:
         """Every worker thread runs: the forwarders, the print spooler, each media drive's worker,
-        each exporter and the control channel once started. self.health adds the index probe: that
-        pair is what /healthz and the watchdog's WATCHDOG=1 vouch for."""
+        each exporter, the front panel's thread and the control channel once started. self.health
+        adds the index probe: that pair is what /healthz and the watchdog's WATCHDOG=1 vouch for."""
         return (all(f.is_alive() for f in self.forwarders)
                 and (self.printing is None or self.printing.spooler.is_alive())
                 and (self.media is None or self.media.is_alive())
                 and all(e.is_alive() for e in self.exporters.values())
+                and ("panel" not in self._started or self.panel.is_alive())
                 and ("control" not in self._started or self.control.is_alive()))
 
     def request_stop(self, *_args) -> None:
@@ -332,6 +368,8 @@ class Gateway:
         log.info("stopping: no new associations; finishing the objects in hand (at most %.0f s)", drain)
         if "control" in self._started:
             self.control.stop()
+        if "panel" in self._started:
+            self.panel.stop()
         forwarders = self.forwarders if "forwarders" in self._started else []
         for f in forwarders:
             f.request_stop()  # first, so that forwards drain while the listener does

@@ -31,6 +31,7 @@ Kinds by who publishes them:
   media service (gateway/media/service) media-inserted, media-removed, media-export-queued,
                                        media-nothing-to-export, media-import-queued,
                                        media-import-done, media-fault
+  the service's wiring (gateway/app.py) config-problem
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
 domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
@@ -573,4 +574,20 @@ class MediaFault(Payload):
 
     drive: str
     action: str
+    detail: str
+
+
+# -- the service's wiring (gateway/app.py) -------------------------------------------------------
+CONFIG_PROBLEM = "config-problem"
+
+
+@_kind(CONFIG_PROBLEM)
+@dataclass(frozen=True)
+class ConfigProblem(Payload):
+    """Something the config asks for could not be had at run time, and the service runs on
+    without it (a device that failed to start, a port in use): what check-config cannot see.
+    key: the config key or section it is about ("panel", "status_http.port"). detail: one line
+    saying why (the driver's or the OS's words, no patient data). It stands until a restart."""
+
+    key: str
     detail: str

@@ -24,7 +24,8 @@ gateway/panel/), and which LEDs, buttons and display the box has (item 3, driver
     [panel.buttons]               # logical button -> key code (the device tree's linux,code)
     export = 59                   # KEY_F1
 
-A `[panel.leds]` or `[panel.buttons]` table replaces the default map as a whole.  `kind` is any kind
+A `[panel.leds]` or `[panel.buttons]` table replaces the default map as a whole, and names
+exactly the logic's LEDs / buttons (a missing or an extra name is an error naming it).  `kind` is any kind
 of the device registry's ``panel`` family, checked as `media.drives.*.kind` is.  This module
 imports the registry (drivers/, a floor below) and config/base only.
 """
@@ -38,7 +39,9 @@ from pydantic import Field, model_validator
 
 from gateway.config.base import DeviceKind, FloatRange, IntRange, Section
 
-# Logical names: the panel logic's (gateway/panel/leds.py LEDS, buttons.py BUTTONS).
+# Logical names: the panel logic's (gateway/panel/leds.py LEDS, buttons.py BUTTONS), every one of
+# them required in a [panel.leds] / [panel.buttons] table and no other.  Repeated here because
+# config sits below the panel's floor; tests/unit/test_panel_runner.py keeps the two lists equal.
 DEFAULT_LEDS = {
     "power": "panel:green:power",
     "network": "panel:green:network",
@@ -58,6 +61,18 @@ KEY_MAX = 0x2FF  # linux/input-event-codes.h
 BAUDS = (2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)  # what a SerLCD can be set to
 
 _PanelKind = DeviceKind("panel")
+
+
+def _logic_names(table: str, given: dict, logic: dict, what: str) -> list[str]:
+    """The names of `table` against the logic's (the keys of `logic`): each one missing and each
+    one the logic does not know, named.  The logic drives every LED and reads every button it names,
+    so a box without one maps it anyway (an unlit LED label, an unused key code) rather than having
+    the service find out at run time."""
+    known = ", ".join(logic)
+    return ([f"{table}: {name!r} is missing (the panel logic's {table}: {known})"
+             for name in logic if name not in given]
+            + [f"{table}.{name}: not {what} the panel logic knows ({known})"
+               for name in given if name not in logic and _LOGICAL_RE.match(name)])
 
 
 class PanelSection(Section):
@@ -93,6 +108,8 @@ class PanelSection(Section):
                 if not _LOGICAL_RE.match(name):
                     problems.append(f"{table}.{name}: a panel name is 1-32 of a-z, 0-9, '-', '_', "
                                     f"starting with a letter")
+        problems += _logic_names("leds", self.leds, DEFAULT_LEDS, "an LED")
+        problems += _logic_names("buttons", self.buttons, DEFAULT_BUTTONS, "a button")
         seen: dict[str, str] = {}
         for name, device in self.leds.items():
             if not _SYSFS_RE.match(device) or device in (".", ".."):

@@ -30,10 +30,14 @@ def test_defaults_are_the_simulated_panel_with_the_logic_s_names():
 
 
 def test_a_real_box_config_is_accepted():
+    # Every logical name is mapped (a missing one is refused: tests/unit/test_panel_runner.py).
+    leds = "{" + ", ".join(f'{n}="gpio-led{i}"' for i, n in enumerate(
+        ("power", "network", "activity", "backlog", "media", "printer", "error"))) + "}"
+    buttons = "{export=2, eject=3, capture=4, next=5, previous=6, ack=28}"
     panel = config.load(None, ['panel.kind="linux"', 'panel.display="serlcd"', 'panel.serial_port="/dev/ttyUSB0"',
                                "panel.columns=20", "panel.serial_baud=19200",
-                               'panel.leds={power="gpio-led0"}', "panel.buttons={ack=28}"]).config.panel
-    assert panel.leds == {"power": "gpio-led0"} and panel.buttons == {"ack": 28}
+                               f"panel.leds={leds}", f"panel.buttons={buttons}"]).config.panel
+    assert panel.leds["power"] == "gpio-led0" and panel.buttons["ack"] == 28
 
 
 @pytest.mark.parametrize("override,key,words", [
