@@ -166,7 +166,16 @@ class Gateway:
         if cfg.status_http.enabled:
             registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
             self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
-                                            Health(self.healthy, self.buffer.index.path), self.buffer.index)
+                                            Health(self.healthy, self.buffer.index.path), self.buffer.index,
+                                            devices=self.devices)
+
+    def devices(self) -> list:
+        """The device objects built from the registry: the printer connection, the media drives and
+        the front panel (``self.panel_device``, set by the panel's wiring, None until then). The
+        status server looks for hw-sim's views on them (gateway/status/views.py); asked at each
+        look, because a printer simulator exists only once the print service started it."""
+        found = [self.printing.device.connection] if self.printing is not None else []
+        return found + list(self.drives.values()) + [d for d in (getattr(self, "panel_device", None),) if d]
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -248,6 +257,8 @@ class Gateway:
             # The DICOM work goes on without it; only `import DRIVE` / `eject` are refused.
             log.error("control channel not started: cannot create %s: %s", self.control.path,
                       exc.strerror or exc)
+        if "status_http" in self._started and self.status_http.sim_url():
+            log.info("simulated box (hw-sim): %s", self.status_http.sim_url())
         self.listener.accept()
         self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())
