@@ -22,7 +22,7 @@ from hwsim import cli
 from hwsim.media import SimulatedOpticalDrive, SimulatedUsbPort
 from hwsim.serial_imager import SerialFilmImager
 from hwsim.usb_printer import SimulatedUsbPrinter
-from tests.peers import require
+from peers import require
 
 
 class _Count:
