@@ -39,7 +39,7 @@ def browser():
     require("chromium", "chromium")
     driver_path = require("chromedriver", "chromium-driver")
     opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
         opts.add_argument(arg)
     b = webdriver.Chrome(service=Service(driver_path), options=opts)
     yield b

@@ -4,14 +4,20 @@ pushed on /sim/events. The whole service in a real browser is tests/interop/test
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from drivers import registry
+from drivers.printer.interface import Printer, PrintJob
+from drivers.printer.raster import RasterLanguage
+from drivers.printer.transport_serial import SerialTransport
 from gateway.config.panel import PanelSection
 from gateway.config.status_http import StatusHttpSection
 from gateway.events import EventBus
@@ -251,6 +257,26 @@ def test_the_sim_routes_act_and_show(serve):
     # A form from another web site cannot send JSON without a preflight: anything else is refused.
     assert _call(s.url + "sim/act/printer/unjam", {}, content_type="text/plain")[0] == 415
     assert printer.jammed
+
+
+def test_a_film_printed_through_the_real_driver_is_pushed_and_served(serve):
+    imager = SerialFilmImager()
+    url = imager.start_tcp()
+    heard = _Count()
+    imager.view_subscribe(heard)
+    s = serve(lambda: [imager])
+    film = np.arange(120 * 90, dtype=np.uint32).reshape(120, 90).astype(np.uint8)
+    printer = Printer(SerialTransport(url), RasterLanguage(status_timeout=5, print_timeout=10))
+    try:
+        assert printer.print_film(PrintJob(film, 50)).ready
+    finally:
+        printer.close()
+        imager.stop()
+    heard.wait_above(0)  # the print itself told the page, not a poll
+    assert json.loads(_call(s.url + "sim/state")[1])["views"][0]["state"]["printed"] == 1
+    status, png = _call(s.url + "sim/film/printer")
+    assert status == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), film)
 
 
 def test_sim_events_push_a_simulators_change(serve):
