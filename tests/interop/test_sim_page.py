@@ -56,9 +56,17 @@ def _text(browser, element_id: str) -> str | None:
 
 
 def _click(browser, element_id: str) -> None:
+    """Click #element_id; found again when a pushed change redrew it between finding and clicking."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    wait_until(lambda: _text(browser, element_id) is not None, 20, what=f"#{element_id} on the page")
-    browser.find_element(By.ID, element_id).click()
+
+    def clicked():
+        try:
+            browser.find_element(By.ID, element_id).click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    wait_until(clicked, 20, what=f"#{element_id} to be clicked")
 
 
 def _printer_status_info(port: int) -> str:
@@ -155,10 +163,14 @@ def test_a_panel_button_clicked_on_the_page_reaches_the_drivers_and_the_glass_sh
         wait_until(lambda: (_text(browser, "display-line-0") or "").strip() == "PRESSED ack", 20,
                    what="the glass to show the press")
         assert pressed == ["ack"]
+        wait_until(lambda: _text(browser, "outcome") == "panel press: pressed ack", 20,
+                   what="the page to report a short press (a click is one)")
         # The "long" toggle: the simulator holds the button sim_long_press_s, one press, one release.
         _click(browser, "long")
         _click(browser, "btn-export")
         wait_until(lambda: (_text(browser, "display-line-1") or "").strip() == "2 presses", 20, what="a second press")
+        wait_until(lambda: _text(browser, "outcome") == "panel press: pressed export (long)", 20,
+                   what="the page to report the long press")
         edges = [(e["button"], e["pressed"]) for e in panel.simulator.state()["edges"]]
         wait_until(lambda: [(e["button"], e["pressed"]) for e in panel.simulator.state()["edges"]][-1]
                    == ("export", False), 20, what="the long press's release")
