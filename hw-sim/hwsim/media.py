@@ -46,6 +46,10 @@ the copy that brings the files written to ``at`` of their bytes (the driver's "c
 stick image turns into /dev/full (write-error: the next mcopy reads no FAT and fails) or is taken
 away (pull); whole files are on the stick, others are not, the label is not set.
 
+The simulated box's page (gateway/status/views.py) sees each drive as a view named after it: its
+state as last published (every change publishes and tells the view's listeners), "insert" (blank,
+or with the sample study of hwsim/samples.py) and "pull".
+
 The drivers call ``hook(phase, mapping)`` at "writing", "copied" (USB, after each mtools copy,
 with the files copied so far), "written", "verifying" and "eject": the moments a real device's
 hardware would act.

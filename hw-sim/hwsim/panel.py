@@ -21,7 +21,9 @@ shows the DDRAM through the ROM A00 table: so the simulator shows what the glass
 ROM's own glyphs included (katakana, "¥" at 0x5C where ASCII has a backslash, and a blank where
 RPLCD found no glyph for a character).
 
-``state()`` is a dict for the web page: LEDs with patterns, the two display lines, the last edges.
+``state()`` is a dict for the web page: LEDs with patterns, the two display lines, the last edges;
+the view_* methods make the panel a view of the simulated box's page (gateway/status/views.py):
+"press" (short or long), "down" / "up" (a button held from the page).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ In-process:  im = SerialFilmImager(out_dir=...); url = im.start_pty()  (or im.st
              ...; im.stop().  Printed films: im.printed (one hwsim.film_decode.RasterFilm per
              print command that put film out, ``copies`` = sheets it made), im.sheets (sheets
              of film out in all); out_dir gets one PNG per sheet, never overwriting one.
+Seen and driven from outside (hwsim/printer_view.py): the /sim/ page's view (status, films, jam /
+             un-jam / out of film / load, the last film as PNG) and `hw-sim printer ...` through
+             the control folder ``watch_control(folder)`` watches (hwsim/devices.py starts it).
 CLI:         python -m hwsim.serial_imager --pty | --tcp PORT [--out DIR] [--films N]
              prints "url: ..." and then reads fault commands from stdin: jam, jam-next, clear,
              cover-open, cover-close, offline, online, load N, unload, slow BPS, fast, mute,

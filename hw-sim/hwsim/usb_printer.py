@@ -14,6 +14,9 @@ Fault switches (attributes, change them at any time):
   slow          seconds to sleep per bulk OUT transfer (a slow RIP)
   films         films left in the supply (None: endless)
 
+Seen and driven from outside as the serial imager is (hwsim/printer_view.py: the /sim/ page's
+view, `hw-sim printer ...`): "jam" is ``jammed``, "out-of-film" ``paper_empty``.
+
 CLI:  python -m hwsim.usb_printer demo --out DIR      print a step wedge through the real driver
       python -m hwsim.usb_printer render JOB --dpi N --out PNG   render a captured job
 """

@@ -141,6 +141,17 @@ def test_a_usb_port_view_plugs_in_the_sample_study(tmp_path):
         sim.stop()
 
 
+def test_an_optical_drive_view_masters_a_dvd_with_the_sample_study(tmp_path):
+    require("xorriso", "xorriso")
+    sim = SimulatedOpticalDrive("cd", tmp_path / "cd")
+    sim.start()
+    try:
+        assert sim.view_act("insert", {"medium": "dvd", "data": True}) == "cd: dvd with data"
+        assert sim.view_state()["medium"] == {"kind": "dvd", "blank": False}
+    finally:
+        sim.stop()
+
+
 # -- the panel ----------------------------------------------------------------------------------------
 
 def test_the_panel_view_presses_buttons_and_shows_the_glass(tmp_path):
