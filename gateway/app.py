@@ -174,7 +174,16 @@ class Gateway:
         if cfg.status_http.enabled:
             registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
             self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
-                                            self.health, self.buffer.index)
+                                            self.health, self.buffer.index,
+                                            devices=self.devices)
+
+    def devices(self) -> list:
+        """The device objects built from the registry: the printer connection, the media drives and
+        the front panel's device (when the panel was built). The status server looks for hw-sim's
+        views on them (gateway/status/views.py); asked at each look, because a printer simulator
+        exists only once the print service started it."""
+        found = [self.printing.device.connection] if self.printing is not None else []
+        return found + list(self.drives.values()) + ([self.panel.front] if self.panel is not None else [])
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -285,6 +294,8 @@ class Gateway:
                       exc.strerror or exc)
             self.events.publish(ConfigProblem(key="buffer.path", detail=f"control channel: cannot create "
                                                                         f"{self.control.path}: {exc.strerror or exc}"))
+        if "status_http" in self._started and self.status_http.sim_url():
+            log.info("simulated box (hw-sim): %s", self.status_http.sim_url())
         self.listener.accept()
         self.observe()
         systemd_notify.notify("READY=1\nSTATUS=" + self.status_line())

@@ -77,6 +77,8 @@ class PrinterDevice(Section):
     # the simulators: where their PNGs go (relative to the config file), films in the supply
     sim_out: str = ""
     sim_films: IntRange(0, 100000) = 100
+    # the simulators' control folder (`hw-sim printer jam`, relative to the config file)
+    sim_dir: str = "hw-sim/printer"
 
     @model_validator(mode="after")
     def _where(self) -> "PrinterDevice":

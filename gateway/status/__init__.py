@@ -7,8 +7,12 @@ Prometheus server read from the box.
   backlog.py   the read-only index queries: per target the oldest waiting job, the last dead letters
   view.py      the status document (/status.json, the page's Server-Sent Events): snapshot + backlog
   server.py    the aiohttp server in its own thread and event loop: /healthz, /status.json,
-               /metrics, / (the page) and /events (SSE); no control action, ever
+               /metrics, / (the page) and /events (SSE); no control action, except the
+               simulated box's /sim/act/ (loopback, hw-sim devices only: a real device offers no view)
   page.html    the status page (plain HTML/CSS/JS, no build step)
+  views.py     the simulated box: the DeviceView protocol hw-sim's simulators implement, and the
+               /sim/ page's state (every view, the queue summary)
+  sim_page.py  the simulated box's page (/sim/; served on loopback with a device view only)
 
 Floor: "domains" (tests/unit/test_layers.py). It imports the leaves (events), the config floor
 (gateway.config, gateway.state) and the buffer (index reads only); never gateway.dicom or

@@ -4,7 +4,7 @@ One loop in one thread serves every client (a Prometheus scrape, a browser's sta
 Server-Sent Events stream, a monitoring probe), so the DICOM threads never wait on a web client;
 what a handler reads from the index runs in the loop's executor, so a slow read does not stall the
 other clients either. Read-only by construction: only GET routes exist (aiohttp answers any other
-method 405), and none changes anything.
+method 405), and none changes anything -- with one exception, the simulated box below.
 
   GET /healthz      200 "ok" when health() says so; else 503 with the reason (one line)
   GET /status.json  the status document (gateway/status/view.py)
@@ -14,6 +14,20 @@ method 405), and none changes anything.
                     whenever it changed, looked at every SSE_EVERY_S seconds (at most ~2 a second),
                     a comment line every KEEPALIVE_S so that proxies keep the stream open;
                     at most sse_max_clients streams at once (one more: 503)
+
+The simulated box (hw-sim you can see; views.py): when status_http.bind is loopback and at least
+one device the app handed over offers a view (only hw-sim's simulators do), these exist too; on any
+other bind, or with no view, they answer 404, so a real box never exposes a control action:
+
+  GET  /sim/                       the simulated box's page (sim_page.py); it follows /sim/events
+  GET  /sim/state                  views.page_state: every view's state, the queue, the printer
+  GET  /sim/events                 text/event-stream: a "sim" event with /sim/state at once, then
+                                   whenever a simulator reported a change (or the queue's counts
+                                   changed); shares sse_max_clients with /events
+  GET  /sim/film/<view>            the view's last printed film, image/png (404: none yet)
+  POST /sim/act/<view>/<action>    Content-Type application/json, body {} or {"arg": value}: the
+                                   view's action; 200 its one-line outcome, 400 refused (one line),
+                                   404 no such view, 415 another content type
 
 A configured token (status_http.token) is required on every route as `Authorization: Bearer
 <token>` (401 without it). The config refuses a bind address other than loopback without one.
@@ -27,16 +41,18 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.buffer.index import Index
-from gateway.config.status_http import StatusHttpSection
+from gateway.config.status_http import StatusHttpSection, is_loopback
 from gateway.status import view
 from gateway.status.metrics import exposition
 from gateway.status.page import PAGE
+from gateway.status.sim_page import SIM_PAGE
+from gateway.status.views import SimViews, page_state
 
 log = logging.getLogger("gateway.status")
 
@@ -63,12 +79,15 @@ class StatusServer:
     """section: [status_http]. snapshot: StateObserver.get_status. registry: the metrics'
     CollectorRegistry. health: None when healthy, else the reason (gateway/status/health.py).
     index: the buffer's index, read only (None: the document's index parts stay empty).
+    devices: the device objects the app built (asked at each look; views.py finds their views),
+    None: no /sim/ pages.
 
     start() binds and serves from its own thread, returns the URL; raises OSError when the address
     cannot be bound (in use, not of this host). stop() ends within `timeout` seconds."""
 
     def __init__(self, section: StatusHttpSection, snapshot: Callable[[], dict[str, Any]],
-                 registry: CollectorRegistry, health: Callable[[], str | None], index: Index | None = None):
+                 registry: CollectorRegistry, health: Callable[[], str | None], index: Index | None = None,
+                 devices: Callable[[], Iterable[Any]] | None = None):
         self.section = section
         self._snapshot = snapshot
         self._registry = registry
@@ -83,6 +102,15 @@ class StatusServer:
         self._clients = 0
         self._shared: tuple[float, dict[str, Any], str] | None = None  # (monotonic, doc, stable key)
         self.port: int | None = None
+        # Control actions exist on loopback only: whoever reaches them could jam the printer.
+        self.sim = SimViews(devices) if devices is not None and is_loopback(section.bind) else None
+        self._sim_changed: asyncio.Event | None = None
+
+    def sim_url(self) -> str | None:
+        """The simulated box's page, when it is served (loopback, a device with a view); else None."""
+        if self.sim is None or self.port is None or not self.sim.current():
+            return None
+        return self.url + "sim/"
 
     @property
     def url(self) -> str:
@@ -127,12 +155,21 @@ class StatusServer:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application(middlewares=[self._auth])
+        self._sim_changed = asyncio.Event()
+        if self.sim is not None:
+            loop, changed = asyncio.get_running_loop(), self._sim_changed
+            self.sim.add_listener(lambda: loop.is_closed() or loop.call_soon_threadsafe(changed.set))
+        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/status.json", self._status)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/events", self._events)
+        app.router.add_get("/sim/", self._sim_page)
+        app.router.add_get("/sim/state", self._sim_state)
+        app.router.add_get("/sim/events", self._sim_events)
+        app.router.add_get("/sim/film/{view}", self._sim_film)
+        app.router.add_post("/sim/act/{view}/{action}", self._sim_act)
         # No access log: a scrape every 15 s is not news, and the journal on an SD card is not a log store.
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -214,5 +251,97 @@ class StatusServer:
             return resp
         except ConnectionError:
             return resp  # the page was closed: nothing to tell anyone
+        finally:
+            self._clients -= 1
+
+    # -- the simulated box (views.py) ---------------------------------------------------------------
+    async def _sim_views(self) -> bool:
+        return self.sim is not None and bool(await self._off_loop(self.sim.current))
+
+    @staticmethod
+    def _no_sim() -> web.Response:
+        return web.Response(status=404, text="404: no simulated device here (the /sim/ pages exist on a "
+                                             "loopback status_http.bind with hw-sim devices only)\n")
+
+    async def _sim_page(self, request: web.Request) -> web.Response:
+        if not await self._sim_views():
+            return self._no_sim()
+        return web.Response(text=SIM_PAGE, content_type="text/html", charset="utf-8")
+
+    async def _sim_document(self) -> dict[str, Any]:
+        doc, _ = await self._shared_document()
+        return await self._off_loop(page_state, self.sim, doc)
+
+    async def _sim_state(self, request: web.Request) -> web.Response:
+        if not await self._sim_views():
+            return self._no_sim()
+        return web.json_response(await self._sim_document(), dumps=lambda d: json.dumps(d, indent=1))
+
+    async def _sim_film(self, request: web.Request) -> web.Response:
+        if not await self._sim_views():
+            return self._no_sim()
+        try:
+            png = await self._off_loop(self.sim.film, request.match_info["view"])
+        except LookupError as exc:
+            return web.Response(status=404, text=f"404: {exc}\n")
+        if png is None:
+            return web.Response(status=404, text="404: no film printed yet\n")
+        return web.Response(body=png, headers={"Content-Type": "image/png", "Cache-Control": "no-store"})
+
+    async def _sim_act(self, request: web.Request) -> web.Response:
+        if not await self._sim_views():
+            return self._no_sim()
+        # A page of any web site may POST a form to 127.0.0.1; it cannot send application/json
+        # without a CORS preflight, which nothing here answers.
+        if request.content_type != "application/json":
+            return web.Response(status=415, text="415: send Content-Type: application/json\n")
+        try:
+            args = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.Response(status=400, text="400: the body is not JSON\n")
+        if not isinstance(args, dict):
+            return web.Response(status=400, text="400: the body must be a JSON object of arguments\n")
+        view, action = request.match_info["view"], request.match_info["action"]
+        try:
+            outcome = await self._off_loop(self.sim.act, view, action, args)
+        except LookupError as exc:
+            return web.Response(status=404, text=f"404: {exc}\n")
+        except ValueError as exc:
+            return web.Response(status=400, text=f"400: {exc}\n")
+        log.info("sim page: %s %s: %s", view, action, outcome)
+        return web.Response(text=outcome + "\n")
+
+    async def _sim_events(self, request: web.Request) -> web.StreamResponse:
+        if not await self._sim_views():
+            return self._no_sim()
+        if self._clients >= self.section.sse_max_clients:
+            return web.Response(status=503, text=f"503: {self._clients} status pages are open already "
+                                                 "(status_http.sse_max_clients)\n")
+        self._clients += 1
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            last_key, quiet = None, 0.0
+            while not self._stopping.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    break
+                self._sim_changed.clear()
+                state = await self._sim_document()
+                key = json.dumps(state, sort_keys=True)  # no clock in it: a view changes when it did
+                if key != last_key:
+                    await resp.write(f"event: sim\ndata: {json.dumps(state)}\n\n".encode())
+                    last_key, quiet = key, 0.0
+                elif quiet >= KEEPALIVE_S:
+                    await resp.write(b": keepalive\n\n")
+                    quiet = 0.0
+                # A simulator's change wakes this at once; the queue's counts (from the status
+                # document) are looked at every SSE_EVERY_S, as /events does.
+                try:
+                    await asyncio.wait_for(self._sim_changed.wait(), SSE_EVERY_S)
+                except asyncio.TimeoutError:
+                    quiet += SSE_EVERY_S
+            return resp
+        except ConnectionError:
+            return resp
         finally:
             self._clients -= 1

@@ -7,11 +7,13 @@
   hw-sim panel show                                the display's two lines and each LED's pattern
   hw-sim panel press BUTTON [--long]               press a front-panel button (long: held
                                                    [panel] sim_long_press_s, default 3 s)
+  hw-sim printer jam|unjam|out-of-film|load|status the simulated printer (load: a full supply)
 
 The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
 where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files);
 the panel in ``--panel-dir`` (default ``$HWSIM_PANEL_DIR``, else ``config/hw-sim/panel``;
-hwsim/panel.py describes its files).
+hwsim/panel.py describes its files); the printer in ``--printer-dir`` (default ``$HWSIM_PRINTER_DIR``,
+else ``config/hw-sim/printer``: print.printer.sim_dir; hwsim/printer_view.py describes its files).
 Each command is one line on stdout; a refusal is one line on stderr and exit 1; a bad command
 line exit 2.
 """
@@ -25,10 +27,12 @@ import sys
 from pathlib import Path
 
 from hwsim import panel as sim_panel
+from hwsim import printer_view
 from hwsim.media import FAULTS, SimError, drives_in, send
 
 DEFAULT_SIM_DIR = "config/hw-sim/media"
 DEFAULT_PANEL_DIR = "config/hw-sim/panel"
+DEFAULT_PRINTER_DIR = "config/hw-sim/printer"
 
 
 def _describe(state: dict) -> str:
@@ -90,9 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     press = panel_verbs.add_parser("press", help="press a button (short, or --long)")
     press.add_argument("button")
     press.add_argument("--long", action="store_true", help="hold it [panel] sim_long_press_s seconds")
+    printer = sub.add_parser("printer", help="the simulated film printer (jam, out of film)")
+    printer.add_argument("--printer-dir", default=os.environ.get("HWSIM_PRINTER_DIR", DEFAULT_PRINTER_DIR),
+                         help="the printer simulator's folder (default: $HWSIM_PRINTER_DIR or %(default)s)")
+    printer.add_argument("verb", choices=printer_view.ACTIONS)
     args = parser.parse_args(argv)
     if args.device == "panel":
         return _panel(args)
+    if args.device == "printer":
+        return _printer(args)
     sim_dir = Path(args.sim_dir)
     try:
         if args.verb == "status":
@@ -135,6 +145,18 @@ def _panel(args: argparse.Namespace) -> int:
         print(f"pressed {args.button}" + (" (long)" if args.long else ""))
     for line in sim_panel.describe(state):
         print(line)
+    return 0
+
+
+def _printer(args: argparse.Namespace) -> int:
+    """`hw-sim printer VERB`: one command to the printer simulator; its state as one line."""
+    try:
+        state = printer_view.send(Path(args.printer_dir), {"verb": args.verb}, timeout=args.wait)
+    except (printer_view.SimError, OSError, ValueError) as exc:
+        print(f"hw-sim: {exc}", file=sys.stderr)
+        return 1
+    films = "endless" if state["films_left"] is None else state["films_left"]
+    print(f"printer ({state['model']}): {state['status']}; films left {films}; printed {state['printed']}")
     return 0
 
 

@@ -6,7 +6,8 @@ gateway never imports hwsim, and ``kind = "serial-sim"`` in the config is all it
 simulated hardware.  Each factory returns the real driver's connection (drivers/printer/devices.py)
 with the simulator put where the device would be: the real transport and language code run
 unchanged.  The simulator lives in the gateway's process, started by ``start()`` and stopped by
-``stop()``.
+``stop()``.  A printer simulator also watches its control folder ``print.printer.sim_dir``
+(`hw-sim printer jam`, hwsim/printer_view.py) while it runs.
 
 The simulator modules are imported in ``start()`` (printers) or in the factory (media), not here:
 listing or validating kinds must not pull in pyusb's backend machinery.
@@ -41,12 +42,14 @@ class SerialSimConnection(SerialConnection):
         super().__init__("", cfg.baudrate, cfg.flow_control)
         self.out_dir = _out_dir(cfg, resolve)
         self.films = cfg.sim_films
+        self.control_dir = resolve(cfg.sim_dir)
         self.simulator = None
 
     def start(self) -> None:
         from hwsim.serial_imager import SerialFilmImager
         self.simulator = SerialFilmImager(out_dir=self.out_dir, films=self.films)
         self.url = self.simulator.start_tcp()
+        self.simulator.watch_control(self.control_dir)
         log.info("simulated serial film imager at %s, films to %s", self.url, self.out_dir)
 
     def open(self) -> Transport:
@@ -68,11 +71,18 @@ class UsbSimConnection(UsbConnection):
         self.dpi = cfg.dpi
         self.out_dir = _out_dir(cfg, resolve)
         self.films = cfg.sim_films
+        self.control_dir = resolve(cfg.sim_dir)
 
     def start(self) -> None:
         from hwsim.usb_printer import SimulatedUsbPrinter
         self.backend = SimulatedUsbPrinter(dpi=self.dpi, out_dir=self.out_dir, films=self.films)
+        self.backend.watch_control(self.control_dir)
         log.info("simulated USB PostScript printer, films to %s", self.out_dir)
+
+    def stop(self) -> None:
+        if self.backend is not None:
+            self.backend.stop_control()
+        super().stop()
 
     @property
     def simulator(self):

@@ -46,6 +46,10 @@ the copy that brings the files written to ``at`` of their bytes (the driver's "c
 stick image turns into /dev/full (write-error: the next mcopy reads no FAT and fails) or is taken
 away (pull); whole files are on the stick, others are not, the label is not set.
 
+The simulated box's page (gateway/status/views.py) sees each drive as a view named after it: its
+state as last published (every change publishes and tells the view's listeners), "insert" (blank,
+or with the sample study of hwsim/samples.py) and "pull".
+
 The drivers call ``hook(phase, mapping)`` at "writing", "copied" (USB, after each mtools copy,
 with the files copied so far), "written", "verifying" and "eject": the moments a real device's
 hardware would act.
@@ -98,9 +102,13 @@ class SimulatedDrive:
 
     type = ""
     image_name = ""
+    # The simulated box's page (gateway/status/views.py): one view per drive, named as the drive.
+    view_kind = "drive"
 
     def __init__(self, name: str, folder: Path):
         self.name = name
+        self._view_listeners: list = []
+        self._published: dict | None = None
         self.folder = Path(folder)
         self.image = self.folder / self.image_name
         self.faults: set[str] = set()
@@ -162,7 +170,53 @@ class SimulatedDrive:
         raise NotImplementedError
 
     def _publish(self) -> None:
-        _write_json(self.folder / "state.json", self.state())
+        state = self.state()
+        _write_json(self.folder / "state.json", state)
+        self._published = state
+        for listener in list(self._view_listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a page's listener must not break the drive
+                log.exception("hw-sim drive %s: a listener failed", self.name)
+
+    # -- the simulated box's page (gateway/status/views.py) --------------------------------------
+    @property
+    def view_name(self) -> str:
+        return self.name
+
+    def view_state(self) -> dict:
+        """state() as last published: the page reads no image (a USB stick's mdir) between changes."""
+        return self._published if self._published is not None else self.state()
+
+    def view_actions(self) -> list[str]:
+        """"insert" ({"medium": "cd"|"dvd"|"usb", "data": bool}) and "pull"."""
+        return ["insert", "pull"]
+
+    def view_act(self, action: str, args: Mapping[str, Any] | None = None) -> str:
+        """Insert a blank medium or one holding the sample study (hwsim/samples.py), or pull the
+        medium; returns "<drive>: <what it holds>". ValueError (one line) when refused."""
+        args = args or {}
+        try:
+            if action == "insert":
+                medium = str(args.get("medium") or ("usb" if self.type == "usb" else "cd"))
+                source = None
+                if args.get("data"):
+                    from hwsim.samples import sample_folder  # noqa: PLC0415 - pydicom only when asked
+                    source = sample_folder(self.folder / "sample-study")
+                self.insert(medium, source)
+            elif action == "pull":
+                self.pull()
+            else:
+                raise SimError(f"drive {self.name}: unknown action {action!r} (insert or pull)")
+        except SimError as exc:
+            raise ValueError(str(exc)) from None
+        medium = self.view_state().get("medium")
+        held = "empty" if medium is None else f"{medium['kind']} {'blank' if medium.get('blank') else 'with data'}"
+        return f"{self.name}: {held}"
+
+    def view_subscribe(self, listener) -> None:
+        """listener() after every change of what the drive holds or its faults."""
+        self._view_listeners.append(listener)
 
     def fault(self, kind: str, at: float | None = None) -> None:
         """Arm a fault (FAULTS) or "clear" all of them.  ``at``: for pull and write-error, where

@@ -21,7 +21,9 @@ shows the DDRAM through the ROM A00 table: so the simulator shows what the glass
 ROM's own glyphs included (katakana, "¥" at 0x5C where ASCII has a backslash, and a blank where
 RPLCD found no glyph for a character).
 
-``state()`` is a dict for the web page: LEDs with patterns, the two display lines, the last edges.
+``state()`` is a dict for the web page: LEDs with patterns, the two display lines, the last edges;
+the view_* methods make the panel a view of the simulated box's page (gateway/status/views.py):
+"press" (short or long), "down" / "up" (a button held from the page).
 """
 
 from __future__ import annotations
@@ -358,6 +360,37 @@ class SimulatedPanel:
                 listener(state)
             except Exception:  # noqa: BLE001 - a page's listener must not break the panel
                 log.exception("hw-sim panel: a listener failed")
+
+    # -- the simulated box's page (gateway/status/views.py) ----------------------------------------
+    view_name = "panel"
+    view_kind = "panel"
+
+    def view_state(self) -> dict:
+        """state(): LEDs, display, buttons, the last edges."""
+        return self.state()
+
+    def view_actions(self) -> list[str]:
+        """"press" ({"button", "long": bool}), "down" and "up" ({"button"}: held from the page)."""
+        return ["press", "down", "up"]
+
+    def view_act(self, action: str, args: Mapping[str, Any] | None = None) -> str:
+        """One button action; returns e.g. "pressed ok (long)". ValueError (one line) for another
+        action, an unknown button or a panel not running."""
+        args = args or {}
+        button = str(args.get("button", ""))
+        if action not in self.view_actions():
+            raise ValueError(f"panel: unknown action {action!r} (one of {', '.join(self.view_actions())})")
+        try:
+            self.apply({"verb": action, "button": button, "long": bool(args.get("long", False))})
+        except SimError as exc:
+            raise ValueError(str(exc)) from None
+        if action == "press":
+            return f"pressed {button}" + (" (long)" if args.get("long") else "")
+        return f"{button} {'held' if action == 'down' else 'released'}"
+
+    def view_subscribe(self, listener: Callable[[], None]) -> None:
+        """listener() after every change (subscribe's, without the state)."""
+        self.subscribe(lambda _state: listener())
 
     # -- control folder ---------------------------------------------------------------------------
     def apply(self, command: Mapping[str, Any]) -> None:

@@ -21,6 +21,9 @@ In-process:  im = SerialFilmImager(out_dir=...); url = im.start_pty()  (or im.st
              ...; im.stop().  Printed films: im.printed (one hwsim.film_decode.RasterFilm per
              print command that put film out, ``copies`` = sheets it made), im.sheets (sheets
              of film out in all); out_dir gets one PNG per sheet, never overwriting one.
+Seen and driven from outside (hwsim/printer_view.py): the /sim/ page's view (status, films, jam /
+             un-jam / out of film / load, the last film as PNG) and `hw-sim printer ...` through
+             the control folder ``watch_control(folder)`` watches (hwsim/devices.py starts it).
 CLI:         python -m hwsim.serial_imager --pty | --tcp PORT [--out DIR] [--films N]
              prints "url: ..." and then reads fault commands from stdin: jam, jam-next, clear,
              cover-open, cover-close, offline, online, load N, unload, slow BPS, fast, mute,
@@ -42,6 +45,7 @@ from pathlib import Path
 
 from hwsim.film_decode import (RasterFilm, body_size, decode_raster_body, parse_header, unescape,
                                write_film)
+from hwsim.printer_view import PrinterView
 
 MAGIC = b"DRF1"
 FILM_JAM, SUPPLY_EMPTY, SUPPLY_LOW, COVER_OPEN = 0x01, 0x02, 0x04, 0x08
@@ -53,11 +57,20 @@ class _Closed(Exception):
     pass
 
 
-class SerialFilmImager:
+_FAULT_NAMES = ((FILM_JAM, "FILM JAM"), (SUPPLY_EMPTY, "SUPPLY EMPTY"), (SUPPLY_LOW, "SUPPLY LOW"),
+                (COVER_OPEN, "COVER OPEN"), (OFFLINE, "OFFLINE"), (RECEIVER_FULL, "RECEIVER FULL"))
+
+
+class SerialFilmImager(PrinterView):
+    """The imager; its view on the simulated box's page and `hw-sim printer` come from PrinterView."""
+
+    model = "DRF/1 serial film imager"
+
     def __init__(self, out_dir: str | Path | None = None, films: int = 100, low_mark: int = 10,
                  receiver_capacity: int = 50, print_seconds: float = 0.0):
         self.out_dir = Path(out_dir) if out_dir else None
         self.films, self.low_mark = films, low_mark
+        self.full_supply = films  # what "load" puts back
         self.receiver, self.receiver_capacity = 0, receiver_capacity
         self.print_seconds = print_seconds
         self.printing = False  # a complete job is on the drum (tests kill the host at this moment)
@@ -72,6 +85,31 @@ class SerialFilmImager:
         self._fds: list[int] = []
         self._sock: socket.socket | None = None
         self._raw = bytearray()
+        self._init_view()
+
+    # --- the view (hwsim/printer_view.py) ------------------------------------------------------
+    def status_text(self) -> str:
+        """"NORMAL", or the status bits' names ("FILM JAM, SUPPLY EMPTY")."""
+        bits = self.status_bits()
+        return ", ".join(name for bit, name in _FAULT_NAMES if bits & bit) or "NORMAL"
+
+    def films_left(self) -> int:
+        return max(self.films, 0)
+
+    def printed_count(self) -> int:
+        return self.sheets
+
+    def last_png(self) -> bytes | None:
+        return self.printed[-1].png() if self.printed else None
+
+    def set_jammed(self, jammed: bool) -> None:
+        if jammed:
+            self.jammed = True
+        else:
+            self.clear()
+
+    def set_out_of_film(self, out: bool) -> None:
+        self.films = 0 if out else self.full_supply
 
     # --- state ---------------------------------------------------------------------------------
     def status_bits(self) -> int:
@@ -111,6 +149,7 @@ class SerialFilmImager:
         return f"socket://127.0.0.1:{self._sock.getsockname()[1]}"
 
     def stop(self):
+        self.stop_control()
         self._stop.set()
         if self._sock:
             self._sock.close()
@@ -210,6 +249,7 @@ class SerialFilmImager:
                     send(MAGIC + b"\x85" + b"%04X%04X" % (self.status_bits(), max(self.films, 0)))
             elif head[4] == 0x01:
                 result, made = self._print(recv, self._take(recv, 1)[0] & 1)
+                self._view_changed()
                 if not self.mute:
                     tail = b"%04X" % made if result == PARTLY else b""
                     send(MAGIC + b"\x81" + b"%04X%02X" % (self.status_bits(), result) + tail)

@@ -14,6 +14,9 @@ Fault switches (attributes, change them at any time):
   slow          seconds to sleep per bulk OUT transfer (a slow RIP)
   films         films left in the supply (None: endless)
 
+Seen and driven from outside as the serial imager is (hwsim/printer_view.py: the /sim/ page's
+view, `hw-sim printer ...`): "jam" is ``jammed``, "out-of-film" ``paper_empty``.
+
 CLI:  python -m hwsim.usb_printer demo --out DIR      print a step wedge through the real driver
       python -m hwsim.usb_printer render JOB --dpi N --out PNG   render a captured job
 """
@@ -32,6 +35,7 @@ import usb.backend
 import usb.core
 
 from hwsim.film_decode import body_size, decode_raster_job, render_postscript, write_film
+from hwsim.printer_view import PrinterView
 
 VENDOR_ID, PRODUCT_ID = 0x1209, 0x0001  # pid.codes test IDs
 EP_OUT = 0x01
@@ -42,7 +46,12 @@ def _nak():
     return usb.core.USBTimeoutError("Operation timed out", -7, errno.ETIMEDOUT)
 
 
-class SimulatedUsbPrinter(usb.backend.IBackend):
+class SimulatedUsbPrinter(usb.backend.IBackend, PrinterView):
+    """The printer as a pyusb backend; its view on the simulated box's page and `hw-sim printer`
+    come from PrinterView."""
+
+    model = "USB PostScript film printer"
+
     def __init__(self, dpi: float = 320.0, out_dir: str | Path | None = None,
                  device_id: str = DEFAULT_DEVICE_ID, films: int | None = None):
         self.dpi = dpi
@@ -56,6 +65,32 @@ class SimulatedUsbPrinter(usb.backend.IBackend):
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._token = object()
+        self.full_supply = films  # what "load" puts back
+        self._init_view()
+
+    # --- the view (hwsim/printer_view.py) ----------------------------------------------------
+    def status_text(self) -> str:
+        """"NORMAL", or what GET_PORT_STATUS would show ("FILM JAM, OUT OF FILM, OFFLINE")."""
+        names = [n for on, n in ((self.jammed, "FILM JAM"), (self.paper_empty or self.films == 0, "OUT OF FILM"),
+                                 (self.offline, "OFFLINE")) if on]
+        return ", ".join(names) or "NORMAL"
+
+    def films_left(self) -> int | None:
+        return self.films
+
+    def printed_count(self) -> int:
+        return len(self.printed)
+
+    def last_png(self) -> bytes | None:
+        return self.printed[-1] if self.printed else None
+
+    def set_jammed(self, jammed: bool) -> None:
+        self.jammed = jammed
+
+    def set_out_of_film(self, out: bool) -> None:
+        self.paper_empty = out
+        if not out and self.films is not None:
+            self.films = self.full_supply
 
     # --- descriptors -------------------------------------------------------------------------
     def enumerate_devices(self):
@@ -155,8 +190,12 @@ class SimulatedUsbPrinter(usb.backend.IBackend):
             if self.jam_next_job and len(self._buf) > 4096:
                 self.jam_next_job, self.jammed = False, True
                 self._buf.clear()  # the film in the printer is lost
-                return len(chunk)
-            self._cut_jobs()
+                jammed_now = True
+            else:
+                jammed_now = False
+                self._cut_jobs()
+        if jammed_now:
+            self._view_changed()
         return len(chunk)
 
     def bulk_read(self, dev_handle, ep, intf, buff, timeout):
@@ -195,6 +234,7 @@ class SimulatedUsbPrinter(usb.backend.IBackend):
             self.films = max(0, self.films - copies)
         if self.out_dir:
             write_film(self.out_dir, png)
+        self._view_changed()
 
 
 def _ps_copies(job: bytes) -> int:
