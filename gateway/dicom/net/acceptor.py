@@ -26,6 +26,7 @@ from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
 from gateway.dicom.net import association_request
+from gateway.dicom.net.association_events import STORAGE_PATH
 from gateway.dicom.net.association_policy import AssociationPolicy, tune_socket
 from gateway.dicom.net.pdu_socket import (
     ABORT_INVALID_PARAMETER,
@@ -264,6 +265,7 @@ class Acceptor:
                 log.warning("rejected association from %s: A-ASSOCIATE-RQ of %d bytes (more than %d)",
                             host, length, _PEEK_LIMIT)
                 _answer(sock, reject_pdu(*REJECT_TOO_LARGE))
+                self.policy.observed.refused("", "", host, REJECT_TOO_LARGE)
                 return None
             data = _peek(sock, PDU_HEADER.size + length)
         finally:
@@ -279,11 +281,13 @@ class Acceptor:
                         "protocol version not supported" if checked.reject == association_request.REJECT_PROTOCOL_VERSION
                         else "application context name not supported")
             _answer(sock, reject_pdu(*checked.reject))
+            self.policy.observed.refused(checked.calling, checked.called, host, checked.reject)
             return None
         # The titles and the host are checked here for both paths, with the titles as received.
         reason = self.policy.refusal(checked.calling, checked.called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
             _answer(sock, reject_pdu(*reason))
+            self.policy.observed.refused(checked.calling, checked.called, host, reason)
             return None
         try:
             # pynetdicom decodes it again (both paths negotiate with its primitive); a request that
@@ -312,9 +316,12 @@ class Acceptor:
         reason = self.policy.try_admit(key, calling, called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
             sock.sendall(reject_pdu(*reason))
+            self.policy.observed.refused(calling, called, host, reason)
             return
+        assoc = None
         try:
             contexts = self._accept(sock, request)
+            self.policy.observed.opened(key, calling, called, host, STORAGE_PATH)
             log.info("association from %s (%s) accepted: %d of %d presentation contexts", calling, host,
                      len(contexts), len(request.presentation_context_definition_list))
             # Past negotiation the socket may idle as long as the inactivity timer allows.
@@ -328,6 +335,9 @@ class Acceptor:
             assoc.run()
         finally:
             self.policy.release(key)
+            # Anything but an answered A-RELEASE-RQ ends it as an abort (ours, the peer's, a timer,
+            # the stop, a dropped connection); nothing is published when no AC was sent.
+            self.policy.observed.closed(key, "released" if assoc is not None and assoc.released else "aborted")
 
     def _accept(self, sock: socket.socket, request: A_ASSOCIATE) -> dict[int, tuple[str, str]]:
         """Negotiate the presentation contexts, send the A-ASSOCIATE-AC, return the accepted

@@ -24,6 +24,7 @@ import time
 from pynetdicom import evt
 
 from gateway.config import Config, PeerSection
+from gateway.dicom.net.association_events import AssociationEvents
 from gateway.dicom.net.pynetdicom_patches import guard_association, raw_socket, reject_in_handler, request_primitive
 from gateway.identity import escaped_ae, normalise_ae
 
@@ -57,8 +58,12 @@ def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None
 
 
 class AssociationPolicy:
-    def __init__(self, config: Config, called_titles: list[str]):
+    """`observed`: where refusals decided on pynetdicom's path are reported (the acceptor reports
+    its own); a silent AssociationEvents when not given."""
+
+    def __init__(self, config: Config, called_titles: list[str], observed: AssociationEvents | None = None):
         self.config = config
+        self.observed = observed if observed is not None else AssociationEvents(None)
         self.called_titles = {t.strip() for t in called_titles}
         self._lock = threading.Lock()
         self._admit_lock = threading.Lock()
@@ -174,6 +179,7 @@ class AssociationPolicy:
         reason = self.admission(calling, called, assoc.requestor.address, calling_raw, called_raw)
         if reason is not None:
             self._reject(assoc, reason)
+            self.observed.refused(calling, called, str(assoc.requestor.address), reason)
             return
         primitive.calling_ae_title = calling
         primitive.called_ae_title = called
