@@ -22,7 +22,17 @@ Per run: wall time of the storescu run, images/s, the gateway's CPU seconds (uti
 and its peak RSS (VmHWM, read after the last C-STORE, before the stop); for observed runs the
 client's SSE events and scrapes (a run whose client got nothing is flagged). Medians of
 BENCH_REPEAT runs per configuration; ratio = observed images/s / bare images/s (target >= 0.97),
-and the same ratio for each interleaved pair, to show the spread.
+and the same ratio for each interleaved pair, to show the spread. Beside it, cpu_ratio = bare CPU
+s/GB / observed CPU s/GB: the share of the gateway's own CPU the observers take, which other
+processes on a shared machine disturb far less than wall time (they take cores and the disk away
+from both configurations, but do not add to the gateway's utime+stime); 10 ms ticks over ~1 s of
+CPU per run: +-1 %.
+
+Last, in this process and on no network: the observers' direct CPU per event and per refresh
+(time.process_time over thousands of calls): publish to the three subscribers, the metrics, state
+and panel folds of one "received", a panel render (tick, LEDs, lines), a /metrics exposition and a
+status document. These do not depend on the machine's other load and bound what a C-STORE can pay
+directly; the interleaved runs show what it pays with threads, wake-ups and the GIL included.
 """
 
 from __future__ import annotations
@@ -106,6 +116,61 @@ def run_once(mode: str, files: list[Path], nbytes: int) -> dict:
     return out
 
 
+class _Commands:
+    """The panel's operator verbs, never called here (no button is pressed)."""
+
+    def export(self, *args, **kw):
+        raise AssertionError("no button is pressed in the bench")
+
+    eject = export
+
+
+def fold_costs(n: int = 5000) -> dict[str, float]:
+    """Microseconds of this process's CPU per call, for the observers' own work (see the module
+    docstring)."""
+    import tempfile
+
+    from gateway.event_kinds import Received
+    from gateway.events import EventBus
+    from gateway.panel import Panel
+    from gateway.panel.display import encode_a00
+    from gateway.state import StateObserver
+    from gateway.status import view
+    from gateway.status.metrics import exposition, new_registry
+
+    def per_call(fn, count: int) -> float:
+        t0 = time.process_time()
+        for _ in range(count):
+            fn()
+        return (time.process_time() - t0) / count * 1e6
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bus = EventBus()
+        state = StateObserver(bus, Path(tmp), ["pacs"])
+        registry, metrics = new_registry(bus, state.get_status)
+        panel = Panel(_Commands())
+        sub = bus.subscribe(maxsize=n + 10)  # where the panel's loop would read
+        payload = Received(sop_uid="1.2.3", calling_ae="BENCHSCU", source="AE:BENCHSCU", outcome="stored",
+                           routes=("pacs",), bytes=526_000, seconds=0.004)
+        out = {"publish (state, metrics, panel subscribed)": per_call(lambda: bus.publish(payload), n)}
+        ev = sub.get_nowait()
+        out["metrics fold"] = per_call(lambda: metrics.apply(ev), n)
+        out["state fold"] = per_call(lambda: state.apply(ev), n)
+        out["panel fold"] = per_call(lambda: panel.apply(ev), n)
+
+        def render():
+            panel.tick()
+            panel.leds()
+            for line in panel.lines():
+                encode_a00(line)
+        out["panel render (10 a second)"] = per_call(render, n // 10)
+        out["/metrics exposition (1 a second)"] = per_call(lambda: exposition(registry), 200)
+        out["status document (SSE, <= 2 a second)"] = per_call(lambda: view.build(state.get_status(), None, None), 200)
+        metrics.stop()
+        state.events.unsubscribe(state._sub)
+    return out
+
+
 def main() -> int:
     print(f"== observers (BENCH_SCALE={SCALE}, {REPEAT} interleaved runs per configuration)", flush=True)
     files = datasets.files("ct")
@@ -127,6 +192,7 @@ def main() -> int:
     keys = ("wall_s", "img_s", "mb_s", "gw_cpu_s", "gw_cpu_s_per_gb", "peak_rss_mb")
     summary = {m: {k: median([r[k] for r in runs[m]]) for k in keys} for m in MODES}
     pairs = [ratio(o["img_s"], b["img_s"]) for o, b in zip(runs["observed"], runs["bare"])]
+    cpu_pairs = [ratio(b["gw_cpu_s_per_gb"], o["gw_cpu_s_per_gb"]) for o, b in zip(runs["observed"], runs["bare"])]
     result = {
         "objects": len(files), "bytes": nbytes, "target": TARGET, "scrape_s": SCRAPE_S,
         "client": "http.client SSE reader + /metrics scraper (bench/observer_client.py), not a browser",
@@ -135,6 +201,8 @@ def main() -> int:
         "summary": summary,
         "ratio": ratio(summary["observed"]["img_s"], summary["bare"]["img_s"]),
         "pair_ratios": pairs,
+        "cpu_ratio": ratio(summary["bare"]["gw_cpu_s_per_gb"], summary["observed"]["gw_cpu_s_per_gb"]),
+        "cpu_pair_ratios": cpu_pairs,
         "runs": runs,
     }
     rows = [[m, summary[m]["wall_s"], summary[m]["img_s"], summary[m]["mb_s"], summary[m]["gw_cpu_s_per_gb"],
@@ -146,7 +214,17 @@ def main() -> int:
     verdict = "meets" if result["ratio"] >= TARGET else "BELOW"
     print(f"ratio observed/bare images/s = {result['ratio']:.3f} ({verdict} the target >= {TARGET}); "
           f"per pair: {', '.join(f'{p:.3f}' for p in pairs)}")
+    print(f"cpu_ratio bare/observed gateway CPU s per GB = {result['cpu_ratio']:.3f}; "
+          f"per pair: {', '.join(f'{p:.3f}' for p in cpu_pairs)}")
     print(f"load average at the end (the machine is shared): {', '.join(f'{x:.2f}' for x in result['load'])}")
+    result["fold_costs_us"] = costs = fold_costs()
+    per_cstore = sum(v for k, v in costs.items() if "fold" in k or "publish" in k)
+    print()
+    print(table(["observers' own work", "CPU us per call"], [[k, v] for k, v in costs.items()],
+                "Direct CPU cost, in this process (independent of the machine's other load):"))
+    print(f"per C-STORE (publish + three folds): {per_cstore:.0f} us, "
+          f"{100 * per_cstore / 1e6 / (summary['bare']['gw_cpu_s'] / len(files)):.1f} % of a bare C-STORE's "
+          f"gateway CPU ({1e6 * summary['bare']['gw_cpu_s'] / len(files):.0f} us)")
     path = write_summary("observers", result)
     print(f"\nsummary: {path}")
     return 0

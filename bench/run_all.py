@@ -105,7 +105,7 @@ def summary_rows(started: float) -> list[list]:
         rows.append(["observers: CT ingest, status page + metrics + panel + SSE client",
                      f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
                      f"all off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
-                     f"{obs['ratio']:.3f}x (target >= {obs['target']})"])
+                     f"{obs['ratio']:.3f}x (target >= {obs['target']}); CPU/GB {obs['cpu_ratio']:.3f}x"])
     return rows
 
 
