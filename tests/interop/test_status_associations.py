@@ -77,3 +77,40 @@ def test_accepted_refused_released_and_aborted_associations_are_counted(gateway_
     assert (last["calling_ae"], last["called_ae"], last["peer"]) == ("STRANGER", "EDGE", "127.0.0.1")
     assert (last["result"], last["source"], last["diagnostic"], last["reason"]) == (
         1, 1, 3, "calling AE title not recognised")
+
+
+def test_refusals_at_the_association_cap_are_counted_on_both_paths(gateway_factory):
+    """ae.max_associations = 1 and one association held open: a second one proposing only
+    Verification is refused by the fast path's admission, one proposing Storage Commitment by
+    AssociationPolicy on pynetdicom's path; both A-ASSOCIATE-RJ 2/3/2 (local limit exceeded)."""
+    gw = gateway_factory({"ae": {"max_associations": 1}})
+    url = f"http://127.0.0.1:{gw.config['status_http']['port']}/"
+    wait_until(lambda: f"status page {url}" in gw.log, 20, what="the status page's URL in the log")
+    held_ae = AE(ae_title="ECHOSCU")
+    held_ae.add_requested_context("1.2.840.10008.1.1")
+    held = held_ae.associate("127.0.0.1", gw.port, ae_title="EDGE")
+    assert held.is_established
+    try:
+        fast_ae = AE(ae_title="STORESCU")
+        fast_ae.add_requested_context("1.2.840.10008.1.1")
+        fast = fast_ae.associate("127.0.0.1", gw.port, ae_title="EDGE")
+        assert fast.is_rejected
+        slow_ae = AE(ae_title="TESTPACS")
+        slow_ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
+        slow = slow_ae.associate("127.0.0.1", gw.port, ae_title="EDGE")
+        assert slow.is_rejected
+    finally:
+        held.release()
+
+    def counted():
+        m = _metrics(url)
+        return m if m.get(("gateway_associations_closed_total", (("how", "released"),))) == 1 else None
+
+    m = wait_until(counted, 20, what="the held association's release in /metrics")
+    assert m[("gateway_associations_total", (("calling_ae", "ECHOSCU"), ("outcome", "accepted")))] == 1
+    assert m[("gateway_associations_total", (("calling_ae", "STORESCU"), ("outcome", "refused")))] == 1
+    assert m[("gateway_associations_total", (("calling_ae", "TESTPACS"), ("outcome", "refused")))] == 1
+    assert m[("gateway_associations_open", ())] == 0
+    last = json.loads(_get(url + "status.json"))["associations"]["last_refused"]
+    assert (last["calling_ae"], last["result"], last["source"], last["diagnostic"], last["reason"]) == (
+        "TESTPACS", 2, 3, 2, "local limit exceeded")
