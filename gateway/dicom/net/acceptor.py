@@ -264,8 +264,8 @@ class Acceptor:
                 # Far beyond 128 contexts; and a request must fit the receive buffer to be peeked.
                 log.warning("rejected association from %s: A-ASSOCIATE-RQ of %d bytes (more than %d)",
                             host, length, _PEEK_LIMIT)
-                _answer(sock, reject_pdu(*REJECT_TOO_LARGE))
                 self.policy.observed.refused("", "", host, REJECT_TOO_LARGE)
+                _answer(sock, reject_pdu(*REJECT_TOO_LARGE))
                 return None
             data = _peek(sock, PDU_HEADER.size + length)
         finally:
@@ -280,14 +280,15 @@ class Acceptor:
             log.warning("rejected association from %s (%s): %s", escaped_ae(checked.calling_raw), host,
                         "protocol version not supported" if checked.reject == association_request.REJECT_PROTOCOL_VERSION
                         else "application context name not supported")
-            _answer(sock, reject_pdu(*checked.reject))
             self.policy.observed.refused(checked.calling, checked.called, host, checked.reject)
+            _answer(sock, reject_pdu(*checked.reject))
             return None
         # The titles and the host are checked here for both paths, with the titles as received.
         reason = self.policy.refusal(checked.calling, checked.called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
-            _answer(sock, reject_pdu(*reason))
+            # Told before the answer, which lingers until the peer closes (_LINGER_S).
             self.policy.observed.refused(checked.calling, checked.called, host, reason)
+            _answer(sock, reject_pdu(*reason))
             return None
         try:
             # pynetdicom decodes it again (both paths negotiate with its primitive); a request that
@@ -315,8 +316,8 @@ class Acceptor:
         key = object()
         reason = self.policy.try_admit(key, calling, called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
-            sock.sendall(reject_pdu(*reason))
             self.policy.observed.refused(calling, called, host, reason)
+            sock.sendall(reject_pdu(*reason))
             return
         assoc = None
         try:

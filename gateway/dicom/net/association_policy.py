@@ -178,8 +178,10 @@ class AssociationPolicy:
         calling, called = normalise_ae(calling_raw), normalise_ae(called_raw)
         reason = self.admission(calling, called, assoc.requestor.address, calling_raw, called_raw)
         if reason is not None:
-            self._reject(assoc, reason)
+            # Told before the answer: _reject waits for the DUL to go idle, which can take until the
+            # peer closes (or the ARTIM timer), and the refusal is decided now.
             self.observed.refused(calling, called, str(assoc.requestor.address), reason)
+            self._reject(assoc, reason)
             return
         primitive.calling_ae_title = calling
         primitive.called_ae_title = called
