@@ -3,7 +3,7 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render export)
+                                            #   profile film_render export observers)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
-ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export"]
+ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers"]
 
 
 def script(name: str) -> Path:
@@ -99,6 +99,13 @@ def summary_rows(started: float) -> list[list]:
                          f"{r['gateway_s']:.2f} s, {1000 * r['gateway_s'] / int(n):.2f} ms/inst, "
                          f"peak RSS {r['gateway_peak_mb']:.0f} MB",
                          f"cp -r + dcmmkdir {r['dcmtk_s']:.2f} s", f"{r['ratio']:.2f}x"])
+    obs = load("observers")
+    if fresh(obs):
+        on, off = obs["summary"]["observed"], obs["summary"]["bare"]
+        rows.append(["observers: CT ingest, status page + metrics + panel + SSE client",
+                     f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
+                     f"all off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
+                     f"{obs['ratio']:.3f}x (target >= {obs['target']}); CPU/GB {obs['cpu_ratio']:.3f}x"])
     return rows
 
 

@@ -141,7 +141,7 @@ class Gateway:
         # The services behind the port, each bringing its contexts and handlers; the fast path
         # serves the Verification and Storage contexts through store_scp.store.
         roles = [VerificationSCP(), self.store_scp, self.commitment, *([p] if p else [])]
-        self.listener = Listener(cfg, roles, store=self.store_scp.store)
+        self.listener = Listener(cfg, roles, store=self.store_scp.store, events=self.events)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

@@ -15,6 +15,7 @@ Units: times are seconds since the epoch (time.time()), durations are seconds, s
 
 Kinds by who publishes them:
 
+  listener (gateway/dicom/net)         association-opened, association-refused, association-closed
   intake (gateway/buffer/intake.py)    received, store-refused, disk-full, buffer-error
   store SCP (gateway/dicom/store_scp)  store-refused (refusals decided before the intake)
   retention (gateway/buffer/retention) evicted
@@ -89,6 +90,63 @@ def _kind(kind: str):
         CATALOGUE[kind] = cls
         return cls
     return register
+
+
+# -- associations (gateway/dicom/net/association_events.py) ------------------------------------
+ASSOCIATION_OPENED = "association-opened"
+ASSOCIATION_REFUSED = "association-refused"
+ASSOCIATION_CLOSED = "association-closed"
+
+
+@_kind(ASSOCIATION_OPENED)
+@dataclass(frozen=True)
+class AssociationOpened(Payload):
+    """The listener accepted an association (A-ASSOCIATE-AC sent, PS3.8 9.3.3).
+
+    calling_ae / called_ae: the titles as the policy compared them (normalised: spaces stripped).
+    peer: the remote IP address. path: who serves it, "storage" (the receive fast path: only
+    Storage and Verification proposed) or "pynetdicom" (print, commitment reports, the rest)."""
+
+    calling_ae: str
+    called_ae: str
+    peer: str
+    path: str
+
+
+@_kind(ASSOCIATION_REFUSED)
+@dataclass(frozen=True)
+class AssociationRefused(Payload):
+    """The listener answered an association request with an A-ASSOCIATE-RJ (PS3.8 9.3.4).
+
+    result: 1 rejected-permanent, 2 rejected-transient. source: 1 service-user, 2 service-provider
+    (ACSE), 3 service-provider (presentation). diagnostic: the reason code for that source (e.g.
+    1/1/3 calling AE title not recognised, 1/1/7 called AE title not recognised, 2/3/2 local limit
+    exceeded). reason: the same in words. Titles as in AssociationOpened ("" when the request was
+    refused before its titles were read)."""
+
+    calling_ae: str
+    called_ae: str
+    peer: str
+    result: int
+    source: int
+    diagnostic: int
+    reason: str
+
+
+@_kind(ASSOCIATION_CLOSED)
+@dataclass(frozen=True)
+class AssociationClosed(Payload):
+    """An association this listener accepted ended. how: "released" (A-RELEASE-RQ answered,
+    PS3.8 7.2) or "aborted" (an A-ABORT either way, a timer, the service stopping, or the connection
+    dropped without a release). seconds: from acceptance to the end. Other fields as in
+    AssociationOpened."""
+
+    calling_ae: str
+    called_ae: str
+    peer: str
+    path: str
+    how: str
+    seconds: float
 
 
 # -- intake and buffer -------------------------------------------------------------------------

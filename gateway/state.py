@@ -22,6 +22,10 @@ What the snapshot holds (times in seconds since the epoch, sizes in bytes, None 
   last_received           at, source ("AE:<title>", "MEDIA:<label>", ...) of the last instance taken in
   last_forwarded          at, target of the last batch delivered
   counts                  since start: received, refused, forwarded (instances), dead_lettered
+  associations            the listener's, since start: open (accepted, not yet ended), accepted,
+                          refused; last_refused: the last A-ASSOCIATE-RJ (at, calling_ae, called_ae,
+                          peer, reason in words, result / source / diagnostic: PS3.8 9.3.4) or None,
+                          so that "why does my modality not get through" is on the status page
   media                   per configured drive: present (a medium is in; None: not known yet), medium
                           ("cd", "dvd", "usb" or None), blank, read_only, busy (None, "importing",
                           "queued-export": an export rule queued jobs for the medium), since (when
@@ -52,7 +56,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from gateway.event_kinds import (DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
+from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, DEAD_LETTERED,
+                                 DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
                                  DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_STARTED,
                                  EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
@@ -69,7 +74,7 @@ MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING
                MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
-          *MEDIA_KINDS)
+          ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, *MEDIA_KINDS)
 
 # The job states counted in `queues` (done jobs are not a backlog).
 QUEUE_STATES = ("queued", "in_flight", "committing", "dead")
@@ -137,6 +142,7 @@ class StateObserver:
             "last_received": {"at": None, "source": ""},
             "last_forwarded": {"at": None, "target": ""},
             "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
+            "associations": {"open": 0, "accepted": 0, "refused": 0, "last_refused": None},
             "media": {d: _drive() for d in drives},
         }
         self._lock = threading.RLock()
@@ -251,6 +257,17 @@ class StateObserver:
             self._below_reserve()
         elif kind == DISK_FULL:
             s["disk"].update(last_full=ev.at, last_full_detail=d.get("detail", ""))
+        elif kind == ASSOCIATION_OPENED:
+            s["associations"]["open"] += 1
+            s["associations"]["accepted"] += 1
+        elif kind == ASSOCIATION_CLOSED:
+            # An opening lost to a full queue must not leave a negative count.
+            s["associations"]["open"] = max(0, s["associations"]["open"] - 1)
+        elif kind == ASSOCIATION_REFUSED:
+            s["associations"]["refused"] += 1
+            s["associations"]["last_refused"] = {
+                "at": ev.at, **{k: d.get(k) for k in ("calling_ae", "called_ae", "peer", "reason", "result",
+                                                      "source", "diagnostic")}}
         return False
 
     def _fold_media(self, ev: Event) -> bool:

@@ -29,6 +29,16 @@ Metric names and labels (counters end in _total in the text format):
   gateway_print_jobs_total{status}                    print jobs ending DONE or FAILURE (PS3.3 C.13.8.1)
   gateway_media_exports_total{drive, outcome}         verified, failed (waits for the next medium),
                                                       dead (given up)
+  gateway_associations_total{calling_ae, outcome}     association requests answered by the listener:
+                                                      outcome "accepted" or "refused" (A-ASSOCIATE-RJ);
+                                                      calling_ae as compared (normalised); the first
+                                                      MAX_AE_LABELS titles get their own label, later
+                                                      ones count as "(other)" (a scanner trying titles
+                                                      must not grow the registry without bound)
+  gateway_associations_closed_total{how}              accepted associations that ended: "released"
+                                                      or "aborted"
+  gateway_associations_open                           accepted and not yet ended (folded from the
+                                                      same events: low by what the observer dropped)
   gateway_metrics_events_dropped_total                events this observer lost (it fell behind)
   gateway_queue_jobs{kind, target, state}             jobs not done, per state (state="dead": dead
                                                       letters waiting for an operator)
@@ -36,9 +46,6 @@ Metric names and labels (counters end in _total in the text format):
   gateway_disk_free_bytes / _total_bytes / _reserve_bytes   the buffer's file system
   gateway_destination_reachable{destination}          1 / 0; absent until first tried
   gateway_printer_status{printer, status}             1 for the printer's current DICOM status
-
-Association counts (accepted / refused) are not here yet: no event in gateway/event_kinds.py says
-that an association was accepted or refused.
 """
 
 from __future__ import annotations
@@ -50,19 +57,24 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway.buffer.index import Index
-from gateway.event_kinds import (DEAD_LETTERED, EXPORT_FAILED, EXPORT_VERIFIED, FORWARD_FAILED, FORWARDED,
-                                 PRINT_JOB, RECEIVED, STORE_REFUSED)
+from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, DEAD_LETTERED,
+                                 EXPORT_FAILED, EXPORT_VERIFIED, FORWARD_FAILED, FORWARDED, PRINT_JOB, RECEIVED,
+                                 STORE_REFUSED)
 from gateway.events import Event, EventBus
 from gateway.status.backlog import oldest_waiting
 
 log = logging.getLogger("gateway.status.metrics")
 
 COUNTED = (RECEIVED, STORE_REFUSED, FORWARDED, FORWARD_FAILED, DEAD_LETTERED, PRINT_JOB, EXPORT_VERIFIED,
-           EXPORT_FAILED)
+           EXPORT_FAILED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED)
+# Distinct calling AE titles labelled in gateway_associations_total; the rest count as OTHER_AE.
+# Configured peers are a handful; refused titles are whatever a peer sends.
+MAX_AE_LABELS = 64
+OTHER_AE = "(other)"
 # Seconds; a C-STORE's intake is an fsync and a commit: milliseconds on an SSD, up to seconds on a
 # tired SD card.
 STORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -97,6 +109,15 @@ class MetricsObserver:
                                   registry=r)
         self.exports = Counter("gateway_media_exports", "Media export attempts ended", ["drive", "outcome"],
                                registry=r)
+        self.associations = Counter("gateway_associations", "Association requests answered, by calling AE title "
+                                    "and outcome (accepted, refused)", ["calling_ae", "outcome"], registry=r)
+        self.associations_closed = Counter("gateway_associations_closed", "Accepted associations ended "
+                                           "(released, aborted)", ["how"], registry=r)
+        self.associations_open = Gauge("gateway_associations_open", "Associations accepted and not yet ended",
+                                       registry=r)
+        # Only the folding thread (or sync()'s caller) touches these two.
+        self._ae_labels: set[str] = set()
+        self._open = 0
         self._sub = events.subscribe(maxsize=queue_size, kinds=COUNTED)
         r.register(_DroppedCollector(self._sub))
         self._stop = threading.Event()
@@ -154,6 +175,25 @@ class MetricsObserver:
             self.exports.labels(d["drive"], "dead" if dead else "failed").inc()
             if dead:
                 self.dead.labels("export", d["drive"]).inc()
+        elif kind == ASSOCIATION_OPENED:
+            self.associations.labels(self._ae_label(d["calling_ae"]), "accepted").inc()
+            self._open += 1
+            self.associations_open.set(self._open)
+        elif kind == ASSOCIATION_REFUSED:
+            self.associations.labels(self._ae_label(d["calling_ae"]), "refused").inc()
+        elif kind == ASSOCIATION_CLOSED:
+            self.associations_closed.labels(d["how"]).inc()
+            # An opening lost to a full queue must not drive the gauge below zero.
+            self._open = max(0, self._open - 1)
+            self.associations_open.set(self._open)
+
+    def _ae_label(self, title: str) -> str:
+        if title in self._ae_labels:
+            return title
+        if len(self._ae_labels) >= MAX_AE_LABELS:
+            return OTHER_AE
+        self._ae_labels.add(title)
+        return title
 
     def _fold(self, item: Any) -> None:
         if isinstance(item, threading.Event):

@@ -9,6 +9,7 @@ Shape (times in seconds since the epoch, sizes in bytes, None = not known yet):
 
   {"service":      {"pid", "started", "uptime_s", "healthy", "problem"},
    "counts":       {"received", "refused", "forwarded", "dead_lettered"}   since start
+   "associations": {"open", "accepted", "refused", "last_refused"}         as in the snapshot
    "last_received", "last_forwarded"                                         as in the snapshot
    "destinations": {name: {"reachable", "since", "reason", "last_forwarded",
                            "queued", "in_flight", "committing", "dead", "oldest_waiting",
@@ -86,6 +87,7 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
                     "uptime_s": None if started is None else max(0.0, now - started),
                     "healthy": health_problem is None, "problem": health_problem},
         "counts": s.get("counts"),
+        "associations": s.get("associations"),
         "last_received": s.get("last_received"),
         "last_forwarded": s.get("last_forwarded"),
         "destinations": destinations,

@@ -177,3 +177,24 @@ def test_a_drive_being_written_shows_its_bytes_until_the_medium_is_settled(tmp_p
         p = obs.get_status(["media"])["media"]["cd"]["progress"]
         seen.append(None if p is None else (p["job_id"], p["done_bytes"], p["total_bytes"]))
     assert seen == [(4, 0, 0), (4, 10, 40), (4, 10, 40), None, (5, 0, 0), (5, 20, 40), None]
+
+
+def test_associations_are_counted_and_the_last_refusal_kept(tmp_path):
+    from gateway.event_kinds import AssociationClosed, AssociationOpened, AssociationRefused
+
+    obs = StateObserver(EventBus(), tmp_path, ["pacs"])
+    obs.apply(_ev(AssociationOpened(calling_ae="CT1", called_ae="EDGE", peer="10.0.0.5", path="storage"), 1.0))
+    obs.apply(_ev(AssociationOpened(calling_ae="PRN", called_ae="EDGE", peer="10.0.0.6", path="pynetdicom"), 2.0))
+    obs.apply(_ev(AssociationRefused(calling_ae="WHO", called_ae="EDGE", peer="10.0.0.9", result=1, source=1,
+                                     diagnostic=3, reason="calling AE title not recognised"), 3.0))
+    obs.apply(_ev(AssociationClosed(calling_ae="CT1", called_ae="EDGE", peer="10.0.0.5", path="storage",
+                                    how="released", seconds=2.0), 4.0))
+    # A close whose opening this observer never saw: no negative count.
+    for _ in range(3):
+        obs.apply(_ev(AssociationClosed(calling_ae="X", called_ae="EDGE", peer="10.0.0.7", path="storage",
+                                        how="aborted", seconds=0.1), 5.0))
+    a = obs.get_status(["associations"])["associations"]
+    assert (a["open"], a["accepted"], a["refused"]) == (0, 2, 1)
+    assert a["last_refused"] == {"at": 3.0, "calling_ae": "WHO", "called_ae": "EDGE", "peer": "10.0.0.9",
+                                 "reason": "calling AE title not recognised", "result": 1, "source": 1,
+                                 "diagnostic": 3}

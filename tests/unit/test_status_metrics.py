@@ -9,11 +9,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.buffer.index import Index
 from gateway.buffer.queue import JobQueue
-from gateway.event_kinds import (DeadLettered, ExportFailed, ExportVerified, ForwardFailed, Forwarded,
-                                 PrintJobStatus, Received, StoreRefused)
+from gateway.event_kinds import (AssociationClosed, AssociationOpened, AssociationRefused, DeadLettered,
+                                 ExportFailed, ExportVerified, ForwardFailed, Forwarded, PrintJobStatus, Received,
+                                 StoreRefused)
 from gateway.events import EventBus
 from gateway.status import view
-from gateway.status.metrics import MetricsObserver, SnapshotCollector, exposition, new_registry
+from gateway.status.metrics import (MAX_AE_LABELS, OTHER_AE, MetricsObserver, SnapshotCollector, exposition,
+                                    new_registry)
 from peers import wait_until
 
 
@@ -196,3 +198,53 @@ def test_the_backlog_queries_read_the_open_jobs_only(tmp_path):
             assert "jobs_open" in plan, plan
     finally:
         index.close()
+
+
+def _opened(calling, path="storage"):
+    return AssociationOpened(calling_ae=calling, called_ae="EDGE", peer="127.0.0.1", path=path)
+
+
+def _closed(calling, how, path="storage"):
+    return AssociationClosed(calling_ae=calling, called_ae="EDGE", peer="127.0.0.1", path=path, how=how,
+                             seconds=1.5)
+
+
+def _refused(calling, reject=(1, 1, 3), reason="calling AE title not recognised"):
+    return AssociationRefused(calling_ae=calling, called_ae="EDGE", peer="10.0.0.9", result=reject[0],
+                              source=reject[1], diagnostic=reject[2], reason=reason)
+
+
+def test_associations_are_counted_by_calling_ae_and_outcome():
+    bus = EventBus()
+    registry, obs = new_registry(bus, _snapshot)
+    for calling, path in (("CT1", "storage"), ("CT1", "storage"), ("PRINTSCU", "pynetdicom")):
+        bus.publish(_opened(calling, path))
+    bus.publish(_refused("STRANGER"))
+    bus.publish(_refused("CT1", (2, 3, 2), "local limit exceeded"))
+    bus.publish(_closed("CT1", "released"))
+    bus.publish(_closed("PRINTSCU", "aborted", "pynetdicom"))
+    assert obs.sync()
+    s = samples(registry)
+    assert s[("gateway_associations_total", (("calling_ae", "CT1"), ("outcome", "accepted")))] == 2
+    assert s[("gateway_associations_total", (("calling_ae", "CT1"), ("outcome", "refused")))] == 1
+    assert s[("gateway_associations_total", (("calling_ae", "PRINTSCU"), ("outcome", "accepted")))] == 1
+    assert s[("gateway_associations_total", (("calling_ae", "STRANGER"), ("outcome", "refused")))] == 1
+    assert s[("gateway_associations_closed_total", (("how", "released"),))] == 1
+    assert s[("gateway_associations_closed_total", (("how", "aborted"),))] == 1
+    assert s[("gateway_associations_open", ())] == 1  # one CT1 association still open
+
+
+def test_association_labels_are_bounded_and_the_open_gauge_never_goes_negative():
+    """A scanner trying titles must not grow the registry without bound; a close whose opening
+    was dropped (the observer fell behind) must not drive the gauge below zero."""
+    bus = EventBus()
+    registry, obs = new_registry(bus, _snapshot)
+    for n in range(MAX_AE_LABELS + 10):
+        bus.publish(_refused(f"GUESS{n}"))
+    bus.publish(_closed("LOST", "aborted"))
+    assert obs.sync()
+    s = samples(registry)
+    labelled = {dict(k[1])["calling_ae"] for k in s if k[0] == "gateway_associations_total"}
+    assert len(labelled) == MAX_AE_LABELS + 1 and OTHER_AE in labelled
+    assert s[("gateway_associations_total", (("calling_ae", OTHER_AE), ("outcome", "refused")))] == 10
+    assert s[("gateway_associations_open", ())] == 0

@@ -9,7 +9,9 @@ What lives here, named after the protocol layer as pynetdicom names its own file
 - sockets and PDUs:
   acceptor (accepts connections, checks and negotiates the A-ASSOCIATE, picks the fast path or
   pynetdicom), association_request (the strict A-ASSOCIATE-RQ reader), association_policy (who may
-  associate, socket options, timers), pdu_socket (buffered reads, fixed-size PDUs);
+  associate, socket options, timers), pdu_socket (buffered reads, fixed-size PDUs),
+  association_events (what the event bus hears: associations opened, refused, closed, from both
+  paths);
 - DIMSE: dimse_command (the command set codec of the storage paths), pdu_flow (bounded outgoing
   P-DATA for pynetdicom's sender), receive_spool (where a received data set is written);
 - the fast storage pair: storage_acceptor (receives C-STORE/C-ECHO on one thread) and

@@ -26,6 +26,7 @@ from pynetdicom.presentation import negotiate_as_acceptor
 
 from gateway.config import Config
 from gateway.dicom.net import association_request
+from gateway.dicom.net.association_events import STORAGE_PATH
 from gateway.dicom.net.association_policy import AssociationPolicy, tune_socket
 from gateway.dicom.net.pdu_socket import (
     ABORT_INVALID_PARAMETER,
@@ -263,6 +264,7 @@ class Acceptor:
                 # Far beyond 128 contexts; and a request must fit the receive buffer to be peeked.
                 log.warning("rejected association from %s: A-ASSOCIATE-RQ of %d bytes (more than %d)",
                             host, length, _PEEK_LIMIT)
+                self.policy.observed.refused("", "", host, REJECT_TOO_LARGE)
                 _answer(sock, reject_pdu(*REJECT_TOO_LARGE))
                 return None
             data = _peek(sock, PDU_HEADER.size + length)
@@ -278,11 +280,14 @@ class Acceptor:
             log.warning("rejected association from %s (%s): %s", escaped_ae(checked.calling_raw), host,
                         "protocol version not supported" if checked.reject == association_request.REJECT_PROTOCOL_VERSION
                         else "application context name not supported")
+            self.policy.observed.refused(checked.calling, checked.called, host, checked.reject)
             _answer(sock, reject_pdu(*checked.reject))
             return None
         # The titles and the host are checked here for both paths, with the titles as received.
         reason = self.policy.refusal(checked.calling, checked.called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
+            # Told before the answer, which lingers until the peer closes (_LINGER_S).
+            self.policy.observed.refused(checked.calling, checked.called, host, reason)
             _answer(sock, reject_pdu(*reason))
             return None
         try:
@@ -311,10 +316,13 @@ class Acceptor:
         key = object()
         reason = self.policy.try_admit(key, calling, called, host, checked.calling_raw, checked.called_raw)
         if reason is not None:
+            self.policy.observed.refused(calling, called, host, reason)
             sock.sendall(reject_pdu(*reason))
             return
+        assoc = None
         try:
             contexts = self._accept(sock, request)
+            self.policy.observed.opened(key, calling, called, host, STORAGE_PATH)
             log.info("association from %s (%s) accepted: %d of %d presentation contexts", calling, host,
                      len(contexts), len(request.presentation_context_definition_list))
             # Past negotiation the socket may idle as long as the inactivity timer allows.
@@ -328,6 +336,9 @@ class Acceptor:
             assoc.run()
         finally:
             self.policy.release(key)
+            # Anything but an answered A-RELEASE-RQ ends it as an abort (ours, the peer's, a timer,
+            # the stop, a dropped connection); nothing is published when no AC was sent.
+            self.policy.observed.closed(key, "released" if assoc is not None and assoc.released else "aborted")
 
     def _accept(self, sock: socket.socket, request: A_ASSOCIATE) -> dict[int, tuple[str, str]]:
         """Negotiate the presentation contexts, send the A-ASSOCIATE-AC, return the accepted

@@ -24,6 +24,7 @@ import time
 from pynetdicom import evt
 
 from gateway.config import Config, PeerSection
+from gateway.dicom.net.association_events import AssociationEvents
 from gateway.dicom.net.pynetdicom_patches import guard_association, raw_socket, reject_in_handler, request_primitive
 from gateway.identity import escaped_ae, normalise_ae
 
@@ -57,8 +58,12 @@ def tune_socket(sock: socket.socket | None, nodelay: bool, timeout: float | None
 
 
 class AssociationPolicy:
-    def __init__(self, config: Config, called_titles: list[str]):
+    """`observed`: where refusals decided on pynetdicom's path are reported (the acceptor reports
+    its own); a silent AssociationEvents when not given."""
+
+    def __init__(self, config: Config, called_titles: list[str], observed: AssociationEvents | None = None):
         self.config = config
+        self.observed = observed if observed is not None else AssociationEvents(None)
         self.called_titles = {t.strip() for t in called_titles}
         self._lock = threading.Lock()
         self._admit_lock = threading.Lock()
@@ -173,6 +178,9 @@ class AssociationPolicy:
         calling, called = normalise_ae(calling_raw), normalise_ae(called_raw)
         reason = self.admission(calling, called, assoc.requestor.address, calling_raw, called_raw)
         if reason is not None:
+            # Told before the answer: _reject waits for the DUL to go idle, which can take until the
+            # peer closes (or the ARTIM timer), and the refusal is decided now.
+            self.observed.refused(calling, called, str(assoc.requestor.address), reason)
             self._reject(assoc, reason)
             return
         primitive.calling_ae_title = calling

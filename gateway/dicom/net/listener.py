@@ -13,8 +13,10 @@ from pathlib import Path
 from pynetdicom import AE
 
 from gateway.config import Config
+from gateway.events import EventBus
 from gateway.dicom.net import pynetdicom_patches, receive_spool
 from gateway.dicom.net.acceptor import Acceptor
+from gateway.dicom.net.association_events import AssociationEvents
 from gateway.dicom.net.association_policy import AssociationPolicy
 from gateway.dicom.net.service_role import ServiceRole
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -46,12 +48,15 @@ class Listener:
     """`roles`: the services behind this port (net/service_role.py), in the order their contexts
     are offered; their handlers run after the association policy's own.
     `store`: StoreSCP.store, for the fast path, which then serves every association proposing only
-    contexts marked fast_path (None: pynetdicom serves all)."""
+    contexts marked fast_path (None: pynetdicom serves all).
+    `events`: the bus that hears of associations opened, refused and closed on both paths
+    (association_events.py); None: nobody is told."""
 
-    def __init__(self, config: Config, roles: list[ServiceRole], store=None):
+    def __init__(self, config: Config, roles: list[ServiceRole], store=None, events: EventBus | None = None):
         self.config = config
         called_titles = [t for role in roles for t in role.called_titles()]
-        self.policy = AssociationPolicy(config, [config.ae.title, *called_titles])
+        self.observed = AssociationEvents(events)
+        self.policy = AssociationPolicy(config, [config.ae.title, *called_titles], self.observed)
         ae = AE(ae_title=config.ae.title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
@@ -63,7 +68,7 @@ class Listener:
         ae.maximum_associations = _UNLIMITED
         # Called AE titles are checked by AssociationPolicy, which knows every title served here.
         ae.require_called_aet = False
-        handlers = self.policy.handlers()
+        handlers = self.policy.handlers() + self.observed.handlers()
         fast: set[str] = set()
         for role in roles:
             for c in role.contexts():

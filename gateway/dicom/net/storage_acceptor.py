@@ -110,6 +110,7 @@ class StorageAcceptor(PduConnection):
         self._storing = False
         self._stopping = False  # service stop: finish the message in hand, then abort
         self._cut = False  # the stop's drain deadline passed: aborted, store nothing more
+        self.released = False  # ended by the peer's A-RELEASE-RQ, answered (else: aborted)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -200,6 +201,7 @@ class StorageAcceptor(PduConnection):
                 raise ProtocolError(ABORT_UNEXPECTED_PDU, "A-RELEASE-RQ in the middle of a message")
             self._drop_spare()  # before the peer hears the release: nothing left in incoming/
             self._send(release_rp_pdu())
+            self.released = True
             log.info("association from %s (%s) released", self.calling_ae, self.peer)
             return False
         if pdu_type == A_ABORT:
