@@ -5,15 +5,14 @@ association, into the gateway in two configurations, runs interleaved in one pro
 script (bare, observed, observed, bare, ...: a drift of the shared machine falls on both):
 
   observed  status_http enabled (aiohttp server, the metrics observer folding every event, the
-            state snapshot it reads), the front panel's logic attached (bench/panel_gateway.py:
-            the service does not wire the panel on this branch yet), and a client process
+            state snapshot it reads), the front panel running ([panel] kind "sim": the panel logic,
+            the real LED, display and button drivers on hw-sim's simulated panel), and a client process
             (bench/observer_client.py) holding the status page's Server-Sent Events stream open on
             /events and scraping /metrics every second, connected before the first C-STORE.
-  bare      status_http.enabled = false, no panel, no client. The state snapshot runs in both: it
+  bare      status_http.enabled = false, panel.enabled = false, no client. The state snapshot runs in both: it
             is the service's own (STATUS=, `dicom-gateway status`), not an observer one can turn off.
 
-Both run through bench/panel_gateway.py (the panel attached only for `observed`), so the service
-starts the same way. The client is an http.client SSE reader, not headless Chromium: the browser's
+Both are `dicom-gateway run`, started the same way. The client is an http.client SSE reader, not headless Chromium: the browser's
 own CPU on this 2-core box would be charged to the gateway's figure, while on the appliance the
 browser runs on another machine; what the gateway pays for a connected page is the stream, which
 the reader holds like EventSource does.
@@ -59,11 +58,12 @@ def start(work: Path, mode: str) -> tuple[Proc, Proc | None, int]:
     stream open. Returns (gateway, client or None, DICOM port)."""
     port, http = free_port(), free_port()
     cfg = gateway_config(work, port)
-    cfg["status_http"] = {"enabled": True, "port": http} if mode == "observed" else {"enabled": False}
+    observed = mode == "observed"
+    cfg["status_http"] = {"enabled": True, "port": http} if observed else {"enabled": False}
+    cfg["panel"] = {"enabled": True, "kind": "sim", "sim_dir": str(work / "panel")} if observed else {"enabled": False}
     write_toml(work / "gateway.toml", cfg)
-    env = {"BENCH_PANEL": "1" if mode == "observed" else "0"}
-    gw = Proc([PY, str(BENCH / "panel_gateway.py"), "--", "run", "--config", str(work / "gateway.toml")],
-              work / "gateway.log", env=env, cwd=ROOT)
+    gw = Proc([PY, "-m", "gateway.cli", "run", "--config", str(work / "gateway.toml")],
+              work / "gateway.log", cwd=ROOT)
     client = None
     try:
         wait_port(port, 60, gw.proc)
@@ -100,7 +100,7 @@ def run_once(mode: str, files: list[Path], nbytes: int) -> dict:
             except (IndexError, ValueError):
                 seen = {"error": client.log_tail(500)}
         gw.stop()
-        panel_line = next((ln for ln in gw.log_tail(20000).splitlines() if ln.startswith("bench panel:")), "")
+        panel_line = next((ln for ln in gw.log_tail(20000).splitlines() if "front panel not started" in ln), "")
         if gw.proc.returncode not in (0, None):
             print(gw.log_tail(), file=sys.stderr)
         rmtree(work)
@@ -196,7 +196,7 @@ def main() -> int:
     result = {
         "objects": len(files), "bytes": nbytes, "target": TARGET, "scrape_s": SCRAPE_S,
         "client": "http.client SSE reader + /metrics scraper (bench/observer_client.py), not a browser",
-        "panel": "gateway.panel.Panel attached by bench/panel_gateway.py (not wired by the service on this branch)",
+        "panel": "[panel] kind sim: the service's panel runner, logic and real drivers on hw-sim's panel",
         "load": os.getloadavg(),
         "summary": summary,
         "ratio": ratio(summary["observed"]["img_s"], summary["bare"]["img_s"]),

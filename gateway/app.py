@@ -209,8 +209,11 @@ class Gateway:
 
     def _build_panel(self, loaded: LoadedConfig) -> PanelRunner | None:
         """The front panel: [panel] kind's FrontPanel from the device registry (family "panel") under
-        a PanelRunner; None (and one WARNING line) when the driver cannot even be built."""
+        a PanelRunner; None when [panel] enabled = false, or (with one WARNING line) when the driver
+        cannot even be built."""
         cfg = self.config.panel
+        if not cfg.enabled:
+            return None
         try:
             front = registry.create("panel", cfg.kind, cfg, loaded.resolve)
         except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:

@@ -2,6 +2,7 @@
 gateway/panel/), and which LEDs, buttons and display the box has (item 3, drivers/panel/).
 
     [panel]
+    enabled = true                # false: no front panel at all (a box in a rack)
     long_press_s = 1.0            # how long a button is held for a long press (export needs one)
     message_s = 4.0               # how long a command's answer stays on the display
     show_patient_name = true      # the study screens show the patient's name beside the ID (the
@@ -82,6 +83,8 @@ class PanelSection(Section):
     0x03-0x77), a SerLCD on ``serial_port`` at ``serial_baud``, or none.  ``sim_dir`` (relative
     to the state directory) and ``sim_long_press_s`` are for kind sim only.  ``long_press_s``,
     ``message_s`` and ``show_patient_name`` are the logic's (gateway/panel/panel.py)."""
+    # A box without a panel (a gateway in a rack) runs none: no thread, no device opened.
+    enabled: bool = True
     # Under 0.3 s a firm short press becomes long; over 5 s nobody holds a button.
     long_press_s: FloatRange(ge=0.3, le=5) = 1.0
     message_s: FloatRange(ge=1, le=60) = 4.0
