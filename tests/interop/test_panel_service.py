@@ -128,6 +128,19 @@ def test_missing_panel_hardware_leaves_the_service_running(gateway_factory, tmp_
     assert gw.stop() == 0
 
 
+def test_a_box_without_a_panel_runs_none(gateway_factory, tmp_path):
+    cfg = panel_config(tmp_path)
+    cfg["panel"]["enabled"] = False
+    gw = gateway_factory(cfg)
+    r = storescu(gw.port, [CT])
+    assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr + r.stdout, r.stderr
+    assert healthz(gw) == 200
+    # No simulated panel was made, so `hw-sim panel show` finds none; no warning about it either.
+    assert shown(gw) == "" and not (gw.workdir / "hw-sim" / "panel" / "panel.json").exists()
+    assert "front panel" not in gw.log and "Traceback" not in gw.log
+    assert gw.stop() == 0
+
+
 def test_a_config_problem_at_run_time_is_an_alarm_on_the_panel(gateway_factory, tmp_path):
     # The status page's port is taken: the service runs on without its page (a config-problem
     # event), and the panel shows it as an alarm until acknowledged.
