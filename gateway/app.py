@@ -15,14 +15,13 @@ Start-up order matters:
    the command line asks for), once the drives are served;
 6. accepting associations, then READY=1 to systemd.
 
-Stop (SIGTERM, SIGINT): the control socket is closed and removed first (no verb starts on a
-service going away), then the front panel stops (no button acts on it); no new associations; what is in hand is finished within
-`timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received is stored and
-answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT, a WARNING
-naming the association); an aborted forward does not count as an attempt. The exporters and the
-media service stop within the same deadline (an export cut there is not done and runs again).
-Then the index closes.
-Anything abandoned is still queued and goes out after the next start.
+Stop (SIGTERM, SIGINT): the control socket is closed and removed first (no verb starts on a service
+going away), then the front panel stops (no button acts on it); no new associations; what is in hand
+is finished within `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received
+is stored and answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT,
+a WARNING naming the association); an aborted forward does not count as an attempt. The exporters
+and the media service stop within the same deadline (an export cut there is not done and runs
+again). Then the index closes. Anything abandoned is still queued and goes out after the next start.
 
 SIGHUP is logged and ignored: the config is read at start only (restart to apply a change).
 """
