@@ -41,7 +41,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -224,6 +224,14 @@ class StatusServer:
         return self._shared[1], self._shared[2]
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, "status", self._shared_document)
+
+    async def _stream(self, request: web.Request, event: str,
+                      document: Callable[[], Awaitable[tuple[dict[str, Any], str]]],
+                      wake: asyncio.Event | None = None) -> web.StreamResponse:
+        """Server-Sent Events named `event`: document()'s (doc, key) sent whenever its key changed,
+        looked at every SSE_EVERY_S (or at once when `wake` is set), a comment line every
+        KEEPALIVE_S; at most sse_max_clients streams of any kind at once (one more: 503)."""
         if self._clients >= self.section.sse_max_clients:
             return web.Response(status=503, text=f"503: {self._clients} status pages are open already "
                                                  "(status_http.sse_max_clients)\n")
@@ -237,15 +245,17 @@ class StatusServer:
                 # does not retry after a 503, so a page reloaded a few times must still get in.
                 if request.transport is None or request.transport.is_closing():
                     break
-                doc, key = await self._shared_document()
+                if wake is not None:
+                    wake.clear()
+                doc, key = await document()
                 if key != last_key:
-                    await resp.write(f"event: status\ndata: {json.dumps(doc)}\n\n".encode())
+                    await resp.write(f"event: {event}\ndata: {json.dumps(doc)}\n\n".encode())
                     last_key, quiet = key, 0.0
                 elif quiet >= KEEPALIVE_S:
                     await resp.write(b": keepalive\n\n")
                     quiet = 0.0
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), SSE_EVERY_S)
+                    await asyncio.wait_for((wake or self._stopping).wait(), SSE_EVERY_S)
                 except asyncio.TimeoutError:
                     quiet += SSE_EVERY_S
             return resp
@@ -314,34 +324,10 @@ class StatusServer:
     async def _sim_events(self, request: web.Request) -> web.StreamResponse:
         if not await self._sim_views():
             return self._no_sim()
-        if self._clients >= self.section.sse_max_clients:
-            return web.Response(status=503, text=f"503: {self._clients} status pages are open already "
-                                                 "(status_http.sse_max_clients)\n")
-        self._clients += 1
-        try:
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-            await resp.prepare(request)
-            last_key, quiet = None, 0.0
-            while not self._stopping.is_set():
-                if request.transport is None or request.transport.is_closing():
-                    break
-                self._sim_changed.clear()
-                state = await self._sim_document()
-                key = json.dumps(state, sort_keys=True)  # no clock in it: a view changes when it did
-                if key != last_key:
-                    await resp.write(f"event: sim\ndata: {json.dumps(state)}\n\n".encode())
-                    last_key, quiet = key, 0.0
-                elif quiet >= KEEPALIVE_S:
-                    await resp.write(b": keepalive\n\n")
-                    quiet = 0.0
-                # A simulator's change wakes this at once; the queue's counts (from the status
-                # document) are looked at every SSE_EVERY_S, as /events does.
-                try:
-                    await asyncio.wait_for(self._sim_changed.wait(), SSE_EVERY_S)
-                except asyncio.TimeoutError:
-                    quiet += SSE_EVERY_S
-            return resp
-        except ConnectionError:
-            return resp
-        finally:
-            self._clients -= 1
+        # A simulator's change wakes the stream at once; the queue's counts (from the status
+        # document) are looked at every SSE_EVERY_S, as /events does.
+        return await self._stream(request, "sim", self._sim_keyed, self._sim_changed)
+
+    async def _sim_keyed(self) -> tuple[dict[str, Any], str]:
+        state = await self._sim_document()
+        return state, json.dumps(state, sort_keys=True)  # no clock in it: a view changes when it did

@@ -75,25 +75,18 @@ from drivers.media.hotplug import MediaEvent, UdevClassifier
 from drivers.media.interface import CD_700_BYTES, DVD_BYTES, MediumKind
 from drivers.media.optical import OpticalDrive
 from drivers.media.usb_disk import UsbDisk
+from hwsim import control_folder
+from hwsim.control_folder import POLL_S, SimError, serve_pending, write_json as _write_json
 
 log = logging.getLogger("hwsim.media")
 
 FAULTS = ("pull", "full", "write-error", "read-only", "bad-sector")
 MID_WRITE = ("pull", "write-error")
 KEEP_EJECTED = 10
-POLL_S = 0.1
 # ECMA-119 6.2.1: the system area, 16 sectors of 2048 bytes, precedes everything an ISO holds.
 ISO_SYSTEM_AREA = 16 * 2048
 
 
-class SimError(Exception):
-    """A command the simulated drive refuses (one line: what and why)."""
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 class SimulatedDrive:
@@ -258,17 +251,8 @@ class SimulatedDrive:
             raise SimError(f"unknown command {verb!r}")
 
     def _watch(self) -> None:
-        commands = self.folder / "commands"
         while not self._stop.wait(POLL_S):
-            for path in sorted(commands.glob("*.json")):
-                try:
-                    command = json.loads(path.read_text())
-                    self.apply(command)
-                    result = {"ok": True, "error": "", "state": self.state()}
-                except (SimError, ValueError, OSError, KeyError) as exc:
-                    result = {"ok": False, "error": str(exc), "state": self.state()}
-                _write_json(self.folder / "results" / path.name, result)
-                path.unlink(missing_ok=True)
+            serve_pending(self.folder, self.apply, self.state, (SimError, ValueError, OSError, KeyError))
 
     def _under(self, driver):
         """The real `driver`, sitting on this simulator: its hotplug events are the simulator's,
@@ -689,25 +673,8 @@ def drives_in(sim_dir: Path) -> dict[str, str]:
 def send(sim_dir: Path, drive: str, command: dict, timeout: float = 10.0) -> dict:
     """Drop ``command`` into the drive's commands/ and wait for its result; SimError when the
     simulator refuses it or nobody picks it up within ``timeout`` seconds."""
-    folder = Path(sim_dir) / drive
-    name = f"{time.time_ns()}-{os.getpid()}.json"
-    path = folder / "commands" / name
-    result_path = folder / "results" / name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(command))
-    os.replace(tmp, path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result_path.exists():
-            result = json.loads(result_path.read_text())
-            result_path.unlink(missing_ok=True)
-            if not result["ok"]:
-                raise SimError(result["error"])
-            return result["state"]
-        time.sleep(0.05)
-    path.unlink(missing_ok=True)
-    raise SimError(f"no simulator picked the command up within {timeout:.0f} s: is the service running "
-                   f"with drive {drive} (a media *-sim kind) and sim_dir {sim_dir}?")
+    return control_folder.send(Path(sim_dir) / drive, command, timeout,
+                               f"is the service running with drive {drive} (a media *-sim kind) and sim_dir {sim_dir}?")
 
 
 __all__ = ["FAULTS", "ISO_SYSTEM_AREA", "MID_WRITE", "MediaEvent", "SimError", "SimulatedOpticalDrive", "SimulatedUsbPort", "drives_in",

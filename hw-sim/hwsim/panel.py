@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import json
 import logging
 import os
 import threading
@@ -44,10 +43,11 @@ from drivers.panel.devices import display_for
 from drivers.panel.front_panel import Panel
 from drivers.panel.interface import NAMED, ButtonEvent, LedPattern
 from drivers.panel.leds_sysfs import SysfsLeds
+from hwsim import control_folder
+from hwsim.control_folder import POLL_S, SimError, serve_pending, write_json as _write_json
 
 log = logging.getLogger("hwsim.panel")
 
-POLL_S = 0.1
 KEEP_EDGES = 20
 SHORT_PRESS_S = 0.15  # how long a short press holds the button: a finger's tap
 PCF8574_RS, PCF8574_RW, PCF8574_E, PCF8574_BL = 0x01, 0x02, 0x04, 0x08
@@ -55,14 +55,6 @@ ROW_BASE = (0x00, 0x40)  # HD44780 DDRAM address of each line's first character 
 LINE_LEN = 0x28          # 40 DDRAM cells a line
 
 
-class SimError(Exception):
-    """A command the simulated panel refuses (one line: what and why)."""
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _rom_a00() -> dict[int, str]:
@@ -405,17 +397,8 @@ class SimulatedPanel:
             raise SimError(f"unknown command {verb!r}")
 
     def _watch(self) -> None:
-        commands = self.folder / "commands"
         while not self._stop.wait(POLL_S):
-            for path in sorted(commands.glob("*.json")):
-                try:
-                    self.apply(json.loads(path.read_text()))
-                    result = {"ok": True, "error": ""}
-                except (SimError, ValueError, OSError) as exc:
-                    result = {"ok": False, "error": str(exc)}
-                result["state"] = self.state()
-                _write_json(self.folder / "results" / path.name, result)
-                path.unlink(missing_ok=True)
+            serve_pending(self.folder, self.apply, self.state, (SimError, ValueError, OSError))
             if self._listeners:
                 leds = self.led_states()
                 if leds != self._leds_seen:
@@ -467,24 +450,8 @@ def send(folder: Path, command: dict, timeout: float = 10.0) -> dict:
     if not (folder / "panel.json").exists():
         raise SimError(f"no simulated panel in {folder} (is the service running with [panel] kind = \"sim\" "
                        f"and this sim_dir?)")
-    name = f"{time.time_ns()}-{os.getpid()}.json"
-    path = folder / "commands" / name
-    result_path = folder / "results" / name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(command))
-    os.replace(tmp, path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result_path.exists():
-            result = json.loads(result_path.read_text())
-            result_path.unlink(missing_ok=True)
-            if not result["ok"]:
-                raise SimError(result["error"])
-            return result["state"]
-        time.sleep(0.05)
-    path.unlink(missing_ok=True)
-    raise SimError(f"no simulated panel picked the command up within {timeout:.0f} s: is the service "
-                   f"running with [panel] kind = \"sim\" and sim_dir {folder}?")
+    return control_folder.send(folder, command, timeout,
+                               f"is the service running with [panel] kind = \"sim\" and sim_dir {folder}?")
 
 
 def describe(state: dict) -> list[str]:

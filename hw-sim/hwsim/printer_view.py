@@ -15,29 +15,20 @@ until "load"), "load" (a full supply again: the films the simulator started with
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from hwsim import control_folder
+from hwsim.control_folder import POLL_S, SimError, serve_pending, write_json as _write_json
 
 log = logging.getLogger("hwsim.printer")
 
 ACTIONS = ("jam", "unjam", "out-of-film", "load", "status")
-POLL_S = 0.1
 
 
-class SimError(Exception):
-    """A printer command refused (one line)."""
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 class PrinterView:
@@ -117,17 +108,9 @@ class PrinterView:
             self._control_thread = None
 
     def _watch(self, folder: Path) -> None:
-        commands = folder / "commands"
         while not self._control_stop.wait(POLL_S):
-            for path in sorted(commands.glob("*.json")):
-                try:
-                    self.view_act(str(json.loads(path.read_text()).get("verb", "")))
-                    result = {"ok": True, "error": ""}
-                except (ValueError, OSError, AttributeError) as exc:
-                    result = {"ok": False, "error": str(exc)}
-                result["state"] = self.view_state()
-                _write_json(folder / "results" / path.name, result)
-                path.unlink(missing_ok=True)
+            serve_pending(folder, lambda command: self.view_act(str(command.get("verb", ""))), self.view_state,
+                          (ValueError, OSError, AttributeError))
 
 
 def send(folder: Path, command: dict, timeout: float = 10.0) -> dict:
@@ -137,20 +120,5 @@ def send(folder: Path, command: dict, timeout: float = 10.0) -> dict:
     if not (folder / "printer.json").exists():
         raise SimError(f"no simulated printer in {folder} (is the service running with print.printer.kind "
                        f"serial-sim or usb-sim and this print.printer.sim_dir?)")
-    name = f"{time.time_ns()}-{os.getpid()}.json"
-    path, result_path = folder / "commands" / name, folder / "results" / name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(command))
-    os.replace(tmp, path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result_path.exists():
-            result = json.loads(result_path.read_text())
-            result_path.unlink(missing_ok=True)
-            if not result["ok"]:
-                raise SimError(result["error"])
-            return result["state"]
-        time.sleep(0.05)
-    path.unlink(missing_ok=True)
-    raise SimError(f"no simulated printer picked the command up within {timeout:.0f} s: is the service "
-                   f"running with a *-sim printer and print.printer.sim_dir {folder}?")
+    return control_folder.send(folder, command, timeout,
+                               f"is the service running with a *-sim printer and print.printer.sim_dir {folder}?")
