@@ -111,6 +111,9 @@ def show_status(loaded: LoadedConfig, q, pid: int | None) -> int:
               + (f" (last {clock(last['at'])} from {last.get('source', '')})" if last.get("at") else "")
               + f", {counts.get('refused', 0)} refused, {counts.get('forwarded', 0)} forwarded"
               + f", {counts.get('dead_lettered', 0)} dead-lettered")
+    # What the config asks for and the running service could not have (they hold until a restart).
+    for p in (live or {}).get("config_problems") or ():
+        print(f"    CONFIG PROBLEM since {clock(p.get('at'))}: {p.get('key', '')}: {p.get('detail', '')}")
     row = q.index.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM instances")[0]
     usage = shutil.disk_usage(buf)
     print(f"buffer: {buf}: {row['n']} instances, {size(row['b'])}; free {size(usage.free)} of "

@@ -31,6 +31,9 @@ What the snapshot holds (times in seconds since the epoch, sizes in bytes, None 
                           "queued-export": an export rule queued jobs for the medium), since (when
                           that changed), last (the last decision or fault, one line), progress
                           (while a medium is written: job_id, done_bytes, total_bytes, at; else None)
+  config_problems         what the config asks for and the running service could not have (a device
+                          that failed to start, a port in use: config-problem events), oldest first,
+                          the last CONFIG_PROBLEMS_KEPT: key, detail, at. They hold until a restart
 
 Only facts of the running service are kept; the index stays the authority on jobs (a
 queue-depths event is a count of it, not a second bookkeeping), so `status` is right even when no
@@ -56,8 +59,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, DEAD_LETTERED,
-                                 DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
+from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, CONFIG_PROBLEM,
+                                 DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DESTINATION_UP,
                                  DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_STARTED,
                                  EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
@@ -74,12 +77,14 @@ MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING
                MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
-          ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, *MEDIA_KINDS)
+          ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, CONFIG_PROBLEM, *MEDIA_KINDS)
 
 # The job states counted in `queues` (done jobs are not a backlog).
 QUEUE_STATES = ("queued", "in_flight", "committing", "dead")
 # Of those, the ones still on their way (a job dead-lettered waits for an operator instead).
 WAITING_STATES = ("queued", "in_flight", "committing")
+# Config problems kept in the snapshot: a device retried on every start must not grow state.json.
+CONFIG_PROBLEMS_KEPT = 10
 
 
 def snapshot_path(buffer_dir: Path) -> Path:
@@ -144,6 +149,7 @@ class StateObserver:
             "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
             "associations": {"open": 0, "accepted": 0, "refused": 0, "last_refused": None},
             "media": {d: _drive() for d in drives},
+            "config_problems": [],
         }
         self._lock = threading.RLock()
         self._dirty = False
@@ -223,6 +229,12 @@ class StateObserver:
                 entry["last_forwarded"] = ev.at
                 s["last_forwarded"] = {"at": ev.at, "target": d["target"]}
                 s["counts"]["forwarded"] += int(d.get("count", 0))
+            return True
+        if kind == CONFIG_PROBLEM:
+            # Read at once: the operator looks for it right after a start that went wrong.
+            problems = s["config_problems"]
+            problems.append({"key": d.get("key", ""), "detail": d.get("detail", ""), "at": ev.at})
+            del problems[:-CONFIG_PROBLEMS_KEPT]
             return True
         if kind == PRINTER_STATUS_CHANGED:
             if s["printer"] is None:

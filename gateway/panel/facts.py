@@ -11,7 +11,9 @@ gateway.state) so that the panel and `dicom-gateway status` cannot disagree on w
 
 Which events are alarms (needing the ACK button) and which are only LEDs:
   alarm, standing until cleared   disk full / below reserve (cleared when space is back),
-                                  printer FAILURE (cleared by NORMAL or WARNING)
+                                  printer FAILURE (cleared by NORMAL or WARNING), a config problem
+                                  at run time (nothing clears it: it holds until a restart; ACK
+                                  steadies the error LED)
   alarm, momentary                job dead-lettered, export failed, media fault, import failed,
                                   film held, print job FAILURE, buffer write error
   no alarm                        destination down (the network LED blinks and the status line says
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.event_kinds import (BUFFER_ERROR, DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN,
+from gateway.event_kinds import (BUFFER_ERROR, CONFIG_PROBLEM, DEAD_LETTERED, DESTINATION_DOWN, DESTINATION_STILL_DOWN,
                                  DESTINATION_UP, DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_QUEUED,
                                  EXPORT_STARTED, EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED,
                                  MEDIA_FAULT, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_IMPORT_QUEUED,
@@ -38,7 +40,7 @@ FOLDED = (RECEIVED, FORWARDED, DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STI
           QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED, BUFFER_ERROR, PRINTER_STATUS_CHANGED, PRINT_JOB,
           PRINT_HELD, PRINTED, MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT,
           MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_FAULT, EXPORT_QUEUED,
-          EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
+          EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED, CONFIG_PROBLEM)
 
 # Job kinds whose waiting jobs are the backlog. Export jobs are left out: they wait for a blank
 # medium, maybe for days, and the media LED and page show them.
@@ -144,6 +146,10 @@ class Facts:
             alarms.raise_("print-held", "FILM HELD", f"job {d['job_id']}: {d['reason']}", at, momentary=True)
         elif kind == PRINTED:
             self.last_activity = at
+        elif kind == CONFIG_PROBLEM:
+            # Standing, not momentary: the problem holds until the service is restarted. One alarm
+            # per key: the same key failing again is the same problem.
+            alarms.raise_(f"config:{d['key']}", "CONFIG PROBLEM", f"{d['key']}: {d['detail']}", at)
         else:
             self._media(ev, alarms)
 

@@ -1,7 +1,7 @@
 """The front panel running in the service: events and button edges in, LEDs and two lines out, on
 one thread of its own (issue 9 items 1-3 wired).
 
-    bus ──(own subscription, FOLDED + config-problem)──┐
+    bus ──(own subscription, FOLDED)───────────────────┐
     driver's reader thread ──(button edges, queued)────┴─▶ runner thread ─▶ Panel ─▶ FrontPanel
                                                                               (set_led / show)
 
@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.panel.interface import ButtonEvent, FrontPanel
 from gateway.config.panel import PanelSection
-from gateway.event_kinds import CONFIG_PROBLEM
-from gateway.events import Event, EventBus
+from gateway.events import EventBus
 from gateway.panel.buttons import UnknownButton
 from gateway.panel.facts import FOLDED
 from gateway.panel.leds import ACTIVITY_S
@@ -47,9 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.panel")
 
-# The kinds the runner takes from the bus: what the logic folds, and the configuration problems it
-# shows as alarms (folded here until gateway/panel/facts.py takes them).
-KINDS = (*FOLDED, CONFIG_PROBLEM)
+# The kinds the runner takes from the bus: what the logic folds (config problems among them).
+KINDS = FOLDED
 # With nothing due, the runner still wakes this often: a failed part is tried again, and a step of
 # the wall clock (the logic's clock) cannot leave a due time a day away.
 MAX_WAIT_S = 30.0
@@ -154,8 +152,6 @@ class PanelRunner:
         try:
             if isinstance(item, ButtonEvent):
                 self._edge(item)
-            elif item.kind == CONFIG_PROBLEM:
-                self._config_problem(item)
             else:
                 self.panel.apply(item)
         except UnknownButton as exc:
@@ -178,14 +174,6 @@ class PanelRunner:
             if press is not None:
                 p.press(press)
                 self._answered()
-
-    def _config_problem(self, ev: Event) -> None:
-        p, d = self.panel, ev.data
-        before = len(p.alarms.unacknowledged())
-        # Standing, not momentary: the problem holds until the service is restarted.
-        p.alarms.raise_(f"config:{d['key']}", "CONFIG PROBLEM", f"{d['key']}: {d['detail']}", ev.at)
-        if len(p.alarms.unacknowledged()) != before:
-            p.alarm_item = 0
 
     def _tick(self) -> None:
         p = self.panel

@@ -4,9 +4,12 @@ redraws from each status document it receives: no polling loop in the page. Text
 textContent only, never as HTML. The document holds no patient data, so neither does the page.
 
 Element ids a test (or a curious engineer) can read: "received", "refused", "forwarded",
-"dead-lettered" (counts since start), "health", "destinations", "dead-letters", "printer",
-"media", "disk", "errors", "updated", "stream" (the stream's state: "live", "reconnecting" or
-"closed ...": a browser does not retry a stream answered 503).
+"dead-lettered" (counts since start), "health", "assoc-open", "assoc-accepted", "assoc-refused"
+(the listener's associations since start), "last-refused" (the last A-ASSOCIATE-RJ: who, when,
+why, with its result / source / diagnostic, PS3.8 9.3.4; "none"), "config-problems",
+"destinations", "dead-letters", "printer", "media", "disk", "errors", "updated", "stream" (the
+stream's state: "live", "reconnecting" or "closed ...": a browser does not retry a stream
+answered 503).
 """
 
 PAGE = """<!DOCTYPE html>
@@ -24,7 +27,8 @@ PAGE = """<!DOCTYPE html>
  th { font-weight: 600; color: #555; }
  .num { text-align: right; font-variant-numeric: tabular-nums; }
  .bad { color: #a00; font-weight: 600; } .good { color: #070; } .muted { color: #888; }
- #counts span { display: inline-block; margin-right: 2em; } #counts b { font-size: 1.4em; }
+ #counts span, #associations span { display: inline-block; margin-right: 2em; }
+ #counts b { font-size: 1.4em; } #associations b { font-size: 1.1em; }
 </style>
 </head>
 <body>
@@ -35,6 +39,13 @@ PAGE = """<!DOCTYPE html>
  <span><b id="received">-</b> received</span><span><b id="refused">-</b> refused</span>
  <span><b id="forwarded">-</b> forwarded</span><span><b id="dead-lettered">-</b> dead-lettered</span>
 </div>
+<h2>Associations since start</h2>
+<div id="associations">
+ <span><b id="assoc-open">-</b> open</span><span><b id="assoc-accepted">-</b> accepted</span>
+ <span><b id="assoc-refused">-</b> refused</span>
+</div>
+<div>Last refused: <span id="last-refused" class="muted">-</span></div>
+<h2>Config problems (until a restart)</h2><table id="config-problems"></table>
 <h2>Destinations</h2><table id="destinations"></table>
 <h2>Dead letters (newest first)</h2><table id="dead-letters"></table>
 <h2>Printer</h2><div id="printer">-</div>
@@ -62,6 +73,16 @@ function draw(s) {
   h.className = s.service.healthy ? "good" : "bad";
   for (const k of ["received", "refused", "forwarded"]) $(k).textContent = s.counts[k];
   $("dead-lettered").textContent = s.counts.dead_lettered;
+  // A snapshot from before associations were counted has none: "-", not a broken page.
+  const a = s.associations || {};
+  for (const k of ["open", "accepted", "refused"]) $("assoc-" + k).textContent = a[k] == null ? "-" : a[k];
+  const r = a.last_refused, lr = $("last-refused");
+  lr.textContent = r ? clock(r.at) + ": " + (r.calling_ae || "?") + " -> " + (r.called_ae || "?") + " from "
+    + (r.peer || "?") + ": " + (r.reason || "refused") + " (result " + r.result + ", source " + r.source
+    + ", diagnostic " + r.diagnostic + ")" : "none";
+  lr.className = r ? "bad" : "muted";
+  table($("config-problems"), ["when", "key", "problem"],
+    (s.config_problems || []).slice().reverse().map((c) => [clock(c.at), [c.key, "bad"], c.detail]));
   table($("destinations"), ["name", "reachable", "waiting", "in flight", "dead", "oldest waiting", "last forward"],
     Object.entries(s.destinations).map(([n, d]) => [n,
       d.reachable == null ? ["not tried yet", "muted"] : d.reachable ? ["yes", "good"] : ["NO: " + d.reason, "bad"],

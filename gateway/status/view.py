@@ -19,8 +19,10 @@ Shape (times in seconds since the epoch, sizes in bytes, None = not known yet):
    "printer":      the snapshot's printer (None when printing is off)
    "media":        per drive, the snapshot's entry
    "disk":         the snapshot's disk
+   "config_problems": [{"key", "detail", "at"}]: the snapshot's, oldest first (what the config
+                   asks for and the running service could not have; they hold until a restart)
    "errors":       [{"at", "what"}]: the last errors known (destinations down, disk full, media
-                   faults, printer not NORMAL, the index unreadable), newest first
+                   faults, printer not NORMAL, config problems, the index unreadable), newest first
    "at":           when this document was built}
 """
 
@@ -80,6 +82,9 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
     for drive, m in (s.get("media") or {}).items():
         if "failed" in (m.get("last") or ""):
             errors.append({"at": m.get("since"), "what": f"media {drive}: {m['last']}"})
+    problems = s.get("config_problems") or []  # a snapshot from before they were kept has none
+    for p in problems:
+        errors.append({"at": p.get("at"), "what": f"config problem {p.get('key', '')}: {p.get('detail', '')}"})
     errors.sort(key=lambda e: e["at"] or 0, reverse=True)
     started = s.get("started")
     return {
@@ -97,6 +102,7 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
         "printer": printer,
         "media": s.get("media"),
         "disk": disk,
+        "config_problems": problems,
         "errors": errors,
         "at": now,
     }

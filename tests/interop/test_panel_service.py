@@ -156,5 +156,9 @@ def test_a_config_problem_at_run_time_is_an_alarm_on_the_panel(gateway_factory, 
         assert r.returncode == 0, r.stderr
         # Acknowledged, still standing (the page is still not served): the error LED steady.
         wait_until(lambda: "error: on" in shown(gw), 30, what="the acknowledged alarm's steady LED")
+        # `status` names it too (the snapshot's config_problems).
+        r = gw.cli("status")
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"CONFIG PROBLEM since .*: status_http\.port: ", r.stdout), r.stdout
         assert "Traceback" not in gw.log
         assert gw.stop() == 0

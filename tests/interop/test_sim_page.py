@@ -2,26 +2,21 @@
 `dicom-gateway run` with hw-sim's serial film imager and optical drive. The page jams the printer
 and a DICOM print client (pynetdicom N-GET of the Printer SOP instance) gets FILM JAM; the page
 inserts a blank CD and the export rule writes the stored study to it; the queue table shows what
-waits for an unreachable PACS. The front panel is not wired into the service yet (another part of
-issue 9), so its test runs the status server in this process over the real panel drivers on the
-simulated panel, with the test standing in for the panel logic: a button press shows a line.
+waits for an unreachable PACS. The service's own front panel (`[panel] kind = "sim"`: the panel logic
+over the real panel drivers on hw-sim's panel) is driven from the page: a jam from the page raises
+the printer alarm on the glass and blinks the printer and error LEDs, ACK clicked on the page
+steadies the error LED, NEXT shows the study, a long press of EXPORT queues its export.
 A screenshot of each page is kept in the test's tmp dir."""
 
 from __future__ import annotations
 
 import re
-import threading
 
+import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from drivers import registry
-from gateway.config.panel import PanelSection
-from gateway.config.status_http import StatusHttpSection
-from gateway.events import EventBus
-from gateway.status.metrics import new_registry
-from gateway.status.server import StatusServer
 from peers import TEST_FILES, free_port, require, storescu, wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
@@ -136,47 +131,75 @@ def test_the_page_drives_the_printer_and_the_drive_of_the_running_service(gatewa
     assert (tmp_path / "sim-page.png").stat().st_size > 0
 
 
-def test_a_panel_button_clicked_on_the_page_reaches_the_drivers_and_the_glass_shows_it(browser, tmp_path):
-    cfg = PanelSection(kind="sim", columns=16, sim_long_press_s=0.3)
-    panel = registry.create("panel", "sim", cfg, lambda p: tmp_path / p)
-    pressed = []
-
-    def logic(ev):
-        # Stands in for gateway/panel (not wired into the service yet): a press shows its button.
-        if ev.pressed:
-            pressed.append(ev.name)
-            panel.show(f"PRESSED {ev.name}", f"{len(pressed)} presses")
-
-    panel.start(logic)
-    panel.show("READY", "")
-    panel.set_led("error", "blink-fast")
-    section = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
-    metrics, _ = new_registry(EventBus(), dict)
-    server = StatusServer(section, lambda: {}, metrics, lambda: None, devices=lambda: [panel])
-    server.start()
+def _led(browser, name: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     try:
-        browser.get(server.sim_url())
-        wait_until(lambda: (_text(browser, "display-line-0") or "").strip() == "READY", 20, what="the glass")
-        assert browser.find_element("id", "led-error").get_attribute("data-pattern") == "blink-fast"
-        assert "blink-125-125" in browser.find_element("id", "led-error").value_of_css_property("animation-name")
-        _click(browser, "btn-ack")
-        wait_until(lambda: (_text(browser, "display-line-0") or "").strip() == "PRESSED ack", 20,
-                   what="the glass to show the press")
-        assert pressed == ["ack"]
-        wait_until(lambda: _text(browser, "outcome") == "panel press: pressed ack", 20,
-                   what="the page to report a short press (a click is one)")
-        # The "long" toggle: the simulator holds the button sim_long_press_s, one press, one release.
-        _click(browser, "long")
-        _click(browser, "btn-export")
-        wait_until(lambda: (_text(browser, "display-line-1") or "").strip() == "2 presses", 20, what="a second press")
-        wait_until(lambda: _text(browser, "outcome") == "panel press: pressed export (long)", 20,
-                   what="the page to report the long press")
-        edges = [(e["button"], e["pressed"]) for e in panel.simulator.state()["edges"]]
-        wait_until(lambda: [(e["button"], e["pressed"]) for e in panel.simulator.state()["edges"]][-1]
-                   == ("export", False), 20, what="the long press's release")
-        assert edges[:2] == [("ack", True), ("ack", False)]
-        browser.save_screenshot(str(tmp_path / "sim-panel.png"))
-        assert (tmp_path / "sim-panel.png").stat().st_size > 0
-    finally:
-        server.stop()
-        panel.stop()
+        return browser.find_element("id", f"led-{name}").get_attribute("data-pattern")
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def _line(browser, n: int) -> str:
+    return (_text(browser, f"display-line-{n}") or "").strip()
+
+
+def test_the_page_drives_the_services_own_panel(gateway_factory, browser, tmp_path):
+    # The panel is the service's (`[panel] kind = "sim"`): its logic (gateway/panel) decides what the
+    # glass and the LEDs show; the page only presses hw-sim's buttons and draws hw-sim's LEDs.
+    require("xorriso", "xorriso")
+    sim = tmp_path / "sim"
+    gw = gateway_factory({
+        "peers": {"printscu": {"ae_title": "PRINTSCU", "may_print": True}},
+        "print": {"enabled": True, "poll_interval_s": 0.3,
+                  "printer": {"kind": "serial-sim", "dpi": 50, "sim_dir": str(sim / "printer")}},
+        "media": {"drives": {"cd": {"kind": "optical-sim", "sim_dir": str(sim / "media")}}},
+        # The logic's long press is shorter than the simulator's hold: the page's "long" is one.
+        "panel": {"kind": "sim", "long_press_s": 0.5, "sim_long_press_s": 1.5},
+    })
+    wait_until(lambda: "simulated box (hw-sim): " in gw.log, 30, what="the page's address in the log")
+    url = re.search(r"simulated box \(hw-sim\): (http://127\.0\.0\.1:\d+/sim/)", gw.log).group(1)
+    r = storescu(gw.port, [CT])
+    assert r.returncode == 0 and "E:" not in r.stderr, r.stderr
+
+    browser.get(url)
+    wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
+    marker = browser.execute_script("window.notReloaded = 9; return window.notReloaded")
+    wait_until(lambda: _line(browser, 0) == "READY", 30, what="READY on the glass")
+    assert _led(browser, "power") == "on" and _led(browser, "error") == "off"
+
+    # The printer jammed from the page: the logic raises its alarm; the glass and two LEDs say so.
+    _click(browser, "act-printer-jam")
+    wait_until(lambda: _line(browser, 0) == "!PRINTER FAULT", 30, what="the printer alarm on the glass")
+    assert "FILM JAM" in _line(browser, 1)
+    wait_until(lambda: (_led(browser, "printer"), _led(browser, "error")) == ("blink-fast", "blink-fast"), 20,
+               what="the printer and error LEDs blinking fast")
+    # The page blinks it as the driver set it (125 ms on, 125 ms off: gateway/panel/leds.py FAST).
+    assert "blink-125-125" in browser.find_element("id", "led-error").value_of_css_property("animation-name")
+
+    # ACK clicked on the page: acknowledged, still standing (the film is still jammed).
+    _click(browser, "btn-ack")
+    wait_until(lambda: _text(browser, "outcome") == "panel press: pressed ack", 20, what="the page's short press")
+    wait_until(lambda: _led(browser, "error") == "on", 20, what="the acknowledged alarm's steady error LED")
+    wait_until(lambda: _line(browser, 0) == "READY", 20, what="the glass back to READY")
+    assert _led(browser, "printer") == "blink-fast"
+    _click(browser, "act-printer-unjam")
+    wait_until(lambda: (_led(browser, "printer"), _led(browser, "error")) == ("off", "off"), 30,
+               what="the printer and error LEDs dark once the jam is cleared")
+
+    # NEXT: the studies screen with the stored study's patient.
+    _click(browser, "btn-next")
+    name = str(pydicom.dcmread(CT, stop_before_pixels=True).PatientName).replace("^", " ")[:16]
+    wait_until(lambda: _line(browser, 0) == name, 20, what="the study screen with the patient's name")
+    # A long press of EXPORT on it (the page's "long" toggle): the logic queues the export.
+    _click(browser, "long")
+    _click(browser, "btn-export")
+    wait_until(lambda: _text(browser, "outcome") == "panel press: pressed export (long)", 20,
+               what="the page's long press")
+    wait_until(lambda: _line(browser, 0) == "EXPORT OK", 20, what="the export's answer on the glass")
+    listed = gw.cli("queue", "list")
+    assert listed.returncode == 0 and "cd: 1 queued" in listed.stdout, listed.stdout + listed.stderr
+
+    assert browser.execute_script("return window.notReloaded") == marker  # the same page throughout
+    assert "Traceback" not in gw.log and "front panel not started" not in gw.log
+    browser.save_screenshot(str(tmp_path / "sim-panel.png"))
+    assert (tmp_path / "sim-panel.png").stat().st_size > 0

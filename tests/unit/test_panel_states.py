@@ -417,6 +417,20 @@ def test_a_full_disk_refusing_every_image_is_acknowledged_once():
     assert lines(panel)[0] == "DISK FULL"
 
 
+def test_a_config_problem_is_a_standing_alarm_that_ack_steadies():
+    panel, clock = make()
+    problem = K.ConfigProblem(key="status_http.port", detail="cannot listen on 127.0.0.1:8080")
+    feed(panel, clock, TICK, problem)
+    assert lines(panel) == ("!CONFIG PROBLEM", "status_http.port")
+    assert panel.leds()["error"] is FAST
+    tap(panel, clock, "ack")
+    assert lines(panel)[0] == "READY" and panel.leds()["error"] is ON   # standing: acknowledged, kept
+    feed(panel, clock, problem)                       # the same key again: not news
+    assert panel.alarms.unacknowledged() == [] and panel.leds()["error"] is ON
+    feed(panel, clock, K.ConfigProblem(key="panel", detail="no display at 0x27"))
+    assert lines(panel) == ("!CONFIG PROBLEM", "panel: no displa")
+
+
 # -- the study list from a real buffer -----------------------------------------------------------------
 def test_recent_studies_from_the_buffers_index(tmp_path):
     import shutil

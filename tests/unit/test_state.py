@@ -198,3 +198,19 @@ def test_associations_are_counted_and_the_last_refusal_kept(tmp_path):
     assert a["last_refused"] == {"at": 3.0, "calling_ae": "WHO", "called_ae": "EDGE", "peer": "10.0.0.9",
                                  "reason": "calling AE title not recognised", "result": 1, "source": 1,
                                  "diagnostic": 3}
+
+
+def test_config_problems_are_kept_the_last_ten_and_written_at_once(tmp_path):
+    from gateway.event_kinds import ConfigProblem
+    from gateway.state import CONFIG_PROBLEMS_KEPT
+
+    obs = StateObserver(EventBus(), tmp_path, ["pacs"])
+    assert obs.get_status()["config_problems"] == []
+    # Written at once: a start that went wrong is what the operator looks at next.
+    assert obs.apply(_ev(ConfigProblem(key="panel", detail="no display at 0x27"), 1.0)) is True
+    for i in range(CONFIG_PROBLEMS_KEPT + 2):
+        obs.apply(_ev(ConfigProblem(key="status_http.port", detail=f"try {i}"), 2.0 + i))
+    problems = obs.get_status(["config_problems"])["config_problems"]
+    assert len(problems) == CONFIG_PROBLEMS_KEPT == 10
+    assert problems[0] == {"key": "status_http.port", "detail": "try 2", "at": 4.0}   # the oldest ones went
+    assert problems[-1] == {"key": "status_http.port", "detail": "try 11", "at": 13.0}

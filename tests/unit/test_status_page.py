@@ -1,0 +1,113 @@
+"""The status page (gateway/status/page.py) and the document it draws (gateway/status/view.py):
+the listener's associations and the run-time config problems, in a real headless Chromium over
+the status server on its own (no DICOM). The whole service is tests/interop/test_status_http.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config.status_http import StatusHttpSection
+from gateway.events import EventBus
+from gateway.status import view
+from gateway.status.metrics import new_registry
+from gateway.status.server import StatusServer
+from tests.peers import require, wait_until
+
+REFUSAL = {"at": 1_700_000_100.0, "calling_ae": "WHO", "called_ae": "EDGE", "peer": "10.0.0.9",
+           "reason": "calling AE title not recognised", "result": 1, "source": 1, "diagnostic": 3}
+PROBLEMS = [{"key": "panel", "detail": "no display at 0x27", "at": 1_700_000_000.0},
+            {"key": "status_http.port", "detail": "cannot listen on 127.0.0.1:8080", "at": 1_700_000_050.0}]
+
+
+def _snapshot(**changes):
+    snap = {"pid": 1, "started": 1_700_000_000.0, "queues": None, "destinations": {}, "printer": None,
+            "media": {}, "disk": {}, "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
+            "last_received": {"at": None, "source": ""}, "last_forwarded": {"at": None, "target": ""},
+            "associations": {"open": 2, "accepted": 7, "refused": 1, "last_refused": REFUSAL},
+            "config_problems": PROBLEMS}
+    snap.update(changes)
+    return snap
+
+
+def test_config_problems_are_in_the_document_and_its_errors():
+    doc = view.build(_snapshot(), None, None, now=1_700_000_060.0)
+    assert doc["config_problems"] == PROBLEMS
+    assert [e["what"] for e in doc["errors"]] == [
+        "config problem status_http.port: cannot listen on 127.0.0.1:8080",  # newest first
+        "config problem panel: no display at 0x27"]
+    assert doc["associations"]["last_refused"]["reason"] == "calling AE title not recognised"
+    # A snapshot written before config problems were kept (state.json of an older service).
+    old = _snapshot()
+    del old["config_problems"], old["associations"]
+    doc = view.build(old, None, None, now=1_700_000_060.0)
+    assert doc["config_problems"] == [] and doc["errors"] == [] and doc["associations"] is None
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver  # the test extra's
+    from selenium.webdriver.chrome.service import Service
+
+    require("chromium", "chromium")
+    driver_path = require("chromedriver", "chromium-driver")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    b = webdriver.Chrome(service=Service(driver_path), options=opts)
+    yield b
+    b.quit()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def make(snapshot):
+        # port 0 (a free port) is for tests only: the config bounds status_http.port to 1-65535.
+        sec = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
+        registry, _ = new_registry(EventBus(), snapshot)
+        server = StatusServer(sec, snapshot, registry, lambda: None)
+        server.start()
+        servers.append(server)
+        return server.url
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def _text(browser, element_id):
+    return browser.find_element("id", element_id).text
+
+
+@pytest.mark.timeout(120)
+def test_the_page_shows_the_associations_and_the_config_problems(serve, browser, tmp_path):
+    snap = _snapshot()
+    browser.get(serve(lambda: snap))
+    wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
+    assert (_text(browser, "assoc-open"), _text(browser, "assoc-accepted"), _text(browser, "assoc-refused")) \
+        == ("2", "7", "1")
+    last = _text(browser, "last-refused")
+    assert "WHO -> EDGE from 10.0.0.9: calling AE title not recognised (result 1, source 1, diagnostic 3)" in last
+    rows = [r.text for r in browser.find_elements("css selector", "#config-problems tr")[1:]]
+    assert len(rows) == 2
+    assert "status_http.port cannot listen on 127.0.0.1:8080" in rows[0]  # newest first
+    assert "panel no display at 0x27" in rows[1]
+    assert "config problem panel: no display at 0x27" in _text(browser, "errors")
+    browser.save_screenshot(str(tmp_path / "status-page.png"))
+
+    # The next document (the page is not reloaded): a quiet listener, nothing refused, no problem.
+    snap.update(associations={"open": 0, "accepted": 0, "refused": 0, "last_refused": None}, config_problems=[])
+    wait_until(lambda: _text(browser, "assoc-accepted") == "0", 20, what="the page to redraw")
+    assert _text(browser, "last-refused") == "none"
+    assert _text(browser, "config-problems") == "when key problem\nnone"
+
+
+@pytest.mark.timeout(120)
+def test_a_snapshot_without_associations_still_draws(serve, browser):
+    old = _snapshot()
+    del old["associations"], old["config_problems"]
+    browser.get(serve(lambda: old))
+    wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
+    wait_until(lambda: _text(browser, "health") == "healthy", 20, what="the page to draw")
+    assert _text(browser, "assoc-open") == "-" and _text(browser, "last-refused") == "none"
