@@ -87,6 +87,10 @@ WAITING_STATES = ("queued", "in_flight", "committing")
 CONFIG_PROBLEMS_KEPT = 10
 
 
+# How long after an event the snapshot folds what else arrived (seconds); a barrier (sync) is not
+# delayed.
+LINGER_S = 0.05
+
 def snapshot_path(buffer_dir: Path) -> Path:
     """Where the running service writes its snapshot for this buffer."""
     return buffer_dir / SNAPSHOT_NAME
@@ -347,6 +351,10 @@ class StateObserver:
                 first = self._sub.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if not isinstance(first, threading.Event):
+                # A burst (C-STOREs arriving) is folded at once: one wake-up of this thread per
+                # LINGER_S, not per event (gateway/events.py Subscription.take says why).
+                time.sleep(LINGER_S)
             with self._lock:
                 # A burst of events (a batch forwarded) is folded, and written, once.
                 if isinstance(first, threading.Event):

@@ -59,6 +59,12 @@ _BATCH = 200
 _STOP = object()
 
 
+# How long after an event the panel takes what else arrived before it draws (seconds): the activity
+# LED's flicker is 50/150 ms, so a lag this short is not seen.
+LINGER_S = 0.05
+# The display is redrawn at most this often (seconds); LEDs at once.
+DISPLAY_EVERY_S = 0.25
+
 class PanelRunner:
     """The panel's thread. events: the service's EventBus (subscribed at construction, so what
     happens before start() is shown). front: a FrontPanel (drivers/panel/interface.py), not yet
@@ -82,6 +88,9 @@ class PanelRunner:
         self._thread: threading.Thread | None = None
         self._shown_leds: dict[str, Any] = {}
         self._shown_lines: tuple[str, str] | None = None
+        # When the display was last drawn and when the lines that changed since are due (monotonic).
+        self._display_at = 0.0
+        self._display_due: float | None = None
         self._faults: dict[str, str] = {}
         # button -> when its long press comes due on the logic's clock (inf once it fired)
         self._held: dict[str, float] = {}
@@ -131,6 +140,10 @@ class PanelRunner:
                 item = self._sub.get(timeout=self._wait())
             except queue.Empty:
                 item = None
+            if item is not None and not isinstance(item, ButtonEvent) and item is not _STOP:
+                # Events come in bursts (a study arriving): drawn once per LINGER_S, not per event
+                # (gateway/events.py Subscription.take says why); a button is handled at once.
+                time.sleep(LINGER_S)
             taken = 0
             while item is not None:
                 if item is _STOP:
@@ -206,9 +219,10 @@ class PanelRunner:
             due.append(last + ACTIVITY_S)
         if self._faults:
             due.append(now + MAX_WAIT_S)
-        if not due:
-            return MAX_WAIT_S
-        return min(MAX_WAIT_S, max(0.0, min(due) - now + _SLACK_S))
+        wait = MAX_WAIT_S if not due else min(MAX_WAIT_S, max(0.0, min(due) - now + _SLACK_S))
+        if self._display_due is not None:  # on the monotonic clock, not the logic's
+            wait = min(wait, max(0.0, self._display_due - time.monotonic()))
+        return wait
 
     # -- out --------------------------------------------------------------------------------------
     def _draw(self) -> None:
@@ -225,8 +239,14 @@ class PanelRunner:
                 if self._shown_leds.get(name) != pattern and self._push(f"LED {name}", self.front.set_led,
                                                                         name, pattern):
                     self._shown_leds[name] = pattern
-            if lines != self._shown_lines and self._push("display", self.front.show, *lines):
-                self._shown_lines = lines
+            if lines != self._shown_lines:
+                # The glass at most every DISPLAY_EVERY_S: an HD44780 on a 100 kHz I2C bus takes
+                # ~20 ms to redraw, and "QUEUE 12" changing per C-STORE is not read that fast.
+                now = time.monotonic()
+                if self._shown_lines is not None and now < self._display_at + DISPLAY_EVERY_S:
+                    self._display_due = self._display_at + DISPLAY_EVERY_S
+                elif self._push("display", self.front.show, *lines):
+                    self._shown_lines, self._display_at, self._display_due = lines, now, None
             if len(self._faults) == faults:
                 return
 
