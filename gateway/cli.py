@@ -480,7 +480,13 @@ def cmd_export(args) -> int:
         return exit_codes.OK
     from gateway.operator_views import follow_exports
 
-    return exit_codes.OK if follow_exports(q, ids, sys.stdout.isatty()) else exit_codes.FAILED
+    try:
+        return exit_codes.OK if follow_exports(q, ids, sys.stdout.isatty()) else exit_codes.FAILED
+    except KeyboardInterrupt:
+        # --wait waits for a medium as long as it takes; leaving it gives nothing up.
+        print(f"\nstopped waiting; job{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} stay queued "
+              "(dicom-gateway queue list)", file=sys.stderr)
+        return exit_codes.INTERRUPTED
 
 
 def _copies(text: str) -> int:

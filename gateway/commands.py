@@ -340,9 +340,13 @@ class Commands:
         from drivers.media.interface import MediaError
 
         try:
+            held = self.drives[drive].medium()
             self.drives[drive].eject()
         except MediaError as exc:
             return CommandResult("eject", refused=f"eject: {exc}")
+        if held is None:
+            # Not an error (an optical drive opens its tray all the same), but not "released" either.
+            return CommandResult("eject", summary=f"drive {drive}: no medium in the drive (nothing to release)")
         return CommandResult("eject", summary=f"drive {drive}: medium released")
 
     def import_medium(self, drive: str, wait_s: float = IMPORT_WAIT_S) -> CommandResult:

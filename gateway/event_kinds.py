@@ -615,13 +615,17 @@ class MediaImportQueued(Payload):
 @_kind(MEDIA_IMPORT_DONE)
 @dataclass(frozen=True)
 class MediaImportDone(Payload):
-    """The service is done with an import from `drive`: ok False when reading the medium or the
-    import failed as a whole (detail: one line); import_id 0 when no report was begun."""
+    """The service is done with an import from `drive`: ok True when every file was imported.
+    read False when reading the medium or the import failed as a whole (detail: that one line);
+    read True and ok False: the import finished with files skipped or failed (detail: the
+    report's summary; `dicom-gateway imports` has each file). import_id 0 when no report was
+    begun."""
 
     drive: str
     ok: bool
     import_id: int = 0
     detail: str = ""
+    read: bool = True
 
 
 @_kind(MEDIA_FAULT)

@@ -70,7 +70,8 @@ def show_queue(q, states: list[str]) -> None:
                 nxt = "now" if j.next_attempt <= now else f"{clock(j.next_attempt)} (in {span(j.next_attempt - now)})"
             else:
                 nxt = "-"
-            what = j.sop_uid or _film_name(j.payload)
+            # An export job's payload is its study list: named by its kind ("export of 2 studies to cd").
+            what = j.sop_uid or (q.describe(j) if j.kind == "export" else _film_name(j.payload))
             err = ""
             if j.last_error:
                 err = f"[{errors.setdefault(j.last_error, len(errors) + 1)}]"
@@ -319,7 +320,10 @@ def export_state(job, progress: tuple[int, int] | None = None, width: int = 24) 
         return "", words
     if job.attempts > 0:
         # An attempt was used and the job is queued again: that medium is not good.
-        return "failed", f"attempt {job.attempts} failed: {job.last_error}; the job waits for the next medium"
+        from gateway.media.export import last_failure  # here: the other views need no pydicom
+
+        why = last_failure(job) or job.last_error
+        return "failed", f"attempt {job.attempts} failed: {why}; the job waits for the next medium"
     return "", job.last_error or "queued"
 
 

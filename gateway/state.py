@@ -301,7 +301,8 @@ class StateObserver:
             entry.update(busy="importing", since=ev.at, last=f"importing as MEDIA:{d['label']}")
         elif kind == MEDIA_IMPORT_DONE:
             entry.update(busy=None, since=ev.at,
-                         last=("imported: " if d["ok"] else "import failed: ") + d.get("detail", ""))
+                         last=("imported: " if d["ok"] else "imported, not every file: " if d.get("read", True)
+                               else "import failed: ") + d.get("detail", ""))
         elif kind == MEDIA_EXPORT_QUEUED:
             entry.update(busy="queued-export", since=ev.at,
                          last=f"rule {d['rule']} queued {d['studies']} studies")

@@ -73,6 +73,8 @@ MAX_COPIES = 20
 # export-progress at most this often (seconds): the status file and a panel follow a burn without
 # an SD card rewrite per block.
 PROGRESS_EVERY_S = 1.0
+# How a waiting job's error line goes on to say why its last attempt failed.
+LAST_FAILED = "; last attempt failed: "
 # Bytes one medium loses beside the files, for the split only (the drive makes the real check):
 # ISO 9660 system area, descriptors and path tables (~120 KB, drivers/media/optical.py
 # estimate_image_bytes), the DICOMDIR's fixed part and the PDI pages; per series a JPEG preview
@@ -301,6 +303,17 @@ class _Wait(Exception):
     """No medium this job can use now: the job waits, no attempt used (the message says why)."""
 
 
+
+def last_failure(job: Job) -> str:
+    """Why the job's last attempt failed (its error line), "" when it has not failed yet or the
+    line says nothing more than that it waits."""
+    text = job.last_error or ""
+    if not job.attempts or not text:
+        return ""
+    if LAST_FAILED in text:
+        return text.split(LAST_FAILED, 1)[1]
+    return "" if text.startswith("waiting") else text
+
 class Exporter(QueueWorker):
     """The queue worker of kind EXPORT for one drive (target = drive.name).
 
@@ -481,6 +494,10 @@ class Exporter(QueueWorker):
     def _wait(self, job: Job, why: str) -> None:
         # Not an attempt: the job was never tried. Due again after medium_poll_s, at once on
         # medium_changed() (make_due) or an operator's `queue retry`.
+        failed = last_failure(job)
+        if failed:
+            # The job's one error line must keep why the last medium failed, not only that it waits.
+            why = f"{why}{LAST_FAILED}{failed}"
         self.queue.release([job.id], why, time.time() + self.medium_poll_s, uncount=True)
         if self._waiting.get(job.id) != why:
             self._waiting[job.id] = why

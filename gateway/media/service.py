@@ -312,14 +312,28 @@ class MediaService:
                                           read_only=info.read_only, capacity_bytes=info.capacity_bytes,
                                           free_bytes=info.free_bytes))
         if blank:
+            waiting = self._waiting_exports(name)
             if info.read_only:
                 self._nothing(name, "the medium is blank but write-protected: left alone")
+            elif waiting:
+                # An export already queued for this drive (an operator's, a failed one) gets the
+                # medium it waits for; the rules have their turn on the next blank one.
+                log.info("drive %s: blank %s: for the export%s already waiting (the rules wait for the "
+                         "next blank medium)", name, info.kind.value, "s" if waiting > 1 else "")
             else:
                 self._export(event, info)
             # An export queued earlier (an operator's, a failed one) may be waiting for a medium too.
             self._wake_exporter(name)
         else:
             self._import(name, drive, info)
+
+    def _waiting_exports(self, name: str) -> int:
+        """How many export jobs of drive `name` are queued (0 when the index cannot say: the rules
+        then decide as before)."""
+        try:
+            return self.buffer.queue.open_counts().get(("export", name, "queued"), 0)
+        except sqlite3.Error:
+            return 0
 
     def _export(self, event: MediaEvent, info: MediumInfo) -> None:
         name = event.drive
@@ -371,7 +385,7 @@ class MediaService:
         except (MediaError, OSError, sqlite3.Error) as exc:
             self._fault(name, "import", exc)
             self.events.publish(MediaImportDone(drive=name, ok=False, import_id=import_id,
-                                                detail=_one_line(exc)))
+                                                detail=_one_line(exc), read=False))
             return ImportOutcome(ok=False, import_id=import_id, detail=_one_line(exc))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -202,8 +202,10 @@ class Facts:
         elif kind == MEDIA_IMPORT_DONE:
             drive.busy = ""
             if not d["ok"]:
-                drive.failed, drive.last = True, "IMPORT FAILED"
-                alarms.raise_(f"import:{name}", "IMPORT FAILED", f"{name}: {d['detail']}", at, momentary=True)
+                # Read but not every file taken (skipped, failed) is worth a look, not a failure.
+                title = "IMPORT PARTIAL" if d.get("read", True) else "IMPORT FAILED"
+                drive.failed, drive.last = True, title
+                alarms.raise_(f"import:{name}", title, f"{name}: {d['detail']}", at, momentary=True)
         elif kind == MEDIA_FAULT:
             drive.busy, drive.failed, drive.last = "", True, "FAULT"
             alarms.raise_(f"media:{name}", "MEDIA FAULT", f"{name} {d['action']}: {d['detail']}", at, momentary=True)

@@ -69,6 +69,9 @@ def test_eject_refuses_while_writing_or_reading(setup):
     busy["cd"] = False
     r = cmds.eject("cd")
     assert r.ok and r.summary == "drive cd: medium released" and not sim.image.exists()
+    # Again, with the drive empty: done (a tray opens), but nothing is said to be released.
+    r = cmds.eject("cd")
+    assert r.ok and r.summary == "drive cd: no medium in the drive (nothing to release)"
     assert cmds.eject("nowhere").usage
 
 

@@ -318,6 +318,14 @@ def test_a_fault_fails_the_attempt_and_the_next_medium_succeeds(box, medium, fau
     assert len(failed) == 1 and failed[0].state == "queued" and why in failed[0].reason
     assert not [e for e in events if isinstance(e, ExportVerified)]
     assert box.objects() == before, "the buffer changed"
+    # Waiting for the next medium, the job still says why the last one failed (export --wait).
+    box.buffer.queue.make_due(EXPORT, box.drive.name)
+    box.run_once()
+    job = box.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 1) and job.last_error.startswith("waiting for")
+    assert why in job.last_error, job.last_error
+    from gateway.operator_views import export_state
+    assert why in export_state(job)[1].split("; the job waits")[0], export_state(job)
     # The medium it failed on is not written again: the job waits for the next one.
     if box.sim.image.exists():
         box.sim.fault("clear")

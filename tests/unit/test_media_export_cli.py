@@ -110,7 +110,8 @@ def test_export_as_a_subprocess_refuses_in_one_line(tmp_path):
     r = run("export", CT_STUDY, "--to", "stick", "--config", str(cfg))
     assert r.returncode == 0 and "job 1: export of 1 study to stick queued" in r.stdout
     r = run("queue", "list", "--config", str(cfg))
-    assert r.returncode == 0 and "export" in r.stdout
+    assert r.returncode == 0 and "export of 1 study to stick" in r.stdout, r.stdout
+    assert '{"studies"' not in r.stdout  # the job's payload is not shown raw
 
 
 def test_export_with_no_drive_configured_is_a_usage_error(tmp_path, capsys):

@@ -203,6 +203,37 @@ def test_a_blank_disc_gets_the_stable_studies_queued_marked_and_the_exporter_wok
     assert rig.exporters["cd"].woken == 2
 
 
+def test_a_blank_medium_goes_to_the_export_already_waiting_not_to_the_rules(rig_factory, caplog):
+    # An operator queued a study for the stick before any stick came; another study is new. The
+    # first blank stick is the operator's job's; the rule waits for the next blank one.
+    from gateway.media.export import ExportRequest, enqueue_export
+    from gateway.media.rules import record_export
+
+    rig = rig_factory()
+    rig.store("1.2.826.0.1.1")
+    rig.store("1.2.826.0.1.2")
+    (waiting,) = enqueue_export(rig.buffer.queue, ExportRequest(("1.2.826.0.1.1",), "usb"))
+    record_export(rig.buffer.index, ("1.2.826.0.1.1",), (waiting,), True)  # as Commands.export does
+    rig.service.start()
+    with caplog.at_level("INFO", logger="gateway.media"):
+        rig.usb_sim.insert("usb", None)
+        rig.wait_for(MediaInserted, drive="usb")
+        deadline = time.monotonic() + 5
+        while rig.exporters["usb"].woken < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert rig.exporters["usb"].woken == 1
+    assert rig.jobs() == [("export", "usb", "queued")]  # the operator's job only: no rule job
+    assert not [p for p in rig.drain() if isinstance(p, (MediaExportQueued, MediaNothingToExport))]
+    assert "drive usb: blank usb: for the export already waiting" in caplog.text
+    # Once that job is done, the next blank medium is the rules'.
+    rig.buffer.queue.complete([waiting])
+    rig.usb_sim.pull()
+    rig.wait_for(MediaRemoved, drive="usb")
+    rig.usb_sim.insert("usb", None)
+    queued = rig.wait_for(MediaExportQueued, drive="usb")
+    assert queued.study_uids == ("1.2.826.0.1.2",)
+
+
 def test_a_study_still_arriving_is_left_and_the_medium_alone(rig_factory):
     rig = rig_factory([{"name": "new", "stable_s": 300}])
     rig.store("1.2.826.0.1.2", ago=10)
@@ -251,14 +282,15 @@ def test_no_rule_for_the_drive_and_an_unmarked_rule(rig_factory):
     rig.usb_sim.insert("usb", None)
     assert rig.wait_for(MediaNothingToExport, drive="usb").reason == "no export rule is for this drive"
     rig.cd_sim.insert("cd", None)
-    rig.wait_for(MediaExportQueued, drive="cd")
+    first = rig.wait_for(MediaExportQueued, drive="cd")
+    rig.buffer.queue.complete(list(first.jobs))  # written (the exporter here is a probe)
     rig.cd_sim.pull()
     rig.wait_for(MediaRemoved, drive="cd")
     rig.payloads.clear()
     # Not marked: the next blank disc gets the same study again.
     rig.cd_sim.insert("cd", None)
     assert rig.wait_for(MediaExportQueued, drive="cd").study_uids == ("1.2.826.0.1.3",)
-    assert rig.jobs() == [("export", "cd", "queued")] * 2
+    assert rig.jobs() == [("export", "cd", "done"), ("export", "cd", "queued")]
 
 
 def test_a_stick_with_dicom_is_imported_on_the_drive_thread_and_the_staging_removed(rig_factory, monkeypatch):

@@ -214,3 +214,19 @@ def test_config_problems_are_kept_the_last_ten_and_written_at_once(tmp_path):
     assert len(problems) == CONFIG_PROBLEMS_KEPT == 10
     assert problems[0] == {"key": "status_http.port", "detail": "try 2", "at": 4.0}   # the oldest ones went
     assert problems[-1] == {"key": "status_http.port", "detail": "try 11", "at": 13.0}
+
+
+def test_an_import_that_skipped_files_is_not_called_failed(tmp_path):
+    """A medium read and imported with a file skipped (a text file beside the DICOM ones) is
+    "imported, not every file"; only a medium that could not be read or imported is "failed"."""
+    from gateway.event_kinds import MediaImportDone
+
+    obs = StateObserver(EventBus(), tmp_path, [], drives=["usb"])
+    seen = []
+    for ev in (MediaImportDone(drive="usb", ok=True, import_id=1, detail="2 files: 2 imported"),
+               MediaImportDone(drive="usb", ok=False, import_id=2, detail="3 files: 2 imported, 1 skipped"),
+               MediaImportDone(drive="usb", ok=False, import_id=0, detail="drive usb: no medium", read=False)):
+        obs.apply(_ev(ev, 3.0))
+        seen.append(obs.get_status(["media"])["media"]["usb"]["last"])
+    assert seen == ["imported: 2 files: 2 imported", "imported, not every file: 3 files: 2 imported, 1 skipped",
+                    "import failed: drive usb: no medium"]
