@@ -106,6 +106,20 @@ def two_columns(left: str, right: str, width: int) -> str:
     return fit((left[:room].ljust(room) + (" " if right else "") + right) if room > 0 else right, width)
 
 
+def identifier(pid: str, beside: str, width: int, prefix: str = "") -> str:
+    """A line carrying a Patient ID, which is never cut without a mark: `prefix` + `pid` with
+    `beside` right-aligned when all fit; else the ID alone (`beside` and then `prefix` dropped);
+    an ID longer than the line ends in ">" where it is cut, so that "HWSIM-1" is never shown as
+    "HWSIM-" (another patient's ID may be exactly that)."""
+    for text in (prefix + pid, pid):
+        if len(text) + (len(beside) + 1 if beside else 0) <= width:
+            return two_columns(text, beside, width)
+    for text in (prefix + pid, pid):
+        if len(text) <= width:
+            return fit(text, width)
+    return fit(pid[:width - 1] + ">", width)
+
+
 def encode_a00(line: str) -> bytes:
     """The bytes an HD44780 with ROM A00 takes for `line`. ValueError naming the first character
     the ROM does not hold (every line of this module passes; a driver given other text fails

@@ -189,9 +189,9 @@ class Panel:
         pid = display.to_rom(s.patient_id)
         detail = " ".join(x for x in (display.to_rom(s.modality), s.study_date[2:8]) if x)
         if name:
-            return display.fit(name, w), display.two_columns(pid, detail, w)
+            return display.fit(name, w), display.identifier(pid, detail, w)
         position = f"{self.screens.item + 1}/{len(self.studies)}"
-        return display.fit(f"ID {pid}", w), display.two_columns(position, detail, w)
+        return display.identifier(pid, "", w, prefix="ID "), display.two_columns(position, detail, w)
 
     def _drive_lines(self, name: str) -> tuple[str, str]:
         w, d = self.settings.columns, self.facts.drive(name)

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom.data import get_charset_files
 
-from gateway.panel.display import ROM_CHARACTERS, encode_a00, fit, person_name, to_rom, two_columns
+from gateway.panel.display import ROM_CHARACTERS, encode_a00, fit, identifier, person_name, to_rom, two_columns
 
 
 def _name(file: str) -> str:
@@ -74,3 +74,19 @@ def test_lines_are_exactly_the_width(width):
 def test_a_width_the_box_does_not_take():
     with pytest.raises(ValueError, match="display width 24 is not one of 16, 20 columns"):
         fit("x", 24)
+
+
+@pytest.mark.parametrize("pid, beside, prefix, expect", [
+    ("HWSIM-1", "CT 260101", "", "HWSIM-1 CT 260101"),         # 17 > 16: the ID alone, never "HWSIM- CT 260101"
+    ("PID5", "CT 261129", "", "PID5   CT 261129"),
+    ("HWSIM-1", "", "ID ", "ID HWSIM-1"),
+    ("1234567890ABCDEF", "", "ID ", "1234567890ABCDEF"),      # the prefix goes before the ID is cut
+    ("1234567890ABCDEFGH", "CT", "", "1234567890ABCDE>"),     # longer than the glass: the cut is marked
+])
+def test_a_patient_id_is_never_cut_without_a_mark(pid, beside, prefix, expect):
+    line = identifier(pid, beside, 16, prefix)
+    assert len(line) == 16
+    if len(expect) > 16:  # the whole would not fit: the ID alone
+        assert line == pid.ljust(16)
+    else:
+        assert line == expect.ljust(16)

@@ -475,3 +475,10 @@ def test_blinking_by_the_clock_without_sleeping():
         clock.t += 0.125
     assert [e for e, _, _ in seen] == [True, False] * 4
     assert all(p for _, p, _ in seen) and not any(n for _, _, n in seen)   # steady on, off
+
+
+def test_a_patient_id_that_does_not_fit_beside_the_study_is_shown_whole():
+    # 16 columns: "HWSIM-1 CT 260101" is 17; the ID must not become "HWSIM-" (another patient's ID).
+    panel, clock = make(studies=[StudyChoice("1.6", "HWSIM-1", "HWSIM^SAMPLE", "20260101", "CT")])
+    tap(panel, clock, "export")
+    assert lines(panel)[1] == "HWSIM-1"
