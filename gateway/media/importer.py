@@ -64,7 +64,8 @@ from gateway.buffer.ingest import Outcome
 from gateway.buffer.intake import Refusal
 from gateway.buffer.source import Source
 from gateway.event_kinds import MediaImportFinished, MediaImportStarted
-from gateway.media.reconcile import ACCESSION_NUMBER, ISSUER_OF_PATIENT_ID, PATIENT_ID, PATIENT_NAME, Mapping, Match
+from gateway.media.reconcile import (ACCESSION_NUMBER, ISSUER_OF_PATIENT_ID, PATIENT_ID, PATIENT_NAME, Match,
+                                     Reconciliation)
 from gateway.part10.attributes import InvalidDataset, MalformedDataset, read_attributes
 from gateway.part10.coerce import CoerceError, Provenance, coerce_file
 from gateway.part10.structure import StrayFileMeta
@@ -347,27 +348,6 @@ def _uids_of_stray(path: Path) -> tuple[str, str, dict[str, str]]:
         ids = {kw: "\\".join(map(str, v)) if isinstance(v := ds.get(kw, ""), pydicom.multival.MultiValue)
                else str(v).strip() for kw in _IDENTITY}
     return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")), ids
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """Import reconciliation as configured (`[media.import]`): the loaded mapping, what becomes of
-    an instance no row maps ("import" unchanged | "skip"), and who rewrites (Modifying System,
-    LO: "<AE title> dicom-gateway")."""
-
-    mapping: Mapping
-    unmatched: str = "import"
-    modifying_system: str = "dicom-gateway"
-
-    @classmethod
-    def configured(cls, config) -> "Reconciliation | None":
-        """From a Config's `[media.import]`; None when reconciliation is off. Raises MappingError
-        (an OSError, "FILE:LINE: what") when the mapping file cannot be used."""
-        section = config.media.import_
-        if not section.reconcile:
-            return None
-        return cls(Mapping.load(section.reconcile), section.unmatched,
-                   f"{config.ae.title} dicom-gateway"[:64])
 
 
 class _Configured:

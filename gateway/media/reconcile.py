@@ -40,7 +40,9 @@ instance's other text is in by rule); in any other character set that cannot hol
 instance is refused (coerce.CoerceError).
 
 Loading raises MappingError naming file:line for every problem (check-config lists them); nothing
-here logs or returns a patient name (matches carry the row's line number only).
+here logs or returns a patient name (matches carry the row's line number only). Reconciliation
+is the configured whole (the mapping, what becomes of an unmatched instance, the Modifying System)
+that gateway/media/importer.py applies.
 """
 
 from __future__ import annotations
@@ -265,3 +267,24 @@ def check_mapping(path: str) -> list[str]:
     except MappingError as exc:
         return [f"media.import.reconcile: {p}" for p in exc.problems]
     return []
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Import reconciliation as configured (`[media.import]`): the loaded mapping, what becomes of
+    an instance no row maps ("import" unchanged | "skip"), and who rewrites (Modifying System,
+    LO: "<AE title> dicom-gateway")."""
+
+    mapping: Mapping
+    unmatched: str = "import"
+    modifying_system: str = "dicom-gateway"
+
+    @classmethod
+    def configured(cls, config) -> "Reconciliation | None":
+        """From a Config's `[media.import]`; None when reconciliation is off. Raises MappingError
+        (an OSError, "FILE:LINE: what") when the mapping file cannot be used."""
+        section = config.media.import_
+        if not section.reconcile:
+            return None
+        return cls(Mapping.load(section.reconcile), section.unmatched,
+                   f"{config.ae.title} dicom-gateway"[:64])

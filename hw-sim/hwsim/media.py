@@ -125,8 +125,7 @@ class SimulatedDrive:
     # -- state and control -------------------------------------------------------------------------
     def start(self) -> None:
         """Create the folder, publish drive.json and state.json, watch commands/."""
-        (self.folder / "commands").mkdir(parents=True, exist_ok=True)
-        (self.folder / "results").mkdir(exist_ok=True)
+        control_folder.prepare(self.folder)
         self._settle_interrupted()
         _write_json(self.folder / "drive.json", {"drive": self.name, "type": self.type})
         self._publish()

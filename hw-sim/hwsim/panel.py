@@ -260,8 +260,7 @@ class SimulatedPanel:
     def start(self) -> None:
         """Prepare, open the FIFO's writing end, publish panel.json, watch commands/."""
         self.prepare()
-        (self.folder / "commands").mkdir(exist_ok=True)
-        (self.folder / "results").mkdir(exist_ok=True)
+        control_folder.prepare(self.folder)
         _, EventIO = load_evdev()  # noqa: N806
         writer = EventIO()
         # Read-write: opening a FIFO write-only would block (or fail) until a reader has it.

@@ -92,8 +92,7 @@ class PrinterView:
     def watch_control(self, folder: str | os.PathLike) -> None:
         """Publish printer.json in `folder` and apply the commands dropped in folder/commands."""
         folder = Path(folder)
-        (folder / "commands").mkdir(parents=True, exist_ok=True)
-        (folder / "results").mkdir(exist_ok=True)
+        control_folder.prepare(folder)
         _write_json(folder / "printer.json", {"printer": self.view_name, "model": self.model})
         self._control_stop.clear()
         self._control_thread = threading.Thread(target=self._watch, args=(folder,), name="hwsim-printer",

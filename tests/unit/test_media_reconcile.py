@@ -22,7 +22,8 @@ from gateway.buffer.intake import Intake
 from gateway.config import Config
 from gateway.dicom.sop_classes import storage_sop_classes
 from gateway.events import EventBus
-from gateway.media.importer import Reason, Reconciliation, Status, import_tree
+from gateway.media.importer import Reason, Status, import_tree
+from gateway.media.reconcile import Reconciliation
 from gateway.media.reconcile import MappingError, Mapping, check_mapping
 from gateway.part10.attributes import configure_pydicom
 from gateway.routing import Router
