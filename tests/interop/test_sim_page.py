@@ -99,7 +99,9 @@ def test_the_page_drives_the_printer_and_the_drive_of_the_running_service(gatewa
     browser.get(url)
     wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
     marker = browser.execute_script("window.notReloaded = 7; return window.notReloaded")
-    assert _text(browser, "printer-status") == "NORMAL"
+    # The printer's simulator exists once the print service has opened its connection, which may
+    # come after the page's first document: the stream brings the view when it appears.
+    wait_until(lambda: _text(browser, "printer-status") == "NORMAL", 20, what="the page to show the printer")
     assert _printer_status_info(gw.port) == "NORMAL"
 
     # The printer: jammed from the page; the page shows it, the gateway sees it, a print SCU gets it.
