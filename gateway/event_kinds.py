@@ -549,6 +549,17 @@ MEDIA_NOTHING_TO_EXPORT = "media-nothing-to-export"
 MEDIA_IMPORT_QUEUED = "media-import-queued"
 MEDIA_IMPORT_DONE = "media-import-done"
 MEDIA_FAULT = "media-fault"
+MEDIA_WATCHING = "media-watching"
+
+
+@_kind(MEDIA_WATCHING)
+@dataclass(frozen=True)
+class MediaWatching(Payload):
+    """The drive started and its hotplug source is watching: until a media-inserted says
+    otherwise, the drive is empty (a medium already in at start is reported inserted, before or
+    after this event)."""
+
+    drive: str
 
 
 @_kind(MEDIA_INSERTED)

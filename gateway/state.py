@@ -64,7 +64,7 @@ from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIA
                                  DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_STARTED,
                                  EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED, MEDIA_FAULT,
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
-                                 MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINTER_STATUS_CHANGED,
+                                 MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, MEDIA_WATCHING, PRINTER_STATUS_CHANGED,
                                  QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
 from gateway.events import Event, EventBus
 
@@ -73,8 +73,9 @@ log = logging.getLogger("gateway.state")
 SNAPSHOT_NAME = "state.json"
 
 # The kinds the snapshot is folded from (its subscription receives nothing else).
-MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED,
-               MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED)
+MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_WATCHING, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT,
+               MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_FAULT, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN,
+               EXPORT_VERIFIED, EXPORT_FAILED)
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
           ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, CONFIG_PROBLEM, *MEDIA_KINDS)
@@ -293,6 +294,9 @@ class StateObserver:
         if kind == MEDIA_INSERTED:
             entry.update(present=True, medium=d["medium"], blank=d["blank"], read_only=d["read_only"],
                          busy=None, since=ev.at, last="")
+        elif kind == MEDIA_WATCHING:
+            if entry["present"] is None:  # an insert folded before (a medium in at start) stands
+                entry.update(present=False, since=ev.at)
         elif kind == MEDIA_REMOVED:
             # `last` stays: what became of the medium that just left is what the operator asks.
             entry.update(present=False, medium=None, blank=None, read_only=None, busy=None, since=ev.at,

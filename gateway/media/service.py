@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.media.hotplug import MediaEvent
 from drivers.media.interface import MediaDrive, MediaError, MediumInfo
 from gateway.event_kinds import (MediaExportQueued, MediaFault, MediaImportDone, MediaImportQueued,
-                                 MediaInserted, MediaNothingToExport, MediaRemoved)
+                                 MediaInserted, MediaNothingToExport, MediaRemoved, MediaWatching)
 from gateway.media.export import ExportRefused, ExportRequest, enqueue_export, medium_capacity
 from gateway.media.importer import import_tree
 from gateway.media.rules import Selection, decide, record_export, study_rows
@@ -215,6 +215,7 @@ class MediaService:
                 continue
             self._started.append(name)
             log.info("drive %s: watching for media", name)
+            self.events.publish(MediaWatching(drive=name))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the hotplug sources, let each worker finish the event in hand (at most ``timeout``

@@ -29,8 +29,8 @@ from gateway.event_kinds import (BUFFER_ERROR, CONFIG_PROBLEM, DEAD_LETTERED, DE
                                  DESTINATION_UP, DISK_FULL, DISK_SPACE, EVICTED, EXPORT_FAILED, EXPORT_PROGRESS, EXPORT_QUEUED,
                                  EXPORT_STARTED, EXPORT_VERIFIED, EXPORT_WRITTEN, FORWARDED, MEDIA_EXPORT_QUEUED,
                                  MEDIA_FAULT, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_IMPORT_QUEUED,
-                                 MEDIA_INSERTED, MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, PRINT_HELD, PRINT_JOB,
-                                 PRINTED, PRINTER_STATUS_CHANGED, QUEUE_DEPTHS, RECEIVED)
+                                 MEDIA_INSERTED, MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, MEDIA_WATCHING, PRINT_HELD,
+                                 PRINT_JOB, PRINTED, PRINTER_STATUS_CHANGED, QUEUE_DEPTHS, RECEIVED)
 from gateway.events import Event
 from gateway.panel.alarms import Alarms
 from gateway.state import WAITING_STATES
@@ -38,9 +38,10 @@ from gateway.state import WAITING_STATES
 # The kinds the panel folds: subscribe with `events.subscribe(kinds=FOLDED)`.
 FOLDED = (RECEIVED, FORWARDED, DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, DEAD_LETTERED,
           QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED, BUFFER_ERROR, PRINTER_STATUS_CHANGED, PRINT_JOB,
-          PRINT_HELD, PRINTED, MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_EXPORT_QUEUED, MEDIA_NOTHING_TO_EXPORT,
-          MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_FAULT, EXPORT_QUEUED,
-          EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED, CONFIG_PROBLEM)
+          PRINT_HELD, PRINTED, MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_WATCHING, MEDIA_EXPORT_QUEUED,
+          MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_FAULT,
+          EXPORT_QUEUED, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED,
+          CONFIG_PROBLEM)
 
 # Job kinds whose waiting jobs are the backlog. Export jobs are left out: they wait for a blank
 # medium, maybe for days, and the media LED and page show them.
@@ -189,12 +190,15 @@ class Facts:
         if kind == MEDIA_INSERTED:
             drive.present, drive.medium, drive.blank = True, d["medium"], d["blank"]
             drive.busy, drive.failed = "", False
+        elif kind == MEDIA_WATCHING:
+            if drive.present is None:  # an insert folded before (a medium in at start) stands
+                drive.present = False
         elif kind == MEDIA_REMOVED:
             drive.present, drive.medium, drive.blank, drive.busy, drive.failed = False, "", False, "", False
         elif kind in (MEDIA_EXPORT_QUEUED, EXPORT_QUEUED):
             drive.busy = drive.busy or "export queued"
         elif kind == MEDIA_NOTHING_TO_EXPORT:
-            drive.last = "NOTHING TO EXPORT"
+            drive.last = "NOTHING TO WRITE"  # 16 columns: the narrow display shows it whole
         elif kind == MEDIA_IMPORT_QUEUED:
             drive.busy = "importing"
         elif kind == MEDIA_IMPORT_FINISHED:

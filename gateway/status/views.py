@@ -8,6 +8,8 @@ only hw-sim's simulators implement it; a real device never does, so a real box h
   view_kind: str            how the page draws it: "panel", "printer", "drive" (later "grabber")
   view_state() -> dict      plain JSON: what the device shows now (the kind's page code reads it)
   view_actions() -> list    the action names view_act takes
+  view_action_args: dict    optional: action -> the argument names it takes (an action not in it
+                            takes none); any other argument is refused before view_act is called
   view_act(action, args) -> str
                             do one action; returns a one-line outcome; ValueError (one line) for
                             an unknown action or bad arguments
@@ -134,7 +136,11 @@ class SimViews:
             raise LookupError(f"no simulated device {name!r}")
         if action not in view.view_actions():
             raise ValueError(f"{name}: no action {action!r} (one of {', '.join(view.view_actions())})")
+        takes = tuple(getattr(view, "view_action_args", {}).get(action, ()))
         for key, value in args.items():
+            if key not in takes:
+                raise ValueError(f"{name} {action}: unknown argument {key!r} "
+                                 f"({'it takes ' + ', '.join(takes) if takes else 'it takes none'})")
             if not isinstance(value, (str, bool, int)) or len(str(value)) > ACTION_ARG_LIMIT:
                 raise ValueError(f"{name} {action}: argument {key!r} must be a short string, number or flag")
         try:

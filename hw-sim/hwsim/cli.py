@@ -5,8 +5,9 @@
   hw-sim media pull DRIVE
   hw-sim media fault DRIVE pull|full|write-error|read-only|bad-sector|clear
   hw-sim panel show                                the display's two lines and each LED's pattern
-  hw-sim panel press BUTTON [--long]               press a front-panel button (long: held
-                                                   [panel] sim_long_press_s, default 3 s)
+  hw-sim panel press BUTTON [--long] [--settle S]  press a front-panel button (long: held
+                                                   [panel] sim_long_press_s, default 3 s); prints
+                                                   the panel once the service answered the press
   hw-sim printer jam|unjam|out-of-film|load|status the simulated printer (load: a full supply)
 
 The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from hwsim import panel as sim_panel
@@ -64,9 +66,16 @@ def _pick(sim_dir: Path, medium: str, drive: str | None) -> str:
     return fits[0]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line and exit 2 (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="hw-sim", description="control hw-sim's simulated devices")
+    parser = _Parser(prog="hw-sim", description="control hw-sim's simulated devices")
     parser.add_argument("--sim-dir", default=os.environ.get("HWSIM_MEDIA_DIR", DEFAULT_SIM_DIR),
                         help="the media simulators' folder (default: $HWSIM_MEDIA_DIR or %(default)s)")
     parser.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
@@ -94,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     press = panel_verbs.add_parser("press", help="press a button (short, or --long)")
     press.add_argument("button")
     press.add_argument("--long", action="store_true", help="hold it [panel] sim_long_press_s seconds")
+    press.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                       help="after the release, wait up to this long for the panel to change before it is "
+                            "printed (a press that changes nothing waits it all; default %(default)s)")
     printer = sub.add_parser("printer", help="the simulated film printer (jam, out of film)")
     printer.add_argument("--printer-dir", default=os.environ.get("HWSIM_PRINTER_DIR", DEFAULT_PRINTER_DIR),
                          help="the printer simulator's folder (default: $HWSIM_PRINTER_DIR or %(default)s)")
@@ -138,6 +150,10 @@ def _panel(args: argparse.Namespace) -> int:
         {"verb": "press", "button": args.button, "long": args.long}
     try:
         state = sim_panel.send(folder, command, timeout=args.wait)
+        if args.verb == "press":
+            # The simulator answers at the press; the service reacts to the release (short or
+            # long is known only then) and redraws a moment later: printed after that, not before.
+            state = _after_press(folder, state, args)
     except (sim_panel.SimError, OSError, ValueError) as exc:
         print(f"hw-sim: {exc}", file=sys.stderr)
         return 1
@@ -146,6 +162,29 @@ def _panel(args: argparse.Namespace) -> int:
     for line in sim_panel.describe(state):
         print(line)
     return 0
+
+
+def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
+    """The panel's state once the button pressed in ``pressed`` is released and the LEDs or the
+    display changed (or ``args.settle`` seconds after the release, when nothing changes)."""
+    def looks(state: dict) -> tuple:
+        return state["display"]["lines"], state["leds"]
+
+    mark = len(pressed["edges"])
+    hold = (max(args.wait, 60.0) if args.long else args.wait) + time.monotonic()
+    state = pressed
+    while not any(e["button"] == args.button and not e["pressed"] for e in state["edges"][mark - 1:]):
+        if time.monotonic() > hold:
+            raise sim_panel.SimError(f"{args.button} was not released by the simulator")
+        time.sleep(0.05)
+        state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
+        # The edges are a bounded list: when it was full, what came after the press is its end.
+        mark = min(mark, len(state["edges"]))
+    released, settle = looks(state), time.monotonic() + max(0.0, args.settle)
+    while looks(state) == released and time.monotonic() < settle:
+        time.sleep(0.05)
+        state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
+    return state
 
 
 def _printer(args: argparse.Namespace) -> int:

@@ -180,6 +180,8 @@ class SimulatedDrive:
         """state() as last published: the page reads no image (a USB stick's mdir) between changes."""
         return self._published if self._published is not None else self.state()
 
+    view_action_args = {"insert": ("medium", "data")}
+
     def view_actions(self) -> list[str]:
         """"insert" ({"medium": "cd"|"dvd"|"usb", "data": bool}) and "pull"."""
         return ["insert", "pull"]

@@ -355,6 +355,7 @@ class SimulatedPanel:
     # -- the simulated box's page (gateway/status/views.py) ----------------------------------------
     view_name = "panel"
     view_kind = "panel"
+    view_action_args = {"press": ("button", "long"), "down": ("button",), "up": ("button",)}
 
     def view_state(self) -> dict:
         """state(): LEDs, display, buttons, the last edges."""

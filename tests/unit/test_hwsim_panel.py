@@ -97,9 +97,10 @@ def test_what_the_drivers_write_is_what_the_simulator_shows(sim):
 
 def test_hwsim_panel_press_reaches_the_panel_as_button_edges(sim, capsys):
     panel, edges, folder = sim
-    assert cli.main(["panel", "--panel-dir", str(folder), "press", "ack"]) == 0
+    # --settle 0: nothing serves the panel here, so nothing will change after the release.
+    assert cli.main(["panel", "--panel-dir", str(folder), "press", "ack", "--settle", "0"]) == 0
     assert capsys.readouterr().out.startswith("pressed ack")
-    assert cli.main(["panel", "--panel-dir", str(folder), "press", "export", "--long"]) == 0
+    assert cli.main(["panel", "--panel-dir", str(folder), "press", "export", "--long", "--settle", "0"]) == 0
     # --long holds the button [panel] sim_long_press_s (0.05 here), a short press SHORT_PRESS_S.
     assert [t.interval for t in panel.simulator._timers][-1] == 0.05
     events = edges.wait_for(4)
@@ -132,6 +133,19 @@ def test_refusals_are_one_line(sim, tmp_path, capsys):
     assert "no simulated panel" in err and err.count("\n") == 1
     with pytest.raises(SimError, match="unknown command"):
         send(folder, {"verb": "explode"})
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["panel", "press"], "the following arguments are required: button"),
+    (["printer", "explode"], "invalid choice: 'explode'"),
+    (["media", "insert", "floppy"], "invalid choice: 'floppy'"),
+    ([], "the following arguments are required: device"),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2(argv, named, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and named in err and err.count("\n") == 1 and "--help)" in err, err
 
 
 def test_a_listener_hears_the_display_and_the_buttons(sim):

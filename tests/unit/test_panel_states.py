@@ -159,6 +159,29 @@ def test_media_writing_verifying_done():
     assert lines(panel)[1] == "VERIFIED" and panel.leds()["media"] is ON and panel.leds()["error"] is OFF
 
 
+def test_a_drive_is_empty_once_watched_not_before():
+    panel, clock = make(width=20)
+    feed(panel, clock, TICK)
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")                             # status -> studies -> media
+    assert lines(panel)[0] == "CD                 ?"       # nothing heard from the drive yet
+    feed(panel, clock, K.MediaWatching(drive="cd"))
+    assert lines(panel)[0] == "CD             EMPTY"
+    panel, clock = make(width=20)                          # a disc in at start: its insert stands
+    feed(panel, clock, TICK, INSERTED, K.MediaWatching(drive="cd"))
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")
+    assert lines(panel)[0] == "CD          CD BLANK"
+
+
+def test_a_blank_disc_with_nothing_for_it_says_so_whole_on_16_columns():
+    panel, clock = make(width=16)
+    feed(panel, clock, TICK, INSERTED, K.MediaNothingToExport(drive="cd", reason="no study matches a rule"))
+    hold(panel, clock, "next")
+    hold(panel, clock, "next")
+    assert lines(panel) == ("CD      CD BLANK", "NOTHING TO WRITE")
+
+
 def test_media_failed():
     panel, clock = make()
     feed(panel, clock, TICK, INSERTED, STARTED, FAILED)

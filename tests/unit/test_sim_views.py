@@ -174,6 +174,11 @@ def test_the_panel_view_presses_buttons_and_shows_the_glass(tmp_path):
         assert str(exc.value).startswith("unknown button 'nope'") and "\n" not in str(exc.value)
         with pytest.raises(ValueError, match="unknown action 'twist'"):
             view.view_act("twist", {})
+        views = SimViews(lambda: [panel])
+        with pytest.raises(ValueError) as exc:
+            views.act("panel", "press", {"button": "ack", "lon": True})
+        assert str(exc.value) == "panel press: unknown argument 'lon' (it takes button, long)"
+        assert views.act("panel", "up", {"button": "ack"}) == "ack released"
     finally:
         panel.stop()
 
@@ -264,6 +269,9 @@ def test_the_sim_routes_act_and_show(serve):
     assert _call(s.url + "sim/act/printer/explode", {}) == (
         400, b"400: printer: no action 'explode' (one of jam, unjam, out-of-film, load)\n")
     assert _call(s.url + "sim/act/plotter/jam", {})[0] == 404
+    # An argument the action does not take is named, not ignored.
+    assert _call(s.url + "sim/act/printer/load", {"films": 5}) == (
+        400, b"400: printer load: unknown argument 'films' (it takes none)\n")
     assert _call(s.url + "sim/film/printer")[0] == 404  # nothing printed yet
     # A form from another web site cannot send JSON without a preflight: anything else is refused.
     assert _call(s.url + "sim/act/printer/unjam", {}, content_type="text/plain")[0] == 415

@@ -159,6 +159,17 @@ def test_a_drive_shows_what_the_box_does_with_its_medium(tmp_path):
                     ("writing", "writing export job 4"), (None, "export job 4 verified as DICOM_J4")]
 
 
+def test_a_drive_is_empty_once_its_service_watches_it(tmp_path):
+    from gateway.event_kinds import MediaInserted, MediaWatching
+
+    obs = StateObserver(EventBus(), tmp_path, [], drives=["cd", "usb"])
+    for ev in (MediaWatching(drive="cd"), MediaInserted(drive="usb", medium="usb", blank=False),
+               MediaWatching(drive="usb")):
+        obs.apply(_ev(ev, 1.0))
+    media = obs.get_status(["media"])["media"]
+    assert (media["cd"]["present"], media["usb"]["present"], media["usb"]["medium"]) == (False, True, "usb")
+
+
 def test_a_drive_being_written_shows_its_bytes_until_the_medium_is_settled(tmp_path):
     """export --wait's bar and the panel's media progress read media.<drive>.progress."""
     from gateway.event_kinds import ExportProgress, ExportStarted, ExportVerified, ExportWritten, MediaRemoved
