@@ -10,9 +10,11 @@ from pydantic import model_validator
 from gateway.config.ae import AESection
 from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
+from gateway.config.capture import CaptureSection
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
+from gateway.config.mpps import MppsSection
 from gateway.config.panel import PanelSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
@@ -20,6 +22,7 @@ from gateway.config.routes import RouteSection
 from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
 from gateway.config.timers import TimersSection
+from gateway.config.worklist import WorklistSection
 
 
 class Config(Section):
@@ -35,6 +38,9 @@ class Config(Section):
     media: MediaSection = MediaSection()
     status_http: StatusHttpSection = StatusHttpSection()
     panel: PanelSection = PanelSection()
+    worklist: WorklistSection = WorklistSection()
+    capture: CaptureSection = CaptureSection()
+    mpps: MppsSection = MppsSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

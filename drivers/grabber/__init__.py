@@ -1,0 +1,4 @@
+"""Frame grabbers: a legacy modality's video output as frames (issue 10).
+
+interface.py is the contract the capture service (gateway/capture/) uses; the real kinds register
+in devices.py, hw-sim's frame source by entry point (``grabber.sim``)."""
