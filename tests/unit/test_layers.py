@@ -21,7 +21,8 @@ own line of it):
   buffer         gateway.buffer (index, files, queue, intake) and gateway.routing (which
                  destinations an instance goes to; the intake applies it)
   domains        gateway.print (film sessions, rendering, the spool), gateway.media (file-sets,
-                 export and import of media), gateway.status (the read-only status endpoint and
+                 export and import of media), gateway.capture (frames from the grabber made into
+                 objects for the chosen procedure), gateway.status (the read-only status endpoint and
                  metrics: the snapshot, index reads) and gateway.panel (what the LEDs, display and
                  buttons mean; it calls the operator verbs through an injected Commands object, so
                  it needs nothing of the app floor): the appliance's own work, knowing no DIMSE
@@ -67,7 +68,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
                 "gateway.systemd_notify", "gateway.identity")),
     ("config", ("gateway.config", "gateway.part10", "gateway.state")),
     ("buffer", ("gateway.buffer", "gateway.routing")),
-    ("domains", ("gateway.print", "gateway.media", "gateway.status", "gateway.panel")),
+    ("domains", ("gateway.print", "gateway.media", "gateway.status", "gateway.panel", "gateway.capture")),
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
     ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight", "gateway.conformance")),
