@@ -32,6 +32,8 @@ Kinds by who publishes them:
   media service (gateway/media/service) media-inserted, media-removed, media-export-queued,
                                        media-nothing-to-export, media-import-queued,
                                        media-import-done, media-fault
+  capture (gateway/capture/service)    capture-signal, capture-clip-started, capture-stored,
+                                       capture-failed
   the service's wiring (gateway/app.py) config-problem
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
@@ -648,6 +650,68 @@ class MediaFault(Payload):
     drive: str
     action: str
     detail: str
+
+
+# -- capture (gateway/capture/service.py) ---------------------------------------------------------
+CAPTURE_SIGNAL = "capture-signal"
+CAPTURE_CLIP_STARTED = "capture-clip-started"
+CAPTURE_STORED = "capture-stored"
+CAPTURE_FAILED = "capture-failed"
+
+
+@_kind(CAPTURE_SIGNAL)
+@dataclass(frozen=True)
+class CaptureSignal(Payload):
+    """The grabber's input changed. device: the grabber's name. state: "up" (frames arrive: at
+    start and when the signal is back), "lost" (no frame within capture.grabber.signal_timeout_s)
+    or "format" (the source changed its video mode). width, height, fps: the format now (0 when
+    lost)."""
+
+    device: str
+    state: str
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+@_kind(CAPTURE_CLIP_STARTED)
+@dataclass(frozen=True)
+class CaptureClipStarted(Payload):
+    """A clip is being recorded. seconds: how long it was asked for. procedure: the Procedure's
+    key (no patient data)."""
+
+    device: str
+    seconds: float
+    procedure: str
+
+
+@_kind(CAPTURE_STORED)
+@dataclass(frozen=True)
+class CaptureStored(Payload):
+    """A captured object is durable in the buffer (and routed like a received one). what: "still"
+    or "clip". frames: in the object; dropped: frames the encoder could not keep up with (a clip).
+    scheduled: the procedure came from the worklist (False: an unscheduled capture). note: why a
+    clip ended early ("signal lost after 4.2 s", "video mode changed"), "" when it ran its course."""
+
+    device: str
+    what: str
+    sop_uid: str
+    procedure: str
+    scheduled: bool
+    frames: int = 1
+    dropped: int = 0
+    note: str = ""
+
+
+@_kind(CAPTURE_FAILED)
+@dataclass(frozen=True)
+class CaptureFailed(Payload):
+    """A capture made nothing (no signal, the buffer refused it, the disk is full, a clip cut
+    short and discarded by capture.on_signal_lost). reason: one line, no patient data."""
+
+    device: str
+    what: str
+    reason: str
 
 
 # -- the service's wiring (gateway/app.py) -------------------------------------------------------
