@@ -73,7 +73,8 @@ class ClipWriter:
     ClipWriter(path, procedure, series, equipment, settings, fmt, instance_number, started):
     path: where the file goes (its folder must exist); fmt: the grabber's FrameFormat (every frame
     must be fmt.height x fmt.width; fmt.fps gives Frame Time, Cine Rate and Recommended Display
-    Frame Rate unless close() measures the rate; fmt.analog the Conversion Type DV/DI); started: the first frame's time.
+    Frame Rate unless close() measures the rate; fmt.analog the Conversion Type DV/DI); started:
+    the first frame's time.
     ValueError (one line) for a bad format or instance number; OSError when the spool cannot be
     created.  Not thread-safe: one grabbing thread owns it.
     """
@@ -142,8 +143,9 @@ class ClipWriter:
 
     def close(self, ended: datetime, note: str = "") -> ClipResult:
         """Write the clip's Part-10 file at ``path`` and return what it is.  ended: when the last
-        frame was grabbed (with the start, it gives the Frame Time: see _frame_time_ms); note: a line for Image Comments (0020,4000), e.g. why the clip ended
-        ("signal lost", "format changed"), "" for none.  The file is complete and fsynced (and its
+        frame was grabbed (with the start, it gives the Frame Time: see _frame_time_ms); note: a
+        line for Image Comments (0020,4000), e.g. why the clip ended ("signal lost", "format
+        changed"), "" for none.  The file is complete and fsynced (and its
         folder) when this returns.  ValueError for a clip without frames (discard() it instead);
         RuntimeError when already closed or discarded; OSError from the disk (spool and part file
         are then removed)."""

@@ -20,10 +20,11 @@ Patient and study: the elements of the Procedure's identifier (the worklist's C-
 are copied with their raw bytes and the identifier's Specific Character Set, so a name in ISO 2022
 Japanese reaches the object byte for byte.  Study ID is the Requested Procedure ID and Study
 Description the Requested Procedure Description (IHE RAD TF-2 Table 4.7-4's mapping).  An
-unscheduled Procedure (scheduled=False) has no study: a Study Instance UID is made under uid_root,
-Issuer of Patient ID says "UNSCHEDULED" (when the identifier gives none) and Patient Comments
-says the identity was made at the capture box and needs reconciling; no Request Attributes
-Sequence is written for it.
+unscheduled Procedure (scheduled=False) has no study: its Study Instance UID is made under
+uid_root from a hash of the Procedure's key (the same study for all its objects), its Study ID is
+"U-" and a hash of the key, Issuer of Patient ID says "UNSCHEDULED" (when the identifier gives
+none) and Patient Comments says the identity was made at the capture box and needs reconciling;
+no Request Attributes Sequence is written for it.
 
 Text from the config or the equipment (series description, institution, manufacturer) is encoded
 in the identifier's character set; when the identifier has none and the text is not ASCII, ISO_IR
@@ -34,6 +35,7 @@ second, ISO 2022 code extension for it).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,6 +159,22 @@ def new_series(settings: CaptureSection, number: int, description: str = "") -> 
     if not 1 <= number <= 2**31 - 1:
         raise ValueError(f"series number {number} is outside 1..2147483647")
     return SeriesInfo(new_uid(settings), number, description or settings.series_description)
+
+
+def study_uid_for(procedure: Procedure, settings: CaptureSection) -> str:
+    """The Study Instance UID of a procedure the worklist gave none (an unscheduled capture): made
+    under uid_root from a hash of procedure.key, so every still and clip of the procedure lands in
+    one study without the caller keeping it.  A scheduled Procedure's own study_uid when it has one
+    and is not unscheduled."""
+    if procedure.scheduled and procedure.study_uid.strip():
+        return procedure.study_uid.strip()
+    return generate_uid(prefix=settings.uid_root + ".", entropy_srcs=["study", procedure.key])
+
+
+def study_id_for(procedure: Procedure) -> str:
+    """The Study ID (SH, 16 characters) of a procedure without a Requested Procedure ID: "U-" and
+    12 hex digits of a hash of procedure.key (the same for all its objects)."""
+    return "U-" + hashlib.sha256(procedure.key.encode()).hexdigest()[:12].upper()
 
 
 def transfer_syntax(settings: CaptureSection) -> UID:
@@ -337,9 +355,10 @@ def common_dataset(
     for tag in _STUDY_TAGS:
         _copy_raw(src, ds, tag)
     if not procedure.scheduled or not str(ds.get("StudyInstanceUID", "") or "").strip():
-        ds.StudyInstanceUID = new_uid(settings)
-    if not _copy_raw(src, ds, _REQUESTED_PROCEDURE_ID, _STUDY_ID):
-        ds.StudyID = None
+        ds.StudyInstanceUID = study_uid_for(procedure, settings)
+    if not procedure.scheduled or not _copy_raw(src, ds, _REQUESTED_PROCEDURE_ID, _STUDY_ID):
+        # Media export's DICOMDIR needs a Study ID (PS3.3 F.5.2 Type 1 there), so none is left empty.
+        ds.StudyID = study_id_for(procedure)
     _copy_raw(src, ds, _REQUESTED_PROCEDURE_DESCRIPTION, _STUDY_DESCRIPTION)
     for keyword in ("AccessionNumber", "ReferringPhysicianName"):  # Type 2
         if keyword not in ds:

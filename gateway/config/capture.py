@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 from gateway.config.base import FloatRange, IntRange, Section, Uid
 

@@ -313,3 +313,13 @@ def test_rgb_to_gray_is_bt601_luma_and_keeps_grays():
     assert rgb_to_gray(pure).tolist() == [[77, 149, 29]]
     with pytest.raises(ValueError, match="uint8 RGB"):
         rgb_to_gray(np.zeros((2, 2, 3), np.uint16))
+
+
+def test_an_unscheduled_procedures_objects_share_one_study():
+    settings = CaptureSection()
+    proc = procedure("unscheduled")
+    first = still(ultrasound_frame(), proc, new_series(settings, 1), EQUIPMENT, settings, 1, WHEN)
+    second = still(ultrasound_frame(), proc, new_series(settings, 2), EQUIPMENT, settings, 1, WHEN)
+    assert first.StudyInstanceUID == second.StudyInstanceUID
+    assert first.StudyID == second.StudyID and first.StudyID.startswith("U-") and len(first.StudyID) <= 16
+    assert first.SOPInstanceUID != second.SOPInstanceUID
