@@ -12,9 +12,12 @@ it requires a coordinate system (PATIENT with a Patient Orientation a video grab
 SLIDE with specimens), fixes Conversion Type to DI (an analog input is DV, C.8.6.1) and the Date of
 Secondary Capture to "now" (not the frame's time), encodes JPEG at a fixed quality 95 with 4:2:0
 chroma, and takes the patient as decoded strings where this module copies the worklist's bytes.
-highdicom has no multi-frame SC and no VL Endoscopic class at all.  Its encode_frame is used for
-RLE Lossless and JPEG-LS Lossless; JPEG Baseline is encoded with Pillow directly so that
-jpeg_quality applies and the chroma is 4:2:2, which is what YBR_FULL_422 says (PS3.5 8.2.1).
+highdicom has no multi-frame SC and no VL Endoscopic class at all.  Nor is its encode_frame
+used: for RLE Lossless and JPEG-LS Lossless it checks its arguments and calls pydicom's
+get_encoder, which this module calls itself (pylibjpeg-rle / pyjpegls plugins), because importing
+highdicom costs ~20 MB of RSS (measured) on a box with 1 GB; for JPEG Baseline it fixes quality 95
+and Pillow's 4:2:0 chroma, so JPEG Baseline is encoded with Pillow directly: jpeg_quality applies
+and the chroma is 4:2:2, which is what YBR_FULL_422 says (PS3.5 8.2.1).
 
 Patient and study: the elements of the Procedure's identifier (the worklist's C-FIND response)
 are copied with their raw bytes and the identifier's Specific Character Set, so a name in ISO 2022
@@ -41,11 +44,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from highdicom.frame import encode_frame as hd_encode_frame
 from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import get_encoder
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -204,7 +207,8 @@ def frame_pixels(frame: np.ndarray, settings: CaptureSection) -> np.ndarray:
 def encode_pixels(pixels: np.ndarray, settings: CaptureSection) -> bytes:
     """One frame's pixels (from frame_pixels) encoded as settings.encoding says: native bytes
     (colour-by-pixel, PS3.5 8.1), or one JPEG Baseline / RLE / JPEG-LS Lossless stream (PS3.5
-    8.2.1, G, 8.2.3) to be a fragment of encapsulated Pixel Data."""
+    8.2.1, G, 8.2.3) to be a fragment of encapsulated Pixel Data.  RuntimeError from pydicom when
+    the encoder's plugin (pylibjpeg-rle or pydicom's own for RLE, pyjpegls) is not installed."""
     if settings.encoding == "uncompressed":
         return np.ascontiguousarray(pixels).tobytes()
     if settings.encoding == "jpeg-baseline":
@@ -214,14 +218,18 @@ def encode_pixels(pixels: np.ndarray, settings: CaptureSection) -> bytes:
         Image.fromarray(pixels).save(buf, format="JPEG", quality=settings.jpeg_quality, **options)
         return buf.getvalue()
     colour = pixels.ndim == 3
-    return hd_encode_frame(
+    options = {"planar_configuration": 0} if colour else {}
+    return get_encoder(transfer_syntax(settings)).encode(
         pixels,
-        transfer_syntax_uid=transfer_syntax(settings),
+        rows=pixels.shape[0],
+        columns=pixels.shape[1],
+        samples_per_pixel=3 if colour else 1,
+        number_of_frames=1,
         bits_allocated=8,
         bits_stored=8,
         photometric_interpretation="RGB" if colour else "MONOCHROME2",
         pixel_representation=0,
-        planar_configuration=0 if colour else None,
+        **options,
     )
 
 
