@@ -265,16 +265,20 @@ def _copy_raw(src: Dataset, dst: Dataset, tag: int, as_tag: int | None = None) -
         return False
     elem = src.get_item(tag)
     target = Tag(as_tag if as_tag is not None else tag)
+    # The identifier came off the network and through a cache: a value shorter than its length
+    # (pydicom reads it without complaint) or an unknown VR must not reach the object.
+    if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and len(elem.value or b"") != elem.length:
+        raise ValueError(f"element {Tag(tag)} is {len(elem.value or b'')} bytes, its length says {elem.length}")
+    try:
+        src[tag]
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for a bad value
+        raise ValueError(f"element {Tag(tag)} does not decode: {exc}") from None
     if isinstance(elem, RawDataElement) and elem.VR != "SQ":
         dst[target] = elem._replace(tag=target)
     else:
         value = src[tag]
         dst.add_new(target, value.VR, value.value)
     return True
-
-
-def _identifier(procedure: Procedure) -> Dataset:
-    return procedure.dataset()
 
 
 def _charset_for(src: Dataset, texts: list[str]) -> RawDataElement | str | None:
@@ -327,7 +331,14 @@ def common_dataset(
     when the Procedure's identifier does not decode or instance_number is outside 1..2^31-1."""
     if not 1 <= instance_number <= 2**31 - 1:
         raise ValueError(f"instance number {instance_number} is outside 1..2147483647")
-    src = _identifier(procedure)
+    src = procedure.dataset()
+    try:
+        return _common(sop_class, src, procedure, series, equipment, settings, instance_number, acquired, analog)
+    except ValueError as exc:
+        raise ValueError(f"procedure {procedure.key}: {exc}") from None
+
+
+def _common(sop_class, src, procedure, series, equipment, settings, instance_number, acquired, analog) -> Dataset:
     ds = Dataset()
     texts = [settings.series_description, series.description, settings.institution, equipment.manufacturer,
              equipment.model_name, equipment.software_versions, equipment.station_name]
