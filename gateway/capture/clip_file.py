@@ -9,9 +9,13 @@ Memory does not grow with the clip: each frame is encoded as it comes and append
 next to the target (``<name>.spool``), never held.  close() then writes the Part-10 header (whose
 Number of Frames and compression ratio are only known at the end) to ``<name>.part``, copies the
 spool behind it as Pixel Data (native: one element of the exact length; encapsulated: an empty
-Basic Offset Table, one fragment per frame (PS3.5 A.4) and an Extended Offset Table), fsyncs,
+Basic Offset Table filled in (empty beyond 4 GB) and one fragment per frame, PS3.5 A.4), fsyncs,
 renames the file to its name and fsyncs the folder: a crash leaves a .spool or .part (never a half
 file under the real name), which the caller's start-up sweep removes.
+
+No Extended Offset Table (PS3.3 C.7.6.3.1.8): its OV elements are unknown to the dicom3tools here
+(dciodvfy skips them with warnings) and to older PACS parsers, which may misread the element; the
+Basic Offset Table does the same job for any clip under 4 GB.
 """
 
 from __future__ import annotations
@@ -110,11 +114,9 @@ class ClipWriter:
         self._frames = 0
         self._raw_bytes = 0
         self._encoded_bytes = 0
-        # The Extended Offset Table (PS3.3 C.7.6.3.1.8): where each frame's item starts after the
-        # Basic Offset Table item, and its length; 16 bytes a frame, the only thing a clip keeps
-        # in memory per frame (29 KB for a minute at 30 fps).
+        # Where each frame's item starts after the Basic Offset Table item (PS3.5 A.4), for that
+        # table: 4 bytes a frame, the only thing a clip keeps in memory per frame.
         self._offsets = array("Q")
-        self._lengths = array("Q")
         self._spool_bytes = 0
         self._done = False  # closed or discarded: no more frames
         self._closed = False  # the file is at path and the caller's
@@ -139,7 +141,6 @@ class ClipWriter:
         if self._encapsulated:
             pad = len(encoded) % 2  # a fragment has an even length (PS3.5 A.4)
             self._offsets.append(self._spool_bytes)
-            self._lengths.append(len(encoded) + pad)
             self._spool_bytes += _ITEM.size + len(encoded) + pad
             self._spool.write(_ITEM.pack(0xFFFE, 0xE000, len(encoded) + pad))
             self._spool.write(encoded)
@@ -216,12 +217,17 @@ class ClipWriter:
             ds.RescaleType = "US"
         if note:
             ds.ImageComments = note[:10240]
-        if self._encapsulated:
-            # With an empty Basic Offset Table a reader finds frame n without walking n fragments.
-            ds.ExtendedOffsetTable = self._offsets.tobytes()
-            ds.ExtendedOffsetTableLengths = self._lengths.tobytes()
         ds.file_meta = file_meta(self._sop_class, self.sop_instance_uid, self._settings)
         return ds
+
+    def _basic_offset_table(self) -> bytes:
+        """The Basic Offset Table item (PS3.5 A.4): each frame's offset when the last fits 32 bits
+        (a reader then finds frame n without walking n fragments), else empty (a clip over 4 GB,
+        e.g. RLE at length; readers then walk the fragments, one a frame)."""
+        if self._offsets and self._offsets[-1] <= 0xFFFFFFFF:
+            n = len(self._offsets)
+            return _ITEM.pack(0xFFFE, 0xE000, 4 * n) + struct.pack(f"<{n}I", *self._offsets)
+        return _ITEM.pack(0xFFFE, 0xE000, 0)
 
     def _frame_time_ms(self, ended: datetime) -> float:
         """The clip's mean frame interval, ms: (ended - started) / (frames - 1) when that can be
@@ -245,7 +251,7 @@ class ClipWriter:
             dcmwrite(out, ds, enforce_file_format=True)
             if self._encapsulated:
                 out.write(_PIXEL_DATA_OB.pack(0x7FE0, 0x0010, b"OB", 0xFFFFFFFF))
-                out.write(_ITEM.pack(0xFFFE, 0xE000, 0))  # empty Basic Offset Table
+                out.write(self._basic_offset_table())
             else:
                 pad = spool_size % 2
                 out.write(_PIXEL_DATA_OB.pack(0x7FE0, 0x0010, b"OB", spool_size + pad))

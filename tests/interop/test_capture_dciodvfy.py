@@ -64,8 +64,10 @@ def _dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     exe = require("dciodvfy", "dicom3tools")
     out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120)
     lines = (out.stdout + out.stderr).splitlines()
-    errors = [line for line in lines if line.startswith("Error")]
-    warnings = [line for line in lines if line.startswith("Warning")]
+    # A message may follow a tag on its line ("(0x7fe0,0x0001) OV ... Warning - ..."), so any
+    # line naming an error or a warning counts.
+    errors = [line for line in lines if "Error" in line]
+    warnings = [line for line in lines if "Warning" in line]
     return errors, warnings
 
 

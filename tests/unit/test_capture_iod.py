@@ -351,19 +351,18 @@ def test_a_malformed_identifier_is_one_line_and_no_object(tmp_path, identifier, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_encapsulated_clip_has_an_extended_offset_table(tmp_path):
-    """PS3.5 A.4: an empty Basic Offset Table, one fragment a frame, and the Extended Offset Table
-    pointing at each fragment's item (offsets from the first item after the Basic Offset Table)."""
+def test_an_encapsulated_clip_has_a_basic_offset_table(tmp_path):
+    """PS3.5 A.4: one fragment a frame, and the Basic Offset Table pointing at each fragment's item
+    (offsets from the first item after the table)."""
     settings = CaptureSection(encoding="jpeg-ls", color="grayscale")
     result = _write_clip(tmp_path, settings, [ultrasound_frame(seed=i) for i in range(3)])
-    ds = dcmread(result.path)
-    offsets = np.frombuffer(ds.ExtendedOffsetTable, "<u8")
-    lengths = np.frombuffer(ds.ExtendedOffsetTableLengths, "<u8")
-    data = ds.PixelData
-    assert data[:8] == b"\xfe\xff\x00\xe0\x00\x00\x00\x00"  # an empty Basic Offset Table item
-    first = 8
-    for offset, length in zip(offsets, lengths):
-        item = data[first + offset:first + offset + 8]
-        assert item[:4] == b"\xfe\xff\x00\xe0" and int.from_bytes(item[4:], "little") == length
+    data = dcmread(result.path).PixelData
+    assert data[:4] == b"\xfe\xff\x00\xe0"
+    table_length = int.from_bytes(data[4:8], "little")
+    assert table_length == 12
+    offsets = np.frombuffer(data[8:8 + table_length], "<u4")
+    first = 8 + table_length
+    assert offsets[0] == 0
+    for offset in offsets:
+        assert data[first + offset:first + offset + 4] == b"\xfe\xff\x00\xe0"
         assert data[first + offset + 8:first + offset + 10] == b"\xff\xd8"  # a JPEG-LS stream's SOI
-    assert offsets[0] == 0 and len(offsets) == 3
