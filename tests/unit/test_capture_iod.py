@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+from array import array
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -366,3 +367,27 @@ def test_an_encapsulated_clip_has_a_basic_offset_table(tmp_path):
     for offset in offsets:
         assert data[first + offset:first + offset + 4] == b"\xfe\xff\x00\xe0"
         assert data[first + offset + 8:first + offset + 10] == b"\xff\xd8"  # a JPEG-LS stream's SOI
+
+
+def test_a_clip_over_4_gb_gets_an_empty_basic_offset_table(tmp_path):
+    settings = CaptureSection()
+    writer = ClipWriter(tmp_path / "c.dcm", procedure("ascii"), new_series(settings, 1), EQUIPMENT, settings,
+                        FMT, 1, WHEN)
+    writer._offsets = array("Q", [0, 2**32])  # what two frames 4 GB apart would leave
+    assert writer._basic_offset_table() == b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+    writer.discard()
+
+
+def test_a_close_that_fails_leaves_no_file_and_no_temporaries(tmp_path, monkeypatch):
+    settings = CaptureSection()
+    writer = ClipWriter(tmp_path / "clip.dcm", procedure("ascii"), new_series(settings, 1), EQUIPMENT, settings,
+                        FMT, 1, WHEN)
+    writer.add(ultrasound_frame())
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gateway.capture.clip_file.os.replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        writer.close(WHEN)
+    assert list(tmp_path.iterdir()) == []
