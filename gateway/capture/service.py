@@ -114,6 +114,9 @@ class CaptureService:
         self._signal = "down"          # down (never opened / failed), up, lost
         self._clip: _Clip | None = None
         self._performed: _Performed | None = None
+        # Series Number of the series a procedure's captures go in: counted from 1 in each run
+        # (type 2 in the SC IODs; the Series Instance UID is what tells series apart).
+        self._series_made = 0
         self.last_line = ""
 
     # -- life ------------------------------------------------------------------------------------
@@ -241,7 +244,7 @@ class CaptureService:
     def clip(self, seconds: float) -> CaptureOutcome:
         """Start recording a clip of ``seconds`` (bounded by capture.clip_max_s); returns at once.
         The clip's object is made when it ends (capture-stored / capture-failed)."""
-        from gateway.capture import iod  # noqa: PLC0415
+        from gateway.capture.clip_file import ClipWriter  # noqa: PLC0415 - pixel codecs only when capturing
 
         limit = self.settings.clip_max_s
         if not 0 < seconds <= limit:
@@ -259,7 +262,7 @@ class CaptureService:
             performed.next_instance += 1
             path = self.new_incoming_path()
             try:
-                writer = iod.ClipWriter(path, performed.procedure, performed.series, self.equipment,
+                writer = ClipWriter(path, performed.procedure, performed.series, self.equipment,
                                         self.settings, self._format, number, self.now())
             except (OSError, ValueError) as exc:
                 return self._failed("clip", f"the clip could not be started: {exc}")
@@ -309,7 +312,8 @@ class CaptureService:
                 return previous, ""
             if self._clip is not None:
                 return None, "a clip is being recorded for another procedure"
-            self._performed = _Performed(procedure, iod.new_series(procedure, self.settings))
+            self._series_made += 1
+            self._performed = _Performed(procedure, iod.new_series(self.settings, self._series_made))
         if previous is not None:
             self._close_mpps(previous, discontinued=False)
         current = self._performed
@@ -452,4 +456,4 @@ def _who(procedure: Procedure) -> str:
 
 
 def _series_uid(series: Any) -> str:
-    return str(getattr(series, "series_uid", getattr(series, "uid", "")))
+    return str(series.uid)

@@ -12,6 +12,10 @@ gateway/capture/iod.py and gateway/capture/clip_file.py).
     uid_root = "1.2.826.0.1.3680043.8.498"   # the root the capture's UIDs are made under
     series_description = "Video capture"
     institution = ""              # Institution Name (0008,0080), left out when empty
+    on_signal_lost = "keep"       # a clip cut by signal loss or a video mode change: "keep" what
+                                  #  was captured (and say so) or "discard" it
+    clip_s = 10.0                 # the clip the panel's long capture press and `capture --clip`
+                                  #  without a length record
 
     [capture.grabber]
     kind = "sim"                  # a kind of the device registry's "grabber" family
@@ -72,3 +76,8 @@ class CaptureSection(Section):
     uid_root: Annotated[Uid, AfterValidator(_uid_root)] = "1.2.826.0.1.3680043.8.498"
     series_description: Annotated[str, _text(64)] = "Video capture"
     institution: Annotated[str, _text(64)] = ""
+    # A clip whose signal is lost or whose video mode changes mid-way: "keep" closes it with the
+    # frames captured and says so; "discard" keeps nothing. Never a half-written object either way.
+    on_signal_lost: Literal["keep", "discard"] = "keep"
+    # What the panel's capture button and `dicom-gateway capture --clip` without a length record.
+    clip_s: FloatRange(gt=0.4, le=600.0) = 10.0
