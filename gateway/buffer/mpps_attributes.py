@@ -191,6 +191,19 @@ def create_attributes(proc: Procedure, *, pps_id: str, started: datetime, statio
     Raises MppsAttributeError (one line) when the identifier does not decode, no Study Instance
     UID is known, or a value does not fit its VR."""
     try:
+        return _create(proc, pps_id=pps_id, started=started, station_ae=station_ae, modality=modality,
+                       study_uid=study_uid, station_name=station_name, location=location, study_id=study_id,
+                       description=description)
+    except MppsAttributeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom reads lazily: bad bytes fail where first read
+        raise MppsAttributeError(f"procedure {proc.key}: its data set does not decode: "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+
+def _create(proc: Procedure, *, pps_id: str, started: datetime, station_ae: str, modality: str, study_uid: str,
+            station_name: str, location: str, study_id: str, description: str) -> Dataset:
+    try:
         src = proc.dataset()
     except ValueError as exc:
         raise MppsAttributeError(str(exc)) from None
