@@ -39,7 +39,7 @@ from typing import Iterable
 from gateway.buffer import mpps_attributes as attrs
 from gateway.buffer.job_kinds import JobKind
 from gateway.buffer.procedure import Procedure
-from gateway.buffer.queue import DEAD, DONE, Job, JobQueue
+from gateway.buffer.queue import DEAD, DONE, QUEUED, Job, JobQueue
 
 MPPS = "mpps"  # jobs.kind
 MPPS_TARGET = "mpps"  # jobs.target: the one MPPS SCP of [mpps]
@@ -244,8 +244,8 @@ class MppsStore:
 
     def wait_for_create(self, set_job: Job, create: Job | None, recheck_s: float) -> str:
         """An N-SET was claimed before its N-CREATE was accepted: put it back, no attempt used,
-        due again when the N-CREATE is next tried (or in `recheck_s` while the N-CREATE is dead
-        or gone). Returns the line it waits with (the job's error line, shown by `queue list`)."""
+        due again just after the N-CREATE's next try (queued), or in `recheck_s` while the
+        N-CREATE is in flight (its success makes this one due at once, settle), dead or gone. Returns the line it waits with (the job's error line, shown by `queue list`)."""
         now = time.time()
         if create is None:
             why, at = f"{WAITS_FOR_CREATE}, which is no longer in the queue; it is never sent", now + recheck_s
@@ -253,12 +253,16 @@ class MppsStore:
             why = (f"{WAITS_FOR_CREATE} (job {create.id}), which is dead-lettered ({create.last_error});"
                    f" `dicom-gateway queue retry {create.id}` sends it, then this one")
             at = now + recheck_s
-        else:
+        elif create.state == QUEUED:
             when = "now" if create.next_attempt <= now else time.strftime(
                 "%H:%M:%S", time.localtime(create.next_attempt))
-            why = f"{WAITS_FOR_CREATE} (job {create.id}, {create.state}, next try {when})"
+            why = f"{WAITS_FOR_CREATE} (job {create.id}, queued, next try {when})"
             # Just after the N-CREATE's own time: claims go oldest job first, so it is tried first.
             at = max(create.next_attempt, now) + 0.001
+        else:
+            # Being sent (by another process): its success makes this one due (settle); a crash
+            # meanwhile leaves the recheck.
+            why, at = f"{WAITS_FOR_CREATE} (job {create.id}, {create.state})", now + recheck_s
         self.queue.release([set_job.id], why, at, uncount=True)
         return why
 
