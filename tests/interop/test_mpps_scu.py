@@ -40,13 +40,15 @@ class MppsSCP:
     """A pynetdicom MPPS SCP (AE "RIS") recording every N-CREATE / N-SET: `received` holds
     (step, SOP Instance UID, data set) in arrival order. answer(step, n) gives the status of the
     n-th request of that step (1-based); by default success, and 0x0111 Duplicate SOP Instance for
-    an N-CREATE of an instance it already holds, as PS3.7 10.1.5 has an SCP do."""
+    an N-CREATE of an instance it already holds, as PS3.7 10.1.5 has an SCP do, and 0x0110 for an
+    N-SET of a step already completed or discontinued (PS3.4 F.7.2.2)."""
 
     def __init__(self, port: int, answer=None):
         self.port = port
         self.answer = answer or (lambda step, n: 0x0000)
         self.received: list[tuple[str, str, object]] = []
         self.held: set[str] = set()
+        self.finished: set[str] = set()
         self.lock = threading.Lock()
         self.server = None
 
@@ -84,7 +86,13 @@ class MppsSCP:
         with self.lock:
             self.received.append((SET, uid, event.modification_list))
             n = len([r for r in self.received if r[0] == SET])
-            status = self.answer(SET, n) if uid in self.held else 0x0112
+            if uid not in self.held:
+                return 0x0112, None  # No Such Object Instance
+            if uid in self.finished:
+                return 0x0110, None  # PS3.4 F.7.2.2: a finished step may no longer be updated
+            status = self.answer(SET, n)
+            if status == 0:
+                self.finished.add(uid)
         return status, (event.modification_list if status == 0 else None)
 
 
@@ -249,6 +257,24 @@ def test_n_create_sent_again_after_a_crash_is_not_a_second_step(box):
     wait_until(lambda: box.state(set_job) == DONE, 30, what="the N-SET after the re-sent N-CREATE")
     assert [s for s, _, _ in scp.steps()] == [CREATE, CREATE, SET]
     assert box.state(create) == DONE and scp.held == {UID}
+
+
+def test_n_set_sent_again_after_a_crash_is_taken_as_accepted(box):
+    """The SCP took the N-SET but the box died before recording it: the re-sent N-SET is refused
+    0x0110 (the step is finished), which after an attempt with no known outcome means "taken"."""
+    scp = box.scp()
+    box.store.begin(japanese_procedure(), UID, STARTED, "EDGE", "US")
+    set_job = box.store.complete(UID, IMAGES, ENDED)
+    scu = box.scu()
+    wait_until(lambda: box.state(set_job) == DONE, 30, what="the N-SET accepted")
+    scu.stop()
+    with box.buffer.index.tx() as cur:
+        cur.execute("UPDATE jobs SET state = 'in_flight' WHERE id = ?", (set_job,))
+    assert box.buffer.queue.recover() == 1
+    box.scu()
+    wait_until(lambda: box.state(set_job) == DONE, 30, what="the re-sent N-SET settled")
+    assert [s for s, _, _ in scp.steps()] == [CREATE, SET, SET]
+    assert box.buffer.queue.get(set_job).last_error == ""  # settled as done, not as a failure
 
 
 def test_queue_verbs_name_mpps_jobs(box):
