@@ -185,7 +185,8 @@ class MppsStore:
         return job_id
 
     def complete(self, mpps_uid: str, referenced: Iterable[attrs.ReferencedImage | tuple[str, str, str]],
-                 ended: datetime, discontinued: bool = False, reason: str | None = None, *,
+                 ended: datetime, discontinued: bool = False,
+                 reason: str | tuple[str, str, str] | None = None, *,
                  retrieve_ae: str = "", protocol_name: str = "CAPTURE", series_description: str = "") -> int:
         """End the step begun as `mpps_uid`: queue its N-SET, status COMPLETED (or DISCONTINUED),
         with the Performed Series Sequence of `referenced` ((SOP Class UID, SOP Instance UID,
@@ -193,7 +194,8 @@ class MppsStore:
         only after the N-CREATE was accepted (see the module docstring).
 
         ended: PPS End Date/Time, local time. reason: a key of
-        mpps_attributes.DISCONTINUATION_REASONS (CID 9300), with discontinued only. retrieve_ae:
+        mpps_attributes.DISCONTINUATION_REASONS (CID 9300) or a code (value, scheme, meaning),
+        with discontinued only. retrieve_ae:
         Retrieve AE Title of the series (where the images can be had, e.g. the PACS's AE title).
         protocol_name / series_description: of each series.
         Raises MppsRefused (one line) for an unknown MPPS, one already completed or discontinued,
@@ -245,7 +247,8 @@ class MppsStore:
     def wait_for_create(self, set_job: Job, create: Job | None, recheck_s: float) -> str:
         """An N-SET was claimed before its N-CREATE was accepted: put it back, no attempt used,
         due again just after the N-CREATE's next try (queued), or in `recheck_s` while the
-        N-CREATE is in flight (its success makes this one due at once, settle), dead or gone. Returns the line it waits with (the job's error line, shown by `queue list`)."""
+        N-CREATE is in flight (its success makes this one due at once, settle), dead or gone.
+        Returns the line it waits with (the job's error line, shown by `queue list`)."""
         now = time.time()
         if create is None:
             why, at = f"{WAITS_FOR_CREATE}, which is no longer in the queue; it is never sent", now + recheck_s

@@ -269,7 +269,8 @@ def _referenced(images: Iterable[ReferencedImage | tuple[str, str, str]]) -> lis
 
 
 def set_attributes(images: Iterable[ReferencedImage | tuple[str, str, str]], *, ended: datetime,
-                   discontinued: bool = False, reason: str | None = None, retrieve_ae: str = "",
+                   discontinued: bool = False, reason: str | tuple[str, str, str] | None = None,
+                   retrieve_ae: str = "",
                    protocol_name: str = "CAPTURE", series_description: str = "",
                    character_set: bytes | None = None) -> Dataset:
     """The N-SET Modification List that ends a Performed Procedure Step (PS3.4 F.7.2.2, Table
@@ -281,8 +282,9 @@ def set_attributes(images: Iterable[ReferencedImage | tuple[str, str, str]], *, 
     (0040,0220). A completed step needs at least one series (F.7.2.2: the sequence must not be
     empty at COMPLETED); a discontinued one may have none. ended: PPS End Date/Time
     (0040,0250/0251). discontinued: status DISCONTINUED instead of COMPLETED. reason: a key of
-    DISCONTINUATION_REASONS (CID 9300) for the PPS Discontinuation Reason Code Sequence
-    (0040,0281); only with discontinued. retrieve_ae: Retrieve AE Title (0008,0054) of each
+    DISCONTINUATION_REASONS (CID 9300), or a code (code value, coding scheme designator, code
+    meaning), for the PPS Discontinuation Reason Code Sequence (0040,0281); only with
+    discontinued. retrieve_ae: Retrieve AE Title (0008,0054) of each
     series (type 2). protocol_name: Protocol Name (0018,1030, type 1). series_description:
     (0008,103E). character_set: the raw value of the N-CREATE's Specific Character Set, repeated
     here so that any text of the N-SET is read in it (1C).
@@ -291,7 +293,11 @@ def set_attributes(images: Iterable[ReferencedImage | tuple[str, str, str]], *, 
     refs = _referenced(images)
     if reason is not None and not discontinued:
         raise MppsAttributeError("a discontinuation reason is given only with discontinued=True")
-    if reason is not None and reason not in DISCONTINUATION_REASONS:
+    if isinstance(reason, tuple):
+        if len(reason) != 3 or not all(isinstance(v, str) and v.strip() for v in reason):
+            raise MppsAttributeError(f"a discontinuation reason code is (code value, coding scheme, meaning),"
+                                     f" not {reason!r}")
+    elif reason is not None and reason not in DISCONTINUATION_REASONS:
         raise MppsAttributeError(f"unknown discontinuation reason {reason!r}; known: "
                                  + ", ".join(sorted(DISCONTINUATION_REASONS)))
     if not refs and not discontinued:
@@ -309,7 +315,7 @@ def set_attributes(images: Iterable[ReferencedImage | tuple[str, str, str]], *, 
     ds.add(DataElement(0x00400251, "TM", time_))
     codes = Sequence()
     if reason is not None:
-        value, scheme, meaning = DISCONTINUATION_REASONS[reason]
+        value, scheme, meaning = reason if isinstance(reason, tuple) else DISCONTINUATION_REASONS[reason]
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
         codes.append(code)

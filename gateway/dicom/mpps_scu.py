@@ -124,6 +124,11 @@ class MppsSCU(QueueWorker):
         except _NoAssociation as exc:
             self._no_association(job, step, str(exc))
             return
+        except (RuntimeError, ValueError, AttributeError, OSError) as exc:
+            # pynetdicom raises these for a list it cannot encode or an association lost under
+            # it: an attempt used, one line, and the job never left in flight.
+            self._failed(job, step, f"cannot send: {type(exc).__name__}: {exc}", dead=False)
+            return
         self._answered(job, step, record, code, comment)
 
     def _send(self, step: MppsStep, ds: Dataset) -> tuple[int | None, str]:
@@ -196,6 +201,8 @@ class MppsSCU(QueueWorker):
         lasted = self.target_up()
         if lasted is not None:
             log.info("MPPS SCP reachable again after %.0f s", lasted)
+            # Steps that waited out the outage go now, not at their staggered backoff times.
+            self.queue.make_due(MPPS, self.target)
         log.info("MPPS %s of %s (%s) accepted (job %d)", DIMSE[step.step], step.mpps_uid, status, job.id)
         self.events.publish(MppsSent(mpps_uid=step.mpps_uid, step=step.step, status=status))
 

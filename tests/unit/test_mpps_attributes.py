@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode as wire_decode, encode as wire_encode
 
 from gateway.buffer import mpps_attributes as A
-from gateway.buffer.procedure import Procedure, encode_identifier
+from gateway.buffer.procedure import Procedure
 from mpps_support import JAPANESE_NAME, LATIN1_NAME, STUDY_UID, japanese_procedure, latin1_unscheduled
 
 START = datetime(2026, 11, 29, 9, 5, 7)
@@ -116,6 +116,14 @@ def test_set_discontinued_with_reason():
     (code,) = ds.PerformedProcedureStepDiscontinuationReasonCodeSequence
     assert (code.CodeValue, code.CodingSchemeDesignator) == ("110501", "DCM")
     assert ds.PerformedSeriesSequence == []
+
+
+def test_set_discontinued_with_a_code_of_the_site():
+    ds = A.set_attributes([], ended=START, discontinued=True, reason=("X-7", "99SITE", "Probe failure"))
+    code = ds.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("X-7", "99SITE", "Probe failure")
+    with pytest.raises(A.MppsAttributeError, match="code value, coding scheme, meaning"):
+        A.set_attributes([], ended=START, discontinued=True, reason=("X-7", ""))
 
 
 def test_pps_id_fits_sh_and_is_stable():
