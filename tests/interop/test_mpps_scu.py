@@ -25,7 +25,7 @@ from gateway.dicom.mpps_scu import MppsSCU
 from gateway.event_kinds import MPPS_FAILED, MPPS_SENT
 from gateway.events import EventBus
 from mpps_support import JAPANESE_NAME, LATIN1_NAME, STUDY_UID, japanese_procedure, latin1_unscheduled
-from peers import free_port, wait_until
+from peers import GatewayProcess, free_port, wait_until
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
 UID = "1.2.826.0.1.3680043.8.498.2001"
@@ -282,3 +282,32 @@ def test_queue_verbs_name_mpps_jobs(box):
     (r,) = box.buffer.queue.reforward_jobs([create], "pacs")
     assert not r.ok and "MPPS steps go to the [mpps] SCP only" in r.message
     assert box.buffer.queue.get(create).kind == MPPS
+
+
+def test_cli_queue_list_and_retry_name_mpps_jobs(tmp_path):
+    """`dicom-gateway queue list` shows an N-SET waiting for its dead N-CREATE with why, names both
+    by MPPS UID (no patient name or ID), and `queue retry` of the N-SET says what it waits for."""
+    # Its config and buffer only: the CLI reads the buffer itself.
+    gw = GatewayProcess(tmp_path, {"destinations": {"pacs": {"ae_title": "TESTPACS", "port": free_port()}}})
+    buf = Buffer(gw.buffer, 0, "replace", lambda attrs, calling: [])
+    try:
+        store = MppsStore(buf.queue)
+        create = store.begin(japanese_procedure(), UID, STARTED, "EDGE", "US")
+        set_job = store.complete(UID, IMAGES, ENDED)
+        buf.queue.fail(create, "status 0x0120 Missing Attribute", None)
+        (s,) = [j for j in buf.queue.claim(MPPS, "mpps", 2) if j.id == set_job]
+        why = store.wait_for_create(s, buf.queue.get(create), recheck_s=3600)
+        listing = gw.cli("queue", "list")
+        assert listing.returncode == 0, listing.stderr
+        assert f"MPPS N-CREATE of {UID}" in listing.stdout and f"MPPS N-SET of {UID}" in listing.stdout
+        assert why in listing.stdout and "status 0x0120 Missing Attribute" in listing.stdout
+        assert "JP-0042" not in listing.stdout and "Yamada" not in listing.stdout
+        retried = gw.cli("queue", "retry", str(set_job))
+        assert retried.returncode == 0, retried.stderr
+        assert f"MPPS N-SET of {UID} is due now" in retried.stdout
+        dead_retry = gw.cli("queue", "retry", str(create))
+        assert f"MPPS N-CREATE of {UID} queued again" in dead_retry.stdout
+        done = gw.cli("re-forward", "--to", "pacs", str(create))
+        assert "MPPS steps go to the [mpps] SCP only" in done.stdout + done.stderr
+    finally:
+        buf.index.close()
