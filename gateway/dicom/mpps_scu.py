@@ -20,7 +20,8 @@ Failure classes (as the forwarder's, gateway/dicom/forward.py):
   instance: PERMANENT) is dead-lettered at once.
 - 0x0111 Duplicate SOP Instance to an N-CREATE: the SCP holds our instance (its UID is ours
   alone), so an earlier sending arrived; counted as accepted (a WARNING says so).
-- 0x0110 to an N-SET whose previous attempt had no known outcome (a restart, no response):
+- 0x0110 to an N-SET whose previous attempt had no known outcome (a restart, no response, a
+  send broken off):
   the SCP took that one and refuses to update a finished step (PS3.4 F.7.2.2); accepted.
 - No response / association lost mid-step: an attempt used, retried with backoff.
 The N-SET of a step whose N-CREATE is not yet accepted is never sent (MppsStore.wait_for_create).
@@ -58,8 +59,9 @@ PROCESSING_FAILURE = 0x0110
 PERMANENT = frozenset({0x0105, 0x0106, 0x0112, 0x0114, 0x0115, 0x0117, 0x0118, 0x0119, 0x0120, 0x0121,
                        0x0122, 0x0124, 0x0211, 0x0212})
 # How an attempt that ended without a known outcome is recorded (the queue's recover() writes
-# "interrupted by a restart"): the next N-SET reads a 0x0110 after one of these as "already taken".
-UNKNOWN_OUTCOME = ("interrupted by a restart", "no response")
+# "interrupted by a restart"; _answered "no response", process "cannot send"): the next N-SET
+# reads a 0x0110 after one of these as "already taken".
+UNKNOWN_OUTCOME = ("interrupted by a restart", "no response", "cannot send")
 
 
 class _NoAssociation(Exception):
