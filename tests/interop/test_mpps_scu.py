@@ -9,8 +9,13 @@ No test asserts a duration: backoffs are made short through the config and outco
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -275,6 +280,50 @@ def test_n_set_sent_again_after_a_crash_is_taken_as_accepted(box):
     wait_until(lambda: box.state(set_job) == DONE, 30, what="the re-sent N-SET settled")
     assert [s for s, _, _ in scp.steps()] == [CREATE, SET, SET]
     assert box.buffer.queue.get(set_job).last_error == ""  # settled as done, not as a failure
+
+
+_CRASHING_CAPTURE = """
+import os, signal, sys
+from datetime import datetime
+sys.path.insert(0, sys.argv[2])
+from gateway.buffer.ingest import Buffer
+from gateway.buffer.mpps import MPPS, MPPS_TARGET, MppsStore
+from mpps_support import japanese_procedure
+buf = Buffer(__import__("pathlib").Path(sys.argv[1]), 0, "replace", lambda a, c: [])
+store = MppsStore(buf.queue)
+store.begin(japanese_procedure(), sys.argv[3], datetime(2026, 11, 29, 9, 30, 15), "EDGE", "US")
+store.complete(sys.argv[3], [("1.2.840.10008.5.1.4.1.1.7", "1.2.3.1", "1.2.3")], datetime(2026, 11, 29, 9, 41))
+buf.queue.claim(MPPS, MPPS_TARGET, 1)  # the N-CREATE is being sent...
+os.kill(os.getpid(), signal.SIGKILL)  # ...when the power goes
+"""
+
+
+def test_kill_9_between_queueing_and_sending_loses_nothing(box, tmp_path):
+    """A process that queued both steps and was sending the N-CREATE is killed (-9); the next
+    start sends both, in order, from what the buffer recorded."""
+    root = tmp_path / "crashed"
+    tests = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]))
+    r = subprocess.run([sys.executable, "-c", _CRASHING_CAPTURE, str(root), str(tests), UID], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    buf = Buffer(root, 0, "replace", lambda attrs, calling: [])
+    scu = None
+    try:
+        assert buf.queue.recover() == 1  # the N-CREATE in flight at the kill
+        scp = box.scp()
+        config = Config.model_validate({"mpps": {"enabled": True, "ae_title": "RIS", "port": box.port,
+                                                 "retry_initial_s": 0.05, "retry_max_s": 0.2}})
+        scu = MppsSCU(config, buf.queue, box.events)
+        scu.start()
+        record = scu.store.get(UID)
+        wait_until(lambda: buf.queue.get(record.set_job).state == DONE, 30, what="both steps after the restart")
+        assert [(s, u) for s, u, _ in scp.steps()] == [(CREATE, UID), (SET, UID)]
+        assert scp.steps(CREATE)[0][2].PatientName == JAPANESE_NAME
+    finally:
+        if scu is not None:
+            scu.stop()  # before its buffer closes
+        buf.index.close()
 
 
 def test_queue_verbs_name_mpps_jobs(box):
