@@ -542,6 +542,7 @@ class ExportFailed(Payload):
     part: int = 1
     of: int = 1
 
+
 # -- the MPPS SCU (gateway/dicom/mpps_scu.py) ---------------------------------------------------
 MPPS_SENT = "mpps-sent"
 MPPS_FAILED = "mpps-failed"
