@@ -176,6 +176,7 @@ def cmd_send(args) -> int:
 
 def _queue(loaded: LoadedConfig):
     from gateway.buffer.index import Index
+    from gateway.buffer.mpps import MPPS_JOB_KIND
     from gateway.buffer.queue import JobQueue
     from gateway.media.export import EXPORT_JOB_KIND
     from gateway.print.store import PRINT_JOB_KIND
@@ -187,6 +188,7 @@ def _queue(loaded: LoadedConfig):
     # Every kind the service may have queued, so that the verbs name its jobs as the service would.
     q.register_kind(PRINT_JOB_KIND)
     q.register_kind(EXPORT_JOB_KIND)
+    q.register_kind(MPPS_JOB_KIND)
     return q
 
 

@@ -29,6 +29,7 @@ Kinds by who publishes them:
   media import (gateway/media/importer) media-import-started, media-import-finished
   media export (gateway/media/export)  export-queued, export-started, export-progress,
                                        export-written, export-verified, export-failed
+  MPPS SCU (gateway/dicom/mpps_scu.py) mpps-sent, mpps-failed
   media service (gateway/media/service) media-inserted, media-removed, media-export-queued,
                                        media-nothing-to-export, media-import-queued,
                                        media-import-done, media-fault
@@ -542,6 +543,40 @@ class ExportFailed(Payload):
     instances: int
     part: int = 1
     of: int = 1
+
+
+# -- the MPPS SCU (gateway/dicom/mpps_scu.py) ---------------------------------------------------
+MPPS_SENT = "mpps-sent"
+MPPS_FAILED = "mpps-failed"
+
+
+@_kind(MPPS_SENT)
+@dataclass(frozen=True)
+class MppsSent(Payload):
+    """The MPPS SCP accepted one step of a Modality Performed Procedure Step (PS3.4 F.7.2).
+    mpps_uid: its SOP Instance UID (an object's identifier, not a person's). step: "create"
+    (N-CREATE) or "set" (N-SET). status: the Performed Procedure Step Status (0040,0252) the step
+    carried: "IN PROGRESS", "COMPLETED" or "DISCONTINUED"."""
+
+    mpps_uid: str
+    step: str
+    status: str
+
+
+@_kind(MPPS_FAILED)
+@dataclass(frozen=True)
+class MppsFailed(Payload):
+    """One attempt at an MPPS step failed. step: "create" or "set". reason: one line (the DIMSE
+    status by code and name, or why no association). attempt: the attempt that failed (0 when the
+    SCP could not be reached: that uses up no attempt). dead: True when the step is dead-lettered
+    (attempts used up, or a status no retry changes); else it is retried with backoff."""
+
+    mpps_uid: str
+    step: str
+    reason: str
+    attempt: int
+    dead: bool = False
+
 
 # -- the media service (gateway/media/service.py) ---------------------------------------------------
 MEDIA_INSERTED = "media-inserted"

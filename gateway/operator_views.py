@@ -70,8 +70,9 @@ def show_queue(q, states: list[str]) -> None:
                 nxt = "now" if j.next_attempt <= now else f"{clock(j.next_attempt)} (in {span(j.next_attempt - now)})"
             else:
                 nxt = "-"
-            # An export job's payload is its study list: named by its kind ("export of 2 studies to cd").
-            what = j.sop_uid or (q.describe(j) if j.kind == "export" else _film_name(j.payload))
+            # A payload job other than a film (an export's study list, an MPPS step) is named by its
+            # kind ("export of 2 studies to cd", "MPPS N-SET of 1.2.3").
+            what = j.sop_uid or (_film_name(j.payload) if j.kind == "print" else q.describe(j))
             err = ""
             if j.last_error:
                 err = f"[{errors.setdefault(j.last_error, len(errors) + 1)}]"

@@ -34,6 +34,10 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
      study, and whether that rule marks the study exported (gateway/media/rules.py). A study
      counts as exported while a marking job of it is not dead; the job's own state says whether
      it is done. Deleting the job drops the row (cascade).
+  6  mpps: one row per Modality Performed Procedure Step this box reports (gateway/buffer/mpps.py):
+     its SOP Instance UID, the procedure's key, the N-CREATE and N-SET jobs, the status last
+     queued, and the two attribute lists as they are sent (Explicit VR Little Endian bytes), so
+     that a queued step is sent after a restart exactly as it was recorded.
 
 Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
 nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
@@ -49,6 +53,9 @@ stopped), `sqlite3 index.sqlite "DROP TABLE import_items; DROP TABLE imports; PR
 Version 5 adds one table read by the export rules only: to go back to version 4 (service stopped),
 `sqlite3 index.sqlite "DROP TABLE media_exports; PRAGMA user_version = 4"` (every study then
 counts as not exported once more).
+Version 6 adds one table read by the MPPS SCU only: to go back to version 5 (service stopped),
+`sqlite3 index.sqlite "DROP TABLE mpps; DELETE FROM jobs WHERE kind = 'mpps'; PRAGMA user_version = 5"`
+(the steps not yet sent are lost; the RIS keeps what it was sent).
 """
 
 from __future__ import annotations
@@ -253,6 +260,29 @@ CREATE INDEX media_exports_job ON media_exports(job_id);
 """
 
 
+_V6 = """
+-- One row per Modality Performed Procedure Step (PS3.4 F.7). create_job / set_job: its N-CREATE
+-- and N-SET jobs (kind 'mpps'); set_job NULL until the step is completed or discontinued.
+-- status: the Performed Procedure Step Status last queued (IN PROGRESS, COMPLETED, DISCONTINUED).
+-- create_attrs / set_attrs: the attribute lists, Explicit VR Little Endian, as they are sent.
+-- procedure_key: the Procedure's key (no patient data); pps_id: Performed Procedure Step ID.
+CREATE TABLE mpps (
+    mpps_uid TEXT PRIMARY KEY,
+    procedure_key TEXT NOT NULL,
+    pps_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    create_job INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+    set_job INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+    create_attrs BLOB NOT NULL,
+    set_attrs BLOB,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX mpps_create_job ON mpps(create_job);
+CREATE INDEX mpps_set_job ON mpps(set_job);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
     def run(cur: sqlite3.Cursor) -> None:
         for stmt in statements(sql):
@@ -267,6 +297,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
     (3, "jobs_open: the open jobs, counted for the status without scanning the done ones", _script(_V3)),
     (4, "imports / import_items: the media import reports", _script(_V4)),
     (5, "media_exports: the studies each export rule queued, and whether it marks them", _script(_V5)),
+    (6, "mpps: the Modality Performed Procedure Steps reported and their N-CREATE / N-SET jobs", _script(_V6)),
 )
 LATEST = MIGRATIONS[-1][0]
 

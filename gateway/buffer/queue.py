@@ -216,6 +216,14 @@ class JobQueue:
             self.notify()
         return n
 
+    @staticmethod
+    def make_job_due_in(cur, job_id: int) -> bool:
+        """One queued job due now, inside the caller's transaction: a job that waited for another
+        (an MPPS N-SET for its N-CREATE) whose wait ended in the same commit. True when it was
+        queued. The caller calls notify() after its commit."""
+        cur.execute("UPDATE jobs SET next_attempt = 0 WHERE id = ? AND state = 'queued'", (job_id,))
+        return cur.rowcount == 1
+
     # -- consumers -----------------------------------------------------------------------------
     def claim(self, kind: str, target: str, limit: int) -> list[Job]:
         """Take up to `limit` due jobs, oldest study first, in arrival order within a study."""
