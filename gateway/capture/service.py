@@ -57,12 +57,14 @@ class ProcedureSource(Protocol):
 
 
 class Mpps(Protocol):
-    """The MPPS steps of the procedures captured (gateway/buffer/mpps.py), queued, never sent here."""
+    """The MPPS steps of the procedures captured (gateway/buffer/mpps.py MppsStore): queued jobs,
+    never sent from here."""
 
-    def begin(self, procedure: Procedure, started: datetime) -> str: ...
+    def begin(self, procedure: Procedure, mpps_uid: str, started: datetime, station_ae: str, modality: str,
+              *, study_uid: str = "") -> int: ...
 
     def complete(self, mpps_uid: str, referenced: list[tuple[str, str, str]], ended: datetime,
-                 discontinued: bool = False) -> Any: ...
+                 discontinued: bool = False) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,13 @@ class CaptureService:
     """See the module docstring.  ``settings``: [capture]; ``grabber``: built from the registry;
     ``procedures``: the procedure choice; ``intake`` and ``new_incoming_path``: the buffer's door
     and a fresh path in its incoming folder; ``equipment``: the grabbing equipment for the SC
-    Equipment module (iod.Equipment); ``mpps``: None when no MPPS destination is configured."""
+    Equipment module (iod.Equipment); ``mpps``: the MPPS store (None when no MPPS SCP is
+    configured); ``station_ae``: this box's AE title, the MPPS's Performed Station AE Title."""
 
     def __init__(self, settings: "CaptureSection", grabber: Grabber, procedures: ProcedureSource,
                  intake: "Intake", new_incoming_path: Callable[[], Path], events: EventBus, *,
-                 equipment: Any, mpps: Mpps | None = None, now: Callable[[], datetime] = datetime.now):
+                 equipment: Any, mpps: Mpps | None = None, station_ae: str = "",
+                 now: Callable[[], datetime] = datetime.now):
         self.settings = settings
         self.grabber = grabber
         self.procedures = procedures
@@ -104,6 +108,7 @@ class CaptureService:
         self.events = events
         self.equipment = equipment
         self.mpps = mpps
+        self.station_ae = station_ae
         self.now = now
         self.name = grabber.name
         self._lock = threading.Lock()
@@ -318,9 +323,12 @@ class CaptureService:
             self._close_mpps(previous, discontinued=False)
         current = self._performed
         if self.mpps is not None:
+            uid = iod.new_uid(self.settings)
             try:
-                current.mpps_uid = self.mpps.begin(procedure, self.now())
-            except Exception as exc:  # noqa: BLE001 - the capture goes on; the MPPS is reported
+                self.mpps.begin(procedure, uid, self.now(), self.station_ae, procedure.modality or "OT",
+                                study_uid=iod.study_uid_for(procedure, self.settings))
+                current.mpps_uid = uid
+            except Exception as exc:  # noqa: BLE001 - the capture goes on; the MPPS is one line
                 log.error("MPPS for %s not queued: %s", procedure.key, exc)
         return current, ""
 
