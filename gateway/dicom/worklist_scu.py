@@ -39,6 +39,10 @@ from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NA
 log = logging.getLogger("gateway.dicom.worklist_scu")
 
 MWL_FIND = "1.2.840.10008.5.1.4.31"
+# Implicit VR LE is what every worklist SCP takes (the seed's only one); Explicit VR LE keeps the VRs
+# as the SCP knows them. Nothing compressed or deflated: an identifier is a few hundred bytes.
+MWL_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+MEDIUM = 0  # PS3.7 9.1.2.1.6 Priority: 0 MEDIUM (pynetdicom's default for C-FIND is LOW)
 _PENDING = (0xFF00, 0xFF01)
 _SUCCESS = 0x0000
 _CANCEL = 0xFE00
@@ -157,7 +161,7 @@ def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQu
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    ae.add_requested_context(ModalityWorklistInformationFind)
+    ae.add_requested_context(ModalityWorklistInformationFind, list(MWL_SYNTAXES))
     assoc = ae.associate(host, port, ae_title=ae_title)
     if not assoc.is_established:
         raise WorklistError(_why_no_association(assoc, where, host, port, timeout))
@@ -166,7 +170,8 @@ def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQu
     try:
         if not assoc.accepted_contexts:
             raise WorklistError(f"{where} does not offer Modality Worklist (1.2.840.10008.5.1.4.31)")
-        for status, identifier in assoc.send_c_find(query.identifier(), ModalityWorklistInformationFind):
+        for status, identifier in assoc.send_c_find(query.identifier(), ModalityWorklistInformationFind,
+                                                         priority=MEDIUM):
             if not status:  # pynetdicom: an empty status on a timeout, an abort or a bad response
                 break
             code = int(status.Status)
