@@ -18,6 +18,14 @@ Rules (issue 10 item 1):
 - the log says a failure once, and again only when its reason changes, and when the SCP answers
   again: a RIS down for a night is two lines, not one every refresh_s.
 
+Wiring (gateway/app.py, the lead's):
+    self.worklist = WorklistService(cfg, loaded.buffer_dir, self.events)        # in _build
+    Commands(..., worklist=self.worklist); ControlServer(..., {..., **worklist_verbs(c)})
+    start(): self.worklist.start(); self._started.append("worklist")             # before control
+    stop(): if "worklist" in self._started: self.worklist.stop()
+    healthy(): ... and ("worklist" not in self._started or self.worklist.is_alive())
+The capture and the panel read `self.worklist.current` (a CurrentProcedure).
+
 With [worklist] enabled = false the service runs no thread: the cached worklist (if any) is not
 used either, because a box told not to use a worklist must not capture for a stale one; only
 unscheduled captures remain.
