@@ -412,6 +412,7 @@ def worklist_lines(cached, status: dict | None, width: int = 100, encoding: str 
     current = (status or {}).get("current", "")
     if status is not None and not status.get("enabled", True):
         lines.append("worklist disabled ([worklist] enabled = false): unscheduled captures only")
+        cached = None  # a copy from when it was enabled is not used: not shown as if it were
     if cached is None:
         lines.append("no worklist fetched yet" + (f" (the last try: {status['last_error']})"
                                                   if status and status.get("last_error") else ""))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from pydicom.dataset import Dataset
@@ -133,6 +133,19 @@ def procedure_of(identifier: Dataset) -> Procedure:
         raise ValueError(f"a response does not decode: {exc}") from None
 
 
+def _unique(item: Procedure, before: list[Procedure]) -> Procedure:
+    """``item`` with a key no earlier item has: an SCP that sends neither SPS ID nor accession
+    number (both Type 1 in K.6.1.2.2, yet seen) would otherwise give two items one key, and a
+    selection by key would pick the wrong patient's step. The second becomes "<key>#2", and so on."""
+    keys = {p.key for p in before}
+    if item.key not in keys:
+        return item
+    n = 2
+    while f"{item.key}#{n}" in keys:
+        n += 1
+    return replace(item, key=f"{item.key}#{n}")
+
+
 def _why_no_association(assoc, where: str, host: str, port: int, timeout: float) -> str:
     if assoc.is_rejected:
         result, source, reason = rejection(assoc)
@@ -182,9 +195,10 @@ def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQu
                     raise WorklistError(f"{where} answered more than {max_items} items (worklist.max_items);"
                                         " narrow the query (station_ae, modality, days)")
                 try:
-                    items.append(procedure_of(identifier))
+                    item = procedure_of(identifier)
                 except ValueError as exc:
                     raise WorklistError(f"{where}: {exc}") from None
+                items.append(_unique(item, items))
                 continue
             final = code
             break

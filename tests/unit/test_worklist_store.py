@@ -89,3 +89,18 @@ def test_names_shown_as_the_terminal_allows():
     lines = worklist_lines(wl, None, 100, "ascii")
     assert "Yamada^Tarou " in lines[2] and "PIDJP" in lines[2]
     assert lines[-1] == "current procedure: - (no service running)"
+
+
+def test_a_disabled_worklist_does_not_show_a_stale_copy():
+    wl = CachedWorklist((_item(),), 1_790_000_000.0, "RIS@h:1")
+    lines = worklist_lines(wl, {"enabled": False, "current": ""}, 100, "utf-8")
+    assert lines[0].startswith("worklist disabled") and not any("PIDJP" in ln for ln in lines)
+
+
+def test_items_without_sps_id_or_accession_get_keys_of_their_own():
+    from gateway.dicom.worklist_scu import _unique
+
+    a = Procedure(key="||", identifier=b"")
+    b = _unique(Procedure(key="||", identifier=b""), [a])
+    c = _unique(Procedure(key="||", identifier=b""), [a, b])
+    assert (a.key, b.key, c.key) == ("||", "||#2", "||#3")
