@@ -351,3 +351,45 @@ def test_cli_lists_selects_and_refreshes_through_the_control_socket(wl_dir, tmp_
     assert out.returncode == 0 and "no service answers" in out.stdout and "(no service running)" in out.stdout
     out = cli("--next")
     assert out.returncode == 1 and "no service runs on this buffer" in out.stderr
+
+
+# -- a slow SCP: the caller of refresh() is not held past timeout_s ---------------------------------------
+def test_a_slow_scp_never_holds_the_caller_past_timeout_s(tmp_path):
+    """wlmscpfs cannot be slowed, so a pynetdicom worklist SCP in the test answers five items one
+    second apart: every response within timeout_s (2 s), the whole answer well past it."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityWorklistInformationFind
+
+    release = threading.Event()
+
+    def on_find(event):
+        for n in range(5):
+            release.wait(1.0)  # never set: one second between responses
+            ds = Dataset()
+            ds.PatientID = f"SLOW{n}"
+            ds.AccessionNumber = f"S{n}"
+            sps = Dataset()
+            sps.ScheduledProcedureStepID = f"SPS{n}"
+            ds.ScheduledProcedureStepSequence = [sps]
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="SLOWWL")
+    ae.add_supported_context(ModalityWorklistInformationFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    cfg = Config.model_validate({"worklist": {"enabled": True, "ae_title": "SLOWWL", "port": port,
+                                              "timeout_s": 2.0, "refresh_s": 3600.0}})
+    svc = WorklistService(cfg, tmp_path, EventBus())
+    try:
+        svc.start()  # the first query starts at once: wait for it, then ask again
+        wait_until(lambda: svc.status()["source"] == "scp", 60, what="the first slow answer")
+        first = svc.status()["fetched_at"]
+        outcome = svc.refresh()
+        assert outcome.pending and not outcome.ok
+        # The answer still comes, and is used.
+        wait_until(lambda: svc.status()["fetched_at"] > first, 60, what="the slow answer after the caller left")
+        assert {p.patient_id for p in svc.items()} == {f"SLOW{n}" for n in range(5)}
+    finally:
+        svc.stop()
+        server.shutdown()
