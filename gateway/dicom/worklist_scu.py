@@ -204,7 +204,8 @@ def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQu
             break
     finally:
         if assoc.is_established:
-            if final is None and assoc.is_established:
+            # No final response (a timeout, too many items): abort, a release would wait on it.
+            if final is None:
                 assoc.abort()
             else:
                 assoc.release()

@@ -152,10 +152,9 @@ class WorklistService:
             recovered = bool(self._last_error)
             self._worklist, self._source = fetched, "scp"
             self._last_error, self._failing_since, self._last_attempt = "", 0.0, started
-            self._generation += 1
-            self._done.notify_all()
         self.current.set_worklist(fetched.items)
         self.events.publish(WorklistRefreshed(items=len(items), source="scp", at=fetched.fetched_at))
+        self._finished()
         if recovered:
             log.info("worklist: %s answers again: %d items", self.source_name, len(items))
         else:
@@ -170,8 +169,6 @@ class WorklistService:
             cache_from = self._worklist.fetched_at if self._worklist is not None else 0.0
             if self._worklist is not None:
                 self._source = "cache"
-            self._generation += 1
-            self._done.notify_all()
         self.events.publish(WorklistFailed(reason=reason, using_cache_from=cache_from))
         if changed:
             using = (f"using the worklist fetched {time.strftime('%Y-%m-%d %H:%M', time.localtime(cache_from))}"
@@ -179,6 +176,13 @@ class WorklistService:
             log.warning("worklist refresh failed: %s; %s", reason, using)
         # Time passes while the RIS is down: an item may become due now.
         self.current.auto_select()
+        self._finished()
+
+    def _finished(self) -> None:
+        # Last, so that a refresh() that returns finds the current procedure told already.
+        with self._lock:
+            self._generation += 1
+            self._done.notify_all()
 
     def refresh(self) -> RefreshOutcome:
         """Ask the SCP now; wait at most worklist.timeout_s for the answer. RefreshOutcome: ok with

@@ -191,6 +191,12 @@ def test_wrong_called_ae_title_is_refused_in_one_line(scp):
     assert "\n" not in text and "NOSUCHAE@127.0.0.1" in text and "called AE title not recognised" in text
 
 
+def test_more_items_than_max_items_is_a_failed_query(scp):
+    with pytest.raises(WorklistError, match=r"answered more than 2 items \(worklist.max_items\)"):
+        find(SCP_AE, "127.0.0.1", scp.port, "EDGE", WorklistQuery(station_ae="*"), timeout=10, max_items=2)
+    assert len(_find(scp, station_ae="*")) == len(ITEMS)  # the SCP serves on after the abort
+
+
 def test_nothing_listening_is_one_line():
     with pytest.raises(WorklistError) as err:
         find(SCP_AE, "127.0.0.1", free_port(), "EDGE", WorklistQuery(), timeout=5)
