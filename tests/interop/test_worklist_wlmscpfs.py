@@ -10,12 +10,10 @@ the file's Specific Character Set; wlmscpfs's default returns none).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import date, timedelta
 from pathlib import Path
 

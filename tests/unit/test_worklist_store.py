@@ -3,7 +3,6 @@ and what `dicom-gateway worklist` shows on a terminal that cannot show every nam
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from pydantic import ValidationError
