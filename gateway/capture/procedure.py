@@ -3,7 +3,8 @@
 One `CurrentProcedure` per service, shared by the worklist service (which hands it each worklist
 it uses), the operator verbs (gateway/commands.py: select, next, previous, unscheduled; the CLI
 through the control socket, the front panel in-process) and the capture (which reads `current()`
-when a frame is taken). Thread-safe: one lock around the list and the choice.
+when a frame is taken: for_capture(), the ProcedureSource of gateway/capture/service.py).
+Thread-safe: one lock around the list and the choice.
 
 The rules:
 - The operator's choice stands until the operator changes it: a refreshed worklist never moves it,
@@ -199,6 +200,22 @@ class CurrentProcedure:
             self._current = chosen
         self._tell(chosen, "unscheduled")
         return chosen
+
+    def for_capture(self) -> Procedure:
+        """What a capture taken now is for (the capture service's ProcedureSource,
+        gateway/capture/service.py): the current procedure; with none chosen and no worklist item
+        to choose from, a new unscheduled identity made current (a capture without a worklist is
+        still possible, flagged). With items to choose from and none chosen, LookupError in one
+        line: a capture must not guess the patient. OSError when the unscheduled counter cannot be
+        kept."""
+        with self._lock:
+            chosen, n = self._current, len(self._items)
+        if chosen is not None:
+            return chosen
+        if n:
+            raise LookupError(f"no procedure chosen ({n} in the worklist): choose one (dicom-gateway worklist"
+                              " --select N, or NEXT on the panel) or ask for an unscheduled capture")
+        return self.unscheduled()
 
     def clear(self) -> None:
         """Nothing is current (the procedure is done); the automatic choice may pick again."""

@@ -157,3 +157,17 @@ def test_a_refreshed_worklist_may_choose_by_itself_once_the_choice_is_cleared(bu
     cur.clear()
     assert cur.auto_select() == a
     assert cur.auto_select() is None  # something is current already
+
+
+def test_for_capture_never_guesses_a_patient(bus, tmp_path):
+    cur = _current(bus, tmp_path, auto_select_minutes=0)
+    # No worklist: a capture is still possible, for a generated identity made current.
+    first = cur.for_capture()
+    assert not first.scheduled and cur.current() == first and cur.for_capture() == first
+    # Items to choose from and none chosen: refused, one line.
+    cur.clear()
+    cur.set_worklist([_proc(1, ""), _proc(2, "")])
+    with pytest.raises(LookupError, match=r"no procedure chosen \(2 in the worklist\)"):
+        cur.for_capture()
+    cur.select(2)
+    assert cur.for_capture().patient_id == "PID2"
