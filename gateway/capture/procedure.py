@@ -2,8 +2,8 @@
 
 One `CurrentProcedure` per service, shared by the worklist service (which hands it each worklist
 it uses), the operator verbs (gateway/commands.py: select, next, previous, unscheduled; the CLI
-through the control socket, the front panel in-process) and the capture (which reads `current()`
-when a frame is taken: for_capture(), the ProcedureSource of gateway/capture/service.py).
+through the control socket, the front panel in-process) and the capture (which asks
+for_capture() when a frame is taken: the ProcedureSource of gateway/capture/service.py).
 Thread-safe: one lock around the list and the choice.
 
 The rules:
