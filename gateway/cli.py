@@ -357,6 +357,42 @@ def _import_drive(loaded: LoadedConfig, drive: str, label: str | None) -> int:
         drive=drive)
 
 
+def cmd_worklist(args) -> int:
+    """`worklist [--refresh] [--select N|KEY | --next | --previous | --unscheduled]`: the changes go
+    to the running service (gateway/control.py worklist_verbs), then the listing: the buffer's
+    cached worklist and, from the service, which procedure is current and whether the SCP answers."""
+    import json
+    import shutil
+
+    from gateway import control
+    from gateway.buffer.worklist import WorklistStore
+    from gateway.operator_views import worklist_lines
+
+    loaded = _load(args)
+    no_service = ("worklist: choosing the procedure and refreshing are done by the running service, and no"
+                  " service runs on this buffer (start it: dicom-gateway run)")
+    rc = exit_codes.OK
+    if args.refresh:
+        rc = _ask_service(loaded, "worklist-refresh", loaded.config.worklist.timeout_s + 15, no_service)
+    verb = ("procedure-select" if args.select is not None else "procedure-next" if args.next
+            else "procedure-previous" if args.previous else "procedure-unscheduled" if args.unscheduled else None)
+    if verb is not None:
+        extra = {"which": args.select} if args.select is not None else {}
+        rc = max(rc, _ask_service(loaded, verb, 30.0, no_service, **extra))
+    status = None
+    try:
+        answer = control.request(loaded.buffer_dir, "worklist-status", 10.0)
+        if not answer.get("refused"):
+            status = json.loads(answer.get("summary") or "{}")
+    except (control.ControlError, ValueError):
+        status = None  # no service (or an older one): the buffer's copy alone
+    encoding = sys.stdout.encoding or "utf-8"
+    for line in worklist_lines(WorklistStore(loaded.buffer_dir).load(), status,
+                               shutil.get_terminal_size((100, 24)).columns, encoding):
+        print(line.encode(encoding, "replace").decode(encoding, "replace"))
+    return rc
+
+
 def cmd_eject(args) -> int:
     """`eject DRIVE`: the running service gives the medium in DRIVE back (Commands.eject); refused
     while it writes, verifies or reads it. Exit 0 ejected, 1 refused, 2 an unknown drive."""
@@ -615,6 +651,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
     sp = add("eject", cmd_eject, "give back the medium in a drive (refused while it is written or read)")
     sp.add_argument("drive", metavar="DRIVE", help="drive name from [media.drives]")
+    sp = add("worklist", cmd_worklist, "the modality worklist and the current procedure a capture is for")
+    sp.add_argument("--refresh", action="store_true", help="ask the worklist SCP now (the running service does)")
+    choice = sp.add_mutually_exclusive_group()
+    choice.add_argument("--select", metavar="N|KEY", help="make item N of the listing (or the item with that key)"
+                                                         " the current procedure")
+    choice.add_argument("--next", action="store_true", help="the next item becomes current (wraps)")
+    choice.add_argument("--previous", action="store_true", help="the previous item becomes current (wraps)")
+    choice.add_argument("--unscheduled", action="store_true",
+                        help="capture for no worklist item: a generated Patient ID, flagged unscheduled")
     sp = add("conformance", cmd_conformance, "the DICOM Conformance Statement (PS3.2), generated from the code")
     sp.add_argument("--output", metavar="FILE", help="write it to FILE (default: print it); "
                                                      "CONFORMANCE.md is this for the default config")

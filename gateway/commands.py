@@ -14,6 +14,11 @@ so that a button and `dicom-gateway queue retry` do the same thing and say it in
   import_medium(drive)    the medium in the drive read and imported now, by the media service's
                           worker for that drive, as on insertion; refused for an unknown drive, no
                           medium, a blank one, or while the drive is written or read.
+  worklist_refresh()      the worklist SCP asked now (waits at most worklist.timeout_s).
+  select_procedure(N|KEY), next_procedure(), previous_procedure(), unscheduled_procedure()
+                          the current procedure a capture is for (gateway/capture/procedure.py).
+  worklist_status()       the current procedure's key and the worklist's state, as JSON in the
+                          summary (what `dicom-gateway worklist` shows beside the cached items).
 
 Two ways in:
 - the module functions (retry, dead_letter, re_forward) take a JobQueue and raise `Refused` for a
@@ -25,11 +30,12 @@ Two ways in:
   on a device the service holds (eject, import_medium) exist only here; the command line reaches
   them through the service's control socket (gateway/control.py).
 
-Capture joins here when capture (issue 10) lands.
+Capture joins here when capture (issue 10) lands; the worklist's verbs are here already.
 """
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -37,8 +43,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from gateway.buffer.queue import VerbResult
 
 if TYPE_CHECKING:
+    from gateway.buffer.procedure import Procedure
     from gateway.buffer.queue import JobQueue
     from gateway.config import Config
+    from gateway.dicom.worklist_service import WorklistService
 
 
 # How long import_medium waits for the drive's worker to report the import before answering
@@ -262,8 +270,10 @@ class Commands:
     def __init__(self, queue: "JobQueue", config: "Config", wake: Callable[[], None] | None = None, *,
                  drives: dict | None = None, exporters: dict | None = None,
                  busy: Callable[[str], object] | None = None, events=None,
-                 request_import: Callable[[str], object] | None = None):
+                 request_import: Callable[[str], object] | None = None,
+                 worklist: "WorklistService | None" = None):
         self.queue = queue
+        self.worklist = worklist
         self.config = config
         self._wake = wake or queue.wake_all
         self.drives = drives or {}
@@ -387,3 +397,94 @@ class Commands:
         not ready)."""
         self._wake()
         return CommandResult("wake", summary="workers told to look at the queue now", woken=True)
+
+    # -- the worklist and the current procedure (issue 10 item 1) ----------------------------------
+    def _no_worklist(self, verb: str) -> CommandResult | None:
+        if self.worklist is None:
+            return CommandResult(verb, refused=f"{verb}: the worklist service is not running in this service")
+        return None
+
+    def worklist_refresh(self) -> CommandResult:
+        """Ask the worklist SCP now (WorklistService.refresh: at most worklist.timeout_s). Refused
+        when the worklist is not enabled; failed (one line) when the SCP did not answer well."""
+        refusal = self._no_worklist("worklist-refresh")
+        if refusal is not None:
+            return refusal
+        outcome = self.worklist.refresh()
+        if outcome.ok:
+            return CommandResult("worklist-refresh", summary=f"worklist refreshed: {outcome.items} items")
+        if outcome.pending:
+            return CommandResult("worklist-refresh", summary=f"the worklist SCP has not answered within "
+                                 f"{self.worklist.section.timeout_s:g} s; its answer is used when it comes")
+        st = self.worklist.status()
+        using = (f"; using the worklist fetched at {_when(st['fetched_at'])}" if st["fetched_at"]
+                 else "; no worklist: unscheduled captures only")
+        if not st["enabled"]:
+            return CommandResult("worklist-refresh", refused=f"worklist-refresh: {outcome.reason}")
+        return CommandResult("worklist-refresh", summary=f"worklist refresh failed: {outcome.reason}{using}",
+                             failed=True)
+
+    def _procedure_verb(self, verb: str, call: Callable[[], "Procedure"]) -> CommandResult:
+        from gateway.capture.procedure import SelectionError
+
+        refusal = self._no_worklist(verb)
+        if refusal is not None:
+            return refusal
+        try:
+            chosen = call()
+        except SelectionError as exc:
+            return CommandResult(verb, refused=f"{verb}: {exc}")
+        except OSError as exc:
+            return CommandResult(verb, refused=f"{verb}: cannot keep the unscheduled ID counter: {exc.strerror or exc}")
+        return CommandResult(verb, summary="current procedure: " + describe_procedure(
+            chosen, self.worklist.current.position(), len(self.worklist.current.items())))
+
+    def select_procedure(self, which: str) -> CommandResult:
+        """Make the worklist item at 1-based position ``which`` (digits), or with that key, current."""
+        return self._procedure_verb("procedure-select", lambda: self.worklist.current.select(which))
+
+    def next_procedure(self) -> CommandResult:
+        """The next worklist item becomes current (wraps; the first when none is)."""
+        return self._procedure_verb("procedure-next", self.worklist.current.next if self.worklist else None)
+
+    def previous_procedure(self) -> CommandResult:
+        """The previous worklist item becomes current (wraps; the last when none is)."""
+        return self._procedure_verb("procedure-previous", self.worklist.current.previous if self.worklist else None)
+
+    def unscheduled_procedure(self) -> CommandResult:
+        """A new unscheduled identity (generated Patient ID, flagged unscheduled) becomes current."""
+        return self._procedure_verb("procedure-unscheduled", self.worklist.current.unscheduled if self.worklist else None)
+
+    def worklist_status(self) -> CommandResult:
+        """The summary is JSON: {"current": key or "", "current_patient_id", "current_scheduled",
+        "position": int or null, and WorklistService.status()'s keys}."""
+        refusal = self._no_worklist("worklist-status")
+        if refusal is not None:
+            return refusal
+        cur = self.worklist.current.current()
+        doc = {"current": cur.key if cur else "", "current_patient_id": cur.patient_id if cur else "",
+               "current_scheduled": cur.scheduled if cur else True,
+               "position": self.worklist.current.position(), **self.worklist.status()}
+        return CommandResult("worklist-status", summary=json.dumps(doc))
+
+
+def _when(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def describe_procedure(p: "Procedure", position: int | None, of: int) -> str:
+    """One line naming a procedure without the patient's name (it goes to logs and the panel's
+    answer line): "2 of 5: Patient ID PID001, accession ACC001, US, start 2026-11-29 10:15, Abdomen"."""
+    where = f"{position} of {of}: " if position else ("unscheduled: " if not p.scheduled else "not in the worklist: ")
+    parts = [f"Patient ID {p.patient_id or '-'}"]
+    if p.accession_number:
+        parts.append(f"accession {p.accession_number}")
+    if p.modality:
+        parts.append(p.modality)
+    if len(p.start) >= 12:
+        parts.append(f"start {p.start[:4]}-{p.start[4:6]}-{p.start[6:8]} {p.start[8:10]}:{p.start[10:12]}")
+    if p.description:
+        parts.append(p.description)
+    return where + ", ".join(parts)

@@ -59,6 +59,7 @@ from gateway.dicom.print_scp import PRINT_CONTEXTS, PRINT_SOP_CLASSES, SPOOL_FUL
 from gateway.dicom.sop_classes import NON_PATIENT_STORAGE, STORAGE_COMMITMENT_PUSH, VERIFICATION
 from gateway.dicom.store_scp import STATUS_OF, UNRECOGNIZED_OPERATION, StoreSCP
 from gateway.dicom.store_scu import FALLBACK, MAX_CONTEXTS
+from gateway.dicom.worklist_scu import MWL_FIND, MWL_SYNTAXES, WorklistQuery
 from gateway.events import EventBus
 from gateway.identity import APPLICATION_CONTEXT_NAME, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from gateway.media.export import PROFILE_FOR
@@ -311,7 +312,8 @@ def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[Acc
     rows = [(uid_name(VERIFICATION), VERIFICATION, *_SPECIAL_ROWS[VERIFICATION]),
             (f"Storage: {len(storage)} SOP classes (Table 4.2-2), plus private ones from "
              "`[storage] extra_sop_classes`", "see Table 4.2-2", "Yes", "Yes"),
-            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, *_SPECIAL_ROWS[STORAGE_COMMITMENT_PUSH])]
+            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, *_SPECIAL_ROWS[STORAGE_COMMITMENT_PUSH]),
+            (uid_name(MWL_FIND), MWL_FIND, "Yes", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service == "Print"]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
@@ -365,7 +367,9 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "configured, requests storage commitment.",
             "- **Print SCP**: film sessions from modalities are spooled durably and printed on the attached "
             "film printer.",
-            "- **Verification SCP and SCU**: answers C-ECHO; `dicom-gateway echo DEST` sends one.", "",
+            "- **Verification SCP and SCU**: answers C-ECHO; `dicom-gateway echo DEST` sends one.",
+            "- **Modality Worklist SCU**: asks the configured worklist SCP for the procedures scheduled for "
+            "this box, periodically and on demand; the last good worklist is kept in the buffer.", "",
             "#### 4.1.2 Sequencing of real-world activities", "",
             "An instance is forwarded as soon as it is stored and its destination is reachable; a film is "
             "printed after the N-ACTION that asked for it was answered; storage commitment is requested "
@@ -375,7 +379,8 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "##### 4.2.1.1 SOP classes", "",
             "Table 4.2-1 SOP classes (non-storage)", ""]
     rows = [(uid_name(VERIFICATION), VERIFICATION, "Yes", "Yes"),
-            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, "Yes", "No")]
+            (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, "Yes", "No"),
+            (uid_name(MWL_FIND), MWL_FIND, "Yes (with `[worklist] enabled`)", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes (with `[print] enabled`)")
              for c in contexts if c.service == "Print"]
     rows += [(f"&nbsp;&nbsp;{uid_name(u)} (in a print meta SOP class)", u, "No", "Yes")
@@ -481,10 +486,54 @@ def _initiation(out: list[str], config: Config) -> None:
             f"`commitment_timeout_s` (configurable, default {_value(d['commitment_timeout_s'].default)} s) are sent "
             "again. Failure Reasons understood:", ""]
     out += _table(["Failure Reason", "Meaning"], [(_hex(c), text) for c, text in FAILURE_REASONS.items()])
+    _worklist_activity(out, config)
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
             f"One association proposing {uid_name(VERIFICATION)} with "
             f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
             "one C-ECHO; the outcome (or the peer's rejection reason) is printed in words.", ""]
+
+
+def _worklist_activity(out: list[str], config: Config) -> None:
+    """The Modality Worklist SCU (gateway/dicom/worklist_scu.py): its keys read from the very
+    identifier it sends (a value: a matching key; zero length: a return key)."""
+    w = config.worklist
+    sample = WorklistQuery(station_ae="AE", date_from="20000101", date_to="20000101", modality="US",
+                           patient_id="P").identifier()
+
+    def rows(ds, inside: str = ""):
+        for elem in ds:
+            if elem.VR == "SQ":
+                yield (f"{inside}{elem.keyword}", f"({elem.tag.group:04X},{elem.tag.element:04X})", "sequence", "")
+                yield from rows(elem.value[0], inside + "&nbsp;&nbsp;")
+                continue
+            match = "matching key" if elem.value not in ("", None) else "return key"
+            yield (f"{inside}{elem.keyword}", f"({elem.tag.group:04X},{elem.tag.element:04X})", match,
+                   _MWL_KEY_VALUE.get(elem.keyword, ""))
+    out += ["###### Activity: query the modality worklist (Modality Worklist SCU, PS3.4 K)", "",
+            f"With `[worklist] enabled` (configurable, default {_value(w.enabled)}), every `worklist.refresh_s` "
+            f"(configurable, default {_value(w.refresh_s)} s) and on `dicom-gateway worklist --refresh`: one "
+            f"association to the worklist SCP (`worklist.ae_title`, default `{w.ae_title}`; calling AE title "
+            "`worklist.calling_ae`, default the AE title), proposing "
+            f"{uid_name(MWL_FIND)} {MWL_FIND} with {_ts_names(MWL_SYNTAXES).replace('<br>', ' and ')}; "
+            "one C-FIND, priority MEDIUM. Every pending response (FF00, FF01) is one "
+            "item; the worklist is used only when the final response is Success (0000). A failure status, a "
+            "cancel, a rejection, no connection, no final response within `worklist.timeout_s` "
+            f"(configurable, default {_value(w.timeout_s)} s) or more than `worklist.max_items` "
+            f"(default {w.max_items}) items leave the worklist in use unchanged: the last good one, kept in "
+            "the buffer across restarts, and reported as such. Zero items is a good answer. Each response's "
+            "identifier is kept with its values as received (its Specific Character Set included) and is "
+            "the source of the patient and request attributes of the objects captured for it.", "",
+            "Table 4.2-8 Modality Worklist C-FIND keys", ""]
+    out += _table(["Attribute", "Tag", "Type", "Value sent"], rows(sample))
+
+
+_MWL_KEY_VALUE = {
+    "ScheduledStationAETitle": "`worklist.station_ae` (default: the AE title; `*`: any station)",
+    "ScheduledProcedureStepStartDate": "today, or the range today − `worklist.days_back` to today + "
+                                       "`worklist.days_forward`",
+    "Modality": "`worklist.modality` (default: any)",
+    "PatientID": "not sent by the periodic query (universal matching)",
+}
 
 
 def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext]) -> None:

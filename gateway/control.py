@@ -342,3 +342,19 @@ def request(buffer_dir: Path, verb: str, timeout: float, **args: Any) -> dict[st
     if not isinstance(answer, dict) or "refused" not in answer:
         raise ControlError(f"the service's answer to {verb!r} is not one")
     return answer
+
+
+def worklist_verbs(commands) -> dict[str, Verb]:
+    """The worklist's and the current procedure's verbs (issue 10 item 1) on a Commands facade
+    (gateway/commands.py), for the ControlServer's table beside import / eject:
+    worklist-refresh, worklist-status, procedure-select {"which": str}, procedure-next,
+    procedure-previous, procedure-unscheduled."""
+    c = commands
+    return {
+        "worklist-refresh": Verb(c.worklist_refresh, {}),
+        "worklist-status": Verb(c.worklist_status, {}),
+        "procedure-select": Verb(c.select_procedure, {"which": str}),
+        "procedure-next": Verb(c.next_procedure, {}),
+        "procedure-previous": Verb(c.previous_procedure, {}),
+        "procedure-unscheduled": Verb(c.unscheduled_procedure, {}),
+    }

@@ -8,7 +8,8 @@ typed value) or `ev.data` (the same fields as a plain dict).
 Payloads hold plain values only (str, int, float, bool, tuples of them), never a driver, socket
 or database object: an observer may keep them, write them to JSON or show them on a panel, and
 this module imports nothing of the gateway (it sits on the "leaves" floor, tests/unit/test_layers.py).
-No payload holds patient data (no names, no patient IDs); SOP Instance UIDs are identifiers of
+No payload holds patient data (no names, no patient IDs; the one exception is procedure-selected's
+Patient ID, which the panel shows to confirm the patient); SOP Instance UIDs are identifiers of
 objects, not of people.
 
 Units: times are seconds since the epoch (time.time()), durations are seconds, sizes are bytes.
@@ -36,6 +37,8 @@ Kinds by who publishes them:
   capture (gateway/capture/service)    capture-signal, capture-clip-started, capture-stored,
                                        capture-failed
   the service's wiring (gateway/app.py) config-problem
+  worklist (gateway/dicom/worklist_service) worklist-refreshed, worklist-failed
+  current procedure (gateway/capture/procedure) procedure-selected
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
 domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
@@ -763,3 +766,48 @@ class ConfigProblem(Payload):
 
     key: str
     detail: str
+
+
+# -- the worklist and the current procedure (issue 10: gateway/dicom/worklist_service.py,
+#    gateway/capture/procedure.py) ---------------------------------------------------------------
+WORKLIST_REFRESHED = "worklist-refreshed"
+WORKLIST_FAILED = "worklist-failed"
+PROCEDURE_SELECTED = "procedure-selected"
+
+
+@_kind(WORKLIST_REFRESHED)
+@dataclass(frozen=True)
+class WorklistRefreshed(Payload):
+    """The worklist in use changed. items: how many Scheduled Procedure Steps it holds (0 is a good
+    answer: nothing scheduled). source: "scp" (a C-FIND just answered, PS3.4 K.4.1.3) or "cache"
+    (the last good answer read from the buffer at start). at: when that answer was fetched."""
+
+    items: int
+    source: str
+    at: float
+
+
+@_kind(WORKLIST_FAILED)
+@dataclass(frozen=True)
+class WorklistFailed(Payload):
+    """A worklist refresh failed; the worklist in use is unchanged. reason: one line (the SCP's
+    refusal or status in words, or the network error; no patient data). using_cache_from: when the
+    worklist still in use was fetched (0.0: there is none, only unscheduled captures)."""
+
+    reason: str
+    using_cache_from: float
+
+
+@_kind(PROCEDURE_SELECTED)
+@dataclass(frozen=True)
+class ProcedureSelected(Payload):
+    """The current procedure (what a capture is for) changed. key: the Procedure's key ("" when
+    none is current any more). patient_id: its Patient ID; the one payload carrying an ID, because
+    the panel confirms the patient by it (never the name; logs name the key and the ID only).
+    scheduled: False for an unscheduled capture's generated identity. how: "operator" (select,
+    next, previous), "auto" (the only item scheduled now), "unscheduled" or "cleared"."""
+
+    key: str
+    patient_id: str
+    scheduled: bool
+    how: str = "operator"

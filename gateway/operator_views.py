@@ -354,3 +354,96 @@ def follow_exports(q, ids: list[int], tty: bool, poll_s: float = 0.5) -> bool:
                     print(f"job {i}: {words}")
             return not failed
         time.sleep(poll_s)
+
+
+# -- `dicom-gateway worklist` -------------------------------------------------------------------------
+def _cell_width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in ``width`` terminal columns (wide CJK characters count two): padded, or cut with
+    an ellipsis."""
+    full = _cell_width(text)
+    if full <= width:
+        return text + " " * (width - full)
+    out, used = [], 0
+    for ch in text:
+        w = _cell_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…" + " " * (width - 1 - used)
+
+
+def displayable_name(name: str, encoding: str) -> str:
+    """A patient's name as this terminal can show it: whole when its encoding takes it, else the
+    first component group that it takes (PS3.5 6.2.1.2: alphabetic, then ideographic, then
+    phonetic; a Japanese name's romaji), else with '?' for what it cannot show."""
+    for candidate in [name, *name.split("=")]:
+        if not candidate:
+            continue
+        try:
+            candidate.encode(encoding)
+            return candidate
+        except (UnicodeEncodeError, LookupError):
+            continue
+    return name.encode(encoding or "ascii", "replace").decode(encoding or "ascii", "replace")
+
+
+def _start(start: str) -> str:
+    if len(start) >= 12:
+        return f"{start[:4]}-{start[4:6]}-{start[6:8]} {start[8:10]}:{start[10:12]}"
+    if len(start) >= 8:
+        return f"{start[:4]}-{start[4:6]}-{start[6:8]}"
+    return start or "-"
+
+
+def worklist_lines(cached, status: dict | None, width: int = 100, encoding: str = "utf-8") -> list[str]:
+    """`worklist`'s listing: a head line (from whom, when, whether from the cache and why), one line
+    per item (position, current mark, Patient ID, name as the terminal allows, accession, start,
+    modality, description), and the current procedure. ``cached``: the buffer's CachedWorklist or
+    None; ``status``: the running service's worklist-status document (gateway/commands.py), None
+    when no service answers. Patient names are shown: the operator chooses the patient by them at
+    the box's own terminal (the other views show IDs only)."""
+    lines = []
+    current = (status or {}).get("current", "")
+    if status is not None and not status.get("enabled", True):
+        lines.append("worklist disabled ([worklist] enabled = false): unscheduled captures only")
+        cached = None  # a copy from when it was enabled is not used: not shown as if it were
+    if cached is None:
+        lines.append("no worklist fetched yet" + (f" (the last try: {status['last_error']})"
+                                                  if status and status.get("last_error") else ""))
+    else:
+        head = f"worklist from {cached.source}, fetched {time.strftime('%Y-%m-%d %H:%M', time.localtime(cached.fetched_at))}"
+        if status and status.get("last_error"):
+            head += (f"; FROM THE CACHE: the SCP has failed since "
+                     f"{clock(status.get('failing_since'))}: {status['last_error']}")
+        elif status is None:
+            head += " (the buffer's copy; no service answers)"
+        lines.append(head + f": {len(cached.items)} items")
+        fixed = 3 + 2 + 17 + 17 + 17 + 5 + 6  # position, mark, ID, accession, start, modality, gaps
+        name_w = max(10, min(40, (width - fixed) // 2))
+        desc_w = max(10, width - fixed - name_w)
+        if cached.items:
+            lines.append(f"{'#':>3} {' '} {'PATIENT ID':16} {_fit('NAME', name_w)} {'ACCESSION':16} "
+                         f"{'START':16} {'MOD':4} DESCRIPTION")
+        for i, p in enumerate(cached.items, 1):
+            mark = "*" if current and p.key == current else " "
+            lines.append(f"{i:>3} {mark} {p.patient_id[:16]:16} {_fit(displayable_name(p.patient_name, encoding), name_w)}"
+                         f" {p.accession_number[:16]:16} {_start(p.start):16} {p.modality[:4]:4} "
+                         f"{_fit(p.description, desc_w).rstrip()}")
+    if status is None:
+        lines.append("current procedure: - (no service running)")
+    elif not current:
+        lines.append("current procedure: none chosen")
+    elif not status.get("current_scheduled", True):
+        lines.append(f"current procedure: unscheduled, generated Patient ID {status.get('current_patient_id', '')}")
+    elif status.get("position"):
+        lines.append(f"current procedure: item {status['position']} (*)")
+    else:
+        lines.append(f"current procedure: Patient ID {status.get('current_patient_id', '')}, no longer in the worklist")
+    return lines
