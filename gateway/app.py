@@ -42,14 +42,16 @@ from gateway.buffer import lock as buffer_lock
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.commands import Commands
-from gateway.control import ControlServer, Verb
+from gateway.control import ControlServer, Verb, capture_verbs, worklist_verbs
 from gateway.config import LoadedConfig
 from gateway.dicom.echo import VerificationSCP
 from gateway.dicom.commitment import CommitmentSCU
 from gateway.dicom.forward import Forwarder
+from gateway.dicom.mpps_scu import MppsSCU
 from gateway.dicom.net.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.dicom.print_scp import PrintSCP
+from gateway.dicom.worklist_service import WorklistService
 from gateway.event_kinds import ConfigProblem, DiskSpace, QueueDepths
 from gateway.events import EventBus
 from gateway.panel.runner import PanelRunner
@@ -146,17 +148,25 @@ class Gateway:
             for name, dest in cfg.destinations.items() if dest.enabled
         ]
         self.drives, self.exporters, self.media = self._build_media(loaded)
+        # The worklist (its thread runs only with [worklist] enabled) and the current procedure a
+        # capture is for; the MPPS SCU, a queue worker, with [mpps] enabled.
+        self.worklist = WorklistService(cfg, loaded.buffer_dir, self.events)
+        self.mpps = MppsSCU(cfg, self.buffer.queue, self.events) if cfg.mpps.enabled else None
+        self.capture = self._build_capture(loaded)
         # The operator verbs in-process (the panel, the status page): gateway/commands.py.
         self.commands = Commands(self.buffer.queue, cfg, drives=self.drives, exporters=self.exporters,
                                  busy=self.media.busy if self.media is not None else None,
                                  events=self.events,
-                                 request_import=self.media.request_import if self.media is not None else None)
+                                 request_import=self.media.request_import if self.media is not None else None,
+                                 worklist=self.worklist, capture=self.capture)
         # What the command line asks of the running service over <buffer>/control.sock.
         c = self.commands
         self.control = ControlServer(loaded.buffer_dir, self._lock, {
             "import": Verb(c.import_medium, {"drive": str}),
             "eject": Verb(c.eject, {"drive": str}),
             "wake": Verb(c.wake, {}),
+            **worklist_verbs(c),
+            **capture_verbs(c),
         })
         # The state snapshot (gateway/state.py), folded from events: what STATUS=, status_line and
         # `dicom-gateway status` (through state.json) read.
@@ -182,7 +192,30 @@ class Gateway:
         views on them (gateway/status/views.py); asked at each look, because a printer simulator
         exists only once the print service started it."""
         found = [self.printing.device.connection] if self.printing is not None else []
-        return found + list(self.drives.values()) + ([self.panel.front] if self.panel is not None else [])
+        return (found + list(self.drives.values()) + ([self.panel.front] if self.panel is not None else [])
+                + ([self.capture.grabber] if self.capture is not None else []))
+
+    def _build_capture(self, loaded: LoadedConfig):
+        """The capture service over [capture.grabber] kind's grabber (device registry family
+        "grabber"); None with [capture] enabled = false."""
+        cfg = self.config.capture
+        if not cfg.enabled:
+            return None
+        # Imported only with a grabber: a box that does not capture never loads the pixel codecs.
+        from gateway import identity
+        from gateway.capture.iod import Equipment
+        from gateway.capture.service import CaptureService
+        try:
+            grabber = registry.create("grabber", cfg.grabber.kind, "grabber", cfg.grabber, loaded.resolve)
+        except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
+            raise StartupError(f"capture.grabber: {exc}", exit_codes.CONFIG) from None
+        equipment = Equipment(manufacturer="dicom-gateway", model_name="edge gateway video capture",
+                              software_versions=identity.IMPLEMENTATION_VERSION_NAME,
+                              station_name=self.config.ae.title, analog=cfg.grabber.analog)
+        return CaptureService(cfg, grabber, self.worklist.current, self.store_scp.intake,
+                              self.buffer.files.new_incoming_path, self.events, equipment=equipment,
+                              mpps=self.mpps.store if self.mpps is not None else None,
+                              station_ae=self.config.ae.title)
 
     def _build_media(self, loaded: LoadedConfig):
         """The media drives of [media.drives] from the device registry (family "media"), an Exporter
@@ -218,9 +251,11 @@ class Gateway:
         except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
             self._no_panel(exc)
             return None
-        # capture: None until a grabber exists (issue 10); the panel says "NO GRABBER".
+        # capture: None without a grabber; the panel says "NO GRABBER".
+        capture = (lambda long: self.commands.capture(self.config.capture.clip_s if long else 0.0)) \
+            if self.capture is not None else None
         return PanelRunner(self.events, front, self.commands, self.buffer.index, cfg,
-                           drives=list(self.drives), printer=self.config.print.enabled, capture=None)
+                           drives=list(self.drives), printer=self.config.print.enabled, capture=capture)
 
     def _no_panel(self, exc: BaseException) -> None:
         # The box's DICOM work matters more than its LEDs: it runs on, and says why once.
@@ -281,6 +316,14 @@ class Gateway:
             for e in self.exporters.values():
                 e.start()
             self._started.append("exporters")
+        self.worklist.start()  # the cached worklist at once; the SCP asked on its own thread
+        self._started.append("worklist")
+        if self.mpps is not None:
+            self.mpps.start()
+            self._started.append("mpps")
+        if self.capture is not None:
+            self.capture.start()
+            self._started.append("capture")
         if self.panel is not None:
             try:
                 self.panel.start()
@@ -364,6 +407,9 @@ class Gateway:
                 and (self.media is None or self.media.is_alive())
                 and all(e.is_alive() for e in self.exporters.values())
                 and ("panel" not in self._started or self.panel.is_alive())
+                and ("worklist" not in self._started or self.worklist.is_alive())
+                and ("mpps" not in self._started or self.mpps.is_alive())
+                and ("capture" not in self._started or self.capture.alive)
                 and ("control" not in self._started or self.control.is_alive()))
 
     def request_stop(self, *_args) -> None:
@@ -383,6 +429,10 @@ class Gateway:
             self.control.stop()
         if "panel" in self._started:
             self.panel.stop()
+        if "capture" in self._started:
+            self.capture.stop()  # a clip being recorded is closed and taken before the buffer closes
+        if "worklist" in self._started:
+            self.worklist.stop()
         forwarders = self.forwarders if "forwarders" in self._started else []
         for f in forwarders:
             f.request_stop()  # first, so that forwards drain while the listener does
@@ -395,6 +445,9 @@ class Gateway:
                 f.cut(drain)
         for f in forwarders:
             f.join(_CUT_GRACE_S)
+        if "mpps" in self._started:
+            self.mpps.request_stop()
+            self.mpps.join(max(0.0, deadline - time.monotonic()) + _CUT_GRACE_S)
         if "exporters" in self._started:
             for e in self.exporters.values():
                 e.request_stop()

@@ -393,6 +393,36 @@ def cmd_worklist(args) -> int:
     return rc
 
 
+def cmd_capture(args) -> int:
+    """`capture [--clip [SECONDS]] [--no-wait] | --end | --discontinue`: the running service's
+    grabber takes a still (or records a clip) for the current procedure (Commands.capture), or ends
+    the procedure (its MPPS). Exit 0 stored, 1 refused or failed, 2 a usage mistake."""
+    loaded = _load(args)
+    cfg = loaded.config.capture
+    no_service = ("capture: the grabber is driven by the running service, and no service runs on this buffer "
+                  "(start it: dicom-gateway run)")
+    if args.end or args.discontinue:
+        return _ask_service(loaded, "capture-end", 30.0, no_service, discontinued=bool(args.discontinue))
+    clip = 0.0 if args.clip is None else (args.clip or cfg.clip_s)
+    if clip and not 0 < clip <= cfg.clip_max_s:
+        raise UsageError(f"capture: --clip {clip:g}: a clip lasts more than 0 and at most {cfg.clip_max_s:g} s "
+                         f"(capture.clip_max_s)")
+    # A clip is waited for (its length and the encoder's tail) unless --no-wait: the answer is then
+    # what reached the buffer, not that recording began.
+    wait = 0.0 if not clip or args.no_wait else clip + 30.0
+    return _ask_service(loaded, "capture", wait + 30.0, no_service, clip_s=float(clip), wait_s=wait)
+
+
+def _clip_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a clip lasts more than 0 s")
+    return value
+
+
 def cmd_eject(args) -> int:
     """`eject DRIVE`: the running service gives the medium in DRIVE back (Commands.eject); refused
     while it writes, verifies or reads it. Exit 0 ejected, 1 refused, 2 an unknown drive."""
@@ -660,6 +690,14 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--previous", action="store_true", help="the previous item becomes current (wraps)")
     choice.add_argument("--unscheduled", action="store_true",
                         help="capture for no worklist item: a generated Patient ID, flagged unscheduled")
+    sp = add("capture", cmd_capture, "take a still (or record a clip) from the grabber for the current procedure")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--clip", nargs="?", const=0.0, type=_clip_seconds, metavar="SECONDS",
+                      help="record a clip (default length: capture.clip_s) instead of a still")
+    what.add_argument("--end", action="store_true", help="the procedure is over: its MPPS is completed")
+    what.add_argument("--discontinue", action="store_true",
+                      help="the procedure was stopped before it was finished: its MPPS is discontinued")
+    sp.add_argument("--no-wait", action="store_true", help="with --clip: answer when recording starts")
     sp = add("conformance", cmd_conformance, "the DICOM Conformance Statement (PS3.2), generated from the code")
     sp.add_argument("--output", metavar="FILE", help="write it to FILE (default: print it); "
                                                      "CONFORMANCE.md is this for the default config")

@@ -19,6 +19,11 @@ so that a button and `dicom-gateway queue retry` do the same thing and say it in
                           the current procedure a capture is for (gateway/capture/procedure.py).
   worklist_status()       the current procedure's key and the worklist's state, as JSON in the
                           summary (what `dicom-gateway worklist` shows beside the cached items).
+  capture(clip_s, wait_s) a still of the latest frame (clip_s 0), or a clip of clip_s seconds
+                          (gateway/capture/service.py), for the current procedure; refused with no
+                          grabber, no signal, a clip already recording.
+  end_procedure(discontinued)
+                          the procedure captured for is over: its MPPS completed (or discontinued).
 
 Two ways in:
 - the module functions (retry, dead_letter, re_forward) take a JobQueue and raise `Refused` for a
@@ -30,7 +35,6 @@ Two ways in:
   on a device the service holds (eject, import_medium) exist only here; the command line reaches
   them through the service's control socket (gateway/control.py).
 
-Capture joins here when capture (issue 10) lands; the worklist's verbs are here already.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from gateway.buffer.procedure import Procedure
     from gateway.buffer.queue import JobQueue
     from gateway.config import Config
+    from gateway.capture.service import CaptureService
     from gateway.dicom.worklist_service import WorklistService
 
 
@@ -271,9 +276,10 @@ class Commands:
                  drives: dict | None = None, exporters: dict | None = None,
                  busy: Callable[[str], object] | None = None, events=None,
                  request_import: Callable[[str], object] | None = None,
-                 worklist: "WorklistService | None" = None):
+                 worklist: "WorklistService | None" = None, capture: "CaptureService | None" = None):
         self.queue = queue
         self.worklist = worklist
+        self.capture_service = capture
         self.config = config
         self._wake = wake or queue.wake_all
         self.drives = drives or {}
@@ -466,6 +472,44 @@ class Commands:
                "current_scheduled": cur.scheduled if cur else True,
                "position": self.worklist.current.position(), **self.worklist.status()}
         return CommandResult("worklist-status", summary=json.dumps(doc))
+
+    def capture(self, clip_s: float = 0.0, wait_s: float = 0.0) -> CommandResult:
+        """A still (``clip_s`` 0) or a clip of ``clip_s`` seconds for the current procedure (an
+        unscheduled one when none is chosen and the worklist has no single item due now). For a
+        clip, ``wait_s`` > 0 waits that long for it to be stored (its outcome is the answer);
+        0 answers when recording starts. Refused (nothing made) with no grabber, no signal, a clip
+        already recording, a clip longer than capture.clip_max_s."""
+        verb = "capture"
+        svc = self.capture_service
+        if svc is None:
+            return CommandResult(verb, refused=f"{verb}: no grabber ([capture] enabled = false)")
+        if clip_s < 0 or wait_s < 0:
+            return CommandResult(verb, refused=f"{verb}: a clip length and a wait are not negative", usage=True)
+        outcome = svc.still() if clip_s == 0 else svc.clip(clip_s)
+        if not outcome.ok:
+            return CommandResult(verb, refused=f"{verb}: {outcome.line}")
+        if clip_s and wait_s:
+            done = svc.wait_clip(wait_s)
+            if done is None:
+                return CommandResult(verb, summary=f"{outcome.line}; not stored yet after {wait_s:g} s "
+                                                   f"(capture-stored tells when)")
+            if not done.ok:
+                return CommandResult(verb, summary=f"clip: {done.line}", failed=True)
+            outcome = done
+        return CommandResult(verb, summary=outcome.line)
+
+    def end_procedure(self, discontinued: bool = False) -> CommandResult:
+        """The procedure captured for is over (CaptureService.end_procedure): its MPPS N-SET
+        COMPLETED, or DISCONTINUED, is queued. Refused with no grabber, nothing captured, a clip
+        recording."""
+        verb = "capture-end"
+        svc = self.capture_service
+        if svc is None:
+            return CommandResult(verb, refused=f"{verb}: no grabber ([capture] enabled = false)")
+        outcome = svc.end_procedure(discontinued)
+        if not outcome.ok:
+            return CommandResult(verb, refused=f"{verb}: {outcome.line}")
+        return CommandResult(verb, summary=outcome.line)
 
 
 def _when(t: float) -> str:

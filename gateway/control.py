@@ -344,6 +344,15 @@ def request(buffer_dir: Path, verb: str, timeout: float, **args: Any) -> dict[st
     return answer
 
 
+def capture_verbs(commands) -> dict[str, Verb]:
+    """The capture's verbs (issue 10 item 3) on a Commands facade: capture {"clip_s": float,
+    "wait_s": float} (0: a still / answer at once) and capture-end {"discontinued": bool}."""
+    return {
+        "capture": Verb(commands.capture, {"clip_s": float, "wait_s": float}),
+        "capture-end": Verb(commands.end_procedure, {"discontinued": bool}),
+    }
+
+
 def worklist_verbs(commands) -> dict[str, Verb]:
     """The worklist's and the current procedure's verbs (issue 10 item 1) on a Commands facade
     (gateway/commands.py), for the ControlServer's table beside import / eject:

@@ -66,6 +66,8 @@ from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIA
                                  MEDIA_IMPORT_DONE, MEDIA_IMPORT_QUEUED, MEDIA_INSERTED,
                                  MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, MEDIA_WATCHING, PRINTER_STATUS_CHANGED,
                                  QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
+from gateway.event_kinds import (CAPTURE_CLIP_STARTED, CAPTURE_FAILED, CAPTURE_SIGNAL, CAPTURE_STORED,
+                                 PROCEDURE_SELECTED, WORKLIST_FAILED, WORKLIST_REFRESHED)
 from gateway.events import Event, EventBus
 
 log = logging.getLogger("gateway.state")
@@ -79,6 +81,11 @@ MEDIA_KINDS = (MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_WATCHING, MEDIA_EXPORT_QUEUE
 FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, DEAD_LETTERED,
           PRINTER_STATUS_CHANGED, RECEIVED, STORE_REFUSED, QUEUE_DEPTHS, DISK_SPACE, DISK_FULL, EVICTED,
           ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, CONFIG_PROBLEM, *MEDIA_KINDS)
+# The capture's and the worklist's: `capture` (signal, recording, the last object or failure) and
+# `worklist` (the procedure chosen, by key and Patient ID only; the last refresh and failure).
+CAPTURE_KINDS = (CAPTURE_SIGNAL, CAPTURE_CLIP_STARTED, CAPTURE_STORED, CAPTURE_FAILED, PROCEDURE_SELECTED,
+                 WORKLIST_REFRESHED, WORKLIST_FAILED)
+FOLDED = (*FOLDED, *CAPTURE_KINDS)
 
 # The job states counted in `queues` (done jobs are not a backlog).
 QUEUE_STATES = ("queued", "in_flight", "committing", "dead")
@@ -154,6 +161,9 @@ class StateObserver:
             "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
             "associations": {"open": 0, "accepted": 0, "refused": 0, "last_refused": None},
             "media": {d: _drive() for d in drives},
+            "capture": {"signal": None, "width": 0, "height": 0, "fps": 0.0, "since": None, "recording": None,
+                        "stored": 0, "last": None, "last_failed": None},
+            "worklist": {"items": None, "source": None, "refreshed": None, "failed": None, "current": None},
             "config_problems": [],
         }
         self._lock = threading.RLock()
@@ -248,6 +258,8 @@ class StateObserver:
             return True
         if kind in MEDIA_KINDS:
             return self._fold_media(ev)
+        if kind in CAPTURE_KINDS:
+            return self._fold_capture(ev)
         if kind not in FOLDED:
             return False
         self._dirty = True
@@ -286,6 +298,36 @@ class StateObserver:
                 "at": ev.at, **{k: d.get(k) for k in ("calling_ae", "called_ae", "peer", "reason", "result",
                                                       "source", "diagnostic")}}
         return False
+
+    def _fold_capture(self, ev: Event) -> bool:
+        d, kind = ev.data, ev.kind
+        cap, wl = self.state["capture"], self.state["worklist"]
+        if kind == CAPTURE_SIGNAL:
+            cap.update(signal=d["state"] if d["state"] != "format" else "up", width=d["width"],
+                       height=d["height"], fps=d["fps"], since=ev.at)
+        elif kind == CAPTURE_CLIP_STARTED:
+            cap["recording"] = {"since": ev.at, "seconds": d["seconds"], "procedure": d["procedure"]}
+        elif kind == CAPTURE_STORED:
+            cap["stored"] += 1
+            cap["last"] = {"at": ev.at, **{k: d[k] for k in ("what", "sop_uid", "procedure", "scheduled",
+                                                                "frames", "dropped", "note")}}
+            if d["what"] == "clip":
+                cap["recording"] = None
+        elif kind == CAPTURE_FAILED:
+            cap["last_failed"] = {"at": ev.at, "what": d["what"], "reason": d["reason"]}
+            if d["what"] == "clip":
+                cap["recording"] = None
+        elif kind == WORKLIST_REFRESHED:
+            wl.update(items=d["items"], source=d["source"], refreshed=d["at"])
+            if d["source"] == "scp":
+                wl["failed"] = None
+        elif kind == WORKLIST_FAILED:
+            wl["failed"] = {"at": ev.at, "reason": d["reason"], "using_cache_from": d["using_cache_from"] or None}
+        elif kind == PROCEDURE_SELECTED:
+            wl["current"] = None if not d["key"] else {
+                "key": d["key"], "patient_id": d["patient_id"], "scheduled": d["scheduled"], "how": d["how"],
+                "at": ev.at}
+        return True
 
     def _fold_media(self, ev: Event) -> bool:
         # A drive's medium and what the box does with it are read at once (the panel's "busy").

@@ -21,7 +21,9 @@ What the buttons do (short / long; "alarm view" = an alarm is unacknowledged and
              refused ("ACK ALARM FIRST"): the study to write must be on the display when it is chosen.
   EJECT      the selected drive (the media screen's, else the first) gives its medium back
              (Commands.eject; it refuses while the medium is written or read). Short = long.
-  CAPTURE    the injected capture callable; "NO GRABBER" without one. Short = long.
+  CAPTURE    the injected capture callable, capture(long): short takes a still, long records a
+             clip (capture.clip_s); "NO GRABBER" without one. In alarm view: the same (a capture
+             never waits for an alarm to be acknowledged: the patient is on the table).
 Exporting takes a long press because a disc handed to the wrong patient is a privacy breach; eject
 and capture are safe in every state (Commands refuses an eject that would ruin a medium).
 
@@ -62,12 +64,12 @@ class Panel:
     (the media screens, EJECT's target). printer: printing is configured (the printer screen).
     settings: the config's [panel] (width, long press, message time, names shown).
     studies: returns the studies to offer (newest first; gateway/panel/studies.py recent_studies
-    over the buffer's index), called when the studies page is entered and on each step through it. capture: takes a frame (None: no grabber). clock: seconds since the
+    over the buffer's index), called when the studies page is entered and on each step through it. capture(long): a still (long: a clip) for the current procedure (None: no grabber). clock: seconds since the
     epoch, the same clock as the events' `at`."""
 
     def __init__(self, commands: CommandsLike, *, drives: Sequence[str] = (), printer: bool = False,
                  studies: Callable[[], Sequence[StudyChoice]] = lambda: (),
-                 capture: Callable[[], Any] | None = None, settings: PanelSection = PanelSection(),
+                 capture: Callable[[bool], Any] | None = None, settings: PanelSection = PanelSection(),
                  clock: Callable[[], float] = time.time):
         self.commands = commands
         self.drives = list(drives)
@@ -132,7 +134,7 @@ class Panel:
         elif button == "eject":
             self._eject()
         elif button == "capture":
-            self._capture_now()
+            self._capture_now(press.long)
 
     # -- out --------------------------------------------------------------------------------------
     def leds(self) -> dict[str, leds.Pattern]:
@@ -230,7 +232,7 @@ class Panel:
         elif button == "eject":
             self._eject()
         else:
-            self._capture_now()
+            self._capture_now(long)
 
     def _export(self, long: bool) -> None:
         if self.screens.page != "studies" or not self.studies:
@@ -252,11 +254,11 @@ class Panel:
             return
         self._run("EJECT", lambda: self.commands.eject(drive))
 
-    def _capture_now(self) -> None:
+    def _capture_now(self, long: bool) -> None:
         if self._capture is None:
             self._say("NO GRABBER", "capture is off")
             return
-        self._run("CAPTURE", self._capture)
+        self._run("CAPTURE", lambda: self._capture(long))
 
     def _run(self, verb: str, call: Callable[[], Any]) -> None:
         # A command that raises must not take the panel down with it: the box would lose its face.

@@ -70,14 +70,14 @@ class PanelRunner:
     happens before start() is shown). front: a FrontPanel (drivers/panel/interface.py), not yet
     started. commands: the operator verbs (gateway.commands.Commands). index: the buffer's Index,
     for the studies offered for export (None: none offered). settings: the config's [panel].
-    drives: the media drive names. printer: printing is configured. capture: takes a frame (None:
-    no grabber). clock: the logic's clock, seconds since the epoch (the events' `at`).
+    drives: the media drive names. printer: printing is configured. capture(long): a still, or a
+    clip when long (None: no grabber). clock: the logic's clock, seconds since the epoch (the events' `at`).
 
     start() raises what front.start() raises (PanelError naming the part); stop() never raises."""
 
     def __init__(self, events: EventBus, front: FrontPanel, commands: CommandsLike, index: "Index | None",
                  settings: PanelSection = PanelSection(), *, drives: Sequence[str] = (), printer: bool = False,
-                 capture: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time,
+                 capture: Callable[[bool], Any] | None = None, clock: Callable[[], float] = time.time,
                  maxsize: int = 1000):
         self.front = front
         self.panel = Panel(commands, drives=drives, printer=printer, settings=settings, clock=clock,

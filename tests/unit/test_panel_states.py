@@ -238,7 +238,9 @@ def test_export_needs_a_study_on_the_display_and_a_long_press():
 
 def test_export_in_alarm_view_is_refused_and_eject_capture_still_work():
     rec = Recorder()
-    panel, clock = make(commands=rec, capture=lambda: CommandResult("capture", summary="frame 1 stored"))
+    asked = []
+    panel, clock = make(commands=rec, capture=lambda long: asked.append(long) or CommandResult(
+        "capture", summary="clip stored" if long else "frame 1 stored"))
     feed(panel, clock, TICK, FAILED)
     for how in (tap, hold):
         how(panel, clock, "export")
@@ -247,6 +249,8 @@ def test_export_in_alarm_view_is_refused_and_eject_capture_still_work():
     assert rec.calls == [("eject", "cd")] and lines(panel) == ("EJECT OK", "drive cd: medium")
     tap(panel, clock, "capture")
     assert lines(panel) == ("CAPTURE OK", "frame 1 stored")
+    hold(panel, clock, "capture")                            # long: a clip
+    assert lines(panel) == ("CAPTURE OK", "clip stored") and asked == [False, True]
     clock.t += 5
     assert lines(panel)[0] == "!EXPORT FAILED"               # back to the alarm when the message ends
 
@@ -273,7 +277,7 @@ def test_refusals_and_failures_are_shown_not_raised():
     tap(panel, clock, "eject")
     assert lines(panel) == ("EJECT REFUSED", "drive cd is writ")
     panel, clock = make(commands=Recorder(raises=RuntimeError("index locked")),
-                        capture=lambda: (_ for _ in ()).throw(OSError("no signal")))
+                        capture=lambda long: (_ for _ in ()).throw(OSError("no signal")))
     tap(panel, clock, "eject")
     assert lines(panel) == ("EJECT FAILED", "index locked")
     tap(panel, clock, "capture")

@@ -241,3 +241,27 @@ def test_an_import_that_skipped_files_is_not_called_failed(tmp_path):
         seen.append(obs.get_status(["media"])["media"]["usb"]["last"])
     assert seen == ["imported: 2 files: 2 imported", "imported, not every file: 3 files: 2 imported, 1 skipped",
                     "import failed: drive usb: no medium"]
+
+
+def test_capture_and_worklist_are_folded_without_patient_names(tmp_path):
+    from gateway.event_kinds import (CaptureClipStarted, CaptureFailed, CaptureSignal, CaptureStored,
+                                     ProcedureSelected, WorklistFailed, WorklistRefreshed)
+
+    obs = StateObserver(EventBus(), tmp_path, [])
+    for ev in (WorklistRefreshed(items=3, source="cache", at=50.0),
+               ProcedureSelected(key="SPS1|ACC1|1.2.3", patient_id="PID1", scheduled=True, how="auto"),
+               CaptureSignal(device="grabber", state="up", width=640, height=480, fps=30.0),
+               CaptureClipStarted(device="grabber", seconds=5.0, procedure="SPS1|ACC1|1.2.3"),
+               CaptureSignal(device="grabber", state="lost"),
+               CaptureStored(device="grabber", what="clip", sop_uid="1.2.9", procedure="SPS1|ACC1|1.2.3",
+                             scheduled=True, frames=40, dropped=2, note="the signal was lost after 1.3 s"),
+               CaptureFailed(device="grabber", what="still", reason="no signal on grabber: nothing captured"),
+               WorklistFailed(reason="association rejected", using_cache_from=50.0)):
+        obs.apply(_ev(ev, 100.0))
+    s = obs.get_status(["capture", "worklist"])
+    cap, wl = s["capture"], s["worklist"]
+    assert (cap["signal"], cap["width"], cap["recording"], cap["stored"]) == ("lost", 0, None, 1)
+    assert cap["last"]["frames"] == 40 and cap["last"]["dropped"] == 2 and "signal" in cap["last"]["note"]
+    assert cap["last_failed"]["reason"].startswith("no signal")
+    assert (wl["items"], wl["source"], wl["current"]["patient_id"], wl["current"]["how"]) == (3, "cache", "PID1", "auto")
+    assert wl["failed"]["reason"] == "association rejected" and wl["failed"]["using_cache_from"] == 50.0
