@@ -1,6 +1,6 @@
 """Devices by kind: the one place a config's `kind` becomes a device.
 
-Each device family (``printer``, ``printer-language``, ``media`` and ``panel`` today; grabber next)
+Each device family (``printer``, ``printer-language``, ``media``, ``panel`` and ``grabber``)
 maps a kind name to a factory.  The config names the kind (``print.printer.kind = "serial-sim"``)
 and the feature asks ``create(family, kind, ...)``; what the factory takes and returns is the
 family's contract (drivers/printer/devices.py for the printer families, drivers/media/devices.py
@@ -40,6 +40,7 @@ _BUILTIN = {
     "printer-language": "drivers.printer.devices",
     "media": "drivers.media.devices",
     "panel": "drivers.panel.devices",
+    "grabber": "drivers.grabber.devices",
 }
 
 

@@ -18,7 +18,17 @@ gateway/capture/iod.py and gateway/capture/clip_file.py).
                                   #  without a length record
 
     [capture.grabber]
-    kind = "sim"                  # a kind of the device registry's "grabber" family
+    kind = "sim"                  # a kind of the device registry's "grabber" family: "v4l2" (a
+                                  # V4L2 capture node), "sim" (hw-sim's frame source)
+    device = "/dev/video0"        # kind v4l2: the capture node
+    width = 640                   # pixels asked of the device (even: YUYV pairs pixels)
+    height = 480
+    fps = 30.0                    # frames a second asked of the device
+    pixel_format = "yuyv422"      # "yuyv422" | "mjpeg": what the device delivers
+    analog = true                 # the modality's video reaches the grabber as analog video
+                                  # (Conversion Type DV; false: digital, DI)
+    signal_timeout_s = 2.0        # no frame for this long: signal lost
+    sim_dir = "hw-sim/grabber"    # kind sim: the frame source's socket and control folder
 
 Why these defaults:
 - encoding "jpeg-baseline": every PACS and viewer decodes it (it is the transfer syntax video
@@ -38,13 +48,32 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, model_validator
 
-from gateway.config.base import FloatRange, IntRange, Section, Uid
+from gateway.config.base import DeviceKind, FloatRange, IntRange, Section, Uid
 
 
 class GrabberSection(Section):
-    kind: str = "sim"
+    """The frame grabber (drivers/grabber/devices.py reads these keys by attribute)."""
+
+    kind: DeviceKind("grabber") = "sim"
+    device: str = "/dev/video0"
+    width: IntRange(16, 4096) = 640
+    height: IntRange(16, 4096) = 480
+    fps: FloatRange(gt=0, le=120) = 30.0
+    pixel_format: Literal["yuyv422", "mjpeg"] = "yuyv422"
+    analog: bool = True
+    signal_timeout_s: FloatRange(gt=0, le=60) = 2.0
+    sim_dir: str = "hw-sim/grabber"
+
+    @model_validator(mode="after")
+    def _even_width(self) -> "GrabberSection":
+        # YUYV carries two pixels in four bytes: an odd width is not a format a device offers.
+        if self.pixel_format == "yuyv422" and self.width % 2:
+            raise ValueError(f"width {self.width} must be even for pixel_format yuyv422")
+        if not self.device.strip():
+            raise ValueError("device must name the capture node (e.g. /dev/video0)")
+        return self
 
 
 def _uid_root(value: str) -> str:
