@@ -11,12 +11,15 @@ What it draws per view kind (views.py; the state shapes are hw-sim's view_state 
            released, and the "long" toggle makes a click a long press (the simulator holds it)
   printer  its status, films left and printed, jam / un-jam / out-of-film / load, the last film
   drive    what it holds, insert blank / with data, pull
+  grabber  signal on/off, the format and frames sent, signal off / on, a few resolutions, and the
+           last frame sent (a new picture URL at most once a second, however often it is drawn)
 and the queue (waiting / dead per kind and target, as last counted) and the gateway's own view of
 the printer (what its print service last saw, the status a DICOM print client gets).
 
 Element ids a test reads: "stream" ("live", "reconnecting"), "led-<name>" (data-pattern),
 "display-line-0", "display-line-1", "btn-<button>", "long", "<view>-status", "<view>-medium",
-"act-<view>-<action>[-<arg>]", "<view>-film", "queue", "gw-printer", "outcome".
+"act-<view>-<action>[-<arg>]", "<view>-film", "<view>-signal", "<view>-format", "queue", "gw-printer",
+"outcome".
 """
 
 SIM_PAGE = """<!DOCTYPE html>
@@ -200,7 +203,32 @@ function drawDrive(v) {
   return box;
 }
 
-const DRAW = {panel: drawPanel, printer: drawPrinter, drive: drawDrive};
+const FRAME_MS = 1000;
+const frameSrc = {};
+
+function drawGrabber(v) {
+  const s = v.state, f = s.format || {}, box = el("div", {class: "box", id: v.name});
+  box.append(el("h2", {}, "Frame grabber " + v.name));
+  const p = el("p", {}, "Signal: ");
+  p.append(el("b", {id: v.name + "-signal", class: s.signal ? "good" : "bad"}, s.signal ? "on" : "off"));
+  box.append(p, el("p", {id: v.name + "-format"}, f.width + "x" + f.height + " at " + f.fps + " fps " +
+                   f.pixel_format + "; frames sent: " + s.frames_sent));
+  box.append(actionButton(v.name, "signal-off", "signal off", {}), actionButton(v.name, "signal-on", "signal on", {}));
+  for (const size of ["640x480", "800x600", "1920x1080"]) {
+    box.append(actionButton(v.name, "resolution", size, {size: size}, size));
+  }
+  if (v.film && s.frames_sent > 0) {
+    // Redrawn on every change: the picture's URL changes at most once a FRAME_MS.
+    const old = frameSrc[v.name];
+    if (!old || Date.now() - old.at >= FRAME_MS) {
+      frameSrc[v.name] = {at: Date.now(), src: "/sim/film/" + encodeURIComponent(v.name) + "?n=" + s.frames_sent};
+    }
+    box.append(el("img", {class: "film", id: v.name + "-film", alt: "the last frame", src: frameSrc[v.name].src}));
+  }
+  return box;
+}
+
+const DRAW = {panel: drawPanel, printer: drawPrinter, drive: drawDrive, grabber: drawGrabber};
 
 function render(doc) {
   const views = document.getElementById("views");

@@ -5,7 +5,7 @@ A device offers a view by having these attributes (duck-typed: nothing here impo
 only hw-sim's simulators implement it; a real device never does, so a real box has no /sim/ at all):
 
   view_name: str            unique on the page, a URL path segment ("panel", "cd", "printer")
-  view_kind: str            how the page draws it: "panel", "printer", "drive" (later "grabber")
+  view_kind: str            how the page draws it: "panel", "printer", "drive", "grabber"
   view_state() -> dict      plain JSON: what the device shows now (the kind's page code reads it)
   view_actions() -> list    the action names view_act takes
   view_action_args: dict    optional: action -> the argument names it takes (an action not in it
@@ -14,7 +14,8 @@ only hw-sim's simulators implement it; a real device never does, so a real box h
                             do one action; returns a one-line outcome; ValueError (one line) for
                             an unknown action or bad arguments
   view_subscribe(fn)        call fn() after every change of view_state(), from any thread
-  view_film() -> bytes|None optional: the last printed film as PNG (a printer)
+  view_film() -> bytes|None optional: the last printed film as PNG (a printer), the last frame
+                            sent as PNG (a frame grabber)
 
 The app hands the StatusServer the device objects it built (the printer connection, the media
 drives, the panel); a device object may carry its simulator as ``.simulator`` (hw-sim's factories

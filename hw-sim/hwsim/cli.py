@@ -9,12 +9,16 @@
                                                    [panel] sim_long_press_s, default 3 s); prints
                                                    the panel once the service answered the press
   hw-sim printer jam|unjam|out-of-film|load|status the simulated printer (load: a full supply)
+  hw-sim grabber status|signal-off|signal-on       the simulated frame grabber's source
+  hw-sim grabber resolution WIDTHxHEIGHT           the source switches its video mode (e.g. 800x600)
 
 The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
 where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files);
 the panel in ``--panel-dir`` (default ``$HWSIM_PANEL_DIR``, else ``config/hw-sim/panel``;
 hwsim/panel.py describes its files); the printer in ``--printer-dir`` (default ``$HWSIM_PRINTER_DIR``,
-else ``config/hw-sim/printer``: print.printer.sim_dir; hwsim/printer_view.py describes its files).
+else ``config/hw-sim/printer``: print.printer.sim_dir; hwsim/printer_view.py describes its files);
+the frame grabber in ``--grabber-dir`` (default ``$HWSIM_GRABBER_DIR``, else ``config/hw-sim/grabber``:
+capture.grabber.sim_dir; hwsim/grabber.py describes its files).
 Each command is one line on stdout; a refusal is one line on stderr and exit 1; a bad command
 line exit 2.
 """
@@ -28,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from hwsim import grabber as sim_grabber
 from hwsim import panel as sim_panel
 from hwsim import printer_view
 from hwsim.media import FAULTS, SimError, drives_in, send
@@ -35,6 +40,7 @@ from hwsim.media import FAULTS, SimError, drives_in, send
 DEFAULT_SIM_DIR = "config/hw-sim/media"
 DEFAULT_PANEL_DIR = "config/hw-sim/panel"
 DEFAULT_PRINTER_DIR = "config/hw-sim/printer"
+DEFAULT_GRABBER_DIR = "config/hw-sim/grabber"
 
 
 def _describe(state: dict) -> str:
@@ -110,11 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     printer.add_argument("--printer-dir", default=os.environ.get("HWSIM_PRINTER_DIR", DEFAULT_PRINTER_DIR),
                          help="the printer simulator's folder (default: $HWSIM_PRINTER_DIR or %(default)s)")
     printer.add_argument("verb", choices=printer_view.ACTIONS)
+    grabber = sub.add_parser("grabber", help="the simulated frame grabber (signal, resolution)")
+    grabber.add_argument("--grabber-dir", default=os.environ.get("HWSIM_GRABBER_DIR", DEFAULT_GRABBER_DIR),
+                         help="the frame source's folder (default: $HWSIM_GRABBER_DIR or %(default)s)")
+    grabber_verbs = grabber.add_subparsers(dest="verb", required=True)
+    grabber_verbs.add_parser("status", help="signal, format, frames sent")
+    grabber_verbs.add_parser("signal-off", help="the source goes dark: no frame until signal-on")
+    grabber_verbs.add_parser("signal-on", help="frames again")
+    resolution = grabber_verbs.add_parser("resolution", help="switch the video mode (the stream restarts)")
+    resolution.add_argument("size", metavar="WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     if args.device == "panel":
         return _panel(args)
     if args.device == "printer":
         return _printer(args)
+    if args.device == "grabber":
+        return _grabber(args)
     sim_dir = Path(args.sim_dir)
     try:
         if args.verb == "status":
@@ -196,6 +213,21 @@ def _printer(args: argparse.Namespace) -> int:
         return 1
     films = "endless" if state["films_left"] is None else state["films_left"]
     print(f"printer ({state['model']}): {state['status']}; films left {films}; printed {state['printed']}")
+    return 0
+
+
+def _grabber(args: argparse.Namespace) -> int:
+    """`hw-sim grabber VERB`: one command to the frame source; its state as one line."""
+    command = {"verb": args.verb}
+    try:
+        if args.verb == "resolution":
+            sim_grabber.parse_size(args.size)  # refused here already, without a running service
+            command["size"] = args.size
+        state = sim_grabber.send(Path(args.grabber_dir), command, timeout=args.wait)
+    except (sim_grabber.SimError, OSError, ValueError) as exc:
+        print(f"hw-sim: {exc}", file=sys.stderr)
+        return 1
+    print(sim_grabber.describe(state))
     return 0
 
 

@@ -1,0 +1,160 @@
+"""The real grabber driver (drivers/grabber/v4l2.py) over hw-sim's frame source (hwsim/grabber.py):
+the PyAV decode path and swscale conversion of the box, fed through PipeSource instead of a
+/dev/video node (there is no v4l2loopback here).  The simulator burns its frame counter into each
+picture as blocks, so a frame the driver decoded is matched to the picture the simulator drew."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from drivers import registry
+from drivers.grabber.interface import FormatChanged, GrabberError, SignalLost
+from drivers.grabber.pipe import PipeSource
+from drivers.grabber.v4l2 import V4l2Grabber
+from gateway.config.capture import GrabberSection
+from hwsim.grabber import VARIANTS
+
+READ_S = 5.0  # generous: the machine is shared; no test asserts how long anything took
+
+
+def _grabber_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("grabber-", "hwsim-grabber"))]
+
+
+def _make(tmp_path, **keys):
+    cfg = GrabberSection(kind="sim", sim_dir="grabber", **keys)
+    return registry.create("grabber", "sim", cfg, lambda p: tmp_path / p)
+
+
+@pytest.fixture
+def grabber(tmp_path):
+    made = []
+
+    def make(**keys):
+        g = _make(tmp_path, **keys)
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.close()
+
+
+def _mean_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.mark.parametrize("pixel_format", ["yuyv422", "mjpeg"])
+def test_frames_are_rgb_of_the_configured_size_and_what_the_simulator_drew(grabber, pixel_format):
+    g = grabber(pixel_format=pixel_format)
+    fmt = g.open()
+    assert (fmt.width, fmt.height, fmt.source_format, fmt.analog) == (640, 480, pixel_format, True)
+    sim = g.simulator
+    counters, indexes = [], []
+    for _ in range(8):
+        frame = g.read(READ_S)
+        assert frame.pixels.shape == (480, 640, 3) and frame.pixels.dtype == np.uint8
+        counter = sim.counter_of(frame.pixels)
+        drawn = sim.frame_rgb(counter)
+        assert drawn is not None, f"the simulator did not send a frame {counter}"
+        # YUV 4:2:2 (or JPEG) and back: close to the picture, text band included.
+        assert _mean_abs(frame.pixels, drawn) < 3.0
+        assert _mean_abs(frame.pixels[:sim.picture.band], drawn[:sim.picture.band]) < 6.0
+        counters.append(counter)
+        indexes.append(frame.index)
+    assert counters == sorted(set(counters)), counters     # the burned-in counter advances
+    assert indexes == sorted(set(indexes)), indexes         # so does the driver's
+    # The comparison tells frames apart: a frame of another speckle variant is far off.
+    others = [c for c in counters if (c - counters[-1]) % VARIANTS]
+    assert others, counters
+    assert _mean_abs(frame.pixels, sim.frame_rgb(others[0])) > 10.0
+
+
+def test_signal_lost_then_back(grabber):
+    g = grabber()
+    g.open()
+    first = g.simulator.counter_of(g.read(READ_S).pixels)
+    g.simulator.set_signal(False)
+    with pytest.raises(SignalLost) as lost:
+        for _ in range(20):  # the frames already queued or on their way, then nothing
+            g.read(1.0)
+    assert "no frame from hw-sim frame source within 1 s" in str(lost.value)
+    assert "\n" not in str(lost.value)
+    g.simulator.set_signal(True)
+    back = g.read(READ_S)
+    assert back.pixels.shape == (480, 640, 3)
+    assert g.simulator.counter_of(back.pixels) > first
+
+
+def test_a_source_dark_at_open_gives_the_requested_format_then_frames(grabber):
+    g = grabber(signal_timeout_s=0.5)
+    g.simulator.start()
+    g.simulator.set_signal(False)
+    fmt = g.open()
+    assert (fmt.width, fmt.height) == (640, 480)
+    with pytest.raises(SignalLost):
+        g.read(0.5)
+    g.simulator.set_signal(True)
+    assert g.read(READ_S).pixels.shape == (480, 640, 3)
+
+
+def test_a_resolution_change_is_format_changed_then_frames_of_the_new_size(grabber):
+    g = grabber()
+    g.open()
+    g.read(READ_S)
+    g.simulator.set_resolution(800, 600)
+    with pytest.raises(FormatChanged) as changed:
+        for _ in range(30):  # frames of the old size still queued come first
+            assert g.read(READ_S).pixels.shape == (480, 640, 3)
+    assert "changed from 640x480 to 800x600" in str(changed.value)
+    assert (g.format.width, g.format.height) == (800, 600)
+    frame = g.read(READ_S)
+    assert frame.pixels.shape == (600, 800, 3)
+    drawn = g.simulator.frame_rgb(g.simulator.counter_of(frame.pixels))
+    assert drawn is not None and _mean_abs(frame.pixels, drawn) < 3.0
+
+
+def test_a_device_that_does_not_exist_is_one_line_naming_it():
+    g = V4l2Grabber("g0", "/dev/video-not-here-77", 640, 480, 30)
+    with pytest.raises(GrabberError) as err:
+        g.open()
+    text = str(err.value)
+    assert "/dev/video-not-here-77" in text and "no such device" in text and "\n" not in text
+    assert g.format is None
+    g.close()
+    g.close()
+
+
+def test_a_file_that_is_not_a_video_device_is_refused(tmp_path):
+    path = tmp_path / "video0"
+    path.write_bytes(b"")
+    with pytest.raises(GrabberError, match="not a video device"):
+        V4l2Grabber("g0", str(path), 640, 480, 30).open()
+
+
+def test_no_frame_source_at_the_socket_is_one_line(tmp_path):
+    g = V4l2Grabber("g0", "sim", 640, 480, 30, source=PipeSource(str(tmp_path / "video.sock"), "hw-sim frame source"))
+    with pytest.raises(GrabberError) as err:
+        g.open()
+    assert "hw-sim frame source: no such socket" in str(err.value) and "\n" not in str(err.value)
+    g.close()
+
+
+def test_close_twice_is_safe_and_leaves_no_thread(grabber):
+    g = grabber()
+    g.close()  # before open
+    g.open()
+    g.read(READ_S)
+    assert _grabber_threads()
+    g.close()
+    g.close()
+    assert _grabber_threads() == []
+    with pytest.raises(GrabberError, match="not open"):
+        g.read(0.1)
+
+
+def test_the_registry_knows_both_kinds():
+    assert {"v4l2", "sim"} <= set(registry.kinds("grabber"))
