@@ -1,0 +1,154 @@
+"""hw-sim's frame grabber (hwsim/grabber.py) from outside: `hw-sim grabber` through its control
+folder, one-line refusals, and its view on the simulated box's page (state, actions, the last
+frame as PNG)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drivers.grabber.pipe import PipeSource
+from drivers.grabber.v4l2 import V4l2Grabber
+from gateway.config.status_http import StatusHttpSection
+from gateway.events import EventBus
+from gateway.status.metrics import new_registry
+from gateway.status.server import StatusServer
+from gateway.status.views import SimViews
+from hwsim import cli
+from hwsim import grabber as sim_grabber
+from hwsim.grabber import Picture, SimError, SimulatedGrabber, parse_size, send
+
+READ_S = 5.0
+
+
+@pytest.fixture
+def source(tmp_path):
+    sims = []
+
+    def make(**keys):
+        sim = SimulatedGrabber(tmp_path / "grabber", **keys)
+        sim.start()
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+def test_the_counter_blocks_read_back_and_sizes_are_checked():
+    picture = Picture(640, 480)
+    for counter in (0, 1, 2 ** 23 + 5, 123456):
+        band = picture.frame_rgb(counter, "2026-01-02 03:04:05", counter % 6)
+        assert picture.counter_of(band) == counter
+    assert parse_size("800X600") == (800, 600)
+    for bad, why in (("800", "is not WIDTHxHEIGHT"), ("801x600", "width must be even"),
+                     ("100x100", "outside 160x120")):
+        with pytest.raises(SimError, match=why):
+            parse_size(bad)
+
+
+def test_hwsim_grabber_verbs_go_through_the_control_folder(source, tmp_path, capsys):
+    sim = source()
+    folder = str(tmp_path / "grabber")
+    assert cli.main(["grabber", "--grabber-dir", folder, "status"]) == 0
+    assert capsys.readouterr().out == ("grabber: signal on; 640x480 at 30 fps yuyv422; frames sent 0; "
+                                       "no driver connected\n")
+    assert cli.main(["grabber", "--grabber-dir", folder, "signal-off"]) == 0
+    assert "signal off" in capsys.readouterr().out and not sim.signal
+    assert cli.main(["grabber", "--grabber-dir", folder, "signal-on"]) == 0
+    assert sim.signal
+    assert cli.main(["grabber", "--grabber-dir", folder, "resolution", "800x600"]) == 0
+    assert "800x600" in capsys.readouterr().out
+    assert (sim.picture.width, sim.picture.height) == (800, 600)
+    # Refusals: one line on stderr, exit 1; the simulator itself refuses what the CLI lets through.
+    assert cli.main(["grabber", "--grabber-dir", folder, "resolution", "801x600"]) == 1
+    err = capsys.readouterr().err
+    assert err == "hw-sim: resolution 801x600: the width must be even (YUYV pairs pixels)\n"
+    with pytest.raises(SimError, match="is outside") as refused:
+        send(tmp_path / "grabber", {"verb": "resolution", "size": "8000x600"})
+    assert "\n" not in str(refused.value)
+    with pytest.raises(SimError, match="unknown command 'explode'"):
+        send(tmp_path / "grabber", {"verb": "explode"})
+    assert cli.main(["grabber", "--grabber-dir", str(tmp_path / "nowhere"), "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hw-sim: no simulated frame grabber in") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["grabber", "--grabber-dir", folder, "explode"])
+    assert usage.value.code == 2
+
+
+def test_the_view_acts_reports_changes_and_refuses_in_one_line(source):
+    sim = source()
+    views = SimViews(lambda: [sim])
+    heard = threading.Event()
+    views.add_listener(heard.set)
+    state = views.states()[0]
+    assert state["kind"] == "grabber" and state["film"] is True
+    assert state["actions"] == ["signal-off", "signal-on", "resolution"]
+    assert state["state"]["format"] == {"width": 640, "height": 480, "fps": 30.0, "pixel_format": "yuyv422"}
+    heard.clear()
+    assert views.act("grabber", "signal-off", {}) == "grabber: signal off, 640x480"
+    assert heard.wait(5) and views.states()[0]["state"]["signal"] is False
+    assert views.act("grabber", "resolution", {"size": "800x600"}) == "grabber: signal off, 800x600"
+    with pytest.raises(ValueError, match="unknown argument 'width'"):
+        views.act("grabber", "resolution", {"width": 800})
+    with pytest.raises(ValueError) as bad:
+        views.act("grabber", "resolution", {"size": "huge"})
+    assert str(bad.value) == "grabber: resolution 'huge' is not WIDTHxHEIGHT (e.g. 800x600)"
+    assert sim.view_film() is None  # nothing sent yet
+
+
+def _snapshot():
+    return {"pid": 1, "started": 1.0, "queues": None, "destinations": {}, "printer": None, "media": {},
+            "disk": {}, "counts": {"received": 0, "refused": 0, "forwarded": 0, "dead_lettered": 0},
+            "last_received": {"at": None, "source": ""}, "last_forwarded": {"at": None, "target": ""}}
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as rsp:
+            return rsp.status, rsp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_page_shows_the_last_frame_sent_as_png(source, monkeypatch):
+    sim = source()
+    section = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
+    registry_, _ = new_registry(EventBus(), _snapshot)
+    server = StatusServer(section, _snapshot, registry_, lambda: None, devices=lambda: [sim])
+    server.start()
+    driver = V4l2Grabber("g0", "sim", 640, 480, 30, source=PipeSource(sim.address))
+    try:
+        status, page = _get(server.url + "sim/")
+        assert status == 200 and b"grabber: drawGrabber" in page
+        assert _get(server.url + "sim/film/grabber")[0] == 404  # no frame sent yet
+        driver.open()
+        driver.read(READ_S)
+        status, png = _get(server.url + "sim/film/grabber")
+        assert status == 200
+        shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        assert shown.shape == (480, 640, 3)
+        assert np.array_equal(shown, sim.frame_rgb(sim.counter_of(shown)))  # PNG: the picture drawn
+        doc = json.loads(_get(server.url + "sim/state")[1])
+        assert doc["views"][0]["state"]["frames_sent"] > 0 and doc["views"][0]["state"]["connected"]
+        # Throttled: within FILM_EVERY_S the same PNG, however many frames went out meanwhile.
+        monkeypatch.setattr(sim_grabber, "FILM_EVERY_S", 3600.0)
+        sent = sim.frames_sent
+        driver.read(READ_S)
+        driver.read(READ_S)
+        assert sim.frames_sent > sent
+        assert sim.view_film() == png
+        monkeypatch.setattr(sim_grabber, "FILM_EVERY_S", 0.0)
+        assert sim.view_film() != png
+    finally:
+        driver.close()
+        server.stop()
