@@ -158,7 +158,8 @@ def test_pyproject_declares_the_simulators_with_family_dot_kind_names():
                    "printer.usb-sim": "hwsim.devices:usb_sim_printer",
                    "media.optical-sim": "hwsim.devices:optical_sim_drive",
                    "media.usb-sim": "hwsim.devices:usb_sim_drive",
-                   "panel.sim": "hwsim.panel:sim_panel"}
+                   "panel.sim": "hwsim.panel:sim_panel",
+                   "grabber.sim": "hwsim.grabber:sim_grabber"}
     for value in eps.values():
         module, _, attr = value.partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
