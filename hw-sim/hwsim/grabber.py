@@ -6,8 +6,8 @@ mjpeg) demuxer, then the same decoder and swscale conversion as on the box (pipe
 what differs).  The stream is the device's pixel format: yuyv422 (BT.601 limited range, as
 swscale converts it back) or mjpeg (one JPEG a frame).
 
-The picture (``Picture``): a fan-shaped sector of speckle with depth markers in cm, a cyst and a
-bright reflector, under a black band with burned-in text (a patient-ish label, the date and time,
+The picture (``Picture``): a fan-shaped sector of speckle with depth markers in cm, a cyst, a
+bright reflector and a colour Doppler box (red and blue), under a black band with burned-in text (a patient-ish label, the date and time,
 the frame counter) and the counter as a row of black and white blocks (``burned_counter`` reads it
 back from a decoded frame: the tests match a frame the driver read to the frame the simulator
 drew).  A few speckle variants are drawn once per format and the band is drawn per frame; for
@@ -123,6 +123,13 @@ class Picture:
         tissue[arc & (np.abs(theta) < np.radians(20))] = 235
         gray = np.where(fan, np.clip(tissue, 0, 255), 0).astype(np.uint8)
         rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        # A colour Doppler box: flow towards the probe red, away blue (and a test of the channel
+        # order: a gray picture would hide swapped R and B).
+        y0, y1, x0, x1 = self.doppler_box()
+        box = rgb[y0:y1, x0:x1]
+        half = (x1 - x0) // 2
+        box[:, :half] = (200, 40, 30)
+        box[:, half:] = (30, 60, 210)
         img = Image.fromarray(rgb)
         draw = ImageDraw.Draw(img)
         # Depth markers: a tick and its centimetres every tenth of the depth (the scale is 16 cm).
@@ -133,6 +140,12 @@ class Picture:
             draw.line([(tick_x, yy), (tick_x + 6, yy)], fill=(200, 200, 200), width=2)
             draw.text((tick_x + 9, yy - small.size // 2), f"{i * 16 // 10}", fill=(200, 200, 200), font=small)
         return np.asarray(img).copy()
+
+    def doppler_box(self) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) of the colour Doppler box, inside the fan."""
+        h, w = self.height, self.width
+        y0 = self.band + (h - self.band) // 4
+        return y0, y0 + (h - self.band) // 6, w // 2 - w // 10, w // 2 + w // 10
 
     def band_rgb(self, counter: int, when: str) -> np.ndarray:
         """The band (rows 0..band) for frame ``counter`` at ``when`` ("YYYY-MM-DD HH:MM:SS")."""
@@ -306,8 +319,8 @@ class SimulatedGrabber:
                     "frames_sent": self.frames_sent, "late": self.late}
 
     def frame_rgb(self, counter: int) -> np.ndarray | None:
-        """The picture the simulator drew for frame ``counter`` (one of the last HISTORY sent),
-        (h, w, 3) uint8 RGB; None when it was not sent or is too old."""
+        """The picture the simulator drew for frame ``counter`` (one of the last HISTORY it began to
+        send), (h, w, 3) uint8 RGB; None when it was not sent or is too old."""
         with self._lock:
             entry = self._history.get(counter)
         if entry is None:
@@ -379,6 +392,11 @@ class SimulatedGrabber:
         counter %= 1 << COUNTER_BITS
         variant = counter % VARIANTS
         when = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        with self._lock:
+            # Before it is sent: the driver may decode it before sendall returns here.
+            self._history[counter] = (picture, variant, when)
+            while len(self._history) > HISTORY:
+                self._history.popitem(last=False)
         try:
             if self.pixel_format == "yuyv422":
                 rest = self._yuyv_variants(picture)[variant]
@@ -396,9 +414,6 @@ class SimulatedGrabber:
             return
         with self._lock:
             self.frames_sent += 1
-            self._history[counter] = (picture, variant, when)
-            while len(self._history) > HISTORY:
-                self._history.popitem(last=False)
             self._last = (picture, counter, variant, when)
         if time.monotonic() - self._notified_at >= FILM_EVERY_S:
             self._changed()
