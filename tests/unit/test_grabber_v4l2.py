@@ -137,6 +137,16 @@ def test_a_file_that_is_not_a_video_device_is_refused(tmp_path):
         V4l2Grabber("g0", str(path), 640, 480, 30).open()
 
 
+def test_a_character_device_that_is_not_v4l2_is_refused_by_the_v4l2_demuxer():
+    """The real device path as far as it runs here: ffmpeg's v4l2 demuxer opens the node and its
+    VIDIOC_QUERYCAP fails on /dev/null; the error is one line naming the node, no thread is left."""
+    g = V4l2Grabber("g0", "/dev/null", 640, 480, 30)
+    with pytest.raises(GrabberError) as err:
+        g.open()
+    assert str(err.value) == "grabber g0: /dev/null: Inappropriate ioctl for device"
+    assert _grabber_threads() == []
+
+
 def test_no_frame_source_at_the_socket_is_one_line(tmp_path):
     g = V4l2Grabber("g0", "sim", 640, 480, 30, source=PipeSource(str(tmp_path / "video.sock"), "hw-sim frame source"))
     with pytest.raises(GrabberError) as err:
