@@ -170,3 +170,20 @@ def test_close_twice_is_safe_and_leaves_no_thread(grabber):
 
 def test_the_registry_knows_both_kinds():
     assert {"v4l2", "sim"} <= set(registry.kinds("grabber"))
+
+
+def test_the_grabber_config_is_strict_and_bounded():
+    from pydantic import ValidationError
+
+    ok = GrabberSection(kind="v4l2", device="/dev/video2", width=1920, height=1080, fps=25.0,
+                        pixel_format="mjpeg", analog=False, signal_timeout_s=1.5)
+    assert (ok.width, ok.pixel_format, ok.analog) == (1920, "mjpeg", False)
+    for keys, why in (({"kind": "webcam"}, "grabber kind 'webcam' is not one of"),
+                      ({"width": 641}, "width 641 must be even"),
+                      ({"fps": 0.0}, "greater than 0"),
+                      ({"height": 99999}, "less than or equal to 4096"),
+                      ({"pixel_format": "h264"}, "'yuyv422' or 'mjpeg'"),
+                      ({"signal_timeout": 2.0}, "Extra inputs are not permitted"),
+                      ({"width": "640"}, "valid integer")):
+        with pytest.raises(ValidationError, match=why):
+            GrabberSection(**keys)
