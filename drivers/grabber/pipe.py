@@ -33,6 +33,7 @@ from typing import Any
 import av
 
 from drivers.grabber.interface import GrabberError
+from drivers.grabber.v4l2 import MJPEG_PROBE
 
 HEADER_MAX = 512
 POLL_S = 0.1  # how often a waiting read looks at the stop flag
@@ -96,7 +97,8 @@ class PipeSource:
                                             "framerate": f"{fps:g}"}
                 buffer_size = width * height * 2
             elif pixel_format == "mjpeg":
-                fmt, options, buffer_size = "mjpeg", {"framerate": f"{fps:g}"}, 1 << 16
+                fmt, buffer_size = "mjpeg", 1 << 16
+                options = {"framerate": f"{fps:g}", **MJPEG_PROBE}
             else:
                 raise GrabberError(f"{self.description}: pixel format {pixel_format!r} is not yuyv422 or mjpeg")
             container = av.open(reader, format=fmt, options=options, buffer_size=buffer_size)
