@@ -208,7 +208,7 @@ const frameSrc = {};
 
 function drawGrabber(v) {
   const s = v.state, f = s.format || {}, box = el("div", {class: "box", id: v.name});
-  box.append(el("h2", {}, "Frame grabber " + v.name));
+  box.append(el("h2", {}, "Frame grabber"));
   const p = el("p", {}, "Signal: ");
   p.append(el("b", {id: v.name + "-signal", class: s.signal ? "good" : "bad"}, s.signal ? "on" : "off"));
   box.append(p, el("p", {id: v.name + "-format"}, f.width + "x" + f.height + " at " + f.fps + " fps " +

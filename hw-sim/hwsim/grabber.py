@@ -132,20 +132,20 @@ class Picture:
         box[:, half:] = (30, 60, 210)
         img = Image.fromarray(rgb)
         draw = ImageDraw.Draw(img)
-        # Depth markers: a tick and its centimetres every tenth of the depth (the scale is 16 cm).
+        # Depth markers: a tick and its centimetres every tenth of the depth (the scale is 20 cm).
         tick_x = int(apex_x + np.sin(np.radians(38)) * depth) + 8
         small = _font(max(9, self.band // 3))
         for i in range(1, 10):
             yy = int(apex_y + i * depth / 10)
             draw.line([(tick_x, yy), (tick_x + 6, yy)], fill=(200, 200, 200), width=2)
-            draw.text((tick_x + 9, yy - small.size // 2), f"{i * 16 // 10}", fill=(200, 200, 200), font=small)
+            draw.text((tick_x + 9, yy - small.size // 2), f"{i * 2}", fill=(200, 200, 200), font=small)
         return np.asarray(img).copy()
 
     def doppler_box(self) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1) of the colour Doppler box, inside the fan."""
         h, w = self.height, self.width
-        y0 = self.band + (h - self.band) // 4
-        return y0, y0 + (h - self.band) // 6, w // 2 - w // 10, w // 2 + w // 10
+        y0 = self.band + (h - self.band) * 9 // 20
+        return y0, y0 + (h - self.band) // 6, w // 2 - w // 5, w // 2 - w // 40
 
     def band_rgb(self, counter: int, when: str) -> np.ndarray:
         """The band (rows 0..band) for frame ``counter`` at ``when`` ("YYYY-MM-DD HH:MM:SS")."""
