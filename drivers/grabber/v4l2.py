@@ -155,6 +155,7 @@ class V4l2Grabber:
         self._opened: bool | None = None  # the first open's outcome: None while it runs
         self._open_error: str = ""
         self._last_error: str = ""
+        self._fatal: str = ""  # the reader thread died of a bug: read() says so
         self._count = 0
         self.dropped = 0
 
@@ -178,7 +179,7 @@ class V4l2Grabber:
             raise GrabberError(f"grabber {self.name}: {exc}") from None
         self._stop.clear()
         self._queue.clear()
-        self._opened, self._open_error, self._last_error = None, "", ""
+        self._opened, self._open_error, self._last_error, self._fatal = None, "", "", ""
         self._thread = threading.Thread(target=self._run, name=f"grabber-{self.name}", daemon=True)
         self._thread.start()
         with self._cond:
@@ -204,12 +205,14 @@ class V4l2Grabber:
     def read(self, timeout: float) -> Frame:
         """The next frame within ``timeout`` seconds.  SignalLost when none comes (the message says
         the last stream error, if any); FormatChanged once when the stream's size changed (then
-        ``format`` is the new one); GrabberError when not open."""
+        ``format`` is the new one); GrabberError when not open or when the reader failed."""
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             while not self._queue:
                 if self._thread is None:
                     raise GrabberError(f"grabber {self.name}: not open")
+                if self._fatal:
+                    raise GrabberError(f"grabber {self.name}: {self._fatal}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     why = f" ({self._last_error})" if self._last_error else ""
@@ -241,6 +244,16 @@ class V4l2Grabber:
 
     # -- the reader thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._read_streams()
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave read() saying "no signal"
+            log.exception("grabber %s: the reader failed", self.name)
+            with self._cond:
+                self._fatal = f"the reader failed: {type(exc).__name__}: {_av_reason(exc)}"
+                self._cond.notify_all()
+            self._settle_open(False, self._fatal)
+
+    def _read_streams(self) -> None:
         first = True
         while not self._stop.is_set():
             try:

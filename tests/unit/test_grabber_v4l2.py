@@ -155,6 +155,43 @@ def test_no_frame_source_at_the_socket_is_one_line(tmp_path):
     g.close()
 
 
+def test_a_socket_that_is_not_a_frame_source_is_one_line(tmp_path):
+    import socket
+
+    path = str(tmp_path / "other.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n")
+        conn.close()
+    t = threading.Thread(target=answer)
+    t.start()
+    try:
+        g = V4l2Grabber("g0", "sim", 640, 480, 30, source=PipeSource(path, "frame source"))
+        with pytest.raises(GrabberError) as err:
+            g.open()
+        assert str(err.value) == "grabber g0: frame source: the stream header is not JSON"
+        assert _grabber_threads() == []
+    finally:
+        t.join(10)
+        server.close()
+
+
+def test_a_reader_that_fails_is_said_by_read_not_taken_for_no_signal(grabber, monkeypatch):
+    g = grabber()
+    g.open()
+    g.read(READ_S)
+    monkeypatch.setattr(g, "_put", lambda frame: 1 / 0)  # a bug in the reader, after open
+    with pytest.raises(GrabberError) as err:
+        for _ in range(20):
+            g.read(READ_S)
+    assert not isinstance(err.value, SignalLost)
+    assert str(err.value) == "grabber grabber0: the reader failed: ZeroDivisionError: division by zero"
+
+
 def test_close_twice_is_safe_and_leaves_no_thread(grabber):
     g = grabber()
     g.close()  # before open
