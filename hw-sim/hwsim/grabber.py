@@ -227,6 +227,7 @@ class SimulatedGrabber:
         self.signal = True
         self.frames_sent = 0
         self.late = 0              # frame slots skipped because the client read too slowly
+        self.connections = 0       # streams a driver opened
         self._history: collections.OrderedDict[int, tuple[Picture, int, str]] = collections.OrderedDict()
         self._last: tuple[Picture, int, int, str] | None = None
         self._film: tuple[int, bytes] | None = None
@@ -295,15 +296,20 @@ class SimulatedGrabber:
             log.info("simulated frame grabber: signal %s", "on" if on else "off")
             self._changed()
 
-    def set_resolution(self, width: int, height: int) -> None:
-        """Another size: the stream ends; the next connection's header has the new one.  SimError
-        for a size the simulator does not draw."""
+    def set_resolution(self, width: int, height: int, end_stream: bool = True) -> None:
+        """Another size: the stream ends; the next connection's header has the new one.  With
+        ``end_stream`` False (mjpeg only: a JPEG carries its size, raw YUYV does not) the stream
+        goes on with frames of the new size, as a UVC MJPEG grabber may.  SimError for a size the
+        simulator does not draw, or end_stream False with yuyv422."""
         parse_size(f"{width}x{height}")
+        if not end_stream and self.pixel_format != "mjpeg":
+            raise SimError("only an mjpeg stream can change its size without ending")
         picture = Picture(width, height, self.label)  # drawn outside the lock: frames keep going
         converted = [to_yuyv(v) for v in picture.variants] if self.pixel_format == "yuyv422" else None
         with self._lock:
             self.picture, self._variant_yuyv = picture, converted
-            self._drop_client()
+            if end_stream:
+                self._drop_client()
         log.info("simulated frame grabber: resolution %dx%d", width, height)
         self._changed()
 
@@ -375,6 +381,7 @@ class SimulatedGrabber:
                 client.close()
                 return
             self._client = client
+            self.connections += 1
         self._changed()
 
     @staticmethod

@@ -119,6 +119,19 @@ def test_a_resolution_change_is_format_changed_then_frames_of_the_new_size(grabb
     assert drawn is not None and _mean_abs(frame.pixels, drawn) < 3.0
 
 
+def test_an_mjpeg_frame_of_another_size_mid_stream_is_format_changed(grabber):
+    """The other detection path: the stream goes on (no reopen), a decoded frame has another size."""
+    g = grabber(pixel_format="mjpeg")
+    g.open()
+    g.read(READ_S)
+    g.simulator.set_resolution(800, 600, end_stream=False)
+    with pytest.raises(FormatChanged, match="changed from 640x480 to 800x600"):
+        for _ in range(30):
+            assert g.read(READ_S).pixels.shape == (480, 640, 3)
+    assert g.read(READ_S).pixels.shape == (600, 800, 3)
+    assert g.simulator.connections == 1  # one stream throughout
+
+
 def test_a_device_that_does_not_exist_is_one_line_naming_it():
     g = V4l2Grabber("g0", "/dev/video-not-here-77", 640, 480, 30)
     with pytest.raises(GrabberError) as err:
