@@ -177,10 +177,12 @@ class V4l2Grabber:
             self.source.check()
         except GrabberError as exc:
             raise GrabberError(f"grabber {self.name}: {exc}") from None
-        self._stop.clear()
+        # A new flag per open: a reader of the last open still blocked in the driver (see the
+        # module) stays stopped.
+        self._stop = stop = threading.Event()
         self._queue.clear()
         self._opened, self._open_error, self._last_error, self._fatal = None, "", "", ""
-        self._thread = threading.Thread(target=self._run, name=f"grabber-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(stop,), name=f"grabber-{self.name}", daemon=True)
         self._thread.start()
         with self._cond:
             self._cond.wait_for(lambda: self._opened is not None, self.open_timeout_s)
@@ -243,9 +245,9 @@ class V4l2Grabber:
             self._queue.clear()
 
     # -- the reader thread ---------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         try:
-            self._read_streams()
+            self._read_streams(stop)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave read() saying "no signal"
             log.exception("grabber %s: the reader failed", self.name)
             with self._cond:
@@ -253,19 +255,19 @@ class V4l2Grabber:
                 self._cond.notify_all()
             self._settle_open(False, self._fatal)
 
-    def _read_streams(self) -> None:
+    def _read_streams(self, stop: threading.Event) -> None:
         first = True
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                container = self.source.open(first, self._stop, self.open_timeout_s)
+                container = self.source.open(first, stop, self.open_timeout_s)
             except GrabberError as exc:
                 if first and self._settle_open(False, str(exc)):
                     return
                 self._note_error(str(exc))
-                self._stop.wait(REOPEN_S)
+                stop.wait(REOPEN_S)
                 continue
             try:
-                self._decode(container, first)
+                self._decode(container, first, stop)
             except (av.FFmpegError, OSError, GrabberError, ValueError) as exc:
                 if first and self._settle_open(False, f"{self.source.description}: {_av_reason(exc)}"):
                     return
@@ -273,14 +275,14 @@ class V4l2Grabber:
             finally:
                 container.close()
             first = False
-            if not self._stop.is_set():
+            if not stop.is_set():
                 # The stream ended (a V4L2 source change, the simulator's resolution change,
                 # an unplugged device): reopen after a breath, taking the source's current format.
                 if not self._last_error:
                     self._note_error(f"{self.source.description}: the stream ended")
-                self._stop.wait(REOPEN_S)
+                stop.wait(REOPEN_S)
 
-    def _decode(self, container: Any, first: bool) -> None:
+    def _decode(self, container: Any, first: bool, stop: threading.Event) -> None:
         fmt = stream_format(container, self.requested.fps, self.requested.analog)
         self._new_format(fmt)
         if first:
@@ -288,9 +290,11 @@ class V4l2Grabber:
         stream = container.streams.video[0]
         cc = stream.codec_context
         for packet in container.demux(stream):
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             for frame in cc.decode(packet):
+                if stop.is_set():
+                    return
                 if (frame.width, frame.height) != (fmt.width, fmt.height):
                     fmt = FrameFormat(frame.width, frame.height, fmt.fps, fmt.source_format, fmt.analog)
                     self._new_format(fmt)

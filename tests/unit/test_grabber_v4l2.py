@@ -216,6 +216,10 @@ def test_close_twice_is_safe_and_leaves_no_thread(grabber):
     assert _grabber_threads() == []
     with pytest.raises(GrabberError, match="not open"):
         g.read(0.1)
+    g.open()  # and again: the simulator restarts with it
+    assert g.read(READ_S).pixels.shape == (480, 640, 3)
+    g.close()
+    assert _grabber_threads() == []
 
 
 def test_the_registry_knows_both_kinds():
