@@ -181,7 +181,7 @@ class V4l2Grabber:
         # module) stays stopped.
         self._stop = stop = threading.Event()
         self._queue.clear()
-        self._format = self._stream_format = None  # a reopened device may come back in another
+        self._format = self._stream_format = None  # a device reopened may come back in another size
         self._opened, self._open_error, self._last_error, self._fatal = None, "", "", ""
         self._thread = threading.Thread(target=self._run, args=(stop,), name=f"grabber-{self.name}", daemon=True)
         self._thread.start()
