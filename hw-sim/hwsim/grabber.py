@@ -524,7 +524,7 @@ class SimGrabber(V4l2Grabber):
     """The real driver (drivers/grabber/v4l2.py) on a SimulatedGrabber through PipeSource;
     ``simulator`` is it.  open() starts the simulator first, close() stops it last."""
 
-    def __init__(self, simulator: SimulatedGrabber, cfg: Any, name: str = "grabber0"):
+    def __init__(self, simulator: SimulatedGrabber, cfg: Any, name: str = "grabber"):
         self.simulator = simulator
         super().__init__(name, f"hw-sim {simulator.folder}", cfg.width, cfg.height, cfg.fps, cfg.pixel_format,
                          cfg.analog, open_timeout_s=cfg.signal_timeout_s,
@@ -545,9 +545,10 @@ class SimGrabber(V4l2Grabber):
         self.simulator.stop()
 
 
-def sim_grabber(cfg: Any, resolve: Callable[[str], Path], name: str = "grabber0") -> SimGrabber:
-    """Kind ``sim`` (entry point ``grabber.sim``): the [capture.grabber] table ``cfg`` on a
-    simulated frame source in ``resolve(cfg.sim_dir)``."""
+def sim_grabber(name: str, cfg: Any, resolve: Callable[[str], Path]) -> SimGrabber:
+    """Kind ``sim`` (entry point ``grabber.sim``; drivers/grabber/devices.py's factory signature):
+    grabber ``name`` over the [capture.grabber] table ``cfg``, on a simulated frame source in
+    ``resolve(cfg.sim_dir)``."""
     sim = SimulatedGrabber(resolve(cfg.sim_dir), cfg.width, cfg.height, cfg.fps, cfg.pixel_format)
     return SimGrabber(sim, cfg, name)
 

@@ -26,7 +26,7 @@ def _grabber_threads() -> list[str]:
 
 def _make(tmp_path, **keys):
     cfg = GrabberSection(kind="sim", sim_dir="grabber", **keys)
-    return registry.create("grabber", "sim", cfg, lambda p: tmp_path / p)
+    return registry.create("grabber", "sim", "grabber", cfg, lambda p: tmp_path / p)
 
 
 @pytest.fixture
@@ -202,7 +202,7 @@ def test_a_reader_that_fails_is_said_by_read_not_taken_for_no_signal(grabber, mo
         for _ in range(20):
             g.read(READ_S)
     assert not isinstance(err.value, SignalLost)
-    assert str(err.value) == "grabber grabber0: the reader failed: ZeroDivisionError: division by zero"
+    assert str(err.value) == "grabber grabber: the reader failed: ZeroDivisionError: division by zero"
 
 
 def test_close_twice_is_safe_and_leaves_no_thread(grabber):
@@ -222,8 +222,14 @@ def test_close_twice_is_safe_and_leaves_no_thread(grabber):
     assert _grabber_threads() == []
 
 
-def test_the_registry_knows_both_kinds():
+def test_the_registry_knows_both_kinds_with_the_media_familys_factory_signature(tmp_path):
     assert {"v4l2", "sim"} <= set(registry.kinds("grabber"))
+    cfg = GrabberSection(kind="v4l2", device="/dev/video-not-here-78", pixel_format="mjpeg", analog=False)
+    g = registry.create("grabber", "v4l2", "grabber", cfg, lambda p: tmp_path / p)
+    assert isinstance(g, V4l2Grabber) and g.name == "grabber" and g.format is None
+    assert (g.requested.source_format, g.requested.analog) == ("mjpeg", False)
+    with pytest.raises(GrabberError, match="grabber grabber: /dev/video-not-here-78: no such device"):
+        g.open()
 
 
 def test_the_grabber_config_is_strict_and_bounded():
