@@ -224,3 +224,48 @@ def test_the_page_draws_the_grabber_and_its_buttons_work_in_a_browser(source, tm
             browser.quit()
         grabber.close()
         server.stop()
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(180)
+def test_hwsim_grabber_reaches_the_source_inside_the_running_service(gateway_factory, tmp_path):
+    """`dicom-gateway run` with [capture] on hw-sim's grabber: `hw-sim grabber` (another process)
+    switches the source's resolution; the service's capture goes on at the new size."""
+    import subprocess
+    import sys
+
+    from peers import wait_until
+
+    folder = tmp_path / "grab"
+    gw = gateway_factory({"capture": {"enabled": True, "grabber": {"kind": "sim", "sim_dir": str(folder)}}})
+
+    def hw_sim(*args):
+        return subprocess.run([sys.executable, "-m", "hwsim.cli", "grabber", "--grabber-dir", str(folder), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    wait_until(lambda: "frames sent 0" not in hw_sim("status").stdout and (folder / "grabber.json").exists(),
+               30, what="the service's grabber reading the source")
+    assert gw.cli("capture").returncode == 0
+    switched = hw_sim("resolution", "800x600")
+    assert switched.returncode == 0 and "800x600" in switched.stdout, switched.stderr
+    wait_until(lambda: "no driver connected" not in hw_sim("status").stdout, 30, what="the driver back on the stream")
+    still = gw.cli("capture")
+    assert still.returncode == 0, still.stdout + still.stderr
+    assert "Traceback" not in gw.log
+    # The still made after the switch has the new size (its UID is the one the command names).
+    import re
+
+    import pydicom
+    uids = set(re.findall(r"\b\d+(?:\.\d+){4,}\b", still.stdout))
+    sizes = []
+    for path in gw.buffer.rglob("*"):
+        if path.is_file():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001 - the index and other files of the buffer
+                continue
+            if ds.get("SOPInstanceUID") in uids:
+                sizes.append((ds.Rows, ds.Columns))
+    assert sizes == [(600, 800)], (uids, sizes)
+    refused = hw_sim("resolution", "99x99")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
