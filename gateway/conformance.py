@@ -59,6 +59,7 @@ from gateway.dicom.print_scp import PRINT_CONTEXTS, PRINT_SOP_CLASSES, SPOOL_FUL
 from gateway.dicom.sop_classes import NON_PATIENT_STORAGE, STORAGE_COMMITMENT_PUSH, VERIFICATION
 from gateway.dicom.store_scp import STATUS_OF, UNRECOGNIZED_OPERATION, StoreSCP
 from gateway.dicom.store_scu import FALLBACK, MAX_CONTEXTS
+from gateway.dicom.mpps_scu import MPPS_SOP_CLASS, MPPS_SYNTAXES, PERMANENT
 from gateway.dicom.worklist_scu import MWL_FIND, MWL_SYNTAXES, WorklistQuery
 from gateway.events import EventBus
 from gateway.identity import APPLICATION_CONTEXT_NAME, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -343,7 +344,7 @@ def _introduction(out: list[str]) -> None:
             "covers what the code in this repository does and is tested to do; "
             "`tests/interop/test_conformance_contexts.py` proposes every presentation context of Table "
             "4.2-4 to a running gateway with pynetdicom and checks that exactly these are accepted. "
-            "Query/Retrieve and Modality Worklist are not implemented yet.", "",
+            "Query/Retrieve is not implemented yet.", "",
             "### 3.2 Definitions and references", "",
             "DICOM PS3.2 (conformance), PS3.4 (service classes: B Storage, J Storage Commitment, H Print "
             "Management), PS3.7 (DIMSE, status codes Annex C), PS3.8 (upper layer), PS3.10 (media "
@@ -369,7 +370,13 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "film printer.",
             "- **Verification SCP and SCU**: answers C-ECHO; `dicom-gateway echo DEST` sends one.",
             "- **Modality Worklist SCU**: asks the configured worklist SCP for the procedures scheduled for "
-            "this box, periodically and on demand; the last good worklist is kept in the buffer.", "",
+            "this box, periodically and on demand; the last good worklist is kept in the buffer.",
+            "- **Video capture** (with `[capture] enabled`): frames from the frame grabber become Secondary "
+            "Capture, VL Endoscopic or multi-frame Secondary Capture objects for the chosen worklist item (or "
+            "an unscheduled, flagged identity), stored in the buffer like received instances and forwarded by "
+            "the routing rules.",
+            "- **Modality Performed Procedure Step SCU** (with `[mpps] enabled`): reports each captured "
+            "procedure (IN PROGRESS at its first capture, COMPLETED or DISCONTINUED with its objects).", "",
             "#### 4.1.2 Sequencing of real-world activities", "",
             "An instance is forwarded as soon as it is stored and its destination is reachable; a film is "
             "printed after the N-ACTION that asked for it was answered; storage commitment is requested "
@@ -380,7 +387,8 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "Table 4.2-1 SOP classes (non-storage)", ""]
     rows = [(uid_name(VERIFICATION), VERIFICATION, "Yes", "Yes"),
             (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, "Yes", "No"),
-            (uid_name(MWL_FIND), MWL_FIND, "Yes (with `[worklist] enabled`)", "No")]
+            (uid_name(MWL_FIND), MWL_FIND, "Yes (with `[worklist] enabled`)", "No"),
+            (uid_name(MPPS_SOP_CLASS), MPPS_SOP_CLASS, "Yes (with `[mpps] enabled`)", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes (with `[print] enabled`)")
              for c in contexts if c.service == "Print"]
     rows += [(f"&nbsp;&nbsp;{uid_name(u)} (in a print meta SOP class)", u, "No", "Yes")
@@ -487,6 +495,8 @@ def _initiation(out: list[str], config: Config) -> None:
             "again. Failure Reasons understood:", ""]
     out += _table(["Failure Reason", "Meaning"], [(_hex(c), text) for c, text in FAILURE_REASONS.items()])
     _worklist_activity(out, config)
+    _capture_activity(out, config)
+    _mpps_activity(out, config)
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
             f"One association proposing {uid_name(VERIFICATION)} with "
             f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
@@ -525,6 +535,54 @@ def _worklist_activity(out: list[str], config: Config) -> None:
             "the source of the patient and request attributes of the objects captured for it.", "",
             "Table 4.2-8 Modality Worklist C-FIND keys", ""]
     out += _table(["Attribute", "Tag", "Type", "Value sent"], rows(sample))
+
+
+def _capture_activity(out: list[str], config: Config) -> None:
+    """The objects the capture makes (gateway/capture/iod.py, clip_file.py), from its own tables."""
+    from gateway.capture import iod
+
+    c = config.capture
+    out += ["###### Activity: capture video (objects created, stored and forwarded as Storage SCU)", "",
+            f"With `[capture] enabled` (configurable, default {_value(c.enabled)}): `dicom-gateway capture`, "
+            "the front panel's capture button (short: a still; long: a clip of `capture.clip_s`) take the "
+            "latest frame or record a clip, for the current procedure. The object is written to the buffer "
+            "(fsynced) before the operator is told it was captured, then forwarded like a received "
+            "instance. Objects created:", ""]
+    out += _table(["Object", "SOP Class", "UID"], [
+        ("a still", uid_name(iod.SC), str(iod.SC)),
+        ("a still when the procedure's modality is ES (`capture.still_sop = \"auto\"`)",
+         uid_name(iod.VL_ENDOSCOPIC), str(iod.VL_ENDOSCOPIC)),
+        ("a clip (`capture.color = \"rgb\"`)", uid_name(iod.MF_TRUE_COLOR_SC), str(iod.MF_TRUE_COLOR_SC)),
+        ("a clip (`capture.color = \"grayscale\"`)", uid_name(iod.MF_GRAYSCALE_BYTE_SC),
+         str(iod.MF_GRAYSCALE_BYTE_SC))])
+    out += [f"Transfer syntax per `capture.encoding` (configurable, default `{c.encoding}`): "
+            + "; ".join(f"`{k}`: {uid_name(str(v))}" for k, v in iod.TRANSFER_SYNTAXES.items())
+            + f". JPEG Baseline at `capture.jpeg_quality` (default {c.jpeg_quality}), YBR_FULL_422. "
+            "Patient, study and request attributes are copied as the worklist SCP encoded them, with its "
+            "Specific Character Set; Study Instance UID and Accession Number from the worklist item; "
+            "Request Attributes Sequence filled; SC Equipment Conversion Type DV (analog grabber input) or "
+            "DI; Burned In Annotation YES. An unscheduled capture has a generated Patient ID, Issuer of "
+            f"Patient ID `{iod.UNSCHEDULED_ISSUER}` and a Patient Comments note. A clip cut by a lost signal "
+            "or a video mode change is kept with the frames captured (`capture.on_signal_lost`, default "
+            f"`{c.on_signal_lost}`) or discarded; a half-written object never enters the buffer.", ""]
+
+
+def _mpps_activity(out: list[str], config: Config) -> None:
+    """The MPPS SCU (gateway/dicom/mpps_scu.py, gateway/buffer/mpps.py)."""
+    m = config.mpps
+    out += ["###### Activity: report performed procedure steps (MPPS SCU, PS3.4 F)", "",
+            f"With `[mpps] enabled` (configurable, default {_value(m.enabled)}): at the first capture for a "
+            "procedure, N-CREATE with PPS status IN PROGRESS; when the operator ends it (`dicom-gateway "
+            "capture --end`, or `--discontinue`) or chooses another procedure and captures, N-SET COMPLETED "
+            "(or DISCONTINUED) with the Performed Series Sequence of every object captured. Both are queued "
+            "durably and sent by a worker over an association of their own to `mpps.ae_title` at "
+            "`mpps.host`:`mpps.port`, proposing "
+            f"{uid_name(MPPS_SOP_CLASS)} with {' and '.join(uid_name(str(t)) for t in MPPS_SYNTAXES)}. "
+            "The N-SET is never sent before its N-CREATE was accepted. Failure statuses are retried with "
+            f"backoff up to `mpps.max_attempts` (default {m.max_attempts}), then dead-lettered; "
+            f"{', '.join(_hex(s) for s in sorted(PERMANENT))} are dead-lettered at once. A re-sent N-CREATE "
+            "answered 0111 (duplicate instance) after a restart counts as accepted. An unreachable SCP uses "
+            "no attempt.", ""]
 
 
 _MWL_KEY_VALUE = {

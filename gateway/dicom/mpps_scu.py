@@ -52,6 +52,8 @@ from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NA
 log = logging.getLogger("gateway.dicom.mpps_scu")
 
 MPPS_SOP_CLASS = str(ModalityPerformedProcedureStep)  # 1.2.840.10008.3.1.2.3.3
+# Proposed for it (the conformance statement reads this too): the two Little Endian syntaxes.
+MPPS_SYNTAXES = (str(UNCOMPRESSED[0]), str(UNCOMPRESSED[1]))
 DUPLICATE_SOP_INSTANCE = 0x0111
 PROCESSING_FAILURE = 0x0110
 # Failures no retry changes (PS3.7 C.4, PS3.4 F.7.2.1.2 / F.7.2.2.2): the attribute list or the
@@ -144,7 +146,7 @@ class MppsSCU(QueueWorker):
         ae.acse_timeout = ae.connection_timeout = timers.association_s
         ae.dimse_timeout = ae.network_timeout = timers.inactivity_s
         ae.maximum_pdu_size = self.config.ae.max_pdu
-        ae.add_requested_context(MPPS_SOP_CLASS, [str(UNCOMPRESSED[0]), str(UNCOMPRESSED[1])])
+        ae.add_requested_context(MPPS_SOP_CLASS, list(MPPS_SYNTAXES))
         where = f"{s.ae_title}@{s.host}:{s.port}"
         assoc = ae.associate(s.host, s.port, ae_title=s.ae_title)
         if not assoc.is_established:
