@@ -165,7 +165,58 @@ def show_status(loaded: LoadedConfig, q, pid: int | None) -> int:
         print(f"drive {name} ({drive.kind}): {held}" + (f"; {m['busy']}" if m.get("busy") else "")
               + (f"; last: {m['last']}" if m.get("last") else ""))
         print("    " + _backlog_line(exports.get(name, {}), now, "exports"))
+    for line in capture_lines(cfg, live if pid else None, clock):
+        print(line)
     return 0
+
+
+def capture_lines(cfg, live: dict | None, clock) -> list[str]:
+    """`status`'s capture and worklist lines from the snapshot's `capture` and `worklist` (state.py):
+    the grabber's signal, what is recording, the last object or failure, the procedure chosen
+    (its Patient ID: the operator checks it before capturing; never the name), the worklist's
+    source. [] when the box does not capture."""
+    if not cfg.capture.enabled:
+        return []
+    g = cfg.capture.grabber
+    if live is None:
+        return [f"capture ({g.kind}): unknown (service not running)"]
+    cap, wl = live.get("capture") or {}, live.get("worklist") or {}
+    signal = cap.get("signal")
+    if signal == "up":
+        now = f"signal {cap['width']}x{cap['height']} at {cap['fps']:g} fps since {clock(cap['since'])}"
+    elif signal == "lost":
+        now = f"NO SIGNAL since {clock(cap['since'])}"
+    else:
+        now = "no frame yet"
+    out = [f"capture ({g.kind}): {now}; {cap.get('stored', 0)} objects captured since start"]
+    rec = cap.get("recording")
+    if rec:
+        out.append(f"    recording a {rec['seconds']:g} s clip since {clock(rec['since'])}")
+    last, failed = cap.get("last"), cap.get("last_failed")
+    if last:
+        what = last["what"] + (f" of {last['frames']} frames" if last["what"] == "clip" else "")
+        out.append(f"    last: {what} at {clock(last['at'])}" + (f" ({last['dropped']} frames dropped)"
+                                                                 if last.get("dropped") else "")
+                   + (f"; {last['note']}" if last.get("note") else ""))
+    if failed and (not last or failed["at"] > last["at"]):
+        out.append(f"    last failed: {failed['what']} at {clock(failed['at'])}: {failed['reason']}")
+    cur = wl.get("current")
+    who = ("none chosen" if not cur else f"Patient ID {cur['patient_id']}"
+           + ("" if cur["scheduled"] else " (UNSCHEDULED)"))
+    if not cfg.worklist.enabled:
+        source = "worklist off"
+    elif wl.get("failed"):
+        f = wl["failed"]
+        source = (f"worklist SCP failing since {clock(f['at'])} ({f['reason']}); "
+                  + (f"using the worklist of {clock(f['using_cache_from'])}" if f.get("using_cache_from")
+                     else "no worklist: unscheduled captures only"))
+    elif wl.get("items") is not None:
+        source = f"worklist of {wl['items']} items ({'from the cache' if wl['source'] == 'cache' else 'fetched'} " \
+                 f"{clock(wl['refreshed'])})"
+    else:
+        source = "worklist not fetched yet"
+    out.append(f"    procedure: {who}; {source}")
+    return out
 
 
 def _retention_lines(loaded: LoadedConfig, index) -> list[str]:

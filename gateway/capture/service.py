@@ -142,7 +142,7 @@ class CaptureService:
         try:
             self.grabber.close()
         except GrabberError as exc:
-            log.warning("grabber %s: closing: %s", self.name, exc)
+            log.warning("%s: closing: %s", self.name, exc)
 
     @property
     def alive(self) -> bool:
@@ -176,14 +176,14 @@ class CaptureService:
                 continue
             except SignalLost:
                 if self._signal != "lost":
-                    log.warning("grabber %s: no signal", self.name)
+                    log.warning("%s: no signal", self.name)
                     self._latest = None
                     self._signal = "lost"
                     self._publish_signal("lost")
                 self._end_clip("the signal was lost")
                 continue
             except GrabberError as exc:
-                log.error("grabber %s: %s; opened again in %.0f s", self.name, exc, REOPEN_S)
+                log.error("%s: %s; opened again in %.0f s", self.name, exc, REOPEN_S)
                 self._latest, self._signal, opened = None, "down", False
                 self._end_clip(f"the grabber failed: {exc}")
                 self._publish_signal("lost")
@@ -191,7 +191,7 @@ class CaptureService:
                 self._stop.wait(REOPEN_S)
                 continue
             if self._signal != "up":
-                log.info("grabber %s: signal %dx%d", self.name, frame.pixels.shape[1], frame.pixels.shape[0])
+                log.info("%s: signal %dx%d", self.name, frame.pixels.shape[1], frame.pixels.shape[0])
                 self._signal = "up"
                 self._publish_signal("up")
             self._latest = frame
@@ -204,9 +204,9 @@ class CaptureService:
             self._format = self.grabber.open()
             return True
         except GrabberError as exc:
-            if self._signal != "down" or not self.last_line.startswith("grabber"):
-                log.error("grabber %s: %s (tried again every %.0f s)", self.name, exc, REOPEN_S)
-            self.last_line = f"grabber {self.name}: {exc}"
+            if self._signal != "down" or not self.last_line.startswith(f"{self.name}: "):
+                log.error("%s: %s (tried again every %.0f s)", self.name, exc, REOPEN_S)
+            self.last_line = f"{self.name}: {exc}"
             self._signal = "down"
             return False
 
@@ -273,7 +273,7 @@ class CaptureService:
                 return self._failed("clip", f"the clip could not be started: {exc}")
             self._clip = _Clip(self, writer, performed, seconds)
         self.events.publish(CaptureClipStarted(device=self.name, seconds=seconds, procedure=performed.procedure.key))
-        log.info("grabber %s: recording a %.1f s clip for %s", self.name, seconds, performed.procedure.key)
+        log.info("%s: recording a %.1f s clip for %s", self.name, seconds, performed.procedure.key)
         self._clip.thread.start()
         return CaptureOutcome(True, f"recording {seconds:g} s on {self.name} for {_who(performed.procedure)}")
 
@@ -297,9 +297,11 @@ class CaptureService:
         if performed is None:
             return CaptureOutcome(False, "nothing was captured since the procedure was chosen: nothing to end")
         self._close_mpps(performed, discontinued)
-        verb = "discontinued" if discontinued else "completed"
-        return CaptureOutcome(True, f"procedure {performed.procedure.key} {verb}: "
-                                    f"{len(performed.referenced)} objects")
+        report = ""
+        if performed.mpps_uid:
+            report = f"; its MPPS is queued as {'DISCONTINUED' if discontinued else 'COMPLETED'}"
+        return CaptureOutcome(True, f"procedure {performed.procedure.key} ended: "
+                                    f"{len(performed.referenced)} objects{report}")
 
     # -- internals -------------------------------------------------------------------------------
     def _performing(self) -> tuple[_Performed | None, str]:
@@ -351,15 +353,15 @@ class CaptureService:
                                           scheduled=performed.procedure.scheduled, frames=frames,
                                           dropped=dropped, note=note))
         detail = f"{frames} frames" + (f", {dropped} dropped" if dropped else "") if what == "clip" else ""
-        line = (f"{what} {sop_uid} stored for {_who(performed.procedure)}" + (f" ({detail})" if detail else "")
+        line = (f"{what} {sop_uid} stored for {_who(performed.procedure)}" + (f", {detail}" if detail else "")
                 + (f"; {note}" if note else ""))
-        log.info("grabber %s: %s stored: %s for %s%s", self.name, what, sop_uid, performed.procedure.key,
+        log.info("%s: %s stored: %s for %s%s", self.name, what, sop_uid, performed.procedure.key,
                  f" ({note})" if note else "")
         self.last_line = line
         return CaptureOutcome(True, line, sop_uid)
 
     def _failed(self, what: str, reason: str) -> CaptureOutcome:
-        log.warning("grabber %s: %s not captured: %s", self.name, what, reason)
+        log.warning("%s: %s not captured: %s", self.name, what, reason)
         self.events.publish(CaptureFailed(device=self.name, what=what, reason=reason))
         self.last_line = f"{what}: {reason}"
         return CaptureOutcome(False, reason)
@@ -427,7 +429,7 @@ class _Clip:
         try:
             self.outcome = self._run()
         except Exception as exc:  # noqa: BLE001 - a clip's failure is one line; the service runs on
-            log.exception("grabber %s: the clip failed", svc.name)
+            log.exception("%s: the clip failed", svc.name)
             self._discard()
             self.outcome = svc._failed("clip", f"the clip failed: {type(exc).__name__}: {exc}")
         finally:
@@ -455,7 +457,7 @@ class _Clip:
         try:
             self.writer.discard()
         except OSError as exc:
-            log.warning("grabber %s: removing a discarded clip: %s", self.service.name, exc)
+            log.warning("%s: removing a discarded clip: %s", self.service.name, exc)
 
 
 def _who(procedure: Procedure) -> str:

@@ -253,7 +253,7 @@ def test_a_grabber_that_cannot_open_is_one_line_and_the_service_waits(rig):
     g.fail_open = "/dev/video0: no such device"
     svc, _, buf, _, _ = rig(grabber=g)
     svc.start()
-    wait_for(lambda: svc.status()["last"].startswith("grabber grabber: /dev/video0"), "the failure")
+    wait_for(lambda: svc.status()["last"].startswith("grabber: /dev/video0"), "the failure")
     assert svc.alive and svc.status()["signal"] == "down"
     out = svc.still()
     assert not out.ok and out.line.startswith("no signal on grabber")
@@ -283,7 +283,7 @@ def test_one_series_and_one_mpps_a_procedure(rig):
     assert completed[1] == begun[0][2] and len(completed[2]) == 2 and completed[3] is False
     assert {r[1] for r in completed[2]} == {o.sop_uid for o in first}
     out = svc.end_procedure(discontinued=True)
-    assert out.ok and out.line.endswith("discontinued: 1 objects")
+    assert out.ok and out.line.endswith("ended: 1 objects; its MPPS is queued as DISCONTINUED")
     assert mpps.calls[-1][0] == "complete" and mpps.calls[-1][3] is True
     again = svc.end_procedure()
     assert not again.ok and again.line.startswith("nothing was captured")
