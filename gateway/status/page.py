@@ -7,8 +7,8 @@ Element ids a test (or a curious engineer) can read: "received", "refused", "for
 "dead-lettered" (counts since start), "health", "assoc-open", "assoc-accepted", "assoc-refused"
 (the listener's associations since start), "last-refused" (the last A-ASSOCIATE-RJ: who, when,
 why, with its result / source / diagnostic, PS3.8 9.3.4; "none"), "config-problems",
-"destinations", "dead-letters", "printer", "media", "disk", "errors", "updated", "stream" (the
-stream's state: "live", "reconnecting" or "closed ...": a browser does not retry a stream
+"destinations", "dead-letters", "printer", "media", "capture", "procedure", "disk", "errors",
+"updated", "stream" (the stream's state: "live", "reconnecting" or "closed ...": a browser does not retry a stream
 answered 503).
 """
 
@@ -50,6 +50,7 @@ PAGE = """<!DOCTYPE html>
 <h2>Dead letters (newest first)</h2><table id="dead-letters"></table>
 <h2>Printer</h2><div id="printer">-</div>
 <h2>Media</h2><table id="media"></table>
+<h2>Capture</h2><div id="capture">-</div><div id="procedure" class="muted">-</div>
 <h2>Disk</h2><div id="disk">-</div>
 <h2>Last errors</h2><table id="errors"></table>
 <script>
@@ -95,6 +96,15 @@ function draw(s) {
   table($("media"), ["drive", "medium", "busy", "last"], Object.entries(s.media || {}).map(([n, m]) => [n,
     m.present ? (m.medium || "?") + (m.blank ? " (blank)" : "") : m.present === false ? "empty" : "unknown",
     m.busy || "", m.last]));
+  const c = s.capture || {}, w = s.worklist || {}, cur = w.current;
+  $("capture").textContent = c.signal === "up" ? "signal " + c.width + "x" + c.height + " at " + c.fps + " fps; "
+    + c.stored + " captured" + (c.recording ? "; RECORDING a " + c.recording.seconds + " s clip" : "")
+    + (c.last ? "; last " + c.last.what + " " + clock(c.last.at) + (c.last.note ? " (" + c.last.note + ")" : "") : "")
+    : c.signal === "lost" ? "NO SIGNAL since " + clock(c.since) : c.signal == null ? "no grabber, or no frame yet" : c.signal;
+  $("capture").className = c.signal === "lost" ? "bad" : "";
+  $("procedure").textContent = "procedure: " + (cur ? "Patient ID " + cur.patient_id + (cur.scheduled ? "" : " (UNSCHEDULED)")
+    : "none chosen") + (w.failed ? "; worklist SCP failing: " + w.failed.reason : w.items != null
+    ? "; worklist of " + w.items + " items (" + w.source + ")" : "");
   const d = s.disk;
   $("disk").textContent = "free " + size(d.free_bytes) + " of " + size(d.total_bytes) + ", reserve " + size(d.reserve_bytes)
     + (d.below_reserve ? " (BELOW THE RESERVE: new images are refused)" : "");

@@ -82,6 +82,14 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
     for drive, m in (s.get("media") or {}).items():
         if "failed" in (m.get("last") or ""):
             errors.append({"at": m.get("since"), "what": f"media {drive}: {m['last']}"})
+    capture, worklist = s.get("capture") or {}, s.get("worklist") or {}
+    if capture.get("signal") == "lost":
+        errors.append({"at": capture.get("since"), "what": "capture: no signal from the grabber"})
+    failed = capture.get("last_failed")
+    if failed and (not capture.get("last") or failed["at"] > capture["last"]["at"]):
+        errors.append({"at": failed["at"], "what": f"capture: {failed['what']} failed: {failed['reason']}"})
+    if worklist.get("failed"):
+        errors.append({"at": worklist["failed"]["at"], "what": f"worklist: {worklist['failed']['reason']}"})
     problems = s.get("config_problems") or []  # a snapshot from before they were kept has none
     for p in problems:
         errors.append({"at": p.get("at"), "what": f"config problem {p.get('key', '')}: {p.get('detail', '')}"})
@@ -101,6 +109,8 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
         "dead_letters": dead,
         "printer": printer,
         "media": s.get("media"),
+        "capture": s.get("capture"),
+        "worklist": s.get("worklist"),
         "disk": disk,
         "config_problems": problems,
         "errors": errors,

@@ -111,3 +111,27 @@ def test_a_snapshot_without_associations_still_draws(serve, browser):
     wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
     wait_until(lambda: _text(browser, "health") == "healthy", 20, what="the page to draw")
     assert _text(browser, "assoc-open") == "-" and _text(browser, "last-refused") == "none"
+
+
+@pytest.mark.timeout(120)
+def test_the_page_shows_the_grabber_and_the_procedure(serve, browser):
+    capture = {"signal": "up", "width": 640, "height": 480, "fps": 30.0, "since": 1_700_000_000.0,
+               "recording": {"since": 1_700_000_010.0, "seconds": 10.0, "procedure": "K1"}, "stored": 3,
+               "last": None, "last_failed": None}
+    worklist = {"items": 4, "source": "scp", "refreshed": 1_700_000_000.0, "failed": None,
+                "current": {"key": "K1", "patient_id": "PID7", "scheduled": True, "how": "auto", "at": 0}}
+    snap = _snapshot(capture=capture, worklist=worklist)
+    browser.get(serve(lambda: snap))
+    wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
+    assert _text(browser, "capture") == "signal 640x480 at 30 fps; 3 captured; RECORDING a 10 s clip"
+    assert _text(browser, "procedure") == "procedure: Patient ID PID7; worklist of 4 items (scp)"
+    # Signal lost, the RIS failing, an unscheduled patient: the page and the document's errors say so.
+    snap.update(capture={**capture, "signal": "lost", "recording": None},
+                worklist={**worklist, "failed": {"at": 1_700_000_020.0, "reason": "association rejected",
+                                                 "using_cache_from": 1_700_000_000.0},
+                          "current": {**worklist["current"], "scheduled": False, "patient_id": "UNSCHED-1"}})
+    wait_until(lambda: _text(browser, "capture").startswith("NO SIGNAL since"), 20, what="the page to redraw")
+    assert _text(browser, "procedure") == ("procedure: Patient ID UNSCHED-1 (UNSCHEDULED); worklist SCP failing: "
+                                           "association rejected")
+    errors = [e["what"] for e in view.build(snap, None, None, now=1_700_000_060.0)["errors"]]
+    assert "capture: no signal from the grabber" in errors and "worklist: association rejected" in errors
