@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 BUTTONS = ("export", "eject", "capture", "next", "previous", "ack")
 LONG_PRESS_S = 1.0
-PAGES = ("status", "studies", "media", "printer")
+PAGES = ("status", "capture", "studies", "media", "printer")
 
 
 class UnknownButton(ValueError):

@@ -31,6 +31,8 @@ from gateway.event_kinds import (BUFFER_ERROR, CONFIG_PROBLEM, DEAD_LETTERED, DE
                                  MEDIA_FAULT, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_IMPORT_QUEUED,
                                  MEDIA_INSERTED, MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, MEDIA_WATCHING, PRINT_HELD,
                                  PRINT_JOB, PRINTED, PRINTER_STATUS_CHANGED, QUEUE_DEPTHS, RECEIVED)
+from gateway.event_kinds import (CAPTURE_CLIP_STARTED, CAPTURE_FAILED, CAPTURE_SIGNAL, CAPTURE_STORED,
+                                 PROCEDURE_SELECTED)
 from gateway.events import Event
 from gateway.panel.alarms import Alarms
 from gateway.state import WAITING_STATES
@@ -41,7 +43,7 @@ FOLDED = (RECEIVED, FORWARDED, DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STI
           PRINT_HELD, PRINTED, MEDIA_INSERTED, MEDIA_REMOVED, MEDIA_WATCHING, MEDIA_EXPORT_QUEUED,
           MEDIA_NOTHING_TO_EXPORT, MEDIA_IMPORT_QUEUED, MEDIA_IMPORT_DONE, MEDIA_IMPORT_FINISHED, MEDIA_FAULT,
           EXPORT_QUEUED, EXPORT_STARTED, EXPORT_PROGRESS, EXPORT_WRITTEN, EXPORT_VERIFIED, EXPORT_FAILED,
-          CONFIG_PROBLEM)
+          CONFIG_PROBLEM, CAPTURE_SIGNAL, CAPTURE_CLIP_STARTED, CAPTURE_STORED, CAPTURE_FAILED, PROCEDURE_SELECTED)
 
 # Job kinds whose waiting jobs are the backlog. Export jobs are left out: they wait for a blank
 # medium, maybe for days, and the media LED and page show them.
@@ -96,6 +98,14 @@ class Facts:
     drives: dict[str, Drive] = field(default_factory=dict)
     received: int = 0
     forwarded: int = 0
+    # The capture page: the grabber's signal (None: no frame yet), a clip recording, the procedure
+    # chosen (its Patient ID; never the name: events carry none), objects captured for it.
+    signal: str | None = None
+    recording: bool = False
+    procedure_id: str = ""
+    procedure_key: str = ""
+    scheduled: bool = True
+    captured: int = 0
 
     def drive(self, name: str) -> Drive:
         """The drive `name` (created unknown on first mention: a drive the config names before any event)."""
@@ -147,6 +157,22 @@ class Facts:
             alarms.raise_("print-held", "FILM HELD", f"job {d['job_id']}: {d['reason']}", at, momentary=True)
         elif kind == PRINTED:
             self.last_activity = at
+        elif kind == CAPTURE_SIGNAL:
+            self.signal = "lost" if d["state"] == "lost" else "up"
+            if self.signal == "lost":
+                self.recording = False
+        elif kind == CAPTURE_CLIP_STARTED:
+            self.recording = True
+        elif kind == CAPTURE_STORED:
+            self.last_activity = at
+            self.recording = self.recording and d["what"] != "clip"
+            self.captured += d["procedure"] == self.procedure_key
+        elif kind == CAPTURE_FAILED:
+            self.recording = self.recording and d["what"] != "clip"
+        elif kind == PROCEDURE_SELECTED:
+            if d["key"] != self.procedure_key:
+                self.captured = 0
+            self.procedure_key, self.procedure_id, self.scheduled = d["key"], d["patient_id"], d["scheduled"]
         elif kind == CONFIG_PROBLEM:
             # Standing, not momentary: the problem holds until the service is restarted. One alarm
             # per key: the same key failing again is the same problem.

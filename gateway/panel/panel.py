@@ -166,6 +166,8 @@ class Panel:
             return self._drive_lines(self.drives[min(self.screens.item, len(self.drives) - 1)])
         if page == "printer" and self.printer:
             return self._printer_lines()
+        if page == "capture" and self._capture is not None:
+            return self._capture_lines()
         return self._status_lines()
 
     # -- screens ----------------------------------------------------------------------------------
@@ -209,6 +211,21 @@ class Panel:
         else:
             doing = f"{d.exports_waiting} TO WRITE" if d.exports_waiting else ""
         return display.two_columns(display.to_rom(name.upper()), medium, w), display.fit(display.to_rom(doing), w)
+
+    def _capture_lines(self) -> tuple[str, str]:
+        f, w = self.facts, self.settings.columns
+        one = (display.identifier(display.to_rom(f.procedure_id), "", w, prefix="ID ") if f.procedure_id
+               else display.fit("NO PATIENT", w))
+        if f.signal == "lost":
+            two = "NO SIGNAL"
+        elif f.recording:
+            two = "RECORDING"
+        elif f.signal is None:
+            two = "NO VIDEO YET"
+        else:
+            two = "UNSCHEDULED" if f.procedure_id and not f.scheduled else "READY"
+        # "#3": three objects captured for this procedure (fits beside the longest word on 16 columns).
+        return one, display.two_columns(two, f"#{f.captured}" if f.captured else "", w)
 
     def _printer_lines(self) -> tuple[str, str]:
         f, w = self.facts, self.settings.columns
@@ -292,7 +309,8 @@ class Panel:
             self.screens.item = uids.index(chosen) if chosen in uids else 0
 
     def _sizes(self) -> dict[str, int]:
-        return {"status": 1, "studies": len(self.studies), "media": len(self.drives), "printer": int(self.printer)}
+        return {"status": 1, "capture": int(self._capture is not None), "studies": len(self.studies),
+                "media": len(self.drives), "printer": int(self.printer)}
 
     def _say(self, one: str, two: str) -> None:
         self._message = (display.to_rom(one.upper()), display.to_rom(two))

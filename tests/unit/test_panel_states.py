@@ -182,6 +182,36 @@ def test_a_blank_disc_with_nothing_for_it_says_so_whole_on_16_columns():
     assert lines(panel) == ("CD      CD BLANK", "NOTHING TO WRITE")
 
 
+def test_the_capture_page_shows_the_patient_id_the_signal_and_what_was_taken():
+    asked = []
+    panel, clock = make(capture=lambda long: asked.append(long) or CommandResult("capture", summary="still stored"))
+    feed(panel, clock, TICK)
+    hold(panel, clock, "next")                             # status -> capture (first when there is a grabber)
+    assert lines(panel) == ("NO PATIENT", "NO VIDEO YET")
+    feed(panel, clock, K.CaptureSignal(device="grabber", state="up", width=640, height=480, fps=30.0),
+         K.ProcedureSelected(key="K1", patient_id="PID-7", scheduled=True))
+    assert lines(panel) == ("ID PID-7", "READY")
+    feed(panel, clock, K.CaptureStored(device="grabber", what="still", sop_uid="1.2", procedure="K1",
+                                       scheduled=True),
+         K.CaptureClipStarted(device="grabber", seconds=10.0, procedure="K1"))
+    assert lines(panel) == ("ID PID-7", "RECORDING     #1")
+    feed(panel, clock, K.CaptureSignal(device="grabber", state="lost"))
+    assert lines(panel) == ("ID PID-7", "NO SIGNAL     #1")
+    feed(panel, clock, K.ProcedureSelected(key="U1", patient_id="UNSCHED20261129-001", scheduled=False),
+         K.CaptureSignal(device="grabber", state="up", width=640, height=480, fps=30.0))
+    # A Patient ID longer than the line is cut with a mark, never silently.
+    assert lines(panel) == ("UNSCHED20261129>", "UNSCHEDULED")
+    tap(panel, clock, "capture")
+    assert lines(panel) == ("CAPTURE OK", "still stored") and asked == [False]
+
+
+def test_without_a_grabber_there_is_no_capture_page():
+    panel, clock = make()
+    feed(panel, clock, TICK)
+    hold(panel, clock, "next")
+    assert lines(panel)[0] != "NO PATIENT"
+
+
 def test_media_failed():
     panel, clock = make()
     feed(panel, clock, TICK, INSERTED, STARTED, FAILED)
