@@ -115,5 +115,21 @@ def test_no_module_but_the_queue_writes_the_jobs_table():
     writes = re.compile(r"(INSERT(\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+jobs\b", re.I)
     allowed = {"gateway/buffer/queue.py", "gateway/buffer/retention.py"}
     offenders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")
-                       if str(p.relative_to(ROOT)) not in allowed and writes.search(p.read_text()))
+                       if str(p.relative_to(ROOT)) not in allowed and writes.search(_code(p.read_text())))
     assert offenders == []
+
+
+def _code(source: str) -> str:
+    """The module without its docstrings: a downgrade recipe for an operator in a docstring
+    (migrations.py's `DELETE FROM jobs WHERE kind = 'mpps'`) is not a write of this code's."""
+    import ast
+
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            for i in range(body[0].lineno - 1, body[0].end_lineno):
+                lines[i] = ""
+    return "\n".join(lines)
