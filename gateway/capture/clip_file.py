@@ -31,6 +31,7 @@ import numpy as np
 from pydicom import dcmwrite
 
 from drivers.grabber.interface import FrameFormat
+from gateway.buffer.files import fsync_dir
 from gateway.buffer.procedure import Procedure
 from gateway.capture.iod import (
     MF_GRAYSCALE_BYTE_SC,
@@ -62,14 +63,6 @@ class ClipResult:
     sop_instance_uid: str
     frames: int
     bytes: int
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ClipWriter:
@@ -170,7 +163,7 @@ class ClipWriter:
             self._spool.close()
             size = self._write_file(ended, note)
             os.replace(self._part_path, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except BaseException:
             self._remove_temporaries()
             raise

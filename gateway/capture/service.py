@@ -259,6 +259,12 @@ class CaptureService:
         performed, refusal = self._performing()
         if performed is None:
             return self._failed("clip", refusal)
+        try:
+            # A clip is refused at its start when the buffer is below its reserve (after evicting
+            # what retention may): recording a minute only to have the intake refuse it helps nobody.
+            self.intake.buffer.files.check_reserve()
+        except OSError as exc:
+            return self._failed("clip", f"the buffer is full: {exc}")
         with self._lock:
             if self._clip is not None:
                 return CaptureOutcome(False, f"a clip is being recorded on {self.name}; it ends in "

@@ -105,10 +105,10 @@ class RecordingMpps:
 def rig(tmp_path):
     made = []
 
-    def build(capture: dict | None = None, grabber=None, proc="latin1", mpps=None):
+    def build(capture: dict | None = None, grabber=None, proc="latin1", mpps=None, reserve=0):
         cfg = Config.model_validate({"capture": {"enabled": True, "encoding": "uncompressed",
                                                  **(capture or {})}})
-        buf = Buffer(tmp_path / "buf", 0, "replace", Router(cfg))
+        buf = Buffer(tmp_path / "buf", reserve, "replace", Router(cfg))
         events = EventBus()
         seen = events.subscribe(maxsize=10000)
         intake = Intake(cfg, buf, events, {str(SecondaryCaptureImageStorage), MF_TRUE_COLOR,
@@ -299,3 +299,15 @@ def test_the_frame_counter_shows_a_still_is_the_latest(rig):
     got = int(pydicom.dcmread(path).pixel_array[0, 0, 0])
     # The still is the frame read last when it was asked for (or one read since): not an old one.
     assert (got - (before - 1)) % 256 < 60, (got, before)
+
+
+def test_a_full_buffer_refuses_a_still_and_a_clip_in_one_line_and_keeps_nothing(rig):
+    svc, _, buf, seen, _ = rig(reserve=1 << 62)  # a reserve no disk has: the buffer is "full"
+    svc.start()
+    wait_for(lambda: svc.status()["signal"] == "up", "the signal")
+    still, clip = svc.still(), svc.clip(2.0)
+    assert not still.ok and still.line.startswith("the buffer refused the still: ") and "reserve" in still.line
+    assert not clip.ok and clip.line.startswith("the buffer is full: ") and "\n" not in clip.line
+    assert svc.status()["recording"] is None and stored_files(buf) == []
+    assert not list(buf.files.incoming.iterdir())
+    assert [e.data["what"] for e in kinds(seen) if e.kind == CAPTURE_FAILED] == ["still", "clip"]
