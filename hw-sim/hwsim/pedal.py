@@ -101,6 +101,7 @@ class SimulatedPedal:
         hold = hold_s if hold_s is not None else self.long_press_s if long else SHORT_PRESS_S
         self.key(True)
         timer = threading.Timer(hold, self._release)
+        timer.name = "hwsim-pedal-release"
         timer.daemon = True
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
