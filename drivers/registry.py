@@ -1,6 +1,6 @@
 """Devices by kind: the one place a config's `kind` becomes a device.
 
-Each device family (``printer``, ``printer-language``, ``media``, ``panel`` and ``grabber``)
+Each device family (``printer``, ``printer-language``, ``media``, ``panel``, ``grabber`` and ``pedal``)
 maps a kind name to a factory.  The config names the kind (``print.printer.kind = "serial-sim"``)
 and the feature asks ``create(family, kind, ...)``; what the factory takes and returns is the
 family's contract (drivers/printer/devices.py for the printer families, drivers/media/devices.py
@@ -41,6 +41,7 @@ _BUILTIN = {
     "media": "drivers.media.devices",
     "panel": "drivers.panel.devices",
     "grabber": "drivers.grabber.devices",
+    "pedal": "drivers.pedal.devices",
 }
 
 

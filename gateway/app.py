@@ -11,13 +11,14 @@ Start-up order matters:
    their hotplug sources, gateway/media/service.py) and an exporter per drive;
 5. the front panel (gateway/panel/runner.py: its thread, fed by the bus, driving [panel] kind's
    hardware); hardware that is not there leaves the service running without it, said in one line;
+   then the foot pedal ([capture.pedal], after the capture service it triggers; same rule);
    then the control channel (gateway/control.py: `<buffer>/control.sock`, the verbs on the drives
    the command line asks for), once the drives are served;
 6. accepting associations, then READY=1 to systemd.
 
 Stop (SIGTERM, SIGINT): the control socket is closed and removed first (no verb starts on a service
-going away), then the front panel stops (no button acts on it); no new associations; what is in hand
-is finished within `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received
+going away), then the front panel and the foot pedal stop (no button or pedal acts on it); no new
+associations; what is in hand is finished within `timers.stop_drain_s` (below the unit's TimeoutStopSec): a C-STORE being received
 is stored and answered, a forward being sent completes. Past the deadline both are aborted (A-ABORT,
 a WARNING naming the association); an aborted forward does not count as an attempt. The exporters
 and the media service stop within the same deadline (an export cut there is not done and runs
@@ -175,6 +176,8 @@ class Gateway:
         # The front panel (gateway/panel/runner.py): subscribed now, so that what happens before
         # it starts (a config problem at start-up) is shown.
         self.panel = self._build_panel(loaded)
+        # The foot pedal ([capture.pedal]): the panel's capture lambda on a pedal of its own.
+        self.pedal = self._build_pedal(loaded)
         # The status endpoint (gateway/status/): metrics folded from events in their own thread,
         # the page and /status.json from the snapshot and the index; read-only.
         # One check for /healthz and the watchdog: systemd restarts exactly what monitoring sees failing.
@@ -257,6 +260,27 @@ class Gateway:
         return PanelRunner(self.events, front, self.commands, self.buffer.index, cfg,
                            drives=list(self.drives), printer=self.config.print.enabled, capture=capture)
 
+    def _build_pedal(self, loaded: LoadedConfig):
+        """The foot pedal: [capture.pedal] kind's Pedal from the device registry (family "pedal")
+        under a PedalTrigger (gateway/capture/pedal.py); None without a grabber, with [capture.pedal]
+        enabled = false, or (with one WARNING line) when the driver cannot even be built."""
+        cfg = self.config.capture.pedal
+        if self.capture is None or not cfg.enabled:
+            return None
+        from gateway.capture.pedal import PedalTrigger
+        try:
+            pedal = registry.create("pedal", cfg.kind, cfg, loaded.resolve)
+        except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
+            self._no_pedal(exc)
+            return None
+        return PedalTrigger(pedal, lambda long: self.commands.capture(self.config.capture.clip_s if long else 0.0),
+                            cfg.long_press_s)
+
+    def _no_pedal(self, exc: BaseException) -> None:
+        # Like the panel: a pedal that is not there leaves the CLI and the panel's button to capture.
+        log.warning("foot pedal not started: %s; the service runs without it", exc)
+        self.events.publish(ConfigProblem(key="capture.pedal", detail=str(exc)))
+
     def _no_panel(self, exc: BaseException) -> None:
         # The box's DICOM work matters more than its LEDs: it runs on, and says why once.
         log.warning("front panel not started: %s; the service runs without it", exc)
@@ -324,6 +348,12 @@ class Gateway:
         if self.capture is not None:
             self.capture.start()
             self._started.append("capture")
+        if self.pedal is not None:
+            try:
+                self.pedal.start()
+                self._started.append("pedal")
+            except Exception as exc:  # noqa: BLE001 - PedalError by contract; DICOM goes on whatever a driver raises
+                self._no_pedal(exc)
         if self.panel is not None:
             try:
                 self.panel.start()
@@ -410,6 +440,7 @@ class Gateway:
                 and ("worklist" not in self._started or self.worklist.is_alive())
                 and ("mpps" not in self._started or self.mpps.is_alive())
                 and ("capture" not in self._started or self.capture.alive)
+                and ("pedal" not in self._started or self.pedal.is_alive())
                 and ("control" not in self._started or self.control.is_alive()))
 
     def request_stop(self, *_args) -> None:
@@ -429,6 +460,8 @@ class Gateway:
             self.control.stop()
         if "panel" in self._started:
             self.panel.stop()
+        if "pedal" in self._started:
+            self.pedal.stop()  # before the capture service: no press reaches a service stopping
         if "capture" in self._started:
             self.capture.stop()  # a clip being recorded is closed and taken before the buffer closes
         if "worklist" in self._started:

@@ -13,6 +13,10 @@ code that runs on the box.  A FIFO is opened read-write so that it never reads a
 no writer has it open (Linux fifo(7)).
 
 The reader is one thread blocked in select() on the device and a wake-up pipe: no polling.
+
+The foot pedal (drivers/pedal/evdev_pedal.py) is one more key on an input device: it uses this class
+with a one-key map, and ``what`` / ``config_key`` make its one-line errors name the pedal and its
+config table instead of the panel's buttons.
 """
 
 from __future__ import annotations
@@ -75,9 +79,12 @@ def to_monotonic(sec: int, usec: int, now_mono: float, now_real: float) -> float
 class EvdevButtons:
     """Buttons ``keymap`` (logical name -> key code, the device tree's ``linux,code``) on the input
     device ``device``.  ``raw``: ``device`` is a FIFO / char device of input_event records, not an
-    evdev node (no capability check, no grab).  ValueError for a bad keymap."""
+    evdev node (no capability check, no grab).  ``what`` ("button", "pedal") and ``config_key``
+    (the table holding the key codes) are the words of the errors and the log lines, and the reader
+    thread is named ``<what>-input``.  ValueError for a bad keymap."""
 
-    def __init__(self, device: str, keymap: Mapping[str, int], *, raw: bool = False, grab: bool = True):
+    def __init__(self, device: str, keymap: Mapping[str, int], *, raw: bool = False, grab: bool = True,
+                 what: str = "button", config_key: str = "[panel.buttons]"):
         codes = list(keymap.values())
         if len(set(codes)) != len(codes):
             raise ValueError(f"two buttons share one key code in {dict(keymap)}")
@@ -89,6 +96,8 @@ class EvdevButtons:
         self.names = tuple(keymap)
         self.raw = raw
         self.grab = grab
+        self.what = what
+        self.config_key = config_key
         self._io = None
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -106,16 +115,16 @@ class EvdevButtons:
                 missing = [f"{self.by_code[c]} ({key_name(c)}, code {c})" for c in self.by_code if c not in have]
                 if missing:
                     io.close()
-                    raise PanelError(f"input device {self.device} ({io.name}) has no key for button "
-                                     f"{', '.join(missing)}: check [panel.buttons] against the device "
+                    raise PanelError(f"input device {self.device} ({io.name}) has no key for {self.what} "
+                                     f"{', '.join(missing)}: check {self.config_key} against the device "
                                      f"tree's linux,code values")
                 if self.grab:
                     io.grab()
         except OSError as exc:
-            raise PanelError(f"button input device {self.device}: {exc.strerror or exc}") from None
+            raise PanelError(f"{self.what} input device {self.device}: {exc.strerror or exc}") from None
         self._io = io
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, args=(on_button,), name="panel-buttons", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(on_button,), name=f"{self.what}-input", daemon=True)
         self._thread.start()
 
     def _run(self, on_button: Callable[[ButtonEvent], None]) -> None:
@@ -130,7 +139,7 @@ class EvdevButtons:
                 continue
             except OSError as exc:
                 # ENODEV: the device went away (an overlay unloaded); the panel has no buttons now.
-                log.error("panel buttons: reading %s failed: %s; buttons stop", self.device, exc.strerror or exc)
+                log.error("%s input: reading %s failed: %s; it stops", self.what, self.device, exc.strerror or exc)
                 return
             now_mono, now_real = time.monotonic(), time.time()
             for ev in events:
@@ -138,7 +147,7 @@ class EvdevButtons:
                     try:
                         on_button(edge)
                     except Exception:  # noqa: BLE001 - one bad handler call must not kill the buttons
-                        log.exception("panel buttons: the handler failed on %s", edge)
+                        log.exception("%s input: the handler failed on %s", self.what, edge)
 
     def decode(self, type_: int, code: int, value: int, sec: int, usec: int, now_mono: float,
                now_real: float) -> list[ButtonEvent]:

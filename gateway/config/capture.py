@@ -30,6 +30,18 @@ gateway/capture/iod.py and gateway/capture/clip_file.py).
     signal_timeout_s = 2.0        # no frame for this long: signal lost
     sim_dir = "hw-sim/grabber"    # kind sim: the frame source's socket and control folder
 
+    [capture.pedal]               # a foot pedal (foot switch) that triggers captures
+    enabled = false               # true: a pedal is plugged in (needs [capture] enabled)
+    kind = "sim"                  # a kind of the device registry's "pedal" family: "evdev" (a USB
+                                  # foot switch or a gpio-keys pedal), "sim" (hw-sim's pedal)
+    device = "/dev/input/by-id/usb-foot-switch-event-kbd"   # kind evdev: the input device node
+    key_code = 48                 # the key the pedal sends (1..767; 48 KEY_B, 183 KEY_F13)
+    long_press_s = 1.0            # a tap takes a still; held this long (0.3..5 s), a clip of
+                                  #  capture.clip_s starts at once, without waiting for the release
+    sim_dir = "hw-sim/pedal"      # kind sim: the FIFO and control folder
+    sim_long_press_s = 2.0        # kind sim: how long `hw-sim pedal press --long` holds it
+                                  #  (more than long_press_s)
+
 Why these defaults:
 - encoding "jpeg-baseline": every PACS and viewer decodes it (it is the transfer syntax video
   capture boxes have always sent), it is 10-20 times smaller than native RGB, which is what an SD
@@ -38,6 +50,12 @@ Why these defaults:
 - jpeg_quality 95: measured on a synthetic ultrasound picture (speckled sector on black, white
   text; tests/unit/test_capture_iod.py): 90 gives 39.8 dB PSNR, 92 gives 41.3 dB, 95 gives 44.3 dB.
   95 keeps a margin over the 40 dB floor for noisier sources.
+- the pedal: a tap is a still, a hold is a clip, the panel's capture button's gesture, because
+  the sonographer's hands are on the probe and the keyboard and one foot switch has one key.  The
+  clip starts when the hold reaches long_press_s (not at the release: the foot stays down and the
+  recording has begun) and lasts capture.clip_s; "record while held" would need the capture
+  service to stop a clip on request, which it does not offer.  key_code 48 (KEY_B): what common
+  single USB foot switches send out of the box; the device is grabbed, so it never types a "b".
 - uid_root: gateway/identity.py has no UID root of this product (only its implementation class
   UID, a 2.25 UUID UID, under which no arcs may be hung), so the default is pydicom's root, under
   which pydicom's generate_uid makes random UIDs.  A site with its own root sets it here.  At most
@@ -76,6 +94,28 @@ class GrabberSection(Section):
         return self
 
 
+class PedalSection(Section):
+    """The foot pedal (drivers/pedal/devices.py and hwsim/pedal.py read these keys by attribute;
+    gateway/capture/pedal.py the long press)."""
+
+    enabled: bool = False
+    kind: DeviceKind("pedal") = "sim"
+    device: str = "/dev/input/by-id/usb-foot-switch-event-kbd"
+    key_code: IntRange(1, 0x2FF) = 48   # KEY_MAX (linux/input-event-codes.h) is 0x2ff
+    long_press_s: FloatRange(ge=0.3, le=5.0) = 1.0
+    sim_dir: str = "hw-sim/pedal"
+    sim_long_press_s: FloatRange(gt=0, le=30.0) = 2.0
+
+    @model_validator(mode="after")
+    def _checks(self) -> "PedalSection":
+        if not self.device.strip():
+            raise ValueError("device must name the pedal's input device (e.g. /dev/input/by-id/...-event-kbd)")
+        if self.sim_long_press_s <= self.long_press_s:
+            raise ValueError(f"sim_long_press_s {self.sim_long_press_s:g} must be more than long_press_s "
+                             f"{self.long_press_s:g} (else the simulated long press is a short one)")
+        return self
+
+
 def _uid_root(value: str) -> str:
     if len(value) > 40:
         raise ValueError(f"uid_root {value!r} is longer than 40 characters (UIDs made under it need room)")
@@ -110,3 +150,12 @@ class CaptureSection(Section):
     on_signal_lost: Literal["keep", "discard"] = "keep"
     # What the panel's capture button and `dicom-gateway capture --clip` without a length record.
     clip_s: FloatRange(gt=0.4, le=600.0) = 10.0
+    # A foot pedal triggering captures ([capture.pedal]).
+    pedal: PedalSection = PedalSection()
+
+    @model_validator(mode="after")
+    def _pedal_needs_capture(self) -> "CaptureSection":
+        if self.pedal.enabled and not self.enabled:
+            raise ValueError("pedal.enabled = true needs [capture] enabled = true (a pedal without a grabber "
+                             "captures nothing)")
+        return self

@@ -11,6 +11,9 @@
   hw-sim printer jam|unjam|out-of-film|load|status the simulated printer (load: a full supply)
   hw-sim grabber status|signal-off|signal-on       the simulated frame grabber's source
   hw-sim grabber resolution WIDTHxHEIGHT           the source switches its video mode (e.g. 800x600)
+  hw-sim pedal press [--long]                      tap the foot pedal (a still), or hold it
+                                                   [capture.pedal] sim_long_press_s (a clip)
+  hw-sim pedal show                                the pedal's key code and its last edges
 
 The simulators are found in ``--sim-dir`` (default ``$HWSIM_MEDIA_DIR``, else ``config/hw-sim/media``:
 where `make run`'s config puts them), one folder per drive (hwsim/media.py describes the files);
@@ -18,7 +21,9 @@ the panel in ``--panel-dir`` (default ``$HWSIM_PANEL_DIR``, else ``config/hw-sim
 hwsim/panel.py describes its files); the printer in ``--printer-dir`` (default ``$HWSIM_PRINTER_DIR``,
 else ``config/hw-sim/printer``: print.printer.sim_dir; hwsim/printer_view.py describes its files);
 the frame grabber in ``--grabber-dir`` (default ``$HWSIM_GRABBER_DIR``, else ``config/hw-sim/grabber``:
-capture.grabber.sim_dir; hwsim/grabber.py describes its files).
+capture.grabber.sim_dir; hwsim/grabber.py describes its files); the foot pedal in ``--pedal-dir``
+(default ``$HWSIM_PEDAL_DIR``, else ``config/hw-sim/pedal``: capture.pedal.sim_dir; hwsim/pedal.py
+describes its files).
 Each command is one line on stdout; a refusal is one line on stderr and exit 1; a bad command
 line exit 2.
 """
@@ -34,6 +39,7 @@ from pathlib import Path
 
 from hwsim import grabber as sim_grabber
 from hwsim import panel as sim_panel
+from hwsim import pedal as sim_pedal
 from hwsim import printer_view
 from hwsim.media import FAULTS, SimError, drives_in, send
 
@@ -41,6 +47,7 @@ DEFAULT_SIM_DIR = "config/hw-sim/media"
 DEFAULT_PANEL_DIR = "config/hw-sim/panel"
 DEFAULT_PRINTER_DIR = "config/hw-sim/printer"
 DEFAULT_GRABBER_DIR = "config/hw-sim/grabber"
+DEFAULT_PEDAL_DIR = "config/hw-sim/pedal"
 
 
 def _describe(state: dict) -> str:
@@ -125,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     grabber_verbs.add_parser("signal-on", help="frames again")
     resolution = grabber_verbs.add_parser("resolution", help="switch the video mode (the stream restarts)")
     resolution.add_argument("size", metavar="WIDTHxHEIGHT")
+    pedal = sub.add_parser("pedal", help="the simulated foot pedal")
+    pedal.add_argument("--pedal-dir", default=os.environ.get("HWSIM_PEDAL_DIR", DEFAULT_PEDAL_DIR),
+                       help="the pedal simulator's folder (default: $HWSIM_PEDAL_DIR or %(default)s)")
+    pedal_verbs = pedal.add_subparsers(dest="verb", required=True)
+    pedal_verbs.add_parser("show", help="the pedal's key code and its last edges")
+    pedal_press = pedal_verbs.add_parser("press", help="tap the pedal (a still), or hold it (--long: a clip)")
+    pedal_press.add_argument("--long", action="store_true",
+                             help="hold it [capture.pedal] sim_long_press_s seconds")
     args = parser.parse_args(argv)
+    if args.device == "pedal":
+        return _pedal(args)
     if args.device == "panel":
         return _panel(args)
     if args.device == "printer":
@@ -202,6 +219,22 @@ def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
         time.sleep(0.05)
         state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
     return state
+
+
+def _pedal(args: argparse.Namespace) -> int:
+    """`hw-sim pedal press|show`: one command to the pedal simulator; one line."""
+    command = {"verb": "press", "long": args.long} if args.verb == "press" else {"verb": "show"}
+    try:
+        state = sim_pedal.send(Path(args.pedal_dir), command, timeout=args.wait)
+    except (sim_pedal.SimError, OSError, ValueError) as exc:
+        print(f"hw-sim: {exc}", file=sys.stderr)
+        return 1
+    if args.verb == "press":
+        # The simulator answers at the press; the release follows on its own timer.
+        print("pedal pressed" + (f" (held {state['long_press_s']:g} s)" if args.long else ""))
+    else:
+        print(f"pedal: key code {state['key_code']}; {len(state['edges'])} edges since start")
+    return 0
 
 
 def _printer(args: argparse.Namespace) -> int:

@@ -159,7 +159,8 @@ def test_pyproject_declares_the_simulators_with_family_dot_kind_names():
                    "media.optical-sim": "hwsim.devices:optical_sim_drive",
                    "media.usb-sim": "hwsim.devices:usb_sim_drive",
                    "panel.sim": "hwsim.panel:sim_panel",
-                   "grabber.sim": "hwsim.grabber:sim_grabber"}
+                   "grabber.sim": "hwsim.grabber:sim_grabber",
+                   "pedal.sim": "hwsim.pedal:sim_pedal"}
     for value in eps.values():
         module, _, attr = value.partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
