@@ -8,6 +8,7 @@
   hw-sim panel press BUTTON [--long] [--settle S]  press a front-panel button (long: held
                                                    [panel] sim_long_press_s, default 3 s); prints
                                                    the panel once the service answered the press
+                                                   (its display changed, or --settle s passed)
   hw-sim printer jam|unjam|out-of-film|load|status the simulated printer (load: a full supply)
   hw-sim grabber status|signal-off|signal-on       the simulated frame grabber's source
   hw-sim grabber resolution WIDTHxHEIGHT           the source switches its video mode (e.g. 800x600)
@@ -199,10 +200,13 @@ def _panel(args: argparse.Namespace) -> int:
 
 
 def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
-    """The panel's state once the button pressed in ``pressed`` is released and the LEDs or the
-    display changed (or ``args.settle`` seconds after the release, when nothing changes)."""
-    def looks(state: dict) -> tuple:
-        return state["display"]["lines"], state["leds"]
+    """The panel's state once the button pressed in ``pressed`` is released and the display
+    differs from what it was at the press (a long press acts while held: its answer may be there at
+    the release already), or ``args.settle`` seconds after the release when it did not change (an
+    ACK that only steadies an LED). The display alone is compared: an LED blinks for reasons of
+    its own (a C-STORE's activity), which would print the panel before the press was answered."""
+    def looks(state: dict) -> list:
+        return state["display"]["lines"]
 
     mark = len(pressed["edges"])
     hold = (max(args.wait, 60.0) if args.long else args.wait) + time.monotonic()
@@ -214,8 +218,8 @@ def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
         state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
         # The edges are a bounded list: when it was full, what came after the press is its end.
         mark = min(mark, len(state["edges"]))
-    released, settle = looks(state), time.monotonic() + max(0.0, args.settle)
-    while looks(state) == released and time.monotonic() < settle:
+    before, settle = looks(pressed), time.monotonic() + max(0.0, args.settle)
+    while looks(state) == before and time.monotonic() < settle:
         time.sleep(0.05)
         state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
     return state
