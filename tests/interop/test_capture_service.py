@@ -25,6 +25,7 @@ from test_worklist_wlmscpfs import (JP87_BYTES, JP87_NAME, LATIN_BYTES, LATIN_NA
                                     _item)
 
 from gateway.buffer.mpps import CREATE, SET
+from gateway.state import read_snapshot
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
@@ -264,6 +265,10 @@ def _incoming_left(gw) -> list[Path]:
     return [p for p in (gw.buffer / "incoming").rglob("*") if p.is_file()]
 
 
+def _snapshot_capture(gw) -> dict:
+    return (read_snapshot(gw.buffer) or {}).get("capture") or {}
+
+
 @pytest.mark.parametrize("on_signal_lost", ["keep", "discard"])
 def test_signal_lost_mid_clip(gateway_factory, tmp_path, on_signal_lost):
     gw = gateway_factory(_config(tmp_path, on_signal_lost=on_signal_lost))
@@ -282,10 +287,15 @@ def test_signal_lost_mid_clip(gateway_factory, tmp_path, on_signal_lost):
         # Stored with the frames it has: some, not the 200 of 20 s at 10 fps.
         assert 1 <= int(ds.NumberOfFrames) < 200
         assert ds.ImageComments.startswith("the signal was lost after")
+        # The capture-stored event's note, as the service's snapshot (state.json) folded it.
+        last = wait_until(lambda: _snapshot_capture(gw).get("last"), 30, what="capture-stored in the snapshot")
+        assert last["sop_uid"] == line.group(1) and last["note"] == line.group(2)
     else:
         wait_until(lambda: "clip not captured: discarded: the signal was lost" in gw.log, 60,
                    what="the clip discarded")
         assert indexed(gw.buffer) == {}
+        failed = wait_until(lambda: _snapshot_capture(gw).get("last_failed"), 30, what="capture-failed in the snapshot")
+        assert failed["what"] == "clip" and failed["reason"].startswith("discarded: the signal was lost")
     assert "grabber grabber: no signal" in gw.log
     assert _incoming_left(gw) == []
     # The signal back: captures go on.
