@@ -25,6 +25,7 @@ already recording, with the grabber absent, they refuse with one line and change
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -434,6 +435,11 @@ class _Clip:
         svc = self.service
         try:
             self.outcome = self._run()
+        except OSError as exc:
+            # A full or failing disk is the box's condition, not a bug: one line, no traceback.
+            self._discard()
+            reason = "the buffer's disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            self.outcome = svc._failed("clip", f"the clip could not be written: {reason}")
         except Exception as exc:  # noqa: BLE001 - a clip's failure is one line; the service runs on
             log.exception("%s: the clip failed", svc.name)
             self._discard()

@@ -111,8 +111,12 @@ def _signal_up(gw) -> None:
 
 
 def _worklist_loaded(gw) -> str:
-    return wait_until(lambda: (lambda out: out if f"{len(ITEMS)} items" in out and "FROM THE CACHE" not in out
-                               else "")(gw.cli("worklist").stdout), 60, interval=0.5, what="the worklist fetched")
+    """The `worklist` listing once the service has every item from the SCP."""
+    def fetched() -> str:
+        out = gw.cli("worklist").stdout
+        return out if f"{len(ITEMS)} items" in out and "FROM THE CACHE" not in out else ""
+
+    return wait_until(fetched, 60, interval=0.5, what="the worklist fetched from the SCP")
 
 
 def _position(listing: str, patient_id: str) -> int:
@@ -337,3 +341,33 @@ def test_buffer_under_its_reserve_refuses_the_capture_and_runs_on(gateway_factor
     status = gw.cli("status")
     assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
     _no_traceback(gw)
+
+
+def test_a_real_full_disk_mid_clip_leaves_nothing_half_written(gateway_factory, tmp_path):
+    """A 4 MB tmpfs as the buffer and uncompressed frames (230 KB each at 320x240): the clip's
+    encoder meets ENOSPC a few frames in. The clip fails in one line, nothing is left in incoming/,
+    and once its temporaries are gone a still fits again."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("needs root to mount a small tmpfs")
+        pytest.skip("needs root to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True, timeout=30)
+    gw = None
+    try:
+        gw = gateway_factory(_config(tmp_path, encoding="uncompressed", buffer={"path": str(mnt / "buffer")}))
+        gw.buffer = mnt / "buffer"
+        _signal_up(gw)
+        out = gw.cli("capture", "--clip", "20", timeout=120)
+        assert out.returncode == 1, out.stdout + out.stderr
+        text = (out.stdout + out.stderr).strip()
+        assert text.count("\n") == 0 and text == "clip: the clip could not be written: the buffer's disk is full", text
+        assert indexed(gw.buffer) == {} and _incoming_left(gw) == []
+        _capture(gw)
+        assert gw.proc.poll() is None
+        _no_traceback(gw)
+    finally:
+        if gw is not None:
+            gw.stop()  # before the unmount; gateway_factory stops it too, harmlessly
+        subprocess.run(["umount", "-l", str(mnt)], check=False, timeout=30)
