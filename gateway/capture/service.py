@@ -17,7 +17,9 @@ Nothing waits on the network: the worklist is the buffer's copy, MPPS steps are 
 A clip that loses its signal, or whose source changes video mode, is closed with the frames it
 has and says so in the capture-stored event's note (capture.on_signal_lost = "keep", the default),
 or discarded (= "discard"); a half-written object never reaches the buffer: the clip file is
-complete and synced before the intake sees it, or it is removed.
+complete and synced before the intake sees it, or it is removed.  A clip the buffer's disk cannot
+hold (ENOSPC while it is written) is removed too, and said in one line ("the buffer's disk is
+full"); a clip under buffer.reserve_mb is recorded whole, then refused by the intake.
 
 Operator verbs (still, clip, end_procedure) are safe in every state: with no signal, with a clip
 already recording, with the grabber absent, they refuse with one line and change nothing.

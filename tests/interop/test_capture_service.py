@@ -371,3 +371,29 @@ def test_a_real_full_disk_mid_clip_leaves_nothing_half_written(gateway_factory, 
         if gw is not None:
             gw.stop()  # before the unmount; gateway_factory stops it too, harmlessly
         subprocess.run(["umount", "-l", str(mnt)], check=False, timeout=30)
+
+
+# -- the operator chooses another patient while a clip records ------------------------------------------
+def test_another_patient_chosen_mid_clip_the_clip_stays_with_its_own(gateway_factory, ris, tmp_path):
+    gw = gateway_factory(_config(tmp_path, worklist=ris.port))
+    _signal_up(gw)
+    _select(gw, "PID001")
+    started = gw.cli("capture", "--clip", "20", "--no-wait")
+    assert started.returncode == 0 and "for patient PID001" in started.stdout, started.stdout + started.stderr
+    _select(gw, "PIDJP87")
+    # Neither a still for the new patient nor ending the procedure while the clip records.
+    for args, refusal in (((), "a clip is being recorded for another procedure"),
+                          (("--end",), "a clip is being recorded: the procedure ends when it is stored")):
+        out = gw.cli("capture", *args)
+        assert out.returncode == 1 and out.stderr == f"capture{'-end' if args else ''}: {refusal}\n", out.stderr
+    # The clip ends (the source goes dark) and is stored for the patient it was recorded for.
+    assert _hw_sim(tmp_path, "signal-off").returncode == 0
+    clip = wait_until(lambda: re.search(r"clip stored: ([0-9.]+) ", gw.log), 60, what="the clip stored")
+    ds = _stored(gw, clip.group(1))
+    assert ds.PatientID == "PID001" and ds.AccessionNumber == "ACC001"
+    assert _hw_sim(tmp_path, "signal-on").returncode == 0
+    wait_until(lambda: gw.log.count(f"signal {SIZE[0]}x{SIZE[1]}") >= 2, 60, what="the signal back")
+    _, still = _capture(gw)
+    ds = _stored(gw, still)
+    assert ds.PatientID == "PIDJP87" and str(ds.PatientName) == JP87_NAME
+    _no_traceback(gw)
