@@ -292,6 +292,7 @@ def test_signal_lost_mid_clip(gateway_factory, tmp_path, on_signal_lost):
         # Stored with the frames it has: some, not the 200 of 20 s at 10 fps.
         assert 1 <= int(ds.NumberOfFrames) < 200
         assert ds.ImageComments.startswith("the signal was lost after")
+        _dciodvfy(indexed(gw.buffer)[line.group(1)])  # a cut clip is a whole, valid object
         # The capture-stored event's note, as the service's snapshot (state.json) folded it.
         last = wait_until(lambda: _snapshot_capture(gw).get("last"), 30, what="capture-stored in the snapshot")
         assert last["sop_uid"] == line.group(1) and last["note"] == line.group(2)
