@@ -19,7 +19,7 @@ has and says so in the capture-stored event's note (capture.on_signal_lost = "ke
 or discarded (= "discard"); a half-written object never reaches the buffer: the clip file is
 complete and synced before the intake sees it, or it is removed.  A clip the buffer's disk cannot
 hold (ENOSPC while it is written) is removed too, and said in one line ("the buffer's disk is
-full"); a clip under buffer.reserve_mb is recorded whole, then refused by the intake.
+full").
 
 Operator verbs (still, clip, end_procedure) are safe in every state: with no signal, with a clip
 already recording, with the grabber absent, they refuse with one line and change nothing.

@@ -37,7 +37,7 @@ ITEMS = {
     "PIDJP87": (b"\\ISO 2022 IR 87", JP87_BYTES, "ES", JP87_NAME, 2),
 }
 SIZE = (320, 240)
-STORED = re.compile(r"\b(still|clip) ([0-9.]+) stored for patient (\S+)")
+STORED = re.compile(r"\b(still|clip) ([0-9.]+) stored for patient ([^\s,]+)")
 # dciodvfy's one warning that stays (tests/interop/test_capture_dciodvfy.py says why).
 ALLOWED_WARNINGS = ("attribute <Laterality>",)
 
@@ -155,6 +155,16 @@ def _dciodvfy(path: Path) -> None:
     assert errors == [] and warnings == [], "\n".join(errors + warnings)
 
 
+def _status_says(gw, *texts: str) -> str:
+    """`dicom-gateway status` once it says every one of texts (it reads the service's snapshot,
+    written a moment after the event)."""
+    def says() -> str:
+        out = gw.cli("status")
+        return out.stdout if out.returncode == 0 and all(t in out.stdout for t in texts) else ""
+
+    return wait_until(says, 30, interval=0.5, what=f"status saying {texts}")
+
+
 def _no_traceback(gw) -> None:
     assert "Traceback" not in gw.log, gw.log[-4000:]
 
@@ -208,7 +218,8 @@ def test_mpps_in_progress_at_the_first_capture_completed_with_the_captured_insta
     _, clip = _capture(gw, "--clip", "2")
     assert mpps_scp.steps(SET) == []  # nothing completed before the operator says so
     out = gw.cli("capture", "--end")
-    assert out.returncode == 0 and "completed: 2 objects" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "ended: 2 objects; its MPPS is queued as COMPLETED" in out.stdout, \
+        out.stdout + out.stderr
     wait_until(lambda: mpps_scp.steps(SET), 60, what="the N-SET")
     ((_, set_uid, mod),) = mpps_scp.steps(SET)
     assert set_uid == mpps_uid and mod.PerformedProcedureStepStatus == "COMPLETED"
@@ -234,6 +245,7 @@ def test_ris_down_the_cached_worklist_still_captures(gateway_factory, ris, tmp_p
     assert "FROM THE CACHE" in listing and f"{len(ITEMS)} items" in listing
     chosen = re.search(r"current procedure: item (\d+)", listing)  # the operator's choice stands
     assert chosen and int(chosen.group(1)) == _position(listing, "PIDJP87"), listing
+    _status_says(gw, "procedure: Patient ID PIDJP87; worklist SCP failing since", "using the worklist of")
     _, uid = _capture(gw)
     ds = _stored(gw, uid)
     assert ds.PatientID == "PIDJP87" and str(ds.PatientName) == JP87_NAME
@@ -296,13 +308,15 @@ def test_signal_lost_mid_clip(gateway_factory, tmp_path, on_signal_lost):
         # The capture-stored event's note, as the service's snapshot (state.json) folded it.
         last = wait_until(lambda: _snapshot_capture(gw).get("last"), 30, what="capture-stored in the snapshot")
         assert last["sop_uid"] == line.group(1) and last["note"] == line.group(2)
+        _status_says(gw, "capture (sim): NO SIGNAL since", f"frames at ", f"; {line.group(2)}")
     else:
         wait_until(lambda: "clip not captured: discarded: the signal was lost" in gw.log, 60,
                    what="the clip discarded")
         assert indexed(gw.buffer) == {}
         failed = wait_until(lambda: _snapshot_capture(gw).get("last_failed"), 30, what="capture-failed in the snapshot")
         assert failed["what"] == "clip" and failed["reason"].startswith("discarded: the signal was lost")
-    assert "grabber grabber: no signal" in gw.log
+        _status_says(gw, "capture (sim): NO SIGNAL since", "last failed: clip at ", ": discarded: the signal was lost")
+    assert "grabber: no signal" in gw.log
     assert _incoming_left(gw) == []
     # The signal back: captures go on.
     assert _hw_sim(tmp_path, "signal-on").returncode == 0
@@ -316,13 +330,14 @@ def test_no_signal_refuses_in_one_line(gateway_factory, tmp_path):
     gw = gateway_factory(_config(tmp_path))
     _signal_up(gw)
     assert _hw_sim(tmp_path, "signal-off").returncode == 0
-    wait_until(lambda: "grabber grabber: no signal" in gw.log, 60, what="the service seeing the signal lost")
+    wait_until(lambda: "grabber: no signal" in gw.log, 60, what="the service seeing the signal lost")
     for args, verb in (((), "captured"), (("--clip", "2"), "recorded")):
         out = gw.cli("capture", *args)
         assert out.returncode == 1, out.stdout + out.stderr
         assert out.stdout == "" and out.stderr.strip() == f"capture: no signal on grabber: nothing {verb}", out.stderr
         assert out.stderr.count("\n") == 1
     assert indexed(gw.buffer) == {} and _incoming_left(gw) == []
+    _status_says(gw, "capture (sim): NO SIGNAL since", "0 objects captured since start")
     _no_traceback(gw)
 
 
@@ -332,15 +347,16 @@ def test_buffer_under_its_reserve_refuses_the_capture_and_runs_on(gateway_factor
     free_mb = st.f_bavail * st.f_frsize // (1024 * 1024)
     gw = gateway_factory(_config(tmp_path, buffer={"reserve_mb": free_mb + 1024}))
     _signal_up(gw)
-    for args in ((), ("--clip", "2")):
+    # A still is refused by the intake; a clip at its start, before a second is recorded.
+    for args, refusal in (((), "capture: the buffer refused the still: buffer full: "),
+                          (("--clip", "2"), "capture: the buffer is full: ")):
         out = gw.cli("capture", *args, timeout=120)
-        assert out.returncode == 1, out.stdout + out.stderr
-        text = (out.stdout + out.stderr).strip()
-        assert text.count("\n") == 0 and "the buffer refused the" in text and "reserve" in text, text
+        assert out.returncode == 1 and out.stdout == "", out.stdout + out.stderr
+        assert out.stderr.startswith(refusal) and out.stderr.count("\n") == 1, out.stderr
+        assert "free space" in out.stderr and "is below the reserve" in out.stderr, out.stderr
     assert indexed(gw.buffer) == {} and _incoming_left(gw) == []
     assert gw.proc.poll() is None
-    status = gw.cli("status")
-    assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
+    _status_says(gw, "running", "last failed: clip at ", ": the buffer is full: ")
     _no_traceback(gw)
 
 
