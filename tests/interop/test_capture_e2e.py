@@ -308,7 +308,7 @@ def test_signal_lost_mid_clip(gateway_factory, tmp_path, on_signal_lost):
         # The capture-stored event's note, as the service's snapshot (state.json) folded it.
         last = wait_until(lambda: _snapshot_capture(gw).get("last"), 30, what="capture-stored in the snapshot")
         assert last["sop_uid"] == line.group(1) and last["note"] == line.group(2)
-        _status_says(gw, "capture (sim): NO SIGNAL since", f"frames at ", f"; {line.group(2)}")
+        _status_says(gw, "capture (sim): NO SIGNAL since", "frames at ", f"; {line.group(2)}")
     else:
         wait_until(lambda: "clip not captured: discarded: the signal was lost" in gw.log, 60,
                    what="the clip discarded")
