@@ -17,7 +17,9 @@ Nothing waits on the network: the worklist is the buffer's copy, MPPS steps are 
 A clip that loses its signal, or whose source changes video mode, is closed with the frames it
 has and says so in the capture-stored event's note (capture.on_signal_lost = "keep", the default),
 or discarded (= "discard"); a half-written object never reaches the buffer: the clip file is
-complete and synced before the intake sees it, or it is removed.
+complete and synced before the intake sees it, or it is removed.  A clip the buffer's disk cannot
+hold (ENOSPC while it is written) is removed too, and said in one line ("the buffer's disk is
+full").
 
 Operator verbs (still, clip, end_procedure) are safe in every state: with no signal, with a clip
 already recording, with the grabber absent, they refuse with one line and change nothing.
@@ -25,6 +27,7 @@ already recording, with the grabber absent, they refuse with one line and change
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -434,6 +437,11 @@ class _Clip:
         svc = self.service
         try:
             self.outcome = self._run()
+        except OSError as exc:
+            # A full or failing disk is the box's condition, not a bug: one line, no traceback.
+            self._discard()
+            reason = "the buffer's disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            self.outcome = svc._failed("clip", f"the clip could not be written: {reason}")
         except Exception as exc:  # noqa: BLE001 - a clip's failure is one line; the service runs on
             log.exception("%s: the clip failed", svc.name)
             self._discard()
