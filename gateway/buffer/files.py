@@ -88,7 +88,8 @@ class FileStore:
             raise DiskReserveError(
                 errno.ENOSPC,
                 f"free space {free // (1024 * 1024)} MB is below the reserve "
-                f"{self.reserve_bytes // (1024 * 1024)} MB (object of {incoming_size} bytes); "
+                f"{self.reserve_bytes // (1024 * 1024)} MB"
+                + (f" (object of {incoming_size} bytes); " if incoming_size else "; ")
                 + ("nothing delivered is left to evict" if self.make_room is not None
                    else "retention does not evict"),
             )

@@ -177,8 +177,9 @@ class Intake:
 
     def _write_failed(self, exc: OSError, source: Source, sop_uid: str) -> IntakeResult:
         if isinstance(exc, DiskReserveError):
-            self.events.publish(DiskFull(detail=str(exc)))
-            return self._refuse(Refusal.DISK_FULL, source, sop_uid, "buffer full: " + str(exc))
+            # Its words, without the "[Errno 28]" an operator cannot use.
+            self.events.publish(DiskFull(detail=exc.strerror or str(exc)))
+            return self._refuse(Refusal.DISK_FULL, source, sop_uid, "buffer full: " + (exc.strerror or str(exc)))
         if is_disk_full(exc):
             self.events.publish(DiskFull(detail=str(exc)))
             return self._refuse(Refusal.DISK_FULL, source, sop_uid, "disk full")

@@ -267,7 +267,7 @@ class CaptureService:
             # what retention may): recording a minute only to have the intake refuse it helps nobody.
             self.intake.buffer.files.check_reserve()
         except OSError as exc:
-            return self._failed("clip", f"the buffer is full: {exc}")
+            return self._failed("clip", f"the buffer is full: {exc.strerror or exc}")
         with self._lock:
             if self._clip is not None:
                 return CaptureOutcome(False, f"a clip is being recorded on {self.name}; it ends in "

@@ -308,6 +308,7 @@ def test_a_full_buffer_refuses_a_still_and_a_clip_in_one_line_and_keeps_nothing(
     still, clip = svc.still(), svc.clip(2.0)
     assert not still.ok and still.line.startswith("the buffer refused the still: ") and "reserve" in still.line
     assert not clip.ok and clip.line.startswith("the buffer is full: ") and "\n" not in clip.line
+    assert "[Errno" not in still.line + clip.line and "object of 0 bytes" not in clip.line, (still.line, clip.line)
     assert svc.status()["recording"] is None and stored_files(buf) == []
     assert not list(buf.files.incoming.iterdir())
     assert [e.data["what"] for e in kinds(seen) if e.kind == CAPTURE_FAILED] == ["still", "clip"]
