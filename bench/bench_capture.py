@@ -74,6 +74,13 @@ def matrix() -> list[tuple[tuple[int, int], str]]:
     return out
 
 
+def apart_sizes() -> set[str]:
+    """Sizes ("1920x1080") that also run path "apart" (the simulator in its own process):
+    BENCH_CAPTURE_APART, default 1920x1080; "none" for none."""
+    text = os.environ.get("BENCH_CAPTURE_APART", "1920x1080").strip().lower()
+    return set() if text in ("", "none") else {t.strip() for t in text.split(",")}
+
+
 def clip_seconds() -> float:
     return max(1.0, CLIP_S * SCALE)
 
@@ -123,8 +130,47 @@ class _Fixed:
         return self.procedure
 
 
-def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float) -> dict:
-    """(a): one clip through CaptureService over the sim grabber into a real buffer."""
+# The simulator alone in a process of its own (path "apart"): serves until its stdin closes.
+_SIM_PROCESS = """
+import sys
+from hwsim.grabber import SimulatedGrabber
+sim = SimulatedGrabber(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), "yuyv422")
+sim.start()
+print("ready", flush=True)
+sys.stdin.read()
+sim.stop()
+"""
+
+
+class _SimApart:
+    """hw-sim's frame source in another process; its counters read through its control folder."""
+
+    def __init__(self, folder: Path, size: tuple[int, int]):
+        self.folder = folder
+        self.proc = subprocess.Popen([sys.executable, "-c", _SIM_PROCESS, str(folder), str(size[0]), str(size[1]),
+                                      str(FPS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            self.stop()
+            raise RuntimeError("the simulator process did not start")
+        self.address = json.loads((folder / "grabber.json").read_text())["address"]
+
+    def state(self) -> dict:
+        from hwsim.grabber import send
+        return send(self.folder, {"verb": "status"})
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(15)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float, apart: bool = False) -> dict:
+    """(a): one clip through CaptureService over the sim grabber into a real buffer.  apart: the
+    simulator in another process (the driver reads its socket as it would read a device's buffers),
+    so that its sending does not compete with the capture for this process's GIL."""
     import pydicom
 
     from gateway.buffer.ingest import Buffer
@@ -144,10 +190,26 @@ def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float)
     events = EventBus()
     seen = events.subscribe(maxsize=10000)
     intake = Intake(cfg, buf, events, storage_sop_classes(cfg.storage.extra_sop_classes))
-    grabber = _grabber(cfg)
+    sim_apart = None
+    if apart:
+        from drivers.grabber.pipe import PipeSource
+        from drivers.grabber.v4l2 import V4l2Grabber
+        sim_apart = _SimApart(work / "grabber", size)
+        g = cfg.capture.grabber
+        grabber = V4l2Grabber("grabber", "hw-sim", g.width, g.height, g.fps, g.pixel_format, g.analog,
+                              open_timeout_s=g.signal_timeout_s,
+                              source=PipeSource(sim_apart.address, "hw-sim frame source (another process)"))
+
+        def counters() -> tuple[int, int]:
+            st = sim_apart.state()
+            return st["late"], st["frames_sent"]
+    else:
+        grabber = _grabber(cfg)
+
+        def counters() -> tuple[int, int]:
+            return grabber.simulator.late, grabber.simulator.frames_sent
     svc = CaptureService(cfg.capture, grabber, _Fixed(_procedure()), intake, buf.files.new_incoming_path, events,
                          equipment=_equipment(), station_ae="EDGE")
-    sim = grabber.simulator
     try:
         svc.start()
         deadline = time.monotonic() + 30
@@ -157,7 +219,7 @@ def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float)
             raise RuntimeError(f"no signal from the simulator: {svc.last_line}")
         time.sleep(1.0)  # the stream settled (first frames, lazy imports of the decode path)
         rss_before = status_kb(os.getpid(), "VmRSS")
-        late0, drv0, sent0 = sim.late, grabber.dropped, sim.frames_sent
+        (late0, sent0), drv0 = counters(), grabber.dropped
         cpu0, t_call = cpu_seconds(os.getpid()), time.monotonic()
         out = svc.clip(seconds)
         if not out.ok:
@@ -166,7 +228,7 @@ def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float)
         result = svc.wait_clip(seconds * 20 + 120)
         t_done = time.monotonic()
         cpu1 = cpu_seconds(os.getpid())
-        late1, drv1, sent1 = sim.late, grabber.dropped, sim.frames_sent
+        (late1, sent1), drv1 = counters(), grabber.dropped
         peak_kb = status_kb(os.getpid(), "VmHWM")
         if result is None or not result.ok:
             raise RuntimeError(f"clip not stored: {result.line if result else 'still running'}")
@@ -185,10 +247,12 @@ def child_real(work: Path, size: tuple[int, int], encoding: str, seconds: float)
     finally:
         svc.stop(10)
         buf.close()
+        if sim_apart is not None:
+            sim_apart.stop()
     first = clip.first_at
     span = t_done - first
     expected = round(seconds * FPS) + 1
-    return {"path": "real", "size": f"{size[0]}x{size[1]}", "encoding": encoding, "seconds": seconds,
+    return {"path": "apart" if apart else "real", "size": f"{size[0]}x{size[1]}", "encoding": encoding, "seconds": seconds,
             "frames": frames, "expected": expected, "missing": expected - frames,
             "dropped_encoder_queue": stored.dropped if stored is not None else None,
             "dropped_driver_queue": drv1 - drv0, "late_source_slots": late1 - late0, "frames_sent": sent1 - sent0,
@@ -254,8 +318,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         path, size_text, encoding, seconds, work = argv[1:6]
         size = tuple(int(v) for v in size_text.split("x"))
-        fn = child_real if path == "real" else child_encoder
-        print(json.dumps(fn(Path(work), size, encoding, float(seconds))), flush=True)
+        if path == "encoder":
+            out = child_encoder(Path(work), size, encoding, float(seconds))
+        else:
+            out = child_real(Path(work), size, encoding, float(seconds), apart=path == "apart")
+        print(json.dumps(out), flush=True)
         return 0
 
     seconds = clip_seconds()
@@ -266,15 +333,16 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict] = {}
     for size, encoding in cases:
         key = f"{size[0]}x{size[1]} {encoding}"
-        runs: dict[str, list[dict]] = {"real": [], "encoder": []}
+        paths = ("real", "encoder") + (("apart",) if f"{size[0]}x{size[1]}" in apart_sizes() else ())
+        runs: dict[str, list[dict]] = {p: [] for p in paths}
         for i in range(REPEAT):
-            for path in (("real", "encoder") if i % 2 == 0 else ("encoder", "real")):
+            for path in (paths if i % 2 == 0 else paths[::-1]):
                 r = run_child(path, size, encoding, seconds)
                 runs[path].append(r)
                 if "error" in r:
                     print(f"    {key} {path} run {i + 1}: FAILED {r['error']}", flush=True)
-                elif path == "real":
-                    print(f"    {key} real    run {i + 1}/{REPEAT}: {r['frames']}/{r['expected']} frames, "
+                elif path in ("real", "apart"):
+                    print(f"    {key} {path:7} run {i + 1}/{REPEAT}: {r['frames']}/{r['expected']} frames, "
                           f"{r['fps']:.1f} fps, dropped: encoder queue {r['dropped_encoder_queue']}, driver "
                           f"{r['dropped_driver_queue']}, source late {r['late_source_slots']}; tail "
                           f"{r['tail_s']:.2f} s, CPU {r['cpu_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
@@ -287,28 +355,32 @@ def main(argv: list[str]) -> int:
         if not ok["real"] or not ok["encoder"]:
             results[key] = {"runs": runs, "error": "a path failed every run"}
             continue
-        real = {k: median([r[k] for r in ok["real"]]) for k in
-                ("fps", "frames", "missing", "dropped_encoder_queue", "dropped_driver_queue", "late_source_slots",
-                 "tail_s", "cpu_s", "peak_rss_mb", "rss_before_mb", "bytes")}
+        real_keys = ("fps", "frames", "missing", "dropped_encoder_queue", "dropped_driver_queue", "late_source_slots",
+                     "tail_s", "cpu_s", "peak_rss_mb", "rss_before_mb", "bytes")
+        real = {k: median([r[k] for r in ok["real"]]) for k in real_keys}
+        apart = {k: median([r[k] for r in ok["apart"]]) for k in real_keys} if ok.get("apart") else None
         enc = {k: median([r[k] for r in ok["encoder"]]) for k in ("fps", "span_s", "cpu_s", "peak_rss_mb", "bytes")}
         results[key] = {
             "size": f"{size[0]}x{size[1]}", "encoding": encoding, "real": real, "encoder": enc,
             "ratio": ratio(real["fps"], min(FPS, enc["fps"])), "raw_ratio": ratio(real["fps"], enc["fps"]),
             "pair_ratios": [ratio(a["fps"], min(FPS, b["fps"])) for a, b in zip(ok["real"], ok["encoder"])],
+            "apart": apart, "apart_ratio": ratio(apart["fps"], min(FPS, enc["fps"])) if apart else None,
             "runs": runs}
 
     rows = []
     for key, r in results.items():
         if "error" in r:
-            rows.append([key] + ["failed"] * 9)
+            rows.append([key] + ["failed"] * 10)
             continue
-        a, b = r["real"], r["encoder"]
+        a, b, c = r["real"], r["encoder"], r.get("apart")
         rows.append([key, a["frames"], a["missing"],
                      f"{a['dropped_encoder_queue']:.0f}/{a['dropped_driver_queue']:.0f}/{a['late_source_slots']:.0f}",
-                     a["fps"], b["fps"], r["ratio"], r["raw_ratio"], a["peak_rss_mb"], b["peak_rss_mb"]])
+                     a["fps"], b["fps"], r["ratio"], r["raw_ratio"], a["peak_rss_mb"], b["peak_rss_mb"],
+                     f"{c['fps']:.1f} fps, {c['missing']:.0f} missing, {r['apart_ratio']:.2f}" if c else "-"])
     print()
     print(table(["size, encoding", "frames stored", "missing", "dropped enc/drv/src", "real fps",
-                 "encoder-alone fps", "ratio", "raw ratio", "real peak RSS MB", "encoder peak RSS MB"], rows,
+                 "encoder-alone fps", "ratio", "raw ratio", "real peak RSS MB", "encoder peak RSS MB",
+                 "sim apart: fps, missing, ratio"], rows,
                 f"Clip capture from hw-sim at {FPS:g} fps, {seconds:g} s clips, median of {REPEAT} interleaved runs:"))
     print(f"\nratio = real fps / min({FPS:g}, encoder-alone fps), target >= {TARGET} (the source offers {FPS:g} "
           f"fps: keeping up with it is all a capture can do); raw ratio = real / encoder alone.")
