@@ -294,6 +294,72 @@ def child_encoder(work: Path, size: tuple[int, int], encoding: str, seconds: flo
             "rss_with_frames_mb": rss_frames / 1024, "load": os.getloadavg()}
 
 
+# -- in this process: how long one frame's encode keeps the other threads out (the GIL) ---------
+
+def _pyav_mjpeg(width: int, height: int):
+    """A PyAV (libavcodec) MJPEG encoder, YUVJ422P (the YBR_FULL_422 a JPEG Baseline clip
+    states), qscale 2: the alternative to Pillow proposed in the README (encodes without the GIL)."""
+    import fractions
+
+    import av
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width, cc.height, cc.pix_fmt = width, height, "yuvj422p"
+    cc.time_base = fractions.Fraction(1, int(FPS))
+    cc.qmin = cc.qmax = 2
+    cc.open()
+
+    def encode(pixels):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuvj422p")
+        return b"".join(bytes(p) for p in cc.encode(frame))
+    return encode
+
+
+def gil_hold(cases: list[tuple[tuple[int, int], str]], frames: int = 20) -> list[dict]:
+    """Per (size, encoding) of the matrix, and PyAV's MJPEG per size: ms per frame of
+    iod.encode_pixels on the simulator's picture, and how late a thread that sleeps 1 ms at a time
+    wakes meanwhile (median, p99, max): the wait the driver's decode thread and the service's
+    reader see while the clip's encoder runs.  A codec that releases the GIL keeps it near 1 ms."""
+    import threading
+
+    from gateway.capture.iod import encode_pixels
+    from hwsim.grabber import Picture
+
+    out = []
+    pictures: dict[tuple[int, int], list] = {}
+    todo = [(size, enc) for size, enc in cases] + [(size, "pyav-mjpeg") for size in dict.fromkeys(s for s, _ in cases)]
+    for size, enc in todo:
+        if size not in pictures:
+            pic = Picture(*size)
+            pictures[size] = [pic.frame_rgb(i, "2026-01-01 00:00:00", i % 6) for i in range(6)]
+        pics = pictures[size]
+        if enc == "pyav-mjpeg":
+            fn = _pyav_mjpeg(*size)
+        else:
+            settings = _config(Path("."), size, enc).capture
+            fn = lambda px, s=settings: encode_pixels(px, s)  # noqa: E731
+        fn(pics[0])
+        stop, waits = threading.Event(), []
+
+        def sleeper():
+            while not stop.is_set():
+                t = time.perf_counter()
+                time.sleep(0.001)
+                waits.append(time.perf_counter() - t)
+        th = threading.Thread(target=sleeper)
+        th.start()
+        t0 = time.perf_counter()
+        nbytes = sum(len(fn(pics[i % len(pics)])) for i in range(frames))
+        per = (time.perf_counter() - t0) / frames
+        stop.set()
+        th.join()
+        waits.sort()
+        out.append({"size": f"{size[0]}x{size[1]}", "encoding": enc, "ms_per_frame": 1000 * per,
+                    "kb_per_frame": nbytes / frames / 1000, "wake_median_ms": 1000 * waits[len(waits) // 2],
+                    "wake_p99_ms": 1000 * waits[min(len(waits) - 1, int(len(waits) * 0.99))],
+                    "wake_max_ms": 1000 * waits[-1]})
+    return out
+
+
 # -- the parent -----------------------------------------------------------------------------------
 
 def run_child(path: str, size: tuple[int, int], encoding: str, seconds: float) -> dict:
@@ -314,7 +380,20 @@ def run_child(path: str, size: tuple[int, int], encoding: str, seconds: float) -
     return json.loads(lines[-1])
 
 
+def print_gil(rows: list[dict]) -> None:
+    print(table(["size", "encoding", "ms/frame", "kB/frame", "1 ms sleeper woke after: median ms", "p99 ms",
+                 "max ms"],
+                [[r["size"], r["encoding"], r["ms_per_frame"], r["kb_per_frame"], r["wake_median_ms"], r["wake_p99_ms"],
+                  r["wake_max_ms"]] for r in rows],
+                "One frame's encode in this process, and how late a thread sleeping 1 ms wakes meanwhile (the GIL):"))
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--gil"]:  # only the in-process GIL measurement
+        rows = gil_hold(matrix())
+        print_gil(rows)
+        write_summary("capture_gil", {"gil": rows, "load": os.getloadavg()})
+        return 0
     if argv[:1] == ["--child"]:
         path, size_text, encoding, seconds, work = argv[1:6]
         size = tuple(int(v) for v in size_text.split("x"))
@@ -391,8 +470,11 @@ def main(argv: list[str]) -> int:
                   f"{', '.join(f'{p:.2f}' for p in r['pair_ratios'])}")
     load = os.getloadavg()
     print(f"load average at the end (the machine is shared): {', '.join(f'{x:.2f}' for x in load)}")
+    print()
+    gil = gil_hold(cases)
+    print_gil(gil)
     out = write_summary("capture", {"fps": FPS, "clip_s": seconds, "distinct_frames": DISTINCT, "target": TARGET,
-                                    "load": load, "results": results})
+                                    "load": load, "results": results, "gil": gil})
     print(f"\nsummary: {out}")
     return 0
 
