@@ -33,9 +33,10 @@ measure the page cache.  rle is run at 640x480 only by default: the RLE encoder 
 a 1080p frame here (~7 fps): add it with BENCH_CAPTURE_MATRIX="1920x1080:rle" to see it drop.
 
 Measurements only: nothing asserts on a figure.  The simulator runs in the measured process (as it
-does in `dicom-gateway run` with kind "sim"): its YUYV band conversion and socket writes, ~5 % of a
-core at 1080p, are charged to (a) and not to (b), and to the peak RSS (a real grabber's kernel
-buffers are not).
+does in `dicom-gateway run` with kind "sim"): its band drawing, YUYV conversion and socket writes
+(~1 CPU s per 10 s clip at 1080p) and its pictures (~170 MB of RSS at 1080p) are charged to (a),
+not to (b); path "apart" (BENCH_CAPTURE_APART, default 1920x1080) runs (a) with the simulator in a
+process of its own, as a real grabber's kernel buffers are.
 """
 
 from __future__ import annotations
