@@ -322,6 +322,8 @@ def gil_hold(cases: list[tuple[tuple[int, int], str]], frames: int = 20) -> list
     reader see while the clip's encoder runs.  A codec that releases the GIL keeps it near 1 ms."""
     import threading
 
+    # This checkout's code, as the child runs get through PYTHONPATH (run_all sets none).
+    sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "hw-sim")) if p not in sys.path]
     from gateway.capture.iod import encode_pixels
     from hwsim.grabber import Picture
 
