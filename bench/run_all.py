@@ -3,7 +3,7 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render export observers)
+                                            #   profile film_render export observers capture)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
-ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers"]
+ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers", "capture"]
 
 
 def script(name: str) -> Path:
@@ -106,6 +106,20 @@ def summary_rows(started: float) -> list[list]:
                      f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
                      f"all off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
                      f"{obs['ratio']:.3f}x (target >= {obs['target']}); CPU/GB {obs['cpu_ratio']:.3f}x"])
+    cap = load("capture")
+    if fresh(cap):
+        for key, r in cap["results"].items():
+            if "error" in r:
+                rows.append([f"capture {key}", "failed", "", ""])
+                continue
+            a, b = r["real"], r["encoder"]
+            rows.append([f"capture {key}, {cap['clip_s']:g} s clip at {cap['fps']:g} fps (hw-sim)",
+                         f"{a['fps']:.1f} fps stored durable, {a['missing']:.0f} missing (dropped enc/drv/src "
+                         f"{a['dropped_encoder_queue']:.0f}/{a['dropped_driver_queue']:.0f}/{a['late_source_slots']:.0f}), "
+                         f"peak RSS {a['peak_rss_mb']:.0f} MB",
+                         f"ClipWriter alone {b['fps']:.1f} fps",
+                         f"{r['ratio']:.2f}x of min({cap['fps']:g}, encoder) (target >= {cap['target']}); "
+                         f"raw {r['raw_ratio']:.2f}x"])
     return rows
 
 
