@@ -727,7 +727,8 @@ class CaptureClipStarted(Payload):
 @dataclass(frozen=True)
 class CaptureStored(Payload):
     """A captured object is durable in the buffer (and routed like a received one). what: "still"
-    or "clip". frames: in the object; dropped: frames the encoder could not keep up with (a clip).
+    or "clip". frames: in the object; dropped: the frames a clip lacks against the source's rate
+    over its span (dropped for the encoder, or never read in time from the grabber).
     scheduled: the procedure came from the worklist (False: an unscheduled capture). note: why a
     clip ended early ("signal lost after 4.2 s", "video mode changed"), "" when it ran its course."""
 

@@ -392,13 +392,14 @@ class _Clip:
 
     def __init__(self, service: CaptureService, writer: Any, performed: _Performed, seconds: float):
         self.service, self.writer, self.performed, self.seconds = service, writer, performed, seconds
-        fps = service._format.fps if service._format else 30.0
+        self.fps = fps = service._format.fps if service._format else 30.0
         # About a second of frames may wait for the encoder: more only delays the drop and costs
         # memory (a 1080p frame is 6 MB).
         self.inbox: queue.Queue = queue.Queue(maxsize=max(2, int(fps)))
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.dropped = 0
+        self.offered = 0
         self.ended = threading.Event()
         self.note, self.cut = "", False
         self.outcome: CaptureOutcome | None = None
@@ -416,12 +417,20 @@ class _Clip:
         if self.first_at is None:
             self.first_at = frame.at
         self.last_at = frame.at
+        self.offered += 1
         try:
             self.inbox.put_nowait(frame.pixels)
         except queue.Full:
             self.dropped += 1
         if frame.at - self.first_at >= self.seconds:
             self.finish("")
+
+    def short_of_rate(self) -> int:
+        """Frames the clip lacks against the source's rate over its span: dropped for the encoder
+        or never read in time from the grabber (a reader that falls behind loses frames upstream,
+        in the device's or the socket's buffer, where no queue counts them)."""
+        expected = int(round(self.recorded_s() * self.fps)) + 1 if self.offered else 0
+        return max(self.dropped, expected - self.offered + self.dropped)
 
     def finish(self, note: str, cut: bool = False) -> None:
         """End the recording (once): the encoder closes the object after the frames it has.
@@ -465,7 +474,7 @@ class _Clip:
         note = f"{self.note} after {self.recorded_s():.1f} s" if self.note else ""
         result = self.writer.close(svc.now(), note)
         return svc._take(Path(result.path), "clip", self.performed, str(result.sop_class_uid),
-                         str(result.sop_instance_uid), result.frames, self.dropped, note)
+                         str(result.sop_instance_uid), result.frames, self.short_of_rate(), note)
 
     def _discard(self) -> None:
         try:

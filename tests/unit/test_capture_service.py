@@ -27,7 +27,7 @@ from gateway.events import EventBus
 from gateway.routing import Router
 
 MF_TRUE_COLOR = "1.2.840.10008.5.1.4.1.1.7.4"
-FPS = 25.0
+FPS = 16.0  # frame times i / 16 are exact binary fractions: a span of 2 s is exactly 2.0
 
 
 class ScriptedGrabber:
@@ -37,7 +37,8 @@ class ScriptedGrabber:
 
     name = "grabber"
 
-    def __init__(self, width=320, height=240):
+    def __init__(self, width=320, height=240, step=1):
+        self.step = step  # 2: every other frame of the source never reaches the reader
         self.fmt = FrameFormat(width, height, FPS, "yuyv422", analog=True)
         self.picture = ultrasound_frame(height, width)
         self.index = 0
@@ -67,7 +68,7 @@ class ScriptedGrabber:
             self.fmt = FrameFormat(w, h, FPS, "yuyv422", analog=True)
             self.picture = ultrasound_frame(h, w)
             raise FormatChanged(f"{w}x{h}")
-        self.index += 1
+        self.index += self.step
         pixels = self.picture.copy()
         pixels[0, 0] = (self.index % 256, 0, 0)
         return Frame(pixels, self.index, self.index / FPS)
@@ -202,8 +203,8 @@ def test_a_clip_holds_its_seconds_of_frames(rig):
     ds = pydicom.dcmread(path)
     assert ds.SOPClassUID == MF_TRUE_COLOR
     stored = [e for e in kinds(seen) if e.kind == CAPTURE_STORED][0].data
-    # The frames of 2 s at 25 frames a second of the grabber's clock (both ends counted), kept or dropped.
-    assert int(ds.NumberOfFrames) == stored["frames"] and stored["frames"] + stored["dropped"] == 51
+    # The frames of 2 s at 16 frames a second of the grabber's clock (both ends counted), kept or dropped.
+    assert int(ds.NumberOfFrames) == stored["frames"] and stored["frames"] + stored["dropped"] == 33
     assert stored["note"] == "" and svc.status()["recording"] is None
 
 
@@ -312,3 +313,16 @@ def test_a_full_buffer_refuses_a_still_and_a_clip_in_one_line_and_keeps_nothing(
     assert svc.status()["recording"] is None and stored_files(buf) == []
     assert not list(buf.files.incoming.iterdir())
     assert [e.data["what"] for e in kinds(seen) if e.kind == CAPTURE_FAILED] == ["still", "clip"]
+
+
+def test_frames_a_slow_reader_never_got_are_counted_short_of_the_rate(rig):
+    svc, g, buf, seen, _ = rig(grabber=ScriptedGrabber(step=2))
+    svc.start()
+    wait_for(lambda: svc.status()["signal"] == "up", "the signal")
+    assert svc.clip(2.0).ok
+    done = svc.wait_clip(60)
+    assert done.ok, done.line
+    stored = [e for e in kinds(seen) if e.kind == CAPTURE_STORED][0].data
+    # 2 s at 16 frames a second is 33 frames; the reader got every other one of the source's.
+    assert stored["frames"] + stored["dropped"] == 33 and stored["dropped"] >= 16, stored
+    assert f"{stored['dropped']} dropped" in done.line
