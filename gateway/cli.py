@@ -404,9 +404,8 @@ def cmd_capture(args) -> int:
     if args.end or args.discontinue:
         return _ask_service(loaded, "capture-end", 30.0, no_service, discontinued=bool(args.discontinue))
     clip = 0.0 if args.clip is None else (args.clip or cfg.clip_s)
-    if clip and not 0 < clip <= cfg.clip_max_s:
-        raise UsageError(f"capture: --clip {clip:g}: a clip lasts more than 0 and at most {cfg.clip_max_s:g} s "
-                         f"(capture.clip_max_s)")
+    if clip and not clip <= cfg.clip_max_s:
+        raise UsageError(f"capture: --clip {clip:g}: a clip lasts at most {cfg.clip_max_s:g} s (capture.clip_max_s)")
     # A clip is waited for (its length and the encoder's tail) unless --no-wait: the answer is then
     # what reached the buffer, not that recording began.
     wait = 0.0 if not clip or args.no_wait else clip + 30.0
@@ -418,8 +417,8 @@ def _clip_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a clip lasts more than 0 s")
+    if not value >= 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r}: a clip lasts at least 0.5 s")
     return value
 
 

@@ -442,8 +442,10 @@ class Commands:
             return CommandResult(verb, refused=f"{verb}: {exc}")
         except OSError as exc:
             return CommandResult(verb, refused=f"{verb}: cannot keep the unscheduled ID counter: {exc.strerror or exc}")
+        again = (" (ENDED ONCE ALREADY in this run: capturing for it starts a new performed step)"
+                 if self.worklist.current.was_done(chosen.key) else "")
         return CommandResult(verb, summary="current procedure: " + describe_procedure(
-            chosen, self.worklist.current.position(), len(self.worklist.current.items())))
+            chosen, self.worklist.current.position(), len(self.worklist.current.items())) + again)
 
     def select_procedure(self, which: str) -> CommandResult:
         """Make the worklist item at 1-based position ``which`` (digits), or with that key, current."""

@@ -81,6 +81,9 @@ class CurrentProcedure:
         self._lock = threading.Lock()
         self._items: tuple[Procedure, ...] = ()
         self._current: Procedure | None = None
+        # Procedures ended in this run (capture --end): never chosen automatically again; the
+        # operator may choose one again (a new performed step), and is told it was ended.
+        self._done: set[str] = set()
 
     # -- reading ------------------------------------------------------------------------------
     def current(self) -> Procedure | None:
@@ -143,7 +146,8 @@ class CurrentProcedure:
         if window <= 0:
             return None
         now = self.clock()
-        due = [p for p in self._items if (t := start_time(p)) is not None and abs(t - now) <= window]
+        due = [p for p in self._items if (t := start_time(p)) is not None and abs(t - now) <= window
+               and p.key not in self._done]
         return due[0] if len(due) == 1 else None
 
     def select(self, which: int | str) -> Procedure:
@@ -216,6 +220,20 @@ class CurrentProcedure:
             raise LookupError(f"no procedure chosen ({n} in the worklist): choose one (dicom-gateway worklist"
                               " --select N, or NEXT on the panel) or ask for an unscheduled capture")
         return self.unscheduled()
+
+    def done(self, key: str) -> None:
+        """The procedure ``key`` was ended (its MPPS completed or discontinued): no longer current,
+        and the automatic choice passes it by from now on."""
+        with self._lock:
+            self._done.add(key)
+            current = self._current
+        if current is not None and current.key == key:
+            self.clear()
+
+    def was_done(self, key: str) -> bool:
+        """``key`` was ended in this run (an operator choosing it again starts a new performed step)."""
+        with self._lock:
+            return key in self._done
 
     def clear(self) -> None:
         """Nothing is current (the procedure is done); the automatic choice may pick again."""

@@ -31,9 +31,10 @@ import errno
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,6 +51,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.capture")
 
 REOPEN_S = 5.0        # a grabber that failed is opened again this often
+MIN_CLIP_S = 0.5      # a shorter clip is a mistake (and a still is what was meant)
+# A still is of a frame read at most this long ago (or three frame intervals when that is
+# longer): within the signal timeout the reader has not declared the signal lost yet, and a
+# frame from before a cable was pulled must not be stored as a new one.
+FRESH_S = 0.5
 _END = object()
 
 
@@ -118,6 +124,7 @@ class CaptureService:
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         self._latest: Frame | None = None
+        self._latest_read = 0.0  # time.monotonic() when _latest was read
         self._format: FrameFormat | None = None
         self._signal = "down"          # down (never opened / failed), up, lost
         self._clip: _Clip | None = None
@@ -197,7 +204,7 @@ class CaptureService:
                 log.info("%s: signal %dx%d", self.name, frame.pixels.shape[1], frame.pixels.shape[0])
                 self._signal = "up"
                 self._publish_signal("up")
-            self._latest = frame
+            self._latest, self._latest_read = frame, time.monotonic()
             clip = self._clip
             if clip is not None:
                 clip.offer(frame)
@@ -230,9 +237,13 @@ class CaptureService:
         """Capture the latest frame as a still, durable in the buffer when this returns ok."""
         from gateway.capture import iod  # noqa: PLC0415 - highdicom only on a box that captures
 
-        frame = self._latest
+        frame, fmt = self._latest, self._format
         if frame is None:
             return self._failed("still", f"no signal on {self.name}: nothing captured")
+        fresh = max(FRESH_S, 3.0 / fmt.fps) if fmt is not None and fmt.fps > 0 else FRESH_S
+        if time.monotonic() - self._latest_read > fresh:
+            return self._failed("still", f"no frame from {self.name} for {time.monotonic() - self._latest_read:.1f} s "
+                                         "(signal lost?): nothing captured")
         performed, refusal = self._performing()
         if performed is None:
             return self._failed("still", refusal)
@@ -255,8 +266,9 @@ class CaptureService:
         from gateway.capture.clip_file import ClipWriter  # noqa: PLC0415 - pixel codecs only when capturing
 
         limit = self.settings.clip_max_s
-        if not 0 < seconds <= limit:
-            return self._failed("clip", f"a clip lasts more than 0 and at most {limit:g} s (capture.clip_max_s)")
+        if not MIN_CLIP_S <= seconds <= limit:
+            return self._failed("clip", f"a clip lasts {MIN_CLIP_S:g} to {limit:g} s (capture.clip_max_s), "
+                                        f"not {seconds:g}")
         if self._latest is None or self._format is None:
             return self._failed("clip", f"no signal on {self.name}: nothing recorded")
         performed, refusal = self._performing()
@@ -275,12 +287,13 @@ class CaptureService:
             number = performed.next_instance
             performed.next_instance += 1
             path = self.new_incoming_path()
+            started = self.now()
             try:
                 writer = ClipWriter(path, performed.procedure, performed.series, self.equipment,
-                                        self.settings, self._format, number, self.now())
+                                    self.settings, self._format, number, started)
             except (OSError, ValueError) as exc:
                 return self._failed("clip", f"the clip could not be started: {exc}")
-            self._clip = _Clip(self, writer, performed, seconds)
+            self._clip = _Clip(self, writer, performed, seconds, started)
         self.events.publish(CaptureClipStarted(device=self.name, seconds=seconds, procedure=performed.procedure.key))
         log.info("%s: recording a %.1f s clip for %s", self.name, seconds, performed.procedure.key)
         self._clip.thread.start()
@@ -304,13 +317,19 @@ class CaptureService:
                 self._performed = performed
                 return CaptureOutcome(False, "a clip is being recorded: the procedure ends when it is stored")
         if performed is None:
-            return CaptureOutcome(False, "nothing was captured since the procedure was chosen: nothing to end")
+            return CaptureOutcome(False, "no procedure is being captured for (none since the last one ended, or "
+                                         "nothing captured yet): nothing to end")
         self._close_mpps(performed, discontinued)
+        # Ended is ended: the choice moves off it, and the automatic choice will not pick it again
+        # (a stray pedal tap must not open a new performed step for a finished one).
+        done = getattr(self.procedures, "done", None)
+        if done is not None:
+            done(performed.procedure.key)
         report = ""
         if performed.mpps_uid:
             report = f"; its MPPS is queued as {'DISCONTINUED' if discontinued else 'COMPLETED'}"
-        return CaptureOutcome(True, f"procedure {performed.procedure.key} ended: "
-                                    f"{len(performed.referenced)} objects{report}")
+        return CaptureOutcome(True, f"procedure for {_who(performed.procedure)} ended: "
+                                    f"{len(performed.referenced)} objects{report}; choose the next one")
 
     # -- internals -------------------------------------------------------------------------------
     def _performing(self) -> tuple[_Performed | None, str]:
@@ -390,8 +409,10 @@ class _Clip:
     """One recording: frames offered by the reader, encoded by its own thread (ClipWriter.add),
     closed and taken when its time is up or the reader ends it."""
 
-    def __init__(self, service: CaptureService, writer: Any, performed: _Performed, seconds: float):
+    def __init__(self, service: CaptureService, writer: Any, performed: _Performed, seconds: float,
+                 started: datetime):
         self.service, self.writer, self.performed, self.seconds = service, writer, performed, seconds
+        self.started = started
         self.fps = fps = service._format.fps if service._format else 30.0
         # About a second of frames may wait for the encoder: more only delays the drop and costs
         # memory (a 1080p frame is 6 MB).
@@ -472,7 +493,9 @@ class _Clip:
             self._discard()
             return svc._failed("clip", f"no frame recorded{': ' + self.note if self.note else ''}")
         note = f"{self.note} after {self.recorded_s():.1f} s" if self.note else ""
-        result = self.writer.close(svc.now(), note)
+        # The frames' own span, not the clock at the close: a clip cut by a lost signal is closed a
+        # signal timeout after its last frame, and would otherwise play that much slower.
+        result = self.writer.close(self.started + timedelta(seconds=self.recorded_s()), note)
         return svc._take(Path(result.path), "clip", self.performed, str(result.sop_class_uid),
                          str(result.sop_instance_uid), result.frames, self.short_of_rate(), note)
 

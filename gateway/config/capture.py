@@ -139,7 +139,7 @@ class CaptureSection(Section):
     grabber: GrabberSection = GrabberSection()
     encoding: Literal["uncompressed", "jpeg-baseline", "rle", "jpeg-ls"] = "jpeg-baseline"
     jpeg_quality: IntRange(60, 100) = 95
-    clip_max_s: FloatRange(gt=0.4, le=600.0) = 60.0
+    clip_max_s: FloatRange(ge=0.5, le=600.0) = 60.0
     still_sop: Literal["sc", "auto"] = "auto"
     color: Literal["rgb", "grayscale"] = "rgb"
     uid_root: Annotated[Uid, AfterValidator(_uid_root)] = "1.2.826.0.1.3680043.8.498"
@@ -149,7 +149,7 @@ class CaptureSection(Section):
     # frames captured and says so; "discard" keeps nothing. Never a half-written object either way.
     on_signal_lost: Literal["keep", "discard"] = "keep"
     # What the panel's capture button and `dicom-gateway capture --clip` without a length record.
-    clip_s: FloatRange(gt=0.4, le=600.0) = 10.0
+    clip_s: FloatRange(ge=0.5, le=600.0) = 10.0
     # A foot pedal triggering captures ([capture.pedal]).
     pedal: PedalSection = PedalSection()
 
@@ -158,4 +158,7 @@ class CaptureSection(Section):
         if self.pedal.enabled and not self.enabled:
             raise ValueError("pedal.enabled = true needs [capture] enabled = true (a pedal without a grabber "
                              "captures nothing)")
+        if self.clip_s > self.clip_max_s:
+            # Every long press and pedal hold would be refused at run time: caught here instead.
+            raise ValueError(f"clip_s {self.clip_s:g} is longer than clip_max_s {self.clip_max_s:g}")
         return self

@@ -218,7 +218,7 @@ def test_mpps_in_progress_at_the_first_capture_completed_with_the_captured_insta
     _, clip = _capture(gw, "--clip", "2")
     assert mpps_scp.steps(SET) == []  # nothing completed before the operator says so
     out = gw.cli("capture", "--end")
-    assert out.returncode == 0 and "ended: 2 objects; its MPPS is queued as COMPLETED" in out.stdout, \
+    assert out.returncode == 0 and "ended: 2 objects; its MPPS is queued as COMPLETED; choose the next one" in out.stdout, \
         out.stdout + out.stderr
     wait_until(lambda: mpps_scp.steps(SET), 60, what="the N-SET")
     ((_, set_uid, mod),) = mpps_scp.steps(SET)

@@ -43,6 +43,7 @@ class ScriptedGrabber:
         self.picture = ultrasound_frame(height, width)
         self.index = 0
         self.lost = threading.Event()
+        self.frozen = threading.Event()  # no frame and no "no signal" yet: the timeout not reached
         self.changed: tuple[int, int] | None = None
         self.opened = self.closed = 0
         self.fail_open: str = ""
@@ -59,6 +60,9 @@ class ScriptedGrabber:
 
     def read(self, timeout):
         time.sleep(0.001)
+        if self.frozen.is_set():
+            time.sleep(timeout)
+            raise SignalLost("no frame")
         if self.lost.is_set():
             time.sleep(min(timeout, 0.01))
             raise SignalLost("no frame")
@@ -178,8 +182,8 @@ def test_without_signal_nothing_is_captured_and_the_verbs_say_why(rig):
     for out in (svc.still(), svc.clip(2.0)):
         assert not out.ok and out.line.startswith("no signal on grabber"), out.line
     assert stored_files(buf) == [] and not list(buf.files.incoming.iterdir())
-    assert svc.clip(0).line.startswith("a clip lasts more than 0")
-    assert svc.clip(1e6).line.endswith("(capture.clip_max_s)")
+    assert svc.clip(0.1).line == "a clip lasts 0.5 to 60 s (capture.clip_max_s), not 0.1"
+    assert svc.clip(1e6).line.startswith("a clip lasts 0.5 to 60 s")
 
 
 def test_no_procedure_chosen_is_refused(rig):
@@ -221,7 +225,11 @@ def test_a_clip_cut_by_signal_loss_is_kept_with_a_note_or_discarded(rig, policy)
     if policy == "keep":
         assert done.ok and "the signal was lost after" in done.line
         (path,) = stored_files(buf)
-        assert int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames) > 0
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert int(ds.NumberOfFrames) > 0
+        # It plays at the source's rate (16 a second: 62.5 ms or more with frames dropped), not
+        # stretched by the time between its last frame and its close.
+        assert float(ds.FrameTime) >= 62.4
         assert [e for e in evs if e.kind == CAPTURE_STORED][0].data["note"].startswith("the signal was lost")
     else:
         assert not done.ok and "discarded: the signal was lost" in done.line
@@ -284,10 +292,10 @@ def test_one_series_and_one_mpps_a_procedure(rig):
     assert completed[1] == begun[0][2] and len(completed[2]) == 2 and completed[3] is False
     assert {r[1] for r in completed[2]} == {o.sop_uid for o in first}
     out = svc.end_procedure(discontinued=True)
-    assert out.ok and out.line.endswith("ended: 1 objects; its MPPS is queued as DISCONTINUED")
+    assert out.ok and out.line.endswith("ended: 1 objects; its MPPS is queued as DISCONTINUED; choose the next one")
     assert mpps.calls[-1][0] == "complete" and mpps.calls[-1][3] is True
     again = svc.end_procedure()
-    assert not again.ok and again.line.startswith("nothing was captured")
+    assert not again.ok and again.line.startswith("no procedure is being captured for")
 
 
 def test_the_frame_counter_shows_a_still_is_the_latest(rig):
@@ -326,3 +334,14 @@ def test_frames_a_slow_reader_never_got_are_counted_short_of_the_rate(rig):
     # 2 s at 16 frames a second is 33 frames; the reader got every other one of the source's.
     assert stored["frames"] + stored["dropped"] == 33 and stored["dropped"] >= 16, stored
     assert f"{stored['dropped']} dropped" in done.line
+
+
+def test_a_still_is_never_a_frame_from_before_the_signal_stopped(rig):
+    svc, g, buf, _, _ = rig({"grabber": {"signal_timeout_s": 30.0}})
+    svc.start()
+    wait_for(lambda: svc.status()["signal"] == "up", "the signal")
+    g.frozen.set()  # the cable is pulled: no frame, and no "no signal" for 30 s
+    time.sleep(1.0)  # longer than a fresh frame's age (0.5 s, or 3 frame intervals)
+    out = svc.still()
+    assert not out.ok and out.line.startswith("no frame from grabber for ") and "nothing captured" in out.line
+    assert stored_files(buf) == []

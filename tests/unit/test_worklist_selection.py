@@ -171,3 +171,18 @@ def test_for_capture_never_guesses_a_patient(bus, tmp_path):
         cur.for_capture()
     cur.select(2)
     assert cur.for_capture().patient_id == "PID2"
+
+
+def test_an_ended_procedure_is_not_chosen_again_by_itself(bus):
+    cur = _current(bus, auto_select_minutes=30)
+    items = [_proc(1, "202611290800"), _proc(2, "202611291015")]
+    cur.set_worklist(items)
+    assert cur.current() == items[1]
+    cur.done(items[1].key)                      # capture --end
+    assert cur.current() is None and cur.was_done(items[1].key)
+    assert cur.auto_select() is None            # the only one due now was ended: no automatic choice
+    cur.set_worklist(items)                     # nor after a refresh
+    assert cur.current() is None
+    with pytest.raises(LookupError, match="no procedure chosen"):
+        cur.for_capture()                       # a stray pedal tap captures for nobody
+    assert cur.select(2) == items[1]            # the operator may choose it again, knowingly
