@@ -76,6 +76,18 @@ class OneLine(logging.Filter):
         return True
 
 
+class ConnectFailures(logging.Filter):
+    """Drops pynetdicom's two ERROR lines for a peer that does not answer ("Association request
+    failed: unable to connect to remote", "TCP Initialisation Error: ..."): the worklist and MPPS
+    SCUs say that failure themselves in one line, once and again when it changes, and a RIS down
+    for a night would otherwise be two ERROR lines at every retry."""
+
+    PREFIXES = ("Association request failed: unable to connect", "TCP Initialisation Error")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.PREFIXES)
+
+
 def setup(level: str = "INFO", journald: str = "auto") -> None:
     threading.excepthook = _thread_died
     root = logging.getLogger()
@@ -100,6 +112,9 @@ def setup(level: str = "INFO", journald: str = "auto") -> None:
         root.addHandler(stderr)
     # pynetdicom logs every PDU at INFO; its warnings and errors are what an operator needs.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    transport = logging.getLogger("pynetdicom.transport")
+    if not any(isinstance(f, ConnectFailures) for f in transport.filters):
+        transport.addFilter(ConnectFailures())
     pydicom_log = logging.getLogger("pydicom")
     if not any(isinstance(f, OneLine) for f in pydicom_log.filters):
         pydicom_log.addFilter(OneLine())

@@ -216,6 +216,19 @@ def capture_lines(cfg, live: dict | None, clock) -> list[str]:
     else:
         source = "worklist not fetched yet"
     out.append(f"    procedure: {who}; {source}")
+    if cfg.mpps.enabled:
+        m = live.get("mpps") or {}
+        failing, sent = m.get("failing"), m.get("last_sent")
+        waiting = sum(sum(v for k, v in states.items() if k != "dead")
+                      for states in ((live.get("queues") or {}).get("mpps") or {}).values())
+        if failing:
+            state = (f"FAILING since {clock(failing['since'])}: {failing['reason']}"
+                     + (" (dead-lettered: dicom-gateway queue list / retry)" if failing["dead"] else ""))
+        elif sent:
+            state = f"last step {sent['status']} accepted {clock(sent['at'])}"
+        else:
+            state = "nothing sent yet"
+        out.append(f"    MPPS to {cfg.mpps.ae_title}: {state}; {waiting} steps waiting")
     return out
 
 

@@ -67,7 +67,8 @@ from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIA
                                  MEDIA_NOTHING_TO_EXPORT, MEDIA_REMOVED, MEDIA_WATCHING, PRINTER_STATUS_CHANGED,
                                  QUEUE_DEPTHS, RECEIVED, STORE_REFUSED)
 from gateway.event_kinds import (CAPTURE_CLIP_STARTED, CAPTURE_FAILED, CAPTURE_SIGNAL, CAPTURE_STORED,
-                                 PROCEDURE_SELECTED, WORKLIST_FAILED, WORKLIST_REFRESHED)
+                                 MPPS_FAILED, MPPS_SENT, PROCEDURE_SELECTED, WORKLIST_FAILED,
+                                 WORKLIST_REFRESHED)
 from gateway.events import Event, EventBus
 
 log = logging.getLogger("gateway.state")
@@ -84,7 +85,7 @@ FOLDED = (DESTINATION_UP, DESTINATION_DOWN, DESTINATION_STILL_DOWN, FORWARDED, D
 # The capture's and the worklist's: `capture` (signal, recording, the last object or failure) and
 # `worklist` (the procedure chosen, by key and Patient ID only; the last refresh and failure).
 CAPTURE_KINDS = (CAPTURE_SIGNAL, CAPTURE_CLIP_STARTED, CAPTURE_STORED, CAPTURE_FAILED, PROCEDURE_SELECTED,
-                 WORKLIST_REFRESHED, WORKLIST_FAILED)
+                 WORKLIST_REFRESHED, WORKLIST_FAILED, MPPS_SENT, MPPS_FAILED)
 FOLDED = (*FOLDED, *CAPTURE_KINDS)
 
 # The job states counted in `queues` (done jobs are not a backlog).
@@ -164,6 +165,7 @@ class StateObserver:
             "capture": {"signal": None, "width": 0, "height": 0, "fps": 0.0, "since": None, "recording": None,
                         "stored": 0, "last": None, "last_failed": None},
             "worklist": {"items": None, "source": None, "refreshed": None, "failed": None, "current": None},
+            "mpps": {"last_sent": None, "failing": None},
             "config_problems": [],
         }
         self._lock = threading.RLock()
@@ -323,6 +325,14 @@ class StateObserver:
                 wl["failed"] = None
         elif kind == WORKLIST_FAILED:
             wl["failed"] = {"at": ev.at, "reason": d["reason"], "using_cache_from": d["using_cache_from"] or None}
+        elif kind == MPPS_SENT:
+            self.state["mpps"] = {"last_sent": {"at": ev.at, "step": d["step"], "status": d["status"]},
+                                  "failing": None}
+        elif kind == MPPS_FAILED:
+            m = self.state["mpps"]
+            since = (m.get("failing") or {}).get("since") or ev.at
+            m["failing"] = {"since": since, "at": ev.at, "step": d["step"], "reason": d["reason"],
+                            "attempt": d["attempt"], "dead": d["dead"]}
         elif kind == PROCEDURE_SELECTED:
             wl["current"] = None if not d["key"] else {
                 "key": d["key"], "patient_id": d["patient_id"], "scheduled": d["scheduled"], "how": d["how"],

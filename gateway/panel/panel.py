@@ -275,7 +275,21 @@ class Panel:
         if self._capture is None:
             self._say("NO GRABBER", "capture is off")
             return
-        self._run("CAPTURE", lambda: self._capture(long))
+        try:
+            result = self._capture(long)
+        except Exception as exc:  # noqa: BLE001 - shown, not swallowed: the operator reads it
+            self._say("CAPTURE FAILED", str(exc))
+            return
+        refused = getattr(result, "refused", "") or (getattr(result, "summary", "") if getattr(result, "failed", False)
+                                                     else "")
+        if refused:
+            reason = refused.split(": ", 1)[1] if refused.lower().startswith("capture:") else refused
+            self._say("CAPTURE REFUSED", _capture_reason(reason, self.settings.columns))
+            return
+        # The answer the radiographer checks at a glance: what was done, and for whom.
+        pid = self.facts.procedure_id
+        who = display.identifier(display.to_rom(pid), "", self.settings.columns, prefix="ID ").rstrip() if pid else ""
+        self._say("RECORDING CLIP" if long else "STILL STORED", who)
 
     def _run(self, verb: str, call: Callable[[], Any]) -> None:
         # A command that raises must not take the panel down with it: the box would lose its face.
@@ -320,3 +334,18 @@ class Panel:
         if self._message is not None and self.clock() >= self._message_until:
             self._message = None
         return self._message is not None
+
+
+# The capture service's refusals (gateway/capture/service.py) in the display's words: its lines are
+# written for a terminal and would be cut mid-word on 16 columns.
+_CAPTURE_REASONS = (("no signal", "NO SIGNAL"), ("no frame from", "NO SIGNAL"),
+                    ("a clip is being recorded", "CLIP RECORDING"), ("the buffer is full", "BUFFER FULL"),
+                    ("the buffer refused", "BUFFER FULL"), ("no procedure chosen", "CHOOSE PATIENT"),
+                    ("a clip lasts", "CLIP TOO LONG"))
+
+
+def _capture_reason(reason: str, width: int) -> str:
+    for start, words in _CAPTURE_REASONS:
+        if reason.startswith(start):
+            return words
+    return reason if len(reason) <= width else reason[:width - 1] + ">"

@@ -88,6 +88,9 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
     failed = capture.get("last_failed")
     if failed and (not capture.get("last") or failed["at"] > capture["last"]["at"]):
         errors.append({"at": failed["at"], "what": f"capture: {failed['what']} failed: {failed['reason']}"})
+    failing = (s.get("mpps") or {}).get("failing")
+    if failing:
+        errors.append({"at": failing["at"], "what": f"MPPS {failing['step']} failing: {failing['reason']}"})
     if worklist.get("failed"):
         errors.append({"at": worklist["failed"]["at"], "what": f"worklist: {worklist['failed']['reason']}"})
     problems = s.get("config_problems") or []  # a snapshot from before they were kept has none
@@ -111,6 +114,7 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
         "media": s.get("media"),
         "capture": s.get("capture"),
         "worklist": s.get("worklist"),
+        "mpps": s.get("mpps"),
         "disk": disk,
         "config_problems": problems,
         "errors": errors,

@@ -53,3 +53,20 @@ def test_no_signal_a_failure_and_a_failing_ris_are_said(tmp_path):
 def test_a_box_that_does_not_capture_prints_nothing_and_a_stopped_one_says_so(tmp_path):
     assert capture_lines(Config.model_validate({}), {}, _clock) == []
     assert capture_lines(_config(), None, _clock) == ["capture (sim): unknown (service not running)"]
+
+
+def test_a_failing_mpps_scp_is_said_with_the_steps_waiting(tmp_path):
+    from gateway.event_kinds import MppsFailed, MppsSent, QueueDepths
+
+    cfg = Config.model_validate({"capture": {"enabled": True}, "mpps": {"enabled": True}})
+    snap = _snapshot(tmp_path, MppsSent(mpps_uid="1.2.3", step="create", status="IN PROGRESS"),
+                     MppsFailed(mpps_uid="1.2.3", step="set", reason="no association with RIS@127.0.0.1:104",
+                                attempt=0),
+                     MppsFailed(mpps_uid="1.2.4", step="create", reason="no association with RIS@127.0.0.1:104",
+                                attempt=0),
+                     QueueDepths(counts=(("mpps", "mpps", "queued", 2),)))
+    lines = capture_lines(cfg, snap, _clock)
+    assert lines[-1] == "    MPPS to RIS: FAILING since t1001: no association with RIS@127.0.0.1:104; 2 steps waiting"
+    snap = _snapshot(tmp_path, MppsFailed(mpps_uid="1.2.3", step="set", reason="x", attempt=1),
+                     MppsSent(mpps_uid="1.2.3", step="set", status="COMPLETED"))
+    assert capture_lines(cfg, snap, _clock)[-1] == "    MPPS to RIS: last step COMPLETED accepted t1001; 0 steps waiting"

@@ -80,3 +80,28 @@ def test_a_library_traceback_is_one_line(capsys):
         assert "ERROR pydicom: RuntimeError: libjpeg: unsupported marker" in err
     finally:
         root.handlers.clear()
+
+
+def test_a_peer_that_does_not_answer_is_not_two_pynetdicom_errors_each_retry(capsys):
+    """The worklist and MPPS SCUs say an unreachable SCP themselves; pynetdicom's own pair of
+    ERROR lines for it is dropped, its other errors stay."""
+    from pynetdicom import AE
+
+    logs.setup("INFO", "off")
+    root = logging.getLogger()
+    try:
+        ae = AE(ae_title="EDGE")
+        ae.acse_timeout = ae.network_timeout = 2
+        ae.add_requested_context("1.2.840.10008.1.1")
+        import socket
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        assoc = ae.associate("127.0.0.1", port)
+        assert not assoc.is_established
+        logging.getLogger("pynetdicom.transport").error("Some other transport error")
+        err = capsys.readouterr().err
+        assert "unable to connect" not in err and "TCP Initialisation Error" not in err, err
+        assert "Some other transport error" in err
+    finally:
+        root.handlers.clear()

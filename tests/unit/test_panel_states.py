@@ -202,7 +202,7 @@ def test_the_capture_page_shows_the_patient_id_the_signal_and_what_was_taken():
     # A Patient ID longer than the line is cut with a mark, never silently.
     assert lines(panel) == ("UNSCHED20261129>", "UNSCHEDULED")
     tap(panel, clock, "capture")
-    assert lines(panel) == ("CAPTURE OK", "still stored") and asked == [False]
+    assert lines(panel) == ("STILL STORED", "UNSCHED20261129>") and asked == [False]
 
 
 def test_without_a_grabber_there_is_no_capture_page():
@@ -278,9 +278,9 @@ def test_export_in_alarm_view_is_refused_and_eject_capture_still_work():
     hold(panel, clock, "eject")
     assert rec.calls == [("eject", "cd")] and lines(panel) == ("EJECT OK", "drive cd: medium")
     tap(panel, clock, "capture")
-    assert lines(panel) == ("CAPTURE OK", "frame 1 stored")
+    assert lines(panel) == ("STILL STORED", "")
     hold(panel, clock, "capture")                            # long: a clip
-    assert lines(panel) == ("CAPTURE OK", "clip stored") and asked == [False, True]
+    assert lines(panel) == ("RECORDING CLIP", "") and asked == [False, True]
     clock.t += 5
     assert lines(panel)[0] == "!EXPORT FAILED"               # back to the alarm when the message ends
 
@@ -539,3 +539,17 @@ def test_a_patient_id_that_does_not_fit_beside_the_study_is_shown_whole():
     panel, clock = make(studies=[StudyChoice("1.6", "HWSIM-1", "HWSIM^SAMPLE", "20260101", "CT")])
     tap(panel, clock, "export")
     assert lines(panel)[1] == "HWSIM-1"
+
+
+@pytest.mark.parametrize("refusal, shown", [
+    ("capture: no signal on grabber: nothing captured", "NO SIGNAL"),
+    ("capture: no frame from grabber for 1.2 s (signal lost?): nothing captured", "NO SIGNAL"),
+    ("capture: a clip is being recorded on grabber; it ends in 7 s", "CLIP RECORDING"),
+    ("capture: the buffer is full: free space 3 MB is below the reserve 256 MB", "BUFFER FULL"),
+    ("capture: no procedure chosen (3 in the worklist): choose one", "CHOOSE PATIENT"),
+    ("capture: something nobody foresaw happened", "something nobod>"),
+])
+def test_a_refused_capture_is_said_in_the_displays_words(refusal, shown):
+    panel, clock = make(capture=lambda long: CommandResult("capture", refused=refusal))
+    tap(panel, clock, "capture")
+    assert lines(panel) == ("CAPTURE REFUSED", shown)
