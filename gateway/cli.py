@@ -106,6 +106,16 @@ def cmd_check_config(args) -> int:
     print(f"  buffer {loaded.buffer_dir} (relative paths against {loaded.state_dir})")
     for name, d in c.destinations.items():
         print(f"  forwards to {name}: {d.ae_title}@{d.host}:{d.port}{'' if d.enabled else ' (disabled)'}")
+    if c.capture.enabled:
+        g = c.capture.grabber
+        where = f"{g.device} " if g.kind == "v4l2" else ""
+        print(f"  captures from grabber {g.kind} {where}{g.width}x{g.height} at {g.fps:g} fps {g.pixel_format}, "
+              f"encoded {c.capture.encoding}" + (f"; foot pedal {c.capture.pedal.kind}" if c.capture.pedal.enabled else ""))
+    if c.worklist.enabled:
+        w = c.worklist
+        print(f"  worklist from {w.ae_title}@{w.host}:{w.port} every {w.refresh_s:g} s")
+    if c.mpps.enabled:
+        print(f"  MPPS to {c.mpps.ae_title}@{c.mpps.host}:{c.mpps.port}")
     for note in notes:
         print(f"  note: {note}")
     return exit_codes.OK

@@ -237,7 +237,12 @@ def _pedal(args: argparse.Namespace) -> int:
         # The simulator answers at the press; the release follows on its own timer.
         print("pedal pressed" + (f" (held {state['long_press_s']:g} s)" if args.long else ""))
     else:
-        print(f"pedal: key code {state['key_code']}; {len(state['edges'])} edges since start")
+        # CLOCK_MONOTONIC is one clock for every process on the machine: the simulator's stamps
+        # read as ages here.
+        now = time.monotonic()
+        last = ", ".join(f"{'pressed' if e['pressed'] else 'released'} {now - e['at']:.1f} s ago"
+                         for e in state["edges"][-6:][::-1])
+        print(f"pedal: key code {state['key_code']}; last edges (newest first): {last or 'none'}")
     return 0
 
 

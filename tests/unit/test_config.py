@@ -177,6 +177,15 @@ def test_check_config_prints_what_the_readme_says(tmp_path):
     assert any(line.strip() == f"buffer {tmp_path / 'buf'} (relative paths against {tmp_path})" for line in lines)
     assert any("listens as EDGE on 127.0.0.1:" in line for line in lines)
     assert any(line.strip() == "forwards to pacs: PACS@127.0.0.1:104" for line in lines)
+    assert not any("captures" in line or "worklist" in line or "MPPS" in line for line in lines)
+    # A box that captures says from what, and whom it asks and tells.
+    cfg.write_text(cfg.read_text() + '[capture]\nenabled = true\n[capture.grabber]\nkind = "v4l2"\n'
+                   '[worklist]\nenabled = true\nport = 11104\n[mpps]\nenabled = true\nport = 11105\n')
+    r = _check_config("--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    assert "captures from grabber v4l2 /dev/video0 640x480 at 30 fps yuyv422, encoded jpeg-baseline" in lines
+    assert "worklist from RIS@127.0.0.1:11104 every 120 s" in lines and "MPPS to RIS@127.0.0.1:11105" in lines
     readme = (ROOT / "README.md").read_text()
     assert "`ok: FILE`" in readme and "check-config" in readme
 

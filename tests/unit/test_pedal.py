@@ -152,6 +152,11 @@ def test_hwsim_pedal_cli_presses_through_the_control_folder(pedal, tmp_path, cap
     wait_until(lambda: captures.calls == [False, True], 10, what="a clip from `hw-sim pedal press --long`")
     out = capsys.readouterr().out
     assert "pedal pressed\n" in out and "pedal pressed (held 1 s)" in out
+    wait_until(lambda: len(sim.edges) == 4, 10, what="both presses released")
+    assert cli.main(["pedal", "--pedal-dir", folder, "show"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("pedal: key code 48; last edges (newest first): released ") and \
+        shown.count("pressed ") == 2 and shown.count("released ") == 2, shown
     assert cli.main(["pedal", "--pedal-dir", str(tmp_path / "nowhere"), "press"]) == 1
     assert "no simulated pedal in" in capsys.readouterr().err
 
