@@ -235,7 +235,7 @@ class CaptureService:
     # -- verbs -----------------------------------------------------------------------------------
     def still(self) -> CaptureOutcome:
         """Capture the latest frame as a still, durable in the buffer when this returns ok."""
-        from gateway.capture import iod  # noqa: PLC0415 - highdicom only on a box that captures
+        from gateway.capture import iod  # noqa: PLC0415 - the pixel codecs only on a box that captures
 
         frame, fmt = self._latest, self._format
         if frame is None:
@@ -251,13 +251,17 @@ class CaptureService:
         with self._lock:
             number = performed.next_instance
             performed.next_instance += 1
+        path = None
         try:
             ds = iod.still(frame.pixels, performed.procedure, performed.series, self.equipment, self.settings,
                            number, acquired)
             path = self.new_incoming_path()
             ds.save_as(path, enforce_file_format=True)
         except (OSError, ValueError, TypeError) as exc:
-            return self._failed("still", f"the still could not be made: {exc}")
+            if path is not None:
+                path.unlink(missing_ok=True)  # half a file never waits in incoming/ for the next start
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return self._failed("still", f"the still could not be made: {reason}")
         return self._take(path, "still", performed, str(ds.SOPClassUID), str(ds.SOPInstanceUID), 1, 0, "")
 
     def clip(self, seconds: float) -> CaptureOutcome:
