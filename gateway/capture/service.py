@@ -21,6 +21,10 @@ complete and synced before the intake sees it, or it is removed.  A clip the buf
 hold (ENOSPC while it is written) is removed too, and said in one line ("the buffer's disk is
 full").
 
+A procedure's MPPS step outlives a restart: the first capture (or `capture --end`) for a procedure
+whose step is still IN PROGRESS in the buffer carries that step on, with the objects this grabber
+stored for it since it began, instead of beginning a second one.
+
 Operator verbs (still, clip, end_procedure) are safe in every state: with no signal, with a clip
 already recording, with the grabber absent, they refuse with one line and change nothing.
 """
@@ -320,6 +324,16 @@ class CaptureService:
             if self._clip is not None:
                 self._performed = performed
                 return CaptureOutcome(False, "a clip is being recorded: the procedure ends when it is stored")
+        current = getattr(self.procedures, "current", None)
+        chosen = current() if performed is None and current is not None else None
+        if chosen is not None:
+            # Nothing captured since the service started: a step begun before a restart for the
+            # procedure still chosen is ended now (else it would stay IN PROGRESS at the RIS).
+            from gateway.capture import iod  # noqa: PLC0415
+
+            candidate = _Performed(chosen, iod.new_series(self.settings, max(1, self._series_made)))
+            if self._resume(candidate):
+                performed = candidate
         if performed is None:
             return CaptureOutcome(False, "no procedure is being captured for (none since the last one ended, or "
                                          "nothing captured yet): nothing to end")
@@ -356,6 +370,8 @@ class CaptureService:
         if previous is not None:
             self._close_mpps(previous, discontinued=False)
         current = self._performed
+        if self._resume(current):
+            return current, ""
         if self.mpps is not None:
             uid = iod.new_uid(self.settings)
             try:
@@ -365,6 +381,36 @@ class CaptureService:
             except Exception as exc:  # noqa: BLE001 - the capture goes on; the MPPS is one line
                 log.error("MPPS for %s not queued: %s", procedure.key, exc)
         return current, ""
+
+    def _resume(self, performed: _Performed) -> bool:
+        """A step begun for this procedure before the service restarted (its MPPS still IN
+        PROGRESS, no N-SET queued) is carried on, not begun again: its objects are those this
+        grabber stored in the procedure's study since the step began (the buffer's index says).
+        False when there is none to carry on (or no MPPS)."""
+        from gateway.capture import iod  # noqa: PLC0415
+
+        if self.mpps is None or not hasattr(self.mpps, "for_procedure"):
+            return False
+        key = performed.procedure.key
+        try:
+            open_steps = [r for r in self.mpps.for_procedure(key) if r.set_job is None and r.status == "IN PROGRESS"]
+            if not open_steps:
+                return False
+            step = open_steps[-1]
+            rows = self.intake.buffer.index.query(
+                "SELECT i.sop_class, i.sop_uid, s.series_uid FROM instances i JOIN series s ON s.id = i.series_fk"
+                " JOIN studies st ON st.id = s.study_fk WHERE st.study_uid = ? AND i.calling_ae = ?"
+                " AND i.received_at >= ? ORDER BY i.received_at",
+                (iod.study_uid_for(performed.procedure, self.settings), str(Source.capture(self.name)), step.created))
+        except Exception as exc:  # noqa: BLE001 - an index or store error: a new step, said once
+            log.error("MPPS for %s: the step begun before the restart cannot be read (%s): a new one is begun",
+                      key, exc)
+            return False
+        performed.mpps_uid = step.mpps_uid
+        performed.referenced = [(r[0], r[1], r[2]) for r in rows]
+        log.info("MPPS %s for %s carried on after a restart (%d objects so far)", step.mpps_uid, key,
+                 len(performed.referenced))
+        return True
 
     def _close_mpps(self, performed: _Performed, discontinued: bool) -> None:
         if self.mpps is None or not performed.mpps_uid:

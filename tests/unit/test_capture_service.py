@@ -87,6 +87,9 @@ class Choice:
     def __init__(self, p):
         self.now = p
 
+    def current(self):
+        return self.now
+
     def for_capture(self):
         if self.now is None:
             raise LookupError("no procedure chosen")
@@ -119,6 +122,9 @@ def rig(tmp_path):
         intake = Intake(cfg, buf, events, {str(SecondaryCaptureImageStorage), MF_TRUE_COLOR,
                                            "1.2.840.10008.5.1.4.1.1.7.2", "1.2.840.10008.5.1.4.1.1.77.1.1"})
         g = grabber or ScriptedGrabber()
+        if mpps == "store":  # the real MPPS store on this buffer's queue
+            from gateway.buffer.mpps import MppsStore
+            mpps = MppsStore(buf.queue)
         choice = Choice(procedure(proc) if proc else None)
         svc = CaptureService(cfg.capture, g, choice, intake, buf.files.new_incoming_path, events,
                              equipment=Equipment("Acme", "Box", "1.0"), mpps=mpps, station_ae="EDGE")
@@ -345,3 +351,33 @@ def test_a_still_is_never_a_frame_from_before_the_signal_stopped(rig):
     out = svc.still()
     assert not out.ok and out.line.startswith("no frame from grabber for ") and "nothing captured" in out.line
     assert stored_files(buf) == []
+
+
+@pytest.mark.parametrize("capture_after_restart", [True, False])
+def test_a_step_begun_before_a_restart_is_carried_on_and_ended(rig, capture_after_restart):
+    from gateway.buffer.mpps import MppsStore
+
+    svc, g, buf, _, choice = rig(mpps="store")
+    store = svc.mpps
+    svc.start()
+    wait_for(lambda: svc.status()["signal"] == "up", "the signal")
+    before = [svc.still().sop_uid, svc.still().sop_uid]
+    assert all(before)
+    (step,) = store.for_procedure(choice.now.key)
+    svc.stop(5)  # the service restarts: the new one knows nothing of the step in memory
+    again = CaptureService(svc.settings, ScriptedGrabber(), choice, svc.intake, buf.files.new_incoming_path,
+                           EventBus(), equipment=svc.equipment, mpps=MppsStore(buf.queue), station_ae="EDGE")
+    again.start()
+    try:
+        wait_for(lambda: again.status()["signal"] == "up", "the signal")
+        after = [again.still().sop_uid] if capture_after_restart else []
+        out = again.end_procedure()
+        assert out.ok, out.line
+        (record,) = store.for_procedure(choice.now.key)  # no second step was begun
+        assert record.mpps_uid == step.mpps_uid and record.status == "COMPLETED" and record.set_job is not None
+        from gateway.buffer import mpps_attributes as attrs
+        refs = {str(i.ReferencedSOPInstanceUID) for s in attrs.decode(record.set_attrs).PerformedSeriesSequence
+                for i in s.ReferencedImageSequence}
+        assert refs == set(before + after)
+    finally:
+        again.stop(5)
