@@ -13,6 +13,14 @@ Basic Offset Table filled in (empty beyond 4 GB) and one fragment per frame, PS3
 renames the file to its name and fsyncs the folder: a crash leaves a .spool or .part (never a half
 file under the real name), which the caller's start-up sweep removes.
 
+The lossless encoders (pyjpegls for JPEG-LS, pylibjpeg-rle for RLE) hold the GIL for a whole frame
+(~45 ms at 1080p): in the capture's process they starve the grabber's reader, which then loses
+frames upstream (bench/bench_capture.py measured 1080p JPEG-LS at 0.72 of the encoder alone). They
+run in worker processes instead (one fewer than the CPUs, at least one; forkserver, so no thread
+state of the service is forked), a few frames in flight, written to the spool in order. JPEG
+Baseline and native frames stay in-process: they keep up (0.88-0.99) and a process hop would cost
+them more than it saves.
+
 No Extended Offset Table (PS3.3 C.7.6.3.1.8): its OV elements are unknown to the dicom3tools here
 (dciodvfy skips them with warnings) and to older PACS parsers, which may misread the element; the
 Basic Offset Table does the same job for any clip under 4 GB.
@@ -20,9 +28,13 @@ Basic Offset Table does the same job for any clip under 4 GB.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import struct
+import threading
 from array import array
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +75,32 @@ class ClipResult:
     sop_instance_uid: str
     frames: int
     bytes: int
+
+
+# The encodings whose encoder holds the GIL for a whole frame: encoded in worker processes.
+OFF_GIL_ENCODINGS = ("rle", "jpeg-ls")
+# Frames handed to the workers before the oldest is waited for: enough to keep every worker busy,
+# few enough that memory stays flat (a 1080p RGB frame is 6 MB).
+IN_FLIGHT = 4
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _encoder_pool() -> ProcessPoolExecutor:
+    """The worker processes of the lossless encoders, made at the first such clip and kept for
+    the service's life (a worker's start, with its imports, costs about a second)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(1, (os.cpu_count() or 2) - 1)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+        return _pool
+
+
+def _encode(pixels: np.ndarray, settings: CaptureSection) -> bytes:
+    """encode_pixels in a worker process (a module-level function: what a process pool can call)."""
+    return encode_pixels(pixels, settings)
 
 
 class ClipWriter:
@@ -111,6 +149,8 @@ class ClipWriter:
         # table: 4 bytes a frame, the only thing a clip keeps in memory per frame.
         self._offsets = array("Q")
         self._spool_bytes = 0
+        self._off_gil = settings.encoding in OFF_GIL_ENCODINGS
+        self._pending: deque[Future] = deque()
         self._done = False  # closed or discarded: no more frames
         self._closed = False  # the file is at path and the caller's
 
@@ -130,7 +170,17 @@ class ClipWriter:
             raise ValueError(
                 f"frame is {frame.shape[1]}x{frame.shape[0]}, the clip is {self._fmt.width}x{self._fmt.height}"
             )
-        encoded = encode_pixels(pixels, self._settings)
+        self._frames += 1
+        self._raw_bytes += pixels.nbytes
+        if self._off_gil:
+            self._pending.append(_encoder_pool().submit(_encode, pixels, self._settings))
+            while len(self._pending) >= IN_FLIGHT:
+                self._write(self._pending.popleft().result())
+        else:
+            self._write(encode_pixels(pixels, self._settings))
+
+    def _write(self, encoded: bytes) -> None:
+        """Append one encoded frame to the spool (in the order the frames came)."""
         if self._encapsulated:
             pad = len(encoded) % 2  # a fragment has an even length (PS3.5 A.4)
             self._offsets.append(self._spool_bytes)
@@ -141,8 +191,6 @@ class ClipWriter:
                 self._spool.write(b"\0")
         else:
             self._spool.write(encoded)
-        self._frames += 1
-        self._raw_bytes += pixels.nbytes
         self._encoded_bytes += len(encoded)
 
     def close(self, ended: datetime, note: str = "") -> ClipResult:
@@ -159,6 +207,8 @@ class ClipWriter:
             raise ValueError(f"clip {self.path.name} has no frames: discard it")
         self._done = True
         try:
+            while self._pending:
+                self._write(self._pending.popleft().result())
             self._spool.flush()
             self._spool.close()
             size = self._write_file(ended, note)
@@ -180,6 +230,9 @@ class ClipWriter:
         self._remove_temporaries()
 
     def _remove_temporaries(self) -> None:
+        for future in self._pending:
+            future.cancel()  # a frame already being encoded finishes in its worker, unread
+        self._pending.clear()
         if not self._spool.closed:
             self._spool.close()
         self._spool_path.unlink(missing_ok=True)
