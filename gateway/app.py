@@ -255,8 +255,7 @@ class Gateway:
             self._no_panel(exc)
             return None
         # capture: None without a grabber; the panel says "NO GRABBER".
-        capture = (lambda long: self.commands.capture(self.config.capture.clip_s if long else 0.0)) \
-            if self.capture is not None else None
+        capture = self._capture_trigger if self.capture is not None else None
         return PanelRunner(self.events, front, self.commands, self.buffer.index, cfg,
                            drives=list(self.drives), printer=self.config.print.enabled, capture=capture)
 
@@ -273,8 +272,12 @@ class Gateway:
         except (registry.UnknownKind, registry.RegistryError, OSError, ValueError) as exc:
             self._no_pedal(exc)
             return None
-        return PedalTrigger(pedal, lambda long: self.commands.capture(self.config.capture.clip_s if long else 0.0),
-                            cfg.long_press_s)
+        return PedalTrigger(pedal, self._capture_trigger, cfg.long_press_s)
+
+    def _capture_trigger(self, long: bool):
+        """What the panel's CAPTURE button and the foot pedal do: a still, or (long) a clip of
+        capture.clip_s, through the operator verb the command line uses too."""
+        return self.commands.capture(self.config.capture.clip_s if long else 0.0)
 
     def _no_pedal(self, exc: BaseException) -> None:
         # Like the panel: a pedal that is not there leaves the CLI and the panel's button to capture.

@@ -38,12 +38,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.panel.buttons_evdev import EV_KEY, EvdevButtons, load_evdev
+from drivers.panel.buttons_evdev import EV_KEY, EvdevButtons
 from drivers.panel.devices import display_for
 from drivers.panel.front_panel import Panel
 from drivers.panel.interface import NAMED, ButtonEvent, LedPattern
 from drivers.panel.leds_sysfs import SysfsLeds
-from hwsim import control_folder
+from hwsim import control_folder, input_fifo
 from hwsim.control_folder import POLL_S, SimError, serve_pending, write_json as _write_json
 
 log = logging.getLogger("hwsim.panel")
@@ -252,20 +252,13 @@ class SimulatedPanel:
                                 ("trigger", "[none] timer heartbeat default-on"),
                                 ("delay_on", "500"), ("delay_off", "500")):
                 (led / leaf).write_text(value)
-        if self.fifo.exists() and not self.fifo.is_fifo():
-            self.fifo.unlink()
-        if not self.fifo.exists():
-            os.mkfifo(self.fifo, 0o600)
+        input_fifo.make(self.fifo)
 
     def start(self) -> None:
         """Prepare, open the FIFO's writing end, publish panel.json, watch commands/."""
         self.prepare()
         control_folder.prepare(self.folder)
-        _, EventIO = load_evdev()  # noqa: N806
-        writer = EventIO()
-        # Read-write: opening a FIFO write-only would block (or fail) until a reader has it.
-        writer.fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
-        self._writer = writer
+        self._writer = input_fifo.open_writer(self.fifo)
         _write_json(self.folder / "panel.json", {"columns": self.columns, "leds": self.leds,
                                                  "buttons": self.buttons})
         self._stop.clear()

@@ -24,10 +24,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.panel.buttons_evdev import EV_KEY, load_evdev
+from drivers.panel.buttons_evdev import EV_KEY
 from drivers.pedal.evdev_pedal import EvdevPedal
 from drivers.pedal.interface import PedalEvent
-from hwsim import control_folder
+from hwsim import control_folder, input_fifo
 from hwsim.control_folder import POLL_S, SimError, serve_pending, write_json
 
 KEEP_EDGES = 20
@@ -53,16 +53,9 @@ class SimulatedPedal:
     def start(self) -> None:
         """Make the FIFO and open its writing end, publish pedal.json, watch commands/."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.fifo.exists() and not self.fifo.is_fifo():
-            self.fifo.unlink()
-        if not self.fifo.exists():
-            os.mkfifo(self.fifo, 0o600)
+        input_fifo.make(self.fifo)
         control_folder.prepare(self.folder)
-        _, EventIO = load_evdev()  # noqa: N806
-        writer = EventIO()
-        # Read-write: opening a FIFO write-only would block (or fail) until a reader has it.
-        writer.fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
-        self._writer = writer
+        self._writer = input_fifo.open_writer(self.fifo)
         write_json(self.folder / "pedal.json", {"key_code": self.key_code, "long_press_s": self.long_press_s})
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="hwsim-pedal", daemon=True)
