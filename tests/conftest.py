@@ -70,3 +70,13 @@ def late_orthanc(tmp_path):
 
     yield make
     _stop_all(made, lambda o: o.stop())
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (tests/browser_support.py), quit after the test whatever happened."""
+    from browser_support import chromium
+
+    b = chromium()
+    yield b
+    b.quit()

@@ -17,6 +17,8 @@ import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from browser_support import click as _click
+from browser_support import text as _text
 from peers import TEST_FILES, free_port, require, storescu, wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
@@ -24,44 +26,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 GRAY_META = "1.2.840.10008.5.1.1.9"
 PRINTER, PRINTER_INSTANCE = "1.2.840.10008.5.1.1.16", "1.2.840.10008.5.1.1.17"
 CT = TEST_FILES / "CT_small.dcm"
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver  # the test extra's
-    from selenium.webdriver.chrome.service import Service
-
-    require("chromium", "chromium")
-    driver_path = require("chromedriver", "chromium-driver")
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
-        opts.add_argument(arg)
-    b = webdriver.Chrome(service=Service(driver_path), options=opts)
-    yield b
-    b.quit()
-
-
-def _text(browser, element_id: str) -> str | None:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    try:
-        return browser.find_element(By.ID, element_id).text
-    except (NoSuchElementException, StaleElementReferenceException):
-        return None  # the page redraws on each event: looked at again on the next try
-
-
-def _click(browser, element_id: str) -> None:
-    """Click #element_id; found again when a pushed change redrew it between finding and clicking."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
-    def clicked():
-        try:
-            browser.find_element(By.ID, element_id).click()
-            return True
-        except (NoSuchElementException, StaleElementReferenceException):
-            return False
-    wait_until(clicked, 20, what=f"#{element_id} to be clicked")
 
 
 def _printer_status_info(port: int) -> str:

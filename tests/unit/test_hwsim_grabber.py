@@ -158,47 +158,23 @@ def test_the_page_shows_the_last_frame_sent_as_png(source, monkeypatch):
 
 @pytest.mark.interop
 @pytest.mark.timeout(180)
-def test_the_page_draws_the_grabber_and_its_buttons_work_in_a_browser(source, tmp_path):
+def test_the_page_draws_the_grabber_and_its_buttons_work_in_a_browser(source, browser, tmp_path):
     """Headless Chromium on /sim/: the signal, the format, the last frame (loaded, of the stream's
     size), and the buttons: signal off, a resolution, signal on."""
-    from selenium import webdriver  # the test extra's
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
+    from browser_support import click, text
+    from selenium.common.exceptions import StaleElementReferenceException
 
-    from peers import require, wait_until
+    from peers import wait_until
 
-    require("chromium", "chromium")
-    driver_path = require("chromedriver", "chromium-driver")
     sim = source()
     section = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
     registry_, _ = new_registry(EventBus(), _snapshot)
     server = StatusServer(section, _snapshot, registry_, lambda: None, devices=lambda: [sim])
     server.start()
     grabber = V4l2Grabber("g0", "sim", 640, 480, 30, source=PipeSource(sim.address))
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
-        opts.add_argument(arg)
-    browser = None
     try:
         grabber.open()  # its reader takes the frames: the source sends them
-        browser = webdriver.Chrome(service=Service(driver_path), options=opts)
         browser.get(server.url + "sim/")
-
-        def text(element_id):
-            try:
-                return browser.find_element(By.ID, element_id).text
-            except (NoSuchElementException, StaleElementReferenceException):
-                return None  # redrawn meanwhile: looked at again
-
-        def click(element_id):
-            def clicked():
-                try:
-                    browser.find_element(By.ID, element_id).click()
-                    return True
-                except (NoSuchElementException, StaleElementReferenceException):
-                    return False
-            wait_until(clicked, 20, what=f"#{element_id} clicked")
 
         def picture_width():
             try:
@@ -207,21 +183,19 @@ def test_the_page_draws_the_grabber_and_its_buttons_work_in_a_browser(source, tm
             except StaleElementReferenceException:
                 return 0
 
-        wait_until(lambda: text("grabber-signal") == "on", 20, what="signal on shown")
-        wait_until(lambda: "640x480" in (text("grabber-format") or ""), 20, what="the format shown")
+        wait_until(lambda: text(browser, "grabber-signal") == "on", 20, what="signal on shown")
+        wait_until(lambda: "640x480" in (text(browser, "grabber-format") or ""), 20, what="the format shown")
         wait_until(lambda: picture_width() == 640, 20, what="the last frame shown")
         browser.save_screenshot(str(tmp_path / "grabber-page.png"))
-        click("act-grabber-signal-off")
-        wait_until(lambda: text("grabber-signal") == "off", 20, what="signal off shown")
+        click(browser, "act-grabber-signal-off")
+        wait_until(lambda: text(browser, "grabber-signal") == "off", 20, what="signal off shown")
         assert not sim.signal
-        click("act-grabber-resolution-800x600")
-        wait_until(lambda: "800x600" in (text("grabber-format") or ""), 20, what="800x600 shown")
-        click("act-grabber-signal-on")
+        click(browser, "act-grabber-resolution-800x600")
+        wait_until(lambda: "800x600" in (text(browser, "grabber-format") or ""), 20, what="800x600 shown")
+        click(browser, "act-grabber-signal-on")
         wait_until(lambda: picture_width() == 800, 30, what="a frame of 800x600 shown")
         browser.save_screenshot(str(tmp_path / "grabber-page-800.png"))
     finally:
-        if browser is not None:
-            browser.quit()
         grabber.close()
         server.stop()
 

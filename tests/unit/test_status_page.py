@@ -11,7 +11,7 @@ from gateway.events import EventBus
 from gateway.status import view
 from gateway.status.metrics import new_registry
 from gateway.status.server import StatusServer
-from tests.peers import require, wait_until
+from tests.peers import wait_until
 
 REFUSAL = {"at": 1_700_000_100.0, "calling_ae": "WHO", "called_ae": "EDGE", "peer": "10.0.0.9",
            "reason": "calling AE title not recognised", "result": 1, "source": 1, "diagnostic": 3}
@@ -41,21 +41,6 @@ def test_config_problems_are_in_the_document_and_its_errors():
     del old["config_problems"], old["associations"]
     doc = view.build(old, None, None, now=1_700_000_060.0)
     assert doc["config_problems"] == [] and doc["errors"] == [] and doc["associations"] is None
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver  # the test extra's
-    from selenium.webdriver.chrome.service import Service
-
-    require("chromium", "chromium")
-    driver_path = require("chromedriver", "chromium-driver")
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    b = webdriver.Chrome(service=Service(driver_path), options=opts)
-    yield b
-    b.quit()
 
 
 @pytest.fixture
