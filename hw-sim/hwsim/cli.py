@@ -199,6 +199,11 @@ def _panel(args: argparse.Namespace) -> int:
     return 0
 
 
+# How long the display must stand still to be taken as the service's answer (a screen is written
+# in a few milliseconds; a loaded machine may pause the writer for a good part of this).
+_DISPLAY_QUIET_S = 0.5
+
+
 def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
     """The panel's state once the button pressed in ``pressed`` is released and the display
     differs from what it was at the press (a long press acts while held: its answer may be there at
@@ -222,6 +227,16 @@ def _after_press(folder: Path, pressed: dict, args: argparse.Namespace) -> dict:
     while looks(state) == before and time.monotonic() < settle:
         time.sleep(0.05)
         state = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
+    # The driver writes a screen a character at a time over the (simulated) I2C bus: the first
+    # change seen may be a screen half written. It is printed once it has stood still a while.
+    quiet_until = time.monotonic() + _DISPLAY_QUIET_S
+    give_up = time.monotonic() + args.wait  # a screen that never stands still (a percentage)
+    while time.monotonic() < min(quiet_until, give_up):
+        time.sleep(0.05)
+        now = sim_panel.send(folder, {"verb": "show"}, timeout=args.wait)
+        if looks(now) != looks(state):
+            quiet_until = time.monotonic() + _DISPLAY_QUIET_S
+        state = now
     return state
 
 

@@ -4,6 +4,7 @@ real drivers, driven by `hw-sim panel` through its control folder."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -58,8 +59,10 @@ class _Edges:
     def __init__(self):
         self.events = []
         self.cond = threading.Condition()
+        self.answer = lambda event: None  # what the service would do at an edge
 
     def __call__(self, event):
+        self.answer(event)
         with self.cond:
             self.events.append(event)
             self.cond.notify_all()
@@ -111,6 +114,29 @@ def test_hwsim_panel_press_reaches_the_panel_as_button_edges(sim, capsys):
         down, up = [e for e in events if e.name == name]
         assert down.pressed and not up.pressed and down.at <= up.at
     assert [e["button"] for e in panel.simulator.state()["edges"]][:1] == ["ack"]
+
+
+def test_press_prints_the_answer_once_written_not_a_screen_half_written(sim, capsys, monkeypatch):
+    # The driver writes a screen a character at a time; the service here answers the release with
+    # a screen written slowly (2 ms a bus write, about half a second), as a loaded box may.
+    panel, edges, folder = sim
+    panel.show("READY", "QUEUE 0")
+    glass = panel.simulator.display
+    write = glass.write_byte
+
+    def slow_write(address, value):
+        time.sleep(0.002)
+        write(address, value)
+
+    def answer(event):
+        if event.name == "next" and not event.pressed:
+            monkeypatch.setattr(glass, "write_byte", slow_write)
+            threading.Thread(target=panel.show, args=("CompressedSample", "ID 1234 CT 9704")).start()
+
+    edges.answer = answer
+    assert cli.main(["panel", "--panel-dir", str(folder), "press", "next", "--settle", "10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:4] == ["|CompressedSample    |", "|ID 1234 CT 9704     |"], out
 
 
 def test_hwsim_panel_show_prints_the_glass_and_the_leds(sim, capsys):
