@@ -18,6 +18,7 @@ from typing import Callable
 from gateway.buffer import lock as buffer_lock
 from gateway.buffer.files import FileStore
 from gateway.buffer.index import Index
+from gateway.buffer.query_columns import fold_pn, study_datetime
 from gateway.buffer.queue import JobQueue
 from gateway.buffer.retention import evict
 from gateway.buffer.source import Source
@@ -168,7 +169,7 @@ class Buffer:
             (a.study_uid, patient_fk, a.study_date, a.study_time, a.accession, a.study_id,
              a.study_description, a.referring, a.charset, now),
         ).fetchone()[0]
-        return cur.execute(
+        series_fk = cur.execute(
             "INSERT INTO series(series_uid, study_fk, modality, series_number, description, body_part)"
             " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(series_uid) DO UPDATE SET study_fk = excluded.study_fk,"
@@ -176,6 +177,11 @@ class Buffer:
             " description = excluded.description, body_part = excluded.body_part RETURNING id",
             (a.series_uid, study_fk, a.modality, a.series_number, a.series_description, a.body_part),
         ).fetchone()[0]
+        # The C-FIND columns (migration 7, query_columns.py), kept beside the values they derive from.
+        cur.execute("UPDATE patients SET name_folded = ? WHERE id = ?", (fold_pn(a.patient_name), patient_fk))
+        cur.execute("UPDATE studies SET referring_folded = ?, study_dt = ? WHERE id = ?",
+                    (fold_pn(a.referring), study_datetime(a.study_date, a.study_time), study_fk))
+        return series_fk
 
     def release_if_done(self, instance_ids: list[int]) -> int:
         """delete_when_done: evict those of these instances that are delivered (every job done,

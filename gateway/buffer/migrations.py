@@ -38,6 +38,12 @@ Rules for adding a migration (media volumes, an MWL cache, new query keys...):
      its SOP Instance UID, the procedure's key, the N-CREATE and N-SET jobs, the status last
      queued, and the two attribute lists as they are sent (Explicit VR Little Endian bytes), so
      that a queued step is sent after a restart exactly as it was recorded.
+  7  the C-FIND SCP's matching (gateway/buffer/query.py): patients.name_folded and
+     studies.referring_folded (the person names in NFC + str.casefold, for case-insensitive PN
+     matching of non-ASCII names in SQL), studies.study_dt (StudyDate + StudyTime as one sortable
+     text, for combined date-time ranges), and the indexes a 10,000-study buffer is matched on
+     (names, dates, accession, the study of a series, the patient of a study). Filled for the rows
+     already there by the step itself (gateway/buffer/query_columns.py computes them, for ingest too).
 
 Going back: the release before versions (20cb9d5) still opens a buffer at version 2 (it creates
 nothing that exists and ignores job_items; its eviction deletes a job before its instance, and the
@@ -56,6 +62,10 @@ counts as not exported once more).
 Version 6 adds one table read by the MPPS SCU only: to go back to version 5 (service stopped),
 `sqlite3 index.sqlite "DROP TABLE mpps; DELETE FROM jobs WHERE kind = 'mpps'; PRAGMA user_version = 5"`
 (the steps not yet sent are lost; the RIS keeps what it was sent).
+Version 7 adds columns with defaults and indexes only; a release that knows version 6 ignores them
+(its ingest leaves them '' for new rows, which C-FIND then misses): to go back (service stopped),
+`sqlite3 index.sqlite "PRAGMA user_version = 6"`; to come forward again after new rows arrived, set
+it to 6 and start this release, which fills them again (the step tolerates its columns existing).
 """
 
 from __future__ import annotations
@@ -63,6 +73,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Callable
+
+from gateway.buffer.query_columns import fold_pn, study_datetime
 
 
 class SchemaTooNew(sqlite3.DatabaseError):
@@ -283,6 +295,34 @@ CREATE INDEX mpps_set_job ON mpps(set_job);
 """
 
 
+_V7_INDEXES = """
+CREATE INDEX IF NOT EXISTS patients_name_folded ON patients(name_folded);
+CREATE INDEX IF NOT EXISTS patients_name ON patients(patient_name);
+CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_fk);
+CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date);
+CREATE INDEX IF NOT EXISTS studies_dt ON studies(study_dt);
+CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_fk);
+"""
+
+
+def _v7(cur: sqlite3.Cursor) -> None:
+    """Version 7: the C-FIND columns and indexes, filled for the existing rows. The values are
+    computed in Python (query_columns), not by SQL, because SQLite folds ASCII case only."""
+    for table, column in (("patients", "name_folded"), ("studies", "referring_folded"),
+                          ("studies", "study_dt")):
+        have = {r[1] for r in cur.execute(f"PRAGMA table_info({table})").fetchall()}
+        if column not in have:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+    rows = cur.execute("SELECT id, patient_name FROM patients").fetchall()
+    cur.executemany("UPDATE patients SET name_folded = ? WHERE id = ?",
+                    [(fold_pn(name), pk) for pk, name in rows])
+    rows = cur.execute("SELECT id, referring, study_date, study_time FROM studies").fetchall()
+    cur.executemany("UPDATE studies SET referring_folded = ?, study_dt = ? WHERE id = ?",
+                    [(fold_pn(ref), study_datetime(d, t), pk) for pk, ref, d, t in rows])
+    _script(_V7_INDEXES)(cur)
+
+
 def _script(sql: str) -> Callable[[sqlite3.Cursor], None]:
     def run(cur: sqlite3.Cursor) -> None:
         for stmt in statements(sql):
@@ -298,6 +338,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Cursor], None]], ...] = (
     (4, "imports / import_items: the media import reports", _script(_V4)),
     (5, "media_exports: the studies each export rule queued, and whether it marks them", _script(_V5)),
     (6, "mpps: the Modality Performed Procedure Steps reported and their N-CREATE / N-SET jobs", _script(_V6)),
+    (7, "C-FIND: folded person names, study date-time, and the indexes queries match on", _v7),
 )
 LATEST = MIGRATIONS[-1][0]
 
