@@ -39,6 +39,7 @@ Kinds by who publishes them:
   the service's wiring (gateway/app.py) config-problem
   worklist (gateway/dicom/worklist_service) worklist-refreshed, worklist-failed
   current procedure (gateway/capture/procedure) procedure-selected
+  C-FIND SCP (gateway/dicom/qr_find_scp.py) qr-query
 
 The Print SCP's N-EVENT-REPORTs do not ride on these: they are control, and go through the print
 domain's PrintJobListener callbacks (gateway/print/reports.py), which never drop. "print-job" here
@@ -812,3 +813,22 @@ class ProcedureSelected(Payload):
     patient_id: str
     scheduled: bool
     how: str = "operator"
+
+
+# -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py) ---------------------
+QR_QUERY = "qr-query"
+
+
+@_kind(QR_QUERY)
+@dataclass(frozen=True)
+class QrQuery(Payload):
+    """A C-FIND on the buffer ended. calling_ae: the SCU's AE title. model: "PATIENT" or "STUDY"
+    (root). level: the Query/Retrieve Level ("" when the identifier had none). matches: pending
+    responses sent. status: the final status (0x0000, 0xFE00 cancelled, 0xA900, 0x0124, 0xA700,
+    0xC000..). No keys or values of the query: they may name a patient."""
+
+    calling_ae: str
+    model: str
+    level: str
+    matches: int
+    status: int

@@ -63,6 +63,8 @@ WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", 
 # Not keys: the identifier's own bookkeeping (PS3.4 C.4.1.1.3.1).
 _NOT_KEYS = frozenset({Tag("SpecificCharacterSet"), Tag("QueryRetrieveLevel"), Tag("TimezoneOffsetFromUTC")})
 _BATCH = 256
+# Return keys answered without the index: Retrieve AE Title (0008,0054), Instance Availability (0008,0056).
+_ANSWERED = frozenset({0x00080054, 0x00080056})
 
 
 class QueryError(Exception):
@@ -161,6 +163,12 @@ class FindPlan:
     params: list
     returned: list[tuple[int, str, str | None]] = field(default_factory=list)
 
+    @property
+    def unsupported(self) -> bool:
+        """Some key asked for is not held (returned zero length, not matched): the pendings are
+        then FF01 (PS3.4 C.4.1.1.4: optional keys not supported)."""
+        return any(kw is None and tag not in _ANSWERED for tag, _vr, kw in self.returned)
+
 
 def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
          combined_datetime: bool = False) -> FindPlan:
@@ -175,8 +183,8 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
         raise QueryError("QueryRetrieveLevel (0008,0052) is missing", Tag("QueryRetrieveLevel"))
     level = str(raw_level).strip().upper()
     if level not in levels:
-        raise QueryError(f"QueryRetrieveLevel {level[:16]!r} is not a level of this model "
-                         f"({', '.join(levels)})", Tag("QueryRetrieveLevel"))
+        raise QueryError(f"QueryRetrieveLevel {level[:16]} not in this model: {'/'.join(levels)}",
+                         Tag("QueryRetrieveLevel"))
     depth = levels.index(level)
     where: list[str] = []
     params: list = []
@@ -191,8 +199,7 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
             returned.append((int(elem.tag), elem.VR, None))
             continue
         if levels.index(model_level(model, kw)) > depth:
-            raise QueryError(f"{kw} is a {model_level(model, kw)}-level key; the query is at "
-                             f"{level} level", int(elem.tag))
+            raise QueryError(f"{kw} is a {model_level(model, kw)} key, query is at {level}", int(elem.tag))
         given[kw] = elem.value
         returned.append((int(elem.tag), elem.VR, kw))
     # The unique keys of the levels above: present, single value (baseline hierarchical search).
@@ -200,8 +207,7 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
         kw = _UNIQUE[above]
         value = _text(given.get(kw))
         if not value or "\\" in value or "*" in value or "?" in value:
-            raise QueryError(f"{kw} must be given as a single value for a {level}-level query "
-                             "(hierarchical search, no relational queries)", int(Tag(kw)))
+            raise QueryError(f"{kw} (one value) is required at {level} level", int(Tag(kw)))
     # The unique keys of the query level and above are always returned.
     for lvl in levels[:depth + 1]:
         kw = _UNIQUE[lvl]
@@ -234,10 +240,11 @@ def find(index: "Index", identifier: Dataset, model: str, *, pn_case_insensitive
     (see plan). `retrieve_ae`: the Retrieve AE Title (0008,0054) returned when asked for (""
     returns it zero length). sqlite3 errors propagate from the iteration."""
     p = plan(identifier, model, pn_case_insensitive=pn_case_insensitive, combined_datetime=combined_datetime)
-    return _responses(index, p, retrieve_ae)
+    return responses(index, p, retrieve_ae)
 
 
-def _responses(index: "Index", p: FindPlan, retrieve_ae: str) -> Iterator[Dataset]:
+def responses(index: "Index", p: FindPlan, retrieve_ae: str = "") -> Iterator[Dataset]:
+    """The response identifiers of a checked plan (see find)."""
     last = 0
     while True:
         rows = index.query(p.sql, (*p.params, last))
@@ -255,6 +262,8 @@ def _response(p: FindPlan, row, retrieve_ae: str) -> Dataset:
         if kw is None:
             if tag == 0x00080054:  # Retrieve AE Title: where a C-MOVE of this match goes
                 value = retrieve_ae
+            elif tag == 0x00080056:  # Instance Availability: everything indexed is on disk
+                value = "ONLINE"
             elif vr == "SQ":
                 value = Sequence()
             else:

@@ -23,6 +23,8 @@ from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
 from gateway.config.timers import TimersSection
 from gateway.config.worklist import WorklistSection
+# -- issue 11: the C-FIND SCP over the buffer -----------------------------------------------------
+from gateway.config.qr_find import QrFindSection
 
 
 class Config(Section):
@@ -41,6 +43,8 @@ class Config(Section):
     worklist: WorklistSection = WorklistSection()
     capture: CaptureSection = CaptureSection()
     mpps: MppsSection = MppsSection()
+    # -- issue 11: the C-FIND SCP over the buffer (who may query: peers.*.may_query)
+    qr_find: QrFindSection = QrFindSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
