@@ -66,6 +66,9 @@ from gateway.identity import APPLICATION_CONTEXT_NAME, IMPLEMENTATION_CLASS_UID,
 from gateway.media.export import PROFILE_FOR
 from gateway.media.profiles import PROFILES
 from gateway.print import validate
+# -- issue 11: the C-FIND SCP over the buffer
+from gateway.buffer import query as qr_query
+from gateway.dicom.qr_find_scp import FIND_MODELS, STATUSES as QR_FIND_STATUSES, QueryFindSCP
 
 PRODUCT = "DICOM edge gateway"
 GENERATED_BY = "dicom-gateway conformance --output CONFORMANCE.md"
@@ -101,7 +104,9 @@ def listener_roles(config: Config) -> list[tuple[str, object]]:
                         config)  # type: ignore[arg-type]
     return [("Verification", VerificationSCP()), ("Storage", store),
             ("Storage Commitment", CommitmentSCU(None, None, lambda name: None)),  # type: ignore[arg-type]
-            ("Print", printing)]
+            ("Print", printing),
+            # -- issue 11: the C-FIND SCP (its index is used by on_find only, never here)
+            (QR_FIND, QueryFindSCP(config, None, None))]
 
 
 def accepted_contexts(config: Config | None = None) -> list[AcceptedContext]:
@@ -317,6 +322,9 @@ def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[Acc
             (uid_name(MWL_FIND), MWL_FIND, "Yes", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service == "Print"]
+    # -- issue 11: the C-FIND SCP
+    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
+             for c in contexts if c.service == QR_FIND]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
     out += ["Table 1-2 Media services", ""]
     out += _table(["Media Storage Application Profile", "Write Files (FSC)", "Read Files (FSR)"],
@@ -344,7 +352,7 @@ def _introduction(out: list[str]) -> None:
             "covers what the code in this repository does and is tested to do; "
             "`tests/interop/test_conformance_contexts.py` proposes every presentation context of Table "
             "4.2-4 to a running gateway with pynetdicom and checks that exactly these are accepted. "
-            "Query/Retrieve is not implemented yet.", "",
+            "Query/Retrieve: the C-FIND SCP answers queries over the buffer (Activity: answer queries).", "",
             "### 3.2 Definitions and references", "",
             "DICOM PS3.2 (conformance), PS3.4 (service classes: B Storage, J Storage Commitment, H Print "
             "Management), PS3.7 (DIMSE, status codes Annex C), PS3.8 (upper layer), PS3.10 (media "
@@ -376,7 +384,10 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "an unscheduled, flagged identity), stored in the buffer like received instances and forwarded by "
             "the routing rules.",
             "- **Modality Performed Procedure Step SCU** (with `[mpps] enabled`): reports each captured "
-            "procedure (IN PROGRESS at its first capture, COMPLETED or DISCONTINUED with its objects).", "",
+            "procedure (IN PROGRESS at its first capture, COMPLETED or DISCONTINUED with its objects).",
+            # -- issue 11: the C-FIND SCP
+            "- **Query/Retrieve C-FIND SCP**: answers Patient Root and Study Root queries over what the "
+            "buffer holds, for peers allowed to query.", "",
             "#### 4.1.2 Sequencing of real-world activities", "",
             "An instance is forwarded as soon as it is stored and its destination is reachable; a film is "
             "printed after the N-ACTION that asked for it was answered; storage commitment is requested "
@@ -393,6 +404,8 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
              for c in contexts if c.service == "Print"]
     rows += [(f"&nbsp;&nbsp;{uid_name(u)} (in a print meta SOP class)", u, "No", "Yes")
              for u in sorted(PRINT_SOP_CLASSES - set(PRINT_CONTEXTS))]
+    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")  # -- issue 11: C-FIND SCP
+             for c in contexts if c.service == QR_FIND]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
     retired = [c for c in storage if _retired(c.abstract_syntax)]
     out += [f"Table 4.2-2 Storage SOP classes (SCU and SCP; {len(storage)} classes: every storage SOP "
@@ -628,6 +641,7 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
             "association is accepted too. Every report is answered 0000; reports for unknown or closed "
             "transactions are logged and ignored.", ""]
     _print_scp(out, config)
+    _qr_find_scp(out, config)  # -- issue 11
 
 
 def _groups(contexts: list[AcceptedContext]) -> list[list[AcceptedContext]]:
@@ -645,6 +659,9 @@ def _role(c: AcceptedContext) -> str:
 
 
 def _extended(c: AcceptedContext) -> str:
+    if c.service == QR_FIND:  # -- issue 11
+        return ("SOP Class Extended Negotiation: relational-queries refused, combined date-time matching "
+                "accepted (`qr_find.combined_datetime`), fuzzy matching and timezone adjustment refused")
     if c.scu_role is None and c.scp_role is None:
         return "None"
     said = [f"requestor as SCU {'accepted' if c.scu_role else 'refused'}",
@@ -703,6 +720,52 @@ def _print_scp(out: list[str], config: Config) -> None:
     out += _table(["Status", "Meaning", "When"],
                   [(_hex(c), _meaning(c, PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS), when)
                    for c, when in sorted(_PRINT_WHEN.items())])
+
+
+# -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py, gateway/buffer/query.py) ---
+QR_FIND = "Query/Retrieve FIND"
+
+
+def _qr_find_scp(out: list[str], config: Config) -> None:
+    q = config.qr_find
+    models = ", ".join(f"{uid_name(uid)} (levels {'/'.join(qr_query.MODELS[uid])})" for uid in FIND_MODELS)
+    out += ["###### Activity: answer queries (Query/Retrieve C-FIND SCP, PS3.4 C)", "",
+            f"Information models: {models}. Only peers with `peers.*.may_query = true` may query (an "
+            "unknown caller, when `ae.accept_unknown_callers` admits it, may too). Search method: baseline "
+            "hierarchical (PS3.4 C.4.1.2.1): the unique key of every level above the query level must be "
+            "given with one value; relational queries are not supported. Keys of a level below the query "
+            "level are refused (A900); keys of the levels above are matched and returned too.", "",
+            "Table 4.2-8 C-FIND keys matched and returned (level as in the Patient Root model; in Study "
+            "Root the patient's keys are STUDY keys)", ""]
+    rows = []
+    for kw, key in qr_query._KEYS.items():
+        vr = qr_query.dictionary_VR(qr_query.Tag(kw))
+        unique = "unique" if qr_query._UNIQUE.get(key.level) == kw else ""
+        how = ("return only (derived)" if key.derived and kw != "ModalitiesInStudy" else
+               "any series modality, list of values, wildcard" if kw == "ModalitiesInStudy" else
+               "single value, list of UIDs" if vr == "UI" else
+               "single value, range" if vr in ("DA", "TM") else
+               "single value, wildcard" + (", case-insensitive" if vr == "PN" and q.pn_case_insensitive else "")
+               if vr in qr_query.WILDCARD_VRS else "single value")
+        rows.append((key.level, kw, vr, unique, how))
+    out += _table(["Level", "Key", "VR", "Type", "Matching"], rows)
+    out += ["Every key matches universally when sent empty (or as \"*\"). Wildcards \"*\" and \"?\" only in "
+            "the VRs that allow them (AE, CS, LO, LT, PN, SH, ST, UC, UR, UT); a wildcard in a DA, TM or UI "
+            "value, or a malformed range, is refused with A900. Ranges \"a-b\", \"a-\", \"-b\" on DA and TM; a "
+            "study without a date matches no date range. StudyDate with StudyTime is one date-time range "
+            "only when the SCU negotiated combined date-time matching. Person names match case-insensitively "
+            f"(`qr_find.pn_case_insensitive`, configurable, default {str(q.pn_case_insensitive).lower()}), "
+            "Unicode case folding, non-ASCII names too; a value without \"=\" matches the whole name or any "
+            "one of its component groups (alphabetic, ideographic, phonetic). No attribute the index holds "
+            "is in a sequence: a sequence key is returned empty and does not restrict the match. Other keys "
+            "are returned zero length and not matched (pendings are then FF01); Retrieve AE Title is the "
+            "gateway's AE title, Instance Availability ONLINE. Private keys are not returned.", "",
+            "Character sets: the query is decoded with its Specific Character Set (any term of section 6). "
+            "Each response is encoded in the character set its study was received in when that can hold "
+            "every value of the response (at PATIENT level, the patient's latest study's), else in ISO_IR "
+            "192 (UTF-8); Specific Character Set is returned when it is not the default repertoire.", "",
+            "Table 4.2-9 C-FIND response statuses (besides pending FF00 / FF01)", ""]
+    out += _table(["Status", "When"], [(_hex(c), when) for c, when in sorted(QR_FIND_STATUSES.items())])
 
 
 def _timers(out: list[str], config: Config) -> None:

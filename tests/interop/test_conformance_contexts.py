@@ -36,7 +36,7 @@ NOT_IN_STATEMENT = sorted(NON_PATIENT_STORAGE) + [
     "1.2.840.10008.1.3.10",  # Media Storage Directory Storage: never sent by C-STORE
     "1.2.840.10008.1.20.2",  # Storage Commitment Pull Model (retired)
     "1.2.840.10008.5.1.4.31",  # Modality Worklist FIND: not implemented yet
-    "1.2.840.10008.5.1.4.1.2.2.1",  # Study Root FIND: not implemented yet
+    "1.2.840.10008.5.1.4.1.2.3.1",  # Patient/Study Only FIND (retired): not served (issue 11 serves the two roots)
     "1.2.826.0.1.3680043.9.9999.7",  # a private class not in [storage] extra_sop_classes
 ]
 
