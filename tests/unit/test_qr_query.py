@@ -194,6 +194,7 @@ def test_date_single_value_and_ranges(buf, cts):
     assert _values(_find(buf, "STUDY", StudyDate="20260105"), "AccessionNumber") == ["ACC-A"]
     assert _values(_find(buf, "STUDY", StudyDate="20260101-20260107"), "AccessionNumber") == ["ACC-A", "ACC-B"]
     assert _values(_find(buf, "STUDY", StudyDate="20260106-"), "AccessionNumber") == ["ACC-B"]
+    assert _values(_find(buf, "STUDY", StudyDate="20260107-"), "AccessionNumber") == ["ACC-B"]  # ends included
     assert _values(_find(buf, "STUDY", StudyDate="-20260105"), "AccessionNumber") == ["ACC-A", "ACC-C"]
     # The charset files have no StudyDate: they match no range, only universal matching.
     assert len(_find(buf, "STUDY", StudyDate="")) == len(CHARSET_FILES) + 3
@@ -204,6 +205,8 @@ def test_time_ranges_compare_whole_times(buf, cts):
     assert _values(_find(buf, "STUDY", StudyTime="-0930"), "AccessionNumber") == ["ACC-A"]
     assert _values(_find(buf, "STUDY", StudyTime="1745-"), "AccessionNumber") == ["ACC-B", "ACC-C"]
     assert _values(_find(buf, "STUDY", StudyTime="093000"), "AccessionNumber") == ["ACC-A"]
+    # An upper end "1745" is the whole minute: 17:45:01.5 is in it.
+    assert _values(_find(buf, "STUDY", StudyTime="-1745"), "AccessionNumber") == ["ACC-A", "ACC-B"]
 
 
 def test_combined_date_time_range_when_negotiated(buf, cts):
