@@ -133,10 +133,12 @@ class QueryFindSCP:
         if not self._may_query(assoc):
             yield done(NOT_AUTHORIZED, f"{calling} may not query (peers.*.may_query)")
             return
+        combined = model in self._combined.get(assoc, ())
         try:
-            identifier = event.identifier
-            plan = query.plan(identifier, model, pn_case_insensitive=self.config.qr_find.pn_case_insensitive,
-                              combined_datetime=model in self._combined.get(assoc, ()))
+            # pydicom decodes the identifier's values (with its Specific Character Set) as plan()
+            # reads them: a value it cannot decode raises there, whatever its kind.
+            plan = query.plan(event.identifier, model, combined_datetime=combined,
+                              pn_case_insensitive=self.config.qr_find.pn_case_insensitive)
         except query.QueryError as exc:
             yield done(exc.status, exc.comment, exc.offending)
             return
