@@ -32,10 +32,12 @@ import sqlite3
 import weakref
 
 from pydicom.dataset import Dataset
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 
 from gateway.buffer import query
 from gateway.config import Config
+from gateway.dicom.net.pynetdicom_patches import quiet_message_dumps
 from gateway.dicom.net.service_role import SupportedContext
 from gateway.event_kinds import QrQuery
 from gateway.events import EventBus
@@ -83,6 +85,10 @@ class QueryFindSCP:
         self.events = events
         # Per association: whether combined date-time matching was agreed (weak: dropped with it).
         self._combined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Process-wide, and harmless to the other services: pynetdicom formats every C-FIND
+        # response identifier for a debug line (service_class.py, _c_find_scp) whether or not debug
+        # logging is on; 10,000 matches spent most of their time there.
+        pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
 
     # -- the service role ----------------------------------------------------------------------
     def contexts(self) -> list[SupportedContext]:
@@ -90,7 +96,15 @@ class QueryFindSCP:
         return [SupportedContext(uid) for uid in FIND_MODELS]
 
     def handlers(self) -> list[tuple]:
-        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_SOP_EXTENDED, self.on_extended)]
+        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_SOP_EXTENDED, self.on_extended),
+                (evt.EVT_ACCEPTED, self._accepted)]
+
+    def _accepted(self, event) -> None:
+        """An association with a FIND context: pynetdicom's per-message debug dumps run only when
+        its debug log is on (pynetdicom_patches P10); formatting every pending response for a log
+        nobody reads cost more than building it."""
+        if any(str(cx.abstract_syntax) in FIND_MODELS for cx in event.assoc.accepted_contexts):
+            quiet_message_dumps(event.assoc, log)
 
     def called_titles(self) -> list[str]:
         return []
