@@ -3,7 +3,7 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render export observers capture)
+                                            #   profile film_render export observers capture qrfind)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
 ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers", "capture"]
+ORDER += ["qrfind"]  # -- issue 11: C-FIND over the buffer vs Orthanc (bench_qrfind.py)
 
 
 def script(name: str) -> Path:
@@ -120,6 +121,14 @@ def summary_rows(started: float) -> list[list]:
                          f"ClipWriter alone {b['fps']:.1f} fps",
                          f"{r['ratio']:.2f}x of min({cap['fps']:g}, encoder) (target >= {cap['target']}); "
                          f"raw {r['raw_ratio']:.2f}x"])
+    # -- issue 11: C-FIND at study level, the gateway vs Orthanc's C-FIND SCP (bench_qrfind.py)
+    qr = load("qrfind")
+    if fresh(qr):
+        g, o = qr["gateway"], qr["orthanc"]
+        rows.append([f"C-FIND STUDY level, {qr['studies']} studies / {qr['instances']} instances",
+                     f"{g['rsp_s']:.0f} responses/s, peak RSS {g['peak_rss_mb']:.0f} MB",
+                     f"Orthanc {o['rsp_s']:.0f} responses/s, peak RSS {o['peak_rss_mb']:.0f} MB",
+                     f"{qr['ratio']:.2f}x (target >= {qr['target']})"])
     return rows
 
 
