@@ -40,14 +40,14 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings, encode_string, python_encoding
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+from pydicom.valuerep import PersonName
 
 from gateway.buffer.query_columns import fold_pn, normal_time
 
@@ -64,7 +64,7 @@ WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", 
 # Not keys: the identifier's own bookkeeping (PS3.4 C.4.1.1.3.1).
 _NOT_KEYS = frozenset({Tag("SpecificCharacterSet"), Tag("QueryRetrieveLevel"), Tag("TimezoneOffsetFromUTC")})
 _BATCH = 256
-_TRUSTED = pydicom_config.IGNORE
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 # Return keys answered without the index: Retrieve AE Title (0008,0054), Instance Availability (0008,0056).
 _ANSWERED = frozenset({0x00080054, 0x00080056})
 
@@ -258,8 +258,8 @@ def responses(index: "Index", p: FindPlan, retrieve_ae: str = "") -> Iterator[Da
 
 
 def _response(p: FindPlan, row, retrieve_ae: str) -> Dataset:
-    ds = Dataset()
-    texts: list[str] = []
+    values: list[tuple[int, str, object]] = []
+    texts: list[tuple[str, str]] = []
     for tag, vr, kw in p.returned:
         if kw is None:
             if tag == 0x00080054:  # Retrieve AE Title: where a C-MOVE of this match goes
@@ -269,65 +269,71 @@ def _response(p: FindPlan, row, retrieve_ae: str) -> Dataset:
             elif vr == "SQ":
                 value = Sequence()
             else:
-                value = None
+                value = ""
         else:
             value = row[kw]
-            if value is None:
-                value = ""
-            elif isinstance(value, int):
-                value = str(value)
-            if vr in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and value:
-                texts.append(value)
-        # The values come from the index, checked when they were received: pydicom's per-value
-        # validation would be most of the cost of a response (10,000 studies: 2 s of 3).
-        ds.add(DataElement(tag, vr, value, validation_mode=_TRUSTED))
-    ds.add(DataElement(0x00080052, "CS", p.level, validation_mode=_TRUSTED))
-    charset = _response_charset(row["_charset"] or "", texts)
-    if charset:
-        ds.add(DataElement(0x00080005, "CS", charset if len(charset) > 1 else charset[0],
-                           validation_mode=_TRUSTED))
+            value = "" if value is None else str(value)
+            if vr in _TEXT_VRS and value:
+                texts.append((vr, value))
+        values.append((tag, vr, value))
+    terms = [t.strip() for t in (row["_charset"] or "").split("\\")]
+    terms = terms if any(terms) else []
+    encoded = _encode_texts(terms, texts)
+    if encoded is None:
+        terms = ["ISO_IR 192"]
+        encoded = {t: t[1].encode("utf-8") for t in texts}
+    ds = Dataset()
+    # Values are written as encoded bytes (raw elements, which pydicom writes as they are and
+    # decodes when read): building and validating a DataElement per value, then encoding it again,
+    # was most of a response's cost (the values were checked when they were received).
+    for tag, vr, value in values:
+        if isinstance(value, Sequence):
+            ds.add(DataElement(tag, "SQ", value))
+        else:
+            ds[tag] = _raw(tag, vr, encoded[(vr, value)] if vr in _TEXT_VRS and value else
+                           value.encode("ascii", "replace"))
+    ds[0x00080052] = _raw(0x00080052, "CS", p.level.encode("ascii"))
+    if terms:
+        ds[0x00080005] = _raw(0x00080005, "CS", "\\".join(terms).encode("ascii"))
     return ds
 
 
-def _response_charset(stored: str, texts: list[str]) -> list[str]:
-    """The Specific Character Set values for a response holding `texts`: the study's (`stored`, as
-    indexed: values joined by "\\") when it encodes them all, else ["ISO_IR 192"]; [] for the
-    default repertoire."""
-    terms = [t.strip() for t in stored.split("\\")]
-    if not any(terms):
-        terms = []
-    if all(t.isascii() for t in texts):
-        return terms
-    if terms and _encodes(terms, texts):
-        return terms
-    return ["ISO_IR 192"]
+def _raw(tag: int, vr: str, value: bytes) -> RawDataElement:
+    """A value as it goes on the wire: padded to even length (UI with NUL, the rest with a space,
+    PS3.5 6.2)."""
+    if len(value) % 2:
+        value += b"\x00" if vr == "UI" else b" "
+    return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
 
 
-def _encodes(terms: list[str], texts: list[str]) -> bool:
-    if len(terms) == 1 and not terms[0].startswith("ISO 2022"):
-        codec = python_encoding.get(terms[0])
+def _encode_texts(terms: list[str], texts: list[tuple[str, str]]) -> dict[tuple[str, str], bytes] | None:
+    """Each of `texts` ((VR, value) pairs) encoded in the character set `terms` (a study's Specific
+    Character Set, [] for the default repertoire), or None when one of them cannot be (the
+    response then goes in ISO_IR 192)."""
+    out: dict[tuple[str, str], bytes] = {}
+    if not terms or (len(terms) == 1 and not terms[0].startswith("ISO 2022")):
+        term = terms[0] if terms else "ISO_IR 6"
+        codec = "ascii" if term == "ISO_IR 6" else python_encoding.get(term)
         if codec is None:
-            return False
-        if terms[0] == "ISO_IR 6":
-            codec = "ascii"
+            return None
         try:
-            for t in texts:
-                t.encode(codec)
+            for vr, t in texts:
+                out[(vr, t)] = t.encode(codec)
         except UnicodeEncodeError:
-            return False
-        return True
-    # Code extensions (ISO 2022): pydicom knows their escape rules; it only warns when it has to
-    # replace a character, so a warning here means "cannot encode".
+            return None
+        return out
+    # Code extensions (ISO 2022): pydicom knows their escape rules, per component group of a
+    # person name (PersonName.encode: no escape before the first group, as in PS3.5 H.3.1); it
+    # only warns when it has to replace a character, so a warning is "cannot".
     try:
         encodings = convert_encodings(terms)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            for t in texts:
-                for group in t.split("="):
-                    encode_string(group, encodings)
+            for vr, t in texts:
+                out[(vr, t)] = PersonName(t).encode(encodings) if vr == "PN" else encode_string(t, encodings)
     except Exception:
-        return False
-    return True
+        return None
+    return out
 
 
 def _text(value) -> str:

@@ -277,9 +277,12 @@ def test_bad_identifiers_are_refused_with_a900_naming_the_key(buf, level, model,
 
 # -- character sets of the responses ------------------------------------------------------------------
 def _wire_roundtrip(ds: Dataset) -> Dataset:
-    """As pynetdicom sends a response identifier and an SCU reads it."""
+    """As pynetdicom sends a response identifier and an SCU reads it; every value of even length
+    (PS3.5 7.1.1)."""
     import io
-    return decode(io.BytesIO(encode(ds, False, True)), False, True)
+    back = decode(io.BytesIO(encode(ds, False, True)), False, True)
+    assert all(back.get_item(tag).length % 2 == 0 for tag in back.keys())
+    return back
 
 
 def test_responses_keep_the_study_character_set_when_it_holds_the_values(buf, cts):
@@ -292,6 +295,13 @@ def test_responses_keep_the_study_character_set_when_it_holds_the_values(buf, ct
         assert str(back.PatientName) == name, pid
     (r,) = _find(buf, "STUDY", PatientID="P-C", PatientName="")
     assert "SpecificCharacterSet" not in r  # default repertoire: nothing to say
+    # Japanese names go out in the very bytes of PS3.5 H.3.1 / H.3.2's examples (the files hold
+    # them): escapes per component group, none before the first.
+    import pydicom
+    for name, pid in (("chrH31", "H31EXAMPLE"), ("chrH32", "H32EXAMPLE")):
+        (r,) = _find(buf, "STUDY", PatientID=pid, PatientName="")
+        sent = _wire_roundtrip(r).get_item(0x00100010).value
+        assert sent == pydicom.dcmread(_charset_file(name)).get_item(0x00100010).value, name
 
 
 def test_a_value_the_study_charset_cannot_hold_is_answered_in_utf8(tmp_path, buf):
