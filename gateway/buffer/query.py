@@ -235,29 +235,33 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
 
 
 def find(index: "Index", identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
-         combined_datetime: bool = False, retrieve_ae: str = "") -> Iterator[Dataset]:
+         combined_datetime: bool = False, retrieve_ae: str = "",
+         encoding: tuple[bool, bool] | None = None) -> Iterator[Dataset]:
     """The response identifiers of a C-FIND with `identifier` on `model`, one Dataset per match,
     in index order, read from `index` in batches of 256 (an abandoned iterator stops reading:
     that is how C-CANCEL ends a query). The query is checked before this returns: QueryError
     (see plan). `retrieve_ae`: the Retrieve AE Title (0008,0054) returned when asked for (""
-    returns it zero length). sqlite3 errors propagate from the iteration."""
+    returns it zero length). `encoding`: (implicit VR, little endian) of the presentation context
+    the responses go out on; given, pydicom writes the encoded values as they are instead of
+    decoding and encoding them again. sqlite3 errors propagate from the iteration."""
     p = plan(identifier, model, pn_case_insensitive=pn_case_insensitive, combined_datetime=combined_datetime)
-    return responses(index, p, retrieve_ae)
+    return responses(index, p, retrieve_ae, encoding)
 
 
-def responses(index: "Index", p: FindPlan, retrieve_ae: str = "") -> Iterator[Dataset]:
+def responses(index: "Index", p: FindPlan, retrieve_ae: str = "",
+              encoding: tuple[bool, bool] | None = None) -> Iterator[Dataset]:
     """The response identifiers of a checked plan (see find)."""
     last = 0
     while True:
         rows = index.query(p.sql, (*p.params, last))
         for row in rows:
-            yield _response(p, row, retrieve_ae)
+            yield _response(p, row, retrieve_ae, encoding)
         if len(rows) < _BATCH:
             return
         last = rows[-1]["_pk"]
 
 
-def _response(p: FindPlan, row, retrieve_ae: str) -> Dataset:
+def _response(p: FindPlan, row, retrieve_ae: str, encoding: tuple[bool, bool] | None) -> Dataset:
     values: list[tuple[int, str, object]] = []
     texts: list[tuple[str, str]] = []
     for tag, vr, kw in p.returned:
@@ -295,6 +299,12 @@ def _response(p: FindPlan, row, retrieve_ae: str) -> Dataset:
     ds[0x00080052] = _raw(0x00080052, "CS", p.level.encode("ascii"))
     if terms:
         ds[0x00080005] = _raw(0x00080005, "CS", "\\".join(terms).encode("ascii"))
+    if encoding is not None:
+        # pydicom's writer decodes and re-encodes every raw element of a data set whose original
+        # encoding or character set differs from the output's (filewriter.write_dataset): these
+        # values are already in the output's character set, and their bytes do not depend on the
+        # VR being explicit or not, nor on the byte order (text only).
+        ds.set_original_encoding(encoding[0], encoding[1], ds._character_set)
     return ds
 
 

@@ -162,7 +162,9 @@ class QueryFindSCP:
         state["level"] = plan.level
         pending = PENDING_WARNING if plan.unsupported else PENDING
         try:
-            for ds in query.responses(self.index, plan, self.config.ae.title):
+            ts = event.context.transfer_syntax
+            wire = (ts.is_implicit_VR, ts.is_little_endian)
+            for ds in query.responses(self.index, plan, self.config.ae.title, wire):
                 if event.is_cancelled:
                     yield done(CANCELLED)
                     return

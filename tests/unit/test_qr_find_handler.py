@@ -8,6 +8,7 @@ import sqlite3
 from types import SimpleNamespace
 
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from gateway.buffer.index import Index
 from gateway.buffer.query import STUDY_ROOT_FIND
@@ -31,6 +32,7 @@ class _Event:
     def __init__(self, calling: str, identifier: Dataset, cancel_after: int | None = None):
         self.assoc = _Assoc(calling)
         self.request = SimpleNamespace(AffectedSOPClassUID=STUDY_ROOT_FIND)
+        self.context = SimpleNamespace(transfer_syntax=ExplicitVRLittleEndian)
         self.identifier = identifier
         self.cancel_after = cancel_after
         self.sent = 0

@@ -82,7 +82,8 @@ def _find(buf, level, model=STUDY_ROOT_FIND, **keys):
     opts = {k: keys.pop(k) for k in ("pn_case_insensitive", "combined_datetime", "retrieve_ae") if k in keys}
     if level != "PATIENT":  # read back by most cases (return keys, universal matching)
         keys = {"PatientID": "", "AccessionNumber": "", **keys}
-    return list(find(buf.index, _q(level, **keys), model, **opts))
+    # Explicit VR Little Endian, as _wire_roundtrip sends them: the encoded values go out as they are.
+    return list(find(buf.index, _q(level, **keys), model, encoding=(False, True), **opts))
 
 
 def _values(responses, keyword):
