@@ -389,7 +389,7 @@ def _condition(kw: str, value, pn_ci: bool, where: list[str], params: list) -> N
         lo, _, hi = text.partition("-")
         lo, hi = lo.strip(), hi.strip()
         if "-" in hi or not (lo or hi):
-            raise QueryError(f"{kw}: {text[:32]!r} is not a range", int(Tag(kw)))
+            raise QueryError(f"{kw}: the value is not a range (a-b, a-, -b)", int(Tag(kw)))
         column = key.column if vr == "DA" else _time_expr(key.column)
         if vr == "TM":
             lo, hi = normal_time(lo) if lo else "", normal_time(hi, "9") if hi else ""

@@ -119,7 +119,10 @@ class QueryFindSCP:
                 continue
             wants = len(info) > 1 and info[1] == 1
             agreed = wants and self.config.qr_find.combined_datetime
-            answers[uid] = bytes([0, 1 if agreed else 0])
+            # As long as the proposal: relational 0, date-time as agreed, every other byte 0.
+            answer = bytearray(len(info))
+            answer[1] = 1 if agreed else 0
+            answers[uid] = bytes(answer)
             if agreed:
                 self._combined.setdefault(event.assoc, set()).add(str(uid))
         return answers
