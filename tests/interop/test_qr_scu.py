@@ -267,3 +267,33 @@ def test_move_destination_unknown_in_words(tmp_path):
                                     "(refused: move destination unknown)")
     finally:
         server.shutdown()
+
+
+def test_inactivity_timer_is_one_line(tmp_path):
+    """A PACS that accepts the query and then says nothing for longer than qr_scu.inactivity_s."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    answered = threading.Event()
+
+    def on_find(event):
+        answered.wait(10)  # released when the test ends; the command must not wait this long
+        ds = pydicom.Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = "1.2"
+        yield 0xFF00, ds
+
+    ae = AE(ae_title="MUTE")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw")
+    try:
+        r = gw.cli("query", "--set", "qr_scu.inactivity_s=1", "--destination", f"MUTE@127.0.0.1:{port}", timeout=60)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.stderr == (f"query: MUTE@127.0.0.1:{port}: no C-FIND response within 1 s (association lost or "
+                            "the inactivity timer expired)\n")
+    finally:
+        answered.set()
+        server.shutdown()
