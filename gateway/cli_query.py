@@ -75,6 +75,12 @@ def _date_range(text: str) -> str:
     return text
 
 
+def _max_priors(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of priors (1 to 100)")
+    return int(text)
+
+
 def _level(text: str) -> str:
     if text.upper() not in LEVEL_CHOICES:
         raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(LEVEL_CHOICES)}")
@@ -111,6 +117,9 @@ def add_parsers(add) -> None:
     what.add_argument("--study", metavar="UID", action="append", help="a Study Instance UID (repeatable)")
     what.add_argument("--series", metavar="UID", help="a Series Instance UID (with --in-study)")
     what.add_argument("--patient", metavar="ID", help="every study the PACS has for this Patient ID")
+    what.add_argument("--priors-of", metavar="STUDY_UID",
+                      help="the other studies the PACS has for the patient of this study (held in the buffer): "
+                           "same Patient ID; one whose Issuer of Patient ID or Birth Date differs is left out")
     sp.add_argument("--in-study", metavar="UID", help="the Study Instance UID of --series")
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--get", action="store_true", help="C-GET: the instances come back on this association "
@@ -119,6 +128,11 @@ def add_parsers(add) -> None:
     sp.add_argument("--to", metavar="AET", help="C-MOVE to this AE title, which the PACS must know "
                                                 "(default: qr_scu.move_destination, else this box)")
     sp.add_argument("--patient-root", action="store_true", help="use the Patient Root model (default Study Root)")
+    sp.add_argument("--max-priors", type=_max_priors, default=10, metavar="N",
+                    help="--priors-of: the N most recent priors (1-100, default 10)")
+    sp.add_argument("--export", action="store_true",
+                    help="--priors-of: then queue the study and its priors for one medium, as `export` does")
+    sp.add_argument("--drive", metavar="DRIVE", help="--export: a drive of [media.drives] (default: the only one)")
     sp.add_argument("--destination", metavar="NAME",
                     help="the PACS: a destination or peer name, or AET@host:port (default: qr_scu.destination, "
                          "else the only destination)")
@@ -240,12 +254,89 @@ def _table(columns, matches) -> None:
 
 # -- retrieve ----------------------------------------------------------------------------------------
 
+def _patient_of(loaded, study_uid: str):
+    """(Patient ID, Issuer of Patient ID, Birth Date) of a study the buffer holds, or None."""
+    from gateway.buffer.index import Index
+
+    path = loaded.buffer_dir / "index.sqlite"
+    if not path.exists():
+        return None
+    index = Index(path)
+    try:
+        rows = index.query("SELECT p.patient_id, p.issuer, p.birth_date FROM studies st"
+                           " JOIN patients p ON p.id = st.patient_fk WHERE st.study_uid = ? AND EXISTS"
+                           " (SELECT 1 FROM series se JOIN instances i ON i.series_fk = se.id WHERE se.study_fk = st.id)",
+                           (study_uid,))
+    finally:
+        index.close()
+    return (rows[0]["patient_id"] or "", rows[0]["issuer"] or "", rows[0]["birth_date"] or "") if rows else None
+
+
+def _other_patient(held: tuple[str, str, str], match) -> str:
+    """Why a PACS study with the same Patient ID is not this patient's, or "": a Patient ID is
+    unique only within its issuer, and a prior of another patient on the medium is an incident."""
+    _, issuer, birth = held
+    theirs = _text(match, "IssuerOfPatientID")
+    if issuer and theirs and theirs != issuer:
+        return f"Issuer of Patient ID {theirs!r} is not {issuer!r}"
+    born = _text(match, "PatientBirthDate")
+    if birth and born and born != birth:
+        return "Patient's Birth Date differs (same Patient ID, another patient?)"
+    return ""
+
+
+def _prior_targets(args, peer, model: str, max_results: int):
+    """The priors of --priors-of: the PACS's other studies of the held study's patient, newest
+    first, at most --max-priors, those the buffer already holds whole left out."""
+    from gateway.dicom.qr_scu import QrError, find, identifier
+
+    loaded = args.loaded
+    held = _patient_of(loaded, args.priors_of)
+    if held is None:
+        raise QrError(f"study {args.priors_of}: not held in the buffer (its patient is taken from there)")
+    patient_id = held[0]
+    if not patient_id:
+        raise QrError(f"study {args.priors_of} has no Patient ID: its priors cannot be matched")
+    found = find(peer, identifier("STUDY", {"PatientID": patient_id, "IssuerOfPatientID": ""}, model),
+                 model, max_results)
+    priors = []
+    for m in found.matches:
+        uid = _text(m, "StudyInstanceUID")
+        if not uid or uid == args.priors_of:
+            continue
+        why = _other_patient(held, m)
+        if why:
+            print(f"left out: study {uid}: {why}")
+            continue
+        priors.append(m)
+    priors.sort(key=lambda m: (_text(m, "StudyDate"), _text(m, "StudyTime")), reverse=True)
+    priors = priors[:args.max_priors]
+    args.prior_uids = [_text(m, "StudyInstanceUID") for m in priors]
+    print(f"{len(priors)} prior stud{'y' if len(priors) == 1 else 'ies'} of Patient ID {patient_id} on {peer.ae_title}"
+          + (": " + ", ".join(f"{_text(m, 'StudyDate') or '-'} {_text(m, 'StudyInstanceUID')}" for m in priors)
+             if priors else ""))
+    targets = []
+    for m in priors:
+        uid = _text(m, "StudyInstanceUID")
+        on_pacs = _text(m, "NumberOfStudyRelatedInstances")
+        if on_pacs.isdigit() and _study_counts(loaded, [uid]) >= int(on_pacs) > 0:
+            print(f"  {uid}: already in the buffer")
+            continue
+        keys = {"StudyInstanceUID": uid}
+        if model == "patient":
+            keys["PatientID"] = patient_id
+        targets.append(("STUDY", keys))
+    return targets
+
+
 def _targets(args, peer, model: str, max_results: int):
     """The identifiers to retrieve, each checked by a C-FIND first: a list of (level, keys)."""
     from gateway.dicom.qr_scu import QrError, find, identifier
 
     if args.series and not args.in_study:
         raise _usage("retrieve: --series needs --in-study STUDY_UID (a hierarchical retrieve names the study)")
+    if args.priors_of:
+        return _prior_targets(args, peer, model, max_results)
     if model == "patient" and not args.patient:
         raise _usage("retrieve: with --patient-root, give --patient ID (the whole patient)")
     if args.patient is not None and model == "patient":
@@ -326,17 +417,51 @@ def cmd_retrieve(args) -> int:
     use_get = args.get or (cfg.qr_scu.retrieve == "get" and not args.move)
     if use_get and args.to:
         raise _usage("retrieve: --to is for a C-MOVE; a C-GET always brings the instances here")
+    if (args.export or args.drive) and not args.priors_of:
+        raise _usage("retrieve: --export and --drive go with --priors-of")
+    if args.export:
+        from gateway import commands
+
+        args.drive = commands.export_drive(cfg, args.drive)  # a usage error before anything moves
+    args.loaded, args.prior_uids = loaded, []
     peer = _peer(loaded, args.destination, cfg.qr_scu.retrieve_session_s)
     find_peer = peer.__class__(**{**peer.__dict__, "session_s": cfg.qr_scu.find_session_s})
     cancel = Cancel()
     try:
         targets = _targets(args, find_peer, model, cfg.qr_scu.max_results)
-        if use_get:
-            return _get(loaded, peer, find_peer, targets, model, cancel)
-        return _move(loaded, peer, targets, model, cancel, args.to)
+        if not targets:
+            code = exit_codes.OK
+        elif use_get:
+            code = _get(loaded, peer, find_peer, targets, model, cancel)
+        else:
+            code = _move(loaded, peer, targets, model, cancel, args.to)
     except QrError as exc:
         print(f"retrieve: {exc}", file=sys.stderr)
         return exit_codes.FAILED
+    if not args.export:
+        return code
+    if code != exit_codes.OK:
+        print("not exported: the retrieve did not complete (retry it; the instances already stored stay)",
+              file=sys.stderr)
+        return code
+    return _export_with_priors(loaded, args.priors_of, args.prior_uids, args.drive)
+
+
+def _export_with_priors(loaded, study: str, priors: list[str], drive: str) -> int:
+    """Queue the study and its priors held in the buffer for one medium (commands.export: split at
+    series boundaries only when they do not fit), and wake the service that writes it."""
+    from gateway import cli, commands
+
+    held = [uid for uid in priors if _study_counts(loaded, [uid])]
+    missing = [uid for uid in priors if uid not in held]
+    if missing:
+        print(f"not exported: prior {missing[0]} did not arrive in the buffer", file=sys.stderr)
+        return exit_codes.FAILED
+    result = commands.export(cli._queue(loaded), loaded.config, [study, *held], drive, 1)
+    for line in result.lines():
+        print(line)
+    cli._wake_service(loaded.buffer_dir)
+    return exit_codes.OK
 
 
 def _report(how: str, peer, result) -> int:

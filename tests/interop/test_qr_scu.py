@@ -297,3 +297,62 @@ def test_inactivity_timer_is_one_line(tmp_path):
     finally:
         answered.set()
         server.shutdown()
+
+
+# -- priors on the same medium ---------------------------------------------------------------------
+
+def _study_copy(out: Path, date: str, birth: str) -> tuple[Path, str]:
+    """CT_small as another study of patient 1CT1 (new UIDs), on `date`, born `birth`."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(CT)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyDate, ds.PatientBirthDate = date, birth
+    ds.save_as(out, enforce_file_format=True)
+    return out, str(ds.StudyInstanceUID)
+
+
+def test_retrieve_priors_then_export_them_on_one_medium(tmp_path):
+    from tests.peers import storescu
+
+    gw_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", gw_port)
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {
+        "destinations": {"pacs": {"ae_title": "TESTPACS", "port": 1}},  # replaced below
+        "media": {"drives": {"cd": {"kind": "optical-sim", "sim_dir": str(tmp_path / "sim")}}}}, port=gw_port)
+    try:
+        orthanc.start()
+        gw.config["destinations"]["pacs"]["port"] = orthanc.dicom
+        from tests.peers import write_toml
+        write_toml(gw.config_path, gw.config)
+        current, current_uid = _study_copy(tmp_path / "current.dcm", "20240301", "19500101")
+        prior1, prior1_uid = _study_copy(tmp_path / "p1.dcm", "20230301", "19500101")
+        prior2, prior2_uid = _study_copy(tmp_path / "p2.dcm", "20220301", "")
+        other, other_uid = _study_copy(tmp_path / "other.dcm", "20210301", "19990909")
+        for f in (prior1, prior2, other):
+            orthanc._req("/instances", f.read_bytes())
+        gw.start()
+        r = storescu(gw.port, [current])
+        assert r.returncode == 0, r.stderr
+        r = gw.cli("retrieve", "--priors-of", current_uid, "--export")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"left out: study {other_uid}: Patient's Birth Date differs" in r.stdout
+        assert f"2 prior studies of Patient ID 1CT1 on TESTPACS: 20230301 {prior1_uid}, 20220301 {prior2_uid}" in r.stdout
+        assert "media queued for drive cd" in r.stdout
+        con = sqlite3.connect(gw.buffer / "index.sqlite", timeout=10)
+        try:
+            on_medium = {row[0] for row in con.execute(
+                "SELECT DISTINCT st.study_uid FROM job_items ji JOIN jobs j ON j.id = ji.job_id"
+                " JOIN instances i ON i.id = ji.instance_fk JOIN series se ON se.id = i.series_fk"
+                " JOIN studies st ON st.id = se.study_fk WHERE j.kind = 'export'")}
+        finally:
+            con.close()
+        assert on_medium == {current_uid, prior1_uid, prior2_uid}
+        # Asked again: the priors are held whole now, nothing is retrieved.
+        r = gw.cli("retrieve", "--priors-of", current_uid)
+        assert r.returncode == 0 and f"{prior1_uid}: already in the buffer" in r.stdout, r.stdout + r.stderr
+    finally:
+        gw.stop()
+        orthanc.stop()
