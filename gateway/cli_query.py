@@ -367,21 +367,37 @@ def _targets(args, peer, model: str, max_results: int):
 
 
 def _sop_classes(peer, targets, model: str, max_results: int) -> set[str]:
-    """The SOP classes of the instances to C-GET, from C-FINDs at the IMAGE level (the storage
-    contexts must be proposed before the C-GET; PS3.4 C.4.3.1)."""
+    """The SOP classes of the instances to C-GET (the storage contexts must be proposed before the
+    C-GET; PS3.4 C.4.3.1): the study's SOP Classes in Study (0008,0062) when the PACS returns it
+    (Orthanc does; for a SERIES target a superset, which costs only contexts), else from C-FINDs
+    at the IMAGE level, series by series, allowed up to 100 times `max_results` (a series of
+    thousands of images is ordinary; the query limit is for listings)."""
     from gateway.dicom.qr_scu import find, identifier
 
     classes: set[str] = set()
     for level, keys in targets:
+        study = {k: v for k, v in keys.items() if k in ("PatientID", "StudyInstanceUID")}
+        found = find(peer, identifier("STUDY", dict(study, SOPClassesInStudy=""), model), model, max_results)
+        listed = {str(v) for m in found.matches for v in _values(m, "SOPClassesInStudy") if str(v)}
+        if listed:
+            classes |= listed
+            continue
         series = [keys["SeriesInstanceUID"]] if level == "SERIES" else None
         if series is None:
-            found = find(peer, identifier("SERIES", keys, model), model, max_results)
+            found = find(peer, identifier("SERIES", study, model), model, max_results * 100)
             series = [str(m.SeriesInstanceUID) for m in found.matches if m.get("SeriesInstanceUID")]
         for uid in series:
-            ikeys = dict(keys, SeriesInstanceUID=uid)
-            found = find(peer, identifier("IMAGE", ikeys, model), model, max_results)
+            found = find(peer, identifier("IMAGE", dict(study, SeriesInstanceUID=uid), model), model,
+                         max_results * 100)
             classes |= {str(m.SOPClassUID) for m in found.matches if m.get("SOPClassUID")}
     return classes
+
+
+def _values(ds, kw: str) -> list:
+    value = ds.get(kw)
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _progress(result) -> None:

@@ -356,3 +356,51 @@ def test_retrieve_priors_then_export_them_on_one_medium(tmp_path):
     finally:
         gw.stop()
         orthanc.stop()
+
+
+def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
+    """A C-GET SCP (pynetdicom) whose study-level answer lacks SOP Classes in Study: the command
+    finds the classes series by series at the IMAGE level, and the instance still arrives."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
+                                      StudyRootQueryRetrieveInformationModelGet)
+
+    base = pydicom.dcmread(CT)
+    asked: list[str] = []
+
+    def on_find(event):
+        level = event.identifier.QueryRetrieveLevel
+        asked.append(level)
+        ds = pydicom.Dataset()
+        ds.QueryRetrieveLevel = level
+        ds.StudyInstanceUID = base.StudyInstanceUID
+        if level in ("SERIES", "IMAGE"):
+            ds.SeriesInstanceUID = base.SeriesInstanceUID
+        if level == "IMAGE":
+            ds.SOPClassUID, ds.SOPInstanceUID = base.SOPClassUID, base.SOPInstanceUID
+        yield 0xFF00, ds
+
+    def on_get(event):
+        yield 1
+        yield 0xFF00, base
+
+    ae = AE(ae_title="GETPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    # The requestor's storage context, accepted with its SCP role (PS3.7 D.3.3.4).
+    ae.add_supported_context(base.SOPClassUID, base.file_meta.TransferSyntaxUID, scu_role=True, scp_role=True)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_GET, on_get)])
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw")
+    try:
+        r = gw.cli("retrieve", "--get", "--study", str(base.StudyInstanceUID),
+                   "--destination", f"GETPACS@127.0.0.1:{port}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "stored in the buffer: 1" in r.stdout
+        assert asked == ["STUDY", "STUDY", "SERIES", "IMAGE"]  # the lookup, SOP classes, then the fallback
+        r = gw.cli("studies")
+        assert str(base.StudyInstanceUID) in r.stdout
+    finally:
+        server.shutdown()
