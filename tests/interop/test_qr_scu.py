@@ -404,3 +404,38 @@ def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
         assert str(base.StudyInstanceUID) in r.stdout
     finally:
         server.shutdown()
+
+
+def test_session_timer_aborts_a_long_association():
+    """The session timer (bounded to >= 60 s in [qr_scu]; 1 s through the API here) aborts an
+    association whose responses keep the inactivity timer alive no longer than it allows."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    from gateway.dicom.qr_scu import QrError, QrPeer, find, identifier
+
+    released = threading.Event()
+
+    def on_find(event):
+        for n in range(100):  # a match every 0.2 s: never idle for the inactivity timer
+            if released.is_set() or event.is_cancelled:
+                return
+            ds = pydicom.Dataset()
+            ds.QueryRetrieveLevel = "STUDY"
+            ds.StudyInstanceUID = f"1.2.{n}"
+            yield 0xFF00, ds
+            time.sleep(0.2)
+
+    ae = AE(ae_title="CHATTY")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        peer = QrPeer("CHATTY", "127.0.0.1", port, "EDGE", association_s=10, inactivity_s=5, session_s=1)
+        with pytest.raises(QrError) as exc:
+            find(peer, identifier("STUDY", {}), max_results=1000)
+        assert str(exc.value) == (f"CHATTY@127.0.0.1:{port}: C-FIND stopped: the session timer (1 s) expired "
+                                  "and the association was aborted")
+    finally:
+        released.set()
+        server.shutdown()
