@@ -481,8 +481,12 @@ def _export_with_priors(loaded, study: str, priors: list[str], drive: str) -> in
 
 
 def _report(how: str, peer, result) -> int:
+    from gateway.dicom.qr_scu import status_words
+
     line = (f"{how} from {peer.ae_title}: {result.completed} completed, {result.failed} failed, "
             f"{result.warning} warning")
+    if result.status not in (0x0000, 0xFE00):
+        line += f" (final status {status_words(result.status)})"
     if result.cancelled:
         print(f"{line}, {result.remaining} not retrieved: cancelled")
     else:

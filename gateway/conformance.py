@@ -628,9 +628,11 @@ def _qr_scu_activity(out: list[str], config: Config) -> None:
         ("FF00, FF01 (pending)", "a match is listed; for C-MOVE / C-GET the counts are printed"),
         ("0000", "done; exit 0"),
         (qr_scu.status_words(0xB000), "the counts and the Failed SOP Instance UID List are printed; exit 1"),
+        ("any failure status after sub-operations were done (e.g. A702 when every one failed)",
+         "the same, with the final status in words; exit 1"),
         (qr_scu.status_words(0xFE00), "after Ctrl-C sent C-CANCEL: the counts so far; exit 130 "
                                       "(a second Ctrl-C aborts the association)"),
-        ("A700, A701, A702, A801, A900, 0122, 0124, Cxxx and any other",
+        ("A700, A701, A702, A801, A900, 0122, 0124, Cxxx and any other, no sub-operation done",
          "one line naming the PACS and the status in words (e.g. "
          f"{qr_scu.status_words(0xA801)}); exit 1"),
         ("no response within the inactivity timer; session timer expired", "the association is aborted; "

@@ -482,9 +482,10 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
             cancel._detach()
     if result.status == 0xFE00:
         result.cancelled = True
-    elif result.status not in (0x0000, 0xB000):
-        raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}"
-                      + (f"; {result.failed} sub-operations failed" if result.failed else ""))
+    elif result.status not in (0x0000, 0xB000) and not (result.completed or result.failed or result.warning):
+        raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}")
+    # A failure after sub-operations (A702 when every one failed) is a result: its counts and
+    # Failed SOP Instance UID List say what happened to each instance.
     return result
 
 
@@ -494,8 +495,9 @@ def move(peer: QrPeer, idents: list[Dataset], move_ae: str, model: str = "study"
     (PS3.4 C.4.2); the counts of all added up. `progress` sees each pending response's counts.
     A cancel stops after the operation in progress (its final response gives the counts).
 
-    Raises QrError like `find`; a final status other than Success, Warning (B000) or Cancel
-    (FE00) is a failure, e.g. "0xA801 (refused: move destination unknown)"."""
+    Raises QrError like `find`, and for a final failure status with no sub-operation done, e.g.
+    "0xA801 (refused: move destination unknown)"; a failure after sub-operations (A702) is
+    returned with its counts (`ok` false)."""
     uid = MODELS[model]["MOVE"]
     total = RetrieveResult()
     with _Session(peer, uid) as session:

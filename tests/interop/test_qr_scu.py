@@ -358,15 +358,14 @@ def test_retrieve_priors_then_export_them_on_one_medium(tmp_path):
         orthanc.stop()
 
 
-def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
-    """A C-GET SCP (pynetdicom) whose study-level answer lacks SOP Classes in Study: the command
-    finds the classes series by series at the IMAGE level, and the instance still arrives."""
+def _get_pacs(asked: list[str]):
+    """A pynetdicom Study Root FIND/GET SCP holding CT_small, whose study-level answer lacks SOP
+    Classes in Study; `asked` collects the levels of the C-FINDs it answers."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
                                       StudyRootQueryRetrieveInformationModelGet)
 
     base = pydicom.dcmread(CT)
-    asked: list[str] = []
 
     def on_find(event):
         level = event.identifier.QueryRetrieveLevel
@@ -392,6 +391,14 @@ def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False,
                              evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_GET, on_get)])
+    return server, port, base
+
+
+def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
+    """The command finds the classes series by series at the IMAGE level, and the instance still
+    arrives."""
+    asked: list[str] = []
+    server, port, base = _get_pacs(asked)
     (tmp_path / "gw").mkdir()
     gw = GatewayProcess(tmp_path / "gw")
     try:
@@ -402,6 +409,24 @@ def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
         assert asked == ["STUDY", "STUDY", "SERIES", "IMAGE"]  # the lookup, SOP classes, then the fallback
         r = gw.cli("studies")
         assert str(base.StudyInstanceUID) in r.stdout
+    finally:
+        server.shutdown()
+
+
+def test_get_sub_operations_pass_the_intake_checks(tmp_path):
+    """A C-GET's C-STOREs meet the same checks as received ones: a PACS that is a peer without
+    may_store gets its sub-operation refused (0x0124), nothing is stored, exit 1."""
+    server, port, base = _get_pacs([])
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {"peers": {"getpacs": {"ae_title": "GETPACS", "may_store": False}}})
+    try:
+        r = gw.cli("retrieve", "--get", "--study", str(base.StudyInstanceUID),
+                   "--destination", f"GETPACS@127.0.0.1:{port}")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert ("C-GET from GETPACS: 0 completed, 1 failed, 0 warning (final status 0xA702 (refused: out of "
+                "resources, unable to perform sub-operations))") in r.stdout
+        assert f"  failed: {base.SOPInstanceUID}" in r.stdout and "refused: 1" in r.stdout
+        assert not (gw.buffer / "index.sqlite").exists() or "no studies" in gw.cli("studies").stdout
     finally:
         server.shutdown()
 
