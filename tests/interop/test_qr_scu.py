@@ -154,6 +154,20 @@ def test_retrieve_by_get_is_stored_by_the_command(box):
         assert stored.PixelData == original.PixelData and stored.PatientName == original.PatientName
 
 
+def test_retrieve_a_series_and_a_patient(box):
+    study, series, sop = _uids(FREN)
+    r = box.cli("retrieve", "--series", series)
+    assert r.returncode == 2 and "--in-study" in r.stderr, r.stderr
+    r = box.cli("retrieve", "--series", series, "--in-study", study)
+    assert r.returncode == 0 and "C-MOVE to EDGE from TESTPACS: 1 completed" in r.stdout, r.stdout + r.stderr
+    assert box.held(sop) is not None
+    # Every study of the patient: found by Patient ID first, then moved study by study.
+    r = box.cli("retrieve", "--patient", "SCSFREN")
+    assert r.returncode == 0 and "C-MOVE to EDGE from TESTPACS: 1 completed" in r.stdout, r.stdout + r.stderr
+    r = box.cli("retrieve", "--patient", "NOSUCHPATIENT")
+    assert r.returncode == 1 and r.stderr.strip() == "retrieve: patient 'NOSUCHPATIENT': no studies on TESTPACS"
+
+
 def test_pacs_down_rejected_unknown_study_one_line(box):
     down = f"DOWN@127.0.0.1:{free_port()}"
     r = box.cli("query", "--destination", down)
