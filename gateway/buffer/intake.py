@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
+from gateway.buffer.coercion import Coerced, CoercionFailed, Coercer, describe
 from gateway.buffer.files import DiskReserveError, is_disk_full
 from gateway.buffer.ingest import Buffer, IngestResult, Outcome
 from gateway.buffer.source import Source
@@ -49,6 +50,7 @@ class Refusal(enum.Enum):
     DISK_FULL = "disk-full"  # the reserve, or the file system, is full
     WRITE_FAILED = "write-failed"  # any other write error
     INDEX_ERROR = "index-error"  # the index transaction failed
+    COERCION_FAILED = "coercion-failed"  # issue 11: a [[coercion]] rule cannot be applied to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class IntakeResult:
     refusal: Refusal | None = None
     reason: str = ""
     ingest: IngestResult | None = None
+    coerced: Coerced | None = None  # issue 11: the ingest coercion rules that applied, if any
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,9 @@ class Intake:
         self.buffer = buffer
         self.events = events
         self.storage_classes = storage_classes
+        # issue 11: the [[coercion]] rules applied on ingest, before the index and the router
+        self.coercer = (Coercer.for_ingest(config, buffer.files.root) if getattr(config, "coercion", None)
+                        else Coercer([], ""))
 
     def take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
              synced: StartSync | None = None) -> IntakeResult:
@@ -128,9 +134,28 @@ class Intake:
             return self._refuse(Refusal.MISMATCH, source, sop_uid,
                                 "SOP Class UID in data set differs from the request")
         who = source.label
+        coerced = None
+        rules = self.coercer.rules_for(source) if self.coercer else []
+        if rules:
+            # issue 11: coerced before anything is indexed or routed, so the index, the routes and
+            # every forward see the coerced values. A rule that cannot be applied refuses the
+            # object: stored uncoerced it would reach the PACS with the very header the rule exists
+            # to fix (a wrong institution, a patient ID without its issuer); refused, the modality
+            # keeps it and shows the failure, and the log line names the rule's problem.
+            try:
+                coerced, attrs = self._coerce(path, attrs, source, rules)
+            except CoercionFailed as exc:
+                log.warning("coercion of %s from %s failed: %s", sop_uid, who, exc,
+                            extra={"sop_instance_uid": sop_uid, "calling_ae": who})
+                return self._refuse(Refusal.COERCION_FAILED, source, sop_uid, f"coercion failed: {exc}")
+            except OSError as exc:
+                return self._write_failed(exc, source, sop_uid)
+            except (MalformedDataset, InvalidDataset, StrayFileMeta) as exc:  # cannot happen: identity kept
+                return self._refuse(Refusal.COERCION_FAILED, source, sop_uid, f"coercion failed: {exc}")
         try:
             size = path.stat().st_size  # before ingest moves the file
-            result = self.buffer.ingest(path, attrs, source, synced=start_sync is not None)
+            result = self.buffer.ingest(path, attrs, source,
+                                        synced=start_sync is not None or bool(coerced and coerced.changed))
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
         except sqlite3.Error as exc:
@@ -148,7 +173,21 @@ class Intake:
         self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
                                      outcome=result.outcome.value, routes=tuple(result.routes),
                                      bytes=size, seconds=time.monotonic() - began))
-        return IntakeResult(ingest=result)
+        return IntakeResult(ingest=result, coerced=coerced)
+
+    def _coerce(self, path: Path, attrs, source: Source, rules):
+        """issue 11: apply `rules` to the received file in place (a coerced copy written beside it,
+        fsynced, renamed over it) and read its attributes again. Returns (Coerced, attributes).
+        Raises CoercionFailed, OSError."""
+        out = path.with_name(path.name + ".coerced")
+        coerced = self.coercer.coerce(path, out, rules, source.label)
+        if not coerced.changed:
+            return coerced, attrs
+        os.replace(out, path)
+        fresh = read_attributes(path)
+        log.info("coerced %s from %s: %s", attrs.sop_uid, source.label, describe(coerced),
+                 extra={"sop_instance_uid": attrs.sop_uid, "calling_ae": source.label})
+        return coerced, fresh
 
     @staticmethod
     def _drop_stray_meta(path: Path, stray: StrayFileMeta, source: Source, sop_uid: str):
