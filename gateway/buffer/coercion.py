@@ -250,8 +250,9 @@ class Coercer:
         return out
 
     # -- writing -----------------------------------------------------------------------------------
-    def coerce(self, path: Path, out_path: Path, rules: list[CoercionRule], source_label: str) -> Coerced:
-        """Write to `out_path` (created, fsynced) the file at `path` with `rules` applied, when they
+    def coerce(self, path: Path, out_path: Path, rules: list[CoercionRule], source_label: str,
+               sync: bool = True) -> Coerced:
+        """Write to `out_path` (created; fsynced when `sync`: a forward's copy is not kept) the file at `path` with `rules` applied, when they
         change anything (Coerced.changed empty: nothing written). Raises CoercionFailed for a
         value, a transfer syntax (deflated) or a data set the coercion refuses; OSError when the
         write fails. `out_path` never stays behind half written."""
@@ -264,8 +265,9 @@ class Coercer:
         try:
             with open(out_path, "wb") as out:
                 result = coerce_file(path, out, changes, provenance, record=record)
-                out.flush()
-                os.fsync(out.fileno())
+                if sync:
+                    out.flush()
+                    os.fsync(out.fileno())
         except CoerceError as exc:
             out_path.unlink(missing_ok=True)
             raise CoercionFailed(str(exc)) from None

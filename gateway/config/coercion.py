@@ -290,3 +290,14 @@ class CoercionRule(Section):
             acts.append("delete " + ", ".join(self.delete_))
         status = "; answers B000" if self.store_status == "warning" else ""
         return f"{self.name}: {where}: {'; '.join(acts)}{status}"
+
+
+def check_config_lines(config) -> list[str]:
+    """check-config's lines for issue 11 (`config`: a gateway.config.Config): each coercion rule
+    (CoercionRule.summary) and each route that matches on indexed attributes."""
+    lines = [f"coerces ({i + 1}) {rule.summary()}" for i, rule in enumerate(config.coercion)]
+    for i, route in enumerate(config.routes):
+        if route.match:
+            tests = "; ".join(f"{k} in {', '.join(v)}" for k, v in route.match.items())
+            lines.append(f"routes[{i}] to {', '.join(route.to)} when {tests}")
+    return lines
