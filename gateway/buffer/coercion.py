@@ -41,6 +41,7 @@ from gateway.buffer.source import Source
 from gateway.buffer.worklist import WorklistStore
 from gateway.config.coercion import NUMBER_VRS, CoercionRule, attribute_tag, check_value
 from gateway.part10.coerce import DELETE, CoerceError, Provenance, coerce_file
+from gateway.part10.structure import StructureError, walk_file
 
 log = logging.getLogger("gateway.buffer.coercion")
 
@@ -79,6 +80,60 @@ def _text(elem) -> str:
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").strip(" \x00")
     return str(value).strip(" \x00") if elem.VR not in ("LT", "ST", "UT") else str(value).rstrip(" \x00")
+
+
+def _pydicom_values(path: Path, tags: set[int]) -> dict[int, str | None]:
+    """The values of `tags` as text (None: absent), by pydicom (every character set, VR, byte order)."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=sorted(tags))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds; the Intake already parsed it
+        raise CoercionFailed(f"header does not read for coercion: {type(exc).__name__}: {exc}") from None
+    out: dict[int, str | None] = {}
+    for tag in tags:
+        elem = ds.get(tag)
+        try:
+            out[tag] = None if elem is None else _text(elem)
+        except Exception as exc:  # noqa: BLE001 - a value that does not decode in its character set
+            raise CoercionFailed(f"{_tagname(tag)} does not decode: {exc}") from None
+    return out
+
+
+# The character sets whose text values decode byte for byte with one codec (as attributes.py reads).
+_PLAIN_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+def _plain_values(path: Path, tags: set[int]) -> dict[int, str | None] | None:
+    """The values of `tags` as text from one structure walk (no pydicom parse: it costs as much as
+    the rest of a header's coercion), or None when any needs pydicom: a character set with code
+    extensions, a number VR, a VR other than the dictionary's, a file that does not walk."""
+    try:
+        ts, raw = walk_file(path, wanted=frozenset(tags))
+    except (StructureError, OSError, ValueError):
+        return None
+    charset = raw.get(SPECIFIC_CHARACTER_SET, (None, b""))[1].decode("ascii", "replace").strip(" \x00")
+    codec = _PLAIN_CODECS.get(charset)
+    if codec is None:
+        return None
+    out: dict[int, str | None] = {}
+    for tag in tags:
+        if tag not in raw:
+            out[tag] = None
+            continue
+        vr, value = raw[tag]
+        want = dictionary_VR(tag)
+        if want in NUMBER_VRS or (vr is not None and vr.decode("ascii", "replace") != want):
+            return None
+        try:
+            text = value.decode(codec)
+        except UnicodeDecodeError:
+            return None
+        if want in ("LT", "ST", "UT"):
+            out[tag] = text.rstrip(" \x00")
+        else:  # as pydicom reads them: each value's padding removed
+            text = "\\".join(v.strip(" \x00") for v in text.split("\\")).strip(" \x00")
+            # pydicom drops a person name's empty trailing component groups ("Alphabetic=Ideographic=")
+            out[tag] = text.rstrip("=") if want == "PN" else text
+    return out
 
 
 def _rule_tags(rule: CoercionRule) -> set[int]:
@@ -138,17 +193,9 @@ class Coercer:
         tags to record unchanged beside them). Raises CoercionFailed (a value its VR refuses, a
         header pydicom cannot read)."""
         tags = set().union(*(self._tags[r.name] for r in rules))
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=sorted(tags))
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds; the Intake already parsed it
-            raise CoercionFailed(f"header does not read for coercion: {type(exc).__name__}: {exc}") from None
-        original: dict[int, str | None] = {}
-        for tag in tags:
-            elem = ds.get(tag)
-            try:
-                original[tag] = None if elem is None else _text(elem)
-            except Exception as exc:  # noqa: BLE001 - a value that does not decode in its character set
-                raise CoercionFailed(f"{_tagname(tag)} does not decode: {exc}") from None
+        original = _plain_values(path, tags)
+        if original is None:
+            original = _pydicom_values(path, tags)
         view = dict(original)
         for rule in rules:
             self._apply(rule, view)
@@ -267,7 +314,7 @@ class Coercer:
                 result = coerce_file(path, out, changes, provenance, record=record)
                 if sync:
                     out.flush()
-                    os.fsync(out.fileno())
+                    os.fdatasync(out.fileno())
         except CoerceError as exc:
             out_path.unlink(missing_ok=True)
             raise CoercionFailed(str(exc)) from None

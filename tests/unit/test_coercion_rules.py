@@ -374,3 +374,45 @@ def test_the_intake_refuses_an_object_its_rules_cannot_coerce(intake, tmp_path):
     path = buf.files.new_incoming_path()
     shutil.copyfile(tmp_path / "ct.dcm", path)
     assert take.take(path, Source.ae("CT2"), CT, d.SOPInstanceUID).ok
+
+
+def test_check_config_lists_the_rules_without_their_values():
+    from gateway.config.coercion import check_config_lines
+    cfg = Config.model_validate({
+        "destinations": {"pacs": {"ae_title": "PACS", "port": 11001}},
+        "routes": [{"to": ["pacs"], "match": {"Modality": ["CT", "MR"]}}],
+        "coercion": [{"name": "legacy", "calling_ae": ["CT1"], "set": {"PatientName": "Secret^Name"},
+                      "map": {"InstitutionName": {"GH01": "General Hospital"}}, "store_status": "warning"},
+                     {"name": "out", "destination": ["pacs"], "delete": ["PatientComments"]}]})
+    lines = check_config_lines(cfg)
+    assert lines[0] == ("coerces (1) legacy: on ingest from AE:CT1: map InstitutionName (1 entries); "
+                        "set PatientName; answers B000")
+    assert lines[1] == "coerces (2) out: on forward to pacs: delete PatientComments"
+    assert lines[2] == "routes[0] to pacs when Modality in CT, MR"
+    assert not any("Secret" in line or "General Hospital" in line for line in lines)
+
+
+@pytest.mark.parametrize("path", [TEST_FILES / "CT_small.dcm", TEST_FILES / "MR_small_implicit.dcm",
+                                  TEST_FILES / "JPEG2000.dcm", CHARSET_FILES / "chrFren.dcm",
+                                  CHARSET_FILES / "chrGerm.dcm", CHARSET_FILES / "chrX1.dcm"])
+def test_the_structure_walk_reads_the_values_pydicom_reads(path):
+    from gateway.buffer.coercion import _plain_values, _pydicom_values
+    tags = {0x00080005, 0x00080050, 0x00080080, 0x00081010, 0x00081030, 0x00100010, 0x00100020, 0x00100021,
+            0x00100030, 0x00104000, 0x00200010}
+    fast = _plain_values(path, tags)
+    assert fast is not None
+    assert fast == _pydicom_values(path, tags)
+
+
+def test_a_japanese_file_is_coerced_through_pydicom_and_keeps_its_names(tmp_path):
+    from gateway.buffer.coercion import _plain_values
+    src = CHARSET_FILES / "chrH31.dcm"
+    assert _plain_values(src, {0x00080005, 0x00100010}) is None  # ISO 2022: pydicom reads it
+    before = pydicom.dcmread(src)
+    cfg = Config.model_validate({"ae": {"title": "EDGE"}, "coercion": [
+        {"name": "jp", "source": ["MEDIA:*"], "set": {"InstitutionName": "TOKYO"},
+         "map": {"PatientName": {str(before.PatientName): "Yamada^Hanako"}}}]})
+    result, out = _coerce(src, tmp_path, cfg, Source.media("CD"))
+    after = pydicom.dcmread(out)
+    assert after.InstitutionName == "TOKYO" and str(after.PatientName) == "Yamada^Hanako"
+    assert str(_modified(after).PatientName) == str(before.PatientName)
