@@ -128,7 +128,7 @@ def summary_rows(started: float) -> list[list]:
         rows.append(["coercion: CT ingest, one rule changing every object",
                      f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
                      f"rules off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
-                     f"{coe['ratio']:.3f}x (target >= {coe['target']})"])
+                     f"{coe['ratio']:.3f}x (target >= {coe['target']}); CPU/GB {coe.get('cpu_ratio', 0):.3f}x"])
     return rows
 
 

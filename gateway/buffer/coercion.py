@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.multival import MultiValue
+from pydicom.valuerep import DT
 
 from gateway.buffer.source import Source
 from gateway.buffer.worklist import WorklistStore
@@ -49,6 +51,7 @@ SPECIFIC_CHARACTER_SET = 0x00080005
 ACCESSION_NUMBER = 0x00080050
 PATIENT_ID = 0x00100020
 ISSUER_OF_PATIENT_ID = 0x00100021
+ORIGINAL_ATTRIBUTES = 0x04000561
 
 
 class CoercionFailed(Exception):
@@ -298,7 +301,7 @@ class Coercer:
 
     # -- writing -----------------------------------------------------------------------------------
     def coerce(self, path: Path, out_path: Path, rules: list[CoercionRule], source_label: str,
-               sync: bool = True) -> Coerced:
+               sync: bool = True, when: datetime | None = None) -> Coerced:
         """Write to `out_path` (created; fsynced when `sync`: a forward's copy is not kept) the file at `path` with `rules` applied, when they
         change anything (Coerced.changed empty: nothing written). Raises CoercionFailed for a
         value, a transfer syntax (deflated) or a data set the coercion refuses; OSError when the
@@ -308,7 +311,7 @@ class Coercer:
         warn = any(r.store_status == "warning" for r in rules)
         if not changes:
             return Coerced(names, (), False)
-        provenance = Provenance(self.modifying_system, "COERCE", source_label[:64])
+        provenance = Provenance(self.modifying_system, "COERCE", source_label[:64], when)
         try:
             with open(out_path, "wb") as out:
                 result = coerce_file(path, out, changes, provenance, record=record)
@@ -324,6 +327,25 @@ class Coercer:
         if not result.changed:
             out_path.unlink(missing_ok=True)
         return Coerced(names, result.changed, warn and bool(result.changed))
+
+
+def previous_coercion_time(stored: Path, modifying_system: str) -> datetime | None:
+    """The Attribute Modification DateTime of the last Original Attributes item this box wrote
+    into the stored file `stored`, or None. A re-sent object coerced again with that time is byte
+    for byte what was stored when it was sent the same: the buffer sees an identical re-send (not
+    forwarded again) as it does without rules, instead of a new version at every re-send."""
+    try:
+        ds = pydicom.dcmread(stored, stop_before_pixels=True, specific_tags=[ORIGINAL_ATTRIBUTES])
+        items = ds.get(ORIGINAL_ATTRIBUTES)
+        if items is None or not items.value:
+            return None
+        last = items.value[-1]
+        if str(last.get("ModifyingSystem", "")) != modifying_system:
+            return None
+        value = last.get("AttributeModificationDateTime")
+        return DT(value) if value else None
+    except Exception:  # noqa: BLE001 - an unreadable stored header: coerce with the time of now
+        return None
 
 
 def describe(coerced: Coerced) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
-from gateway.buffer.coercion import Coerced, CoercionFailed, Coercer, describe
+from gateway.buffer.coercion import Coerced, CoercionFailed, Coercer, describe, previous_coercion_time
 from gateway.buffer.files import DiskReserveError, is_disk_full
 from gateway.buffer.ingest import Buffer, IngestResult, Outcome
 from gateway.buffer.source import Source
@@ -193,7 +193,16 @@ class Intake:
         fsynced, renamed over it) and read its attributes again. Returns (Coerced, attributes).
         Raises CoercionFailed, OSError."""
         out = path.with_name(path.name + ".coerced")
-        coerced = self.coercer.coerce(path, out, rules, source.label)
+        when = None
+        try:
+            row = self.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (attrs.sop_uid,))
+        except sqlite3.Error:
+            row = []  # the ingest reports the index's trouble; here it only costs the re-send check
+        if row:
+            # A re-send: coerced with the stored copy's modification time, an identical object
+            # gives identical bytes (Outcome.IDENTICAL, not forwarded again).
+            when = previous_coercion_time(self.buffer.files.absolute(row[0]["path"]), self.coercer.modifying_system)
+        coerced = self.coercer.coerce(path, out, rules, source.label, when=when)
         if not coerced.changed:
             return coerced, attrs
         os.replace(out, path)

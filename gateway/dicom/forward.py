@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from gateway.buffer.coercion import CoercionFailed, Coercer, describe
 from gateway.buffer.ingest import FORWARD, Buffer
@@ -160,7 +161,8 @@ class Forwarder(QueueWorker):
         not fsynced (nothing is acknowledged on it). Returns (the item to send, the copy or None
         when the rules change nothing). The stored object and the index keep the ingest's values.
         Raises CoercionFailed (dead-letters the job: the rule cannot apply to this object), OSError."""
-        copy = self.buffer.files.incoming / f"forward-{self.name}-{job.id}.part"
+        # No path component from the config or a DICOM value (files.py): the job id and a random name.
+        copy = self.buffer.files.incoming / f"forward-{job.id}-{uuid.uuid4().hex}.part"
         coerced = self.coercer.coerce(item.path, copy, self.coercer.rules_for(None), self.config.ae.title,
                                       sync=False)
         if not coerced.changed:

@@ -416,3 +416,19 @@ def test_a_japanese_file_is_coerced_through_pydicom_and_keeps_its_names(tmp_path
     after = pydicom.dcmread(out)
     assert after.InstitutionName == "TOKYO" and str(after.PatientName) == "Yamada^Hanako"
     assert str(_modified(after).PatientName) == str(before.PatientName)
+
+
+def test_an_identical_resend_of_a_coerced_object_is_identical_again(intake, tmp_path):
+    from gateway.buffer.ingest import Outcome
+    cfg = Config.model_validate({
+        "ae": {"title": "EDGE"}, "destinations": {"pacs": {"ae_title": "PACS", "port": 11003}},
+        "coercion": [{"name": "st", "calling_ae": ["CT1"], "set": {"StationName": "LEGACY1"}}]})
+    take, buf = intake(cfg)
+    ds = make_ct(tmp_path / "ct.dcm")
+    outcomes = []
+    for _ in range(2):
+        path = buf.files.new_incoming_path()
+        shutil.copyfile(tmp_path / "ct.dcm", path)
+        r = take.take(path, Source.ae("CT1"), CT, ds.SOPInstanceUID)
+        outcomes.append((r.ingest.outcome, r.ingest.routes))
+    assert outcomes == [(Outcome.STORED, ("pacs",)), (Outcome.IDENTICAL, ())]
