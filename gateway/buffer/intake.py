@@ -185,7 +185,8 @@ class Intake:
                         "(buffer.duplicate_policy = keep-first)", sop_uid, who)
         self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
                                      outcome=result.outcome.value, routes=tuple(result.routes),
-                                     bytes=size, seconds=time.monotonic() - began))
+                                     bytes=size, seconds=time.monotonic() - began,
+                                     coerced=coerced.rules if coerced is not None and coerced.changed else ()))
         return IntakeResult(ingest=result, coerced=coerced)
 
     def _coerce(self, path: Path, attrs, source: Source, rules):

@@ -324,11 +324,14 @@ def load_from(data: dict):
 def intake(tmp_path):
     def build(cfg: Config):
         buf = Buffer(tmp_path / "buf", 0, "replace", Router(cfg))
-        return Intake(cfg, buf, EventBus(), {CT}), buf
+        bus = EventBus()
+        build.events = bus.subscribe()
+        return Intake(cfg, buf, bus, {CT}), buf
     return build
 
 
 def test_the_intake_indexes_and_routes_the_coerced_values(intake, tmp_path):
+    """The index, the routes and the received event hold the coerced values."""
     cfg = Config.model_validate({
         "ae": {"title": "EDGE"},
         "destinations": {"neuro": {"ae_title": "NEURO", "port": 11003}, "other": {"ae_title": "OTHER", "port": 11004}},
@@ -337,6 +340,7 @@ def test_the_intake_indexes_and_routes_the_coerced_values(intake, tmp_path):
         "coercion": [{"name": "head", "calling_ae": ["CT1"], "set": {"StudyDescription": "CT HEAD"},
                       "patient_id_prefix": "A-"}]})
     take, buf = intake(cfg)
+    sub = intake.events
     ds = make_ct(tmp_path / "ct.dcm")
     d = pydicom.dcmread(tmp_path / "ct.dcm")
     d.StudyDescription = "ORIGINAL"
@@ -353,6 +357,8 @@ def test_the_intake_indexes_and_routes_the_coerced_values(intake, tmp_path):
     assert stored.StudyDescription == "CT HEAD" and stored.OriginalAttributesSequence[0].ModifyingSystem == "EDGE"
     assert _tail(buf.files.absolute(row["path"])) == _tail(tmp_path / "ct.dcm")
     assert list(buf.files.incoming.iterdir()) == []  # no coerced copy left behind
+    ev = sub.get_nowait()
+    assert ev.kind == "received" and ev.payload.coerced == ("head",)
 
 
 def test_the_intake_refuses_an_object_its_rules_cannot_coerce(intake, tmp_path):
