@@ -438,3 +438,30 @@ def test_an_identical_resend_of_a_coerced_object_is_identical_again(intake, tmp_
         r = take.take(path, Source.ae("CT1"), CT, ds.SOPInstanceUID)
         outcomes.append((r.ingest.outcome, r.ingest.routes))
     assert outcomes == [(Outcome.STORED, ("pacs",)), (Outcome.IDENTICAL, ())]
+
+
+def test_a_media_import_is_coerced_and_a_failing_rule_is_reported(tmp_path):
+    """The importer goes through the same Intake: a MEDIA:* rule applies to what a stick holds; an
+    object the rule cannot coerce is a failed item naming the problem, the rest imported."""
+    from gateway.dicom.sop_classes import storage_sop_classes
+    from gateway.media.importer import Reason, Status, import_tree
+    cfg = Config.model_validate({"ae": {"title": "EDGE"}, "coercion": [
+        {"name": "stick", "source": ["MEDIA:*"], "set": {"InstitutionName": "Clinique Générale"}}]})
+    buf = Buffer(tmp_path / "buf", 0, "replace", Router(cfg))
+    take = Intake(cfg, buf, EventBus(), storage_sop_classes())
+    medium = tmp_path / "stick"
+    medium.mkdir()
+    shutil.copyfile(CHARSET_FILES / "chrFren.dcm", medium / "fr.dcm")  # ISO_IR 100: encodes
+    make_ct(tmp_path / "ct.dcm")
+    ds = pydicom.dcmread(tmp_path / "ct.dcm")
+    if "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+    ds.save_as(medium / "ct.dcm")  # no character set: the accent does not encode
+    report = import_tree(medium, "USB1", take, buf.files.new_incoming_path)
+    items = {i.path: i for i in report.items}
+    assert items["fr.dcm"].status is Status.IMPORTED
+    assert (items["ct.dcm"].status, items["ct.dcm"].reason) == (Status.FAILED, Reason.COERCION_FAILED)
+    (row,) = buf.index.query("SELECT path FROM instances")
+    stored = pydicom.dcmread(buf.files.absolute(row["path"]))
+    assert stored.InstitutionName == "Clinique Générale"
+    assert stored.OriginalAttributesSequence[-1].SourceOfPreviousValues == "MEDIA:USB1"
