@@ -26,6 +26,7 @@ specific_tags): a few attributes of the first groups, never the pixel data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from pydicom.valuerep import DT
 from gateway.buffer.source import Source
 from gateway.buffer.worklist import WorklistStore
 from gateway.config.coercion import NUMBER_VRS, CoercionRule, attribute_tag, check_value
+from gateway.part10.attributes import InstanceAttributes
 from gateway.part10.coerce import DELETE, CoerceError, Provenance, coerce_file
 from gateway.part10.structure import StructureError, walk_file
 
@@ -68,6 +70,8 @@ class Coerced:
     rules: tuple[str, ...]
     changed: tuple[int, ...]
     warn: bool
+    # The changed tags' new values as text (None: deleted), for coerced_attributes.
+    values: tuple[tuple[int, str | None], ...] = ()
 
 
 def _tagname(tag: int) -> str:
@@ -326,7 +330,41 @@ class Coercer:
             raise
         if not result.changed:
             out_path.unlink(missing_ok=True)
-        return Coerced(names, result.changed, warn and bool(result.changed))
+        values = tuple((t, None if changes[t] is DELETE else _as_text(changes[t])) for t in result.changed)
+        return Coerced(names, result.changed, warn and bool(result.changed), values)
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else _text(value)
+
+
+# The index's attributes (gateway/part10/attributes.py) by tag, and the InstanceAttributes field of
+# each. IS values (series and instance numbers) are not here: pydicom writes them (coerce.py) and
+# may spell a number otherwise than the rule did, so they are read back from the file.
+_INDEXED = {0x00080020: "study_date", 0x00080030: "study_time", 0x00080050: "accession", 0x00080060: "modality",
+            0x00080090: "referring", 0x00081030: "study_description", 0x0008103E: "series_description",
+            0x00100010: "patient_name", 0x00100020: "patient_id", 0x00100021: "issuer",
+            0x00100030: "birth_date", 0x00100040: "sex", 0x00180015: "body_part", 0x00200010: "study_id"}
+_READ_BACK = {SPECIFIC_CHARACTER_SET, 0x00200011, 0x00200013}
+
+
+def coerced_attributes(attrs: InstanceAttributes, coerced: Coerced) -> InstanceAttributes | None:
+    """The index attributes of the coerced file, from those of the file it was made from and the
+    values the coercion wrote (what read_attributes would read, without reading the file again),
+    or None when they must be read from the file: the character set changed (every text value
+    decodes anew) or a number changed."""
+    fields = {}
+    for tag, value in coerced.values:
+        if tag in _READ_BACK:
+            return None
+        field = _INDEXED.get(tag)
+        if field is None:
+            continue
+        # As attributes.py reads a value: each value's padding removed, a person name without
+        # its empty trailing component groups.
+        text = "\\".join(v.strip(" \x00") for v in (value or "").split("\\")).strip()
+        fields[field] = text.rstrip("=") if tag == 0x00100010 else text
+    return dataclasses.replace(attrs, **fields)
 
 
 def previous_coercion_time(stored: Path, modifying_system: str) -> datetime | None:

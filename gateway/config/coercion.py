@@ -5,7 +5,7 @@ rewrites the few attributes that are wrong, and every change is recorded in the 
 Attributes Sequence (PS3.3 C.12.1.1.9, reason COERCE).
 
     [[coercion]]
-    name = "ct1-legacy"               # names the rule in check-config, logs and the index's events
+    name = "ct1-legacy"               # names the rule in check-config, the log and the received event
     calling_ae = ["CT1"]              # where: network peers by AE title (ingest)
     # source = ["AE:US*", "MEDIA:*"]  # or: source patterns as in [[routes]] (ingest); CAPTURE:...
     #                                 # only when named: the box's own objects are never coerced by

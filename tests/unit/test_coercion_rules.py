@@ -18,7 +18,7 @@ from peers import TEST_FILES
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, DeflatedExplicitVRLittleEndian
 
-from gateway.buffer.coercion import Coercer, CoercionFailed
+from gateway.buffer.coercion import Coercer, CoercionFailed, coerced_attributes
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.intake import Intake, Refusal
 from gateway.buffer.procedure import Procedure, encode_identifier
@@ -67,6 +67,10 @@ def _coerce(src: Path, tmp_path: Path, cfg: Config, source=Source.ae("CT1"), buf
     coercer = Coercer.for_ingest(cfg, buffer_dir or tmp_path)
     out = tmp_path / "out.dcm"
     result = coercer.coerce(work, out, coercer.rules_for(source), str(source))
+    if result.changed:
+        # The index attributes the intake derives without reading the file again are the file's.
+        derived = coerced_attributes(read_attributes(work), result)
+        assert derived is None or derived == read_attributes(out)
     return result, out
 
 
@@ -112,6 +116,7 @@ def test_a_rule_set_gives_the_expected_data_set_and_records_the_old_values(name,
     assert old.IssuerOfPatientID == "" and old.PatientID == before.PatientID  # recorded beside it
     assert "StationName" in old and old.StationName == before.get("StationName", "")  # absent: zero length
     assert read_attributes(out).study_description == "CT HEAD"
+    assert coerced_attributes(read_attributes(src), result) == read_attributes(out)
 
 
 def test_latin1_values_keep_their_character_set(tmp_path):
