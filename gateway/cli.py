@@ -116,6 +116,10 @@ def cmd_check_config(args) -> int:
         print(f"  worklist from {w.ae_title}@{w.host}:{w.port} every {w.refresh_s:g} s")
     if c.mpps.enabled:
         print(f"  MPPS to {c.mpps.ae_title}@{c.mpps.host}:{c.mpps.port}")
+    # issue 11: attribute coercion rules and routes on indexed attributes
+    from gateway.config.coercion import check_config_lines
+    for line in check_config_lines(c):
+        print(f"  {line}")
     for note in notes:
         print(f"  note: {note}")
     return exit_codes.OK

@@ -202,6 +202,8 @@ _REFUSAL_WHEN = {
                        "delivered instance is left to evict, or the disk is full; nothing is kept",
     Refusal.WRITE_FAILED: "the buffer cannot be written (I/O error)",
     Refusal.INDEX_ERROR: "the index transaction failed",
+    Refusal.COERCION_FAILED: "a `[[coercion]]` rule of the calling peer cannot be applied (deflated transfer "
+                             "syntax, a value its VR or the Specific Character Set cannot hold); nothing is kept",
 }
 
 # The Print SCP's statuses besides 0000 (print/validate.py, print_scp.py).
@@ -722,8 +724,8 @@ def _store_scp(out: list[str], reserve: int, config: Config) -> None:
             "Information header (PS3.10 7.1) made from the association (negotiated transfer syntax, the "
             "command's SOP Class and Instance UIDs, the calling AE title as Source Application Entity "
             "Title). Group 0002 elements a sender puts at the start of its data set are dropped (a WARNING "
-            "names the SOP Instance UID and the tags). Apart from that no element is removed, added or "
-            "changed; pixel data is never decoded. Success is answered only after the file is fsynced "
+            "names the SOP Instance UID and the tags). Apart from that and the configured attribute coercion "
+            "(below) no element is removed, added or changed; pixel data is never decoded. Success is answered only after the file is fsynced "
             "and indexed. A second copy of a SOP Instance UID with different content replaces the first "
             f"or is discarded (`buffer.duplicate_policy`, configurable, default "
             f"\"{config.buffer.duplicate_policy}\"); an identical copy is acknowledged and not forwarded "
@@ -735,7 +737,32 @@ def _store_scp(out: list[str], reserve: int, config: Config) -> None:
                      _REFUSAL_WHEN[refusal].format(reserve=reserve)))
     rows.append((_hex(UNRECOGNIZED_OPERATION), _meaning(UNRECOGNIZED_OPERATION, GENERAL_STATUS),
                  "C-STORE on the Verification context (or another non-storage context)"))
+    rows.append((_hex(status.COERCION_OF_DATA_ELEMENTS), "Warning: Coercion of data elements",
+                 "stored, with attributes coerced by a rule with `store_status = \"warning\"` (below)"))
     out += _table(["Status", "Meaning", "When"], sorted(rows, key=lambda r: (r[0] != "0000", r[0])))
+    _coercion(out, config)
+
+
+# -- issue 11: attribute coercion (gateway/config/coercion.py, gateway/buffer/coercion.py) ----------
+def _coercion(out: list[str], config: Config) -> None:
+    out += ["###### Attribute coercion (PS3.4 B.4.1.3)", "",
+            "The Storage SCP may coerce attributes: `[[coercion]]` rules of the configuration (none by "
+            f"default; {len(config.coercion)} in this configuration) set, copy, map (value tables), "
+            "delete, add or fix Specific Character Set, fill missing attributes from the cached Modality "
+            "Worklist item with the same Accession Number, add an Issuer of Patient ID or prefix the "
+            "Patient ID, for the objects of a calling AE title (or a media or capture source). They are "
+            "applied before the instance is indexed or forwarded. SOP Class, SOP Instance, Study and "
+            "Series Instance UIDs are never coerced. Each coerced instance gets one item in the Original "
+            "Attributes Sequence (0400,0561) (PS3.3 C.12.1.1.9): the previous values in the Modified "
+            "Attributes Sequence, Reason for the Attribute Modification COERCE, Modifying System the "
+            "gateway's AE title, Source of Previous Values the calling AE title. Pixel data and every "
+            "element not coerced stay byte for byte as received. Success (0000) is answered for a coerced "
+            "instance unless a rule says `store_status = \"warning\"` (B000): legacy modalities, the ones "
+            "rules are written for, often treat any non-zero status as a failure and send again. A rule "
+            "that cannot be applied to an instance refuses it with 0110: stored uncoerced it would reach "
+            "the PACS with the header the rule exists to fix. Rules naming a destination change only the "
+            "copy sent to it (Storage SCU), made when the job sends; the stored instance keeps its values.",
+            ""]
 
 
 def _print_scp(out: list[str], config: Config) -> None:

@@ -177,6 +177,8 @@ class Received(Payload):
     routes: tuple[str, ...] = ()
     bytes: int = 0
     seconds: float = 0.0
+    # issue 11: the names of the [[coercion]] rules that changed it on ingest (empty: none did)
+    coerced: tuple[str, ...] = ()
 
 
 @_kind(STORE_REFUSED)

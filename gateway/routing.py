@@ -5,7 +5,8 @@ A route's `source` list matches the rendered source ("AE:CT1", "MEDIA:USB-2", "C
 against shell-style patterns, case-sensitively (AE titles are case-sensitive, PS3.5 AE VR), so one
 route can send every imported medium to an archive ("MEDIA:*") whatever the stick's label. A
 route's `calling_ae` list matches a network source (AE:<title>) by its title; a route that names
-calling AEs never matches a medium or a capture device (they have no AE title).
+calling AEs never matches a medium or a capture device (they have no AE title). A route's `match`
+tests indexed attributes by keyword against shell-style patterns.
 
 An instance is never routed back to the AE title it came from: a destination whose `ae_title` is
 the network source's title is left out whatever the routes say. The case that needs it is
@@ -20,7 +21,15 @@ from fnmatch import fnmatchcase
 
 from gateway.buffer.source import Source
 from gateway.config import Config
+from gateway.config.routes import ROUTE_ATTRIBUTES
 from gateway.part10.attributes import InstanceAttributes
+
+
+def _matches(match: dict[str, list[str]], attrs: InstanceAttributes) -> bool:
+    """issue 11: every keyword's value (as indexed, after coercion) matches one of its shell-style
+    patterns, case-sensitively (a CS like Modality is upper case by definition, PS3.5 6.2)."""
+    return all(any(fnmatchcase(getattr(attrs, ROUTE_ATTRIBUTES[key]), p) for p in patterns)
+               for key, patterns in match.items())
 
 
 class Router:
@@ -43,6 +52,8 @@ class Router:
             if route.modality and attrs.modality not in route.modality:
                 continue
             if route.sop_class and attrs.sop_class not in route.sop_class:
+                continue
+            if route.match and not _matches(route.match, attrs):
                 continue
             for name in route.to:
                 if name in self._enabled and name not in chosen:

@@ -4,13 +4,15 @@ an unknown destination, two peers with one AE title, a destination that is the g
 from __future__ import annotations
 
 import ipaddress
+from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from gateway.config.ae import AESection
 from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
 from gateway.config.capture import CaptureSection
+from gateway.config.coercion import MAX_RULES, CoercionRule  # issue 11 coercion
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
@@ -44,9 +46,9 @@ class Config(Section):
     worklist: WorklistSection = WorklistSection()
     capture: CaptureSection = CaptureSection()
     mpps: MppsSection = MppsSection()
-    # -- issue 11, Q/R SCU (qr-scu) --
     qr_scu: QrScuSection = QrScuSection()
-    # -- end Q/R SCU --
+    # Attribute coercion rules (gateway/config/coercion.py), applied in file order.
+    coercion: Annotated[list[CoercionRule], Field(max_length=MAX_RULES)] = []
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -67,6 +69,15 @@ class Config(Section):
             if _is_self(dest, self.ae):
                 problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
                                 f"address (ae.bind, ae.port): forwarding there would loop")
+        # issue 11 coercion: rule names unique (logs and check-config name rules), destinations known
+        names: set[str] = set()
+        for rule in self.coercion:
+            if rule.name in names:
+                problems.append(f"coercion.{rule.name}: a second rule of this name")
+            names.add(rule.name)
+            for dest in rule.destination:
+                if dest not in self.destinations:
+                    problems.append(f"coercion.{rule.name}.destination: unknown destination {dest!r}")
         problems += self.status_http.problems()
         # -- issue 11, Q/R SCU (qr-scu) --
         problems += self.qr_scu.problems(self.destinations)
