@@ -1,0 +1,204 @@
+"""The Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) against real peers: DCMTK movescu to a
+storescp started here, getscu, and pynetdicom as a C-MOVE SCU where the exact response fields are
+checked (pending counts, Failed SOP Instance UID List, C-CANCEL)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from datasets import make_series
+from dicom_bytes import file_dataset_bytes, indexed
+from peers import TEST_FILES, free_port, kill_group, require, storescu, wait_port, wait_until
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+pytestmark = pytest.mark.interop
+
+# Both stored as received in Explicit VR Little Endian by storescu's default proposal.
+FILES = ["CT_small.dcm", "MR_small.dcm"]
+
+
+@pytest.fixture
+def move_target(tmp_path):
+    """DCMTK storescp as the workstation "WS" (bit-preserving, every syntax accepted), started
+    with `extra` options; returns (start, folder). Every one started is killed at the end."""
+    exe = require("storescp", "dcmtk")
+    procs = []
+    out = tmp_path / "ws"
+    out.mkdir()
+    port = free_port()
+
+    def start(*extra: str):
+        log = open(tmp_path / "storescp.log", "ab")
+        proc = subprocess.Popen([exe, "-v", "+B", "+xa", "-aet", "WS", *extra, "-od", str(out), str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        procs.append(proc)
+        wait_port(port, 10, proc)
+        return proc
+
+    yield start, out, port
+    for p in procs:
+        kill_group(p)
+
+
+def _gateway(gateway_factory, ws_port: int):
+    return gateway_factory({"peers": {
+        "ws": {"ae_title": "WS", "port": ws_port, "may_store": False, "may_retrieve": True},
+        "noret": {"ae_title": "NORET", "port": ws_port, "may_store": False},
+    }, "destinations": {
+        # A configured destination is a Move Destination too (not forwarded to: disabled).
+        "archive": {"ae_title": "ARCHIVE", "port": ws_port, "enabled": False},
+    }})
+
+
+def _store(gw, files: list[Path]) -> dict[str, Path]:
+    r = storescu(gw.port, files)
+    assert r.returncode == 0 and "E:" not in r.stderr + r.stdout, r.stderr
+    return indexed(gw.buffer)
+
+
+def _study(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def _received(folder: Path) -> dict[str, Path]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in folder.iterdir()}
+
+
+def _dcmtk(tool: str, gw, *args: str, aet: str = "WS") -> str:
+    exe = require(tool, "dcmtk")
+    r = subprocess.run([exe, "-v", "-aet", aet, "-aec", "EDGE", *args, "127.0.0.1", str(gw.port)],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout + r.stderr
+
+
+def test_movescu_study_root_files_arrive_byte_identical(gateway_factory, move_target):
+    start, out, port = move_target
+    start()
+    gw = _gateway(gateway_factory, port)
+    stored = _store(gw, [TEST_FILES / n for n in FILES])
+    study = _study(TEST_FILES / "CT_small.dcm")
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                  f"StudyInstanceUID={study}")
+    assert "Received Final Move Response (Success)" in text, text
+    ct_uid = str(pydicom.dcmread(TEST_FILES / "CT_small.dcm", stop_before_pixels=True).SOPInstanceUID)
+    got = wait_until(lambda: _received(out) or None, 10, what="the moved file at storescp")
+    assert set(got) == {ct_uid}
+    # Sent as stored: the data set storescp wrote (bit-preserving) is the buffer's, byte for byte.
+    assert file_dataset_bytes(got[ct_uid]) == file_dataset_bytes(stored[ct_uid])
+    assert got[ct_uid].read_bytes()[-2000:] == stored[ct_uid].read_bytes()[-2000:]
+    # A [destinations.*] AE is a Move Destination as well; Patient Root, patient level.
+    pid = str(pydicom.dcmread(TEST_FILES / "MR_small.dcm", stop_before_pixels=True).PatientID)
+    text = _dcmtk("movescu", gw, "-P", "-aem", "ARCHIVE", "-k", "QueryRetrieveLevel=PATIENT", "-k",
+                  f"PatientID={pid}")
+    assert "Received Final Move Response (Success)" in text, text
+    assert "qr-retrieve" not in gw.log  # the event is not a log line; the log line names the counts
+    assert "C-MOVE from WS to ARCHIVE" in gw.log
+
+
+def test_getscu_files_arrive_over_the_same_association(gateway_factory, move_target, tmp_path):
+    _start, _out, port = move_target
+    gw = _gateway(gateway_factory, port)
+    stored = _store(gw, [TEST_FILES / n for n in FILES])
+    got_dir = tmp_path / "got"
+    got_dir.mkdir()
+    study = _study(TEST_FILES / "MR_small.dcm")
+    text = _dcmtk("getscu", gw, "-S", "-od", str(got_dir), "-k", "QueryRetrieveLevel=STUDY", "-k",
+                  f"StudyInstanceUID={study}")
+    assert "Received C-GET Response (Success)" in text, text
+    assert "Number of Completed Suboperations : 1" in text and "Number of Failed Suboperations    : 0" in text, text
+    got = _received(got_dir)
+    mr_uid = str(pydicom.dcmread(TEST_FILES / "MR_small.dcm", stop_before_pixels=True).SOPInstanceUID)
+    assert set(got) == {mr_uid}, text
+    # getscu writes what it decoded; the pixel data is what the buffer holds.
+    assert pydicom.dcmread(got[mr_uid]).PixelData == pydicom.dcmread(stored[mr_uid]).PixelData
+
+
+def test_unknown_destination_unauthorised_peer_bad_identifier_and_no_match(gateway_factory, move_target):
+    _start, out, port = move_target
+    gw = _gateway(gateway_factory, port)
+    _store(gw, [TEST_FILES / "CT_small.dcm"])
+    study = _study(TEST_FILES / "CT_small.dcm")
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+    text = _dcmtk("movescu", gw, "-S", "-aem", "NOBODY", *keys)
+    assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", *keys, aet="NORET")
+    # 0x0124 Refused: Not Authorized (PS3.7 C.5); DCMTK 3.6.7 names it only for N-services.
+    assert "Received Final Move Response (Unknown Status: 0x124)" in text, text
+    assert "NORET may not retrieve" in gw.log
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY")
+    assert "Received Final Move Response (Error: DataSetDoesNotMatchSOPClass)" in text, text  # 0xA900
+    # No instance matches: Success with zero sub-operations (PS3.4 C.4.2.3.1).
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                  "StudyInstanceUID=1.2.3.4.5.6.7")
+    assert "Received Final Move Response (Success)" in text, text
+    assert list(out.iterdir()) == []
+    assert "StudyInstanceUID missing or empty" in gw.log
+    assert gw.proc.poll() is None
+
+
+def _move(gw, study: str, cancel_after: int | None = None):
+    """pynetdicom as the C-MOVE SCU "WS": every (status, identifier) response."""
+    ae = AE(ae_title="WS")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE")
+    assert assoc.is_established
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = study
+    out = []
+    try:
+        for n, (st, ds) in enumerate(assoc.send_c_move(ident, "WS", StudyRootQueryRetrieveInformationModelMove,
+                                                       msg_id=7), start=1):
+            out.append((st, ds))
+            if cancel_after is not None and n == cancel_after:
+                cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelMove, "", "scu")
+                assoc.send_c_cancel(7, cx.context_id)
+    finally:
+        assoc.release()
+    return out
+
+
+def test_pending_counts_and_an_evicted_file_counted_as_failed(gateway_factory, move_target, tmp_path):
+    start, out, port = move_target
+    start()
+    gw = _gateway(gateway_factory, port)
+    files = make_series(tmp_path / "series", 4, rows=8, cols=8)
+    stored = _store(gw, files)
+    gone = str(pydicom.dcmread(files[1], stop_before_pixels=True).SOPInstanceUID)
+    stored[gone].unlink()  # the file left the buffer after the index was read (eviction's order)
+    responses = _move(gw, _study(files[0]))
+    pending = [st for st, _ds in responses if st.Status == 0xFF00]
+    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1, 0]
+    assert [p.NumberOfFailedSuboperations for p in pending] == [0, 1, 1, 1]
+    final_status, final_ident = responses[-1]
+    assert final_status.Status == 0xB000
+    assert (final_status.NumberOfCompletedSuboperations, final_status.NumberOfFailedSuboperations) == (3, 1)
+    assert list(final_ident.FailedSOPInstanceUIDList) == [gone] or final_ident.FailedSOPInstanceUIDList == gone
+    assert len(list(out.iterdir())) == 3
+    assert gw.proc.poll() is None
+
+
+def test_cancel_mid_move_stops_at_the_next_sub_operation(gateway_factory, move_target, tmp_path):
+    start, out, port = move_target
+    start("--sleep-during", "1")  # each C-STORE takes a second at the destination
+    gw = _gateway(gateway_factory, port)
+    files = make_series(tmp_path / "series", 6, rows=8, cols=8)
+    _store(gw, files)
+    responses = _move(gw, _study(files[0]), cancel_after=1)
+    final_status, final_ident = responses[-1]
+    assert final_status.Status == 0xFE00, [r[0].Status for r in responses]
+    assert final_status.NumberOfRemainingSuboperations > 0
+    done = final_status.NumberOfCompletedSuboperations
+    assert done + final_status.NumberOfRemainingSuboperations == 6
+    assert len(list(out.iterdir())) == done < 6
+    # movescu's own cancel option gets the same answer.
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "--cancel", "1", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                  f"StudyInstanceUID={_study(files[0])}")
+    assert "Cancel" in text, text
+    assert gw.proc.poll() is None
