@@ -301,15 +301,15 @@ class QRRetrieveSCP:
             tally.fail(m.sop_uid)
             return
         result = scu.send(out, self._item(now))
-        tally.remaining -= 1
-        if result.ok and result.warning:
-            tally.warning += 1
-        elif result.ok:
-            tally.completed += 1
-        else:
-            tally.failed += 1
-            tally.failed_uids.append(m.sop_uid)
+        if not result.ok:
             log.info("sub-operation for %s failed: %s", m.sop_uid, result.error)
+            tally.fail(m.sop_uid)
+            return
+        tally.remaining -= 1
+        if result.warning:
+            tally.warning += 1
+        else:
+            tally.completed += 1
 
     @staticmethod
     def _stopped(assoc, req) -> bool:

@@ -13,6 +13,7 @@ from datasets import make_series
 from dicom_bytes import file_dataset_bytes, indexed
 from peers import TEST_FILES, free_port, kill_group, require, storescu, wait_port, wait_until
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
@@ -46,20 +47,24 @@ def move_target(tmp_path):
         kill_group(p)
 
 
-def _gateway(gateway_factory, ws_port: int):
+def _gateway(gateway_factory, ws_port: int, archive_port: int | None = None):
     return gateway_factory({"peers": {
         "ws": {"ae_title": "WS", "port": ws_port, "may_store": False, "may_retrieve": True},
         "noret": {"ae_title": "NORET", "port": ws_port, "may_store": False},
     }, "destinations": {
         # A configured destination is a Move Destination too (not forwarded to: disabled).
-        "archive": {"ae_title": "ARCHIVE", "port": ws_port, "enabled": False},
+        "archive": {"ae_title": "ARCHIVE", "port": archive_port or free_port(), "enabled": False},
     }})
 
 
-def _store(gw, files: list[Path]) -> dict[str, Path]:
-    r = storescu(gw.port, files)
+def _store(gw, files: list[Path], *flags: str) -> dict[str, Path]:
+    r = storescu(gw.port, files, extra=list(flags))
     assert r.returncode == 0 and "E:" not in r.stderr + r.stdout, r.stderr
     return indexed(gw.buffer)
+
+
+def _ts(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
 
 
 def _study(path: Path) -> str:
@@ -77,28 +82,68 @@ def _dcmtk(tool: str, gw, *args: str, aet: str = "WS") -> str:
     return r.stdout + r.stderr
 
 
-def test_movescu_study_root_files_arrive_byte_identical(gateway_factory, move_target):
+def _new_study(tmp_path: Path, names: list[str]) -> tuple[str, list[Path]]:
+    """Copies of pydicom's files (several share their UIDs) as one new study, each its own series."""
+    study = generate_uid()
+    out = []
+    for n in names:
+        ds = pydicom.dcmread(TEST_FILES / n)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.PatientID = "QR-1"
+        p = tmp_path / n
+        ds.save_as(p, enforce_file_format=True)
+        out.append(p)
+    return study, out
+
+
+def test_movescu_files_arrive_as_stored(gateway_factory, move_target, tmp_path):
     start, out, port = move_target
     start()
     gw = _gateway(gateway_factory, port)
-    stored = _store(gw, [TEST_FILES / n for n in FILES])
-    study = _study(TEST_FILES / "CT_small.dcm")
+    # Explicit VR Little Endian, Big Endian, JPEG Baseline: each stored as it came.
+    study, files = _new_study(tmp_path, ["CT_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm"])
+    for f, flag in zip(files, ["-xe", "-xb", "-xy"]):
+        _store(gw, [f], flag)
+    stored = indexed(gw.buffer)
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY", "-k",
                   f"StudyInstanceUID={study}")
     assert "Received Final Move Response (Success)" in text, text
-    ct_uid = str(pydicom.dcmread(TEST_FILES / "CT_small.dcm", stop_before_pixels=True).SOPInstanceUID)
-    got = wait_until(lambda: _received(out) or None, 10, what="the moved file at storescp")
-    assert set(got) == {ct_uid}
-    # Sent as stored: the data set storescp wrote (bit-preserving) is the buffer's, byte for byte.
-    assert file_dataset_bytes(got[ct_uid]) == file_dataset_bytes(stored[ct_uid])
-    assert got[ct_uid].read_bytes()[-2000:] == stored[ct_uid].read_bytes()[-2000:]
-    # A [destinations.*] AE is a Move Destination as well; Patient Root, patient level.
-    pid = str(pydicom.dcmread(TEST_FILES / "MR_small.dcm", stop_before_pixels=True).PatientID)
-    text = _dcmtk("movescu", gw, "-P", "-aem", "ARCHIVE", "-k", "QueryRetrieveLevel=PATIENT", "-k",
-                  f"PatientID={pid}")
-    assert "Received Final Move Response (Success)" in text, text
-    assert "qr-retrieve" not in gw.log  # the event is not a log line; the log line names the counts
-    assert "C-MOVE from WS to ARCHIVE" in gw.log
+    uids = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    got = wait_until(lambda: (r := _received(out)) and len(r) == 3 and r, 10, what="the moved files at storescp")
+    assert set(got) == uids
+    for uid in uids:
+        # Sent as stored: the data set storescp wrote (bit-preserving) is the buffer's, byte for
+        # byte, in the syntax it was stored in (a decode and re-encode changes both).
+        assert file_dataset_bytes(got[uid]) == file_dataset_bytes(stored[uid]), uid
+        assert _ts(got[uid]) == _ts(stored[uid])
+    assert "C-MOVE from WS to WS: 3 completed, 0 failed" in gw.log
+
+
+def test_destination_without_the_stored_syntax_gets_it_uncompressed(gateway_factory, move_target, tmp_path):
+    """A [destinations.*] AE is a Move Destination too; one that takes no JPEG gets the forward
+    path's fallback (decoded, same SOP Instance UID), Patient Root at patient level."""
+    _start, _out, ws_port = move_target
+    exe = require("storescp", "dcmtk")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    port = free_port()
+    proc = subprocess.Popen([exe, "-aet", "ARCHIVE", "-od", str(archive), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, 10, proc)
+        gw = _gateway(gateway_factory, ws_port, archive_port=port)
+        _study_uid, (jpeg,) = _new_study(tmp_path, ["SC_rgb_jpeg_dcmtk.dcm"])
+        _store(gw, [jpeg], "-xy")
+        text = _dcmtk("movescu", gw, "-P", "-aem", "ARCHIVE", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=QR-1")
+        assert "Received Final Move Response (Success)" in text, text
+        got = wait_until(lambda: _received(archive) or None, 10, what="the moved file at ARCHIVE")
+        (uid, path), = got.items()
+        assert uid == str(pydicom.dcmread(jpeg, stop_before_pixels=True).SOPInstanceUID)
+        assert _ts(path) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+        assert "C-MOVE from WS to ARCHIVE: 1 completed" in gw.log
+    finally:
+        kill_group(proc)
 
 
 def test_getscu_files_arrive_over_the_same_association(gateway_factory, move_target, tmp_path):
