@@ -97,7 +97,7 @@ UNABLE_MATCHES = 0xA701  # refused: out of resources, unable to calculate number
 DESTINATION_UNKNOWN = 0xA801
 NOT_AUTHORIZED = status.NOT_AUTHORIZED  # 0x0124
 CANNOT_UNDERSTAND = status.CANNOT_UNDERSTAND  # 0xC000
-UNABLE_TO_PROCESS = 0xC001  # Failed: unable to process (Cxxx); a fault of this SCP
+UNABLE_TO_PROCESS = 0xC511  # Failed: unable to process (Cxxx, as pynetdicom's own SCP); a fault of this SCP
 
 
 @dataclass
