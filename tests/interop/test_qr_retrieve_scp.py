@@ -178,6 +178,9 @@ def test_unknown_destination_unauthorised_peer_bad_identifier_and_no_match(gatew
     assert "NORET may not retrieve" in gw.log
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY")
     assert "Received Final Move Response (Error: DataSetDoesNotMatchSOPClass)" in text, text  # 0xA900
+    # ARCHIVE is configured but nothing listens there: every sub-operation fails, A702 with the list.
+    text = _dcmtk("movescu", gw, "-S", "-aem", "ARCHIVE", *keys)
+    assert "Received Final Move Response (Refused: OutOfResourcesSubOperations)" in text, text  # 0xA702
     # No instance matches: Success with zero sub-operations (PS3.4 C.4.2.3.1).
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY", "-k",
                   "StudyInstanceUID=1.2.3.4.5.6.7")
