@@ -824,7 +824,7 @@ class QRRetrieve(Payload):
     """A C-MOVE or C-GET this box served as SCP ended (PS3.4 C.4.2, C.4.3). operation: "C-MOVE" or
     "C-GET". calling_ae: who asked. destination: the Move Destination AE title (for a C-GET, the
     calling AE). status: the final response's status (0x0000, 0xB000, 0xA702, 0xFE00 cancelled,
-    0xA801, 0x0124, 0xA900...). completed / failed / warning: the C-STORE sub-operations' outcomes;
+    0xA801, 0x0124, 0xA900...; -1: none, the requestor's association ended first). completed / failed / warning: the C-STORE sub-operations' outcomes;
     remaining: those never attempted (cancel, association lost). No patient data."""
 
     operation: str

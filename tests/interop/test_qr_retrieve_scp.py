@@ -49,8 +49,10 @@ def move_target(tmp_path):
 
 def _gateway(gateway_factory, ws_port: int, archive_port: int | None = None):
     return gateway_factory({"peers": {
-        "ws": {"ae_title": "WS", "port": ws_port, "may_store": False, "may_retrieve": True},
-        "noret": {"ae_title": "NORET", "port": ws_port, "may_store": False},
+        "ws": {"ae_title": "WS", "host": "127.0.0.1", "port": ws_port, "may_store": False, "may_retrieve": True},
+        "noret": {"ae_title": "NORET", "host": "127.0.0.1", "port": ws_port, "may_store": False},
+        # May retrieve, but no address in the config: not a Move Destination.
+        "noaddr": {"ae_title": "NOADDR", "may_store": False, "may_retrieve": True},
     }, "destinations": {
         # A configured destination is a Move Destination too (not forwarded to: disabled).
         "archive": {"ae_title": "ARCHIVE", "port": archive_port or free_port(), "enabled": False},
@@ -171,6 +173,8 @@ def test_unknown_destination_unauthorised_peer_bad_identifier_and_no_match(gatew
     study = _study(TEST_FILES / "CT_small.dcm")
     keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
     text = _dcmtk("movescu", gw, "-S", "-aem", "NOBODY", *keys)
+    assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
+    text = _dcmtk("movescu", gw, "-S", "-aem", "NOADDR", *keys)
     assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", *keys, aet="NORET")
     # 0x0124 Refused: Not Authorized (PS3.7 C.5); DCMTK 3.6.7 names it only for N-services.
