@@ -20,8 +20,10 @@ gateway/dicom/store_scu.py): the data set is decoded and sent in Explicit/Implic
 Endian with the same SOP Instance UID, or, if neither is accepted, that sub-operation fails and
 is counted. A C-MOVE's sub-operations go over the gateway's own storage requestor (as a forward
 does: C-STOREs written from the file, TCP_NODELAY), one association per 127 contexts' worth of
-instances; a C-GET's go back over the requestor's association, on the storage contexts for which
-it took the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4; PS3.4 C.4.3.1.3 / C.4.3.3).
+instances, each C-STORE-RQ naming the C-MOVE's AE title and Message ID (Move Originator, PS3.7
+9.3.1.1); a C-GET's go back over the requestor's association, on the storage contexts for which
+it took the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4; PS3.4 C.4.3.1.3 / C.4.3.3). Every
+sub-operation has the request's Priority (PS3.4 C.4.2.1.2); requests are not ordered by it.
 
 Responses (PS3.4 C.4.2.1.5 / C.4.3.1.4): a Pending (0xFF00) after each sub-operation with the
 Remaining / Completed / Failed / Warning counts; the final one is 0x0000 when nothing failed or
@@ -123,15 +125,35 @@ class _Tally:
         return WARNING
 
 
+class _MoveStorage:
+    """A C-MOVE's association to its destination (StorageRequestor) as StoreSCU.send uses it, each
+    C-STORE-RQ carrying the C-MOVE's Priority (PS3.4 C.4.2.1.2: the same for every sub-operation)
+    and its Move Originator AE Title and Message ID (PS3.7 9.3.1.1), by which the destination
+    (Orthanc, a retrieving workstation) tells which C-MOVE an object answers."""
+
+    def __init__(self, out, priority: int, originator: tuple[str, int]):
+        self.out, self.priority, self.originator = out, priority, originator
+        self.accepted_contexts = out.accepted_contexts
+
+    @property
+    def is_established(self) -> bool:
+        return self.out.is_established
+
+    def send_c_store(self, dataset):
+        return self.out.send_c_store(dataset, priority=self.priority, originator=self.originator)
+
+
 class _GetRequestor:
     """The C-GET requestor's association as StoreSCU.send uses a storage association: only the
-    contexts on which this box may act as SCU (the requestor took the SCP role for them), and a
-    fresh Message ID per C-STORE (pynetdicom's send_c_store defaults every one to 1)."""
+    contexts on which this box may act as SCU (the requestor took the SCP role for them), a fresh
+    Message ID per C-STORE (pynetdicom's send_c_store defaults every one to 1) and the C-GET's
+    Priority (PS3.4 C.4.3.1.2)."""
 
-    def __init__(self, assoc, first_id: int):
+    def __init__(self, assoc, first_id: int, priority: int):
         self.assoc = assoc
         self.accepted_contexts = [cx for cx in assoc.accepted_contexts if cx.as_scu]
         self._next = first_id
+        self.priority = priority
 
     @property
     def is_established(self) -> bool:
@@ -139,7 +161,7 @@ class _GetRequestor:
 
     def send_c_store(self, dataset):
         self._next = self._next % 0xFFFF + 1
-        return self.assoc.send_c_store(dataset, msg_id=self._next)
+        return self.assoc.send_c_store(dataset, msg_id=self._next, priority=self.priority)
 
 
 class QRRetrieveSCP:
@@ -235,7 +257,7 @@ class QRRetrieveSCP:
         if not matches:
             return SUCCESS, ""
         if operation == "C-MOVE":
-            self._move(assoc, req, context, dest_section, matches, tally)
+            self._move(assoc, req, context, calling, dest_section, matches, tally)
         else:
             self._get(assoc, req, context, calling, matches, tally)
         if not assoc.is_established:
@@ -255,7 +277,8 @@ class QRRetrieveSCP:
             return DestinationSection(ae_title=peer.ae_title, host=peer.host, port=peer.port)
         return None
 
-    def _move(self, assoc, req, context, dest: DestinationSection, matches: list[Match], tally: _Tally) -> None:
+    def _move(self, assoc, req, context, calling: str, dest: DestinationSection, matches: list[Match],
+              tally: _Tally) -> None:
         c = self.config
         scu = StoreSCU(c.ae.title, dest, c.timers, c.ae.tcp_nodelay, c.ae.max_pdu)
         todo = list(matches)
@@ -274,7 +297,7 @@ class QRRetrieveSCP:
                 for m in batch:
                     if self._stopped(assoc, req):
                         return
-                    self._one(scu, out, m, tally)
+                    self._one(scu, _MoveStorage(out, _priority(req), (calling, req.MessageID)), m, tally)
                     self._respond(assoc, req, context, PENDING, tally)
             finally:
                 if out.is_established:
@@ -283,7 +306,7 @@ class QRRetrieveSCP:
     def _get(self, assoc, req, context, calling: str, matches: list[Match], tally: _Tally) -> None:
         c = self.config
         scu = StoreSCU(c.ae.title, DestinationSection(ae_title=calling), c.timers, c.ae.tcp_nodelay, c.ae.max_pdu)
-        back = _GetRequestor(assoc, req.MessageID)
+        back = _GetRequestor(assoc, req.MessageID, _priority(req))
         for m in matches:
             if self._stopped(assoc, req):
                 return
@@ -348,3 +371,7 @@ class QRRetrieveSCP:
             rsp.ErrorComment = comment.replace("\\", "/")[:64]
         pynetdicom_patches.send_message(assoc, rsp, context.context_id)
 
+
+def _priority(req) -> int:
+    """The request's Priority (0 medium, 1 high, 2 low; PS3.7 9.1.1.1.4), medium if out of range."""
+    return req.Priority if req.Priority in (0, 1, 2) else 0

@@ -254,3 +254,34 @@ def test_cancel_mid_move_stops_at_the_next_sub_operation(gateway_factory, move_t
                   f"StudyInstanceUID={_study(files[0])}")
     assert "Cancel" in text, text
     assert gw.proc.poll() is None
+
+
+def test_move_sub_operations_carry_the_originator_and_the_priority(gateway_factory, move_target, tmp_path):
+    """Each C-STORE of a C-MOVE names the C-MOVE's AE title and Message ID (Move Originator,
+    PS3.7 9.3.1.1) and has its Priority (PS3.4 C.4.2.1.2); a pynetdicom SCP as "WS" records them."""
+    from pynetdicom import evt
+    from pynetdicom.presentation import StoragePresentationContexts
+
+    _start, _out, port = move_target
+    seen = []
+
+    def on_store(event):
+        r = event.request
+        seen.append((r.MoveOriginatorApplicationEntityTitle, r.MoveOriginatorMessageID, r.Priority,
+                     str(r.AffectedSOPInstanceUID)))
+        return 0x0000
+
+    scp = AE(ae_title="WS")
+    scp.supported_contexts = StoragePresentationContexts
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        gw = _gateway(gateway_factory, port)
+        files = make_series(tmp_path / "series", 2, rows=8, cols=8)
+        _store(gw, files)
+        responses = _move(gw, _study(files[0]))  # Message ID 7, pynetdicom's default priority LOW (2)
+        assert responses[-1][0].Status == 0x0000
+    finally:
+        server.shutdown()
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    assert sorted(s[3] for s in seen) == sorted(uids)
+    assert {s[:3] for s in seen} == {("WS", 7, 2)}
