@@ -9,7 +9,8 @@ Where a C-MOVE may send (the Move Destination, PS3.4 C.4.2.1.2): only an AE titl
 address for in its config, so that no request can steer images to an arbitrary host:
   1. a [destinations.NAME] whose ae_title is the Move Destination (the PACS, an archive), or
   2. a [peers.NAME] whose ae_title is the Move Destination and that has may_retrieve = true (a
-     workstation pulling to itself), at its configured host and port.
+     workstation pulling to itself), at its host and port, both written in the config (a peer
+     without them would get the schema's defaults, 127.0.0.1:104).
 Anything else: 0xA801 Refused: Move Destination unknown. The destination's host and port come
 from the config only, never from the request.
 
@@ -221,10 +222,11 @@ class QRRetrieveSCP:
         code, comment = final
         if code is not None:
             self._respond(assoc, req, context, code, tally, comment)
-        level = logging.INFO if code in (SUCCESS, None) else logging.WARNING
-        log.log(level, "%s from %s to %s: %d completed, %d failed, %d warning, %d not attempted; status 0x%04X%s",
+        level = logging.INFO if code == SUCCESS else logging.WARNING
+        said = f"status 0x{code:04X}" if code is not None else "no final response"
+        log.log(level, "%s from %s to %s: %d completed, %d failed, %d warning, %d not attempted; %s%s",
                 operation, calling, destination, tally.completed, tally.failed, tally.warning, tally.remaining,
-                code if code is not None else 0, f" ({comment})" if comment else "")
+                said, f" ({comment})" if comment else "")
         if self.events is not None:
             self.events.publish(QRRetrieve(operation=operation, calling_ae=calling, destination=destination,
                                            status=code if code is not None else -1, completed=tally.completed,
@@ -273,7 +275,9 @@ class QRRetrieveSCP:
             if dest.ae_title == ae_title:
                 return dest
         peer = self.config.peer_by_ae(ae_title)
-        if peer is not None and peer.may_retrieve:
+        # Only with its address written in the config: a peer known by its title alone would get
+        # the schema's defaults (127.0.0.1:104), somebody else's port or nobody's.
+        if peer is not None and peer.may_retrieve and {"host", "port"} <= peer.model_fields_set:
             return DestinationSection(ae_title=peer.ae_title, host=peer.host, port=peer.port)
         return None
 
