@@ -285,3 +285,23 @@ def test_move_sub_operations_carry_the_originator_and_the_priority(gateway_facto
     uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
     assert sorted(s[3] for s in seen) == sorted(uids)
     assert {s[:3] for s in seen} == {("WS", 7, 2)}
+
+
+def test_move_to_orthanc_as_a_configured_destination(gateway_factory, orthanc_factory, tmp_path):
+    """The PACS of `[destinations.pacs]` (Orthanc, not forwarded to: disabled) as Move Destination:
+    it receives the instance with the data set the buffer holds, byte for byte."""
+    from dicom_bytes import dataset_bytes
+
+    port = free_port()
+    orthanc = orthanc_factory(port)
+    gw = gateway_factory({"peers": {"ws": {"ae_title": "WS", "may_store": False, "may_retrieve": True}},
+                          "destinations": {"pacs": {"ae_title": "TESTPACS", "port": orthanc.dicom,
+                                                    "enabled": False}}}, port=port)
+    study, (mr,) = _new_study(tmp_path, ["MR_small_bigendian.dcm"])
+    stored = _store(gw, [mr], "-xb")
+    uid = str(pydicom.dcmread(mr, stop_before_pixels=True).SOPInstanceUID)
+    text = _dcmtk("movescu", gw, "-S", "-aem", "TESTPACS", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                  f"StudyInstanceUID={study}")
+    assert "Received Final Move Response (Success)" in text, text
+    got = wait_until(lambda: orthanc.instance_file(uid), 10, what="the instance in Orthanc")
+    assert dataset_bytes(got) == file_dataset_bytes(stored[uid])
