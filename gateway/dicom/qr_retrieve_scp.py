@@ -319,7 +319,14 @@ class QRRetrieveSCP:
 
     def _one(self, scu: StoreSCU, out, m: Match, tally: _Tally) -> None:
         """One C-STORE sub-operation, counted in `tally`."""
-        now = retrieve_select.current(self.buffer.index, m)
+        try:
+            now = retrieve_select.current(self.buffer.index, m)
+        except sqlite3.Error as exc:
+            # The index closed under a stopping service, or cannot be read: this sub-operation
+            # fails, the retrieve goes on (the next check sees the association ended).
+            log.warning("sub-operation for %s failed: buffer index unreadable: %s", m.sop_uid, exc)
+            tally.fail(m.sop_uid)
+            return
         if now is None:
             log.info("sub-operation for %s failed: evicted from the buffer since the selection", m.sop_uid)
             tally.fail(m.sop_uid)
