@@ -305,3 +305,27 @@ def test_move_to_orthanc_as_a_configured_destination(gateway_factory, orthanc_fa
     assert "Received Final Move Response (Success)" in text, text
     got = wait_until(lambda: orthanc.instance_file(uid), 10, what="the instance in Orthanc")
     assert dataset_bytes(got) == file_dataset_bytes(stored[uid])
+
+
+def test_service_stop_mid_move_ends_cleanly(gateway_factory, move_target, tmp_path):
+    """SIGTERM while a C-MOVE is sending: the service stops within its drain, exit 0, no traceback;
+    the C-MOVE requestor gets no final Success."""
+    start, out, port = move_target
+    start("--sleep-during", "1")
+    gw = _gateway(gateway_factory, port)
+    files = make_series(tmp_path / "series", 5, rows=8, cols=8)
+    _store(gw, files)
+    exe = require("movescu", "dcmtk")
+    mover = subprocess.Popen([exe, "-v", "-aet", "WS", "-aec", "EDGE", "-S", "-aem", "WS", "-k",
+                              "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={_study(files[0])}",
+                              "127.0.0.1", str(gw.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    try:
+        wait_until(lambda: list(out.iterdir()) or None, 30, what="a first sub-operation at storescp")
+        assert gw.stop(timeout=40) == 0
+        text = mover.communicate(timeout=60)[0]
+    finally:
+        kill_group(mover)
+    assert "Received Final Move Response (Success)" not in text, text
+    assert "Traceback" not in gw.log, gw.log
+    assert "C-MOVE from WS to WS" in gw.log
