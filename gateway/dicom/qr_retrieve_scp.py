@@ -69,7 +69,7 @@ from gateway.dicom import status
 from gateway.dicom.net import pynetdicom_patches
 from gateway.dicom.net.service_role import SupportedContext
 from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, storage_sop_classes
-from gateway.dicom.store_scu import AssociationFailed, SendItem, StoreSCU, fit_batch
+from gateway.dicom.store_scu import MAX_CONTEXTS, AssociationFailed, SendItem, StoreSCU
 from gateway.event_kinds import QRRetrieve
 from gateway.events import EventBus
 from gateway.identity import normalise_ae
@@ -285,10 +285,7 @@ class QRRetrieveSCP:
               tally: _Tally) -> None:
         c = self.config
         scu = StoreSCU(c.ae.title, dest, c.timers, c.ae.tcp_nodelay, c.ae.max_pdu)
-        todo = list(matches)
-        while todo:
-            n = fit_batch([self._item(m) for m in todo]) or 1
-            batch, todo = todo[:n], todo[n:]
+        for batch in _batches(matches):
             try:
                 out = scu.open([self._item(m) for m in batch])
             except AssociationFailed as exc:
@@ -386,3 +383,24 @@ class QRRetrieveSCP:
 def _priority(req) -> int:
     """The request's Priority (0 medium, 1 high, 2 low; PS3.7 9.1.1.1.4), medium if out of range."""
     return req.Priority if req.Priority in (0, 1, 2) else 0
+
+
+def _batches(matches: list[Match]) -> list[list[Match]]:
+    """`matches` cut, in order, into runs whose presentation contexts (StoreSCU's contexts_for:
+    each stored syntax, plus the uncompressed fallback, per SOP class) fit one association
+    (MAX_CONTEXTS). Written here, in one pass, because store_scu.fit_batch tries every prefix
+    length and a retrieve may name tens of thousands of instances."""
+    out: list[list[Match]] = []
+    batch: list[Match] = []
+    keys: set[tuple[str, str]] = set()
+    for m in matches:
+        new = {(m.sop_class, m.transfer_syntax), (m.sop_class, "fallback")} - keys
+        if batch and len(keys) + len(new) > MAX_CONTEXTS:
+            out.append(batch)
+            batch, keys = [], set()
+            new = {(m.sop_class, m.transfer_syntax), (m.sop_class, "fallback")}
+        batch.append(m)
+        keys |= new
+    if batch:
+        out.append(batch)
+    return out
