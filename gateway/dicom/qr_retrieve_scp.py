@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -101,6 +102,10 @@ DESTINATION_UNKNOWN = 0xA801
 NOT_AUTHORIZED = status.NOT_AUTHORIZED  # 0x0124
 CANNOT_UNDERSTAND = status.CANNOT_UNDERSTAND  # 0xC000
 UNABLE_TO_PROCESS = 0xC511  # Failed: unable to process (Cxxx, as pynetdicom's own SCP); a fault of this SCP
+
+
+# What one sub-operation came to (QRRetrieveSCP._one).
+SENT, FAILED, RETRY = "sent", "failed", "retry"
 
 
 @dataclass
@@ -286,23 +291,47 @@ class QRRetrieveSCP:
         c = self.config
         scu = StoreSCU(c.ae.title, dest, c.timers, c.ae.tcp_nodelay, c.ae.max_pdu)
         for batch in _batches(matches):
+            pending = deque(batch)
+            out, progressed, retried = None, False, set()
             try:
-                out = scu.open([self._item(m) for m in batch])
-            except AssociationFailed as exc:
-                log.warning("C-MOVE to %s: %s", dest.ae_title, exc)
-                for m in batch:
-                    tally.fail(m.sop_uid)
-                self._respond(assoc, req, context, PENDING, tally)
-                continue
-            try:
-                for m in batch:
+                while pending:
                     if self._stopped(assoc, req):
                         return
-                    self._one(scu, _MoveStorage(out, _priority(req), (calling, req.MessageID)), m, tally)
+                    if out is None or not out.is_established:
+                        if out is not None and not progressed:
+                            # The last association ended without one instance sent: the destination
+                            # is refusing or failing, not closing between objects; stop trying.
+                            self._fail_all(assoc, req, context, tally, pending,
+                                           f"{dest.ae_title} ended the association")
+                            break
+                        try:
+                            out = scu.open([self._item(m) for m in pending])
+                        except AssociationFailed as exc:
+                            self._fail_all(assoc, req, context, tally, pending, str(exc))
+                            break
+                        progressed = False
+                    m = pending[0]
+                    outcome = self._one(scu, _MoveStorage(out, _priority(req), (calling, req.MessageID)), m, tally,
+                                        retry=m.sop_uid not in retried)
+                    if outcome == RETRY:
+                        # The association was lost under this sub-operation (a destination that
+                        # closes after a number of objects, a dropped connection): once more on a
+                        # new one.
+                        retried.add(m.sop_uid)
+                        continue
+                    pending.popleft()
+                    progressed = progressed or outcome == SENT
                     self._respond(assoc, req, context, PENDING, tally)
             finally:
-                if out.is_established:
+                if out is not None and out.is_established:
                     out.release()
+
+    def _fail_all(self, assoc, req, context, tally: _Tally, pending, why: str) -> None:
+        log.warning("C-MOVE to %s: %s; %d sub-operations fail", req.MoveDestination, why, len(pending))
+        for m in pending:
+            tally.fail(m.sop_uid)
+        pending.clear()
+        self._respond(assoc, req, context, PENDING, tally)
 
     def _get(self, assoc, req, context, calling: str, matches: list[Match], tally: _Tally) -> None:
         c = self.config
@@ -314,8 +343,10 @@ class QRRetrieveSCP:
             self._one(scu, back, m, tally)
             self._respond(assoc, req, context, PENDING, tally)
 
-    def _one(self, scu: StoreSCU, out, m: Match, tally: _Tally) -> None:
-        """One C-STORE sub-operation, counted in `tally`."""
+    def _one(self, scu: StoreSCU, out, m: Match, tally: _Tally, retry: bool = False) -> str:
+        """One C-STORE sub-operation, counted in `tally`: SENT (completed or warning), FAILED, or,
+        when `retry` and the association was lost under it, RETRY (not counted: the caller sends
+        it again on a new association)."""
         try:
             now = retrieve_select.current(self.buffer.index, m)
         except sqlite3.Error as exc:
@@ -323,24 +354,28 @@ class QRRetrieveSCP:
             # fails, the retrieve goes on (the next check sees the association ended).
             log.warning("sub-operation for %s failed: buffer index unreadable: %s", m.sop_uid, exc)
             tally.fail(m.sop_uid)
-            return
+            return FAILED
         if now is None:
             log.info("sub-operation for %s failed: evicted from the buffer since the selection", m.sop_uid)
             tally.fail(m.sop_uid)
-            return
+            return FAILED
         if not out.is_established:
             tally.fail(m.sop_uid)
-            return
+            return FAILED
         result = scu.send(out, self._item(now))
         if not result.ok:
+            if retry and result.transient and not out.is_established:
+                log.info("sub-operation for %s: association lost (%s); trying once more", m.sop_uid, result.error)
+                return RETRY
             log.info("sub-operation for %s failed: %s", m.sop_uid, result.error)
             tally.fail(m.sop_uid)
-            return
+            return FAILED
         tally.remaining -= 1
         if result.warning:
             tally.warning += 1
         else:
             tally.completed += 1
+        return SENT
 
     @staticmethod
     def _stopped(assoc, req) -> bool:
