@@ -329,3 +329,38 @@ def test_service_stop_mid_move_ends_cleanly(gateway_factory, move_target, tmp_pa
     assert "Received Final Move Response (Success)" not in text, text
     assert "Traceback" not in gw.log, gw.log
     assert "C-MOVE from WS to WS" in gw.log
+
+
+def test_destination_that_aborts_after_one_object_gets_every_one(gateway_factory, move_target, tmp_path):
+    """A destination that aborts each association at its second C-STORE (some PACS end an
+    association after a number of objects): the sub-operation lost with it is sent again on a new
+    association, once, and every instance arrives."""
+    from pynetdicom import evt
+    from pynetdicom.presentation import StoragePresentationContexts
+
+    _start, _out, port = move_target
+    per_assoc: dict[int, int] = {}
+    stored = []
+
+    def on_store(event):
+        n = per_assoc[id(event.assoc)] = per_assoc.get(id(event.assoc), 0) + 1
+        if n == 2:
+            event.assoc.abort()
+            return 0xA700
+        stored.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    scp = AE(ae_title="WS")
+    scp.supported_contexts = StoragePresentationContexts
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        gw = _gateway(gateway_factory, port)
+        files = make_series(tmp_path / "series", 4, rows=8, cols=8)
+        _store(gw, files)
+        responses = _move(gw, _study(files[0]))
+    finally:
+        server.shutdown()
+    final = responses[-1][0]
+    assert (final.Status, final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 4, 0)
+    assert sorted(stored) == sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files)
+    assert len(per_assoc) == 4
