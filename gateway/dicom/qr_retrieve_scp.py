@@ -22,7 +22,8 @@ Endian with the same SOP Instance UID, or, if neither is accepted, that sub-oper
 is counted. A C-MOVE's sub-operations go over the gateway's own storage requestor (as a forward
 does: C-STOREs written from the file, TCP_NODELAY), one association per 127 contexts' worth of
 instances, each C-STORE-RQ naming the C-MOVE's AE title and Message ID (Move Originator, PS3.7
-9.3.1.1); a C-GET's go back over the requestor's association, on the storage contexts for which
+9.3.1.1); a sub-operation whose association is lost under it (a destination that ends
+associations after some objects) is sent once more on a new one; a C-GET's go back over the requestor's association, on the storage contexts for which
 it took the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4; PS3.4 C.4.3.1.3 / C.4.3.3). Every
 sub-operation has the request's Priority (PS3.4 C.4.2.1.2); requests are not ordered by it.
 
