@@ -364,3 +364,59 @@ def test_destination_that_aborts_after_one_object_gets_every_one(gateway_factory
     assert (final.Status, final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0, 4, 0)
     assert sorted(stored) == sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files)
     assert len(per_assoc) == 4
+
+
+def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float = 0.0):
+    """pynetdicom as the C-GET SCU "WS" (SCP role for CT Image Storage): every (status, identifier)
+    response; the data sets it receives, as their bytes on the wire, into `got` by SOP UID."""
+    import time
+
+    from pynetdicom import build_role, evt
+    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+
+    def on_store(event):
+        got[str(event.request.AffectedSOPInstanceUID)] = event.request.DataSet.getvalue()
+        time.sleep(slow)  # a slow receiver, so that a cancel finds sub-operations left
+        return 0x0000
+
+    ae = AE(ae_title="WS")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE", ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = study
+    out = []
+    try:
+        for n, (st, ds) in enumerate(assoc.send_c_get(ident, StudyRootQueryRetrieveInformationModelGet, msg_id=9),
+                                     start=1):
+            out.append((st, ds))
+            if cancel_after is not None and n == cancel_after:
+                cx = assoc._get_valid_context(StudyRootQueryRetrieveInformationModelGet, "", "scu")
+                assoc.send_c_cancel(9, cx.context_id)
+    finally:
+        assoc.release()
+    return out
+
+
+def test_c_get_sends_the_stored_bytes_and_honours_cancel(gateway_factory, move_target, tmp_path):
+    _start, _out, port = move_target
+    gw = _gateway(gateway_factory, port)
+    files = make_series(tmp_path / "series", 5, rows=8, cols=8)
+    stored = _store(gw, files)
+    got: dict[str, bytes] = {}
+    responses = _get(gw, _study(files[0]), got)
+    assert responses[-1][0].Status == 0x0000 and responses[-1][0].NumberOfCompletedSuboperations == 5
+    assert [st.NumberOfRemainingSuboperations for st, _ in responses[:-1]] == [4, 3, 2, 1, 0]
+    assert set(got) == set(stored)
+    for uid, data in got.items():
+        assert data == file_dataset_bytes(stored[uid]), uid  # as stored, byte for byte
+    got.clear()
+    responses = _get(gw, _study(files[0]), got, cancel_after=1, slow=0.5)
+    final = responses[-1][0]
+    assert final.Status == 0xFE00, [st.Status for st, _ in responses]
+    assert final.NumberOfRemainingSuboperations > 0
+    assert final.NumberOfCompletedSuboperations + final.NumberOfRemainingSuboperations == 5
+    assert len(got) == final.NumberOfCompletedSuboperations
