@@ -382,6 +382,7 @@ def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float
     ae = AE(ae_title="WS")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.2"])
     assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE", ext_neg=[build_role(CTImageStorage, scp_role=True)],
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
@@ -405,7 +406,11 @@ def test_c_get_sends_the_stored_bytes_and_honours_cancel(gateway_factory, move_t
     _start, _out, port = move_target
     gw = _gateway(gateway_factory, port)
     files = make_series(tmp_path / "series", 5, rows=8, cols=8)
-    stored = _store(gw, files)
+    # One in Explicit VR Big Endian: a decode and re-encode would not give its bytes back.
+    subprocess.run([require("dcmconv", "dcmtk"), "+tb", str(files[0]), str(files[0])], check=True, timeout=30)
+    _store(gw, files[:1], "-xb")
+    stored = _store(gw, files[1:])
+    assert _ts(stored[str(pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID)]) == "1.2.840.10008.1.2.2"
     got: dict[str, bytes] = {}
     responses = _get(gw, _study(files[0]), got)
     assert responses[-1][0].Status == 0x0000 and responses[-1][0].NumberOfCompletedSuboperations == 5
