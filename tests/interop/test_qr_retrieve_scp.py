@@ -372,7 +372,8 @@ def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float
     import time
 
     from pynetdicom import build_role, evt
-    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+    from pynetdicom.sop_class import (CTImageStorage, SecondaryCaptureImageStorage,
+                                      StudyRootQueryRetrieveInformationModelGet)
 
     def on_store(event):
         got[str(event.request.AffectedSOPInstanceUID)] = event.request.DataSet.getvalue()
@@ -383,7 +384,9 @@ def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.2"])
-    assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE", ext_neg=[build_role(CTImageStorage, scp_role=True)],
+    ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.4.50"])
+    roles = [build_role(CTImageStorage, scp_role=True), build_role(SecondaryCaptureImageStorage, scp_role=True)]
+    assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE", ext_neg=roles,
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
     ident = Dataset()
@@ -405,11 +408,18 @@ def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float
 def test_c_get_sends_the_stored_bytes_and_honours_cancel(gateway_factory, move_target, tmp_path):
     _start, _out, port = move_target
     gw = _gateway(gateway_factory, port)
-    files = make_series(tmp_path / "series", 5, rows=8, cols=8)
-    # One in Explicit VR Big Endian: a decode and re-encode would not give its bytes back.
+    files = make_series(tmp_path / "series", 4, rows=8, cols=8)
+    # One in Explicit VR Big Endian and one in JPEG Baseline, each sent in its own syntax.
     subprocess.run([require("dcmconv", "dcmtk"), "+tb", str(files[0]), str(files[0])], check=True, timeout=30)
+    ds = pydicom.dcmread(TEST_FILES / "SC_rgb_jpeg_dcmtk.dcm")
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = _study(files[1]), pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.PatientID = "PID-1"  # the series' patient (datasets.make_ct)
+    files.append(tmp_path / "sc.dcm")
+    ds.save_as(files[-1], enforce_file_format=True)
     _store(gw, files[:1], "-xb")
-    stored = _store(gw, files[1:])
+    _store(gw, files[-1:], "-xy")
+    stored = _store(gw, files[1:-1])
     assert _ts(stored[str(pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID)]) == "1.2.840.10008.1.2.2"
     got: dict[str, bytes] = {}
     responses = _get(gw, _study(files[0]), got)
