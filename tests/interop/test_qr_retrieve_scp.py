@@ -366,7 +366,7 @@ def test_destination_that_aborts_after_one_object_gets_every_one(gateway_factory
     assert len(per_assoc) == 4
 
 
-def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float = 0.0):
+def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float = 0.0, sc: bool = True):
     """pynetdicom as the C-GET SCU "WS" (SCP role for CT Image Storage): every (status, identifier)
     response; the data sets it receives, as their bytes on the wire, into `got` by SOP UID."""
     import time
@@ -384,8 +384,10 @@ def _get(gw, study: str, got: dict, cancel_after: int | None = None, slow: float
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
     ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.2"])
-    ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.4.50"])
-    roles = [build_role(CTImageStorage, scp_role=True), build_role(SecondaryCaptureImageStorage, scp_role=True)]
+    roles = [build_role(CTImageStorage, scp_role=True)]
+    if sc:
+        ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.4.50"])
+        roles.append(build_role(SecondaryCaptureImageStorage, scp_role=True))
     assoc = ae.associate("127.0.0.1", gw.port, ae_title="EDGE", ext_neg=roles,
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
@@ -435,3 +437,10 @@ def test_c_get_sends_the_stored_bytes_and_honours_cancel(gateway_factory, move_t
     assert final.NumberOfRemainingSuboperations > 0
     assert final.NumberOfCompletedSuboperations + final.NumberOfRemainingSuboperations == 5
     assert len(got) == final.NumberOfCompletedSuboperations
+    # A requestor that offers no context for the Secondary Capture: that sub-operation fails,
+    # the others complete (PS3.4 C.4.3.3), B000 with its UID.
+    got.clear()
+    responses = _get(gw, _study(files[0]), got, sc=False)
+    final, ident = responses[-1]
+    assert (final.Status, final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (0xB000, 4, 1)
+    assert ident.FailedSOPInstanceUIDList == str(ds.SOPInstanceUID)
