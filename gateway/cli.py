@@ -714,6 +714,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",
                     help="drive: raw drive levels to measure (default); gsdf: P-values through the LUT")
+    # -- issue 11, Q/R SCU (qr-scu): `query`, `retrieve` --
+    from gateway import cli_query
+    cli_query.add_parsers(add)
+    # -- end Q/R SCU --
     return p
 
 

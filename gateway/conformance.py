@@ -508,6 +508,7 @@ def _initiation(out: list[str], config: Config) -> None:
     _worklist_activity(out, config)
     _capture_activity(out, config)
     _mpps_activity(out, config)
+    _qr_scu_activity(out, config)  # issue 11, Q/R SCU (qr-scu)
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
             f"One association proposing {uid_name(VERIFICATION)} with "
             f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
@@ -594,6 +595,69 @@ def _mpps_activity(out: list[str], config: Config) -> None:
             f"{', '.join(_hex(s) for s in sorted(PERMANENT))} are dead-lettered at once. A re-sent N-CREATE "
             "answered 0111 (duplicate instance) after a restart counts as accepted. An unreachable SCP uses "
             "no attempt.", ""]
+
+
+# -- issue 11, Q/R SCU (qr-scu) ---------------------------------------------------------------------
+
+def _qr_scu_activity(out: list[str], config: Config) -> None:
+    """The Query/Retrieve SCU (gateway/dicom/qr_scu.py, `dicom-gateway query` / `retrieve`): its
+    SOP classes, keys, status handling and timers, read from the module's own tables."""
+    from gateway.dicom import qr_scu
+
+    q = config.qr_scu
+    out += ["###### Activity: query and retrieve from a PACS (Query/Retrieve SCU, PS3.4 C)", "",
+            "On `dicom-gateway query` and `dicom-gateway retrieve`: an association of its own to the PACS "
+            "(`qr_scu.destination`, a destination of the config, or `--destination`; calling AE title "
+            "`qr_scu.calling_ae`, default the AE title), proposing the one SOP class the operation needs "
+            f"with {_ts_names(qr_scu.QR_SYNTAXES).replace('<br>', ' and ')}, priority MEDIUM, no extended "
+            "negotiation (queries are hierarchical: the unique keys of the levels above the one asked are "
+            "sent with a single value, and a query without them is refused before any association). Study "
+            "Root by default; Patient Root with `--patient-root` and for the PATIENT level. A matching key "
+            "outside ASCII is sent with Specific Character Set ISO_IR 100 (when Latin-1 holds it) or "
+            "ISO_IR 192; responses are decoded with the character set they name.", ""]
+    out += _table(["SOP Class", "UID", "Role", "Used by"], [
+        (uid_name(model[op]), model[op], "SCU", use)
+        for model in (qr_scu.STUDY_ROOT, qr_scu.PATIENT_ROOT)
+        for op, use in (("FIND", "`query`; `retrieve` looks up what it retrieves first"),
+                        ("MOVE", "`retrieve` (default, `qr_scu.retrieve = \"move\"`)"),
+                        ("GET", "`retrieve --get`"))])
+    out += ["Retrieve: the identifier carries the Query/Retrieve Level and the unique keys only "
+            "(PS3.4 C.4.2.2.1). C-MOVE names `qr_scu.move_destination` (default: this AE title) or `--to`; "
+            "the PACS then opens an association to this AE's Storage SCP, and the instances are accepted "
+            "like any C-STORE (the PACS's AE title must be a peer that may store). C-GET proposes, for each "
+            "SOP class a C-FIND at the IMAGE level lists, the storage SOP class with the SCP role (SCP/SCU "
+            "Role Selection, PS3.7 D.3.3.4): one context for the uncompressed transfer syntaxes and one per "
+            "other syntax of Table 4.2-4 while 127 contexts allow, else one context with all of them; each "
+            "C-STORE sub-operation is answered only after the instance is fsynced and indexed, with the "
+            "statuses of Table 4.2-6. Retrieved instances are recorded as received from the PACS's AE title "
+            "and are never forwarded back to a destination with that AE title.", "",
+            "Keys sent (zero length: return key; `-k KEY=VALUE` adds or sets any other key, not sequences):", ""]
+    out += _table(["Level", "Return keys"],
+                  [(level, ", ".join(keys)) for level, keys in qr_scu.RETURN_KEYS.items()])
+    out += ["Response status handling:", ""]
+    out += _table(["Status", "Behaviour"], [
+        ("FF00, FF01 (pending)", "a match is listed; for C-MOVE / C-GET the counts are printed"),
+        ("0000", "done; exit 0"),
+        (qr_scu.status_words(0xB000), "the counts and the Failed SOP Instance UID List are printed; exit 1"),
+        ("any failure status after sub-operations were done (e.g. A702 when every one failed)",
+         "the same, with the final status in words; exit 1"),
+        (qr_scu.status_words(0xFE00), "after Ctrl-C sent C-CANCEL: the counts so far; exit 130 "
+                                      "(a second Ctrl-C aborts the association)"),
+        ("A700, A701, A702, A801, A900, 0122, 0124, Cxxx and any other, no sub-operation done",
+         "one line naming the PACS and the status in words (e.g. "
+         f"{qr_scu.status_words(0xA801)}); exit 1"),
+        ("no response within the inactivity timer; session timer expired", "the association is aborted; "
+                                                                            "one line; exit 1"),
+    ])
+    out += [f"Timers (`[qr_scu]`, configurable): association `association_s` (default {_value(q.association_s)} s); "
+            "inactivity "
+            f"`inactivity_s` (default {_value(q.inactivity_s)} s, restarted by each response); session "
+            f"`find_session_s` (default {_value(q.find_session_s)} s) and `retrieve_session_s` (default "
+            f"{_value(q.retrieve_session_s)} s). More than `max_results` (default {q.max_results}) matches "
+            "cancel the query.", ""]
+
+
+# -- end Q/R SCU -----------------------------------------------------------------------------------
 
 
 _MWL_KEY_VALUE = {

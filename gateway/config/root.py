@@ -18,6 +18,9 @@ from gateway.config.mpps import MppsSection
 from gateway.config.panel import PanelSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
+# -- issue 11, Q/R SCU (qr-scu) --
+from gateway.config.qr_scu import QrScuSection
+# -- end Q/R SCU --
 from gateway.config.routes import RouteSection
 from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
@@ -41,6 +44,9 @@ class Config(Section):
     worklist: WorklistSection = WorklistSection()
     capture: CaptureSection = CaptureSection()
     mpps: MppsSection = MppsSection()
+    # -- issue 11, Q/R SCU (qr-scu) --
+    qr_scu: QrScuSection = QrScuSection()
+    # -- end Q/R SCU --
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -62,6 +68,9 @@ class Config(Section):
                 problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
                                 f"address (ae.bind, ae.port): forwarding there would loop")
         problems += self.status_http.problems()
+        # -- issue 11, Q/R SCU (qr-scu) --
+        problems += self.qr_scu.problems(self.destinations)
+        # -- end Q/R SCU --
         web = self.status_http
         if web.enabled and web.port == self.ae.port and _same_host(web.bind, self.ae.bind):
             problems.append(f"status_http.port: {web.port} is also the DICOM port (ae.port) on that address")
