@@ -42,6 +42,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.charset import python_encoding
 from pynetdicom.sop_class import _STORAGE_CLASSES
 from pynetdicom.status import (
+    QR_MOVE_SERVICE_CLASS_STATUS as QR_STATUS,
     GENERAL_STATUS,
     PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS,
     STORAGE_SERVICE_CLASS_STATUS,
@@ -55,6 +56,9 @@ from gateway.dicom.echo import _SYNTAXES as ECHO_SYNTAXES
 from gateway.dicom.echo import VerificationSCP
 from gateway.dicom.net import acceptor, association_policy, association_request
 from gateway.dicom.net.listener import Listener
+from gateway.buffer import retrieve_select
+from gateway.dicom import qr_retrieve_scp as qr_retrieve
+from gateway.dicom.qr_retrieve_scp import QRRetrieveSCP
 from gateway.dicom.print_scp import PRINT_CONTEXTS, PRINT_SOP_CLASSES, SPOOL_FULL, PrintSCP
 from gateway.dicom.sop_classes import NON_PATIENT_STORAGE, STORAGE_COMMITMENT_PUSH, VERIFICATION
 from gateway.dicom.store_scp import STATUS_OF, UNRECOGNIZED_OPERATION, StoreSCP
@@ -101,7 +105,9 @@ def listener_roles(config: Config) -> list[tuple[str, object]]:
                         config)  # type: ignore[arg-type]
     return [("Verification", VerificationSCP()), ("Storage", store),
             ("Storage Commitment", CommitmentSCU(None, None, lambda name: None)),  # type: ignore[arg-type]
-            ("Print", printing)]
+            ("Print", printing),
+            # issue 11: Q/R retrieve SCP (its storage contexts keep the name "Storage": first wins)
+            ("Query/Retrieve", QRRetrieveSCP(config, None))]  # type: ignore[arg-type]
 
 
 def accepted_contexts(config: Config | None = None) -> list[AcceptedContext]:
@@ -111,7 +117,12 @@ def accepted_contexts(config: Config | None = None) -> list[AcceptedContext]:
     `[print] enabled = true`; they are listed regardless."""
     config = config or Config()
     roles = listener_roles(config)
-    service_of = {c.abstract_syntax: name for name, role in roles for c in role.contexts()}
+    service_of: dict[str, str] = {}
+    for name, role in roles:
+        for c in role.contexts():
+            # A role may re-add another's contexts (the retrieve SCP's storage role answers for
+            # C-GET): the service is the one that first offered it.
+            service_of.setdefault(c.abstract_syntax, name)
     listener = Listener(config, [role for _, role in roles])
     return [AcceptedContext(str(cx.abstract_syntax), tuple(str(t) for t in cx.transfer_syntax),
                             cx.scu_role, cx.scp_role, service_of[str(cx.abstract_syntax)])
@@ -318,7 +329,7 @@ def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[Acc
             (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, *_SPECIAL_ROWS[STORAGE_COMMITMENT_PUSH]),
             (uid_name(MWL_FIND), MWL_FIND, "Yes", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
-             for c in contexts if c.service == "Print"]
+             for c in contexts if c.service in ("Print", "Query/Retrieve")]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
     out += ["Table 1-2 Media services", ""]
     out += _table(["Media Storage Application Profile", "Write Files (FSC)", "Read Files (FSR)"],
@@ -694,6 +705,7 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
             "association is accepted too. Every report is answered 0000; reports for unknown or closed "
             "transactions are logged and ignored.", ""]
     _print_scp(out, config)
+    _qr_retrieve_scp(out, config)
 
 
 def _groups(contexts: list[AcceptedContext]) -> list[list[AcceptedContext]]:
@@ -794,6 +806,62 @@ def _print_scp(out: list[str], config: Config) -> None:
     out += _table(["Status", "Meaning", "When"],
                   [(_hex(c), _meaning(c, PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS), when)
                    for c, when in sorted(_PRINT_WHEN.items())])
+
+
+# -- issue 11: the Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) --------------------------------
+# Its statuses besides 0000 and FF00 (Pending), with when each is sent (PS3.4 C.4.2.1.5, C.4.3.1.4).
+_RETRIEVE_WHEN = {
+    qr_retrieve.NOT_AUTHORIZED: "the calling AE is not a configured peer with `may_retrieve = true` "
+                                "(PS3.7 C.5 Refused: Not Authorized)",
+    qr_retrieve.DESTINATION_UNKNOWN: "C-MOVE: the Move Destination is neither a `[destinations.*]` AE title "
+                                     "nor a `[peers.*]` AE title with `may_retrieve = true`",
+    retrieve_select.IDENTIFIER_MISMATCH: "no Query/Retrieve Level, a level the model lacks, a Unique Key "
+                                         "missing or empty at or above the level, several values above it, "
+                                         "a value that is not a UID, a wildcard in Patient ID",
+    retrieve_select.TOO_MANY: "more than 65535 instances match (the counts are US); or the index cannot be "
+                              "read",
+    qr_retrieve.UNABLE_SUBOPS: "every sub-operation failed (destination unreachable or refusing); with the "
+                               "Failed SOP Instance UID List",
+    qr_retrieve.WARNING: "some sub-operations failed or ended with a warning; with the Failed SOP Instance "
+                         "UID List (0008,0058)",
+    qr_retrieve.CANCELLED: "a C-CANCEL arrived: sent before the next sub-operation, with Remaining",
+    qr_retrieve.CANNOT_UNDERSTAND: "the identifier cannot be decoded",
+    qr_retrieve.UNABLE_TO_PROCESS: "a fault of the gateway (logged)",
+}
+
+# A701 is the seed's "directory error" for C-STORE (_OWN_MEANING); in Q/R it is PS3.4's own.
+_RETRIEVE_MEANING = {retrieve_select.TOO_MANY: "Failure: Refused: Out of Resources, unable to calculate "
+                                               "number of matches"}
+
+
+def _qr_retrieve_scp(out: list[str], config: Config) -> None:
+    out += ["###### Activity: retrieve from the buffer (Query/Retrieve C-MOVE and C-GET SCP, PS3.4 C.4.2, "
+            "C.4.3)", "",
+            "Patient Root and Study Root MOVE and GET, hierarchical retrieve (relational retrieve is not "
+            "negotiated): only the Unique Keys count (Patient ID, with Issuer of Patient ID when given under "
+            "Patient Root; Study, Series and SOP Instance UIDs); the key of the retrieve level may be a list "
+            "of UIDs, the keys above it take one value. Other attributes of the identifier are ignored. "
+            "Only peers with `may_retrieve = true` may retrieve. A C-MOVE's Move Destination must be the AE "
+            "title of a `[destinations.*]` (enabled or not) or of a `[peers.*]` with `may_retrieve = true` "
+            "and its `host` and `port` given; the address comes from the config, never from the request. Sub-operations send each stored "
+            "file as it is, in its stored transfer syntax; a destination that did not accept that syntax "
+            "gets the data set decoded into Explicit or Implicit VR Little Endian with the same SOP Instance "
+            "UID (as forwarding does), else that sub-operation fails. C-MOVE sub-operations go on a new "
+            f"association from `{config.ae.title}` (the `[timers]` association and inactivity timers apply; "
+            "one association per 127 presentation contexts' worth of instances; each C-STORE names the C-MOVE's "
+            "AE title and Message ID as Move Originator; a sub-operation whose association is lost under it is "
+            "sent once more on a new association); C-GET sub-operations go "
+            "back on the requestor's association, on the storage contexts for which it proposed the SCP "
+            "role (SCP/SCU Role Selection is accepted both ways on every storage context, Table 4.2-4). A "
+            "Pending response follows each sub-operation with the four counts. Sub-operations have the request's "
+            "Priority; requests are not scheduled by it. An identifier that matches "
+            "nothing is answered 0000 with every count 0. C-CANCEL is honoured before the next "
+            "sub-operation. An instance evicted from the buffer after the match counts as a failed "
+            "sub-operation.", "",
+            "Table 4.2-8 C-MOVE / C-GET response statuses (besides 0000 Success and FF00 Pending)", ""]
+    out += _table(["Status", "Meaning", "When"],
+                  [(_hex(c), _RETRIEVE_MEANING.get(c) or _meaning(c, QR_STATUS), when)
+                   for c, when in sorted(_RETRIEVE_WHEN.items())])
 
 
 def _timers(out: list[str], config: Config) -> None:

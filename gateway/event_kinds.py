@@ -814,3 +814,26 @@ class ProcedureSelected(Payload):
     patient_id: str
     scheduled: bool
     how: str = "operator"
+
+
+# -- Query/Retrieve: the retrieve SCP (issue 11: gateway/dicom/qr_retrieve_scp.py) -----------------
+QR_RETRIEVE = "qr-retrieve"
+
+
+@_kind(QR_RETRIEVE)
+@dataclass(frozen=True)
+class QRRetrieve(Payload):
+    """A C-MOVE or C-GET this box served as SCP ended (PS3.4 C.4.2, C.4.3). operation: "C-MOVE" or
+    "C-GET". calling_ae: who asked. destination: the Move Destination AE title (for a C-GET, the
+    calling AE). status: the final response's status (0x0000, 0xB000, 0xA702, 0xFE00 cancelled,
+    0xA801, 0x0124, 0xA900...; -1: none, the requestor's association ended first). completed / failed / warning: the C-STORE sub-operations' outcomes;
+    remaining: those never attempted (cancel, association lost). No patient data."""
+
+    operation: str
+    calling_ae: str
+    destination: str
+    status: int
+    completed: int
+    failed: int
+    warning: int
+    remaining: int
