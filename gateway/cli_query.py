@@ -531,39 +531,6 @@ def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     return code
 
 
-@contextmanager
-def _buffer_for_writing(loaded):
-    """The buffer opened for ingest from this process, locked as `dicom-gateway import` does:
-    beside a running service with the writer's lock (its restart leaves our files in incoming/
-    alone), without one holding the buffer's lock (a service started meanwhile is refused). Yields
-    (buffer, beside_service)."""
-    from gateway.buffer import lock as buffer_lock
-    from gateway.buffer.ingest import Buffer
-    from gateway import cli
-    from gateway.routing import Router
-
-    cfg = loaded.config
-    held = None
-    if cli._service_pid(loaded.buffer_dir) is None:
-        try:
-            loaded.buffer_dir.mkdir(parents=True, exist_ok=True)
-            held = buffer_lock.acquire(loaded.buffer_dir)
-        except buffer_lock.BufferLocked:
-            held = None  # a service started a moment ago; its recovery is done: write beside it
-    try:
-        buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
-                        Router(cfg))
-        writing = buffer_lock.writer(loaded.buffer_dir)
-        try:
-            yield buffer, held is None
-        finally:
-            writing.close()
-            buffer.close()
-    finally:
-        if held is not None:
-            held.close()
-
-
 def _get(loaded, peer, find_peer, targets, model, cancel) -> int:
     from gateway import cli
     from gateway.dicom.net.listener import configure_pynetdicom
@@ -577,7 +544,7 @@ def _get(loaded, peer, find_peer, targets, model, cancel) -> int:
     if not classes:
         raise QrError(f"{peer.ae_title} lists no instances (no SOP Class UID at the IMAGE level) for what was asked")
     idents = [retrieve_identifier(level, keys) for level, keys in targets]
-    with _buffer_for_writing(loaded) as (buffer, beside):
+    with cli.buffer_for_writing(loaded) as (buffer, beside):
         configure_pydicom()
         configure_pynetdicom(buffer.files.incoming, buffer.files.check_reserve, cfg.ae.max_pdu)
         store = RetrievedStore(StoreSCP(cfg, buffer, EventBus()), peer.ae_title)
