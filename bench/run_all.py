@@ -3,7 +3,7 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render export observers capture qrfind)
+                                            #   profile film_render export observers capture coercion qrfind)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
 ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers", "capture"]
+ORDER += ["coercion"]  # issue 11: ingest with [[coercion]] rules on vs off (bench_coercion.py)
 ORDER += ["qrfind"]  # -- issue 11: C-FIND over the buffer vs Orthanc (bench_qrfind.py)
 
 
@@ -121,6 +122,14 @@ def summary_rows(started: float) -> list[list]:
                          f"ClipWriter alone {b['fps']:.1f} fps",
                          f"{r['ratio']:.2f}x of min({cap['fps']:g}, encoder) (target >= {cap['target']}); "
                          f"raw {r['raw_ratio']:.2f}x"])
+    # issue 11: coercion rules on vs off
+    coe = load("coercion")
+    if fresh(coe):
+        on, off = coe["summary"]["on"], coe["summary"]["off"]
+        rows.append(["coercion: CT ingest, one rule changing every object",
+                     f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
+                     f"rules off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
+                     f"{coe['ratio']:.3f}x (target >= {coe['target']}); CPU/GB {coe.get('cpu_ratio', 0):.3f}x"])
     # -- issue 11: C-FIND at study level, the gateway vs Orthanc's C-FIND SCP (bench_qrfind.py)
     qr = load("qrfind")
     if fresh(qr):

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import tempfile
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from gateway import config as config_mod
@@ -116,6 +117,10 @@ def cmd_check_config(args) -> int:
         print(f"  worklist from {w.ae_title}@{w.host}:{w.port} every {w.refresh_s:g} s")
     if c.mpps.enabled:
         print(f"  MPPS to {c.mpps.ae_title}@{c.mpps.host}:{c.mpps.port}")
+    # issue 11: attribute coercion rules and routes on indexed attributes
+    from gateway.config.coercion import check_config_lines
+    for line in check_config_lines(c):
+        print(f"  {line}")
     for note in notes:
         print(f"  note: {note}")
     return exit_codes.OK
@@ -445,6 +450,40 @@ def cmd_eject(args) -> int:
         " with the service stopped, take the medium out by hand", drive=args.drive)
 
 
+@contextmanager
+def buffer_for_writing(loaded):
+    """The buffer opened for ingest from this process (`import`, `retrieve --get`). Without a
+    service, this process holds the buffer's lock while it writes, so a service started meanwhile
+    cannot run its start-up recovery (which empties incoming/ and deletes files not yet indexed)
+    under it: that start is refused naming this PID (exit 3) and can be repeated. Beside a running
+    service it takes the writer's lock: a restart of the service leaves this process's files in
+    incoming/ alone. Yields (buffer, beside_service)."""
+    from gateway.buffer import lock as buffer_lock
+    from gateway.buffer.ingest import Buffer
+    from gateway.routing import Router
+
+    cfg = loaded.config
+    held = None
+    if _service_pid(loaded.buffer_dir) is None:
+        try:
+            loaded.buffer_dir.mkdir(parents=True, exist_ok=True)
+            held = buffer_lock.acquire(loaded.buffer_dir)
+        except buffer_lock.BufferLocked:
+            held = None  # a service started a moment ago; its recovery is done: write beside it
+    try:
+        buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
+                        Router(cfg))
+        writing = buffer_lock.writer(loaded.buffer_dir)
+        try:
+            yield buffer, held is None
+        finally:
+            writing.close()
+            buffer.close()
+    finally:
+        if held is not None:
+            held.close()
+
+
 def cmd_import(args) -> int:
     """`import PATH [--label LABEL]`: the file-set under PATH into the buffer (gateway/media/importer.py),
     beside a running service or without one; exit 0 when every file was imported, 1 when some were not.
@@ -463,14 +502,11 @@ def cmd_import(args) -> int:
     service it holds a writer's lock (buffer/lock.py writer) that makes a service restarted
     meanwhile leave the cleaning to its next start. Retention's room-making before a reserve
     refusal is the service's only: here a full reserve fails the file (disk-full)."""
-    from gateway.buffer import lock as buffer_lock
-    from gateway.buffer.ingest import Buffer
     from gateway.buffer.intake import Intake
     from gateway.dicom.sop_classes import storage_sop_classes
     from gateway.events import EventBus
     from gateway.media.importer import import_tree
     from gateway.part10.attributes import configure_pydicom
-    from gateway.routing import Router
 
     loaded = None
     if "/" not in args.path:
@@ -486,31 +522,10 @@ def cmd_import(args) -> int:
                          " (give the folder a medium is mounted or copied at, or a drive of [media.drives])")
     loaded = loaded or _load(args)
     cfg = loaded.config
-    held = None
-    if _service_pid(loaded.buffer_dir) is None:
-        # No service: this process holds the buffer while it imports, so a service started meanwhile
-        # cannot run its start-up recovery (which empties incoming/ and deletes files not yet
-        # indexed) under it; that start is refused naming this PID (exit 3) and can be repeated.
-        try:
-            loaded.buffer_dir.mkdir(parents=True, exist_ok=True)
-            held = buffer_lock.acquire(loaded.buffer_dir)
-        except buffer_lock.BufferLocked:
-            held = None  # a service started a moment ago; its recovery is done: import beside it
-    try:
-        buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
-                        Router(cfg))
-        # Beside a running service: a restart of it meanwhile leaves this import's files alone.
-        writing = buffer_lock.writer(loaded.buffer_dir)
-        try:
-            configure_pydicom()
-            intake = Intake(cfg, buffer, EventBus(), storage_sop_classes(cfg.storage.extra_sop_classes))
-            report = import_tree(root, label, intake, buffer.files.new_incoming_path)
-        finally:
-            writing.close()
-            buffer.close()
-    finally:
-        if held is not None:
-            held.close()
+    with buffer_for_writing(loaded) as (buffer, beside):
+        configure_pydicom()
+        intake = Intake(cfg, buffer, EventBus(), storage_sop_classes(cfg.storage.extra_sop_classes))
+        report = import_tree(root, label, intake, buffer.files.new_incoming_path)
     how = "followed its DICOMDIR" if report.method == "dicomdir" else report.note
     print(f"import {report.import_id} of {root} as MEDIA:{label}: {how}")
     if report.method == "dicomdir" and report.note:
@@ -519,7 +534,7 @@ def cmd_import(args) -> int:
         print(item.line())
     print(report.summary())
     if report.routed:
-        if held is not None:
+        if not beside:
             print("no service is running on this buffer: the imported objects are forwarded at its next start")
         else:
             _wake_service(loaded.buffer_dir)
@@ -714,6 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",
                     help="drive: raw drive levels to measure (default); gsdf: P-values through the LUT")
+    # -- issue 11, Q/R SCU (qr-scu): `query`, `retrieve` --
+    from gateway import cli_query
+    cli_query.add_parsers(add)
+    # -- end Q/R SCU --
     return p
 
 

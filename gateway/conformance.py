@@ -42,6 +42,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.charset import python_encoding
 from pynetdicom.sop_class import _STORAGE_CLASSES
 from pynetdicom.status import (
+    QR_MOVE_SERVICE_CLASS_STATUS as QR_STATUS,
     GENERAL_STATUS,
     PRINT_JOB_MANAGEMENT_SERVICE_CLASS_STATUS,
     STORAGE_SERVICE_CLASS_STATUS,
@@ -55,6 +56,9 @@ from gateway.dicom.echo import _SYNTAXES as ECHO_SYNTAXES
 from gateway.dicom.echo import VerificationSCP
 from gateway.dicom.net import acceptor, association_policy, association_request
 from gateway.dicom.net.listener import Listener
+from gateway.buffer import retrieve_select
+from gateway.dicom import qr_retrieve_scp as qr_retrieve
+from gateway.dicom.qr_retrieve_scp import QRRetrieveSCP
 from gateway.dicom.print_scp import PRINT_CONTEXTS, PRINT_SOP_CLASSES, SPOOL_FULL, PrintSCP
 from gateway.dicom.sop_classes import NON_PATIENT_STORAGE, STORAGE_COMMITMENT_PUSH, VERIFICATION
 from gateway.dicom.store_scp import STATUS_OF, UNRECOGNIZED_OPERATION, StoreSCP
@@ -105,6 +109,8 @@ def listener_roles(config: Config) -> list[tuple[str, object]]:
     return [("Verification", VerificationSCP()), ("Storage", store),
             ("Storage Commitment", CommitmentSCU(None, None, lambda name: None)),  # type: ignore[arg-type]
             ("Print", printing),
+            # issue 11: Q/R retrieve SCP (its storage contexts keep the name "Storage": first wins)
+            ("Query/Retrieve", QRRetrieveSCP(config, None)),  # type: ignore[arg-type]
             # -- issue 11: the C-FIND SCP (its index is used by on_find only, never here)
             (QR_FIND, QueryFindSCP(config, None, None))]
 
@@ -116,7 +122,12 @@ def accepted_contexts(config: Config | None = None) -> list[AcceptedContext]:
     `[print] enabled = true`; they are listed regardless."""
     config = config or Config()
     roles = listener_roles(config)
-    service_of = {c.abstract_syntax: name for name, role in roles for c in role.contexts()}
+    service_of: dict[str, str] = {}
+    for name, role in roles:
+        for c in role.contexts():
+            # A role may re-add another's contexts (the retrieve SCP's storage role answers for
+            # C-GET): the service is the one that first offered it.
+            service_of.setdefault(c.abstract_syntax, name)
     listener = Listener(config, [role for _, role in roles])
     return [AcceptedContext(str(cx.abstract_syntax), tuple(str(t) for t in cx.transfer_syntax),
                             cx.scu_role, cx.scp_role, service_of[str(cx.abstract_syntax)])
@@ -207,6 +218,8 @@ _REFUSAL_WHEN = {
                        "delivered instance is left to evict, or the disk is full; nothing is kept",
     Refusal.WRITE_FAILED: "the buffer cannot be written (I/O error)",
     Refusal.INDEX_ERROR: "the index transaction failed",
+    Refusal.COERCION_FAILED: "a `[[coercion]]` rule of the calling peer cannot be applied (deflated transfer "
+                             "syntax, a value its VR or the Specific Character Set cannot hold); nothing is kept",
 }
 
 # The Print SCP's statuses besides 0000 (print/validate.py, print_scp.py).
@@ -321,7 +334,7 @@ def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[Acc
             (uid_name(STORAGE_COMMITMENT_PUSH), STORAGE_COMMITMENT_PUSH, *_SPECIAL_ROWS[STORAGE_COMMITMENT_PUSH]),
             (uid_name(MWL_FIND), MWL_FIND, "Yes", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
-             for c in contexts if c.service == "Print"]
+             for c in contexts if c.service in ("Print", "Query/Retrieve")]
     # -- issue 11: the C-FIND SCP
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service == QR_FIND]
@@ -352,7 +365,8 @@ def _introduction(out: list[str]) -> None:
             "covers what the code in this repository does and is tested to do; "
             "`tests/interop/test_conformance_contexts.py` proposes every presentation context of Table "
             "4.2-4 to a running gateway with pynetdicom and checks that exactly these are accepted. "
-            "Query/Retrieve: the C-FIND SCP answers queries over the buffer (Activity: answer queries).", "",
+            "Query/Retrieve: the C-FIND SCP answers queries over the buffer (Activity: answer queries); "
+            "C-MOVE and C-GET retrieve from it (Activity: retrieve from the buffer).", "",
             "### 3.2 Definitions and references", "",
             "DICOM PS3.2 (conformance), PS3.4 (service classes: B Storage, J Storage Commitment, H Print "
             "Management), PS3.7 (DIMSE, status codes Annex C), PS3.8 (upper layer), PS3.10 (media "
@@ -510,6 +524,7 @@ def _initiation(out: list[str], config: Config) -> None:
     _worklist_activity(out, config)
     _capture_activity(out, config)
     _mpps_activity(out, config)
+    _qr_scu_activity(out, config)  # issue 11, Q/R SCU (qr-scu)
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
             f"One association proposing {uid_name(VERIFICATION)} with "
             f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
@@ -598,6 +613,69 @@ def _mpps_activity(out: list[str], config: Config) -> None:
             "no attempt.", ""]
 
 
+# -- issue 11, Q/R SCU (qr-scu) ---------------------------------------------------------------------
+
+def _qr_scu_activity(out: list[str], config: Config) -> None:
+    """The Query/Retrieve SCU (gateway/dicom/qr_scu.py, `dicom-gateway query` / `retrieve`): its
+    SOP classes, keys, status handling and timers, read from the module's own tables."""
+    from gateway.dicom import qr_scu
+
+    q = config.qr_scu
+    out += ["###### Activity: query and retrieve from a PACS (Query/Retrieve SCU, PS3.4 C)", "",
+            "On `dicom-gateway query` and `dicom-gateway retrieve`: an association of its own to the PACS "
+            "(`qr_scu.destination`, a destination of the config, or `--destination`; calling AE title "
+            "`qr_scu.calling_ae`, default the AE title), proposing the one SOP class the operation needs "
+            f"with {_ts_names(qr_scu.QR_SYNTAXES).replace('<br>', ' and ')}, priority MEDIUM, no extended "
+            "negotiation (queries are hierarchical: the unique keys of the levels above the one asked are "
+            "sent with a single value, and a query without them is refused before any association). Study "
+            "Root by default; Patient Root with `--patient-root` and for the PATIENT level. A matching key "
+            "outside ASCII is sent with Specific Character Set ISO_IR 100 (when Latin-1 holds it) or "
+            "ISO_IR 192; responses are decoded with the character set they name.", ""]
+    out += _table(["SOP Class", "UID", "Role", "Used by"], [
+        (uid_name(model[op]), model[op], "SCU", use)
+        for model in (qr_scu.STUDY_ROOT, qr_scu.PATIENT_ROOT)
+        for op, use in (("FIND", "`query`; `retrieve` looks up what it retrieves first"),
+                        ("MOVE", "`retrieve` (default, `qr_scu.retrieve = \"move\"`)"),
+                        ("GET", "`retrieve --get`"))])
+    out += ["Retrieve: the identifier carries the Query/Retrieve Level and the unique keys only "
+            "(PS3.4 C.4.2.2.1). C-MOVE names `qr_scu.move_destination` (default: this AE title) or `--to`; "
+            "the PACS then opens an association to this AE's Storage SCP, and the instances are accepted "
+            "like any C-STORE (the PACS's AE title must be a peer that may store). C-GET proposes, for each "
+            "SOP class a C-FIND at the IMAGE level lists, the storage SOP class with the SCP role (SCP/SCU "
+            "Role Selection, PS3.7 D.3.3.4): one context for the uncompressed transfer syntaxes and one per "
+            "other syntax of Table 4.2-4 while 127 contexts allow, else one context with all of them; each "
+            "C-STORE sub-operation is answered only after the instance is fsynced and indexed, with the "
+            "statuses of Table 4.2-6. Retrieved instances are recorded as received from the PACS's AE title "
+            "and are never forwarded back to a destination with that AE title.", "",
+            "Keys sent (zero length: return key; `-k KEY=VALUE` adds or sets any other key, not sequences):", ""]
+    out += _table(["Level", "Return keys"],
+                  [(level, ", ".join(keys)) for level, keys in qr_scu.RETURN_KEYS.items()])
+    out += ["Response status handling:", ""]
+    out += _table(["Status", "Behaviour"], [
+        ("FF00, FF01 (pending)", "a match is listed; for C-MOVE / C-GET the counts are printed"),
+        ("0000", "done; exit 0"),
+        (qr_scu.status_words(0xB000), "the counts and the Failed SOP Instance UID List are printed; exit 1"),
+        ("any failure status after sub-operations were done (e.g. A702 when every one failed)",
+         "the same, with the final status in words; exit 1"),
+        (qr_scu.status_words(0xFE00), "after Ctrl-C sent C-CANCEL: the counts so far; exit 130 "
+                                      "(a second Ctrl-C aborts the association)"),
+        ("A700, A701, A702, A801, A900, 0122, 0124, Cxxx and any other, no sub-operation done",
+         "one line naming the PACS and the status in words (e.g. "
+         f"{qr_scu.status_words(0xA801)}); exit 1"),
+        ("no response within the inactivity timer; session timer expired", "the association is aborted; "
+                                                                            "one line; exit 1"),
+    ])
+    out += [f"Timers (`[qr_scu]`, configurable): association `association_s` (default {_value(q.association_s)} s); "
+            "inactivity "
+            f"`inactivity_s` (default {_value(q.inactivity_s)} s, restarted by each response); session "
+            f"`find_session_s` (default {_value(q.find_session_s)} s) and `retrieve_session_s` (default "
+            f"{_value(q.retrieve_session_s)} s). More than `max_results` (default {q.max_results}) matches "
+            "cancel the query.", ""]
+
+
+# -- end Q/R SCU -----------------------------------------------------------------------------------
+
+
 _MWL_KEY_VALUE = {
     "ScheduledStationAETitle": "`worklist.station_ae` (default: the AE title; `*`: any station)",
     "ScheduledProcedureStepStartDate": "today, or the range today − `worklist.days_back` to today + "
@@ -641,6 +719,7 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
             "association is accepted too. Every report is answered 0000; reports for unknown or closed "
             "transactions are logged and ignored.", ""]
     _print_scp(out, config)
+    _qr_retrieve_scp(out, config)
     _qr_find_scp(out, config)  # -- issue 11
 
 
@@ -675,8 +754,8 @@ def _store_scp(out: list[str], reserve: int, config: Config) -> None:
             "Information header (PS3.10 7.1) made from the association (negotiated transfer syntax, the "
             "command's SOP Class and Instance UIDs, the calling AE title as Source Application Entity "
             "Title). Group 0002 elements a sender puts at the start of its data set are dropped (a WARNING "
-            "names the SOP Instance UID and the tags). Apart from that no element is removed, added or "
-            "changed; pixel data is never decoded. Success is answered only after the file is fsynced "
+            "names the SOP Instance UID and the tags). Apart from that and the configured attribute coercion "
+            "(below) no element is removed, added or changed; pixel data is never decoded. Success is answered only after the file is fsynced "
             "and indexed. A second copy of a SOP Instance UID with different content replaces the first "
             f"or is discarded (`buffer.duplicate_policy`, configurable, default "
             f"\"{config.buffer.duplicate_policy}\"); an identical copy is acknowledged and not forwarded "
@@ -688,7 +767,32 @@ def _store_scp(out: list[str], reserve: int, config: Config) -> None:
                      _REFUSAL_WHEN[refusal].format(reserve=reserve)))
     rows.append((_hex(UNRECOGNIZED_OPERATION), _meaning(UNRECOGNIZED_OPERATION, GENERAL_STATUS),
                  "C-STORE on the Verification context (or another non-storage context)"))
+    rows.append((_hex(status.COERCION_OF_DATA_ELEMENTS), "Warning: Coercion of data elements",
+                 "stored, with attributes coerced by a rule with `store_status = \"warning\"` (below)"))
     out += _table(["Status", "Meaning", "When"], sorted(rows, key=lambda r: (r[0] != "0000", r[0])))
+    _coercion(out, config)
+
+
+# -- issue 11: attribute coercion (gateway/config/coercion.py, gateway/buffer/coercion.py) ----------
+def _coercion(out: list[str], config: Config) -> None:
+    out += ["###### Attribute coercion (PS3.4 B.4.1.3)", "",
+            "The Storage SCP may coerce attributes: `[[coercion]]` rules of the configuration (none by "
+            f"default; {len(config.coercion)} in this configuration) set, copy, map (value tables), "
+            "delete, add or fix Specific Character Set, fill missing attributes from the cached Modality "
+            "Worklist item with the same Accession Number, add an Issuer of Patient ID or prefix the "
+            "Patient ID, for the objects of a calling AE title (or a media or capture source). They are "
+            "applied before the instance is indexed or forwarded. SOP Class, SOP Instance, Study and "
+            "Series Instance UIDs are never coerced. Each coerced instance gets one item in the Original "
+            "Attributes Sequence (0400,0561) (PS3.3 C.12.1.1.9): the previous values in the Modified "
+            "Attributes Sequence, Reason for the Attribute Modification COERCE, Modifying System the "
+            "gateway's AE title, Source of Previous Values the calling AE title. Pixel data and every "
+            "element not coerced stay byte for byte as received. Success (0000) is answered for a coerced "
+            "instance unless a rule says `store_status = \"warning\"` (B000): legacy modalities, the ones "
+            "rules are written for, often treat any non-zero status as a failure and send again. A rule "
+            "that cannot be applied to an instance refuses it with 0110: stored uncoerced it would reach "
+            "the PACS with the header the rule exists to fix. Rules naming a destination change only the "
+            "copy sent to it (Storage SCU), made when the job sends; the stored instance keeps its values.",
+            ""]
 
 
 def _print_scp(out: list[str], config: Config) -> None:
@@ -722,6 +826,60 @@ def _print_scp(out: list[str], config: Config) -> None:
                    for c, when in sorted(_PRINT_WHEN.items())])
 
 
+# -- issue 11: the Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) --------------------------------
+# Its statuses besides 0000 and FF00 (Pending), with when each is sent (PS3.4 C.4.2.1.5, C.4.3.1.4).
+_RETRIEVE_WHEN = {
+    qr_retrieve.NOT_AUTHORIZED: "the calling AE is not a configured peer with `may_retrieve = true` "
+                                "(PS3.7 C.5 Refused: Not Authorized)",
+    qr_retrieve.DESTINATION_UNKNOWN: "C-MOVE: the Move Destination is neither a `[destinations.*]` AE title "
+                                     "nor a `[peers.*]` AE title with `may_retrieve = true`",
+    retrieve_select.IDENTIFIER_MISMATCH: "no Query/Retrieve Level, a level the model lacks, a Unique Key "
+                                         "missing or empty at or above the level, several values above it, "
+                                         "a value that is not a UID, a wildcard in Patient ID",
+    retrieve_select.TOO_MANY: "more than 65535 instances match (the counts are US); or the index cannot be "
+                              "read",
+    qr_retrieve.UNABLE_SUBOPS: "every sub-operation failed (destination unreachable or refusing); with the "
+                               "Failed SOP Instance UID List",
+    qr_retrieve.WARNING: "some sub-operations failed or ended with a warning; with the Failed SOP Instance "
+                         "UID List (0008,0058)",
+    qr_retrieve.CANCELLED: "a C-CANCEL arrived: sent before the next sub-operation, with Remaining",
+    qr_retrieve.CANNOT_UNDERSTAND: "the identifier cannot be decoded",
+    qr_retrieve.UNABLE_TO_PROCESS: "a fault of the gateway (logged)",
+}
+
+# A701 is the seed's "directory error" for C-STORE (_OWN_MEANING); in Q/R it is PS3.4's own.
+_RETRIEVE_MEANING = {retrieve_select.TOO_MANY: "Failure: Refused: Out of Resources, unable to calculate "
+                                               "number of matches"}
+
+
+def _qr_retrieve_scp(out: list[str], config: Config) -> None:
+    out += ["###### Activity: retrieve from the buffer (Query/Retrieve C-MOVE and C-GET SCP, PS3.4 C.4.2, "
+            "C.4.3)", "",
+            "Patient Root and Study Root MOVE and GET, hierarchical retrieve (relational retrieve is not "
+            "negotiated): only the Unique Keys count (Patient ID, with Issuer of Patient ID when given under "
+            "Patient Root; Study, Series and SOP Instance UIDs); the key of the retrieve level may be a list "
+            "of UIDs, the keys above it take one value. Other attributes of the identifier are ignored. "
+            "Only peers with `may_retrieve = true` may retrieve. A C-MOVE's Move Destination must be the AE "
+            "title of a `[destinations.*]` (enabled or not) or of a `[peers.*]` with `may_retrieve = true` "
+            "and its `host` and `port` given; the address comes from the config, never from the request. Sub-operations send each stored "
+            "file as it is, in its stored transfer syntax; a destination that did not accept that syntax "
+            "gets the data set decoded into Explicit or Implicit VR Little Endian with the same SOP Instance "
+            "UID (as forwarding does), else that sub-operation fails. C-MOVE sub-operations go on a new "
+            f"association from `{config.ae.title}` (the `[timers]` association and inactivity timers apply; "
+            "one association per 127 presentation contexts' worth of instances; each C-STORE names the C-MOVE's "
+            "AE title and Message ID as Move Originator; a sub-operation whose association is lost under it is "
+            "sent once more on a new association); C-GET sub-operations go "
+            "back on the requestor's association, on the storage contexts for which it proposed the SCP "
+            "role (SCP/SCU Role Selection is accepted both ways on every storage context, Table 4.2-4). A "
+            "Pending response follows each sub-operation with the four counts. Sub-operations have the request's "
+            "Priority; requests are not scheduled by it. An identifier that matches "
+            "nothing is answered 0000 with every count 0. C-CANCEL is honoured before the next "
+            "sub-operation. An instance evicted from the buffer after the match counts as a failed "
+            "sub-operation.", "",
+            "Table 4.2-8 C-MOVE / C-GET response statuses (besides 0000 Success and FF00 Pending)", ""]
+    out += _table(["Status", "Meaning", "When"],
+                  [(_hex(c), _RETRIEVE_MEANING.get(c) or _meaning(c, QR_STATUS), when)
+                   for c, when in sorted(_RETRIEVE_WHEN.items())])
 # -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py, gateway/buffer/query.py) ---
 QR_FIND = "Query/Retrieve FIND"
 
@@ -735,7 +893,7 @@ def _qr_find_scp(out: list[str], config: Config) -> None:
             "hierarchical (PS3.4 C.4.1.2.1): the unique key of every level above the query level must be "
             "given with one value; relational queries are not supported. Keys of a level below the query "
             "level are refused (A900); keys of the levels above are matched and returned too.", "",
-            "Table 4.2-8 C-FIND keys matched and returned (level as in the Patient Root model; in Study "
+            "Table 4.2-10 C-FIND keys matched and returned (level as in the Patient Root model; in Study "
             "Root the patient's keys are STUDY keys)", ""]
     rows = []
     for kw, key in qr_query._KEYS.items():
@@ -764,7 +922,7 @@ def _qr_find_scp(out: list[str], config: Config) -> None:
             "Each response is encoded in the character set its study was received in when that can hold "
             "every value of the response (at PATIENT level, the patient's latest study's), else in ISO_IR "
             "192 (UTF-8); Specific Character Set is returned when it is not the default repertoire.", "",
-            "Table 4.2-9 C-FIND response statuses (besides pending FF00 / FF01)", ""]
+            "Table 4.2-11 C-FIND response statuses (besides pending FF00 / FF01)", ""]
     out += _table(["Status", "When"], [(_hex(c), when) for c, when in sorted(QR_FIND_STATUSES.items())])
 
 

@@ -178,6 +178,8 @@ class Received(Payload):
     routes: tuple[str, ...] = ()
     bytes: int = 0
     seconds: float = 0.0
+    # issue 11: the names of the [[coercion]] rules that changed it on ingest (empty: none did)
+    coerced: tuple[str, ...] = ()
 
 
 @_kind(STORE_REFUSED)
@@ -815,6 +817,27 @@ class ProcedureSelected(Payload):
     how: str = "operator"
 
 
+# -- Query/Retrieve: the retrieve SCP (issue 11: gateway/dicom/qr_retrieve_scp.py) -----------------
+QR_RETRIEVE = "qr-retrieve"
+
+
+@_kind(QR_RETRIEVE)
+@dataclass(frozen=True)
+class QRRetrieve(Payload):
+    """A C-MOVE or C-GET this box served as SCP ended (PS3.4 C.4.2, C.4.3). operation: "C-MOVE" or
+    "C-GET". calling_ae: who asked. destination: the Move Destination AE title (for a C-GET, the
+    calling AE). status: the final response's status (0x0000, 0xB000, 0xA702, 0xFE00 cancelled,
+    0xA801, 0x0124, 0xA900...; -1: none, the requestor's association ended first). completed / failed / warning: the C-STORE sub-operations' outcomes;
+    remaining: those never attempted (cancel, association lost). No patient data."""
+
+    operation: str
+    calling_ae: str
+    destination: str
+    status: int
+    completed: int
+    failed: int
+    warning: int
+    remaining: int
 # -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py) ---------------------
 QR_QUERY = "qr-query"
 

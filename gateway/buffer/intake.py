@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
 
+from gateway.buffer.coercion import (Coerced, CoercionFailed, Coercer, coerced_attributes, describe,
+                                     previous_coercion_time)
 from gateway.buffer.files import DiskReserveError, is_disk_full
 from gateway.buffer.ingest import Buffer, IngestResult, Outcome
 from gateway.buffer.source import Source
@@ -41,6 +43,16 @@ log = logging.getLogger("gateway.buffer.intake")
 StartSync = Callable[[], "Future[None]"]
 
 
+def _flush_only(start_sync: StartSync) -> "Future[None]":
+    """issue 11: the received file flushed but not fsynced, for an object the coercion rules will
+    write again (and fsync): a second disk write of the whole object on the C-STORE's path would
+    halve what the box takes in. A StartSync without the keyword (another caller) fsyncs as before."""
+    try:
+        return start_sync(durable=False)
+    except TypeError:
+        return start_sync()
+
+
 class Refusal(enum.Enum):
     NOT_STORAGE_CLASS = "not-storage-class"  # the SOP class is not one the buffer stores
     NOT_AUTHORIZED = "not-authorized"  # the source may not store
@@ -49,6 +61,7 @@ class Refusal(enum.Enum):
     DISK_FULL = "disk-full"  # the reserve, or the file system, is full
     WRITE_FAILED = "write-failed"  # any other write error
     INDEX_ERROR = "index-error"  # the index transaction failed
+    COERCION_FAILED = "coercion-failed"  # issue 11: a [[coercion]] rule cannot be applied to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,7 @@ class IntakeResult:
     refusal: Refusal | None = None
     reason: str = ""
     ingest: IngestResult | None = None
+    coerced: Coerced | None = None  # issue 11: the ingest coercion rules that applied, if any
 
     @property
     def ok(self) -> bool:
@@ -68,6 +82,9 @@ class Intake:
         self.buffer = buffer
         self.events = events
         self.storage_classes = storage_classes
+        # issue 11: the [[coercion]] rules applied on ingest, before the index and the router
+        self.coercer = (Coercer.for_ingest(config, buffer.files.root) if getattr(config, "coercion", None)
+                        else Coercer([], ""))
 
     def take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
              synced: StartSync | None = None) -> IntakeResult:
@@ -89,8 +106,10 @@ class Intake:
             peer = self.config.peer_by_ae(source.name)
             if peer is not None and not peer.may_store:
                 return self._refuse(Refusal.NOT_AUTHORIZED, source, sop_uid, f"{source.name} may not store")
+        # issue 11: the ingest coercion rules of this source (decided by the source alone)
+        rules = self.coercer.rules_for(source) if self.coercer else []
         try:
-            synced = start_sync() if start_sync is not None else None
+            synced = None if start_sync is None else _flush_only(start_sync) if rules else start_sync()
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
         # The header is parsed while the fsync runs; the write outcome is reported first.
@@ -128,9 +147,29 @@ class Intake:
             return self._refuse(Refusal.MISMATCH, source, sop_uid,
                                 "SOP Class UID in data set differs from the request")
         who = source.label
+        coerced = None
+        if rules:
+            # issue 11: coerced before anything is indexed or routed, so the index, the routes and
+            # every forward see the coerced values. A rule that cannot be applied refuses the
+            # object: stored uncoerced it would reach the PACS with the very header the rule exists
+            # to fix (a wrong institution, a patient ID without its issuer); refused, the modality
+            # keeps it and shows the failure, and the log line names the rule's problem.
+            try:
+                coerced, attrs = self._coerce(path, attrs, source, rules)
+            except CoercionFailed as exc:
+                log.warning("coercion of %s from %s failed: %s", sop_uid, who, exc,
+                            extra={"sop_instance_uid": sop_uid, "calling_ae": who})
+                return self._refuse(Refusal.COERCION_FAILED, source, sop_uid, f"coercion failed: {exc}")
+            except OSError as exc:
+                return self._write_failed(exc, source, sop_uid)
+            except (MalformedDataset, InvalidDataset, StrayFileMeta) as exc:  # cannot happen: identity kept
+                return self._refuse(Refusal.COERCION_FAILED, source, sop_uid, f"coercion failed: {exc}")
         try:
             size = path.stat().st_size  # before ingest moves the file
-            result = self.buffer.ingest(path, attrs, source, synced=start_sync is not None)
+            # Durable already: the spool's fsync (no rules), or the coerced copy's. Rules that changed
+            # nothing leave a file only flushed: ingest fsyncs it.
+            durable = (start_sync is not None and not rules) or bool(coerced and coerced.changed)
+            result = self.buffer.ingest(path, attrs, source, synced=durable)
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
         except sqlite3.Error as exc:
@@ -147,8 +186,34 @@ class Intake:
                         "(buffer.duplicate_policy = keep-first)", sop_uid, who)
         self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
                                      outcome=result.outcome.value, routes=tuple(result.routes),
-                                     bytes=size, seconds=time.monotonic() - began))
-        return IntakeResult(ingest=result)
+                                     bytes=size, seconds=time.monotonic() - began,
+                                     coerced=coerced.rules if coerced is not None and coerced.changed else ()))
+        return IntakeResult(ingest=result, coerced=coerced)
+
+    def _coerce(self, path: Path, attrs, source: Source, rules):
+        """issue 11: apply `rules` to the received file in place (a coerced copy written beside it,
+        fsynced, renamed over it) and read its attributes again. Returns (Coerced, attributes).
+        Raises CoercionFailed, OSError."""
+        out = path.with_name(path.name + ".coerced")
+        when = None
+        try:
+            row = self.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (attrs.sop_uid,))
+        except sqlite3.Error:
+            row = []  # the ingest reports the index's trouble; here it only costs the re-send check
+        if row:
+            # A re-send: coerced with the stored copy's modification time, an identical object
+            # gives identical bytes (Outcome.IDENTICAL, not forwarded again).
+            when = previous_coercion_time(self.buffer.files.absolute(row[0]["path"]), self.coercer.modifying_system)
+        coerced = self.coercer.coerce(path, out, rules, source.label, when=when)
+        if not coerced.changed:
+            return coerced, attrs
+        os.replace(out, path)
+        # Not parsed again unless the character set or a number changed (a third walk of the
+        # header on every coerced C-STORE); the unit tests hold the two equal.
+        fresh = coerced_attributes(attrs, coerced) or read_attributes(path)
+        log.info("coerced %s from %s: %s", attrs.sop_uid, source.label, describe(coerced),
+                 extra={"sop_instance_uid": attrs.sop_uid, "calling_ae": source.label})
+        return coerced, fresh
 
     @staticmethod
     def _drop_stray_meta(path: Path, stray: StrayFileMeta, source: Source, sop_uid: str):

@@ -66,10 +66,23 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _format_errors(err: ValidationError) -> list[str]:
+def _rule_names(loc: tuple, data: dict) -> tuple:
+    """A `[[coercion]]` rule is named by its `name`, not its index (issue 11: check-config names the
+    rule): ("coercion", 2, "set") -> ("coercion", "ct1-legacy", "set") when rule 2 has a name."""
+    if len(loc) >= 2 and loc[0] == "coercion" and isinstance(loc[1], int):
+        rules = data.get("coercion")
+        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            name = rules[loc[1]].get("name")
+            if isinstance(name, str) and name:
+                return (loc[0], name) + tuple(loc[2:])
+    return loc
+
+
+def _format_errors(err: ValidationError, data: dict | None = None) -> list[str]:
     out = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = _rule_names(tuple(e["loc"]), data) if isinstance(data, dict) else e["loc"]
+        key = ".".join(str(p) for p in loc) or "(top level)"
         if not e["loc"] and e["type"] == "value_error":
             # Cross-checks (Config._cross_checks) name their own keys, one problem each.
             out.extend(e["msg"].removeprefix("Value error, ").split("; "))
@@ -154,4 +167,4 @@ def load(path: Path | str | None, overrides: list[str] | None = None) -> LoadedC
     try:
         return LoadedConfig(Config.model_validate(data), source)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
+        raise ConfigError(_format_errors(exc, data)) from None

@@ -4,13 +4,15 @@ an unknown destination, two peers with one AE title, a destination that is the g
 from __future__ import annotations
 
 import ipaddress
+from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from gateway.config.ae import AESection
 from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
 from gateway.config.capture import CaptureSection
+from gateway.config.coercion import MAX_RULES, CoercionRule  # issue 11 coercion
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
@@ -18,6 +20,9 @@ from gateway.config.mpps import MppsSection
 from gateway.config.panel import PanelSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
+# -- issue 11, Q/R SCU (qr-scu) --
+from gateway.config.qr_scu import QrScuSection
+# -- end Q/R SCU --
 from gateway.config.routes import RouteSection
 from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
@@ -43,6 +48,9 @@ class Config(Section):
     worklist: WorklistSection = WorklistSection()
     capture: CaptureSection = CaptureSection()
     mpps: MppsSection = MppsSection()
+    qr_scu: QrScuSection = QrScuSection()
+    # Attribute coercion rules (gateway/config/coercion.py), applied in file order.
+    coercion: Annotated[list[CoercionRule], Field(max_length=MAX_RULES)] = []
     # -- issue 11: the C-FIND SCP over the buffer (who may query: peers.*.may_query)
     qr_find: QrFindSection = QrFindSection()
 
@@ -65,7 +73,19 @@ class Config(Section):
             if _is_self(dest, self.ae):
                 problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
                                 f"address (ae.bind, ae.port): forwarding there would loop")
+        # issue 11 coercion: rule names unique (logs and check-config name rules), destinations known
+        names: set[str] = set()
+        for rule in self.coercion:
+            if rule.name in names:
+                problems.append(f"coercion.{rule.name}: a second rule of this name")
+            names.add(rule.name)
+            for dest in rule.destination:
+                if dest not in self.destinations:
+                    problems.append(f"coercion.{rule.name}.destination: unknown destination {dest!r}")
         problems += self.status_http.problems()
+        # -- issue 11, Q/R SCU (qr-scu) --
+        problems += self.qr_scu.problems(self.destinations)
+        # -- end Q/R SCU --
         web = self.status_http
         if web.enabled and web.port == self.ae.port and _same_host(web.bind, self.ae.bind):
             problems.append(f"status_http.port: {web.port} is also the DICOM port (ae.port) on that address")

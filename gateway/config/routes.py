@@ -2,7 +2,14 @@
 
 A route's criteria: `source` (where the object came from: "AE:CT1", "MEDIA:*", "CAPTURE:grabber0";
 shell-style wildcards * ? [..] in the name, the kind spelled exactly), `calling_ae` (network peers
-only, the older spelling of source = ["AE:<title>"]), `modality` and `sop_class`."""
+only, the older spelling of source = ["AE:<title>"]), `modality` and `sop_class`, and (issue 11)
+`match`: any indexed attribute by keyword, against shell-style patterns, case-sensitively:
+
+    [[routes]]
+    to = ["neuro-pacs"]
+    match = { StudyDescription = ["*HEAD*", "*BRAIN*"], PatientID = ["A-*"] }
+
+The attributes are those the buffer indexes (ROUTE_ATTRIBUTES), as stored: after coercion."""
 
 from __future__ import annotations
 
@@ -28,6 +35,26 @@ def _check_source_pattern(value: str) -> str:
 SourcePattern = Annotated[str, AfterValidator(_check_source_pattern)]
 
 
+# issue 11: the indexed attributes a route may match, keyword -> InstanceAttributes field
+# (gateway/part10/attributes.py; tests/unit/test_coercion_rules.py checks the fields exist).
+ROUTE_ATTRIBUTES = {
+    "Modality": "modality", "SOPClassUID": "sop_class", "StudyDescription": "study_description",
+    "SeriesDescription": "series_description", "PatientID": "patient_id", "IssuerOfPatientID": "issuer",
+    "AccessionNumber": "accession", "StudyID": "study_id", "BodyPartExamined": "body_part",
+    "ReferringPhysicianName": "referring", "StudyDate": "study_date", "PatientSex": "sex",
+    "SeriesNumber": "series_number", "SpecificCharacterSet": "charset",
+}
+
+
+def _check_match(value: dict) -> dict:
+    for key, patterns in value.items():
+        if key not in ROUTE_ATTRIBUTES:
+            raise ValueError(f"match: {key!r} is not an indexed attribute; one of {', '.join(ROUTE_ATTRIBUTES)}")
+        if not patterns:
+            raise ValueError(f"match.{key}: an empty list would match nothing; leave the key out")
+    return value
+
+
 class RouteSection(Section):
     to: Annotated[list[str], Field(min_length=1)]
     # Empty list = matches anything. Several criteria are ANDed; values in one list are ORed.
@@ -35,3 +62,7 @@ class RouteSection(Section):
     calling_ae: list[str] = []
     modality: list[str] = []
     sop_class: list[Uid] = []
+    # issue 11: keyword -> patterns (ORed); keywords ANDed with each other and the criteria above
+    match: Annotated[dict[str, Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]],
+                                         Field(max_length=64)]],
+                     Field(max_length=len(ROUTE_ATTRIBUTES)), AfterValidator(_check_match)] = {}

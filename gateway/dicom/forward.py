@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
+from gateway.buffer.coercion import CoercionFailed, Coercer, describe
 from gateway.buffer.ingest import FORWARD, Buffer
 from gateway.buffer.queue import Job
 from gateway.buffer.worker import QueueWorker, backoff
@@ -49,6 +51,8 @@ class Forwarder(QueueWorker):
         self.scu = StoreSCU(config.ae.title, self.dest, config.timers, config.ae.tcp_nodelay,
                             config.ae.max_pdu, scu_handlers)
         self._cut = False  # the stop's drain deadline passed: the send in progress was aborted
+        # issue 11: [[coercion]] rules with destination = [this one]: a coerced copy per send
+        self.coercer = Coercer.for_destination(config, name) if config.coercion else None
         self._assoc = None
 
     def request_stop(self) -> None:
@@ -104,7 +108,18 @@ class Forwarder(QueueWorker):
                 if self.stopping or time.monotonic() - started > self.config.timers.session_s:
                     self.queue.release([j.id for j in jobs[i:]], "", 0, uncount=True)
                     break
-                result = self.scu.send(assoc, item)
+                copy = None
+                if self.coercer:
+                    try:
+                        item, copy = self._coerced(job, item)
+                    except (CoercionFailed, OSError) as exc:
+                        self._failed(job, f"coercion for {self.name} failed: {exc}", transient=isinstance(exc, OSError))
+                        continue
+                try:
+                    result = self.scu.send(assoc, item)
+                finally:
+                    if copy is not None:
+                        copy.unlink(missing_ok=True)
                 if not result.ok and self._cut:
                     # Cut by the stop, not by the peer: this job and the rest are not attempts.
                     self.queue.release([j.id for j in jobs[i:]], "interrupted by a service stop", 0, uncount=True)
@@ -139,6 +154,22 @@ class Forwarder(QueueWorker):
                 assoc.release()
         if sent:
             log.info("forwarded %d instances to %s", len(sent), self.name)
+
+    def _coerced(self, job: Job, item: SendItem):
+        """issue 11: the destination's coercion rules applied to a copy of the stored object, made
+        in incoming/ (same file system; removed after the send, and by recovery after a crash),
+        not fsynced (nothing is acknowledged on it). Returns (the item to send, the copy or None
+        when the rules change nothing). The stored object and the index keep the ingest's values.
+        Raises CoercionFailed (dead-letters the job: the rule cannot apply to this object), OSError."""
+        # No path component from the config or a DICOM value (files.py): the job id and a random name.
+        copy = self.buffer.files.incoming / f"forward-{job.id}-{uuid.uuid4().hex}.part"
+        coerced = self.coercer.coerce(item.path, copy, self.coercer.rules_for(None), self.config.ae.title,
+                                      sync=False)
+        if not coerced.changed:
+            return item, None
+        log.info("coerced %s for %s: %s", job.sop_uid, self.name, describe(coerced),
+                 extra={"sop_instance_uid": job.sop_uid, "destination": self.name})
+        return SendItem(copy, item.sop_class, item.sop_uid, item.transfer_syntax), copy
 
     def _note_down(self, reason: str, delay: float) -> None:
         """An association attempt failed: log the outage when it starts (WARNING, once)."""

@@ -23,6 +23,7 @@ OUT_OF_RESOURCES = 0xA700  # seed: disk space
 OUT_OF_RESOURCES_DIRECTORY = 0xA701  # seed: directory error
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+COERCION_OF_DATA_ELEMENTS = 0xB000  # issue 11: C-STORE warning, PS3.4 B.2.3
 DATABASE_ERROR = 0xC001  # seed conformance statement
 
 

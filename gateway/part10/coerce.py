@@ -65,6 +65,11 @@ REASONS = ("COERCE", "CORRECT")  # PS3.3 C.12.1.1.9: the Defined Terms of (0400,
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _NUL_PADDED = {b"UI", b"OB", b"UN", b"OW", b"OF", b"OD", b"OL", b"OV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+# Text VRs whose value is the string's bytes as they are (no number conversion, no structure), and
+# the character sets whose encoding is one Python codec with no escape sequences.
+_PLAIN_TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH", b"ST", b"TM", b"UC",
+                   b"UI", b"UR", b"UT"}
+_PLAIN_CODECS = {"ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 _MAX_DEPTH = 32
 _HEAD_LIMIT = 64 << 20  # a previous value kept in memory: header elements, never pixel data
 _COPY_CHUNK = 1 << 20
@@ -250,7 +255,18 @@ def _encode(tag: int, value: Value, existing: _Element | None, enc: _Encoding, c
         return enc.element(tag, _vr_of(tag, existing), value)
     text = value if isinstance(value, str) else None
     if text is not None:
-        value = DataElement(tag, _vr_of(tag, existing).decode("ascii"), text)
+        vr = _vr_of(tag, existing)
+        codec = _PLAIN_CODECS.get("\\".join(charset))
+        if codec is not None and vr in _PLAIN_TEXT_VRS and (codec != "ascii" or text.isascii()):
+            # A text value in a one-byte-per-code or UTF-8 character set is its characters' bytes:
+            # encoded here, not by pydicom (a DataElement and its writer cost as much as the rest of
+            # the coercion of a header; issue 11's ingest bench pays it on every object).
+            try:
+                return enc.element(tag, vr, text.encode(codec))
+            except UnicodeEncodeError:
+                raise CoerceError(f"{_tagname(tag)}: the new value has characters the data set's Specific "
+                                  f"Character Set ({chr(92).join(charset)}) cannot encode") from None
+        value = DataElement(tag, vr.decode("ascii"), text)
     if not isinstance(value, DataElement):
         raise CoerceError(f"{_tagname(tag)}: a change is bytes, str, a DataElement or DELETE, "
                           f"not {type(value).__name__}")

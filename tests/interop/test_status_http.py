@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from datasets import make_ct, make_series
 from fake_pacs import FakePACS
-from peers import free_port, require, storescu, wait_until
+from browser_support import text
+from peers import free_port, storescu, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -140,37 +141,24 @@ def test_healthz_follows_the_index(workload):
         urllib.request.urlopen(url + "healthz", timeout=5)
 
 
-def test_the_page_updates_itself_in_a_real_browser(workload, tmp_path):
+def test_the_page_updates_itself_in_a_real_browser(workload, tmp_path, browser):
     """Headless Chromium loads the page once; a C-STORE later changes the count it shows, with no
     reload (Server-Sent Events)."""
-    from selenium import webdriver  # the test extra's
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-
-    require("chromium", "chromium")
-    driver_path = require("chromedriver", "chromium-driver")
     gw, url, _ = workload
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver_path), options=opts)
-    try:
-        browser.get(url)
-        wait_until(lambda: browser.find_element(By.ID, "received").text == str(N), 20, what="the page to show N")
-        assert browser.find_element(By.ID, "stream").text == "live"
-        marker = browser.execute_script("window.notReloaded = 42; return window.notReloaded")
-        extra = make_ct(tmp_path / "one-more.dcm", number=99)
-        r = storescu(gw.port, [tmp_path / "one-more.dcm"])
-        assert r.returncode == 0 and "E:" not in r.stderr, r.stderr
-        wait_until(lambda: browser.find_element(By.ID, "received").text == str(N + 1), 20,
-                   what="the page to show one more, by itself")
-        assert browser.execute_script("return window.notReloaded") == marker  # the same page, not reloaded
-        assert browser.find_element(By.ID, "dead-lettered").text == str(K)
-        assert str(extra.PatientName) not in browser.page_source
-        browser.save_screenshot(str(tmp_path / "status-page.png"))
-        assert (tmp_path / "status-page.png").stat().st_size > 0
-    finally:
-        browser.quit()
+    browser.get(url)
+    wait_until(lambda: text(browser, "received") == str(N), 20, what="the page to show N")
+    wait_until(lambda: text(browser, "stream") == "live", 20, what="the stream to be live")
+    marker = browser.execute_script("window.notReloaded = 42; return window.notReloaded")
+    extra = make_ct(tmp_path / "one-more.dcm", number=99)
+    r = storescu(gw.port, [tmp_path / "one-more.dcm"])
+    assert r.returncode == 0 and "E:" not in r.stderr, r.stderr
+    wait_until(lambda: text(browser, "received") == str(N + 1), 20, what="the page to show one more, by itself")
+    assert browser.execute_script("return window.notReloaded") == marker  # the same page, not reloaded
+    wait_until(lambda: text(browser, "dead-lettered") is not None, 20, what="the dead-lettered count")
+    assert text(browser, "dead-lettered") == str(K)
+    assert str(extra.PatientName) not in browser.page_source
+    browser.save_screenshot(str(tmp_path / "status-page.png"))
+    assert (tmp_path / "status-page.png").stat().st_size > 0
 
 
 def test_check_config_refuses_a_non_loopback_bind_without_a_token(gateway_factory):

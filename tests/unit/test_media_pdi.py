@@ -273,27 +273,16 @@ def test_readable_name(pn, shown):
     assert readable_name(pn) == shown
 
 
-def test_index_opens_in_a_real_browser(two_studies):
+def test_index_opens_in_a_real_browser(two_studies, browser):
     """Headless Chromium loads INDEX.HTM from file://, follows the link and decodes a preview."""
-    from selenium import webdriver  # the test extra's
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    require("chromium", "chromium")
-    driver_path = require("chromedriver", "chromium-driver")
     root, _, _ = two_studies
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver_path), options=opts)
-    try:
-        browser.get((root / "INDEX.HTM").as_uri())
-        browser.find_element(By.LINK_TEXT, "Overview of the studies with preview images").click()
-        assert "YAMADA" in browser.find_element(By.ID, "st1").text
-        img = browser.find_element(By.CSS_SELECTOR, "#st2-se1 img")
-        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0
-    finally:
-        browser.quit()
+    browser.get((root / "INDEX.HTM").as_uri())
+    browser.find_element(By.LINK_TEXT, "Overview of the studies with preview images").click()
+    assert "YAMADA" in browser.find_element(By.ID, "st1").text
+    img = browser.find_element(By.CSS_SELECTOR, "#st2-se1 img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0
 
 
 def test_colour_is_scaled_by_bits_stored(tmp_path):

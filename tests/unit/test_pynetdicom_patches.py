@@ -1,4 +1,4 @@
-"""pynetdicom_patches: one version-pinned test per change (P1-P12) and per read of an internal (R1-R10).
+"""pynetdicom_patches: one version-pinned test per change (P1-P13) and per read of an internal (R1-R11).
 
 Each test checks that the pynetdicom code the entry relies on is still there and shaped as expected
 (a signature, an attribute, the line a patch replaces), then that the entry has its effect. A
@@ -528,3 +528,64 @@ def test_r10_encode_dataset():
         bad.add_new(0x00281010, "US", 70000)  # more than 16 bits
     assert pynetdicom_patches.encode_dataset(bad, build_context("1.2.840.10008.5.1.1.16")) is None, \
         pin("an unencodable data set no longer gives None")
+
+
+# -- P13 / R11 (issue 11: the retrieve SCP) ---------------------------------------------------------
+
+def _c_move(message_id=7, identifier=True):
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_MOVE
+    req = C_MOVE()
+    req.MessageID = message_id
+    req.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+    req.Priority = 0
+    req.MoveDestination = "WS"
+    if identifier:
+        req.Identifier = BytesIO(b"")
+    return req
+
+
+def test_p13_c_move_and_c_get_requests_taken_from_pynetdicom():
+    from pynetdicom.dimse_primitives import C_CANCEL, C_GET, C_MOVE
+    serve_src = source(Association._serve_request)
+    for line in ("self.dimse.cancel_req = {}", "self._is_paused = True", "service_class.SCP(msg, context)",
+                 "context = self._accepted_cx[context_id]"):
+        assert line in serve_src, pin(f"_serve_request no longer does {line!r} around the service class")
+    assoc = _association()
+    assert isinstance(assoc._accepted_cx, dict), pin("Association._accepted_cx is not a dict of contexts")
+    context = build_context("1.2.840.10008.5.1.4.1.2.2.2")
+    context.context_id = 1
+    assoc._accepted_cx = {1: context}
+    passed, taken = [], []
+    assoc._serve_request = lambda msg, cx: passed.append((msg, cx))  # stands in for pynetdicom's
+
+    def serve(msg, cx):
+        taken.append((msg, cx, assoc._is_paused, dict(assoc.dimse.cancel_req)))
+        assoc.dimse.cancel_req[msg.MessageID] = C_CANCEL()  # arrives while served
+
+    pynetdicom_patches.take_requests(assoc, (C_MOVE, C_GET), serve)
+    assoc.dimse.cancel_req = {3: C_CANCEL()}  # left over from an earlier request
+    echo, move, other_cx, invalid = C_ECHO(), _c_move(), _c_move(8), _c_move(9, identifier=False)
+    echo.MessageID = 5
+    move_rsp = C_MOVE()
+    move_rsp.MessageIDBeingRespondedTo = 7
+    assoc._serve_request(echo, 1)
+    assoc._serve_request(move, 1)
+    assoc._serve_request(other_cx, 3)  # no such accepted context: pynetdicom's path (it aborts)
+    assoc._serve_request(invalid, 1)
+    assoc._serve_request(move_rsp, 1)
+    assert [(m, c) for m, c, _p, _q in taken] == [(move, context)], pin("the valid C-MOVE was not taken")
+    assert taken[0][2] is True and taken[0][3] == {}, pin("not paused, or old C-CANCELs not cleared")
+    assert assoc._is_paused is False and assoc.dimse.cancel_req == {}, pin("state not restored after serve")
+    assert [m for m, _ in passed] == [echo, other_cx, invalid, move_rsp], pin("others not passed on")
+
+
+def test_r11_cancel_requested():
+    from pynetdicom.dimse_primitives import C_CANCEL
+    assert "self.cancel_req[msg_id] = d_primitive" in source(DIMSEServiceProvider.receive_primitive), \
+        pin("the DIMSE provider no longer files C-CANCELs in cancel_req by Message ID")
+    assoc = _association()
+    assoc.dimse.cancel_req = {7: C_CANCEL()}
+    assert pynetdicom_patches.cancel_requested(assoc, 7) is True
+    assert pynetdicom_patches.cancel_requested(assoc, 8) is False

@@ -29,6 +29,8 @@ _STATUS = 0x0900
 _ERROR_COMMENT = 0x0902
 _AFFECTED_SOP_INSTANCE = 0x1000
 _PRIORITY = 0x0700
+_MOVE_ORIGINATOR_AE = 0x1030
+_MOVE_ORIGINATOR_ID = 0x1031
 
 
 class CommandError(ValueError):
@@ -100,9 +102,12 @@ def _command_set(body: bytes) -> bytes:
     return _ELEMENT.pack(0x0000, 0x0000, 4) + struct.pack("<I", len(body)) + body
 
 
-def store_request(message_id: int, sop_class: str, sop_instance: str, priority: int = 0x0000) -> bytes:
-    """A C-STORE-RQ command set announcing a data set (PS3.7 9.3.1.1)."""
-    return _command_set(
+def store_request(message_id: int, sop_class: str, sop_instance: str, priority: int = 0x0000,
+                  originator: tuple[str, int] | None = None) -> bytes:
+    """A C-STORE-RQ command set announcing a data set (PS3.7 9.3.1.1). `originator`: (Move
+    Originator AE Title, Move Originator Message ID) of a C-MOVE sub-operation (PS3.7 9.3.1.1,
+    (0000,1030) and (0000,1031)), None otherwise."""
+    body = (
         _element(_AFFECTED_SOP_CLASS, sop_class.encode("ascii"))
         + _element(_COMMAND_FIELD, _US.pack(C_STORE_RQ))
         + _element(_MESSAGE_ID, _US.pack(message_id))
@@ -110,6 +115,12 @@ def store_request(message_id: int, sop_class: str, sop_instance: str, priority: 
         + _element(_DATA_SET_TYPE, _US.pack(0x0001))
         + _element(_AFFECTED_SOP_INSTANCE, sop_instance.encode("ascii"))
     )
+    if originator is not None:
+        # AE: 16 characters at most, padded with a space to even length.
+        title = originator[0].strip()[:16].encode("ascii", "replace")
+        body += (_element(_MOVE_ORIGINATOR_AE, title + b" " * (len(title) % 2))
+                 + _element(_MOVE_ORIGINATOR_ID, _US.pack(originator[1])))
+    return _command_set(body)
 
 
 def response(request: Command, status: int, error_comment: str = "") -> bytes:

@@ -36,6 +36,11 @@ Per association, called by the code that owns the association:
       wake-up on close (report_channel.ReportChannel: N-EVENT-REPORTs from the SCP side).
   P12 whole_messages(assoc): DIMSEServiceProvider.send_msg wrapped (per instance) under a lock,
       so that two threads' messages never interleave their P-DATA fragments (ReportChannel).
+  P13 take_requests(assoc, kinds, serve): a per-instance wrapper around Association._serve_request
+      that hands valid requests of the given DIMSE-C kinds (C-MOVE, C-GET) to `serve` instead of
+      pynetdicom's service class, with the reactor paused and C-CANCELs collected as pynetdicom's
+      own dispatch does (the retrieve SCP, qr_retrieve_scp.py: sub-operations sent from the
+      stored files, never decoded).
 
 Reads of internals (no change; a named function so that callers do not reach in themselves):
   R1  raw_socket(assoc): Association.dul.socket.socket, the TCP socket (socket options, timers).
@@ -54,6 +59,8 @@ Reads of internals (no change; a named function so that callers do not reach in 
   R9  release_requested(assoc): the A-RELEASE-RQ waiting at the head of the DUL's to_user_queue
       (DULServiceProvider.peek_next_pdu), looked at, not taken.
   R10 encode_dataset(ds, context): pynetdicom.dsutils.encode in the context's transfer syntax.
+  R11 cancel_requested(assoc, message_id): DIMSEServiceProvider.cancel_req, the C-CANCELs the DUL
+      thread collected for a request being served (P13).
 
 Why each change exists:
 
@@ -468,6 +475,54 @@ def encode_dataset(ds, context) -> bytes | None:
     its send_* encode a data set they send."""
     ts = context.transfer_syntax[0]
     return encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+
+
+# -- P13 / R11: DIMSE-C requests served outside pynetdicom's service classes (issue 11) ---------------
+
+def take_requests(assoc, kinds: tuple, serve: Callable) -> None:
+    """P13: every valid request of `kinds` (DIMSE-C primitive classes, e.g. C_MOVE, C_GET) that
+    arrives on `assoc` goes to `serve(msg, context)` (context: the accepted PresentationContext of
+    the request) instead of pynetdicom's service class; everything else goes on to the previous
+    _serve_request (pynetdicom's, or another wrapper such as P9's) untouched. Call before the
+    peer can send P-DATA (EVT_REQUESTED).
+
+    Why: pynetdicom's C-MOVE and C-GET SCPs (service_class.py QueryRetrieveServiceClass._move_scp
+    / _get_scp) take only decoded pydicom Datasets from the handler, re-encode them, and open the
+    Move Destination association with the listener's requested contexts; the gateway sends the
+    stored files as they are (the fast storage requestor for C-MOVE, send_c_store(path) for C-GET)
+    and needs its own sub-operation accounting. `serve` sends every response itself (R7).
+
+    Relies on pynetdicom 3.0 association.py:3490, Association._serve_request(msg, context_id) (as
+    P9), and on what it does around service_class.SCP(msg, context) (association.py:3547-3556):
+    dimse.cancel_req cleared before and after, _is_paused True meanwhile, so that send_c_store
+    called from the reactor thread (C-GET sub-operations) does not wait for the reactor to pause
+    itself; _accepted_cx[context_id] is the request's context (an unknown one: pynetdicom's
+    path, which aborts)."""
+    previous = assoc._serve_request
+
+    def taken(msg, context_id) -> None:
+        context = assoc._accepted_cx.get(context_id)
+        if (not isinstance(msg, kinds) or msg.MessageIDBeingRespondedTo is not None
+                or not msg.is_valid_request or context is None):
+            previous(msg, context_id)
+            return
+        assoc.dimse.cancel_req = {}
+        assoc._is_paused = True
+        try:
+            serve(msg, context)
+        finally:
+            assoc._is_paused = False
+            assoc.dimse.cancel_req = {}
+
+    assoc._serve_request = taken
+
+
+def cancel_requested(assoc, message_id: int) -> bool:
+    """R11: a C-CANCEL naming `message_id` arrived on `assoc` while the request is served
+    (pynetdicom 3.0 dimse.py:286: the DUL thread files each C-CANCEL in
+    DIMSEServiceProvider.cancel_req by its Message ID Being Responded To, at most 10; P13 clears
+    it around each request; ServiceClass.is_cancelled reads it the same way)."""
+    return message_id in assoc.dimse.cancel_req
 
 
 # -- apply -------------------------------------------------------------------------------------------

@@ -128,9 +128,11 @@ class SpoolFile:
         """Flush and fsync the complete data set (called by the handler before taking it)."""
         self.start_finish().result()
 
-    def start_finish(self) -> "Future[None]":
+    def start_finish(self, durable: bool = True) -> "Future[None]":
         """Flush now; fsync on a worker thread. The file may be read by path at once; it must not
-        be closed before the future is done. The future raises what finish() would."""
+        be closed before the future is done. The future raises what finish() would.
+        durable=False (issue 11): flush only, the future already done: the intake writes the
+        object again (coerced) and fsyncs that copy, so this one need not reach the disk."""
         if self.error is not None:
             raise self.error
         try:
@@ -138,6 +140,10 @@ class SpoolFile:
         except OSError as exc:
             self._fail(exc)
             raise
+        if not durable:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
         return _syncer.submit(self._sync)
 
     def _sync(self) -> None:

@@ -208,14 +208,18 @@ class StorageRequestor(PduConnection):
         return not self._closed
 
     # -- C-STORE -------------------------------------------------------------------------------
-    def send_c_store(self, dataset: str | Path | Dataset) -> Dataset:
+    def send_c_store(self, dataset: str | Path | Dataset, *, priority: int = 0x0000,
+                     originator: tuple[str, int] | None = None) -> Dataset:
         """Send a stored Part-10 file as it is, or a decoded data set in an accepted uncompressed
         syntax. Returns the response's Status (and Error Comment) as pynetdicom does; an empty
-        Dataset when no response came (association lost, inactivity timer)."""
+        Dataset when no response came (association lost, inactivity timer). `priority` (PS3.7
+        9.1.1.1.4: 0 medium, 1 high, 2 low) and `originator` (a C-MOVE's AE title and Message ID,
+        for its sub-operations) go into the C-STORE-RQ (dimse_command.store_request)."""
         if not self.is_established:
             raise RuntimeError("the association is not established")
+        extra = (priority, originator)
         if isinstance(dataset, Dataset):
-            return self._send_decoded(dataset)
+            return self._send_decoded(dataset, extra)
         with open(dataset, "rb", buffering=0) as fh:
             head = fh.read(_META_READ)
             try:
@@ -225,7 +229,7 @@ class StorageRequestor(PduConnection):
             cx = self._context(meta.get("sop_class", ""), (meta.get("transfer_syntax", ""),))
             fh.seek(start)
             size = os.fstat(fh.fileno()).st_size - start
-            return self._exchange(cx, meta["sop_class"], meta.get("sop_instance", ""), _FileData(fh, size))
+            return self._exchange(cx, meta["sop_class"], meta.get("sop_instance", ""), _FileData(fh, size), extra)
 
     def send_c_echo(self) -> int | None:
         """C-ECHO on the Verification context: the response's Status, None when none came."""
@@ -245,12 +249,12 @@ class StorageRequestor(PduConnection):
             self.abort()
             return None
 
-    def _send_decoded(self, ds: Dataset) -> Dataset:
+    def _send_decoded(self, ds: Dataset, extra: tuple = (0x0000, None)) -> Dataset:
         cx = self._context(str(ds.SOPClassUID), ("1.2.840.10008.1.2.1", IMPLICIT_LE))
         body = encode(ds, cx.transfer_syntax[0] == IMPLICIT_LE, True)
         if body is None:
             raise ValueError("the data set cannot be encoded in the accepted transfer syntax")
-        return self._exchange(cx, str(ds.SOPClassUID), str(ds.SOPInstanceUID), memoryview(body))
+        return self._exchange(cx, str(ds.SOPClassUID), str(ds.SOPInstanceUID), memoryview(body), extra)
 
     def _context(self, sop_class: str, syntaxes: tuple[str, ...]) -> AcceptedContext:
         for ts in syntaxes:
@@ -260,11 +264,12 @@ class StorageRequestor(PduConnection):
         raise ValueError(f"no accepted presentation context for {sop_class} in {', '.join(syntaxes)}")
 
     def _exchange(self, cx: AcceptedContext, sop_class: str, sop_instance: str,
-                  data: "memoryview | _FileData") -> Dataset:
+                  data: "memoryview | _FileData", extra: tuple = (0x0000, None)) -> Dataset:
+        """One C-STORE exchange; `extra`: (priority, originator) for the request's command set."""
         self._message_id = self._message_id % 0xFFFF + 1
         try:
-            self._send(command_pdus(cx.context_id, dimse_command.store_request(self._message_id, sop_class,
-                                                                              sop_instance), self.peer_max_pdu))
+            self._send(command_pdus(cx.context_id, dimse_command.store_request(
+                self._message_id, sop_class, sop_instance, *extra), self.peer_max_pdu))
             self._send_data(cx.context_id, data)
             rsp = self._read_response(cx.context_id, C_STORE_RSP)
         except (OSError, ConnectionClosed, ValueError) as exc:

@@ -1,0 +1,567 @@
+"""Query/Retrieve SCU against a PACS (PS3.4 Annex C): C-FIND at the PATIENT, STUDY, SERIES and IMAGE
+levels, C-MOVE to an AE title the PACS knows, C-GET with the instances coming back on the same
+association; C-CANCEL on request. Used by `dicom-gateway query` / `retrieve` (gateway/cli_query.py).
+
+Information models: Study Root (C.6.2) by default, Patient Root (C.6.1) when asked, and always for
+the PATIENT level (it exists only there). Queries are hierarchical (C.4.1.2.1, no relational
+extended negotiation): the unique keys of every level above the one asked must be given with a
+single value, and `identifier` refuses a query without them, naming the key.
+
+Timers (the seed conformance statement's, `[qr_scu]`): `association_s` bounds the TCP connect and
+the A-ASSOCIATE exchange, `inactivity_s` the wait for each response (every pending response
+restarts it: pynetdicom's DIMSE timeout is per message), `session_s` the whole association: when it
+expires the association is aborted and the operation reported as such.
+
+Retrieved instances go into the buffer like received ones: a C-MOVE's arrive at the running
+service's STORE SCP from the PACS (calling AE: whatever title the PACS uses); a C-GET's C-STORE
+sub-operations arrive here and `RetrievedStore` hands each to the same StoreSCP.store (intake
+checks, duplicate policy, fsync and index commit before the Success response), recorded as coming
+from the PACS's AE title. Routing never sends an instance back to the AE title it came from
+(gateway/routing.py), so a retrieved study is not forwarded back to the PACS that holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pynetdicom import AE, build_role, evt
+
+from gateway.dicom import status
+from gateway.dicom.net.pynetdicom_patches import accepted_context, dataset_file, rejection
+from gateway.dicom.net import receive_spool
+from gateway.dicom.net.storage_requestor import describe_connect_error, describe_rejection
+from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION
+from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, normalise_ae
+
+log = logging.getLogger("gateway.dicom.qr_scu")
+
+# PS3.4 Annex B / C.6: the SOP classes of the two information models, per DIMSE service.
+STUDY_ROOT = {"FIND": "1.2.840.10008.5.1.4.1.2.2.1", "MOVE": "1.2.840.10008.5.1.4.1.2.2.2",
+              "GET": "1.2.840.10008.5.1.4.1.2.2.3"}
+PATIENT_ROOT = {"FIND": "1.2.840.10008.5.1.4.1.2.1.1", "MOVE": "1.2.840.10008.5.1.4.1.2.1.2",
+                "GET": "1.2.840.10008.5.1.4.1.2.1.3"}
+MODELS = {"study": STUDY_ROOT, "patient": PATIENT_ROOT}
+# The seed statement's syntax is Implicit VR LE, which every Q/R SCP takes; Explicit VR LE is
+# offered too and keeps the VRs as the PACS knows them. An identifier is small: nothing compressed.
+QR_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+MEDIUM = 0  # PS3.7 9.1.2.1.6 Priority MEDIUM (pynetdicom's default is LOW)
+# One context for the Q/R SOP class; the rest of PS3.8's 128 for the storage contexts of a C-GET.
+MAX_GET_STORAGE_CLASSES = 127
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+UNIQUE_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
+              "IMAGE": "SOPInstanceUID"}
+# Return keys asked for at each level (zero length: universal matching), the seed statement's keys
+# (Table "Keys" of its Q/R SCU section) and what a table needs to pick the next step.
+RETURN_KEYS = {
+    "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                "NumberOfPatientRelatedStudies"),
+    "STUDY": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+              "AccessionNumber", "StudyID", "ReferringPhysicianName", "StudyDescription", "ModalitiesInStudy",
+              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID"),
+    "SERIES": ("Modality", "SeriesNumber", "BodyPartExamined", "SeriesDescription",
+               "NumberOfSeriesRelatedInstances", "StudyInstanceUID", "SeriesInstanceUID"),
+    "IMAGE": ("InstanceNumber", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"),
+}
+
+_PENDING = (0xFF00, 0xFF01)
+# PS3.4 C.4.1.1.4 (FIND), C.4.2.1.5 (MOVE), C.4.3.1.4 (GET) and PS3.7 C general statuses, in words.
+STATUS_WORDS = {
+    0x0000: "success",
+    0x0122: "SOP class not supported",
+    0x0124: "refused: not authorized",
+    0xA700: "refused: out of resources",
+    0xA701: "refused: out of resources, unable to calculate number of matches",
+    0xA702: "refused: out of resources, unable to perform sub-operations",
+    0xA801: "refused: move destination unknown",
+    0xA900: "identifier does not match SOP class",
+    0xB000: "sub-operations complete, one or more failures or warnings",
+    0xFE00: "cancelled",
+}
+
+
+def status_words(code: int) -> str:
+    """A Q/R response status in words: "0xA801 (refused: move destination unknown)"."""
+    words = STATUS_WORDS.get(code)
+    if words is None:
+        words = "unable to process" if code & 0xF000 == 0xC000 else "failed"
+    return f"0x{code:04X} ({words})"
+
+
+class QrError(Exception):
+    """The operation failed as a whole: no connection, association rejected (its reason in words),
+    the SOP class not accepted, a failure status, no response within the inactivity timer, the
+    session timer expired, a bad query. One line naming the PACS and why."""
+
+
+@dataclass(frozen=True)
+class QrPeer:
+    """The PACS asked: its AE title, host, port; our calling AE title; the timers in seconds."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae: str
+    association_s: float = 30.0
+    inactivity_s: float = 90.0
+    session_s: float = 3600.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+# -- the identifier ----------------------------------------------------------------------------------
+
+def keyword_of(name: str) -> str:
+    """A key as the command line spells it: a keyword ("PatientName") or a tag ("0010,0010",
+    "(0010,0010)", "00100010"). Returns the keyword; ValueError naming the key when it is none."""
+    text = name.strip()
+    if tag_for_keyword(text) is not None:
+        return text
+    digits = text.strip("()").replace(",", "")
+    if len(digits) == 8:
+        try:
+            kw = keyword_for_tag(Tag(int(digits, 16)))
+        except ValueError:
+            kw = ""
+        if kw:
+            return kw
+    raise ValueError(f"{name!r} is not a DICOM keyword or tag (e.g. PatientName, 0010,0010)")
+
+
+def _charset_for(values: Iterable[str]) -> str | None:
+    """The Specific Character Set a request needs for these values: None for ASCII only, else
+    ISO_IR 100 (Latin-1) when every value fits it, else ISO_IR 192 (UTF-8)."""
+    text = "".join(values)
+    if text.isascii():
+        return None
+    try:
+        text.encode("latin-1")
+        return "ISO_IR 100"
+    except UnicodeEncodeError:
+        return "ISO_IR 192"
+
+
+def identifier(level: str, keys: dict[str, str], model: str = "study") -> Dataset:
+    """The C-FIND / C-MOVE / C-GET identifier (PS3.4 C.4.1.2.1): Query/Retrieve Level, the given
+    keys (keyword -> value; "" = return key) and the level's return keys. A value outside ASCII
+    adds the Specific Character Set it needs (PS3.5 6.1). Raises ValueError (one line) for a level
+    the model lacks, a sequence key, or a missing unique key of a level above (hierarchical query:
+    single value matching on Patient ID (Patient Root), Study and Series Instance UID)."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r}: one of {', '.join(LEVELS)}")
+    if level == "PATIENT" and model != "patient":
+        raise ValueError("the PATIENT level exists only in the Patient Root model (--patient-root)")
+    above = LEVELS[:LEVELS.index(level)]
+    if model == "study":
+        above = tuple(lv for lv in above if lv != "PATIENT")
+    for lv in above:
+        key = UNIQUE_KEY[lv]
+        value = keys.get(key, "")
+        if not value or any(c in value for c in "*?\\"):
+            raise ValueError(f"a {level} query needs {key} with one value (the {lv.lower()} it is in): "
+                             f"-k {key}=VALUE")
+    ds = Dataset()
+    charset = keys.get("SpecificCharacterSet") or _charset_for(keys.values())
+    if charset:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = level
+    for kw in RETURN_KEYS[level]:
+        setattr(ds, kw, "")
+    for kw, value in keys.items():
+        if kw == "SpecificCharacterSet":
+            continue
+        tag = tag_for_keyword(kw)
+        if tag is None:
+            raise ValueError(f"{kw!r} is not a DICOM keyword")
+        if dictionary_VR(tag) == "SQ":
+            raise ValueError(f"{kw}: sequence matching is not offered by this command")
+        setattr(ds, kw, value)
+    return ds
+
+
+def retrieve_identifier(level: str, keys: dict[str, str]) -> Dataset:
+    """The C-MOVE / C-GET identifier (PS3.4 C.4.2.2.1, C.4.3.2.1): the Query/Retrieve Level and
+    the unique keys only (of that level and the levels above), no return keys: an SCP may take an
+    empty key as universal matching and move more than was asked (Orthanc's C-GET did)."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r}: one of {', '.join(LEVELS)}")
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for lv in LEVELS[:LEVELS.index(level) + 1]:
+        key = UNIQUE_KEY[lv]
+        if keys.get(key):
+            setattr(ds, key, keys[key])
+    if not keys.get(UNIQUE_KEY[level]):
+        raise ValueError(f"a {level} retrieve needs {UNIQUE_KEY[level]}")
+    return ds
+
+
+# -- cancel ------------------------------------------------------------------------------------------
+
+class Cancel:
+    """Asked from another thread or a signal handler: the first request sends C-CANCEL for the
+    operation in progress (PS3.7 9.3.2.3 / 9.3.3.3 / 9.3.4.3; the SCP then ends it with status
+    FE00 and the counts so far); a second request aborts the association. Before an operation is
+    under way a request only marks it, and the operation sends C-CANCEL as soon as it starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requested = 0
+        self._target: tuple | None = None  # (assoc, msg_id, context_id)
+        self._sent = False
+
+    def request(self) -> None:
+        # Sent from a thread of its own: a signal handler runs in the main thread, which may be
+        # inside pynetdicom's send path at that instant.
+        threading.Thread(target=self._act, name="qr-cancel", daemon=True).start()
+
+    def _act(self) -> None:
+        with self._lock:
+            self.requested += 1
+            target, sent = self._target, self._sent
+            if target is None:
+                return
+            assoc, msg_id, cx_id = target
+            if not sent:
+                self._sent = True
+        if self.requested >= 2 or sent:
+            assoc.abort()
+            return
+        try:
+            assoc.send_c_cancel(msg_id, cx_id)
+        except RuntimeError:  # the association already ended
+            pass
+
+    def _attach(self, assoc, msg_id: int, cx_id: int) -> None:
+        with self._lock:
+            self._target, self._sent = (assoc, msg_id, cx_id), False
+            pending = self.requested
+        if pending:
+            self._act()
+
+    def _detach(self) -> None:
+        with self._lock:
+            self._target = None
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+@dataclass
+class FindResult:
+    """The matches (each response's identifier, decoded by pydicom with its Specific Character
+    Set), the final status, and whether it was cancelled."""
+
+    matches: list[Dataset] = field(default_factory=list)
+    status: int = 0
+    cancelled: bool = False
+
+
+@dataclass
+class RetrieveResult:
+    """A C-MOVE or C-GET's final counts (PS3.4 C.4.2.1.5 / C.4.3.1.4: Number of Completed, Failed,
+    Warning and Remaining Sub-operations), its final status, the Failed SOP Instance UID List, and
+    whether it was cancelled. Several operations (one per study) add up with `add`."""
+
+    status: int = 0
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    remaining: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def add(self, other: "RetrieveResult") -> None:
+        self.completed += other.completed
+        self.failed += other.failed
+        self.warning += other.warning
+        self.remaining += other.remaining
+        self.failed_uids += other.failed_uids
+        self.cancelled = self.cancelled or other.cancelled
+        if other.status != 0x0000 and self.status == 0x0000:
+            self.status = other.status
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0x0000 and not self.failed and not self.cancelled
+
+
+Progress = Callable[[RetrieveResult], None]
+
+
+# -- associations ------------------------------------------------------------------------------------
+
+def _why_no_association(assoc, peer: QrPeer) -> str:
+    if assoc.is_rejected:
+        result, source, reason = rejection(assoc)
+        return f"association rejected by {peer.where}: " + describe_rejection(result or 0, source or 0, reason or 0)
+    # pynetdicom says no more than "failed": try the connection itself to say why in words.
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=peer.association_s):
+            pass
+    except OSError as exc:
+        return f"no association with {peer.where}: {describe_connect_error(exc, peer.association_s)}"
+    return f"no association with {peer.where}: aborted or no answer within {peer.association_s:g} s"
+
+
+def storage_contexts(n_classes: int) -> list[list[str]]:
+    """The transfer syntax lists proposed per storage SOP class on a C-GET association. The PACS
+    accepts one syntax per context, and sends an instance stored in a syntax no context accepted
+    transcoded (Orthanc sent an RLE image as Explicit VR LE): so, while PS3.8's 128 contexts
+    allow, one context for the uncompressed syntaxes and one for each other syntax the buffer
+    stores, and the bytes arrive as the PACS holds them; with more classes one context each
+    with every syntax."""
+    uncompressed = [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES[:2]]
+    others = [[str(ts)] for ts in ACCEPTED_TRANSFER_SYNTAXES[2:]]
+    if n_classes * (1 + len(others)) <= MAX_GET_STORAGE_CLASSES:
+        return [uncompressed] + others
+    return [[str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]]
+
+
+class _Session:
+    """One association to the PACS, with the session timer running: past `session_s` it is
+    aborted (seed statement: "a timeout closes the connection")."""
+
+    def __init__(self, peer: QrPeer, sop_class: str, storage: Iterable[str] = (), store_handler=None):
+        self.peer = peer
+        self.sop_class = sop_class
+        ae = AE(ae_title=peer.calling_ae)
+        ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+        ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        ae.acse_timeout = ae.connection_timeout = peer.association_s
+        ae.dimse_timeout = ae.network_timeout = peer.inactivity_s
+        ae.add_requested_context(sop_class, list(QR_SYNTAXES))
+        roles = []
+        storage = list(storage)
+        for uid in storage:
+            for syntaxes in storage_contexts(len(storage)):
+                ae.add_requested_context(uid, syntaxes)
+            # PS3.4 C.4.3.1: the requestor of a C-GET is the Storage SCP of its sub-operations.
+            roles.append(build_role(uid, scp_role=True))
+        handlers = [(evt.EVT_C_STORE, store_handler)] if store_handler is not None else []
+        self.expired = False
+        self.assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, ext_neg=roles or None,
+                                  evt_handlers=handlers)
+        if not self.assoc.is_established:
+            raise QrError(_why_no_association(self.assoc, peer))
+        try:
+            self.context_id = accepted_context(self.assoc, sop_class).context_id
+        except ValueError:
+            self.assoc.abort()
+            raise QrError(f"{peer.where} does not accept {sop_class} (the Q/R SOP class asked)") from None
+        self._timer = threading.Timer(peer.session_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        self._msg_id = 0
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.assoc.abort()
+
+    def next_msg_id(self) -> int:
+        self._msg_id += 1
+        return self._msg_id
+
+    def lost(self, what: str) -> QrError:
+        """The error for a response that never came (pynetdicom yields an empty status)."""
+        if self.expired:
+            return QrError(f"{self.peer.where}: {what} stopped: the session timer "
+                           f"({self.peer.session_s:g} s) expired and the association was aborted")
+        return QrError(f"{self.peer.where}: no {what} response within {self.peer.inactivity_s:g} s "
+                       "(association lost or the inactivity timer expired)")
+
+    def close(self, clean: bool) -> None:
+        self._timer.cancel()
+        if self.assoc.is_established:
+            if clean:
+                self.assoc.release()
+            else:
+                self.assoc.abort()
+
+    def __enter__(self) -> "_Session":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(clean=exc_type is None)
+
+
+def find(peer: QrPeer, ident: Dataset, model: str = "study", max_results: int = 1000,
+         cancel: Cancel | None = None, on_match: Callable[[Dataset], None] | None = None) -> FindResult:
+    """C-FIND `ident` (see `identifier`) on the PACS in the `model` ("study" or "patient");
+    every pending response's identifier, in the PACS's order. Zero matches is a good answer.
+
+    Raises QrError for: no association (with the rejection reason in words), the model not
+    accepted, a failure status (in words, e.g. "0xA900 (identifier does not match SOP class)"),
+    no response within the inactivity timer, the session timer, more than `max_results` matches
+    (the query is cancelled first). A cancel gives the matches so far with `cancelled` set."""
+    result = FindResult()
+    uid = MODELS[model]["FIND"]
+    with _Session(peer, uid) as session:
+        msg_id = session.next_msg_id()
+        if cancel is not None:
+            cancel._attach(session.assoc, msg_id, session.context_id)
+        try:
+            responses = session.assoc.send_c_find(ident, uid, msg_id=msg_id, priority=MEDIUM)
+            for rsp, match in responses:
+                if not rsp:
+                    raise session.lost("C-FIND")
+                code = int(rsp.Status)
+                if code in _PENDING:
+                    if match is None:
+                        continue
+                    if len(result.matches) >= max_results:
+                        session.assoc.send_c_cancel(msg_id, session.context_id)
+                        _drain(responses)
+                        raise QrError(f"{peer.where} has more than {max_results} matches "
+                                      "(qr_scu.max_results): narrow the keys")
+                    result.matches.append(match)
+                    if on_match is not None:
+                        on_match(match)
+                    continue
+                result.status = code
+                break
+        finally:
+            if cancel is not None:
+                cancel._detach()
+    if result.status == 0xFE00:
+        result.cancelled = True
+    elif result.status != 0x0000:
+        raise QrError(f"{peer.where}: C-FIND failed, status {status_words(result.status)}")
+    return result
+
+
+def _drain(responses) -> None:
+    """Read what is left of an operation's responses (after a C-CANCEL), up to the final one."""
+    for rsp, _ in responses:
+        if not rsp or int(rsp.Status) not in _PENDING:
+            return
+
+
+def _counts(rsp: Dataset, into: RetrieveResult) -> None:
+    for kw, attr in (("NumberOfCompletedSuboperations", "completed"), ("NumberOfFailedSuboperations", "failed"),
+                     ("NumberOfWarningSuboperations", "warning"),
+                     ("NumberOfRemainingSuboperations", "remaining")):
+        value = rsp.get(kw)
+        if value is not None:
+            setattr(into, attr, int(value))
+
+
+def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: Cancel | None,
+                  progress: Progress | None) -> RetrieveResult:
+    result = RetrieveResult()
+    if cancel is not None:
+        cancel._attach(session.assoc, msg_id, session.context_id)
+    try:
+        for rsp, ident in responses:
+            if not rsp:
+                raise session.lost(what)
+            code = int(rsp.Status)
+            result.remaining = 0
+            _counts(rsp, result)
+            if code in _PENDING:
+                if progress is not None:
+                    progress(result)
+                continue
+            result.status = code
+            if ident is not None and "FailedSOPInstanceUIDList" in ident:
+                value = ident.FailedSOPInstanceUIDList  # UI, one value (a str) or several
+                values = [value] if isinstance(value, str) else list(value or [])
+                result.failed_uids = [str(v) for v in values if str(v)]
+            break
+    finally:
+        if cancel is not None:
+            cancel._detach()
+    if result.status == 0xFE00:
+        result.cancelled = True
+    elif result.status not in (0x0000, 0xB000) and not (result.completed or result.failed or result.warning):
+        raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}")
+    # A failure after sub-operations (A702 when every one failed) is a result: its counts and
+    # Failed SOP Instance UID List say what happened to each instance.
+    return result
+
+
+def move(peer: QrPeer, idents: list[Dataset], move_ae: str, model: str = "study",
+         cancel: Cancel | None = None, progress: Progress | None = None) -> RetrieveResult:
+    """C-MOVE each identifier in turn on one association, telling the PACS to send to `move_ae`
+    (PS3.4 C.4.2); the counts of all added up. `progress` sees each pending response's counts.
+    A cancel stops after the operation in progress (its final response gives the counts).
+
+    Raises QrError like `find`, and for a final failure status with no sub-operation done, e.g.
+    "0xA801 (refused: move destination unknown)"; a failure after sub-operations (A702) is
+    returned with its counts (`ok` false)."""
+    uid = MODELS[model]["MOVE"]
+    total = RetrieveResult()
+    with _Session(peer, uid) as session:
+        for ident in idents:
+            msg_id = session.next_msg_id()
+            responses = session.assoc.send_c_move(ident, move_ae, uid, msg_id=msg_id, priority=MEDIUM)
+            total.add(_run_retrieve(session, responses, "C-MOVE", msg_id, cancel, progress))
+            if total.cancelled:
+                break
+    return total
+
+
+def get(peer: QrPeer, idents: list[Dataset], sop_classes: Iterable[str], store: "RetrievedStore",
+        model: str = "study", cancel: Cancel | None = None, progress: Progress | None = None) -> RetrieveResult:
+    """C-GET each identifier in turn on one association (PS3.4 C.4.3), proposing each of
+    `sop_classes` (at most MAX_GET_STORAGE_CLASSES) as Storage with the SCP role (SCP/SCU Role
+    Selection, PS3.7 D.3.3.4) and every transfer syntax the buffer stores as received; each
+    C-STORE sub-operation goes to `store`. Returns and raises like `move`."""
+    classes = sorted(set(sop_classes))
+    if len(classes) > MAX_GET_STORAGE_CLASSES:
+        raise QrError(f"{len(classes)} SOP classes in one C-GET: more than one association carries "
+                      f"({MAX_GET_STORAGE_CLASSES}); retrieve series by series")
+    uid = MODELS[model]["GET"]
+    total = RetrieveResult()
+    with _Session(peer, uid, classes, store.handle) as session:
+        for ident in idents:
+            msg_id = session.next_msg_id()
+            responses = session.assoc.send_c_get(ident, uid, msg_id=msg_id, priority=MEDIUM)
+            total.add(_run_retrieve(session, responses, "C-GET", msg_id, cancel, progress))
+            if total.cancelled:
+                break
+    return total
+
+
+class RetrievedStore:
+    """The C-STORE sub-operations of a C-GET, taken into the buffer by `store_scp.store` (a
+    StoreSCP over the buffer: the intake's checks, the duplicate policy, fsync and index commit
+    before the response says Success), recorded as received from `source_ae` (the PACS's AE title:
+    a C-GET's association is ours, so its requestor title would name this box). Counts what it
+    stored and refused, for the report."""
+
+    def __init__(self, store_scp, source_ae: str):
+        self.store_scp = store_scp
+        self.source_ae = normalise_ae(source_ae)
+        self.stored = 0
+        self.refused = 0
+
+    def handle(self, event):
+        """pynetdicom's EVT_C_STORE on the C-GET association (needs STORE_RECV_CHUNKED_DATASET,
+        set by gateway.dicom.net.listener.configure_pynetdicom): the same steps as
+        StoreSCP.handle_store, with the PACS as the source."""
+        req = event.request
+        sop_class, sop_uid = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
+        path = Path(event.dataset_path)
+        if sop_class != str(event.context.abstract_syntax) or sop_class == VERIFICATION:
+            path.unlink(missing_ok=True)
+            self.refused += 1
+            return status.response(status.SOP_CLASS_NOT_SUPPORTED,
+                                   f"SOP class {sop_class} sent on the context of {event.context.abstract_syntax}")
+        spool = dataset_file(req)
+        synced = spool.start_finish if isinstance(spool, receive_spool.SpoolFile) else None
+        code, comment = self.store_scp.store(path, self.source_ae, sop_class, sop_uid, synced)
+        if code == status.SUCCESS:
+            self.stored += 1
+        else:
+            self.refused += 1
+        return status.response(code, comment)
