@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 
 ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers", "capture"]
-ORDER += ["coercion"]  # issue 11: ingest with [[coercion]] rules on vs off (bench_coercion.py)
-ORDER += ["qrfind"]  # -- issue 11: C-FIND over the buffer vs Orthanc (bench_qrfind.py)
+ORDER += ["coercion"]  # ingest with [[coercion]] rules on vs off (bench_coercion.py)
+ORDER += ["qrfind"]  # C-FIND over the buffer vs Orthanc (bench_qrfind.py)
 
 
 def script(name: str) -> Path:
@@ -122,7 +122,7 @@ def summary_rows(started: float) -> list[list]:
                          f"ClipWriter alone {b['fps']:.1f} fps",
                          f"{r['ratio']:.2f}x of min({cap['fps']:g}, encoder) (target >= {cap['target']}); "
                          f"raw {r['raw_ratio']:.2f}x"])
-    # issue 11: coercion rules on vs off
+    # coercion rules on vs off
     coe = load("coercion")
     if fresh(coe):
         on, off = coe["summary"]["on"], coe["summary"]["off"]
@@ -130,7 +130,7 @@ def summary_rows(started: float) -> list[list]:
                      f"{on['img_s']:.1f} img/s, peak RSS {on['peak_rss_mb']:.0f} MB",
                      f"rules off: {off['img_s']:.1f} img/s, peak RSS {off['peak_rss_mb']:.0f} MB",
                      f"{coe['ratio']:.3f}x (target >= {coe['target']}); CPU/GB {coe.get('cpu_ratio', 0):.3f}x"])
-    # -- issue 11: C-FIND at study level, the gateway vs Orthanc's C-FIND SCP (bench_qrfind.py)
+    # C-FIND at study level, the gateway vs Orthanc's C-FIND SCP (bench_qrfind.py)
     qr = load("qrfind")
     if fresh(qr):
         g, o = qr["gateway"], qr["orthanc"]

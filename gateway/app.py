@@ -53,7 +53,7 @@ from gateway.dicom.net.listener import Listener, configure_pynetdicom
 from gateway.dicom.store_scp import StoreSCP
 from gateway.dicom.print_scp import PrintSCP
 from gateway.dicom.worklist_service import WorklistService
-# -- issue 11: the C-FIND SCP over the buffer
+# the C-FIND SCP over the buffer
 from gateway.dicom.qr_find_scp import QueryFindSCP
 from gateway.event_kinds import ConfigProblem, DiskSpace, QueueDepths
 from gateway.events import EventBus
@@ -145,13 +145,12 @@ class Gateway:
         # The services behind the port, each bringing its contexts and handlers; the fast path
         # serves the Verification and Storage contexts through store_scp.store.
         roles = [VerificationSCP(), self.store_scp, self.commitment, *([p] if p else [])]
-        # -- issue 11: Query/Retrieve C-MOVE / C-GET SCP over the buffer. After store_scp: it
+        # Query/Retrieve C-MOVE / C-GET SCP over the buffer. After store_scp: it
         #    re-adds the storage contexts with the SCP/SCU role answers a C-GET needs.
         from gateway.dicom.qr_retrieve_scp import QRRetrieveSCP
         self.qr_retrieve_scp = QRRetrieveSCP(cfg, self.buffer, self.events)
         roles.append(self.qr_retrieve_scp)
-        # -- end issue 11 retrieve
-        # -- issue 11: Query/Retrieve C-FIND over the buffer (peers.*.may_query)
+        # Query/Retrieve C-FIND over the buffer (peers.*.may_query)
         self.qr_find = QueryFindSCP(cfg, self.buffer.index, self.events)
         roles.append(self.qr_find)
         self.listener = Listener(cfg, roles, store=self.store_scp.store, events=self.events)

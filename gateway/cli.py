@@ -117,7 +117,7 @@ def cmd_check_config(args) -> int:
         print(f"  worklist from {w.ae_title}@{w.host}:{w.port} every {w.refresh_s:g} s")
     if c.mpps.enabled:
         print(f"  MPPS to {c.mpps.ae_title}@{c.mpps.host}:{c.mpps.port}")
-    # issue 11: attribute coercion rules and routes on indexed attributes
+    # attribute coercion rules and routes on indexed attributes
     from gateway.config.coercion import check_config_lines
     for line in check_config_lines(c):
         print(f"  {line}")
@@ -729,10 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=17, help="number of steps (default 17)")
     sp.add_argument("--wedge", choices=["drive", "gsdf"], default="drive",
                     help="drive: raw drive levels to measure (default); gsdf: P-values through the LUT")
-    # -- issue 11, Q/R SCU (qr-scu): `query`, `retrieve` --
+    # `query` and `retrieve` (gateway/cli_query.py)
     from gateway import cli_query
     cli_query.add_parsers(add)
-    # -- end Q/R SCU --
     return p
 
 

@@ -70,7 +70,7 @@ from gateway.identity import APPLICATION_CONTEXT_NAME, IMPLEMENTATION_CLASS_UID,
 from gateway.media.export import PROFILE_FOR
 from gateway.media.profiles import PROFILES
 from gateway.print import validate
-# -- issue 11: the C-FIND SCP over the buffer
+# the C-FIND SCP over the buffer
 from gateway.buffer import query as qr_query
 from gateway.dicom.qr_find_scp import FIND_MODELS, STATUSES as QR_FIND_STATUSES, QueryFindSCP
 
@@ -109,9 +109,9 @@ def listener_roles(config: Config) -> list[tuple[str, object]]:
     return [("Verification", VerificationSCP()), ("Storage", store),
             ("Storage Commitment", CommitmentSCU(None, None, lambda name: None)),  # type: ignore[arg-type]
             ("Print", printing),
-            # issue 11: Q/R retrieve SCP (its storage contexts keep the name "Storage": first wins)
+            # Q/R retrieve SCP (its storage contexts keep the name "Storage": first wins)
             ("Query/Retrieve", QRRetrieveSCP(config, None)),  # type: ignore[arg-type]
-            # -- issue 11: the C-FIND SCP (its index is used by on_find only, never here)
+            # the C-FIND SCP (its index is used by on_find only, never here)
             (QR_FIND, QueryFindSCP(config, None, None))]
 
 
@@ -335,7 +335,7 @@ def _overview(out: list[str], contexts: list[AcceptedContext], storage: list[Acc
             (uid_name(MWL_FIND), MWL_FIND, "Yes", "No")]
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service in ("Print", "Query/Retrieve")]
-    # -- issue 11: the C-FIND SCP
+    # the C-FIND SCP
     rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service == QR_FIND]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
@@ -399,7 +399,7 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
             "the routing rules.",
             "- **Modality Performed Procedure Step SCU** (with `[mpps] enabled`): reports each captured "
             "procedure (IN PROGRESS at its first capture, COMPLETED or DISCONTINUED with its objects).",
-            # -- issue 11: the C-FIND SCP
+            # the C-FIND SCP
             "- **Query/Retrieve C-FIND SCP**: answers Patient Root and Study Root queries over what the "
             "buffer holds, for peers allowed to query.", "",
             "#### 4.1.2 Sequencing of real-world activities", "",
@@ -418,7 +418,7 @@ def _networking(out: list[str], config: Config, contexts: list[AcceptedContext],
              for c in contexts if c.service == "Print"]
     rows += [(f"&nbsp;&nbsp;{uid_name(u)} (in a print meta SOP class)", u, "No", "Yes")
              for u in sorted(PRINT_SOP_CLASSES - set(PRINT_CONTEXTS))]
-    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")  # -- issue 11: C-FIND SCP
+    rows += [(uid_name(c.abstract_syntax), c.abstract_syntax, "No", "Yes")
              for c in contexts if c.service == QR_FIND]
     out += _table(["SOP Class", "UID", "SCU", "SCP"], rows)
     retired = [c for c in storage if _retired(c.abstract_syntax)]
@@ -524,7 +524,7 @@ def _initiation(out: list[str], config: Config) -> None:
     _worklist_activity(out, config)
     _capture_activity(out, config)
     _mpps_activity(out, config)
-    _qr_scu_activity(out, config)  # issue 11, Q/R SCU (qr-scu)
+    _qr_scu_activity(out, config)
     out += ["###### Activity: verify a peer (`dicom-gateway echo DEST`)", "",
             f"One association proposing {uid_name(VERIFICATION)} with "
             f"{_ts_names(ECHO_SYNTAXES).replace('<br>', ' and ')}; "
@@ -613,7 +613,6 @@ def _mpps_activity(out: list[str], config: Config) -> None:
             "no attempt.", ""]
 
 
-# -- issue 11, Q/R SCU (qr-scu) ---------------------------------------------------------------------
 
 def _qr_scu_activity(out: list[str], config: Config) -> None:
     """The Query/Retrieve SCU (gateway/dicom/qr_scu.py, `dicom-gateway query` / `retrieve`): its
@@ -673,7 +672,6 @@ def _qr_scu_activity(out: list[str], config: Config) -> None:
             "cancel the query.", ""]
 
 
-# -- end Q/R SCU -----------------------------------------------------------------------------------
 
 
 _MWL_KEY_VALUE = {
@@ -720,7 +718,7 @@ def _acceptance(out: list[str], config: Config, contexts: list[AcceptedContext])
             "transactions are logged and ignored.", ""]
     _print_scp(out, config)
     _qr_retrieve_scp(out, config)
-    _qr_find_scp(out, config)  # -- issue 11
+    _qr_find_scp(out, config)
 
 
 def _groups(contexts: list[AcceptedContext]) -> list[list[AcceptedContext]]:
@@ -738,7 +736,7 @@ def _role(c: AcceptedContext) -> str:
 
 
 def _extended(c: AcceptedContext) -> str:
-    if c.service == QR_FIND:  # -- issue 11
+    if c.service == QR_FIND:
         return ("SOP Class Extended Negotiation: relational-queries refused, combined date-time matching "
                 "accepted (`qr_find.combined_datetime`), fuzzy matching and timezone adjustment refused")
     if c.scu_role is None and c.scp_role is None:
@@ -773,7 +771,7 @@ def _store_scp(out: list[str], reserve: int, config: Config) -> None:
     _coercion(out, config)
 
 
-# -- issue 11: attribute coercion (gateway/config/coercion.py, gateway/buffer/coercion.py) ----------
+# -- attribute coercion (gateway/config/coercion.py, gateway/buffer/coercion.py) ----------
 def _coercion(out: list[str], config: Config) -> None:
     out += ["###### Attribute coercion (PS3.4 B.4.1.3)", "",
             "The Storage SCP may coerce attributes: `[[coercion]]` rules of the configuration (none by "
@@ -826,7 +824,7 @@ def _print_scp(out: list[str], config: Config) -> None:
                    for c, when in sorted(_PRINT_WHEN.items())])
 
 
-# -- issue 11: the Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) --------------------------------
+# -- the Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) --------------------------------
 # Its statuses besides 0000 and FF00 (Pending), with when each is sent (PS3.4 C.4.2.1.5, C.4.3.1.4).
 _RETRIEVE_WHEN = {
     qr_retrieve.NOT_AUTHORIZED: "the calling AE is not a configured peer with `may_retrieve = true` "
@@ -880,7 +878,7 @@ def _qr_retrieve_scp(out: list[str], config: Config) -> None:
     out += _table(["Status", "Meaning", "When"],
                   [(_hex(c), _RETRIEVE_MEANING.get(c) or _meaning(c, QR_STATUS), when)
                    for c, when in sorted(_RETRIEVE_WHEN.items())])
-# -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py, gateway/buffer/query.py) ---
+# -- the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py, gateway/buffer/query.py) ---
 QR_FIND = "Query/Retrieve FIND"
 
 

@@ -178,7 +178,7 @@ class Received(Payload):
     routes: tuple[str, ...] = ()
     bytes: int = 0
     seconds: float = 0.0
-    # issue 11: the names of the [[coercion]] rules that changed it on ingest (empty: none did)
+    # the names of the [[coercion]] rules that changed it on ingest (empty: none did)
     coerced: tuple[str, ...] = ()
 
 
@@ -817,7 +817,7 @@ class ProcedureSelected(Payload):
     how: str = "operator"
 
 
-# -- Query/Retrieve: the retrieve SCP (issue 11: gateway/dicom/qr_retrieve_scp.py) -----------------
+# -- Query/Retrieve: the retrieve SCP (gateway/dicom/qr_retrieve_scp.py) -----------------
 QR_RETRIEVE = "qr-retrieve"
 
 
@@ -838,7 +838,7 @@ class QRRetrieve(Payload):
     failed: int
     warning: int
     remaining: int
-# -- issue 11: the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py) ---------------------
+# -- the C-FIND SCP over the buffer (gateway/dicom/qr_find_scp.py) ---------------------
 QR_QUERY = "qr-query"
 
 

@@ -10,7 +10,7 @@ tests indexed attributes by keyword against shell-style patterns.
 
 An instance is never routed back to the AE title it came from: a destination whose `ae_title` is
 the network source's title is left out whatever the routes say. The case that needs it is
-Query/Retrieve (issue 11): a study retrieved from the PACS (C-MOVE to this box, or C-GET by
+Query/Retrieve: a study retrieved from the PACS (C-MOVE to this box, or C-GET by
 `dicom-gateway retrieve`) arrives from the PACS's AE title, and sending it back would only load the PACS
 with what it holds. A peer that sends under another title than the one it is reached by is not
 recognised: give the route `source`/`calling_ae` criteria for it."""
@@ -26,7 +26,7 @@ from gateway.part10.attributes import InstanceAttributes
 
 
 def _matches(match: dict[str, list[str]], attrs: InstanceAttributes) -> bool:
-    """issue 11: every keyword's value (as indexed, after coercion) matches one of its shell-style
+    """every keyword's value (as indexed, after coercion) matches one of its shell-style
     patterns, case-sensitively (a CS like Modality is upper case by definition, PS3.5 6.2)."""
     return all(any(fnmatchcase(getattr(attrs, ROUTE_ATTRIBUTES[key]), p) for p in patterns)
                for key, patterns in match.items())
@@ -36,7 +36,7 @@ class Router:
     def __init__(self, config: Config):
         self._enabled = [name for name, d in config.destinations.items() if d.enabled]
         self._routes = config.routes
-        self._titles = {name: d.ae_title for name, d in config.destinations.items()}  # Q/R SCU (qr-scu)
+        self._titles = {name: d.ae_title for name, d in config.destinations.items()}
 
     def __call__(self, attrs: InstanceAttributes, source: Source) -> list[str]:
         if not self._routes:
@@ -60,11 +60,10 @@ class Router:
                     chosen.append(name)
         return self._not_back(chosen, source)
 
-    # -- issue 11, Q/R SCU (qr-scu): never back to the sender --
+    # Never back to the sender.
     def _not_back(self, names: list[str], source: Source) -> list[str]:
         """`names` without the destinations whose AE title is the source's (a network source)."""
         if not source.is_ae:
             return names
         sender = source.name.strip()
         return [n for n in names if self._titles[n] != sender]
-    # -- end Q/R SCU --

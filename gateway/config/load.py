@@ -67,7 +67,7 @@ class ConfigError(Exception):
 
 
 def _rule_names(loc: tuple, data: dict) -> tuple:
-    """A `[[coercion]]` rule is named by its `name`, not its index (issue 11: check-config names the
+    """A `[[coercion]]` rule is named by its `name`, not its index (check-config names the
     rule): ("coercion", 2, "set") -> ("coercion", "ct1-legacy", "set") when rule 2 has a name."""
     if len(loc) >= 2 and loc[0] == "coercion" and isinstance(loc[1], int):
         rules = data.get("coercion")

@@ -12,7 +12,7 @@ from gateway.config.ae import AESection
 from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
 from gateway.config.capture import CaptureSection
-from gateway.config.coercion import MAX_RULES, CoercionRule  # issue 11 coercion
+from gateway.config.coercion import MAX_RULES, CoercionRule
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
@@ -20,15 +20,13 @@ from gateway.config.mpps import MppsSection
 from gateway.config.panel import PanelSection
 from gateway.config.peers import PeerSection
 from gateway.config.print import PrintSection
-# -- issue 11, Q/R SCU (qr-scu) --
 from gateway.config.qr_scu import QrScuSection
-# -- end Q/R SCU --
 from gateway.config.routes import RouteSection
 from gateway.config.status_http import StatusHttpSection
 from gateway.config.storage import StorageSection
 from gateway.config.timers import TimersSection
 from gateway.config.worklist import WorklistSection
-# -- issue 11: the C-FIND SCP over the buffer -----------------------------------------------------
+# -- the C-FIND SCP over the buffer -----------------------------------------------------
 from gateway.config.qr_find import QrFindSection
 
 
@@ -51,7 +49,7 @@ class Config(Section):
     qr_scu: QrScuSection = QrScuSection()
     # Attribute coercion rules (gateway/config/coercion.py), applied in file order.
     coercion: Annotated[list[CoercionRule], Field(max_length=MAX_RULES)] = []
-    # -- issue 11: the C-FIND SCP over the buffer (who may query: peers.*.may_query)
+    # the C-FIND SCP over the buffer (who may query: peers.*.may_query)
     qr_find: QrFindSection = QrFindSection()
 
     @model_validator(mode="after")
@@ -73,7 +71,7 @@ class Config(Section):
             if _is_self(dest, self.ae):
                 problems.append(f"destinations.{name}: {dest.host}:{dest.port} is this gateway's own listening "
                                 f"address (ae.bind, ae.port): forwarding there would loop")
-        # issue 11 coercion: rule names unique (logs and check-config name rules), destinations known
+        # rule names unique (logs and check-config name rules), destinations known
         names: set[str] = set()
         for rule in self.coercion:
             if rule.name in names:
@@ -83,9 +81,7 @@ class Config(Section):
                 if dest not in self.destinations:
                     problems.append(f"coercion.{rule.name}.destination: unknown destination {dest!r}")
         problems += self.status_http.problems()
-        # -- issue 11, Q/R SCU (qr-scu) --
         problems += self.qr_scu.problems(self.destinations)
-        # -- end Q/R SCU --
         web = self.status_http
         if web.enabled and web.port == self.ae.port and _same_host(web.bind, self.ae.bind):
             problems.append(f"status_http.port: {web.port} is also the DICOM port (ae.port) on that address")

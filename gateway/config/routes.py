@@ -2,7 +2,7 @@
 
 A route's criteria: `source` (where the object came from: "AE:CT1", "MEDIA:*", "CAPTURE:grabber0";
 shell-style wildcards * ? [..] in the name, the kind spelled exactly), `calling_ae` (network peers
-only, the older spelling of source = ["AE:<title>"]), `modality` and `sop_class`, and (issue 11)
+only, the older spelling of source = ["AE:<title>"]), `modality` and `sop_class`, and
 `match`: any indexed attribute by keyword, against shell-style patterns, case-sensitively:
 
     [[routes]]
@@ -35,7 +35,7 @@ def _check_source_pattern(value: str) -> str:
 SourcePattern = Annotated[str, AfterValidator(_check_source_pattern)]
 
 
-# issue 11: the indexed attributes a route may match, keyword -> InstanceAttributes field
+# the indexed attributes a route may match, keyword -> InstanceAttributes field
 # (gateway/part10/attributes.py; tests/unit/test_coercion_rules.py checks the fields exist).
 ROUTE_ATTRIBUTES = {
     "Modality": "modality", "SOPClassUID": "sop_class", "StudyDescription": "study_description",
@@ -62,7 +62,7 @@ class RouteSection(Section):
     calling_ae: list[str] = []
     modality: list[str] = []
     sop_class: list[Uid] = []
-    # issue 11: keyword -> patterns (ORed); keywords ANDed with each other and the criteria above
+    # keyword -> patterns (ORed); keywords ANDed with each other and the criteria above
     match: Annotated[dict[str, Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]],
                                          Field(max_length=64)]],
                      Field(max_length=len(ROUTE_ATTRIBUTES)), AfterValidator(_check_match)] = {}

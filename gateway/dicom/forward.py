@@ -51,7 +51,7 @@ class Forwarder(QueueWorker):
         self.scu = StoreSCU(config.ae.title, self.dest, config.timers, config.ae.tcp_nodelay,
                             config.ae.max_pdu, scu_handlers)
         self._cut = False  # the stop's drain deadline passed: the send in progress was aborted
-        # issue 11: [[coercion]] rules with destination = [this one]: a coerced copy per send
+        # [[coercion]] rules with destination = [this one]: a coerced copy per send
         self.coercer = Coercer.for_destination(config, name) if config.coercion else None
         self._assoc = None
 
@@ -156,7 +156,7 @@ class Forwarder(QueueWorker):
             log.info("forwarded %d instances to %s", len(sent), self.name)
 
     def _coerced(self, job: Job, item: SendItem):
-        """issue 11: the destination's coercion rules applied to a copy of the stored object, made
+        """the destination's coercion rules applied to a copy of the stored object, made
         in incoming/ (same file system; removed after the send, and by recovery after a crash),
         not fsynced (nothing is acknowledged on it). Returns (the item to send, the copy or None
         when the rules change nothing). The stored object and the index keep the ingest's values.

@@ -53,7 +53,7 @@ STATUS_OF: dict[Refusal, int] = {
     Refusal.DISK_FULL: status.OUT_OF_RESOURCES,
     Refusal.WRITE_FAILED: status.OUT_OF_RESOURCES_DIRECTORY,
     Refusal.INDEX_ERROR: status.DATABASE_ERROR,
-    Refusal.COERCION_FAILED: status.PROCESSING_FAILURE,  # issue 11: a coercion rule cannot be applied
+    Refusal.COERCION_FAILED: status.PROCESSING_FAILURE,  # a coercion rule cannot be applied
 }
 
 
@@ -119,7 +119,7 @@ class StoreSCP:
                          ", ".join(ingested.routes) or "none",
                          extra={"sop_instance_uid": sop_uid, "calling_ae": calling, "dimse_status": "0x0000"})
             if result.coerced is not None and result.coerced.warn:
-                # issue 11: a rule with store_status = "warning" (PS3.4 B.2.3: B000 Coercion of
+                # a rule with store_status = "warning" (PS3.4 B.2.3: B000 Coercion of
                 # data elements); the default answers Success, see gateway/config/coercion.py.
                 return status.COERCION_OF_DATA_ELEMENTS, ""
             return status.SUCCESS, ""

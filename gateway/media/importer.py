@@ -103,7 +103,7 @@ class Reason(enum.Enum):
     WRITE_FAILED = "write-failed"
     INDEX_ERROR = "index-error"
     NOT_RECONCILED = "not-reconciled"  # reconciliation on: no mapping row, or the rewrite was refused
-    COERCION_FAILED = "coercion-failed"  # issue 11: a [[coercion]] rule cannot be applied to it
+    COERCION_FAILED = "coercion-failed"  # a [[coercion]] rule cannot be applied to it
 
 
 PATIENT_ID_CONFLICT = "patient-id-conflict"
@@ -117,7 +117,7 @@ _REFUSAL = {
     Refusal.DISK_FULL: (Status.FAILED, Reason.DISK_FULL),
     Refusal.WRITE_FAILED: (Status.FAILED, Reason.WRITE_FAILED),
     Refusal.INDEX_ERROR: (Status.FAILED, Reason.INDEX_ERROR),
-    Refusal.COERCION_FAILED: (Status.FAILED, Reason.COERCION_FAILED),  # issue 11
+    Refusal.COERCION_FAILED: (Status.FAILED, Reason.COERCION_FAILED),
 }
 
 
