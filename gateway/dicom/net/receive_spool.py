@@ -72,6 +72,10 @@ class SpoolFile:
         self._written = 0
         self._handed_to_disk = 0
         self.error: OSError | None = None
+        self._head = None  # issue 11: the object's coercion in the stream, while its head is held
+        # ... and kept to the end: the intake finds it by this file's path in a weak mapping.
+        self._head_kept = None
+        self._held = bytearray()
         if _reserve_check is not None:
             try:
                 _reserve_check()
@@ -86,7 +90,33 @@ class SpoolFile:
         # Deliberately nothing: pynetdicom flushes after every fragment; finish() syncs once.
         pass
 
+    def coerce_head(self, head) -> None:
+        """issue 11: hold what is written from now on (the file meta first) until `head`
+        (a gateway.buffer.head_coercion.HeadCoercion) returns the bytes to write in its place:
+        the coerced header, written once; the rest streams as usual. Call before any write."""
+        if self.error is None:
+            self._head = self._head_kept = head
+
+    def end_head(self) -> None:
+        """issue 11: the data set is complete: write what is still held (the head decides on the
+        whole object). Called by the receiver before the intake; start_finish calls it too."""
+        if self._head is not None:
+            data = self._head.feed(bytes(self._held), True)
+            self._head, self._held = None, bytearray()
+            self._put(data)
+
     def write(self, data) -> int:
+        if self._head is not None:
+            self._held += data
+            out = self._head.feed(bytes(self._held), False)
+            if out is not None:
+                self._head, self._held = None, bytearray()
+                self._put(out)
+            return len(data)
+        self._put(data)
+        return len(data)
+
+    def _put(self, data) -> None:
         if self.error is None:
             try:
                 if len(data) >= _DIRECT:
@@ -101,7 +131,6 @@ class SpoolFile:
                     self._write_behind()
             except OSError as exc:
                 self._fail(exc)
-        return len(data)
 
     def _write_behind(self) -> None:
         if _sync_file_range is None:
@@ -133,6 +162,7 @@ class SpoolFile:
         be closed before the future is done. The future raises what finish() would.
         durable=False (issue 11): flush only, the future already done: the intake writes the
         object again (coerced) and fsyncs that copy, so this one need not reach the disk."""
+        self.end_head()
         if self.error is not None:
             raise self.error
         try:
