@@ -27,6 +27,7 @@ specific_tags): a few attributes of the first groups, never the pixel data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -42,13 +43,19 @@ from pydicom.valuerep import DT
 
 from gateway.buffer.source import Source
 from gateway.buffer.worklist import WorklistStore
-from gateway.config.coercion import NUMBER_VRS, CoercionRule, attribute_tag, check_value
+from gateway.config.coercion import NUMBER_VRS, CoercionRule, check_value
+from gateway.config.coercion import attribute_tag as _attribute_tag
 from gateway.part10.attributes import InstanceAttributes
 from gateway.part10.coerce import DELETE, CoerceError, Head, Provenance, coerce_file
 from gateway.part10.coerce import coerce_head as coerce_head_bytes
 from gateway.part10.structure import StructureError, walk_file
 
 log = logging.getLogger("gateway.buffer.coercion")
+
+# The rules' attribute names and the dictionary's VRs are looked up on every object (each a pydicom
+# dictionary search, ~15% of a header's coercion): cached, the rules and the dictionary never change.
+attribute_tag = functools.lru_cache(maxsize=4096)(_attribute_tag)
+dictionary_VR = functools.lru_cache(maxsize=4096)(dictionary_VR)
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 ACCESSION_NUMBER = 0x00080050

@@ -190,7 +190,7 @@ class Intake:
         if rules and streamed is not None:
             coerced = streamed
             if coerced.changed:
-                log.info("coerced %s from %s: %s", sop_uid, who, describe(coerced),
+                log.info("coerced %s from %s: %s (in the receive stream)", sop_uid, who, describe(coerced),
                          extra={"sop_instance_uid": sop_uid, "calling_ae": who})
         elif rules:
             # issue 11: coerced before anything is indexed or routed, so the index, the routes and

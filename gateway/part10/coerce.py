@@ -35,6 +35,7 @@ values are.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -47,7 +48,7 @@ from typing import BinaryIO, Iterable, Mapping, Union
 
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import DataElement
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR as _dictionary_VR
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
@@ -72,6 +73,8 @@ _PLAIN_TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH"
                    b"UI", b"UR", b"UT"}
 _PLAIN_CODECS = {"ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 _MAX_DEPTH = 32
+# A pydicom dictionary search per new element on every coerced object: cached (the dictionary is fixed).
+dictionary_VR = functools.lru_cache(maxsize=4096)(_dictionary_VR)
 _HEAD_LIMIT = 64 << 20  # a previous value kept in memory: header elements, never pixel data
 _COPY_CHUNK = 1 << 20
 
@@ -462,6 +465,20 @@ class Head:
         return out
 
 
+class _BytesWalk(_HeaderWalk):
+    """_HeaderWalk over bytes in memory: slices instead of seek and read (a head is walked while
+    the C-STORE is being received; the file walk's two calls per field are most of its cost)."""
+
+    def __init__(self, data: bytes, enc: _Encoding):
+        super().__init__(None, len(data), enc)
+        self.data = data
+
+    def _read(self, pos: int, n: int, what: str) -> bytes:
+        if pos + n > self.size:
+            raise _Truncated(f"data set truncated in {what} at byte {pos}")
+        return self.data[pos:pos + n]
+
+
 def read_head(data: bytes, last_group: int, complete: bool) -> Head:
     """Walk the start of a Part-10 file held in memory, `data`, up to the first element of a group
     above `last_group` (the point from which coerce_head leaves the bytes as they are).
@@ -484,9 +501,8 @@ def read_head(data: bytes, last_group: int, complete: bool) -> Head:
     if start >= len(data) and not complete:
         raise HeadIncomplete()
     ts, enc = _encoding(meta)
-    fh = io.BytesIO(data)
     try:
-        elements, tail = _HeaderWalk(fh, len(data), enc).top_level(start, last_group)
+        elements, tail = _BytesWalk(data, enc).top_level(start, last_group)
     except _Truncated:
         if complete:
             raise

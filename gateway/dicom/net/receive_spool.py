@@ -31,6 +31,8 @@ _BUFFER = 1 << 20
 _DIRECT = 64 * 1024
 _WRITEBEHIND_STEP = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+# issue 11: a head held for coercion is first tried at this size (end_head tries a smaller object).
+_HEAD_MIN = 2048
 
 
 def _load_sync_file_range():
@@ -108,6 +110,8 @@ class SpoolFile:
     def write(self, data) -> int:
         if self._head is not None:
             self._held += data
+            if len(self._held) < _HEAD_MIN:
+                return len(data)  # the file meta alone: the header is not there yet
             out = self._head.feed(bytes(self._held), False)
             if out is not None:
                 self._head, self._held = None, bytearray()
