@@ -359,8 +359,8 @@ class Coercer:
     def coerce_head(self, head: Head, rules: list[CoercionRule], source_label: str,
                     when: datetime | None = None) -> tuple[bytes | None, Coerced] | None:
         """coerce() on the start of a file held in memory (gateway/buffer/head_coercion.py): (the
-        bytes to write instead of head.data, or None when nothing changes; the Coerced result),
-        the same bytes and result coerce() gives for the whole file. None: a value needs pydicom
+        bytes to write instead of head.data[:head.tail], or None when nothing changes; the Coerced
+        result): with the rest after them, the bytes and result coerce() gives for the whole file. None: a value needs pydicom
         (a character set with code extensions, a number VR, an unexpected VR): left to coerce().
         Raises CoercionFailed as coerce() does."""
         tags = self.tags_of(rules)

@@ -70,14 +70,15 @@ class HeadCoercion:
         self._done = False
         self._lock = threading.Lock()
 
-    def feed(self, data: bytes, complete: bool) -> bytes | None:
+    def feed(self, data: bytes, complete: bool) -> list | None:
         """`data`: every byte of the file written so far (preamble, file meta, the data set's
-        start); complete: that is the whole file. Returns the bytes to write in its place (coerced,
-        or `data` itself when the file path is to do it), or None: hold them, more are needed
-        (never when complete). Raises nothing: a failure leaves the object to the file path."""
+        start); complete: that is the whole file. Returns the buffers to write in its place, in
+        order (the coerced head and the rest of `data`, or [data] when the file path is to do
+        it), or None: hold them, more are needed (never when complete). Raises nothing: a failure
+        leaves the object to the file path."""
         with self._lock:
             if self._done:
-                return data
+                return [data]
             if len(data) > HEAD_CAP and not complete:
                 return self._fall_back(data, f"header not complete within {HEAD_CAP} bytes")
             try:
@@ -98,13 +99,13 @@ class HeadCoercion:
             self._done = True
             if got is None:
                 self.why_not = "a value needs pydicom"
-                return data
+                return [data]
             coerced_bytes, self.result = got
-            return data if coerced_bytes is None else coerced_bytes
+            return [data] if coerced_bytes is None else [coerced_bytes, memoryview(data)[head.tail:]]
 
-    def _fall_back(self, data: bytes, why: str) -> bytes:
+    def _fall_back(self, data: bytes, why: str) -> list:
         self._done, self.why_not = True, why
-        return data
+        return [data]
 
     def settle(self) -> Coerced | None:
         """The Coerced result when the object was coerced in the stream, else None (the file path

@@ -516,8 +516,9 @@ def read_head(data: bytes, last_group: int, complete: bool) -> Head:
 
 def coerce_head(head: Head, changes: Mapping[int, Value], provenance: Provenance, *,
                 record: Iterable[int] = ()) -> tuple[bytes, CoerceResult]:
-    """coerce_file on a Head: (the bytes coerce_file would write for the file that starts with
-    head.data, up to len(head.data), the CoerceResult). The rest of that file follows unchanged.
+    """coerce_file on a Head: (the bytes coerce_file writes in place of head.data[:head.tail],
+    the CoerceResult); everything from head.tail on follows unchanged (the caller writes it: not
+    copied here, it is most of a head that holds the first fragment of the pixel data).
     Every change's group must be at most the head's last_group (CoerceError otherwise, as any
     coerce_file refusal)."""
     if provenance.reason not in REASONS:
@@ -528,7 +529,7 @@ def coerce_head(head: Head, changes: Mapping[int, Value], provenance: Provenance
     if head.tail < len(head.data) and max(groups) >= _tag_at(head, head.tail) >> 16:
         raise CoerceError("a change beyond the walked head")
     out = io.BytesIO()
-    result = _write(io.BytesIO(head.data), out, head.transfer_syntax, head.enc, head.start, head.elements,
+    result = _write(io.BytesIO(head.data[:head.tail]), out, head.transfer_syntax, head.enc, head.start, head.elements,
                     head.tail, changes, provenance, record)
     return out.getvalue(), result
 

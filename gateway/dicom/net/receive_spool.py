@@ -94,7 +94,7 @@ class SpoolFile:
 
     def coerce_head(self, head) -> None:
         """issue 11: hold what is written from now on (the file meta first) until `head`
-        (a gateway.buffer.head_coercion.HeadCoercion) returns the bytes to write in its place:
+        (a gateway.buffer.head_coercion.HeadCoercion) returns the buffers to write in its place:
         the coerced header, written once; the rest streams as usual. Call before any write."""
         if self.error is None:
             self._head = self._head_kept = head
@@ -103,9 +103,10 @@ class SpoolFile:
         """issue 11: the data set is complete: write what is still held (the head decides on the
         whole object). Called by the receiver before the intake; start_finish calls it too."""
         if self._head is not None:
-            data = self._head.feed(bytes(self._held), True)
+            out = self._head.feed(bytes(self._held), True)
             self._head, self._held = None, bytearray()
-            self._put(data)
+            for data in out:
+                self._put(data)
 
     def write(self, data) -> int:
         if self._head is not None:
@@ -115,7 +116,8 @@ class SpoolFile:
             out = self._head.feed(bytes(self._held), False)
             if out is not None:
                 self._head, self._held = None, bytearray()
-                self._put(out)
+                for piece in out:
+                    self._put(piece)
             return len(data)
         self._put(data)
         return len(data)
