@@ -472,11 +472,35 @@ class _BytesWalk(_HeaderWalk):
     def __init__(self, data: bytes, enc: _Encoding):
         super().__init__(None, len(data), enc)
         self.data = data
+        self._hh = struct.Struct(enc.e + "HH").unpack_from
+        self._ui = struct.Struct(enc.e + "I").unpack_from
+        self._uh = struct.Struct(enc.e + "H").unpack_from
 
     def _read(self, pos: int, n: int, what: str) -> bytes:
         if pos + n > self.size:
             raise _Truncated(f"data set truncated in {what} at byte {pos}")
         return self.data[pos:pos + n]
+
+    def _tag(self, pos: int) -> int:
+        if pos + 4 > self.size:
+            raise _Truncated(f"data set truncated in an element tag at byte {pos}")
+        g, e = self._hh(self.data, pos)
+        return g << 16 | e
+
+    def header(self, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
+        # As _HeaderWalk.header (the same bytes needed, the same answer), unpacked in place.
+        if pos + 8 > self.size:
+            raise _Truncated(f"data set truncated in an element header at byte {pos}")
+        data = self.data
+        g, e = self._hh(data, pos)
+        if implicit:
+            return g << 16 | e, None, pos + 8, self._ui(data, pos + 4)[0]
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > self.size:
+                raise _Truncated(f"data set truncated in an element length at byte {pos + 8}")
+            return g << 16 | e, vr, pos + 12, self._ui(data, pos + 8)[0]
+        return g << 16 | e, vr, pos + 8, self._uh(data, pos + 6)[0]
 
 
 def read_head(data: bytes, last_group: int, complete: bool) -> Head:
