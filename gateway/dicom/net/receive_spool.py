@@ -14,6 +14,10 @@ Large objects are written behind: every few MB the file's dirty pages are handed
 the rest of the object is still arriving and the fsync before Success only waits for the tail.
 Without it the whole object sits in the page cache until that fsync: a 90 MB ultrasound loop
 costs its full write time again after the last byte arrived.
+
+issue 11: with ingest coercion rules for the sender, the fast path gives the spool the object's
+HeadCoercion (coerce_head): the first bytes are held in memory until the header is complete, and
+the coerced header is written in their place (gateway/buffer/head_coercion.py says why).
 """
 
 from __future__ import annotations
