@@ -15,6 +15,11 @@ Data set group length elements (gggg,0000), retired but legal (PS3.5 7.2), are r
 groups that change; the File Meta Information Group Length stays right because the meta is not
 touched.
 
+The same on a file's first bytes held in memory (read_head, coerce_head: issue 11, coercion in
+the receive stream, gateway/buffer/head_coercion.py): the walk runs on the bytes (slices and
+struct.unpack_from, no file reads) and stops at the same element; the bytes written for the head
+are those coerce_file writes for it, the rest of the file follows as it arrives.
+
 Transfer syntaxes: Implicit VR Little Endian, Explicit VR Little and Big Endian and every
 encapsulated one (the pixel data is in the tail and never looked at). A deflated data set
 (1.2.840.10008.1.2.1.99, 1.2.840.10008.1.2.8.1) is refused with CoerceError: its elements are
