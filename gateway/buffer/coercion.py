@@ -27,6 +27,7 @@ specific_tags): a few attributes of the first groups, never the pixel data.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -42,12 +43,19 @@ from pydicom.valuerep import DT
 
 from gateway.buffer.source import Source
 from gateway.buffer.worklist import WorklistStore
-from gateway.config.coercion import NUMBER_VRS, CoercionRule, attribute_tag, check_value
+from gateway.config.coercion import NUMBER_VRS, CoercionRule, check_value
+from gateway.config.coercion import attribute_tag as _attribute_tag
 from gateway.part10.attributes import InstanceAttributes
-from gateway.part10.coerce import DELETE, CoerceError, Provenance, coerce_file
+from gateway.part10.coerce import DELETE, CoerceError, Head, Provenance, coerce_file
+from gateway.part10.coerce import coerce_head as coerce_head_bytes
 from gateway.part10.structure import StructureError, walk_file
 
 log = logging.getLogger("gateway.buffer.coercion")
+
+# The rules' attribute names and the dictionary's VRs are looked up on every object (each a pydicom
+# dictionary search, ~15% of a header's coercion): cached, the rules and the dictionary never change.
+attribute_tag = functools.lru_cache(maxsize=4096)(_attribute_tag)
+dictionary_VR = functools.lru_cache(maxsize=4096)(dictionary_VR)
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 ACCESSION_NUMBER = 0x00080050
@@ -117,6 +125,12 @@ def _plain_values(path: Path, tags: set[int]) -> dict[int, str | None] | None:
         ts, raw = walk_file(path, wanted=frozenset(tags))
     except (StructureError, OSError, ValueError):
         return None
+    return plain_values_of(raw, tags)
+
+
+def plain_values_of(raw: dict[int, tuple[bytes | None, bytes]], tags: set[int]) -> dict[int, str | None] | None:
+    """_plain_values on raw top-level values already read ({tag: (VR or None, value bytes)}, as
+    structure.walk_file or coerce.Head.values give them); None when any needs pydicom."""
     charset = raw.get(SPECIFIC_CHARACTER_SET, (None, b""))[1].decode("ascii", "replace").strip(" \x00")
     codec = _PLAIN_CODECS.get(charset)
     if codec is None:
@@ -199,10 +213,18 @@ class Coercer:
         """The changes `rules` make to the file at `path`: ({tag: str | DataElement | DELETE}, the
         tags to record unchanged beside them). Raises CoercionFailed (a value its VR refuses, a
         header pydicom cannot read)."""
-        tags = set().union(*(self._tags[r.name] for r in rules))
+        tags = self.tags_of(rules)
         original = _plain_values(path, tags)
         if original is None:
             original = _pydicom_values(path, tags)
+        return self.changes_of(original, rules)
+
+    def tags_of(self, rules: list[CoercionRule]) -> set[int]:
+        """Every tag `rules` read or write (0008,0005 always)."""
+        return set().union(*(self._tags[r.name] for r in rules))
+
+    def changes_of(self, original: dict[int, str | None], rules: list[CoercionRule]) -> tuple[dict, tuple[int, ...]]:
+        """changes() from the values of tags_of(rules) already read (None: absent)."""
         view = dict(original)
         for rule in rules:
             self._apply(rule, view)
@@ -332,6 +354,33 @@ class Coercer:
             out_path.unlink(missing_ok=True)
         values = tuple((t, None if changes[t] is DELETE else _as_text(changes[t])) for t in result.changed)
         return Coerced(names, result.changed, warn and bool(result.changed), values)
+
+
+    def coerce_head(self, head: Head, rules: list[CoercionRule], source_label: str,
+                    when: datetime | None = None) -> tuple[bytes | None, Coerced] | None:
+        """coerce() on the start of a file held in memory (gateway/buffer/head_coercion.py): (the
+        bytes to write instead of head.data[:head.tail], or None when nothing changes; the Coerced
+        result): with the rest after them, the bytes and result coerce() gives for the whole file. None: a value needs pydicom
+        (a character set with code extensions, a number VR, an unexpected VR): left to coerce().
+        Raises CoercionFailed as coerce() does."""
+        tags = self.tags_of(rules)
+        original = plain_values_of(head.values(tags), tags)
+        if original is None:
+            return None
+        changes, record = self.changes_of(original, rules)
+        names = tuple(r.name for r in rules)
+        warn = any(r.store_status == "warning" for r in rules)
+        if not changes:
+            return None, Coerced(names, (), False)
+        provenance = Provenance(self.modifying_system, "COERCE", source_label[:64], when)
+        try:
+            data, result = coerce_head_bytes(head, changes, provenance, record=record)
+        except CoerceError as exc:
+            raise CoercionFailed(str(exc)) from None
+        if not result.changed:
+            return None, Coerced(names, (), False)
+        values = tuple((t, None if changes[t] is DELETE else _as_text(changes[t])) for t in result.changed)
+        return data, Coerced(names, result.changed, warn, values)
 
 
 def _as_text(value) -> str:

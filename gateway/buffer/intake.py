@@ -20,6 +20,7 @@ import os
 import shutil
 import sqlite3
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Callable, Collection
 from gateway.buffer.coercion import (Coerced, CoercionFailed, Coercer, coerced_attributes, describe,
                                      previous_coercion_time)
 from gateway.buffer.files import DiskReserveError, is_disk_full
+from gateway.buffer.head_coercion import HeadCoercion, last_group
 from gateway.buffer.ingest import Buffer, IngestResult, Outcome
 from gateway.buffer.source import Source
 from gateway.config import Config
@@ -85,6 +87,39 @@ class Intake:
         # issue 11: the [[coercion]] rules applied on ingest, before the index and the router
         self.coercer = (Coercer.for_ingest(config, buffer.files.root) if getattr(config, "coercion", None)
                         else Coercer([], ""))
+        # issue 11: the objects being coerced in their receive stream, by spool path (weak: a spool
+        # dropped mid-data-set takes its entry with it)
+        self._heads: "weakref.WeakValueDictionary[str, HeadCoercion]" = weakref.WeakValueDictionary()
+
+    def head_coercion(self, path: Path, source: Source, sop_uid: str) -> HeadCoercion | None:
+        """issue 11: the coercion of the object about to be received into `path` (a spool file, the
+        data set not yet written) in its receive stream (gateway/buffer/head_coercion.py), or None
+        when its source has no ingest rules (or may not store). take() of that path uses it."""
+        rules = self.coercer.rules_for(source) if self.coercer else []
+        if not rules:
+            return None
+        if source.is_ae:
+            peer = self.config.peer_by_ae(source.name)
+            if peer is not None and not peer.may_store:
+                return None
+        group = last_group(self.coercer, rules)
+        if group is None:
+            return None
+        head = HeadCoercion(self.coercer, rules, source.label, self._resend_time(sop_uid), group)
+        self._heads[str(path)] = head
+        return head
+
+    def _resend_time(self, sop_uid: str):
+        """The Attribute Modification DateTime to coerce a re-send of `sop_uid` with (None: now)."""
+        try:
+            row = self.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,))
+        except sqlite3.Error:
+            row = []  # the ingest reports the index's trouble; here it only costs the re-send check
+        if not row:
+            return None
+        # A re-send: coerced with the stored copy's modification time, an identical object
+        # gives identical bytes (Outcome.IDENTICAL, not forwarded again).
+        return previous_coercion_time(self.buffer.files.absolute(row[0]["path"]), self.coercer.modifying_system)
 
     def take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
              synced: StartSync | None = None) -> IntakeResult:
@@ -99,6 +134,9 @@ class Intake:
 
     def _take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
               start_sync: StartSync | None, began: float) -> IntakeResult:
+        head = self._heads.pop(str(path), None)
+        # issue 11: coerced in the receive stream already (its spool is fsynced as without rules)
+        streamed = head.settle() if head is not None else None
         if sop_class not in self.storage_classes:
             return self._refuse(Refusal.NOT_STORAGE_CLASS, source, sop_uid,
                                 f"SOP class {sop_class} is not a storage class")
@@ -108,8 +146,9 @@ class Intake:
                 return self._refuse(Refusal.NOT_AUTHORIZED, source, sop_uid, f"{source.name} may not store")
         # issue 11: the ingest coercion rules of this source (decided by the source alone)
         rules = self.coercer.rules_for(source) if self.coercer else []
+        flush_only = bool(rules) and streamed is None
         try:
-            synced = None if start_sync is None else _flush_only(start_sync) if rules else start_sync()
+            synced = None if start_sync is None else _flush_only(start_sync) if flush_only else start_sync()
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
         # The header is parsed while the fsync runs; the write outcome is reported first.
@@ -148,7 +187,12 @@ class Intake:
                                 "SOP Class UID in data set differs from the request")
         who = source.label
         coerced = None
-        if rules:
+        if rules and streamed is not None:
+            coerced = streamed
+            if coerced.changed:
+                log.info("coerced %s from %s: %s (in the receive stream)", sop_uid, who, describe(coerced),
+                         extra={"sop_instance_uid": sop_uid, "calling_ae": who})
+        elif rules:
             # issue 11: coerced before anything is indexed or routed, so the index, the routes and
             # every forward see the coerced values. A rule that cannot be applied refuses the
             # object: stored uncoerced it would reach the PACS with the very header the rule exists
@@ -168,7 +212,8 @@ class Intake:
             size = path.stat().st_size  # before ingest moves the file
             # Durable already: the spool's fsync (no rules), or the coerced copy's. Rules that changed
             # nothing leave a file only flushed: ingest fsyncs it.
-            durable = (start_sync is not None and not rules) or bool(coerced and coerced.changed)
+            durable = (start_sync is not None and not flush_only) or (
+                streamed is None and bool(coerced and coerced.changed))
             result = self.buffer.ingest(path, attrs, source, synced=durable)
         except OSError as exc:
             return self._write_failed(exc, source, sop_uid)
@@ -195,15 +240,7 @@ class Intake:
         fsynced, renamed over it) and read its attributes again. Returns (Coerced, attributes).
         Raises CoercionFailed, OSError."""
         out = path.with_name(path.name + ".coerced")
-        when = None
-        try:
-            row = self.buffer.index.query("SELECT path FROM instances WHERE sop_uid = ?", (attrs.sop_uid,))
-        except sqlite3.Error:
-            row = []  # the ingest reports the index's trouble; here it only costs the re-send check
-        if row:
-            # A re-send: coerced with the stored copy's modification time, an identical object
-            # gives identical bytes (Outcome.IDENTICAL, not forwarded again).
-            when = previous_coercion_time(self.buffer.files.absolute(row[0]["path"]), self.coercer.modifying_system)
+        when = self._resend_time(attrs.sop_uid)
         coerced = self.coercer.coerce(path, out, rules, source.label, when=when)
         if not coerced.changed:
             return coerced, attrs

@@ -106,6 +106,16 @@ class StoreSCP:
         code, comment = self.store(Path(event.dataset_path), calling, sop_class, sop_uid, synced)
         return status.response(code, comment)
 
+    def head_coercion(self, path: Path, calling: str, sop_uid: str):
+        """issue 11: the fast path's hook for coercion in the receive stream: the Intake's
+        HeadCoercion for the object about to be spooled into `path` from `calling`, or None."""
+        try:
+            return self.intake.head_coercion(path, Source.ae(calling), sop_uid)
+        except Exception as exc:  # noqa: BLE001 - raised on the receiving thread it would end the association
+            log.warning("C-STORE %s from %s: no coercion in the receive stream (%s: %s); coerced after "
+                        "receiving", sop_uid, calling, type(exc).__name__, exc)
+            return None
+
     def store(self, path: Path, calling: str, sop_class: str, sop_uid: str,
               synced: StartSync | None = None) -> tuple[int, str]:
         """Take the received Part-10 file at `path` into the buffer through the intake. `synced`:

@@ -15,6 +15,11 @@ Data set group length elements (gggg,0000), retired but legal (PS3.5 7.2), are r
 groups that change; the File Meta Information Group Length stays right because the meta is not
 touched.
 
+The same on a file's first bytes held in memory (read_head, coerce_head: issue 11, coercion in
+the receive stream, gateway/buffer/head_coercion.py): the walk runs on the bytes (slices and
+struct.unpack_from, no file reads) and stops at the same element; the bytes written for the head
+are those coerce_file writes for it, the rest of the file follows as it arrives.
+
 Transfer syntaxes: Implicit VR Little Endian, Explicit VR Little and Big Endian and every
 encapsulated one (the pixel data is in the tail and never looked at). A deflated data set
 (1.2.840.10008.1.2.1.99, 1.2.840.10008.1.2.8.1) is refused with CoerceError: its elements are
@@ -35,6 +40,8 @@ values are.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import shutil
 import struct
@@ -46,7 +53,7 @@ from typing import BinaryIO, Iterable, Mapping, Union
 
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import DataElement
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR as _dictionary_VR
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
@@ -71,6 +78,8 @@ _PLAIN_TEXT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DT", b"LO", b"LT", b"PN", b"SH"
                    b"UI", b"UR", b"UT"}
 _PLAIN_CODECS = {"ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 _MAX_DEPTH = 32
+# A pydicom dictionary search per new element on every coerced object: cached (the dictionary is fixed).
+dictionary_VR = functools.lru_cache(maxsize=4096)(_dictionary_VR)
 _HEAD_LIMIT = 64 << 20  # a previous value kept in memory: header elements, never pixel data
 _COPY_CHUNK = 1 << 20
 
@@ -78,6 +87,15 @@ _COPY_CHUNK = 1 << 20
 class CoerceError(ValueError):
     """The file cannot be coerced as asked; one line naming why (deflated, a tag that may not be
     changed, a value that does not encode, a data set that does not hold together)."""
+
+
+class _Truncated(CoerceError):
+    """The bytes end inside an element: a file that is cut short, or a head still arriving."""
+
+
+class HeadIncomplete(Exception):
+    """read_head: the bytes given end before the first element of a group above the last one
+    asked for; more of the data set is needed (or the whole of it, complete=True)."""
 
 
 class _Delete:
@@ -162,11 +180,11 @@ class _HeaderWalk:
 
     def _read(self, pos: int, n: int, what: str) -> bytes:
         if pos + n > self.size:
-            raise CoerceError(f"data set truncated in {what} at byte {pos}")
+            raise _Truncated(f"data set truncated in {what} at byte {pos}")
         self.fh.seek(pos)
         data = self.fh.read(n)
         if len(data) != n:
-            raise CoerceError(f"data set truncated in {what} at byte {pos}")
+            raise _Truncated(f"data set truncated in {what} at byte {pos}")
         return data
 
     def _u32(self, pos: int, what: str) -> int:
@@ -216,7 +234,7 @@ class _HeaderWalk:
         else:
             end = value_start + length
             if end > self.size:
-                raise CoerceError(f"data set truncated in the value of {_tagname(tag)} at byte {value_start}")
+                raise _Truncated(f"data set truncated in the value of {_tagname(tag)} at byte {value_start}")
         return _Element(tag, vr, pos, value_start, end, length), end
 
     def top_level(self, start: int, last_group: int) -> tuple[list[_Element], int]:
@@ -346,73 +364,208 @@ def coerce_file(src: Path, out: BinaryIO, changes: Mapping[int, Value], provenan
         if len(head) < 132 or head[128:132] != b"DICM":
             raise CoerceError("not a Part-10 file (no \"DICM\" after the 128-byte preamble, PS3.10 7.1)")
         start, meta = _meta_end(fh, size)
-        ts = meta.get("transfer_syntax", "")
-        if not ts:
-            raise CoerceError("no Transfer Syntax UID (0002,0010) in the file meta")
-        if ts in DEFLATED:
-            raise CoerceError(f"deflated transfer syntax {ts}: the data set is one zlib stream; coercing "
-                              "it would inflate and deflate the whole object (not done)")
-        enc = _Encoding(ts == IMPLICIT_LE, ts != EXPLICIT_BE)
+        ts, enc = _encoding(meta)
         groups = [t >> 16 for t in list(changes) + list(record)] + [ORIGINAL_ATTRIBUTES >> 16]
-        walk = _HeaderWalk(fh, size, enc)
-        elements, tail = walk.top_level(start, max(groups))
-        by_tag = {el.tag: el for el in elements}
+        elements, tail = _HeaderWalk(fh, size, enc).top_level(start, max(groups))
+        return _write(fh, out, ts, enc, start, elements, tail, changes, provenance, record)
 
-        def raw(el: _Element) -> bytes:
-            if el.end - el.start > _HEAD_LIMIT:
-                raise CoerceError(f"{_tagname(el.tag)} is {el.end - el.start} bytes: too large to record "
-                                  "as a previous value")
-            fh.seek(el.start)
-            return fh.read(el.end - el.start)
 
-        charset_el = by_tag.get(SPECIFIC_CHARACTER_SET)
-        charset_raw = raw(charset_el)[charset_el.value_start - charset_el.start:] if charset_el else b""
-        charset = _charset(charset_raw)
-        new_charset = changes.get(SPECIFIC_CHARACTER_SET)
-        if isinstance(new_charset, str):
-            charset = _charset(new_charset.encode("ascii", "replace"))
-        elif isinstance(new_charset, DataElement):
-            v = new_charset.value
-            charset = _charset("\\".join(v if isinstance(v, list) else [str(v or "")]).encode("ascii", "replace"))
-        elif isinstance(new_charset, bytes):
-            charset = _charset(new_charset)
+def _encoding(meta: dict[str, str]) -> tuple[str, "_Encoding"]:
+    ts = meta.get("transfer_syntax", "")
+    if not ts:
+        raise CoerceError("no Transfer Syntax UID (0002,0010) in the file meta")
+    if ts in DEFLATED:
+        raise CoerceError(f"deflated transfer syntax {ts}: the data set is one zlib stream; coercing "
+                          "it would inflate and deflate the whole object (not done)")
+    return ts, _Encoding(ts == IMPLICIT_LE, ts != EXPLICIT_BE)
 
-        # The new encodings, and the previous ones for the Modified Attributes item.
-        new: dict[int, bytes | None] = {}
-        previous: dict[int, bytes] = {}
-        for tag in sorted(changes):
-            old = by_tag.get(tag)
-            value = changes[tag]
-            encoded = None if value is DELETE else _encode(tag, value, old, enc, charset)
-            old_bytes = raw(old) if old is not None else None
-            if encoded == old_bytes:
-                continue  # the value it already has: nothing changes, nothing to record
-            if old is None and encoded is None:
-                continue  # deleting what is not there
-            new[tag] = encoded
-            previous[tag] = old_bytes if old_bytes is not None else _empty(tag, value, enc)
-        if not new:
-            fh.seek(0)
-            out_start = out.tell()
-            shutil.copyfileobj(fh, out, _COPY_CHUNK)
-            return CoerceResult(ts, (), out.tell() - out_start)
-        for tag in record:
-            old = by_tag.get(tag)
-            previous[tag] = raw(old) if old is not None else _empty(tag, None, enc)
-        existing = by_tag.get(ORIGINAL_ATTRIBUTES)
-        item = _original_attributes_item(previous, provenance, enc, charset)
-        new[ORIGINAL_ATTRIBUTES] = _append_item(existing, raw(existing) if existing else None, item, enc)
 
-        plan = _plan(start, elements, new, enc)
+def _write(fh: BinaryIO, out: BinaryIO, ts: str, enc: "_Encoding", start: int, elements: list["_Element"],
+           tail: int, changes: Mapping[int, Value], provenance: Provenance, record: tuple[int, ...]) -> CoerceResult:
+    """coerce_file's output from the walked header: `elements` (top-level, from `start`, the data
+    set's first byte) up to `tail`, the rest of `fh` copied after them."""
+    by_tag = {el.tag: el for el in elements}
+
+    def raw(el: _Element) -> bytes:
+        if el.end - el.start > _HEAD_LIMIT:
+            raise CoerceError(f"{_tagname(el.tag)} is {el.end - el.start} bytes: too large to record "
+                              "as a previous value")
+        fh.seek(el.start)
+        return fh.read(el.end - el.start)
+
+    charset_el = by_tag.get(SPECIFIC_CHARACTER_SET)
+    charset_raw = raw(charset_el)[charset_el.value_start - charset_el.start:] if charset_el else b""
+    charset = _charset(charset_raw)
+    new_charset = changes.get(SPECIFIC_CHARACTER_SET)
+    if isinstance(new_charset, str):
+        charset = _charset(new_charset.encode("ascii", "replace"))
+    elif isinstance(new_charset, DataElement):
+        v = new_charset.value
+        charset = _charset("\\".join(v if isinstance(v, list) else [str(v or "")]).encode("ascii", "replace"))
+    elif isinstance(new_charset, bytes):
+        charset = _charset(new_charset)
+
+    # The new encodings, and the previous ones for the Modified Attributes item.
+    new: dict[int, bytes | None] = {}
+    previous: dict[int, bytes] = {}
+    for tag in sorted(changes):
+        old = by_tag.get(tag)
+        value = changes[tag]
+        encoded = None if value is DELETE else _encode(tag, value, old, enc, charset)
+        old_bytes = raw(old) if old is not None else None
+        if encoded == old_bytes:
+            continue  # the value it already has: nothing changes, nothing to record
+        if old is None and encoded is None:
+            continue  # deleting what is not there
+        new[tag] = encoded
+        previous[tag] = old_bytes if old_bytes is not None else _empty(tag, value, enc)
+    if not new:
+        fh.seek(0)
         out_start = out.tell()
-        for piece in plan:
-            if isinstance(piece, bytes):
-                out.write(piece)
-            else:
-                _copy_range(fh, out, piece[0], piece[1])
-        fh.seek(tail)
         shutil.copyfileobj(fh, out, _COPY_CHUNK)
-        return CoerceResult(ts, tuple(sorted(t for t in new if t != ORIGINAL_ATTRIBUTES)), out.tell() - out_start)
+        return CoerceResult(ts, (), out.tell() - out_start)
+    for tag in record:
+        old = by_tag.get(tag)
+        previous[tag] = raw(old) if old is not None else _empty(tag, None, enc)
+    existing = by_tag.get(ORIGINAL_ATTRIBUTES)
+    item = _original_attributes_item(previous, provenance, enc, charset)
+    new[ORIGINAL_ATTRIBUTES] = _append_item(existing, raw(existing) if existing else None, item, enc)
+
+    plan = _plan(start, elements, new, enc)
+    out_start = out.tell()
+    for piece in plan:
+        if isinstance(piece, bytes):
+            out.write(piece)
+        else:
+            _copy_range(fh, out, piece[0], piece[1])
+    fh.seek(tail)
+    shutil.copyfileobj(fh, out, _COPY_CHUNK)
+    return CoerceResult(ts, tuple(sorted(t for t in new if t != ORIGINAL_ATTRIBUTES)), out.tell() - out_start)
+
+
+@dataclass
+class Head:
+    """The first bytes of a Part-10 file (preamble, file meta, the data set's start) walked up to
+    the first element of a group above `last_group` (read_head). values(): the walked top-level
+    elements' raw values."""
+
+    data: bytes
+    transfer_syntax: str
+    start: int  # the data set's first byte
+    elements: list
+    tail: int  # the first byte after the walked elements
+    enc: "_Encoding"
+
+    def values(self, tags) -> dict[int, tuple[bytes | None, bytes]]:
+        """{tag: (VR or None for Implicit VR, raw value bytes)} of those of `tags` present, as
+        structure.walk_file gives them. An element of undefined length is given as b"" with VR
+        b"SQ" (never a text value: the caller falls back)."""
+        out = {}
+        for el in self.elements:
+            if el.tag in tags:
+                if el.length == UNDEFINED:
+                    out[el.tag] = (b"SQ", b"")
+                else:
+                    out[el.tag] = (el.vr, self.data[el.value_start:el.end])
+        return out
+
+
+class _BytesWalk(_HeaderWalk):
+    """_HeaderWalk over bytes in memory: slices instead of seek and read (a head is walked while
+    the C-STORE is being received; the file walk's two calls per field are most of its cost)."""
+
+    def __init__(self, data: bytes, enc: _Encoding):
+        super().__init__(None, len(data), enc)
+        self.data = data
+        self._hh = struct.Struct(enc.e + "HH").unpack_from
+        self._ui = struct.Struct(enc.e + "I").unpack_from
+        self._uh = struct.Struct(enc.e + "H").unpack_from
+
+    def _read(self, pos: int, n: int, what: str) -> bytes:
+        if pos + n > self.size:
+            raise _Truncated(f"data set truncated in {what} at byte {pos}")
+        return self.data[pos:pos + n]
+
+    def _tag(self, pos: int) -> int:
+        if pos + 4 > self.size:
+            raise _Truncated(f"data set truncated in an element tag at byte {pos}")
+        g, e = self._hh(self.data, pos)
+        return g << 16 | e
+
+    def header(self, pos: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
+        # As _HeaderWalk.header (the same bytes needed, the same answer), unpacked in place.
+        if pos + 8 > self.size:
+            raise _Truncated(f"data set truncated in an element header at byte {pos}")
+        data = self.data
+        g, e = self._hh(data, pos)
+        if implicit:
+            return g << 16 | e, None, pos + 8, self._ui(data, pos + 4)[0]
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > self.size:
+                raise _Truncated(f"data set truncated in an element length at byte {pos + 8}")
+            return g << 16 | e, vr, pos + 12, self._ui(data, pos + 8)[0]
+        return g << 16 | e, vr, pos + 8, self._uh(data, pos + 6)[0]
+
+
+def read_head(data: bytes, last_group: int, complete: bool) -> Head:
+    """Walk the start of a Part-10 file held in memory, `data`, up to the first element of a group
+    above `last_group` (the point from which coerce_head leaves the bytes as they are).
+
+    complete: `data` is the whole file. Raises HeadIncomplete when `data` ends before that point
+    and not complete; CoerceError when the bytes do not hold together, for a deflated transfer
+    syntax, or a data set starting with group 0002 elements (left to the file path)."""
+    if len(data) < 132:
+        if complete:
+            raise CoerceError("not a Part-10 file (shorter than preamble and \"DICM\")")
+        raise HeadIncomplete()
+    if data[128:132] != b"DICM":
+        raise CoerceError("not a Part-10 file (no \"DICM\" after the 128-byte preamble, PS3.10 7.1)")
+    try:
+        start, meta = file_meta(data)
+    except StructureError as exc:
+        if complete:
+            raise CoerceError(f"file meta: {exc}") from None
+        raise HeadIncomplete() from None
+    if start >= len(data) and not complete:
+        raise HeadIncomplete()
+    ts, enc = _encoding(meta)
+    try:
+        elements, tail = _BytesWalk(data, enc).top_level(start, last_group)
+    except _Truncated:
+        if complete:
+            raise
+        raise HeadIncomplete() from None
+    if tail >= len(data) and not complete:
+        raise HeadIncomplete()  # ended on an element boundary: the next may still be in the group
+    if elements and elements[0].tag >> 16 == 0x0002:
+        raise CoerceError("data set begins with file meta elements")
+    return Head(data, ts, start, elements, tail, enc)
+
+
+def coerce_head(head: Head, changes: Mapping[int, Value], provenance: Provenance, *,
+                record: Iterable[int] = ()) -> tuple[bytes, CoerceResult]:
+    """coerce_file on a Head: (the bytes coerce_file writes in place of head.data[:head.tail],
+    the CoerceResult); everything from head.tail on follows unchanged (the caller writes it: not
+    copied here, it is most of a head that holds the first fragment of the pixel data).
+    Every change's group must be at most the head's last_group (CoerceError otherwise, as any
+    coerce_file refusal)."""
+    if provenance.reason not in REASONS:
+        raise CoerceError(f"reason {provenance.reason!r}: (0400,0565) is COERCE or CORRECT")
+    record = tuple(t for t in record if t not in changes)
+    _check_changes(changes, record)
+    groups = [t >> 16 for t in list(changes) + list(record)] + [ORIGINAL_ATTRIBUTES >> 16]
+    if head.tail < len(head.data) and max(groups) >= _tag_at(head, head.tail) >> 16:
+        raise CoerceError("a change beyond the walked head")
+    out = io.BytesIO()
+    result = _write(io.BytesIO(head.data[:head.tail]), out, head.transfer_syntax, head.enc, head.start, head.elements,
+                    head.tail, changes, provenance, record)
+    return out.getvalue(), result
+
+
+def _tag_at(head: Head, pos: int) -> int:
+    g, e = struct.unpack_from(head.enc.e + "HH", head.data, pos)
+    return g << 16 | e
 
 
 def _meta_end(fh: BinaryIO, size: int) -> tuple[int, dict[str, str]]:
@@ -482,6 +635,7 @@ def _plan(meta_end: int, elements: list[_Element], new: dict[int, bytes | None],
     """The output up to the tail: byte ranges of the file (start, end) to copy and bytes to write,
     in tag order; group lengths of the groups that change recomputed."""
     by_tag = {el.tag: el for el in elements}
+
     touched = {t >> 16 for t in new}
     pieces: list[tuple[int, object]] = []  # (tag, (start, end) | bytes)
     for tag in sorted(set(by_tag) | set(new)):

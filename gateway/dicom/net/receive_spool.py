@@ -14,6 +14,10 @@ Large objects are written behind: every few MB the file's dirty pages are handed
 the rest of the object is still arriving and the fsync before Success only waits for the tail.
 Without it the whole object sits in the page cache until that fsync: a 90 MB ultrasound loop
 costs its full write time again after the last byte arrived.
+
+issue 11: with ingest coercion rules for the sender, the fast path gives the spool the object's
+HeadCoercion (coerce_head): the first bytes are held in memory until the header is complete, and
+the coerced header is written in their place (gateway/buffer/head_coercion.py says why).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ _BUFFER = 1 << 20
 _DIRECT = 64 * 1024
 _WRITEBEHIND_STEP = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+# issue 11: a head held for coercion is first tried at this size (end_head tries a smaller object).
+_HEAD_MIN = 2048
 
 
 def _load_sync_file_range():
@@ -72,6 +78,10 @@ class SpoolFile:
         self._written = 0
         self._handed_to_disk = 0
         self.error: OSError | None = None
+        self._head = None  # issue 11: the object's coercion in the stream, while its head is held
+        # ... and kept to the end: the intake finds it by this file's path in a weak mapping.
+        self._head_kept = None
+        self._held = bytearray()
         if _reserve_check is not None:
             try:
                 _reserve_check()
@@ -86,7 +96,37 @@ class SpoolFile:
         # Deliberately nothing: pynetdicom flushes after every fragment; finish() syncs once.
         pass
 
+    def coerce_head(self, head) -> None:
+        """issue 11: hold what is written from now on (the file meta first) until `head`
+        (a gateway.buffer.head_coercion.HeadCoercion) returns the buffers to write in its place:
+        the coerced header, written once; the rest streams as usual. Call before any write."""
+        if self.error is None:
+            self._head = self._head_kept = head
+
+    def end_head(self) -> None:
+        """issue 11: the data set is complete: write what is still held (the head decides on the
+        whole object). Called by the receiver before the intake; start_finish calls it too."""
+        if self._head is not None:
+            out = self._head.feed(bytes(self._held), True)
+            self._head, self._held = None, bytearray()
+            for data in out:
+                self._put(data)
+
     def write(self, data) -> int:
+        if self._head is not None:
+            self._held += data
+            if len(self._held) < _HEAD_MIN:
+                return len(data)  # the file meta alone: the header is not there yet
+            out = self._head.feed(bytes(self._held), False)
+            if out is not None:
+                self._head, self._held = None, bytearray()
+                for piece in out:
+                    self._put(piece)
+            return len(data)
+        self._put(data)
+        return len(data)
+
+    def _put(self, data) -> None:
         if self.error is None:
             try:
                 if len(data) >= _DIRECT:
@@ -101,7 +141,6 @@ class SpoolFile:
                     self._write_behind()
             except OSError as exc:
                 self._fail(exc)
-        return len(data)
 
     def _write_behind(self) -> None:
         if _sync_file_range is None:
@@ -133,6 +172,7 @@ class SpoolFile:
         be closed before the future is done. The future raises what finish() would.
         durable=False (issue 11): flush only, the future already done: the intake writes the
         object again (coerced) and fsyncs that copy, so this one need not reach the disk."""
+        self.end_head()
         if self.error is not None:
             raise self.error
         try:

@@ -103,6 +103,10 @@ class StorageAcceptor(PduConnection):
         self.pdu_limit = pdu_limit
         self.session_s = session_s
         self.store = store
+        # issue 11: StoreSCP.head_coercion, when the store callable is StoreSCP's: the ingest
+        # coercion rules applied in the receive stream (gateway/buffer/head_coercion.py). Looked up
+        # on the callable's owner so the acceptor's signature (and other Store callables) stay.
+        self.head_coercion = getattr(getattr(store, "__self__", None), "head_coercion", None)
         self._message: _Message | None = None
         # The spool file for the next object, created while the sender prepares it (creating a
         # file costs a journal operation; off the critical path it is free).
@@ -285,6 +289,10 @@ class StorageAcceptor(PduConnection):
         except OSError as exc:
             m.spool_error = exc
             return
+        if self.head_coercion is not None:
+            head = self.head_coercion(Path(m.spool.name), self.calling_ae, command.affected_sop_instance)
+            if head is not None:
+                m.spool.coerce_head(head)
         m.spool.write(file_meta.encode(command.affected_sop_class, command.affected_sop_instance,
                                        self.contexts[m.context_id][1], self.calling_ae))
 
@@ -334,6 +342,7 @@ class StorageAcceptor(PduConnection):
                 raise ConnectionClosed()
             self._storing = True
         try:
+            m.spool.end_head()
             code, comment = self.store(Path(m.spool.name), self.calling_ae, command.affected_sop_class,
                                        command.affected_sop_instance, m.spool.start_finish)
         except Exception:
