@@ -153,7 +153,8 @@ class Gateway:
         # Query/Retrieve C-FIND over the buffer (peers.*.may_query)
         self.qr_find = QueryFindSCP(cfg, self.buffer.index, self.events)
         roles.append(self.qr_find)
-        self.listener = Listener(cfg, roles, store=self.store_scp.store, events=self.events)
+        self.listener = Listener(cfg, roles, store=self.store_scp.store, events=self.events,
+                                 head_coercion=self.store_scp.head_coercion)
         self.forwarders = [
             Forwarder(name, cfg, self.buffer, self.events, self.commitment, report)
             for name, dest in cfg.destinations.items() if dest.enabled

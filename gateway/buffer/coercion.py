@@ -1,5 +1,4 @@
-"""Applying the `[[coercion]]` rules (gateway/config/coercion.py) to one received Part-10 file
-(issue 11 item 3).
+"""Applying the `[[coercion]]` rules (gateway/config/coercion.py) to one received Part-10 file.
 
 On ingest (the Intake, gateway/buffer/intake.py, before the index or the router see the object):
 every path into the buffer (C-STORE fast path and pynetdicom path, media import, capture) passes the

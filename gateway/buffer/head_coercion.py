@@ -1,5 +1,5 @@
 """Ingest coercion in the receive stream: an object's `[[coercion]]` rules applied to the first
-bytes of its data set while the rest is still arriving (issue 11 item 3; the bench target is the
+bytes of its data set while the rest is still arriving (the bench target is the
 spine's ingest with rules >= 0.9x of without).
 
 Why: coercing after the object is received (Intake._coerce, gateway/buffer/coercion.py) reads the

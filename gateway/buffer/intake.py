@@ -46,7 +46,7 @@ StartSync = Callable[[], "Future[None]"]
 
 
 def _flush_only(start_sync: StartSync) -> "Future[None]":
-    """issue 11: the received file flushed but not fsynced, for an object the coercion rules will
+    """the received file flushed but not fsynced, for an object the coercion rules will
     write again (and fsync): a second disk write of the whole object on the C-STORE's path would
     halve what the box takes in. A StartSync without the keyword (another caller) fsyncs as before."""
     try:
@@ -63,7 +63,7 @@ class Refusal(enum.Enum):
     DISK_FULL = "disk-full"  # the reserve, or the file system, is full
     WRITE_FAILED = "write-failed"  # any other write error
     INDEX_ERROR = "index-error"  # the index transaction failed
-    COERCION_FAILED = "coercion-failed"  # issue 11: a [[coercion]] rule cannot be applied to it
+    COERCION_FAILED = "coercion-failed"  # a [[coercion]] rule cannot be applied to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class IntakeResult:
     refusal: Refusal | None = None
     reason: str = ""
     ingest: IngestResult | None = None
-    coerced: Coerced | None = None  # issue 11: the ingest coercion rules that applied, if any
+    coerced: Coerced | None = None  # the ingest coercion rules that applied, if any
 
     @property
     def ok(self) -> bool:
@@ -84,15 +84,15 @@ class Intake:
         self.buffer = buffer
         self.events = events
         self.storage_classes = storage_classes
-        # issue 11: the [[coercion]] rules applied on ingest, before the index and the router
+        # the [[coercion]] rules applied on ingest, before the index and the router
         self.coercer = (Coercer.for_ingest(config, buffer.files.root) if getattr(config, "coercion", None)
                         else Coercer([], ""))
-        # issue 11: the objects being coerced in their receive stream, by spool path (weak: a spool
+        # the objects being coerced in their receive stream, by spool path (weak: a spool
         # dropped mid-data-set takes its entry with it)
         self._heads: "weakref.WeakValueDictionary[str, HeadCoercion]" = weakref.WeakValueDictionary()
 
     def head_coercion(self, path: Path, source: Source, sop_uid: str) -> HeadCoercion | None:
-        """issue 11: the coercion of the object about to be received into `path` (a spool file, the
+        """the coercion of the object about to be received into `path` (a spool file, the
         data set not yet written) in its receive stream (gateway/buffer/head_coercion.py), or None
         when its source has no ingest rules (or may not store). take() of that path uses it."""
         rules = self.coercer.rules_for(source) if self.coercer else []
@@ -135,7 +135,7 @@ class Intake:
     def _take(self, path: Path, source: Source, sop_class: str, sop_uid: str,
               start_sync: StartSync | None, began: float) -> IntakeResult:
         head = self._heads.pop(str(path), None)
-        # issue 11: coerced in the receive stream already (its spool is fsynced as without rules)
+        # coerced in the receive stream already (its spool is fsynced as without rules)
         streamed = head.settle() if head is not None else None
         if sop_class not in self.storage_classes:
             return self._refuse(Refusal.NOT_STORAGE_CLASS, source, sop_uid,
@@ -144,7 +144,7 @@ class Intake:
             peer = self.config.peer_by_ae(source.name)
             if peer is not None and not peer.may_store:
                 return self._refuse(Refusal.NOT_AUTHORIZED, source, sop_uid, f"{source.name} may not store")
-        # issue 11: the ingest coercion rules of this source (decided by the source alone)
+        # the ingest coercion rules of this source (decided by the source alone)
         rules = self.coercer.rules_for(source) if self.coercer else []
         flush_only = bool(rules) and streamed is None
         try:
@@ -193,7 +193,7 @@ class Intake:
                 log.info("coerced %s from %s: %s (in the receive stream)", sop_uid, who, describe(coerced),
                          extra={"sop_instance_uid": sop_uid, "calling_ae": who})
         elif rules:
-            # issue 11: coerced before anything is indexed or routed, so the index, the routes and
+            # coerced before anything is indexed or routed, so the index, the routes and
             # every forward see the coerced values. A rule that cannot be applied refuses the
             # object: stored uncoerced it would reach the PACS with the very header the rule exists
             # to fix (a wrong institution, a patient ID without its issuer); refused, the modality
@@ -236,7 +236,7 @@ class Intake:
         return IntakeResult(ingest=result, coerced=coerced)
 
     def _coerce(self, path: Path, attrs, source: Source, rules):
-        """issue 11: apply `rules` to the received file in place (a coerced copy written beside it,
+        """apply `rules` to the received file in place (a coerced copy written beside it,
         fsynced, renamed over it) and read its attributes again. Returns (Coerced, attributes).
         Raises CoercionFailed, OSError."""
         out = path.with_name(path.name + ".coerced")

@@ -1,4 +1,4 @@
-"""`[[coercion]]`: attribute coercion rules (issue 11 item 3; applied by gateway/buffer/coercion.py).
+"""`[[coercion]]`: attribute coercion rules (applied by gateway/buffer/coercion.py).
 
 A legacy modality sends headers a PACS rejects or files images under the wrong institution; a rule
 rewrites the few attributes that are wrong, and every change is recorded in the object's Original
@@ -293,8 +293,9 @@ class CoercionRule(Section):
 
 
 def check_config_lines(config) -> list[str]:
-    """check-config's lines for issue 11 (`config`: a gateway.config.Config): each coercion rule
-    (CoercionRule.summary) and each route that matches on indexed attributes."""
+    """check-config's lines for the coercion rules and attribute routes (`config`: a
+    gateway.config.Config): each coercion rule (CoercionRule.summary) and each route that matches
+    on indexed attributes."""
     lines = [f"coerces ({i + 1}) {rule.summary()}" for i, rule in enumerate(config.coercion)]
     for i, route in enumerate(config.routes):
         if route.match:

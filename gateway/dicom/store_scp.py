@@ -107,7 +107,7 @@ class StoreSCP:
         return status.response(code, comment)
 
     def head_coercion(self, path: Path, calling: str, sop_uid: str):
-        """issue 11: the fast path's hook for coercion in the receive stream: the Intake's
+        """The fast path's hook for coercion in the receive stream: the Intake's
         HeadCoercion for the object about to be spooled into `path` from `calling`, or None."""
         try:
             return self.intake.head_coercion(path, Source.ae(calling), sop_uid)

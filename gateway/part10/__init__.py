@@ -10,7 +10,7 @@ What lives here:
                    walk, with pydicom only for the unusual header
   coerce.py        attribute coercion on the bytes: set/replace/delete top-level elements, the
                    previous values in an Original Attributes Sequence item (PS3.3 C.12.1.1.9),
-                   everything else copied as it was (import reconciliation; issue 11's coercion)
+                   everything else copied as it was (import reconciliation; attribute coercion)
 
 Who uses it: the buffer (ingest, routing), the DICOM roles (the storage acceptor writes the file
 meta, the requestor reads it back, the Store SCP reads attributes), app.py (configure_pydicom),

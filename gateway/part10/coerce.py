@@ -15,7 +15,7 @@ Data set group length elements (gggg,0000), retired but legal (PS3.5 7.2), are r
 groups that change; the File Meta Information Group Length stays right because the meta is not
 touched.
 
-The same on a file's first bytes held in memory (read_head, coerce_head: issue 11, coercion in
+The same on a file's first bytes held in memory (read_head, coerce_head: coercion in
 the receive stream, gateway/buffer/head_coercion.py): the walk runs on the bytes (slices and
 struct.unpack_from, no file reads) and stops at the same element; the bytes written for the head
 are those coerce_file writes for it, the rest of the file follows as it arrives.
@@ -278,7 +278,7 @@ def _encode(tag: int, value: Value, existing: _Element | None, enc: _Encoding, c
         if codec is not None and vr in _PLAIN_TEXT_VRS and (codec != "ascii" or text.isascii()):
             # A text value in a one-byte-per-code or UTF-8 character set is its characters' bytes:
             # encoded here, not by pydicom (a DataElement and its writer cost as much as the rest of
-            # the coercion of a header; issue 11's ingest bench pays it on every object).
+            # the coercion of a header; the ingest bench pays it on every object).
             try:
                 return enc.element(tag, vr, text.encode(codec))
             except UnicodeEncodeError:

@@ -102,6 +102,10 @@ def test_coerced_instances_reach_the_pacs_routed_by_modality(setup, tmp_path):
     (stored_mr,) = [d for d in stored if d.SOPInstanceUID == mr_uid]
     assert "InstitutionalDepartmentName" not in stored_mr and stored_mr.StationName == "LEGACY1"
     assert "coerced " + ct_uid in gw.log and "General Hospital" not in gw.log
+    # storescu's association carries storage only: the fast path coerced each header while the
+    # object arrived (one write), not after it (gateway/buffer/head_coercion.py).
+    coerced = [line for line in gw.log.splitlines() if "coerced " + ct_uid in line]
+    assert len(coerced) == 1 and coerced[0].endswith("(in the receive stream)"), coerced
 
 
 def _worklist(buffer_dir: Path) -> None:

@@ -41,7 +41,7 @@ from gateway.dicom.net.pdu_socket import (
     reject_pdu,
 )
 from gateway.dicom.net.pynetdicom_patches import pdu_limit
-from gateway.dicom.net.storage_acceptor import Store, StorageAcceptor
+from gateway.dicom.net.storage_acceptor import HeadCoercionHook, Store, StorageAcceptor
 from gateway.identity import APPLICATION_CONTEXT_NAME, escaped_ae, user_information
 
 log = logging.getLogger("gateway.dicom.acceptor")
@@ -97,16 +97,19 @@ def _drain(sock: socket.socket) -> None:
 class Acceptor:
     """`fast_abstracts`: abstract syntaxes the fast path serves (storage classes, verification).
     `supported`: the listener's supported presentation contexts (negotiation input).
-    `hand_off(sock, address)`: gives a connection to pynetdicom."""
+    `hand_off(sock, address)`: gives a connection to pynetdicom.
+    `head_coercion(path, calling_ae, sop_uid)`: the fast path's hook for coercion in the receive
+    stream (StoreSCP.head_coercion; None: objects are coerced, if at all, after receiving)."""
 
     def __init__(self, config: Config, policy: AssociationPolicy, supported: list, fast_abstracts: frozenset,
-                 store: Store, hand_off):
+                 store: Store, hand_off, head_coercion: HeadCoercionHook | None = None):
         self.config = config
         self.policy = policy
         self.supported = supported
         self.fast_abstracts = fast_abstracts
         self.store = store
         self.hand_off = hand_off
+        self.head_coercion = head_coercion
         self._listen: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -328,7 +331,8 @@ class Acceptor:
             # Past negotiation the socket may idle as long as the inactivity timer allows.
             sock.settimeout(self.config.timers.inactivity_s)
             assoc = StorageAcceptor(sock, reader, calling, host, contexts, request.maximum_length_received or 0,
-                                       pdu_limit(self.config.ae.max_pdu), self.config.timers.session_s, self.store)
+                                       pdu_limit(self.config.ae.max_pdu), self.config.timers.session_s, self.store,
+                                       self.head_coercion)
             with self._lock:
                 if self._stopping:
                     return

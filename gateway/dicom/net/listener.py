@@ -49,10 +49,12 @@ class Listener:
     are offered; their handlers run after the association policy's own.
     `store`: StoreSCP.store, for the fast path, which then serves every association proposing only
     contexts marked fast_path (None: pynetdicom serves all).
+    `head_coercion`: StoreSCP.head_coercion, the fast path's coercion in the receive stream.
     `events`: the bus that hears of associations opened, refused and closed on both paths
     (association_events.py); None: nobody is told."""
 
-    def __init__(self, config: Config, roles: list[ServiceRole], store=None, events: EventBus | None = None):
+    def __init__(self, config: Config, roles: list[ServiceRole], store=None, events: EventBus | None = None,
+                 head_coercion=None):
         self.config = config
         called_titles = [t for role in roles for t in role.called_titles()]
         self.observed = AssociationEvents(events)
@@ -84,6 +86,7 @@ class Listener:
         self.fast_abstracts = frozenset(fast)
         self._handlers = handlers
         self._store = store
+        self._head_coercion = head_coercion
         self._server = None
         self._acceptor = None
 
@@ -95,7 +98,7 @@ class Listener:
                                       evt_handlers=self._handlers)
         fast = self.fast_abstracts if self._store is not None else frozenset()
         self._acceptor = Acceptor(self.config, self.policy, self.ae.supported_contexts, fast,
-                                  self._store, self._server.hand_off)
+                                  self._store, self._server.hand_off, self._head_coercion)
         try:
             self._acceptor.start(accept=False)
         except BaseException:

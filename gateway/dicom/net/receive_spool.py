@@ -15,7 +15,7 @@ the rest of the object is still arriving and the fsync before Success only waits
 Without it the whole object sits in the page cache until that fsync: a 90 MB ultrasound loop
 costs its full write time again after the last byte arrived.
 
-issue 11: with ingest coercion rules for the sender, the fast path gives the spool the object's
+With ingest coercion rules for the sender, the fast path gives the spool the object's
 HeadCoercion (coerce_head): the first bytes are held in memory until the header is complete, and
 the coerced header is written in their place (gateway/buffer/head_coercion.py says why).
 """
@@ -35,7 +35,7 @@ _BUFFER = 1 << 20
 _DIRECT = 64 * 1024
 _WRITEBEHIND_STEP = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
-# issue 11: a head held for coercion is first tried at this size (end_head tries a smaller object).
+# a head held for coercion is first tried at this size (end_head tries a smaller object).
 _HEAD_MIN = 2048
 
 
@@ -78,7 +78,7 @@ class SpoolFile:
         self._written = 0
         self._handed_to_disk = 0
         self.error: OSError | None = None
-        self._head = None  # issue 11: the object's coercion in the stream, while its head is held
+        self._head = None  # the object's coercion in the stream, while its head is held
         # ... and kept to the end: the intake finds it by this file's path in a weak mapping.
         self._head_kept = None
         self._held = bytearray()
@@ -97,14 +97,14 @@ class SpoolFile:
         pass
 
     def coerce_head(self, head) -> None:
-        """issue 11: hold what is written from now on (the file meta first) until `head`
+        """hold what is written from now on (the file meta first) until `head`
         (a gateway.buffer.head_coercion.HeadCoercion) returns the buffers to write in its place:
         the coerced header, written once; the rest streams as usual. Call before any write."""
         if self.error is None:
             self._head = self._head_kept = head
 
     def end_head(self) -> None:
-        """issue 11: the data set is complete: write what is still held (the head decides on the
+        """the data set is complete: write what is still held (the head decides on the
         whole object). Called by the receiver before the intake; start_finish calls it too."""
         if self._head is not None:
             out = self._head.feed(bytes(self._held), True)
@@ -170,7 +170,7 @@ class SpoolFile:
     def start_finish(self, durable: bool = True) -> "Future[None]":
         """Flush now; fsync on a worker thread. The file may be read by path at once; it must not
         be closed before the future is done. The future raises what finish() would.
-        durable=False (issue 11): flush only, the future already done: the intake writes the
+        durable=False: flush only, the future already done: the intake writes the
         object again (coerced) and fsyncs that copy, so this one need not reach the disk."""
         self.end_head()
         if self.error is not None:

@@ -22,7 +22,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from gateway.dicom import status
 from gateway.dicom.net import dimse_command, receive_spool
@@ -56,6 +56,8 @@ MAX_COMMAND_SET = 64 * 1024
 
 # StoreSCP.store(path, calling AE, SOP class, SOP instance, start of the spool's fsync).
 Store = Callable[[Path, str, str, str, Callable], "tuple[int, str]"]
+# (spool path, calling AE, SOP Instance UID) -> the head coercion for that object, or None.
+HeadCoercionHook = Callable[[Path, str, str], Any]
 
 
 class ProtocolError(Exception):
@@ -92,7 +94,7 @@ class StorageAcceptor(PduConnection):
 
     def __init__(self, sock: socket.socket, reader: SocketReader, calling_ae: str, peer: str,
                  contexts: dict[int, tuple[str, str]], peer_max_pdu: int, pdu_limit: int,
-                 session_s: float, store: Store):
+                 session_s: float, store: Store, head_coercion: HeadCoercionHook | None = None):
         # PduConnection's lock also serialises the stop decision: stop() must not abort in the
         # middle of a store whose Success is about to go out, nor write into a response.
         super().__init__(sock, reader)
@@ -103,10 +105,8 @@ class StorageAcceptor(PduConnection):
         self.pdu_limit = pdu_limit
         self.session_s = session_s
         self.store = store
-        # issue 11: StoreSCP.head_coercion, when the store callable is StoreSCP's: the ingest
-        # coercion rules applied in the receive stream (gateway/buffer/head_coercion.py). Looked up
-        # on the callable's owner so the acceptor's signature (and other Store callables) stay.
-        self.head_coercion = getattr(getattr(store, "__self__", None), "head_coercion", None)
+        # The ingest coercion rules applied in the receive stream (gateway/buffer/head_coercion.py).
+        self.head_coercion = head_coercion
         self._message: _Message | None = None
         # The spool file for the next object, created while the sender prepares it (creating a
         # file costs a journal operation; off the critical path it is free).
