@@ -26,7 +26,10 @@ each pending response is sent as ONE pre-encoded message: the C-FIND-RSP command
 per request by pynetdicom (R13) with only Status fixed for the request, the identifier encoded by
 hand (query.encode_response), both as two PDVs of one P-DATA-TF PDU through the DUL's queue (R12);
 the queue is bounded (P7) so that memory does not grow with the number of matches and a C-CANCEL
-is seen while the DUL still has at most a few pendings to send. Final responses, failures and
+is seen while the DUL still has at most a few pendings to send. (pynetdicom's DUL reads the peer's
+PDUs only in a loop where its outgoing queue is empty: the C-CANCEL is read when the matching
+falls behind the sending, which tests/interop/test_qr_find_fast_wire.py checks by count: 65-70
+pendings after findscu --cancel 2 over 10,000 matches.) Final responses, failures and
 every other transfer syntax (deflated, big endian) go through pynetdicom's send_msg, as all
 responses did before: 690 responses/s against Orthanc's 2,652 (issue 11's bench), most of each
 response's time being pynetdicom's command-set Dataset, pydicom's generic writer and two DUL loops
