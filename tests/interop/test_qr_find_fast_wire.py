@@ -13,7 +13,11 @@ from pynetdicom import AE
 
 from gateway.buffer.query import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 
-from test_qr_find_scp import _q, gw  # noqa: F401 - the gateway fixture: charset files + a CT series
+import test_qr_find_scp
+from test_qr_find_scp import _q
+
+# The gateway fixture of test_qr_find_scp: pydicom's charset files and a CT series stored.
+gw = test_qr_find_scp.gw
 
 
 def _find(gw, model: str, ts: str, ds) -> tuple[list[int], list[list[tuple]]]:
@@ -44,7 +48,7 @@ def _keys(level: str, **extra):
 
 
 @pytest.mark.parametrize("model", [STUDY_ROOT_FIND, PATIENT_ROOT_FIND])
-def test_fast_and_pynetdicom_paths_answer_the_same(gw, model):  # noqa: F811
+def test_fast_and_pynetdicom_paths_answer_the_same(gw, model):
     if model == PATIENT_ROOT_FIND:
         q = _q("PATIENT", PatientName="", PatientID="", PatientBirthDate="", PatientSex="",
                NumberOfPatientRelatedStudies="")
@@ -65,7 +69,7 @@ def test_fast_and_pynetdicom_paths_answer_the_same(gw, model):  # noqa: F811
             assert got[1] == slow[1], ts
 
 
-def test_series_and_image_levels_the_same_both_ways(gw):  # noqa: F811
+def test_series_and_image_levels_the_same_both_ways(gw):
     _, studies = _find(gw, STUDY_ROOT_FIND, ExplicitVRLittleEndian, _keys("STUDY"))
     uids = [v for r in studies for t, _vr, v in r if t == 0x0020000D]
     assert uids

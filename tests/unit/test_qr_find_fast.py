@@ -15,7 +15,10 @@ from pynetdicom.dsutils import encode
 from gateway.buffer import query
 from gateway.buffer.query import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
 
-from test_qr_query import buf, cts  # noqa: F401 - the fixtures: pydicom's charset files + made CTs
+import test_qr_query
+
+# The fixtures of test_qr_query: a buffer with pydicom's charset files, and made CT studies.
+buf, cts = test_qr_query.buf, test_qr_query.cts
 
 
 def _identifier(level: str, model: str, parent: dict) -> Dataset:
@@ -70,7 +73,7 @@ def _compare(buf, identifier: Dataset, model: str) -> int:
 
 
 @pytest.mark.parametrize("model", [PATIENT_ROOT_FIND, STUDY_ROOT_FIND])
-def test_hand_encoded_identifiers_equal_pydicoms_at_every_level(buf, cts, model):  # noqa: F811
+def test_hand_encoded_identifiers_equal_pydicoms_at_every_level(buf, cts, model):
     top = "PATIENT" if model == PATIENT_ROOT_FIND else "STUDY"
     assert _compare(buf, _identifier(top, model, {}), model) >= 9
     studies = buf.index.query("SELECT p.patient_id AS pid, st.study_uid AS uid FROM studies st "
@@ -87,7 +90,7 @@ def test_hand_encoded_identifiers_equal_pydicoms_at_every_level(buf, cts, model)
     assert n >= 20
 
 
-def test_streamed_responses_are_the_hand_encoded_ones(buf, cts):  # noqa: F811
+def test_streamed_responses_are_the_hand_encoded_ones(buf, cts):
     p = query.plan(_identifier("STUDY", STUDY_ROOT_FIND, {}), STUDY_ROOT_FIND)
     fast = list(query.encoded_responses(buf.index, p, "EDGE", True))
     slow = [encode(ds, True, True) for ds in query.responses(buf.index, p, "EDGE", (True, True))]
