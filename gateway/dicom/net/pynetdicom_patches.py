@@ -543,9 +543,11 @@ def send_whole_message(assoc, context_id: int, command: bytes, data_set: bytes |
     encoded, as ONE P-DATA primitive on the DUL's to_provider_queue: one P-DATA-TF PDU with the
     command as one PDV (Message Control Header 0x03: command, last fragment) and the data set as a
     second PDV (0x02: data set, last fragment), PS3.8 9.3.5 and Annex E.2. A PDU may carry several
-    PDVs (PS3.8 9.3.5: "one or more Presentation-data-value Items"); each PDV here holds a whole
-    command set or data set of the same message, so a receiver that reads a PDU's PDVs in order
-    (DCMTK, pynetdicom's DIMSEMessage.decode_msg, dimse_messages.py:407) assembles it as one.
+    PDVs (PS3.8 9.3.5: its variable field "shall contain one or more Presentation Data Value
+    Items"); both PDVs here belong to the same message (never PDVs of two messages in one PDU:
+    pynetdicom's DIMSEMessage.decode_msg, dimse_messages.py:407, stops reading a PDU's PDVs at the
+    end of a message), so a receiver that reads a PDU's PDVs in order assembles it as one: DCMTK
+    findscu and pynetdicom do (tests/interop/test_qr_find_scp.py, test_qr_find_fast_wire.py).
     Returns False, and sends nothing, when the PDU would exceed the peer's Maximum Length
     (DIMSEServiceProvider.maximum_pdu_size, 0 = unlimited; PS3.8 D.1: the length of the PDU's
     variable field, 6 + fragment per PDV): the caller then sends through R7, which fragments.
