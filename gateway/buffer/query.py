@@ -36,6 +36,7 @@ patient's latest study's) when it can encode every value of the response, else I
 
 from __future__ import annotations
 
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
@@ -262,6 +263,28 @@ def responses(index: "Index", p: FindPlan, retrieve_ae: str = "",
 
 
 def _response(p: FindPlan, row, retrieve_ae: str, encoding: tuple[bool, bool] | None) -> Dataset:
+    ds = Dataset()
+    # Values are written as encoded bytes (raw elements, which pydicom writes as they are and
+    # decodes when read): building and validating a DataElement per value, then encoding it again,
+    # was most of a response's cost (the values were checked when they were received).
+    for tag, vr, value in _elements(p, row, retrieve_ae):
+        if value is None:
+            ds.add(DataElement(tag, "SQ", Sequence()))
+        else:
+            ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+    if encoding is not None:
+        # pydicom's writer decodes and re-encodes every raw element of a data set whose original
+        # encoding or character set differs from the output's (filewriter.write_dataset): these
+        # values are already in the output's character set, and their bytes do not depend on the
+        # VR being explicit or not, nor on the byte order (text only).
+        ds.set_original_encoding(encoding[0], encoding[1], ds._character_set)
+    return ds
+
+
+def _elements(p: FindPlan, row, retrieve_ae: str) -> list[tuple[int, str, bytes | None]]:
+    """One response's elements in ascending tag order: (tag, VR, value as it goes on the wire,
+    padded to even length), None for an empty sequence. Shared by the Dataset (_response) and the
+    hand encoder (encode_response), so both carry the same bytes."""
     values: list[tuple[int, str, object]] = []
     texts: list[tuple[str, str]] = []
     for tag, vr, kw in p.returned:
@@ -271,7 +294,7 @@ def _response(p: FindPlan, row, retrieve_ae: str, encoding: tuple[bool, bool] | 
             elif tag == 0x00080056:  # Instance Availability: everything indexed is on disk
                 value = "ONLINE"
             elif vr == "SQ":
-                value = Sequence()
+                value = None
             else:
                 value = ""
         else:
@@ -286,34 +309,85 @@ def _response(p: FindPlan, row, retrieve_ae: str, encoding: tuple[bool, bool] | 
     if encoded is None:
         terms = ["ISO_IR 192"]
         encoded = {t: t[1].encode("utf-8") for t in texts}
-    ds = Dataset()
-    # Values are written as encoded bytes (raw elements, which pydicom writes as they are and
-    # decodes when read): building and validating a DataElement per value, then encoding it again,
-    # was most of a response's cost (the values were checked when they were received).
+    out: list[tuple[int, str, bytes | None]] = []
     for tag, vr, value in values:
-        if isinstance(value, Sequence):
-            ds.add(DataElement(tag, "SQ", value))
+        if value is None:
+            out.append((tag, vr, None))
         else:
-            ds[tag] = _raw(tag, vr, encoded[(vr, value)] if vr in _TEXT_VRS and value else
-                           value.encode("ascii", "replace"))
-    ds[0x00080052] = _raw(0x00080052, "CS", p.level.encode("ascii"))
+            out.append((tag, vr, _pad(vr, encoded[(vr, value)] if vr in _TEXT_VRS and value else
+                                      value.encode("ascii", "replace"))))
+    out.append((0x00080052, "CS", _pad("CS", p.level.encode("ascii"))))
     if terms:
-        ds[0x00080005] = _raw(0x00080005, "CS", "\\".join(terms).encode("ascii"))
-    if encoding is not None:
-        # pydicom's writer decodes and re-encodes every raw element of a data set whose original
-        # encoding or character set differs from the output's (filewriter.write_dataset): these
-        # values are already in the output's character set, and their bytes do not depend on the
-        # VR being explicit or not, nor on the byte order (text only).
-        ds.set_original_encoding(encoding[0], encoding[1], ds._character_set)
-    return ds
+        out.append((0x00080005, "CS", _pad("CS", "\\".join(terms).encode("ascii"))))
+    out.sort(key=_first)
+    return out
 
 
-def _raw(tag: int, vr: str, value: bytes) -> RawDataElement:
+def _first(item: tuple) -> int:
+    return item[0]
+
+
+def _pad(vr: str, value: bytes) -> bytes:
     """A value as it goes on the wire: padded to even length (UI with NUL, the rest with a space,
     PS3.5 6.2)."""
     if len(value) % 2:
         value += b"\x00" if vr == "UI" else b" "
-    return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+    return value
+
+
+# -- the identifier encoded by hand (PS3.5 7.1.2, 7.1.3) --------------------------------------------
+# pydicom's write_dataset walks a Dataset element by element through its generic writer; a C-FIND
+# response is a dozen short text elements whose bytes are already known, so its encoding is a few
+# struct packs. Only for the VRs the returned keys can have; anything else goes to pydicom
+# (encodable_by_hand False).
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN",
+                        "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"})
+_IMPLICIT = struct.Struct("<HHI")
+_EXPLICIT_SHORT = struct.Struct("<HH2sH")
+_EXPLICIT_LONG = struct.Struct("<HH2s2xI")
+
+
+def encodable_by_hand(p: FindPlan) -> bool:
+    """Whether encode_response can write every response of `p`: each returned key has one plain
+    VR (not an ambiguous "US or SS"), and text keys (the only ones with values) are short VRs or
+    the long text VRs."""
+    return all(vr in _SHORT_VRS or vr in _LONG_VRS for _tag, vr, _kw in p.returned)
+
+
+def encode_response(p: FindPlan, row, retrieve_ae: str, implicit_vr: bool) -> bytes:
+    """One response identifier encoded in Little Endian, implicit or explicit VR (PS3.5 7.1.2 /
+    7.1.3): the same elements and bytes that pydicom writes for _response's Dataset (pinned by
+    tests/unit/test_qr_find_fast.py). Only for a plan with encodable_by_hand(p). Raises ValueError
+    when a value is too long for its VR's 16-bit length (the caller falls back to pydicom)."""
+    parts = []
+    for tag, vr, value in _elements(p, row, retrieve_ae):
+        if value is None:  # an empty sequence: defined length 0
+            value = b""
+        group, element = tag >> 16, tag & 0xFFFF
+        if implicit_vr:
+            parts.append(_IMPLICIT.pack(group, element, len(value)))
+        elif vr in _LONG_VRS:
+            parts.append(_EXPLICIT_LONG.pack(group, element, vr.encode("ascii"), len(value)))
+        else:
+            if len(value) > 0xFFFF:
+                raise ValueError(f"({group:04X},{element:04X}) {vr} value of {len(value)} bytes")
+            parts.append(_EXPLICIT_SHORT.pack(group, element, vr.encode("ascii"), len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def encoded_responses(index: "Index", p: FindPlan, retrieve_ae: str, implicit_vr: bool) -> Iterator[bytes]:
+    """As responses(), each identifier encoded by encode_response (Little Endian, implicit or
+    explicit VR) instead of built as a Dataset."""
+    last = 0
+    while True:
+        rows = index.query(p.sql, (*p.params, last))
+        for row in rows:
+            yield encode_response(p, row, retrieve_ae, implicit_vr)
+        if len(rows) < _BATCH:
+            return
+        last = rows[-1]["_pk"]
 
 
 def _encode_texts(terms: list[str], texts: list[tuple[str, str]]) -> dict[tuple[str, str], bytes] | None:

@@ -589,3 +589,74 @@ def test_r11_cancel_requested():
     assoc.dimse.cancel_req = {7: C_CANCEL()}
     assert pynetdicom_patches.cancel_requested(assoc, 7) is True
     assert pynetdicom_patches.cancel_requested(assoc, 8) is False
+
+
+# -- P13 `wants` / R12 / R13 (issue 11: the C-FIND SCP's pendings) ------------------------------------
+
+def _c_find_rsp(status=0xFF00, identifier=b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "):
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_FIND
+    rsp = C_FIND()
+    rsp.MessageID = rsp.MessageIDBeingRespondedTo = 7
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
+    rsp.Status = status
+    if identifier is not None:
+        rsp.Identifier = BytesIO(identifier)
+    return rsp
+
+
+def test_p13_wants_declines_a_request_to_pynetdicom():
+    from pynetdicom.dimse_primitives import C_MOVE
+    assoc = _association()
+    context = build_context("1.2.840.10008.5.1.4.1.2.2.2")
+    context.context_id = 1
+    assoc._accepted_cx = {1: context}
+    passed, taken = [], []
+    assoc._serve_request = lambda msg, cx: passed.append(msg)
+    pynetdicom_patches.take_requests(assoc, (C_MOVE,), lambda msg, cx: taken.append(msg),
+                                     wants=lambda msg, cx: msg.MessageID != 8)
+    wanted, declined = _c_move(7), _c_move(8)
+    assoc._serve_request(wanted, 1)
+    assoc._serve_request(declined, 1)
+    assert taken == [wanted] and passed == [declined], pin("`wants` did not decide who serves the request")
+
+
+def test_r12_send_whole_message_is_one_pdata_through_the_dul_queue():
+    assert "self.to_provider_queue.put(primitive)" in source(DULServiceProvider.send_pdu), \
+        pin("DULServiceProvider.send_pdu no longer queues the primitive for the DUL thread")
+    assert "self.assoc.requestor.maximum_length" in source(DIMSEServiceProvider.maximum_pdu_size.fget), \
+        pin("DIMSEServiceProvider.maximum_pdu_size is no longer the requestor's Maximum Length (acceptor)")
+    assoc = _association()
+    assoc.requestor.maximum_length = 6 + 10 + 6 + 20
+    assert pynetdicom_patches.send_whole_message(assoc, 3, b"C" * 10, b"D" * 20) is True
+    pdata = assoc.dul.to_provider_queue.get_nowait()
+    assert assoc.dul.to_provider_queue.empty(), pin("more than one primitive for one message")
+    assert pdata.presentation_data_value_list == [(3, b"\x03" + b"C" * 10), (3, b"\x02" + b"D" * 20)], \
+        pin("not one PDV of the last command fragment then one of the last data set fragment")
+    # What goes on the wire: one P-DATA-TF PDU, its variable field exactly the Maximum Length.
+    from pynetdicom.pdu import P_DATA_TF
+    pdu = P_DATA_TF()
+    pdu.from_primitive(pdata)
+    encoded = pdu.encode()
+    assert encoded[:2] == b"\x04\x00" and int.from_bytes(encoded[2:6], "big") == 42 == len(encoded) - 6, \
+        pin("the P-DATA-TF PDU is not as PS3.8 9.3.5 lays it out")
+    assert encoded[6:12] == b"\x00\x00\x00\x0c\x03\x03", pin("first PDV item: length 12 (context, header, 10), context 3, header 03")
+    # One byte too long for the peer: nothing sent, the caller uses R7.
+    assoc.requestor.maximum_length = 41
+    assert pynetdicom_patches.send_whole_message(assoc, 3, b"C" * 10, b"D" * 20) is False
+    assert assoc.dul.to_provider_queue.empty()
+    assoc.requestor.maximum_length = 0  # unlimited
+    assert pynetdicom_patches.send_whole_message(assoc, 3, b"C" * 10, None) is True
+    assert assoc.dul.to_provider_queue.get_nowait().presentation_data_value_list == [(3, b"\x03" + b"C" * 10)]
+
+
+def test_r13_encode_command_set_is_what_send_msg_sends():
+    for rsp in (_c_find_rsp(), _c_find_rsp(0xFF01), _c_find_rsp(0x0000, None)):
+        assoc = _association()
+        assoc.requestor.maximum_length = 0
+        command = pynetdicom_patches.encode_command_set(rsp)
+        pynetdicom_patches.send_message(assoc, rsp, 1)
+        first = assoc.dul.to_provider_queue.get_nowait().presentation_data_value_list[0][1]
+        assert first == b"\x03" + command, pin("encode_command_set differs from send_msg's command set")
+        assert command[12:] and b"\x00\x00\x00\x08" in command, pin("no Command Data Set Type")

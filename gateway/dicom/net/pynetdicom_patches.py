@@ -40,7 +40,9 @@ Per association, called by the code that owns the association:
       that hands valid requests of the given DIMSE-C kinds (C-MOVE, C-GET) to `serve` instead of
       pynetdicom's service class, with the reactor paused and C-CANCELs collected as pynetdicom's
       own dispatch does (the retrieve SCP, qr_retrieve_scp.py: sub-operations sent from the
-      stored files, never decoded).
+      stored files, never decoded). Optional `wants(msg, context)`: a request it declines goes to
+      pynetdicom as before (the C-FIND SCP's fast path, qr_find_scp.py, takes only Little Endian
+      contexts).
 
 Reads of internals (no change; a named function so that callers do not reach in themselves):
   R1  raw_socket(assoc): Association.dul.socket.socket, the TCP socket (socket options, timers).
@@ -61,6 +63,11 @@ Reads of internals (no change; a named function so that callers do not reach in 
   R10 encode_dataset(ds, context): pynetdicom.dsutils.encode in the context's transfer syntax.
   R11 cancel_requested(assoc, message_id): DIMSEServiceProvider.cancel_req, the C-CANCELs the DUL
       thread collected for a request being served (P13).
+  R12 send_whole_message(assoc, context_id, command, data_set): a DIMSE message already encoded,
+      put on the DUL's queue as ONE P-DATA primitive (command and data set as two PDVs of one
+      P-DATA-TF PDU), when it fits the peer's maximum PDU length (the C-FIND SCP's pendings).
+  R13 encode_command_set(primitive): pynetdicom's own encoding of a DIMSE primitive's command set
+      (DIMSEMessage.primitive_to_message + dsutils.encode), the template the C-FIND SCP patches.
 
 Why each change exists:
 
@@ -94,11 +101,12 @@ import threading
 from collections.abc import Callable
 
 from pynetdicom import _config, _handlers, dimse_messages, evt, transport
+from pynetdicom import dimse as pynetdicom_dimse
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 from pynetdicom.dsutils import encode
 from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
-from pynetdicom.pdu_primitives import A_RELEASE
+from pynetdicom.pdu_primitives import A_RELEASE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -479,12 +487,13 @@ def encode_dataset(ds, context) -> bytes | None:
 
 # -- P13 / R11: DIMSE-C requests served outside pynetdicom's service classes (issue 11) ---------------
 
-def take_requests(assoc, kinds: tuple, serve: Callable) -> None:
+def take_requests(assoc, kinds: tuple, serve: Callable, wants: Callable | None = None) -> None:
     """P13: every valid request of `kinds` (DIMSE-C primitive classes, e.g. C_MOVE, C_GET) that
     arrives on `assoc` goes to `serve(msg, context)` (context: the accepted PresentationContext of
     the request) instead of pynetdicom's service class; everything else goes on to the previous
     _serve_request (pynetdicom's, or another wrapper such as P9's) untouched. Call before the
-    peer can send P-DATA (EVT_REQUESTED).
+    peer can send P-DATA (EVT_REQUESTED). `wants(msg, context) -> bool`, when given, declines a
+    request (False): it goes to the previous _serve_request as if not of `kinds`.
 
     Why: pynetdicom's C-MOVE and C-GET SCPs (service_class.py QueryRetrieveServiceClass._move_scp
     / _get_scp) take only decoded pydicom Datasets from the handler, re-encode them, and open the
@@ -503,7 +512,8 @@ def take_requests(assoc, kinds: tuple, serve: Callable) -> None:
     def taken(msg, context_id) -> None:
         context = assoc._accepted_cx.get(context_id)
         if (not isinstance(msg, kinds) or msg.MessageIDBeingRespondedTo is not None
-                or not msg.is_valid_request or context is None):
+                or not msg.is_valid_request or context is None
+                or (wants is not None and not wants(msg, context))):
             previous(msg, context_id)
             return
         assoc.dimse.cancel_req = {}
@@ -523,6 +533,66 @@ def cancel_requested(assoc, message_id: int) -> bool:
     DIMSEServiceProvider.cancel_req by its Message ID Being Responded To, at most 10; P13 clears
     it around each request; ServiceClass.is_cancelled reads it the same way)."""
     return message_id in assoc.dimse.cancel_req
+
+
+# -- R12 / R13: DIMSE messages encoded by the service, sent through the DUL (issue 11, C-FIND) ---------
+
+def send_whole_message(assoc, context_id: int, command: bytes, data_set: bytes | None) -> bool:
+    """R12: send one DIMSE message whose command set (`command`, Implicit VR Little Endian, PS3.7
+    6.3.1) and data set (`data_set`, in the context's transfer syntax, or None) are already
+    encoded, as ONE P-DATA primitive on the DUL's to_provider_queue: one P-DATA-TF PDU with the
+    command as one PDV (Message Control Header 0x03: command, last fragment) and the data set as a
+    second PDV (0x02: data set, last fragment), PS3.8 9.3.5 and Annex E.2. A PDU may carry several
+    PDVs (PS3.8 9.3.5: its variable field "shall contain one or more Presentation Data Value
+    Items"); both PDVs here belong to the same message (never PDVs of two messages in one PDU:
+    pynetdicom's DIMSEMessage.decode_msg, dimse_messages.py:407, stops reading a PDU's PDVs at the
+    end of a message), so a receiver that reads a PDU's PDVs in order assembles it as one: DCMTK
+    findscu and pynetdicom do (tests/interop/test_qr_find_scp.py, test_qr_find_fast_wire.py).
+    Returns False, and sends nothing, when the PDU would exceed the peer's Maximum Length
+    (DIMSEServiceProvider.maximum_pdu_size, 0 = unlimited; PS3.8 D.1: the length of the PDU's
+    variable field, 6 + fragment per PDV): the caller then sends through R7, which fragments.
+
+    Why not through R7: pynetdicom's send_msg builds a pydicom Dataset of the command set and
+    encodes it, then puts command and data set on the queue as two P-DATA primitives, each one a
+    loop of the DUL thread (dul.py:run_reactor), for every pending C-FIND response; that, not the
+    matching, bounded the responses per second (issue 11's bench: 690/s vs Orthanc's 2,652/s).
+
+    Why it cannot interleave: nothing here writes to the socket. The primitive goes on the same
+    queue, in the same order, as every other message and ACSE primitive (DULServiceProvider.
+    send_pdu, dul.py:468-487: P_DATA is put on to_provider_queue; the DUL thread alone sends, one
+    primitive per loop, through its state machine's DT-1). The message is one put, so no fragment
+    of another thread's message can land inside it (what P12's lock guards for send_msg); a
+    bounded queue (P7) applies to it as to any P-DATA. EVT_DIMSE_SENT is not triggered for it (its
+    only use here is P10's debug dumps).
+
+    Relies on pynetdicom 3.0: pdu_primitives.P_DATA.presentation_data_value_list (a list of
+    (context ID, bytes: control header + fragment)), DULServiceProvider.send_pdu (dul.py:468),
+    DIMSEServiceProvider.maximum_pdu_size (dimse.py)."""
+    limit = assoc.dimse.maximum_pdu_size
+    size = 6 + len(command) + (6 + len(data_set) if data_set is not None else 0)
+    if limit and size > limit:
+        return False
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
+    if data_set is not None:
+        pdata.presentation_data_value_list.append((context_id, b"\x02" + data_set))
+    assoc.dul.send_pdu(pdata)
+    return True
+
+
+def encode_command_set(primitive) -> bytes:
+    """R13: the command set of a DIMSE response or request primitive (e.g. a C_FIND with Status and
+    an Identifier) as pynetdicom's send_msg encodes it: the message class of
+    dimse._RSP_TO_MESSAGE / _RQ_TO_MESSAGE (dimse.py:68-95), primitive_to_message(primitive), and
+    dsutils.encode(command_set, True, True) (pynetdicom 3.0 dimse.py:321-327,
+    dimse_messages.py:550). The C-FIND SCP encodes its pending command set once per request with
+    it and patches nothing but what it must, so the bytes are pynetdicom's."""
+    if primitive.MessageIDBeingRespondedTo is None:
+        msg = pynetdicom_dimse._RQ_TO_MESSAGE[primitive.__class__]()
+    else:
+        msg = pynetdicom_dimse._RSP_TO_MESSAGE[primitive.__class__]()
+    msg.primitive_to_message(primitive)
+    return bytes(encode(msg.command_set, True, True))
 
 
 # -- apply -------------------------------------------------------------------------------------------
