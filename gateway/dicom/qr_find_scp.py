@@ -31,7 +31,7 @@ PDUs only in a loop where its outgoing queue is empty: the C-CANCEL is read when
 falls behind the sending, which tests/interop/test_qr_find_fast_wire.py checks by count: 65-70
 pendings after findscu --cancel 2 over 10,000 matches.) Final responses, failures and
 every other transfer syntax (deflated, big endian) go through pynetdicom's send_msg, as all
-responses did before: 690 responses/s against Orthanc's 2,652 (issue 11's bench), most of each
+responses did before: 690 responses/s against Orthanc's 2,652 (bench/bench_qrfind.py), most of each
 response's time being pynetdicom's command-set Dataset, pydicom's generic writer and two DUL loops
 per message.
 

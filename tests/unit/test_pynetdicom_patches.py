@@ -530,7 +530,7 @@ def test_r10_encode_dataset():
         pin("an unencodable data set no longer gives None")
 
 
-# -- P13 / R11 (issue 11: the retrieve SCP) ---------------------------------------------------------
+# -- P13 / R11 (the retrieve SCP) ---------------------------------------------------------
 
 def _c_move(message_id=7, identifier=True):
     from io import BytesIO
@@ -591,7 +591,7 @@ def test_r11_cancel_requested():
     assert pynetdicom_patches.cancel_requested(assoc, 8) is False
 
 
-# -- P13 `wants` / R12 / R13 (issue 11: the C-FIND SCP's pendings) ------------------------------------
+# -- P13 `wants` / R12 / R13 (the C-FIND SCP's pendings) ------------------------------------
 
 def _c_find_rsp(status=0xFF00, identifier=b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "):
     from io import BytesIO

@@ -485,7 +485,7 @@ def encode_dataset(ds, context) -> bytes | None:
     return encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
 
 
-# -- P13 / R11: DIMSE-C requests served outside pynetdicom's service classes (issue 11) ---------------
+# -- P13 / R11: DIMSE-C requests served outside pynetdicom's service classes ---------------
 
 def take_requests(assoc, kinds: tuple, serve: Callable, wants: Callable | None = None) -> None:
     """P13: every valid request of `kinds` (DIMSE-C primitive classes, e.g. C_MOVE, C_GET) that
@@ -535,7 +535,7 @@ def cancel_requested(assoc, message_id: int) -> bool:
     return message_id in assoc.dimse.cancel_req
 
 
-# -- R12 / R13: DIMSE messages encoded by the service, sent through the DUL (issue 11, C-FIND) ---------
+# -- R12 / R13: DIMSE messages encoded by the service, sent through the DUL (C-FIND) ---------
 
 def send_whole_message(assoc, context_id: int, command: bytes, data_set: bytes | None) -> bool:
     """R12: send one DIMSE message whose command set (`command`, Implicit VR Little Endian, PS3.7
@@ -555,7 +555,7 @@ def send_whole_message(assoc, context_id: int, command: bytes, data_set: bytes |
     Why not through R7: pynetdicom's send_msg builds a pydicom Dataset of the command set and
     encodes it, then puts command and data set on the queue as two P-DATA primitives, each one a
     loop of the DUL thread (dul.py:run_reactor), for every pending C-FIND response; that, not the
-    matching, bounded the responses per second (issue 11's bench: 690/s vs Orthanc's 2,652/s).
+    matching, bounded the responses per second (the C-FIND bench: 690/s vs Orthanc's 2,652/s).
 
     Why it cannot interleave: nothing here writes to the socket. The primitive goes on the same
     queue, in the same order, as every other message and ACSE primitive (DULServiceProvider.
