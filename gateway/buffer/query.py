@@ -92,12 +92,25 @@ class _Key:
     derived: bool = False
 
 
-_COUNT_PATIENT_STUDIES = "(SELECT COUNT(*) FROM studies x WHERE x.patient_fk = p.id)"
-_COUNT_PATIENT_SERIES = ("(SELECT COUNT(*) FROM studies x JOIN series y ON y.study_fk = x.id"
-                         " WHERE x.patient_fk = p.id)")
+# Only what holds an instance is in the buffer for a query: a patient, study or series row left
+# without instances (a replaced instance that moved to another patient or study) matches nothing
+# and is not counted.
+_STUDY_HOLDS = "EXISTS (SELECT 1 FROM series y JOIN instances z ON z.series_fk = y.id WHERE y.study_fk = {})"
+_SERIES_HOLDS = "EXISTS (SELECT 1 FROM instances z WHERE z.series_fk = {})"
+_HOLDS = {
+    "PATIENT": ("EXISTS (SELECT 1 FROM studies x JOIN series y ON y.study_fk = x.id JOIN instances z"
+                " ON z.series_fk = y.id WHERE x.patient_fk = p.id)"),
+    "STUDY": _STUDY_HOLDS.format("st.id"),
+    "SERIES": _SERIES_HOLDS.format("se.id"),
+}
+_COUNT_PATIENT_STUDIES = ("(SELECT COUNT(*) FROM studies x WHERE x.patient_fk = p.id AND "
+                          + _STUDY_HOLDS.format("x.id") + ")")
+_COUNT_PATIENT_SERIES = ("(SELECT COUNT(*) FROM studies x JOIN series y2 ON y2.study_fk = x.id"
+                         " WHERE x.patient_fk = p.id AND " + _SERIES_HOLDS.format("y2.id") + ")")
 _COUNT_PATIENT_INSTANCES = ("(SELECT COUNT(*) FROM studies x JOIN series y ON y.study_fk = x.id"
                             " JOIN instances z ON z.series_fk = y.id WHERE x.patient_fk = p.id)")
-_COUNT_STUDY_SERIES = "(SELECT COUNT(*) FROM series y WHERE y.study_fk = st.id)"
+_COUNT_STUDY_SERIES = ("(SELECT COUNT(*) FROM series y2 WHERE y2.study_fk = st.id AND "
+                       + _SERIES_HOLDS.format("y2.id") + ")")
 _COUNT_STUDY_INSTANCES = ("(SELECT COUNT(*) FROM series y JOIN instances z ON z.series_fk = y.id"
                           " WHERE y.study_fk = st.id)")
 _COUNT_SERIES_INSTANCES = "(SELECT COUNT(*) FROM instances z WHERE z.series_fk = se.id)"
@@ -226,6 +239,8 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
         _condition(kw, value, pn_case_insensitive, where, params)
     if combined:
         _combined_condition(_text(given["StudyDate"]), _text(given["StudyTime"]), where, params)
+    if level in _HOLDS:
+        where.append(_HOLDS[level])
     tables, pk = _FROM[level]
     columns = [f"{pk} AS _pk", f"{_CHARSET.get(level, 'st.charset')} AS _charset"]
     columns += [f"{_KEYS[kw].column} AS {kw}" for _tag, _vr, kw in returned if kw is not None]

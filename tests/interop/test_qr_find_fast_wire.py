@@ -8,6 +8,7 @@ element (tag, VR, value), with the same statuses, at every level."""
 from __future__ import annotations
 
 import pytest
+from index_seed import seed_studies
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -98,10 +99,7 @@ def test_cancel_is_read_while_pendings_stream(gateway_factory, tmp_path):
     gw = gateway_factory(PEERS, start=False)
     gw.buffer.mkdir(parents=True)
     index = Index(gw.buffer / "index.sqlite")
-    with index.tx() as cur:
-        cur.execute("INSERT INTO patients(patient_id, patient_name, name_folded) VALUES ('C', 'X', 'x')")
-        cur.executemany("INSERT INTO studies(study_uid, patient_fk, first_received) VALUES (?, 1, 0)",
-                        [(f"1.2.826.0.1.3680043.2.1125.99.{n}",) for n in range(10_000)])
+    seed_studies(index, [f"1.2.826.0.1.3680043.2.1125.99.{n}" for n in range(10_000)], patient_id="C")
     index.close()
     gw.start()
     counts = []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from datasets import make_series
+from index_seed import seed_studies
 from peers import require, storescu
 from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset
@@ -154,10 +155,7 @@ def test_cancel_stops_the_matches(gateway_factory, tmp_path):
     gw = gateway_factory(PEERS, start=False)
     gw.buffer.mkdir(parents=True)
     index = Index(gw.buffer / "index.sqlite")
-    with index.tx() as cur:
-        cur.execute("INSERT INTO patients(patient_id, patient_name, name_folded) VALUES ('C', 'X', 'x')")
-        cur.executemany("INSERT INTO studies(study_uid, patient_fk, first_received) VALUES (?, 1, 0)",
-                        [(f"1.2.826.0.1.3680043.2.1125.99.{n}",) for n in range(10_000)])
+    seed_studies(index, [f"1.2.826.0.1.3680043.2.1125.99.{n}" for n in range(10_000)], patient_id="C")
     index.close()
     gw.start()
     rs, log = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "StudyInstanceUID"], extra=("--cancel", "2"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from types import SimpleNamespace
 
+from index_seed import seed_studies
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -44,10 +45,7 @@ class _Event:
 
 def _index(tmp_path, studies: int) -> Index:
     index = Index(tmp_path / "index.sqlite")
-    with index.tx() as cur:
-        cur.execute("INSERT INTO patients(patient_id, patient_name, name_folded) VALUES ('P', 'X', 'x')")
-        cur.executemany("INSERT INTO studies(study_uid, patient_fk, first_received) VALUES (?, 1, 0)",
-                        [(f"1.2.3.{n}",) for n in range(studies)])
+    seed_studies(index, [f"1.2.3.{n}" for n in range(studies)])
     return index
 
 

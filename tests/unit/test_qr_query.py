@@ -9,6 +9,7 @@ import sqlite3
 
 import pytest
 from datasets import make_ct
+from index_seed import seed_studies
 from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
@@ -231,6 +232,24 @@ def test_patient_root_patient_level_with_counts(buf, cts):
     assert "StudyInstanceUID" not in r
 
 
+def test_a_replaced_instance_leaves_no_empty_patient_study_or_series_behind(tmp_path, buf):
+    # duplicate_policy "replace": the same SOP instance sent again under another patient, study
+    # and series (a corrected header) moves there; the old rows hold nothing and match nothing.
+    first = _ct(tmp_path, buf, "x1", patient_id="P-OLD", PatientName="Moved^Once")
+    again = tmp_path / "x1-again.dcm"
+    ds = make_ct(again, rows=8, cols=8, patient_id="P-NEW")
+    ds.SOPInstanceUID = first.SOPInstanceUID
+    ds.PatientName = "Moved^Once"
+    ds.save_as(again, enforce_file_format=True)
+    _ingest(buf, again)
+    patients = _find(buf, "PATIENT", PATIENT_ROOT_FIND, PatientName="Moved^Once", PatientID="",
+                     NumberOfPatientRelatedStudies="")
+    assert [(str(r.PatientID), r.NumberOfPatientRelatedStudies) for r in patients] == [("P-NEW", 1)]
+    assert _values(_find(buf, "STUDY", PatientName="Moved^Once"), "StudyInstanceUID") == [ds.StudyInstanceUID]
+    assert _find(buf, "SERIES", StudyInstanceUID=first.StudyInstanceUID, SeriesInstanceUID="") == []
+    assert _find(buf, "PATIENT", PATIENT_ROOT_FIND, PatientID="P-OLD") == []
+
+
 def test_patient_root_needs_the_patient_id_below_the_patient_level(buf, cts):
     with pytest.raises(QueryError) as e:
         _find(buf, "STUDY", PATIENT_ROOT_FIND, StudyInstanceUID="")
@@ -321,10 +340,7 @@ def test_a_value_the_study_charset_cannot_hold_is_answered_in_utf8(tmp_path, buf
 # -- many matches, in batches; migration of an existing buffer -------------------------------------------
 def test_many_matches_come_in_batches_and_a_dropped_iterator_stops(tmp_path):
     index = Index(tmp_path / "index.sqlite")
-    with index.tx() as cur:
-        cur.execute("INSERT INTO patients(patient_id, patient_name, name_folded) VALUES ('P', 'X', 'x')")
-        cur.executemany("INSERT INTO studies(study_uid, patient_fk, study_date, first_received) VALUES (?, 1, ?, 0)",
-                        [(f"1.2.3.{n}", f"2026{n % 12 + 1:02d}01") for n in range(600)])
+    seed_studies(index, [f"1.2.3.{n}" for n in range(600)], study_dates=[f"2026{n % 12 + 1:02d}01" for n in range(600)])
     rs = list(find(index, _q("STUDY", StudyDate="20260101-20260630"), STUDY_ROOT_FIND))
     assert len(rs) == 300 and len({r.StudyInstanceUID for r in rs}) == 300
     it = find(index, _q("STUDY"), STUDY_ROOT_FIND)
