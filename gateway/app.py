@@ -125,7 +125,7 @@ class Gateway:
             raise StartupError(problems[0], exit_codes.CONFIG)
         try:
             self.buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024,
-                                 cfg.buffer.duplicate_policy, Router(cfg))
+                                 cfg.buffer.duplicate_policy, Router(cfg), cfg.archive_titles())
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"buffer.path: cannot open the buffer in {loaded.buffer_dir}: {exc}",
                                exit_codes.CONFIG) from None

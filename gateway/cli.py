@@ -472,7 +472,7 @@ def buffer_for_writing(loaded):
             held = None  # a service started a moment ago; its recovery is done: write beside it
     try:
         buffer = Buffer(loaded.buffer_dir, cfg.buffer.reserve_mb * 1024 * 1024, cfg.buffer.duplicate_policy,
-                        Router(cfg))
+                        Router(cfg), cfg.archive_titles())
         writing = buffer_lock.writer(loaded.buffer_dir)
         try:
             yield buffer, held is None

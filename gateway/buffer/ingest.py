@@ -46,12 +46,20 @@ class IngestResult:
 
 
 class Buffer:
-    def __init__(self, root: Path, reserve_bytes: int, duplicate_policy: str, router: Router):
+    """`archive_titles`: the AE titles of the archives this box forwards to (the destinations). An
+    instance coming back from one of them (a Query/Retrieve of what the box already holds) never
+    replaces the stored copy, whatever `duplicate_policy` says: the archive may hold an older
+    version, or one without this box's attribute coercion, and the box would silently undo the
+    coercion (keep-first, as the new-user trial of Q/R found)."""
+
+    def __init__(self, root: Path, reserve_bytes: int, duplicate_policy: str, router: Router,
+                 archive_titles: frozenset[str] = frozenset()):
         self.files = FileStore(root, reserve_bytes)
         self.index = Index(root / "index.sqlite")
         self.queue = JobQueue(self.index)
         self.duplicate_policy = duplicate_policy
         self.router = router
+        self.archive_titles = archive_titles
         # Told of every eviction batch (reason, retention.Evicted); Retention sets it to log and
         # publish. A bare Buffer (tools, tests) evicts silently.
         self.evicted: Callable[[str, object], None] = lambda reason, evicted: None
@@ -75,6 +83,10 @@ class Buffer:
         requeued = self.queue.recover()
         return {"partial_files": partial, "orphan_files": orphans, "requeued_jobs": requeued}
 
+    def from_archive(self, source: Source) -> bool:
+        """`source` is one of the archives (archive_titles): its copy never replaces a stored one."""
+        return source.is_ae and source.name.strip() in self.archive_titles
+
     def ingest(self, tmp: Path, attrs: InstanceAttributes, source: Source | str,
                synced: bool = False) -> IngestResult:
         """Take ownership of the file at `tmp` (already fsynced if `synced`). `source`: where it
@@ -94,7 +106,8 @@ class Buffer:
         now = time.time()
         try:
             with self.index.tx() as cur:
-                result, superseded = self._index(cur, attrs, rel, size, source.label, routes, now)
+                result, superseded = self._index(cur, attrs, rel, size, source.label, routes, now,
+                                                 self.from_archive(source))
         except BaseException:
             # Never acknowledged: the new file must not stay behind as an orphan; the old one is
             # still what the index points at.
@@ -106,13 +119,14 @@ class Buffer:
             self.queue.notify()
         return result
 
-    def _index(self, cur, attrs, rel, size, calling_ae, routes, now) -> tuple[IngestResult, str | None]:
+    def _index(self, cur, attrs, rel, size, calling_ae, routes, now,
+               keep_first: bool = False) -> tuple[IngestResult, str | None]:
         """Index the placed file. Returns the result and the path of a file to delete afterwards."""
         old = cur.execute(
             "SELECT id, path, size FROM instances WHERE sop_uid = ?", (attrs.sop_uid,)
         ).fetchone()
         if old is not None:
-            outcome = self._duplicate_outcome(old, self.files.absolute(rel), size)
+            outcome = self._duplicate_outcome(old, self.files.absolute(rel), size, keep_first)
             if outcome is not Outcome.REPLACED:
                 # An identical re-send queues again only the routes whose job is dead or missing.
                 again = (JobQueue.requeue_routes_in(cur, FORWARD, routes, old["id"], now)
@@ -141,11 +155,11 @@ class Buffer:
             JobQueue.enqueue_instance_in(cur, FORWARD, dest, instance_id, now)
         return IngestResult(outcome, instance_id, routes), (old["path"] if old is not None else None)
 
-    def _duplicate_outcome(self, old, new_path: Path, new_size: int) -> Outcome:
+    def _duplicate_outcome(self, old, new_path: Path, new_size: int, keep_first: bool = False) -> Outcome:
         old_path = self.files.absolute(old["path"])
         if old["size"] == new_size and old_path.exists() and filecmp.cmp(old_path, new_path, shallow=False):
             return Outcome.IDENTICAL
-        if self.duplicate_policy == "keep-first":
+        if keep_first or self.duplicate_policy == "keep-first":
             return Outcome.KEPT_FIRST
         return Outcome.REPLACED
 

@@ -227,8 +227,9 @@ class Intake:
         elif result.outcome is Outcome.IDENTICAL:
             log.info("received %s from %s again, identical: not queued again", sop_uid, who)
         elif result.outcome is Outcome.KEPT_FIRST:
-            log.warning("received %s from %s again with different content: kept the first "
-                        "(buffer.duplicate_policy = keep-first)", sop_uid, who)
+            why = ("a copy coming back from an archive never replaces the stored one"
+                   if self.buffer.from_archive(source) else "buffer.duplicate_policy = keep-first")
+            log.warning("received %s from %s again with different content: kept the first (%s)", sop_uid, who, why)
         self.events.publish(Received(sop_uid=sop_uid, calling_ae=who, source=str(source),
                                      outcome=result.outcome.value, routes=tuple(result.routes),
                                      bytes=size, seconds=time.monotonic() - began,

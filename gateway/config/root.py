@@ -95,6 +95,11 @@ class Config(Section):
                 return peer
         return None
 
+    def archive_titles(self) -> frozenset[str]:
+        """The AE titles of the destinations: what arrives from them is a copy coming back
+        (buffer.ingest.Buffer: it never replaces the stored one; routing.Router: never sent back)."""
+        return frozenset(d.ae_title for d in self.destinations.values())
+
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 

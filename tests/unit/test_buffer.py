@@ -79,6 +79,22 @@ def test_keep_first_policy_discards_the_newcomer(tmp_path):
     assert len(list(buf.files.objects.rglob("*.dcm"))) == 1
 
 
+def test_a_copy_coming_back_from_an_archive_never_replaces_the_stored_one(tmp_path):
+    # A retrieve from the PACS of what the box holds: the PACS's copy may be older, or lack this
+    # box's coercion; under "replace" it must not undo the stored object (the modality still may).
+    buf = Buffer(tmp_path / "buf", 0, "replace", lambda attrs, calling: [], frozenset({"PACS"}))
+    a, b, c = tmp_path / "a.dcm", tmp_path / "b.dcm", tmp_path / "c.dcm"
+    ds = make_ct(a, seed=1)
+    for path, seed in ((b, 2), (c, 3)):
+        make_ct(path, sop_uid=ds.SOPInstanceUID, study_uid=ds.StudyInstanceUID, series_uid=ds.SeriesInstanceUID,
+                seed=seed)
+    _ingest(buf, a, calling="CT1")
+    assert _ingest(buf, b, calling="PACS").outcome is Outcome.KEPT_FIRST
+    (row,) = buf.index.query("SELECT path FROM instances")
+    assert (buf.files.root / row["path"]).read_bytes() == a.read_bytes()
+    assert _ingest(buf, c, calling="CT1").outcome is Outcome.REPLACED
+
+
 def test_reserve_refuses_and_removes_the_incoming_file(tmp_path):
     buf = _buffer(tmp_path, reserve=1 << 60)
     src = tmp_path / "x.dcm"
