@@ -164,10 +164,9 @@ def _peer(loaded, name: str | None, session_s: float):
 def _cancel_on_sigint(cancel):
     """Ctrl-C during the operation asks `cancel` (C-CANCEL, then abort) instead of raising."""
     def on_sigint(signum, frame):
-        first = cancel.requested == 0
         cancel.request()
-        print("cancelling: C-CANCEL sent (Ctrl-C again aborts the association)" if first
-              else "aborting the association", file=sys.stderr, flush=True)
+        print("aborting the association" if cancel.aborted
+              else "cancelling: C-CANCEL sent (Ctrl-C again aborts the association)", file=sys.stderr, flush=True)
 
     before = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -35,6 +35,7 @@ from pydicom.tag import Tag
 from pynetdicom import AE, build_role, evt
 
 from gateway.dicom import status
+from gateway.dicom.net import pynetdicom_patches
 from gateway.dicom.net.pynetdicom_patches import accepted_context, dataset_file, rejection
 from gateway.dicom.net import receive_spool
 from gateway.dicom.net.storage_requestor import describe_connect_error, describe_rejection
@@ -221,13 +222,19 @@ class Cancel:
         self._sent = False
 
     def request(self) -> None:
-        # Sent from a thread of its own: a signal handler runs in the main thread, which may be
-        # inside pynetdicom's send path at that instant.
+        # Counted here, at once (two Ctrl-C in quick succession are two requests: the second
+        # aborts); acted on from a thread of its own: a signal handler runs in the main thread,
+        # which may be inside pynetdicom's send path, or hold self._lock, at that instant.
+        self.requested += 1
         threading.Thread(target=self._act, name="qr-cancel", daemon=True).start()
+
+    @property
+    def aborted(self) -> bool:
+        """A second request came: the association is (or is being) aborted."""
+        return self.requested >= 2
 
     def _act(self) -> None:
         with self._lock:
-            self.requested += 1
             target, sent = self._target, self._sent
             if target is None:
                 return
@@ -236,6 +243,9 @@ class Cancel:
                 self._sent = True
         if self.requested >= 2 or sent:
             assoc.abort()
+            # The operation's thread waits for the next response up to the inactivity timer; an
+            # abort we send ourselves puts nothing in its queue: it is woken here instead.
+            pynetdicom_patches.wake_response_waiter(assoc)
             return
         try:
             assoc.send_c_cancel(msg_id, cx_id)
@@ -463,6 +473,9 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
     try:
         for rsp, ident in responses:
             if not rsp:
+                if cancel is not None and cancel.aborted:
+                    result.cancelled = True
+                    break
                 raise session.lost(what)
             code = int(rsp.Status)
             result.remaining = 0
@@ -480,7 +493,9 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
     finally:
         if cancel is not None:
             cancel._detach()
-    if result.status == 0xFE00:
+    if result.status == 0xFE00 or (cancel is not None and cancel.requested and result.status != 0x0000):
+        # Asked to stop: the counts so far are the result, whatever the PACS answered to the
+        # C-CANCEL (some, Orthanc 1.10 among them, do not honour it and end with C000).
         result.cancelled = True
     elif result.status not in (0x0000, 0xB000) and not (result.completed or result.failed or result.warning):
         raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}")

@@ -187,9 +187,10 @@ def test_pacs_down_rejected_unknown_study_one_line(box):
 
 # -- cancel during a slow move -------------------------------------------------------------------
 
-def _slow_pacs(gw_port: int, sub_ops: int, calling: str):
+def _slow_pacs(gw_port: int, sub_ops: int, calling: str, honours_cancel: bool = True):
     """A pynetdicom Study Root FIND/MOVE SCP whose C-MOVE sends one instance (CT_small, a new SOP
-    Instance UID each) a second to the gateway, answering a C-CANCEL with FE00 and the counts."""
+    Instance UID each) a second to the gateway, answering a C-CANCEL with FE00 and the counts
+    (`honours_cancel`), or going on as if none came."""
     from pydicom.uid import generate_uid
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
@@ -213,7 +214,7 @@ def _slow_pacs(gw_port: int, sub_ops: int, calling: str):
         yield sub_ops
         for _ in range(sub_ops):
             for _ in range(20):
-                if event.is_cancelled:
+                if event.is_cancelled and honours_cancel:
                     seen["cancelled"] = True
                     yield 0xFE00, None
                     return
@@ -264,6 +265,49 @@ def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
         completed = int(final.split(": ", 1)[1].split(" completed")[0])
         assert 2 <= completed < 20 and final.endswith("not retrieved: cancelled"), final
         wait_until(lambda: gw.cli("studies").stdout.count("\n") >= 2, 30, what="the moved instances indexed")
+    finally:
+        if server is not None:
+            server.shutdown()
+        gw.stop()
+
+
+def test_a_second_ctrl_c_aborts_a_move_the_pacs_does_not_cancel(tmp_path):
+    """The PACS goes on after the C-CANCEL; a second Ctrl-C aborts the association and the command
+    ends with the counts so far, not after the inactivity timer (here 600 s: a hang fails the
+    bounded wait below)."""
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {"peers": {"slow": {"ae_title": "SLOWPACS", "may_store": True}},
+                                          "qr_scu": {"inactivity_s": 600}})
+    server = None
+    try:
+        gw.start()
+        server, port, seen = _slow_pacs(gw.port, 200, "SLOWPACS", honours_cancel=False)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
+             "--destination", f"SLOWPACS@127.0.0.1:{port}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: any("pending: 2 completed" in ln for ln in lines), 60, what="two sub-operations")
+            proc.send_signal(signal.SIGINT)
+            wait_until(lambda: any("pending: 4 completed" in ln for ln in lines), 60,
+                       what="the PACS going on after the C-CANCEL")
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(60)
+            err = proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        reader.join(10)
+        out = "".join(lines)
+        assert rc == 130, out + err
+        assert not seen["cancelled"]
+        assert "C-CANCEL sent" in err and "aborting the association" in err and "Traceback" not in err, err
+        final = next(ln for ln in out.splitlines() if ln.startswith("C-MOVE to EDGE from SLOWPACS"))
+        assert final.endswith("not retrieved: cancelled"), final
     finally:
         if server is not None:
             server.shutdown()

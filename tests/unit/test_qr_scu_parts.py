@@ -119,3 +119,15 @@ def test_never_routed_back_to_the_sender(routes):
     if not routes or "source" not in routes[0]:
         # A medium labelled like an AE title is no network source: nothing is left out.
         assert route(_attrs(), Source.media("PACS")) == ["pacs", "archive"]
+
+
+def test_two_quick_cancel_requests_are_two_the_second_aborts():
+    # Two Ctrl-C in quick succession (`timeout -s INT`, an impatient user): each is counted when
+    # it comes, not when its thread runs, so the second one aborts.
+    from gateway.dicom.qr_scu import Cancel
+
+    cancel = Cancel()
+    cancel.request()
+    assert not cancel.aborted
+    cancel.request()
+    assert cancel.requested == 2 and cancel.aborted

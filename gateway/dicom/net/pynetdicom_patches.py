@@ -68,6 +68,9 @@ Reads of internals (no change; a named function so that callers do not reach in 
       P-DATA-TF PDU), when it fits the peer's maximum PDU length (the C-FIND SCP's pendings).
   R13 encode_command_set(primitive): pynetdicom's own encoding of a DIMSE primitive's command set
       (DIMSEMessage.primitive_to_message + dsutils.encode), the template the C-FIND SCP patches.
+  R14 wake_response_waiter(assoc): (None, None) on DIMSEServiceProvider.msg_queue, as the state
+      machine puts it when the peer aborts: wakes a send_c_* waiting for a response after our own
+      A-ABORT (dicom-gateway retrieve's second Ctrl-C).
 
 Why each change exists:
 
@@ -525,6 +528,16 @@ def take_requests(assoc, kinds: tuple, serve: Callable, wants: Callable | None =
             assoc.dimse.cancel_req = {}
 
     assoc._serve_request = taken
+
+
+def wake_response_waiter(assoc) -> None:
+    """R14: wake the thread waiting in a send_c_* for the next response, as pynetdicom's state
+    machine does when the PEER aborts or the connection drops: (None, None) on the DIMSE message
+    queue (pynetdicom 3.0 fsm.py:815, 858, 894; dimse.py:201 get_msg returns it, and send_c_find /
+    send_c_move / send_c_get treat it as "no response", association.py:2012, 2136). An abort we
+    send ourselves (Association.abort) puts nothing there: the waiter would sleep out the DIMSE
+    timeout."""
+    assoc.dimse.msg_queue.put((None, None))
 
 
 def cancel_requested(assoc, message_id: int) -> bool:
