@@ -233,6 +233,35 @@ def _slow_pacs(gw_port: int, sub_ops: int, calling: str, honours_cancel: bool = 
     return server, port, seen
 
 
+def _interrupted_retrieve(gw, port: int, interrupts) -> tuple[int, str, str]:
+    """`dicom-gateway retrieve --study 1.2.3` from the slow PACS on `port`; each of `interrupts`
+    is the progress line to wait for before one SIGINT. Returns (exit code, stdout, stderr); the
+    command must end within 60 s of the last SIGINT (else the test fails, the process killed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
+         "--destination", f"SLOWPACS@127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        for progress in interrupts:
+            wait_until(lambda: any(progress in ln for ln in lines), 60, what=progress)
+            proc.send_signal(signal.SIGINT)
+        rc = proc.wait(60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    reader.join(10)
+    return rc, "".join(lines), err
+
+
+def _final_line(out: str) -> str:
+    return next(ln for ln in out.splitlines() if ln.startswith("C-MOVE to EDGE from SLOWPACS"))
+
+
 def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
     (tmp_path / "gw").mkdir()
     gw = GatewayProcess(tmp_path / "gw", {"peers": {"slow": {"ae_title": "SLOWPACS", "may_store": True}}})
@@ -240,28 +269,11 @@ def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
     try:
         gw.start()
         server, port, seen = _slow_pacs(gw.port, 20, "SLOWPACS")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
-             "--destination", f"SLOWPACS@127.0.0.1:{port}"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-        reader.start()
-        try:
-            wait_until(lambda: any("pending: 2 completed" in ln for ln in lines), 60, what="two sub-operations")
-            proc.send_signal(signal.SIGINT)
-            err = proc.stderr.read()
-            rc = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        reader.join(10)
-        out = "".join(lines)
+        rc, out, err = _interrupted_retrieve(gw, port, ["pending: 2 completed"])
         assert rc == 130, out + err
         assert seen["cancelled"]
         assert "C-CANCEL sent" in err and "Traceback" not in err
-        final = next(ln for ln in out.splitlines() if ln.startswith("C-MOVE to EDGE from SLOWPACS"))
+        final = _final_line(out)
         completed = int(final.split(": ", 1)[1].split(" completed")[0])
         assert 2 <= completed < 20 and final.endswith("not retrieved: cancelled"), final
         wait_until(lambda: gw.cli("studies").stdout.count("\n") >= 2, 30, what="the moved instances indexed")
@@ -274,7 +286,7 @@ def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
 def test_a_second_ctrl_c_aborts_a_move_the_pacs_does_not_cancel(tmp_path):
     """The PACS goes on after the C-CANCEL; a second Ctrl-C aborts the association and the command
     ends with the counts so far, not after the inactivity timer (here 600 s: a hang fails the
-    bounded wait below)."""
+    bounded wait)."""
     (tmp_path / "gw").mkdir()
     gw = GatewayProcess(tmp_path / "gw", {"peers": {"slow": {"ae_title": "SLOWPACS", "may_store": True}},
                                           "qr_scu": {"inactivity_s": 600}})
@@ -282,32 +294,12 @@ def test_a_second_ctrl_c_aborts_a_move_the_pacs_does_not_cancel(tmp_path):
     try:
         gw.start()
         server, port, seen = _slow_pacs(gw.port, 200, "SLOWPACS", honours_cancel=False)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
-             "--destination", f"SLOWPACS@127.0.0.1:{port}"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-        reader.start()
-        try:
-            wait_until(lambda: any("pending: 2 completed" in ln for ln in lines), 60, what="two sub-operations")
-            proc.send_signal(signal.SIGINT)
-            wait_until(lambda: any("pending: 4 completed" in ln for ln in lines), 60,
-                       what="the PACS going on after the C-CANCEL")
-            proc.send_signal(signal.SIGINT)
-            rc = proc.wait(60)
-            err = proc.stderr.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        reader.join(10)
-        out = "".join(lines)
+        # The second SIGINT once the PACS has gone on after the first (the C-CANCEL).
+        rc, out, err = _interrupted_retrieve(gw, port, ["pending: 2 completed", "pending: 4 completed"])
         assert rc == 130, out + err
         assert not seen["cancelled"]
         assert "C-CANCEL sent" in err and "aborting the association" in err and "Traceback" not in err, err
-        final = next(ln for ln in out.splitlines() if ln.startswith("C-MOVE to EDGE from SLOWPACS"))
-        assert final.endswith("not retrieved: cancelled"), final
+        assert _final_line(out).endswith("not retrieved: cancelled"), out
     finally:
         if server is not None:
             server.shutdown()

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from datasets import make_ct
 from peers import TEST_FILES
-from pydicom.uid import CTImageStorage
+from test_coercion_rules import CHARSET_FILES, CT, RULES  # the rule set both files apply
 
 from gateway.buffer import head_coercion
 from gateway.buffer.coercion import Coercer
@@ -27,20 +27,7 @@ from gateway.dicom.net import receive_spool
 from gateway.events import EventBus
 from gateway.routing import Router
 
-CHARSET_FILES = Path(pydicom.__file__).parent / "data" / "charset_files"
-CT = str(CTImageStorage)
 WHEN = datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
-RULES = {
-    "ae": {"title": "EDGE"},
-    "coercion": [
-        {"name": "legacy", "calling_ae": ["CT1"],
-         "copy": {"OtherPatientIDs": "PatientID"},
-         "map": {"InstitutionName": {"GH01": "General Hospital"}},
-         "set": {"StationName": "LEGACY1", "StudyDescription": "CT HEAD"},
-         "issuer_of_patient_id": "HOSP-A",
-         "delete": ["PatientBirthDate"]},
-    ],
-}
 
 
 @pytest.fixture
