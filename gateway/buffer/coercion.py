@@ -55,6 +55,9 @@ log = logging.getLogger("gateway.buffer.coercion")
 # dictionary search, ~15% of a header's coercion): cached, the rules and the dictionary never change.
 attribute_tag = functools.lru_cache(maxsize=4096)(_attribute_tag)
 dictionary_VR = functools.lru_cache(maxsize=4096)(dictionary_VR)
+# A rule's value is checked against its VR on every object it changes (pydicom's validation, ~10 us
+# each); mostly the same few values (set, map, an issuer), so the answers are cached (a failure is not).
+check_value = functools.lru_cache(maxsize=4096)(check_value)
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 ACCESSION_NUMBER = 0x00080050
@@ -179,6 +182,7 @@ class Coercer:
         self.modifying_system = modifying_system
         self.worklist = worklist
         self._tags = {r.name: _rule_tags(r) for r in self.rules}
+        self._tags_of: dict[tuple[str, ...], frozenset[int]] = {}
         self._wl_key: tuple | None = None
         self._wl_items: tuple = ()
 
@@ -218,9 +222,13 @@ class Coercer:
             original = _pydicom_values(path, tags)
         return self.changes_of(original, rules)
 
-    def tags_of(self, rules: list[CoercionRule]) -> set[int]:
+    def tags_of(self, rules: list[CoercionRule]) -> frozenset[int]:
         """Every tag `rules` read or write (0008,0005 always)."""
-        return set().union(*(self._tags[r.name] for r in rules))
+        key = tuple(r.name for r in rules)
+        tags = self._tags_of.get(key)
+        if tags is None:  # asked on every coerced object, for the same few rule lists
+            tags = self._tags_of[key] = frozenset().union(*(self._tags[r.name] for r in rules))
+        return tags
 
     def changes_of(self, original: dict[int, str | None], rules: list[CoercionRule]) -> tuple[dict, tuple[int, ...]]:
         """changes() from the values of tags_of(rules) already read (None: absent)."""

@@ -69,6 +69,12 @@ class HeadCoercion:
         self.why_not = ""  # why the file path does it (for a debug line)
         self._done = False
         self._lock = threading.Lock()
+        self._meta: tuple[int, str] | None = None
+
+    def expect_meta(self, length: int, transfer_syntax: str) -> None:
+        """The receiver writes the file meta itself: `length` bytes (preamble included), the data
+        set in `transfer_syntax`; it is then not parsed again from the held bytes."""
+        self._meta = (length, transfer_syntax)
 
     def feed(self, data: bytes, complete: bool) -> list | None:
         """`data`: every byte of the file written so far (preamble, file meta, the data set's
@@ -82,7 +88,7 @@ class HeadCoercion:
             if len(data) > HEAD_CAP and not complete:
                 return self._fall_back(data, f"header not complete within {HEAD_CAP} bytes")
             try:
-                head = read_head(data, self.group, complete)
+                head = read_head(data, self.group, complete, self._meta)
             except HeadIncomplete:
                 return None
             except CoerceError as exc:

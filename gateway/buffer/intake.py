@@ -90,24 +90,37 @@ class Intake:
         # the objects being coerced in their receive stream, by spool path (weak: a spool
         # dropped mid-data-set takes its entry with it)
         self._heads: "weakref.WeakValueDictionary[str, HeadCoercion]" = weakref.WeakValueDictionary()
+        self._stream_plans: dict = {}
+        self._stream_plans_of = None  # the config they were made from
 
     def head_coercion(self, path: Path, source: Source, sop_uid: str) -> HeadCoercion | None:
         """the coercion of the object about to be received into `path` (a spool file, the
         data set not yet written) in its receive stream (gateway/buffer/head_coercion.py), or None
         when its source has no ingest rules (or may not store). take() of that path uses it."""
-        rules = self.coercer.rules_for(source) if self.coercer else []
-        if not rules:
+        plan = self._stream_plans.get(source, False) if self._stream_plans_of is self.config else False
+        if plan is False:
+            plan = self._stream_plan(source)
+        if plan is None:
             return None
-        if source.is_ae:
-            peer = self.config.peer_by_ae(source.name)
-            if peer is not None and not peer.may_store:
-                return None
-        group = last_group(self.coercer, rules)
-        if group is None:
-            return None
+        rules, group = plan
         head = HeadCoercion(self.coercer, rules, source.label, self._resend_time(sop_uid), group)
         self._heads[str(path)] = head
         return head
+
+    def _stream_plan(self, source: Source) -> tuple[list, int] | None:
+        """(the rules, the last group of the head) of objects from `source`, or None when none is
+        coerced in the stream; remembered per source (asked on every C-STORE) until the config
+        is another."""
+        if self._stream_plans_of is not self.config:
+            self._stream_plans, self._stream_plans_of = {}, self.config
+        rules = self.coercer.rules_for(source) if self.coercer else []
+        plan = None
+        peer = self.config.peer_by_ae(source.name) if source.is_ae else None
+        if rules and (peer is None or peer.may_store):
+            group = last_group(self.coercer, rules)
+            plan = None if group is None else (rules, group)
+        self._stream_plans[source] = plan
+        return plan
 
     def _resend_time(self, sop_uid: str):
         """The Attribute Modification DateTime to coerce a re-send of `sop_uid` with (None: now)."""
@@ -189,7 +202,7 @@ class Intake:
         coerced = None
         if rules and streamed is not None:
             coerced = streamed
-            if coerced.changed:
+            if coerced.changed and log.isEnabledFor(logging.INFO):  # describe() is not free
                 log.info("coerced %s from %s: %s (in the receive stream)", sop_uid, who, describe(coerced),
                          extra={"sop_instance_uid": sop_uid, "calling_ae": who})
         elif rules:

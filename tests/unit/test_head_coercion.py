@@ -81,12 +81,16 @@ def _source(name: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm",
                                   "MR_small_bigendian.dcm", "JPEG2000.dcm"])
 @pytest.mark.parametrize("fragment", [7, 1000, 16384, 1 << 22])
-def test_the_stream_writes_the_bytes_the_file_path_writes(name, fragment, incoming, tmp_path):
+@pytest.mark.parametrize("meta_told", [False, True], ids=["meta-walked", "meta-told"])
+def test_the_stream_writes_the_bytes_the_file_path_writes(name, fragment, meta_told, incoming, tmp_path):
     src = _source(name, tmp_path)
     coercer, rules = _coercer(Config.model_validate(RULES))
     expected = coercer.coerce(src, tmp_path / "file-path.dcm", rules, "AE:CT1", when=WHEN)
     assert expected.changed
     head = _head(coercer, rules)
+    if meta_told:  # as the fast path does: it wrote the file meta, it says where the data set starts
+        start, uids = receive_spool_meta_end(src.read_bytes())
+        head.expect_meta(start, uids["transfer_syntax"])
     got = _stream(src.read_bytes(), head, fragment)
     assert head.result == expected, head.why_not
     assert got.read_bytes() == (tmp_path / "file-path.dcm").read_bytes()

@@ -236,3 +236,36 @@ def test_dciodvfy_reports_no_new_error(name, tmp_path):
     _coerce(src, dst, {PATIENT_ID: "MRN0042", PATIENT_NAME: "Doe^Jane", ACCESSION: "ACC-9",
                        0x00080015: "20261129123000.000000+0100"}, record=[ISSUER])
     assert _dciodvfy_errors(dst) - _dciodvfy_errors(src) == set()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEST_FILES.glob("*.dcm")))
+def test_the_walk_in_memory_finds_what_the_file_walk_finds(name, tmp_path):
+    # _BytesWalk.top_level is the file walk's loop inlined for speed (it runs on every coerced
+    # C-STORE): on every pydicom test file, whole and cut short, the same elements or the same kind
+    # of error (the words of a truncation differ; in the stream it means "wait for more").
+    from gateway.part10 import coerce
+
+    src = TEST_FILES / name
+    data = src.read_bytes()
+    try:
+        start, meta = file_meta(data)
+        _, enc = coerce._encoding(meta)
+    except Exception:  # noqa: BLE001 - not a Part-10 file, or deflated: neither walk runs on it
+        pytest.skip(f"{name}: no walkable file meta")
+
+    def answer(walk, last_group):
+        try:
+            elements, tail = walk.top_level(start, last_group)
+            return [(e.tag, e.vr, e.start, e.value_start, e.end, e.length) for e in elements], tail
+        except coerce.CoerceError as exc:
+            return type(exc).__name__
+
+    for cut in sorted({len(data), len(data) - 1, start + 5, start + 9, start + 200, start + 1000}):
+        if cut <= start or cut > len(data):
+            continue
+        head = data[:cut]
+        (tmp_path / "cut.dcm").write_bytes(head)
+        for last_group in (0x0008, 0x0010, 0x0028, 0x0400, 0x7FDF):
+            with open(tmp_path / "cut.dcm", "rb") as fh:
+                expected = answer(coerce._HeaderWalk(fh, cut, enc), last_group)
+            assert answer(coerce._BytesWalk(head, enc), last_group) == expected, (cut, hex(last_group))

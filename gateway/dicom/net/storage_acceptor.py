@@ -289,12 +289,15 @@ class StorageAcceptor(PduConnection):
         except OSError as exc:
             m.spool_error = exc
             return
+        transfer_syntax = self.contexts[m.context_id][1]
+        meta = file_meta.encode(command.affected_sop_class, command.affected_sop_instance, transfer_syntax,
+                                self.calling_ae)
         if self.head_coercion is not None:
             head = self.head_coercion(Path(m.spool.name), self.calling_ae, command.affected_sop_instance)
             if head is not None:
+                head.expect_meta(len(meta), transfer_syntax)
                 m.spool.coerce_head(head)
-        m.spool.write(file_meta.encode(command.affected_sop_class, command.affected_sop_instance,
-                                       self.contexts[m.context_id][1], self.calling_ae))
+        m.spool.write(meta)
 
     def _refusal(self, context_id: int, command: dimse_command.Command) -> tuple[int, str] | None:
         """Why this operation is refused on this presentation context (status, comment), or None.
