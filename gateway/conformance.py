@@ -827,10 +827,10 @@ def _print_scp(out: list[str], config: Config) -> None:
 # -- the Q/R retrieve SCP (gateway/dicom/qr_retrieve_scp.py) --------------------------------
 # Its statuses besides 0000 and FF00 (Pending), with when each is sent (PS3.4 C.4.2.1.5, C.4.3.1.4).
 _RETRIEVE_WHEN = {
-    qr_retrieve.NOT_AUTHORIZED: "the calling AE is not a configured peer with `may_retrieve = true` "
-                                "(PS3.7 C.5 Refused: Not Authorized)",
+    qr_retrieve.NOT_AUTHORIZED: "the calling AE is not a configured peer with `may_query = true`, or its "
+                                "`may_retrieve = false` (PS3.7 C.5 Refused: Not Authorized)",
     qr_retrieve.DESTINATION_UNKNOWN: "C-MOVE: the Move Destination is neither a `[destinations.*]` AE title "
-                                     "nor a `[peers.*]` AE title with `may_retrieve = true`",
+                                     "nor a `[peers.*]` AE title that may retrieve, with its host and port",
     retrieve_select.IDENTIFIER_MISMATCH: "no Query/Retrieve Level, a level the model lacks, a Unique Key "
                                          "missing or empty at or above the level, several values above it, "
                                          "a value that is not a UID, a wildcard in Patient ID",
@@ -857,8 +857,9 @@ def _qr_retrieve_scp(out: list[str], config: Config) -> None:
             "negotiated): only the Unique Keys count (Patient ID, with Issuer of Patient ID when given under "
             "Patient Root; Study, Series and SOP Instance UIDs); the key of the retrieve level may be a list "
             "of UIDs, the keys above it take one value. Other attributes of the identifier are ignored. "
-            "Only peers with `may_retrieve = true` may retrieve. A C-MOVE's Move Destination must be the AE "
-            "title of a `[destinations.*]` (enabled or not) or of a `[peers.*]` with `may_retrieve = true` "
+            "Only peers that may query (`may_query = true`) may retrieve, unless their `may_retrieve = false`. "
+            "A C-MOVE's Move Destination must be the AE "
+            "title of a `[destinations.*]` (enabled or not) or of a `[peers.*]` that may retrieve "
             "and its `host` and `port` given; the address comes from the config, never from the request. Sub-operations send each stored "
             "file as it is, in its stored transfer syntax; a destination that did not accept that syntax "
             "gets the data set decoded into Explicit or Implicit VR Little Endian with the same SOP Instance "

@@ -1,14 +1,15 @@
 """Query/Retrieve C-MOVE and C-GET SCP over the buffer (PS3.4 C.4.2 Move, C.4.3 Get; Patient Root
 and Study Root information models, hierarchical retrieve, PS3.4 C.4.2.2.1).
 
-Who may retrieve: a calling AE configured as a peer with `may_retrieve = true`; any other caller
+Who may retrieve: a calling AE configured as a peer that may query (`may_query = true`, unless
+`may_retrieve = false` takes retrieving away, PeerSection.retrieves); any other caller
 (unknown callers included, even with ae.accept_unknown_callers) is answered 0x0124 Refused: Not
 Authorized, as the Print SCP answers a peer without may_print.
 
 Where a C-MOVE may send (the Move Destination, PS3.4 C.4.2.1.2): only an AE title this box has an
 address for in its config, so that no request can steer images to an arbitrary host:
   1. a [destinations.NAME] whose ae_title is the Move Destination (the PACS, an archive), or
-  2. a [peers.NAME] whose ae_title is the Move Destination and that has may_retrieve = true (a
+  2. a [peers.NAME] whose ae_title is the Move Destination and that may retrieve (a
      workstation pulling to itself), at its host and port, both written in the config (a peer
      without them would get the schema's defaults, 127.0.0.1:104).
 Anything else: 0xA801 Refused: Move Destination unknown. The destination's host and port come
@@ -242,13 +243,14 @@ class QRRetrieveSCP:
         """(final status, Error Comment); status None when no final response can be sent (the
         requestor's association is gone)."""
         peer = self.config.peer_by_ae(calling)
-        if peer is None or not peer.may_retrieve:
-            return NOT_AUTHORIZED, f"{calling} may not retrieve (peers.*.may_retrieve)"
+        if peer is None or not peer.retrieves:
+            return NOT_AUTHORIZED, (f"{calling} may not retrieve (not a peer with may_query)" if peer is None or not
+                                    peer.may_query else f"{calling} may not retrieve (may_retrieve = false)")
         dest_section = None
         if operation == "C-MOVE":
             dest_section = self.move_destination(destination)
             if dest_section is None:
-                return DESTINATION_UNKNOWN, f"Move Destination {destination} is not a configured AE"
+                return DESTINATION_UNKNOWN, self._unknown_destination(destination)
         ts = context.transfer_syntax[0]
         try:
             identifier = decode(req.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
@@ -283,9 +285,19 @@ class QRRetrieveSCP:
         peer = self.config.peer_by_ae(ae_title)
         # Only with its address written in the config: a peer known by its title alone would get
         # the schema's defaults (127.0.0.1:104), somebody else's port or nobody's.
-        if peer is not None and peer.may_retrieve and {"host", "port"} <= peer.model_fields_set:
+        if peer is not None and peer.retrieves and {"host", "port"} <= peer.model_fields_set:
             return DestinationSection(ae_title=peer.ae_title, host=peer.host, port=peer.port)
         return None
+
+    def _unknown_destination(self, ae_title: str) -> str:
+        """The 0xA801 Error Comment: why `ae_title` is no Move Destination (within LO's 64
+        characters for a 16-character title; the log line says it too)."""
+        peer = self.config.peer_by_ae(ae_title)
+        if peer is None:
+            return f"Move Destination {ae_title} is not a configured AE"
+        if not peer.retrieves:
+            return f"Move Destination {ae_title}: a peer that may not retrieve"
+        return f"Move Destination {ae_title}: a peer with no host/port set"
 
     def _move(self, assoc, req, context, calling: str, dest: DestinationSection, matches: list[Match],
               tally: _Tally) -> None:

@@ -49,10 +49,14 @@ def move_target(tmp_path):
 
 def _gateway(gateway_factory, ws_port: int, archive_port: int | None = None):
     return gateway_factory({"peers": {
-        "ws": {"ae_title": "WS", "host": "127.0.0.1", "port": ws_port, "may_store": False, "may_retrieve": True},
+        # may_query: it may retrieve too (may_retrieve left out follows it)
+        "ws": {"ae_title": "WS", "host": "127.0.0.1", "port": ws_port, "may_store": False, "may_query": True},
         "noret": {"ae_title": "NORET", "host": "127.0.0.1", "port": ws_port, "may_store": False},
+        # May query, retrieving taken away.
+        "nomove": {"ae_title": "NOMOVE", "host": "127.0.0.1", "port": ws_port, "may_store": False,
+                   "may_query": True, "may_retrieve": False},
         # May retrieve, but no address in the config: not a Move Destination.
-        "noaddr": {"ae_title": "NOADDR", "may_store": False, "may_retrieve": True},
+        "noaddr": {"ae_title": "NOADDR", "may_store": False, "may_query": True},
     }, "destinations": {
         # A configured destination is a Move Destination too (not forwarded to: disabled).
         "archive": {"ae_title": "ARCHIVE", "port": archive_port or free_port(), "enabled": False},
@@ -174,12 +178,20 @@ def test_unknown_destination_unauthorised_peer_bad_identifier_and_no_match(gatew
     keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
     text = _dcmtk("movescu", gw, "-S", "-aem", "NOBODY", *keys)
     assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
+    assert "Move Destination NOBODY is not a configured AE" in gw.log
     text = _dcmtk("movescu", gw, "-S", "-aem", "NOADDR", *keys)
     assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
+    assert "Move Destination NOADDR: a peer with no host/port set" in gw.log
+    text = _dcmtk("movescu", gw, "-S", "-aem", "NOMOVE", *keys)
+    assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in text, text
+    assert "Move Destination NOMOVE: a peer that may not retrieve" in gw.log
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", *keys, aet="NORET")
     # 0x0124 Refused: Not Authorized (PS3.7 C.5); DCMTK 3.6.7 names it only for N-services.
     assert "Received Final Move Response (Unknown Status: 0x124)" in text, text
-    assert "NORET may not retrieve" in gw.log
+    assert "NORET may not retrieve (not a peer with may_query)" in gw.log
+    text = _dcmtk("movescu", gw, "-S", "-aem", "WS", *keys, aet="NOMOVE")
+    assert "Received Final Move Response (Unknown Status: 0x124)" in text, text
+    assert "NOMOVE may not retrieve (may_retrieve = false)" in gw.log
     text = _dcmtk("movescu", gw, "-S", "-aem", "WS", "-k", "QueryRetrieveLevel=STUDY")
     assert "Received Final Move Response (Error: DataSetDoesNotMatchSOPClass)" in text, text  # 0xA900
     # ARCHIVE is configured but nothing listens there: every sub-operation fails, A702 with the list.
@@ -294,7 +306,7 @@ def test_move_to_orthanc_as_a_configured_destination(gateway_factory, orthanc_fa
 
     port = free_port()
     orthanc = orthanc_factory(port)
-    gw = gateway_factory({"peers": {"ws": {"ae_title": "WS", "may_store": False, "may_retrieve": True}},
+    gw = gateway_factory({"peers": {"ws": {"ae_title": "WS", "may_store": False, "may_query": True}},
                           "destinations": {"pacs": {"ae_title": "TESTPACS", "port": orthanc.dicom,
                                                     "enabled": False}}}, port=port)
     study, (mr,) = _new_study(tmp_path, ["MR_small_bigendian.dcm"])

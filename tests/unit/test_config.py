@@ -271,3 +271,16 @@ def _minimal(tmp_path: Path) -> Path:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(f'[ae]\nport = {_free_port()}\n[buffer]\npath = "buf"\n')
     return cfg
+
+
+def test_may_retrieve_follows_may_query_and_never_goes_without_it(tmp_path):
+    # Issue 11: only peers that may query may retrieve; may_retrieve = false takes retrieving away.
+    from gateway.config.peers import PeerSection
+
+    assert PeerSection(ae_title="WS", may_query=True).retrieves
+    assert not PeerSection(ae_title="WS").retrieves
+    assert not PeerSection(ae_title="WS", may_query=True, may_retrieve=False).retrieves
+    r = _check_config("--config", str(_minimal(tmp_path)), "--set", 'peers.ws.ae_title="WS"',
+                      "--set", "peers.ws.may_retrieve=true")
+    assert r.returncode == 2, r.stdout
+    assert "peers.ws: may_retrieve = true needs may_query = true" in _one_line(r), r.stderr
