@@ -43,8 +43,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 from common import (GATEWAY_AE, GB, MB, PY, REPEAT, ROOT, SCALE, SENDER_AE, Proc, cpu_seconds, drop_dirty,  # noqa: E402
-                    free_port, gateway_config, median, ratio, rmtree, scratch, status_kb, storescu, table, wait_port,
-                    warm, write_summary, write_toml)
+                    free_port, gateway_config, interleaved_runs, median, ratio, rmtree, scratch, status_kb, storescu,
+                    table, wait_port, warm, write_summary, write_toml)
 
 MODES = ("off", "on")
 TARGET = 0.9
@@ -101,13 +101,7 @@ def main() -> int:
     nbytes = datasets.total_bytes(files)
     warm(files)
     print(f"  CT: {len(files)} objects, {nbytes / MB:.0f} MB", flush=True)
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
-    for i in range(PAIRS):
-        for mode in (MODES if i % 2 == 0 else MODES[::-1]):
-            r = run_once(mode, files, nbytes)
-            runs[mode].append(r)
-            print(f"    {mode:3} run {i + 1}/{PAIRS}: {r['wall_s']:.2f} s, {r['img_s']:.1f} img/s, "
-                  f"{r['gw_cpu_s_per_gb']:.1f} CPU s/GB, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    runs = interleaved_runs(MODES, PAIRS, lambda mode: run_once(mode, files, nbytes))
     keys = ("wall_s", "img_s", "mb_s", "gw_cpu_s", "gw_cpu_s_per_gb", "peak_rss_mb")
     summary = {m: {k: median([r[k] for r in runs[m]]) for k in keys} for m in MODES}
     pairs = [ratio(a["img_s"], b["img_s"]) for a, b in zip(runs["on"], runs["off"])]

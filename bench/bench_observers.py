@@ -46,8 +46,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 from common import (BENCH, GATEWAY_AE, GB, MB, PY, REPEAT, ROOT, SCALE, Proc, cpu_seconds, drop_dirty,  # noqa: E402
-                    free_port, gateway_config, median, ratio, rmtree, scratch, status_kb, storescu, table, wait_port,
-                    warm, write_summary, write_toml)
+                    free_port, gateway_config, interleaved_runs, median, ratio, rmtree, scratch, status_kb, storescu,
+                    table, wait_port, warm, write_summary, write_toml)
 
 MODES = ("bare", "observed")
 TARGET = 0.97
@@ -179,18 +179,14 @@ def main() -> int:
     nbytes = datasets.total_bytes(files)
     warm(files)
     print(f"  CT: {len(files)} objects, {nbytes / MB:.0f} MB", flush=True)
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
-    for i in range(REPEAT):
-        for mode in (MODES if i % 2 == 0 else MODES[::-1]):
-            r = run_once(mode, files, nbytes)
-            runs[mode].append(r)
-            extra = ""
-            if mode == "observed":
-                c = r["client"]
-                extra = (f", client: {c.get('sse_events', 0)} SSE events, {c.get('scrapes', 0)} scrapes"
-                         f" ({c.get('scrapes_failed', 0)} failed); {r['panel'] or 'panel: no report'}")
-            print(f"    {mode:8} run {i + 1}/{REPEAT}: {r['wall_s']:.2f} s, {r['img_s']:.1f} img/s, "
-                  f"{r['gw_cpu_s_per_gb']:.1f} CPU s/GB, peak RSS {r['peak_rss_mb']:.0f} MB{extra}", flush=True)
+    def describe(mode: str, r: dict) -> str:
+        if mode != "observed":
+            return ""
+        c = r["client"]
+        return (f", client: {c.get('sse_events', 0)} SSE events, {c.get('scrapes', 0)} scrapes"
+                f" ({c.get('scrapes_failed', 0)} failed); {r['panel'] or 'panel: no report'}")
+
+    runs = interleaved_runs(MODES, REPEAT, lambda mode: run_once(mode, files, nbytes), describe)
     keys = ("wall_s", "img_s", "mb_s", "gw_cpu_s", "gw_cpu_s_per_gb", "peak_rss_mb")
     summary = {m: {k: median([r[k] for r in runs[m]]) for k in keys} for m in MODES}
     pairs = [ratio(o["img_s"], b["img_s"]) for o, b in zip(runs["observed"], runs["bare"])]

@@ -280,6 +280,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def interleaved_runs(modes: tuple[str, str], pairs: int, run, describe=None) -> dict[str, list[dict]]:
+    """Runs of two configurations, interleaved (a, b, b, a, a, b, ...: a drift of the shared machine
+    falls on both), `pairs` of each. run(mode) -> a dict with at least wall_s, img_s,
+    gw_cpu_s_per_gb and peak_rss_mb; describe(mode, r) -> extra text for its progress line."""
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    width = max(len(m) for m in modes)
+    for i in range(pairs):
+        for mode in (modes if i % 2 == 0 else modes[::-1]):
+            r = run(mode)
+            runs[mode].append(r)
+            extra = describe(mode, r) if describe else ""
+            print(f"    {mode:{width}} run {i + 1}/{pairs}: {r['wall_s']:.2f} s, {r['img_s']:.1f} img/s, "
+                  f"{r['gw_cpu_s_per_gb']:.1f} CPU s/GB, peak RSS {r['peak_rss_mb']:.0f} MB{extra}", flush=True)
+    return runs
+
+
 # -- output --------------------------------------------------------------------------------------
 
 def table(headers: list[str], rows: list[list], title: str | None = None) -> str:
