@@ -292,6 +292,19 @@ class CoercionRule(Section):
         return f"{self.name}: {where}: {'; '.join(acts)}{status}"
 
 
+def worklist_problems(config) -> list[str]:
+    """The rules that fill from the worklist in a config (`config`: a gateway.config.Config) without
+    one: a "coercion.<name>.fill_from_worklist: ..." line each. The rule reads the cache the
+    worklist service writes (gateway/buffer/worklist.py), and with `[worklist] enabled = false`
+    nothing asks the RIS: the rule would fill nothing, with no error anywhere, for every object
+    (or, worse, from a cache a worklist once enabled left behind)."""
+    if config.worklist.enabled:
+        return []
+    return [f"coercion.{rule.name}.fill_from_worklist: no worklist to fill from ([worklist] enabled = false): "
+            "enable [worklist] with the RIS's Modality Worklist SCP, or remove the action"
+            for rule in config.coercion if rule.fill_from_worklist]
+
+
 def check_config_lines(config) -> list[str]:
     """check-config's lines for the coercion rules and attribute routes (`config`: a
     gateway.config.Config): each coercion rule (CoercionRule.summary) and each route that matches

@@ -179,7 +179,7 @@ def test_missing_attributes_are_filled_from_the_worklist_by_accession_number(tmp
     if "PatientBirthDate" in ds:
         del ds.PatientBirthDate
     ds.save_as(tmp_path / "src.dcm")
-    cfg = Config.model_validate({"ae": {"title": "EDGE"}, "coercion": [
+    cfg = Config.model_validate({"ae": {"title": "EDGE"}, "worklist": {"enabled": True}, "coercion": [
         {"name": "wl", "calling_ae": ["CT1"], "fill_from_worklist": ["PatientName", "PatientBirthDate",
                                                                      "PatientID"]}]})
     result, out = _coerce(tmp_path / "src.dcm", tmp_path, cfg, buffer_dir=buf_dir)
@@ -401,6 +401,21 @@ def test_check_config_lists_the_rules_without_their_values():
     assert lines[1] == "coerces (2) out: on forward to pacs: delete PatientComments"
     assert lines[2] == "routes[0] to pacs when Modality in CT, MR"
     assert not any("Secret" in line or "General Hospital" in line for line in lines)
+
+
+def test_a_fill_from_worklist_rule_without_a_worklist_is_refused_naming_it():
+    from gateway.config.coercion import worklist_problems
+    from gateway.config.worklist import WorklistSection
+    with_worklist = Config.model_validate({"worklist": {"enabled": True}, "coercion": [
+        {"name": "ct1-wl", "calling_ae": ["CT1"], "fill_from_worklist": ["PatientName"]},
+        {"name": "plain", "calling_ae": ["CT2"], "set": {"StationName": "CT2"}}]})
+    assert worklist_problems(with_worklist) == []
+    # The same rules with [worklist] as its defaults (enabled = false); copied, not validated
+    # again: what is checked here is the check itself, wherever the config's loading calls it.
+    without = with_worklist.model_copy(update={"worklist": WorklistSection()})
+    (line,) = worklist_problems(without)
+    assert line.startswith("coercion.ct1-wl.fill_from_worklist: no worklist to fill from ([worklist] enabled = false)")
+    assert "\n" not in line
 
 
 @pytest.mark.parametrize("path", [TEST_FILES / "CT_small.dcm", TEST_FILES / "MR_small_implicit.dcm",
