@@ -305,11 +305,26 @@ def worklist_problems(config) -> list[str]:
             for rule in config.coercion if rule.fill_from_worklist]
 
 
+def caller_notes(config) -> list[str]:
+    """check-config's notes on rules whose `calling_ae` names an AE title that cannot call
+    (`config`: a gateway.config.Config): not a [peers.*] title while `ae.accept_unknown_callers =
+    false`, so its associations are rejected and the rule never applies (a typo, or a renamed
+    peer). A note, not a refusal: the rule may be written before its peer. With unknown callers
+    accepted any title may call: nothing to say."""
+    if config.ae.accept_unknown_callers:
+        return []
+    titles = {peer.ae_title for peer in config.peers.values()}
+    return [f"coercion.{rule.name}.calling_ae: {title!r} is not the AE title of any [peers.*] and "
+            "ae.accept_unknown_callers = false: the rule would never apply"
+            for rule in config.coercion for title in rule.calling_ae if title.strip() not in titles]
+
+
 def check_config_lines(config) -> list[str]:
     """check-config's lines for the coercion rules and attribute routes (`config`: a
     gateway.config.Config): each coercion rule (CoercionRule.summary) and each route that matches
     on indexed attributes."""
     lines = [f"coerces ({i + 1}) {rule.summary()}" for i, rule in enumerate(config.coercion)]
+    lines += [f"note: {note}" for note in caller_notes(config)]
     for i, route in enumerate(config.routes):
         if route.match:
             tests = "; ".join(f"{k} in {', '.join(v)}" for k, v in route.match.items())

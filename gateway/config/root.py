@@ -12,7 +12,7 @@ from gateway.config.ae import AESection
 from gateway.config.base import Section
 from gateway.config.buffer import BufferSection
 from gateway.config.capture import CaptureSection
-from gateway.config.coercion import MAX_RULES, CoercionRule
+from gateway.config.coercion import MAX_RULES, CoercionRule, worklist_problems
 from gateway.config.destinations import DestinationSection
 from gateway.config.logging import LoggingSection
 from gateway.config.media import MediaSection
@@ -80,6 +80,7 @@ class Config(Section):
             for dest in rule.destination:
                 if dest not in self.destinations:
                     problems.append(f"coercion.{rule.name}.destination: unknown destination {dest!r}")
+        problems += worklist_problems(self)
         problems += self.status_http.problems()
         problems += self.qr_scu.problems(self.destinations)
         web = self.status_http

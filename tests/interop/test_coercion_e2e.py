@@ -37,6 +37,9 @@ def _config(ct_pacs, mr_pacs) -> dict:
                          "mrpacs": {"ae_title": mr_pacs.aet, "port": mr_pacs.dicom, "retry_initial_s": 0.5}},
         "routes": [{"to": ["ctpacs"], "match": {"Modality": ["CT"]}},
                    {"to": ["mrpacs"], "match": {"Modality": ["MR"]}}],
+        # fill_from_worklist needs [worklist]: no SCP answers on this port, so the service keeps the
+        # cache the test writes (gateway/dicom/worklist_service.py: a failed refresh never replaces it).
+        "worklist": {"enabled": True, "ae_title": "RIS", "port": free_port(), "timeout_s": 2.0},
         "peers": {"badcs": {"ae_title": "BADCS", "may_store": True},
                   "warnme": {"ae_title": "WARNME", "may_store": True}},
         "coercion": [

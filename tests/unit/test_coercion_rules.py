@@ -257,6 +257,7 @@ BAD = [
     ({"frobnicate": True, "set": {"StationName": "x"}}, "coercion.bad.frobnicate: unknown key"),
     ({"destination": ["pacs"], "set": {"StationName": "x"}}, "not both"),
     ({}, "no action"),
+    ({"fill_from_worklist": ["PatientName"]}, "coercion.bad.fill_from_worklist: no worklist to fill from"),
 ]
 
 
@@ -399,8 +400,15 @@ def test_check_config_lists_the_rules_without_their_values():
     assert lines[0] == ("coerces (1) legacy: on ingest from AE:CT1: map InstitutionName (1 entries); "
                         "set PatientName; answers B000")
     assert lines[1] == "coerces (2) out: on forward to pacs: delete PatientComments"
-    assert lines[2] == "routes[0] to pacs when Modality in CT, MR"
+    # CT1 is no peer and unknown callers are refused: the rule could never apply (a typo?)
+    assert lines[2] == ("note: coercion.legacy.calling_ae: 'CT1' is not the AE title of any [peers.*] and "
+                        "ae.accept_unknown_callers = false: the rule would never apply")
+    assert lines[3] == "routes[0] to pacs when Modality in CT, MR"
     assert not any("Secret" in line or "General Hospital" in line for line in lines)
+    # A peer of that title, or unknown callers accepted: no note.
+    for extra in ({"peers": {"ct": {"ae_title": "CT1"}}}, {"ae": {"accept_unknown_callers": True}}):
+        cfg2 = Config.model_validate({**cfg.model_dump(exclude_unset=True, by_alias=True), **extra})
+        assert not any(line.startswith("note:") for line in check_config_lines(cfg2)), extra
 
 
 def test_a_fill_from_worklist_rule_without_a_worklist_is_refused_naming_it():
