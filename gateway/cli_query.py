@@ -34,7 +34,8 @@ from gateway import exit_codes
 
 LEVEL_CHOICES = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
-# Columns of the table per level: (keyword, heading, width; 0 = the rest of the line).
+# Columns of the table per level: (keyword, heading, width; 0 = as wide as its longest value).
+# UIDs are never cut (a cut UID cannot be pasted into the next command): their width is 0.
 _COLUMNS = {
     "PATIENT": [("PatientID", "PATIENT ID", 16), ("PatientName", "NAME", 24), ("PatientBirthDate", "BIRTH", 8),
                 ("PatientSex", "SEX", 3), ("NumberOfPatientRelatedStudies", "STUDIES", 7)],
@@ -44,8 +45,12 @@ _COLUMNS = {
               ("StudyInstanceUID", "STUDY UID", 0)],
     "SERIES": [("Modality", "MOD", 4), ("SeriesNumber", "NUMBER", 6), ("NumberOfSeriesRelatedInstances", "IMAGES", 6),
                ("SeriesDescription", "DESCRIPTION", 24), ("SeriesInstanceUID", "SERIES UID", 0)],
-    "IMAGE": [("InstanceNumber", "NUMBER", 6), ("SOPClassUID", "SOP CLASS", 30), ("SOPInstanceUID", "SOP INSTANCE UID", 0)],
+    "IMAGE": [("InstanceNumber", "NUMBER", 6), ("SOPClassUID", "SOP CLASS", 0), ("SOPInstanceUID", "SOP INSTANCE UID", 0)],
 }
+
+
+# The query verb's own option for each unique key a hierarchical query needs from a level above.
+_KEY_OPTION = {"PatientID": "--patient-id ID", "StudyInstanceUID": "--study UID", "SeriesInstanceUID": "--series UID"}
 
 
 def _usage(message: str):
@@ -140,7 +145,9 @@ def add_parsers(add) -> None:
 
 # -- shared ------------------------------------------------------------------------------------------
 
-def _peer(loaded, name: str | None, session_s: float):
+def _peer(loaded, verb: str, name: str | None, session_s: float):
+    """The PACS asked by `verb` ("query", "retrieve"; its usage errors carry it, as the other verbs'
+    do: `dicom-gateway: VERB: ...`)."""
     from gateway import cli
     from gateway.dicom.qr_scu import QrPeer
 
@@ -150,12 +157,13 @@ def _peer(loaded, name: str | None, session_s: float):
     if not name:
         if len(cfg.destinations) != 1:
             known = ", ".join(cfg.destinations) or "none configured"
-            raise _usage(f"which PACS? give --destination NAME or set qr_scu.destination (destinations: {known})")
+            raise _usage(f"{verb}: which PACS? give --destination NAME or set qr_scu.destination "
+                         f"(destinations: {known})")
         name = next(iter(cfg.destinations))
     try:
         d = cli._resolve_dest(loaded, name)
     except Exception as exc:  # cli.UsageError, which may be __main__'s copy of the class
-        raise _usage(str(exc)) from None
+        raise _usage(f"{verb}: {exc}") from None
     return QrPeer(d.ae_title, d.host, d.port, q.calling_ae or cfg.ae.title, q.association_s, q.inactivity_s,
                   session_s)
 
@@ -201,16 +209,19 @@ def _query_keys(args) -> dict[str, str]:
 
 def cmd_query(args) -> int:
     from gateway import cli
-    from gateway.dicom.qr_scu import Cancel, QrError, find, identifier
+    from gateway.dicom.qr_scu import Cancel, MissingKey, QrError, find, identifier
 
     loaded = cli._load(args)
     model = "patient" if args.patient_root or args.level == "PATIENT" else "study"
     keys = _query_keys(args)
     try:
         ident = identifier(args.level, keys, model)
+    except MissingKey as exc:
+        # The verb's own option for the key (-k works too, but a new user reads --help's options).
+        raise _usage(f"query: {exc}: give {_KEY_OPTION[exc.key]}") from None
     except ValueError as exc:
         raise _usage(f"query: {exc}") from None
-    peer = _peer(loaded, args.destination, loaded.config.qr_scu.find_session_s)
+    peer = _peer(loaded, "query", args.destination, loaded.config.qr_scu.find_session_s)
     cancel = Cancel()
     try:
         with _cancel_on_sigint(cancel):
@@ -218,10 +229,7 @@ def cmd_query(args) -> int:
     except QrError as exc:
         print(f"query: {exc}", file=sys.stderr)
         return exit_codes.FAILED
-    columns = list(_COLUMNS[args.level])
-    shown = {kw for kw, _, _ in columns}
-    # A key the user asked for that the table has no column for gets one.
-    columns[-1:-1] = [(kw, kw.upper(), 16) for kw in keys if kw not in shown and kw != "SpecificCharacterSet"]
+    columns = _columns(args.level, keys)
     if args.json:
         rows = []
         for m in result.matches:
@@ -240,15 +248,40 @@ def cmd_query(args) -> int:
     return exit_codes.INTERRUPTED if result.cancelled else exit_codes.OK
 
 
+def _columns(level: str, keys) -> list[tuple[str, str, int]]:
+    """The table's columns for `level`, and one before the last for each key the user asked for
+    that the level's columns lack (a UID one as wide as its values, any other 16 wide)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    columns = list(_COLUMNS[level])
+    shown = {kw for kw, _, _ in columns}
+    columns[-1:-1] = [(kw, kw.upper(), 0 if dictionary_VR(tag_for_keyword(kw)) == "UI" else 16)
+                      for kw in keys if kw not in shown and kw != "SpecificCharacterSet"]
+    return columns
+
+
+def _shown(ds, kw: str) -> str:
+    """A value as the table shows it: a SOP class by its name in pydicom's dictionary (the UID when
+    it has none, e.g. a private class; --json keeps the UIDs), anything else as _text."""
+    if kw in ("SOPClassUID", "SOPClassesInStudy"):
+        from pydicom.uid import UID
+
+        return "\\".join(UID(str(v)).name for v in _values(ds, kw))
+    return _text(ds, kw)
+
+
 def _table(columns, matches) -> None:
+    """Print `columns` ((keyword, heading, width)) of `matches`: a text cut to its width ends in
+    "~"; a width-0 column (UIDs, SOP class names) is as wide as its longest value, never cut."""
+    rows = [[_shown(m, kw) or "-" for kw, _, _ in columns] for m in matches]
+    widths = [w or max([len(head)] + [len(row[i]) for row in rows]) for i, (_, head, w) in enumerate(columns)]
+
     def cell(text: str, width: int) -> str:
-        if not width:
-            return text
         return (text if len(text) <= width else text[:width - 1] + "~").ljust(width)
 
-    print(" ".join(cell(head, w) for _, head, w in columns).rstrip())
-    for m in matches:
-        print(" ".join(cell(_text(m, kw) or "-", w) for kw, _, w in columns).rstrip())
+    print(" ".join(cell(head, w) for (_, head, _), w in zip(columns, widths)).rstrip())
+    for row in rows:
+        print(" ".join(cell(text, w) for text, w in zip(row, widths)).rstrip())
 
 
 # -- retrieve ----------------------------------------------------------------------------------------
@@ -435,11 +468,9 @@ def cmd_retrieve(args) -> int:
     if (args.export or args.drive) and not args.priors_of:
         raise _usage("retrieve: --export and --drive go with --priors-of")
     if args.export:
-        from gateway import commands
-
-        args.drive = commands.export_drive(cfg, args.drive)  # a usage error before anything moves
+        args.drive = _export_drive(cfg, args.drive)  # a usage error before anything moves
     args.loaded, args.prior_uids = loaded, []
-    peer = _peer(loaded, args.destination, cfg.qr_scu.retrieve_session_s)
+    peer = _peer(loaded, "retrieve", args.destination, cfg.qr_scu.retrieve_session_s)
     find_peer = peer.__class__(**{**peer.__dict__, "session_s": cfg.qr_scu.find_session_s})
     cancel = Cancel()
     try:
@@ -456,10 +487,25 @@ def cmd_retrieve(args) -> int:
     if not args.export:
         return code
     if code != exit_codes.OK:
-        print("not exported: the retrieve did not complete (retry it; the instances already stored stay)",
-              file=sys.stderr)
+        print("retrieve: not exported: the retrieve did not complete (retry it; the instances already stored "
+              "stay)", file=sys.stderr)
         return code
     return _export_with_priors(loaded, args.priors_of, args.prior_uids, args.drive)
+
+
+def _export_drive(cfg, name: str | None) -> str:
+    """commands.export_drive, its refusals in this verb's words: its drive option is --drive
+    (`export`'s is --to)."""
+    from gateway import commands
+
+    drives = cfg.media.drives
+    if name is None and len(drives) > 1:
+        raise _usage(f"retrieve: --export: {len(drives)} drives are configured; choose one with --drive: "
+                     f"{', '.join(sorted(drives))}")
+    try:
+        return commands.export_drive(cfg, name)
+    except commands.Refused as exc:
+        raise _usage(f"retrieve: --export: {str(exc).removeprefix('export: ')}") from None
 
 
 def _export_with_priors(loaded, study: str, priors: list[str], drive: str) -> int:
@@ -470,7 +516,7 @@ def _export_with_priors(loaded, study: str, priors: list[str], drive: str) -> in
     held = [uid for uid in priors if _study_counts(loaded, [uid])]
     missing = [uid for uid in priors if uid not in held]
     if missing:
-        print(f"not exported: prior {missing[0]} did not arrive in the buffer", file=sys.stderr)
+        print(f"retrieve: not exported: prior {missing[0]} did not arrive in the buffer", file=sys.stderr)
         return exit_codes.FAILED
     result = commands.export(cli._queue(loaded), loaded.config, [study, *held], drive, 1)
     for line in result.lines():
@@ -479,17 +525,26 @@ def _export_with_priors(loaded, study: str, priors: list[str], drive: str) -> in
     return exit_codes.OK
 
 
-def _report(how: str, peer, result) -> int:
+def _summary(result, into: str) -> str:
+    """The closing line of a retrieve, the same for C-MOVE and C-GET: "retrieved N of M instances
+    (F failed, W warning) into the buffer", N the sub-operations that stored an instance
+    (completed, and warning: stored with a warning, PS3.4 C.4.2.1.5), M all of them (and those
+    never attempted); then why it ended early, if it did."""
     from gateway.dicom.qr_scu import status_words
 
-    line = (f"{how} from {peer.ae_title}: {result.completed} completed, {result.failed} failed, "
-            f"{result.warning} warning")
-    if result.status not in (0x0000, 0xFE00):
-        line += f" (final status {status_words(result.status)})"
+    got = result.completed + result.warning
+    total = got + result.failed + result.remaining
+    line = (f"retrieved {got} of {total} instance{'' if total == 1 else 's'} ({result.failed} failed, "
+            f"{result.warning} warning) into {into}")
     if result.cancelled:
-        print(f"{line}, {result.remaining} not retrieved: cancelled")
-    else:
-        print(line)
+        return f"{line}: cancelled, {result.remaining} not retrieved"
+    if result.status not in (0x0000, 0xFE00):
+        return f"{line}: final status {status_words(result.status)}"
+    return line
+
+
+def _report(result, into: str) -> int:
+    print(_summary(result, into))
     for uid in result.failed_uids:
         print(f"  failed: {uid}")
     if result.cancelled:
@@ -497,9 +552,24 @@ def _report(how: str, peer, result) -> int:
     return exit_codes.OK if result.ok else exit_codes.FAILED
 
 
+def _move_hint(status: int, move_ae: str, here: bool) -> str:
+    """What to do when the PACS refused a C-MOVE as a whole, or "": 0xA801 says it does not know
+    the Move Destination; Orthanc says 0xC000 with no sub-operation for that (and for a known one
+    it could not connect to: its log tells which). `here`: the destination is this box, which a
+    C-GET reaches without the PACS knowing it."""
+    if status == 0xA801:
+        hint = f"the PACS does not know {move_ae} as a move destination: add it to the PACS's modality list"
+    elif status & 0xF000 == 0xC000:
+        hint = (f"the PACS may not know {move_ae} as a move destination (or could not connect to it): add it "
+                "to the PACS's modality list, with its host and port")
+    else:
+        return ""
+    return hint + (", or use --get" if here else "")
+
+
 def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     from gateway.config import _check_ae_title
-    from gateway.dicom.qr_scu import move, retrieve_identifier
+    from gateway.dicom.qr_scu import QrError, move, retrieve_identifier
 
     cfg = loaded.config
     move_ae = to or cfg.qr_scu.move_destination or cfg.ae.title
@@ -519,9 +589,14 @@ def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
             print(f"note: {peer.ae_title} is not in [peers]: the service refuses its C-STOREs unless the PACS "
                   "sends under the title of a peer that may store", file=sys.stderr)
     idents = [retrieve_identifier(level, keys) for level, keys in targets]
-    with _cancel_on_sigint(cancel):
-        result = move(peer, idents, move_ae, model, cancel, _progress)
-    code = _report(f"C-MOVE to {move_ae}", peer, result)
+    print(f"C-MOVE from {peer.ae_title} to {move_ae}", flush=True)
+    try:
+        with _cancel_on_sigint(cancel):
+            result = move(peer, idents, move_ae, model, cancel, _progress)
+    except QrError as exc:
+        hint = _move_hint(exc.status, move_ae, here) if exc.status is not None else ""
+        raise QrError(f"{exc}; {hint}" if hint else str(exc), exc.status) from None
+    code = _report(result, "the buffer" if here else move_ae)
     studies = [keys["StudyInstanceUID"] for _, keys in targets if "StudyInstanceUID" in keys]
     if here and studies:
         n = _study_counts(loaded, studies)
@@ -547,10 +622,13 @@ def _get(loaded, peer, find_peer, targets, model, cancel) -> int:
         configure_pydicom()
         configure_pynetdicom(buffer.files.incoming, buffer.files.check_reserve, cfg.ae.max_pdu)
         store = RetrievedStore(StoreSCP(cfg, buffer, EventBus()), peer.ae_title)
+        print(f"C-GET from {peer.ae_title}, over the same association", flush=True)
         with _cancel_on_sigint(cancel):
             result = get(peer, idents, classes, store, model, cancel, _progress)
-    code = _report("C-GET", peer, result)
-    print(f"stored in the buffer: {store.stored}" + (f", refused: {store.refused}" if store.refused else ""))
+    code = _report(result, "the buffer")
+    if store.refused:
+        # Each also counted failed by the PACS; why is in the StoreSCP's warning (a refused C-STORE).
+        print(f"  refused by this box's intake checks: {store.refused}")
     if store.stored:
         if beside:
             cli._wake_service(loaded.buffer_dir)

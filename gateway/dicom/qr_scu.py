@@ -100,7 +100,28 @@ def status_words(code: int) -> str:
 class QrError(Exception):
     """The operation failed as a whole: no connection, association rejected (its reason in words),
     the SOP class not accepted, a failure status, no response within the inactivity timer, the
-    session timer expired, a bad query. One line naming the PACS and why."""
+    session timer expired, a bad query. One line naming the PACS and why. `status`: the PACS's
+    final failure status when that was the reason (the command line adds a hint for some), else
+    None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class MissingKey(ValueError):
+    """A hierarchical query lacks the unique key of a level above (PS3.4 C.4.1.2.1): `key` (the
+    keyword), `level` asked, `above` (the level the key names). The message says which; the
+    command line names its own option for the key."""
+
+    def __init__(self, level: str, key: str, above: str):
+        super().__init__(f"{_article(level)} {level} query needs {key} with one value (the {above.lower()} "
+                         "it is in)")
+        self.level, self.key, self.above = level, key, above
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
 
 
 @dataclass(frozen=True)
@@ -156,8 +177,9 @@ def identifier(level: str, keys: dict[str, str], model: str = "study") -> Datase
     """The C-FIND / C-MOVE / C-GET identifier (PS3.4 C.4.1.2.1): Query/Retrieve Level, the given
     keys (keyword -> value; "" = return key) and the level's return keys. A value outside ASCII
     adds the Specific Character Set it needs (PS3.5 6.1). Raises ValueError (one line) for a level
-    the model lacks, a sequence key, or a missing unique key of a level above (hierarchical query:
-    single value matching on Patient ID (Patient Root), Study and Series Instance UID)."""
+    the model lacks or a sequence key, and MissingKey (a ValueError) for a missing unique key of a
+    level above (hierarchical query: single value matching on Patient ID (Patient Root), Study and
+    Series Instance UID)."""
     if level not in LEVELS:
         raise ValueError(f"level {level!r}: one of {', '.join(LEVELS)}")
     if level == "PATIENT" and model != "patient":
@@ -169,8 +191,7 @@ def identifier(level: str, keys: dict[str, str], model: str = "study") -> Datase
         key = UNIQUE_KEY[lv]
         value = keys.get(key, "")
         if not value or any(c in value for c in "*?\\"):
-            raise ValueError(f"a {level} query needs {key} with one value (the {lv.lower()} it is in): "
-                             f"-k {key}=VALUE")
+            raise MissingKey(level, key, lv)
     ds = Dataset()
     charset = keys.get("SpecificCharacterSet") or _charset_for(keys.values())
     if charset:
@@ -445,7 +466,7 @@ def find(peer: QrPeer, ident: Dataset, model: str = "study", max_results: int = 
     if result.status == 0xFE00:
         result.cancelled = True
     elif result.status != 0x0000:
-        raise QrError(f"{peer.where}: C-FIND failed, status {status_words(result.status)}")
+        raise QrError(f"{peer.where}: C-FIND failed, status {status_words(result.status)}", result.status)
     return result
 
 
@@ -498,7 +519,8 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
         # C-CANCEL (some, Orthanc 1.10 among them, do not honour it and end with C000).
         result.cancelled = True
     elif result.status not in (0x0000, 0xB000) and not (result.completed or result.failed or result.warning):
-        raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}")
+        raise QrError(f"{session.peer.where}: {what} failed, status {status_words(result.status)}",
+                      result.status)
     # A failure after sub-operations (A702 when every one failed) is a result: its counts and
     # Failed SOP Instance UID List say what happened to each instance.
     return result

@@ -120,6 +120,12 @@ def test_query_patient_series_image_levels(box):
     r = box.cli("query", "--level", "image", "--study", study, "--series", series, "--json")
     (image,) = json.loads(r.stdout)
     assert image["SOPInstanceUID"] == sop and image["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.4"
+    # The table: the SOP class by name, every UID whole (the study's is 42 characters).
+    r = box.cli("query", "--level", "image", "--study", study, "--series", series)
+    assert r.returncode == 0, r.stderr
+    row = r.stdout.splitlines()[1]
+    assert "MR Image Storage" in row and "1.2.840.10008.5.1.4.1.1.4" not in row, r.stdout
+    assert sop in row and study in row and series in row and "~" not in row, r.stdout
     # Hierarchical: an IMAGE query without its series is refused before any association, by name.
     r = box.cli("query", "--level", "image", "--study", study)
     assert r.returncode == 2 and "SeriesInstanceUID" in r.stderr and len(r.stderr.splitlines()) == 1
@@ -129,7 +135,8 @@ def test_retrieve_by_move_lands_in_the_service_and_is_not_sent_back(box):
     study, _, sop = _uids(CT)
     r = box.cli("retrieve", "--study", study)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "C-MOVE to EDGE from TESTPACS: 1 completed, 0 failed, 0 warning" in r.stdout
+    assert "C-MOVE from TESTPACS to EDGE" in r.stdout
+    assert "retrieved 1 of 1 instance (0 failed, 0 warning) into the buffer\n" in r.stdout
     assert "the buffer holds 1 instance of this study" in r.stdout
     row = box.held(sop)
     assert row is not None and row["calling_ae"] == "TESTPACS"
@@ -144,7 +151,9 @@ def test_retrieve_by_get_is_stored_by_the_command(box):
         study, _, sop = _uids(path)
         r = box.cli("retrieve", "--get", "--study", study)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "C-GET from TESTPACS: 1 completed, 0 failed" in r.stdout and "stored in the buffer: 1" in r.stdout
+        assert "C-GET from TESTPACS, over the same association" in r.stdout and "destination" not in r.stdout
+        # The same summary as a C-MOVE's (test_retrieve_by_move_lands_in_the_service_and_is_not_sent_back).
+        assert "retrieved 1 of 1 instance (0 failed, 0 warning) into the buffer\n" in r.stdout
         row = box.held(sop)
         assert row is not None and row["calling_ae"] == "TESTPACS"
         assert box.forward_jobs(row["id"]) == 0
@@ -159,11 +168,11 @@ def test_retrieve_a_series_and_a_patient(box):
     r = box.cli("retrieve", "--series", series)
     assert r.returncode == 2 and "--in-study" in r.stderr, r.stderr
     r = box.cli("retrieve", "--series", series, "--in-study", study)
-    assert r.returncode == 0 and "C-MOVE to EDGE from TESTPACS: 1 completed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "retrieved 1 of 1 instance" in r.stdout, r.stdout + r.stderr
     assert box.held(sop) is not None
     # Every study of the patient: found by Patient ID first, then moved study by study.
     r = box.cli("retrieve", "--patient", "SCSFREN")
-    assert r.returncode == 0 and "C-MOVE to EDGE from TESTPACS: 1 completed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "retrieved 1 of 1 instance" in r.stdout, r.stdout + r.stderr
     r = box.cli("retrieve", "--patient", "NOSUCHPATIENT")
     assert r.returncode == 1 and r.stderr.strip() == "retrieve: patient 'NOSUCHPATIENT': no studies on TESTPACS"
 
@@ -177,11 +186,20 @@ def test_pacs_down_rejected_unknown_study_one_line(box):
     assert len(r.stderr.splitlines()) == 1
     r = box.cli("retrieve", "--study", "1.2.3.4.5.6.7")
     assert r.returncode == 1 and r.stderr.strip() == "retrieve: study 1.2.3.4.5.6.7: not found on TESTPACS"
-    # Orthanc answers a move to an AE title it does not know with C000 (a PACS may choose A801:
-    # test_move_destination_unknown_in_words); either way one line with the status in words.
+    # Orthanc answers a move to an AE title it does not know with C000 and no sub-operation (a
+    # PACS may choose A801: test_move_destination_unknown_in_words); either way one line with the
+    # status in words and what to do.
     study = _uids(CT)[0]
     r = box.cli("retrieve", "--study", study, "--to", "NOWHERE")
-    assert r.returncode == 1 and "C-MOVE failed, status 0xC000 (unable to process)" in r.stderr, r.stderr
+    assert r.returncode == 1 and r.stderr == (
+        f"retrieve: TESTPACS@127.0.0.1:{box.orthanc.dicom}: C-MOVE failed, status 0xC000 (unable to process); "
+        "the PACS may not know NOWHERE as a move destination (or could not connect to it): add it to the "
+        "PACS's modality list, with its host and port\n"), r.stderr
+    # This box under a title Orthanc's DicomModalities lack: a C-GET needs no entry there.
+    r = box.cli("retrieve", "--study", study, "--set", "ae.title=STRANGER", "--set", "qr_scu.calling_ae=EDGE")
+    assert r.returncode == 1 and r.stderr.endswith(
+        "the PACS may not know STRANGER as a move destination (or could not connect to it): add it to the "
+        "PACS's modality list, with its host and port, or use --get\n"), r.stderr
     assert len(r.stderr.splitlines()) == 1
 
 
@@ -259,7 +277,8 @@ def _interrupted_retrieve(gw, port: int, interrupts) -> tuple[int, str, str]:
 
 
 def _final_line(out: str) -> str:
-    return next(ln for ln in out.splitlines() if ln.startswith("C-MOVE to EDGE from SLOWPACS"))
+    assert "C-MOVE from SLOWPACS to EDGE" in out, out
+    return next(ln for ln in out.splitlines() if ln.startswith("retrieved "))
 
 
 def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
@@ -274,8 +293,10 @@ def test_ctrl_c_during_a_slow_move_cancels_with_the_counts(tmp_path):
         assert seen["cancelled"]
         assert "C-CANCEL sent" in err and "Traceback" not in err
         final = _final_line(out)
-        completed = int(final.split(": ", 1)[1].split(" completed")[0])
-        assert 2 <= completed < 20 and final.endswith("not retrieved: cancelled"), final
+        completed = int(final.split()[1])
+        assert 2 <= completed < 20, final
+        assert final == (f"retrieved {completed} of 20 instances (0 failed, 0 warning) into the buffer: "
+                         f"cancelled, {20 - completed} not retrieved"), final
         wait_until(lambda: gw.cli("studies").stdout.count("\n") >= 2, 30, what="the moved instances indexed")
     finally:
         if server is not None:
@@ -299,7 +320,7 @@ def test_a_second_ctrl_c_aborts_a_move_the_pacs_does_not_cancel(tmp_path):
         assert rc == 130, out + err
         assert not seen["cancelled"]
         assert "C-CANCEL sent" in err and "aborting the association" in err and "Traceback" not in err, err
-        assert _final_line(out).endswith("not retrieved: cancelled"), out
+        assert ": cancelled, " in _final_line(out) and _final_line(out).endswith(" not retrieved"), out
     finally:
         if server is not None:
             server.shutdown()
@@ -314,7 +335,8 @@ def test_move_destination_unknown_in_words(tmp_path):
         r = gw.cli("retrieve", "--study", "1.2.3", "--to", "NOWHERE", "--destination", f"SLOWPACS@127.0.0.1:{port}")
         assert r.returncode == 1, r.stdout + r.stderr
         assert r.stderr.strip() == (f"retrieve: SLOWPACS@127.0.0.1:{port}: C-MOVE failed, status 0xA801 "
-                                    "(refused: move destination unknown)")
+                                    "(refused: move destination unknown); the PACS does not know NOWHERE as a "
+                                    "move destination: add it to the PACS's modality list")
     finally:
         server.shutdown()
 
@@ -455,7 +477,7 @@ def test_get_from_a_pacs_that_lists_no_sop_classes_in_study(tmp_path):
         r = gw.cli("retrieve", "--get", "--study", str(base.StudyInstanceUID),
                    "--destination", f"GETPACS@127.0.0.1:{port}")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "stored in the buffer: 1" in r.stdout
+        assert "retrieved 1 of 1 instance (0 failed, 0 warning) into the buffer" in r.stdout
         assert asked == ["STUDY", "STUDY", "SERIES", "IMAGE"]  # the lookup, SOP classes, then the fallback
         r = gw.cli("studies")
         assert str(base.StudyInstanceUID) in r.stdout
@@ -473,9 +495,10 @@ def test_get_sub_operations_pass_the_intake_checks(tmp_path):
         r = gw.cli("retrieve", "--get", "--study", str(base.StudyInstanceUID),
                    "--destination", f"GETPACS@127.0.0.1:{port}")
         assert r.returncode == 1, r.stdout + r.stderr
-        assert ("C-GET from GETPACS: 0 completed, 1 failed, 0 warning (final status 0xA702 (refused: out of "
-                "resources, unable to perform sub-operations))") in r.stdout
-        assert f"  failed: {base.SOPInstanceUID}" in r.stdout and "refused: 1" in r.stdout
+        assert ("retrieved 0 of 1 instance (1 failed, 0 warning) into the buffer: final status 0xA702 (refused: "
+                "out of resources, unable to perform sub-operations)") in r.stdout
+        assert f"  failed: {base.SOPInstanceUID}" in r.stdout
+        assert "refused by this box's intake checks: 1" in r.stdout
         assert not (gw.buffer / "index.sqlite").exists() or "no studies" in gw.cli("studies").stdout
     finally:
         server.shutdown()
