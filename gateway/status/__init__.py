@@ -4,6 +4,8 @@ Prometheus server read from the box.
   metrics.py   counters folded from the event stream (its own subscription and thread), and the
                gauges read from the state snapshot and the index at scrape time, in a
                prometheus-client CollectorRegistry of its own
+  qr_activity.py  Query/Retrieve served from the buffer (qr-query, qr-retrieve events), folded by
+               the metrics observer for the status document: today's counts, the last failure
   backlog.py   the read-only index queries: per target the oldest waiting job, the last dead letters
   view.py      the status document (/status.json, the page's Server-Sent Events): snapshot + backlog
   server.py    the aiohttp server in its own thread and event loop: /healthz, /status.json,

@@ -39,6 +39,17 @@ Metric names and labels (counters end in _total in the text format):
                                                       or "aborted"
   gateway_associations_open                           accepted and not yet ended (folded from the
                                                       same events: low by what the observer dropped)
+  gateway_qr_queries_total{outcome}                   C-FIND requests on the buffer ended (the Q/R SCP's
+                                                      qr-query), by the final status's class: success,
+                                                      cancel, refused (0x0124, 0xA700...) or failed (0xA900,
+                                                      0xCxxx) (gateway/status/qr_activity.py outcome())
+  gateway_qr_retrieves_total{operation, outcome}      C-MOVE / C-GET requests served ended (qr-retrieve):
+                                                      outcome success, warning (0xB000: some sub-operations
+                                                      failed or warned), cancel, refused (0xA701, 0xA702,
+                                                      0xA801, 0x0124), failed, or aborted (the requestor
+                                                      left before the final response)
+  gateway_qr_suboperations_total{operation, result}   their C-STORE sub-operations: completed, failed,
+                                                      warning (PS3.4 C.4.2.1.5)
   gateway_metrics_events_dropped_total                events this observer lost (it fell behind)
   gateway_queue_jobs{kind, target, state}             jobs not done, per state (state="dead": dead
                                                       letters waiting for an operator)
@@ -62,15 +73,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gateway.buffer.index import Index
 from gateway.event_kinds import (ASSOCIATION_CLOSED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, DEAD_LETTERED,
-                                 EXPORT_FAILED, EXPORT_VERIFIED, FORWARD_FAILED, FORWARDED, PRINT_JOB, RECEIVED,
-                                 STORE_REFUSED)
+                                 EXPORT_FAILED, EXPORT_VERIFIED, FORWARD_FAILED, FORWARDED, PRINT_JOB, QR_QUERY,
+                                 QR_RETRIEVE, RECEIVED, STORE_REFUSED)
 from gateway.events import Event, EventBus
 from gateway.status.backlog import oldest_waiting
+from gateway.status.qr_activity import QrActivity, outcome
 
 log = logging.getLogger("gateway.status.metrics")
 
 COUNTED = (RECEIVED, STORE_REFUSED, FORWARDED, FORWARD_FAILED, DEAD_LETTERED, PRINT_JOB, EXPORT_VERIFIED,
-           EXPORT_FAILED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED)
+           EXPORT_FAILED, ASSOCIATION_OPENED, ASSOCIATION_REFUSED, ASSOCIATION_CLOSED, QR_QUERY, QR_RETRIEVE)
 # Distinct calling AE titles labelled in gateway_associations_total; the rest count as OTHER_AE.
 # Configured peers are a handful; refused titles are whatever a peer sends.
 MAX_AE_LABELS = 64
@@ -86,8 +98,21 @@ _FINAL_PRINT = ("DONE", "FAILURE")
 # its thread per burst, not per C-STORE (gateway/events.py Subscription.take).
 LINGER_S = 0.1
 
+
+class GatewayRegistry(CollectorRegistry):
+    """The service's private registry (auto_describe off), carrying `qr`: the Query/Retrieve
+    activity its observer folds for the status page (gateway/status/qr_activity.py). Why on the
+    registry: it is what the app hands the status server (gateway/app.py), and the page's Q/R
+    figures are folded from the same events, by the same thread, as the gateway_qr_* counters."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+        self.qr: QrActivity | None = None
+
+
 class MetricsObserver:
-    """Folds the counted kinds (COUNTED) into counters of `registry`.
+    """Folds the counted kinds (COUNTED) into counters of `registry`, and the Q/R kinds also into
+    `qr` (QrActivity: today's counts and the last failure, for the status page).
 
     events: the service's bus. queue_size: the subscription's bound (events beyond it while the
     thread is behind are dropped oldest first and counted). Thread-safe; start() / stop() run the
@@ -119,6 +144,14 @@ class MetricsObserver:
                                            "(released, aborted)", ["how"], registry=r)
         self.associations_open = Gauge("gateway_associations_open", "Associations accepted and not yet ended",
                                        registry=r)
+        self.qr_queries = Counter("gateway_qr_queries", "C-FIND requests on the buffer ended, by the final "
+                                  "status's class (success, cancel, refused, failed)", ["outcome"], registry=r)
+        self.qr_retrieves = Counter("gateway_qr_retrieves", "C-MOVE / C-GET requests served ended, by the final "
+                                    "status's class (success, warning, cancel, refused, failed, aborted)",
+                                    ["operation", "outcome"], registry=r)
+        self.qr_suboperations = Counter("gateway_qr_suboperations", "C-STORE sub-operations of C-MOVE / C-GET "
+                                        "(completed, failed, warning)", ["operation", "result"], registry=r)
+        self.qr = QrActivity()
         # Only the folding thread (or sync()'s caller) touches these two.
         self._ae_labels: set[str] = set()
         self._open = 0
@@ -190,6 +223,15 @@ class MetricsObserver:
             # An opening lost to a full queue must not drive the gauge below zero.
             self._open = max(0, self._open - 1)
             self.associations_open.set(self._open)
+        elif kind == QR_QUERY:
+            self.qr_queries.labels(outcome(d["status"])).inc()
+            self.qr.apply(ev)
+        elif kind == QR_RETRIEVE:
+            operation = d["operation"]
+            self.qr_retrieves.labels(operation, outcome(d["status"])).inc()
+            for result in ("completed", "failed", "warning"):
+                self.qr_suboperations.labels(operation, result).inc(d[result])
+            self.qr.apply(ev)
 
     def _ae_label(self, title: str) -> str:
         if title in self._ae_labels:
@@ -297,11 +339,12 @@ class SnapshotCollector:
 
 
 def new_registry(events: EventBus, snapshot: Callable[[], dict[str, Any]], index: Index | None = None,
-                 queue_size: int = 10000) -> tuple[CollectorRegistry, MetricsObserver]:
+                 queue_size: int = 10000) -> tuple[GatewayRegistry, MetricsObserver]:
     """A private registry with the event-fed counters (the observer, not started) and the
-    scrape-time gauges registered."""
-    registry = CollectorRegistry(auto_describe=False)
+    scrape-time gauges registered; its `qr` is the observer's Q/R activity (the status page's)."""
+    registry = GatewayRegistry()
     observer = MetricsObserver(events, registry, queue_size)
+    registry.qr = observer.qr
     registry.register(SnapshotCollector(snapshot, index))
     return registry, observer
 

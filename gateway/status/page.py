@@ -7,7 +7,9 @@ Element ids a test (or a curious engineer) can read: "received", "refused", "for
 "dead-lettered" (counts since start), "health", "assoc-open", "assoc-accepted", "assoc-refused"
 (the listener's associations since start), "last-refused" (the last A-ASSOCIATE-RJ: who, when,
 why, with its result / source / diagnostic, PS3.8 9.3.4; "none"), "config-problems",
-"destinations", "dead-letters", "printer", "media", "capture", "procedure", "disk", "errors",
+"destinations", "dead-letters", "printer", "media", "capture", "procedure", "qr" (Query/Retrieve
+served from the buffer today: queries and the last one's time and calling AE, retrieves with their
+sub-operations), "qr-failure" (the last Q/R request that failed, with its status; "none"), "disk", "errors",
 "updated", "stream" (the stream's state: "live", "reconnecting" or "closed ...": a browser does not retry a stream
 answered 503).
 """
@@ -51,6 +53,7 @@ PAGE = """<!DOCTYPE html>
 <h2>Printer</h2><div id="printer">-</div>
 <h2>Media</h2><table id="media"></table>
 <h2>Capture</h2><div id="capture">-</div><div id="procedure" class="muted">-</div>
+<h2>Query/Retrieve today</h2><div id="qr">-</div><div>Last failure: <span id="qr-failure" class="muted">-</span></div>
 <h2>Disk</h2><div id="disk">-</div>
 <h2>Last errors</h2><table id="errors"></table>
 <script>
@@ -105,6 +108,19 @@ function draw(s) {
   $("procedure").textContent = "procedure: " + (cur ? "Patient ID " + cur.patient_id + (cur.scheduled ? "" : " (UNSCHEDULED)")
     : "none chosen") + (w.failed ? "; worklist SCP failing: " + w.failed.reason : w.items != null
     ? "; worklist of " + w.items + " items (" + w.source + ")" : "");
+  // A document without Q/R (the status server given a bare registry) draws "-", not a broken page.
+  const q = s.qr, t = q ? q.today : null, lq = q ? q.last_query : null, qf = q ? q.last_failure : null;
+  const hex = (c) => c < 0 ? "no final response" : "0x" + c.toString(16).toUpperCase().padStart(4, "0");
+  const plural = (k, one, many) => k + " " + (k === 1 ? one : many);
+  $("qr").textContent = !q ? "-" : plural(t.queries, "query", "queries")
+    + (lq ? " (last " + clock(lq.at) + " from " + lq.calling_ae + ", " + (lq.level || "no level") + ", "
+    + lq.matches + " matches)" : "") + "; " + plural(t.retrieves, "retrieve", "retrieves") + ": "
+    + t.completed + " sent, " + t.failed + " failed, " + t.warning + " with warnings";
+  $("qr-failure").textContent = !qf ? "none" : clock(qf.at) + ": " + qf.operation + " from " + qf.calling_ae
+    + (qf.operation === "C-MOVE" ? " to " + qf.destination : "") + ": " + hex(qf.status) + " (" + qf.outcome + ")"
+    + (qf.operation === "C-FIND" ? "" : ", " + qf.completed + " sent, " + qf.failed + " failed, " + qf.remaining
+    + " not attempted") + (q.failing ? "" : "; got through since");
+  $("qr-failure").className = !qf ? "muted" : q.failing ? "bad" : "";
   const d = s.disk;
   $("disk").textContent = "free " + size(d.free_bytes) + " of " + size(d.total_bytes) + ", reserve " + size(d.reserve_bytes)
     + (d.below_reserve ? " (BELOW THE RESERVE: new images are refused)" : "");

@@ -77,7 +77,8 @@ def _without_clock(value: Any) -> Any:
 
 class StatusServer:
     """section: [status_http]. snapshot: StateObserver.get_status. registry: the metrics'
-    CollectorRegistry. health: None when healthy, else the reason (gateway/status/health.py).
+    CollectorRegistry (new_registry's GatewayRegistry: its `qr` gives the document's Q/R activity).
+    health: None when healthy, else the reason (gateway/status/health.py).
     index: the buffer's index, read only (None: the document's index parts stay empty).
     devices: the device objects the app built (asked at each look; views.py finds their views),
     None: no /sim/ pages.
@@ -202,7 +203,10 @@ class StatusServer:
         return web.Response(status=503, text=problem + "\n")
 
     def _document(self) -> dict[str, Any]:
-        return view.build(self._snapshot(), self._index, self._health())
+        now = time.time()
+        qr = getattr(self._registry, "qr", None)  # GatewayRegistry's (metrics.py); a bare registry has none
+        return view.build(self._snapshot(), self._index, self._health(), now=now,
+                          qr=None if qr is None else qr.summary(now))
 
     async def _status(self, request: web.Request) -> web.Response:
         doc = await self._off_loop(self._document)

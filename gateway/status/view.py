@@ -21,8 +21,12 @@ Shape (times in seconds since the epoch, sizes in bytes, None = not known yet):
    "disk":         the snapshot's disk
    "config_problems": [{"key", "detail", "at"}]: the snapshot's, oldest first (what the config
                    asks for and the running service could not have; they hold until a restart)
+   "qr":           Query/Retrieve served from the buffer: {"today", "last_query", "last_retrieve",
+                   "last_failure", "failing"} (gateway/status/qr_activity.py QrActivity.summary;
+                   AE titles, levels, counts and statuses, no patient data); None when not folded
    "errors":       [{"at", "what"}]: the last errors known (destinations down, disk full, media
-                   faults, printer not NORMAL, config problems, the index unreadable), newest first
+                   faults, printer not NORMAL, config problems, the index unreadable, a Q/R peer
+                   whose last request failed and that has not got through since), newest first
    "at":           when this document was built}
 """
 
@@ -36,16 +40,19 @@ from typing import Any
 from gateway.buffer.index import Index
 from gateway.state import QUEUE_STATES
 from gateway.status.backlog import dead_letters, oldest_waiting
+from gateway.status.qr_activity import status_text
 
 DEAD_LETTERS_SHOWN = 20
 
 
 def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | None,
-          now: float | None = None, dead_shown: int = DEAD_LETTERS_SHOWN) -> dict[str, Any]:
+          now: float | None = None, dead_shown: int = DEAD_LETTERS_SHOWN,
+          qr: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status document (module docstring) from a snapshot (StateObserver.get_status(), not
     changed here) and the index (None: the index parts are left empty). health_problem: why the
-    service is not healthy, None when it is. Never raises for an unreadable index: it becomes an
-    entry of "errors"."""
+    service is not healthy, None when it is. qr: the Q/R activity (QrActivity.summary(), folded by
+    the metrics observer; None: unknown); a failure of a peer that has not got through since is
+    an entry of "errors". Never raises for an unreadable index: it becomes an entry of "errors"."""
     now = time.time() if now is None else now
     s = copy.deepcopy(snapshot)
     errors: list[dict[str, Any]] = []
@@ -96,6 +103,11 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
     problems = s.get("config_problems") or []  # a snapshot from before they were kept has none
     for p in problems:
         errors.append({"at": p.get("at"), "what": f"config problem {p.get('key', '')}: {p.get('detail', '')}"})
+    if qr and qr.get("failing"):
+        f = qr["last_failure"]
+        to = f" to {f['destination']}" if f["operation"] == "C-MOVE" else ""
+        errors.append({"at": f["at"], "what": f"Q/R: {f['operation']} from {f['calling_ae']}{to} "
+                                              f"{f['outcome']}: {status_text(f['status'])}"})
     errors.sort(key=lambda e: e["at"] or 0, reverse=True)
     started = s.get("started")
     return {
@@ -117,6 +129,7 @@ def build(snapshot: dict[str, Any], index: Index | None, health_problem: str | N
         "mpps": s.get("mpps"),
         "disk": disk,
         "config_problems": problems,
+        "qr": qr,
         "errors": errors,
         "at": now,
     }

@@ -1,20 +1,24 @@
 """The C-FIND SCP over the buffer in the real service (`dicom-gateway run`), asked by DCMTK's findscu
 (-S Study Root, -P Patient Root) and by pynetdicom where findscu cannot ask (extended negotiation):
 every level, wildcard, date range, UID list, Latin-1 and Japanese names from pydicom's character
-set files, a peer without may_query refused, a bad level answered A900, C-CANCEL answered FE00."""
+set files, a peer without may_query refused, a bad level answered A900, C-CANCEL answered FE00; the
+queries counted on /metrics and shown in /status.json."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pydicom
 import pytest
 from datasets import make_series
 from index_seed import seed_studies
-from peers import require, storescu
+from peers import free_port, require, storescu, wait_until
 from pydicom.data import get_charset_files
+from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
@@ -139,6 +143,40 @@ def test_peer_without_may_query_is_refused(gw, tmp_path):
     rs, log = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "PatientID"], aet="NOFIND")
     assert rs == [] and _final_status(log) == "0124", log
     assert "NOFIND may not query" in log or "0124" in log
+
+
+def _http(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as rsp:
+        return rsp.read().decode()
+
+
+def test_queries_are_counted_on_metrics_and_shown_in_status_json(gateway_factory, tmp_path):
+    """An administrator sees that workstations query, and which one was refused: findscu's answered
+    query and a refused one move gateway_qr_queries_total and the status document's "qr"; no key
+    or value of the queries (a Patient ID here) reaches either."""
+    port = free_port()
+    gw = gateway_factory({**PEERS, "status_http": {"port": port}})
+    url = f"http://127.0.0.1:{port}/"
+    wait_until(lambda: f"status page {url}" in gw.log, 20, what="the status page's URL in the log")
+    r = storescu(gw.port, make_series(tmp_path / "ct", 2, patient_id="QRPID-7"))
+    assert r.returncode == 0, r.stderr
+    rs, log = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "PatientID=QRPID-7", "StudyInstanceUID"])
+    assert len(rs) == 1 and _final_status(log) == "0000", log
+    rs, log = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "PatientID=QRPID-7"], aet="NOFIND")
+    assert _final_status(log) == "0124", log
+
+    def counted() -> dict[str, float]:
+        return {s.labels["outcome"]: s.value for f in text_string_to_metric_families(_http(url + "metrics"))
+                for s in f.samples if s.name == "gateway_qr_queries_total"}
+
+    wait_until(lambda: counted() == {"success": 1, "refused": 1}, 20, what="both queries counted")
+    text = _http(url + "status.json")
+    qr = json.loads(text)["qr"]
+    assert qr["today"]["queries"] == 2 and qr["today"]["retrieves"] == 0
+    assert qr["last_query"]["calling_ae"] == "NOFIND" and qr["last_query"]["outcome"] == "refused"
+    assert qr["last_failure"]["operation"] == "C-FIND" and qr["last_failure"]["status"] == 0x0124
+    assert qr["failing"] is True
+    assert "QRPID-7" not in text and "QRPID-7" not in _http(url + "metrics")
 
 
 @pytest.mark.parametrize("level, status", [("FRAME", "A900"), ("PATIENT", "A900")])

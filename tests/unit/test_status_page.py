@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config.status_http import StatusHttpSection
+from gateway.event_kinds import QRRetrieve, QrQuery
 from gateway.events import EventBus
 from gateway.status import view
 from gateway.status.metrics import new_registry
@@ -47,10 +48,11 @@ def test_config_problems_are_in_the_document_and_its_errors():
 def serve():
     servers = []
 
-    def make(snapshot):
+    def make(snapshot, registry=None):
         # port 0 (a free port) is for tests only: the config bounds status_http.port to 1-65535.
         sec = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
-        registry, _ = new_registry(EventBus(), snapshot)
+        if registry is None:
+            registry, _ = new_registry(EventBus(), snapshot)
         server = StatusServer(sec, snapshot, registry, lambda: None)
         server.start()
         servers.append(server)
@@ -120,3 +122,27 @@ def test_the_page_shows_the_grabber_and_the_procedure(serve, browser):
                                            "association rejected")
     errors = [e["what"] for e in view.build(snap, None, None, now=1_700_000_060.0)["errors"]]
     assert "capture: no signal from the grabber" in errors and "worklist: association rejected" in errors
+
+
+@pytest.mark.timeout(120)
+def test_the_page_shows_query_retrieve_today_and_the_last_failure(serve, browser):
+    bus = EventBus()
+    snap = _snapshot()
+    registry, obs = new_registry(bus, lambda: snap)
+    browser.get(serve(lambda: snap, registry))
+    wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
+    assert _text(browser, "qr") == "0 queries; 0 retrieves: 0 sent, 0 failed, 0 with warnings"
+    assert _text(browser, "qr-failure") == "none"
+    bus.publish(QrQuery(calling_ae="WS1", model="STUDY", level="SERIES", matches=4, status=0x0000))
+    bus.publish(QRRetrieve(operation="C-MOVE", calling_ae="WS2", destination="NOWHERE", status=0xA801,
+                           completed=0, failed=0, warning=0, remaining=0))
+    bus.publish(QRRetrieve(operation="C-GET", calling_ae="WS1", destination="WS1", status=0xB000, completed=5,
+                           failed=1, warning=2, remaining=0))
+    obs.sync()  # not started: folded here, as the service's thread would
+    wait_until(lambda: _text(browser, "qr").startswith("1 query"), 20, what="the page to redraw")
+    qr = _text(browser, "qr")
+    assert " from WS1, SERIES, 4 matches); 2 retrieves: 5 sent, 1 failed, 2 with warnings" in qr, qr
+    failure = _text(browser, "qr-failure")
+    assert failure.endswith(": C-GET from WS1: 0xB000 (warning), 5 sent, 1 failed, 0 not attempted"), failure
+    assert browser.find_element("id", "qr-failure").get_attribute("class") == "bad"
+    assert "Q/R: C-GET from WS1 warning: 0xB000" in _text(browser, "errors")
