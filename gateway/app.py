@@ -198,7 +198,7 @@ class Gateway:
             registry, self.metrics = new_registry(self.events, self.state.get_status, self.buffer.index)
             self.status_http = StatusServer(cfg.status_http, self.state.get_status, registry,
                                             self.health, self.buffer.index,
-                                            devices=self.devices)
+                                            devices=self.devices, qr=self.metrics.qr)
 
     def devices(self) -> list:
         """The device objects built from the registry: the printer connection, the media drives and

@@ -231,8 +231,10 @@ class QRRetrieveSCP:
             self._respond(assoc, req, context, code, tally, comment)
         level = logging.INFO if code == SUCCESS else logging.WARNING
         said = f"status 0x{code:04X}" if code is not None else "no final response"
-        log.log(level, "%s from %s to %s: %d completed, %d failed, %d warning, %d not attempted; %s%s",
-                operation, calling, destination, tally.completed, tally.failed, tally.warning, tally.remaining,
+        # A C-GET has no destination: its sub-operations go back over the requestor's association.
+        where = f"to {destination}" if operation == "C-MOVE" else "over its own association"
+        log.log(level, "%s from %s %s: %d completed, %d failed, %d warning, %d not attempted; %s%s",
+                operation, calling, where, tally.completed, tally.failed, tally.warning, tally.remaining,
                 said, f" ({comment})" if comment else "")
         if self.events is not None:
             self.events.publish(QRRetrieve(operation=operation, calling_ae=calling, destination=destination,

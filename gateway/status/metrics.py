@@ -99,17 +99,6 @@ _FINAL_PRINT = ("DONE", "FAILURE")
 LINGER_S = 0.1
 
 
-class GatewayRegistry(CollectorRegistry):
-    """The service's private registry (auto_describe off), carrying `qr`: the Query/Retrieve
-    activity its observer folds for the status page (gateway/status/qr_activity.py). Why on the
-    registry: it is what the app hands the status server (gateway/app.py), and the page's Q/R
-    figures are folded from the same events, by the same thread, as the gateway_qr_* counters."""
-
-    def __init__(self) -> None:
-        super().__init__(auto_describe=False)
-        self.qr: QrActivity | None = None
-
-
 class MetricsObserver:
     """Folds the counted kinds (COUNTED) into counters of `registry`, and the Q/R kinds also into
     `qr` (QrActivity: today's counts and the last failure, for the status page).
@@ -339,12 +328,11 @@ class SnapshotCollector:
 
 
 def new_registry(events: EventBus, snapshot: Callable[[], dict[str, Any]], index: Index | None = None,
-                 queue_size: int = 10000) -> tuple[GatewayRegistry, MetricsObserver]:
-    """A private registry with the event-fed counters (the observer, not started) and the
-    scrape-time gauges registered; its `qr` is the observer's Q/R activity (the status page's)."""
-    registry = GatewayRegistry()
+                 queue_size: int = 10000) -> tuple[CollectorRegistry, MetricsObserver]:
+    """A private registry (auto_describe off) with the event-fed counters (the observer, not
+    started; its `qr` is the Q/R activity the status page shows) and the scrape-time gauges."""
+    registry = CollectorRegistry(auto_describe=False)
     observer = MetricsObserver(events, registry, queue_size)
-    registry.qr = observer.qr
     registry.register(SnapshotCollector(snapshot, index))
     return registry, observer
 

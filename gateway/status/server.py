@@ -51,6 +51,7 @@ from gateway.config.status_http import StatusHttpSection, is_loopback
 from gateway.status import view
 from gateway.status.metrics import exposition
 from gateway.status.page import PAGE
+from gateway.status.qr_activity import QrActivity
 from gateway.status.sim_page import SIM_PAGE
 from gateway.status.views import SimViews, page_state
 
@@ -77,7 +78,8 @@ def _without_clock(value: Any) -> Any:
 
 class StatusServer:
     """section: [status_http]. snapshot: StateObserver.get_status. registry: the metrics'
-    CollectorRegistry (new_registry's GatewayRegistry: its `qr` gives the document's Q/R activity).
+    CollectorRegistry. qr: the Query/Retrieve activity the metrics observer folds (MetricsObserver.qr,
+    gateway/status/qr_activity.py), None: the document has none.
     health: None when healthy, else the reason (gateway/status/health.py).
     index: the buffer's index, read only (None: the document's index parts stay empty).
     devices: the device objects the app built (asked at each look; views.py finds their views),
@@ -88,8 +90,9 @@ class StatusServer:
 
     def __init__(self, section: StatusHttpSection, snapshot: Callable[[], dict[str, Any]],
                  registry: CollectorRegistry, health: Callable[[], str | None], index: Index | None = None,
-                 devices: Callable[[], Iterable[Any]] | None = None):
+                 devices: Callable[[], Iterable[Any]] | None = None, qr: QrActivity | None = None):
         self.section = section
+        self._qr = qr
         self._snapshot = snapshot
         self._registry = registry
         self._health = health
@@ -204,9 +207,8 @@ class StatusServer:
 
     def _document(self) -> dict[str, Any]:
         now = time.time()
-        qr = getattr(self._registry, "qr", None)  # GatewayRegistry's (metrics.py); a bare registry has none
         return view.build(self._snapshot(), self._index, self._health(), now=now,
-                          qr=None if qr is None else qr.summary(now))
+                          qr=None if self._qr is None else self._qr.summary(now))
 
     async def _status(self, request: web.Request) -> web.Response:
         doc = await self._off_loop(self._document)

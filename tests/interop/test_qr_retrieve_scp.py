@@ -163,6 +163,7 @@ def test_getscu_files_arrive_over_the_same_association(gateway_factory, move_tar
                   f"StudyInstanceUID={study}")
     assert "Received C-GET Response (Success)" in text, text
     assert "Number of Completed Suboperations : 1" in text and "Number of Failed Suboperations    : 0" in text, text
+    assert "C-GET from WS over its own association: 1 completed" in gw.log  # a C-GET has no destination
     got = _received(got_dir)
     mr_uid = str(pydicom.dcmread(TEST_FILES / "MR_small.dcm", stop_before_pixels=True).SOPInstanceUID)
     assert set(got) == {mr_uid}, text

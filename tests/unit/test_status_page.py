@@ -48,12 +48,12 @@ def test_config_problems_are_in_the_document_and_its_errors():
 def serve():
     servers = []
 
-    def make(snapshot, registry=None):
+    def make(snapshot, registry=None, qr=None):
         # port 0 (a free port) is for tests only: the config bounds status_http.port to 1-65535.
         sec = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
         if registry is None:
             registry, _ = new_registry(EventBus(), snapshot)
-        server = StatusServer(sec, snapshot, registry, lambda: None)
+        server = StatusServer(sec, snapshot, registry, lambda: None, qr=qr)
         server.start()
         servers.append(server)
         return server.url
@@ -129,7 +129,7 @@ def test_the_page_shows_query_retrieve_today_and_the_last_failure(serve, browser
     bus = EventBus()
     snap = _snapshot()
     registry, obs = new_registry(bus, lambda: snap)
-    browser.get(serve(lambda: snap, registry))
+    browser.get(serve(lambda: snap, registry, obs.qr))
     wait_until(lambda: _text(browser, "stream") == "live", 20, what="the stream to be live")
     assert _text(browser, "qr") == "0 queries; 0 retrieves: 0 sent, 0 failed, 0 with warnings"
     assert _text(browser, "qr-failure") == "none"

@@ -83,8 +83,7 @@ def test_queries_and_retrieves_in_counters_out():
 def test_the_document_shows_today_the_last_query_and_the_last_failure():
     bus = EventBus()
     registry, obs = new_registry(bus, _snapshot)
-    qr = registry.qr
-    assert qr is obs.qr  # what the status server reads is what the observer folds
+    qr = obs.qr  # what the app hands the status server (gateway/app.py)
     obs.apply(_at(_query(0x0000, "WS1", matches=4), DAY1))
     obs.apply(_at(_retrieve(0xB000, calling="WS1", destination="WS1", completed=3, failed=1), DAY1 + 10))
     obs.apply(_at(_retrieve(0xA801, calling="WS2", destination="NOWHERE"), DAY1 + 20))
@@ -134,12 +133,12 @@ def test_a_document_without_qr_still_builds():
 
 
 def test_status_json_and_metrics_of_a_running_server_show_the_activity():
-    """The wiring the service uses: new_registry's registry handed to the status server carries the
-    observer's Q/R activity, and the running observer thread folds the published events."""
+    """The wiring the service uses (gateway/app.py): the observer's Q/R activity handed to the status
+    server beside new_registry's registry, and the running observer thread folds the events."""
     bus = EventBus()
     registry, obs = new_registry(bus, _snapshot)
     sec = StatusHttpSection.model_construct(enabled=True, bind="127.0.0.1", port=0, token="", sse_max_clients=4)
-    server = StatusServer(sec, _snapshot, registry, lambda: None)
+    server = StatusServer(sec, _snapshot, registry, lambda: None, qr=obs.qr)
     obs.start()
     url = server.start()
     try:
