@@ -326,12 +326,6 @@ def cmd_studies(args) -> int:
     return show_studies(_queue(_load(args)))
 
 
-# A medium's label becomes the source MEDIA:<label> that routes match and the index records; the
-# default is not the folder's name, which may be a patient's on a stick written by hand.
-_LABEL_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
-DEFAULT_IMPORT_LABEL = "IMPORT"
-
-
 def _ask_service(loaded: LoadedConfig, verb: str, timeout: float, no_service: str, **args) -> int:
     """Run `verb` in the running service over its control socket (gateway/control.py) and print
     its answer: exit 0 done, 1 failed or refused, 2 a usage refusal. `no_service`: the one line
@@ -357,97 +351,6 @@ def _ask_service(loaded: LoadedConfig, verb: str, timeout: float, no_service: st
         if line:
             print(line)
     return exit_codes.OK if answer.get("ok") else exit_codes.FAILED
-
-
-def _import_drive(loaded: LoadedConfig, drive: str, label: str | None) -> int:
-    """`import DRIVE`: the running service reads the medium in its drive (Commands.import_medium)."""
-    from gateway.commands import IMPORT_WAIT_S
-
-    if label:
-        raise UsageError(f"import: --label is for a folder; an import from drive {drive} is labelled MEDIA:{drive}")
-    return _ask_service(
-        loaded, "import", IMPORT_WAIT_S + 30,
-        f"import: drive {drive} is read by the running service, and no service runs on this buffer (start"
-        " it: dicom-gateway run); to import a medium mounted or copied at a folder: dicom-gateway import PATH",
-        drive=drive)
-
-
-def cmd_worklist(args) -> int:
-    """`worklist [--refresh] [--select N|KEY | --next | --previous | --unscheduled]`: the changes go
-    to the running service (gateway/control.py worklist_verbs), then the listing: the buffer's
-    cached worklist and, from the service, which procedure is current and whether the SCP answers."""
-    import json
-    import shutil
-
-    from gateway import control
-    from gateway.buffer.worklist import WorklistStore
-    from gateway.operator_views import worklist_lines
-
-    loaded = _load(args)
-    no_service = ("worklist: choosing the procedure and refreshing are done by the running service, and no"
-                  " service runs on this buffer (start it: dicom-gateway run)")
-    rc = exit_codes.OK
-    if args.refresh:
-        rc = _ask_service(loaded, "worklist-refresh", loaded.config.worklist.timeout_s + 15, no_service)
-    verb = ("procedure-select" if args.select is not None else "procedure-next" if args.next
-            else "procedure-previous" if args.previous else "procedure-unscheduled" if args.unscheduled else None)
-    if verb is not None:
-        extra = {"which": args.select} if args.select is not None else {}
-        rc = max(rc, _ask_service(loaded, verb, 30.0, no_service, **extra))
-    status = None
-    try:
-        answer = control.request(loaded.buffer_dir, "worklist-status", 10.0)
-        if not answer.get("refused"):
-            status = json.loads(answer.get("summary") or "{}")
-    except (control.ControlError, ValueError):
-        status = None  # no service (or an older one): the buffer's copy alone
-    encoding = sys.stdout.encoding or "utf-8"
-    for line in worklist_lines(WorklistStore(loaded.buffer_dir).load(), status,
-                               shutil.get_terminal_size((100, 24)).columns, encoding):
-        print(line.encode(encoding, "replace").decode(encoding, "replace"))
-    return rc
-
-
-def cmd_capture(args) -> int:
-    """`capture [--clip [SECONDS]] [--no-wait] | --end | --discontinue`: the running service's
-    grabber takes a still (or records a clip) for the current procedure (Commands.capture), or ends
-    the procedure (its MPPS). Exit 0 stored, 1 refused or failed, 2 a usage mistake."""
-    loaded = _load(args)
-    cfg = loaded.config.capture
-    no_service = ("capture: the grabber is driven by the running service, and no service runs on this buffer "
-                  "(start it: dicom-gateway run)")
-    if args.end or args.discontinue:
-        return _ask_service(loaded, "capture-end", 30.0, no_service, discontinued=bool(args.discontinue))
-    clip = 0.0 if args.clip is None else (args.clip or cfg.clip_s)
-    if clip and not clip <= cfg.clip_max_s:
-        raise UsageError(f"capture: --clip {clip:g}: a clip lasts at most {cfg.clip_max_s:g} s (capture.clip_max_s)")
-    # A clip is waited for (its length and the encoder's tail) unless --no-wait: the answer is then
-    # what reached the buffer, not that recording began.
-    wait = 0.0 if not clip or args.no_wait else clip + 30.0
-    return _ask_service(loaded, "capture", wait + 30.0, no_service, clip_s=float(clip), wait_s=wait)
-
-
-def _clip_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0.5:
-        raise argparse.ArgumentTypeError(f"{text!r}: a clip lasts at least 0.5 s")
-    return value
-
-
-def cmd_eject(args) -> int:
-    """`eject DRIVE`: the running service gives the medium in DRIVE back (Commands.eject); refused
-    while it writes, verifies or reads it. Exit 0 ejected, 1 refused, 2 an unknown drive."""
-    loaded = _load(args)
-    drives = loaded.config.media.drives
-    if args.drive not in drives:
-        raise UsageError(f"eject: unknown drive {args.drive!r} (configured: {', '.join(sorted(drives)) or 'none'})")
-    return _ask_service(
-        loaded, "eject", 60.0,
-        f"eject: drive {args.drive} is driven by the running service, and no service runs on this buffer;"
-        " with the service stopped, take the medium out by hand", drive=args.drive)
 
 
 @contextmanager
@@ -484,109 +387,6 @@ def buffer_for_writing(loaded):
             held.close()
 
 
-def cmd_import(args) -> int:
-    """`import PATH [--label LABEL]`: the file-set under PATH into the buffer (gateway/media/importer.py),
-    beside a running service or without one; exit 0 when every file was imported, 1 when some were not.
-
-    `import DRIVE`: a bare name (no '/') that is a drive of [media.drives] means that drive, even
-    when a folder of that name is in the current folder (`./NAME` or `NAME/` is the folder): the
-    running service's worker for the drive reads and imports its medium, as on insertion, and the
-    answer comes over the control socket (gateway/control.py). The drive wins because it is what
-    the operator at the box means by "usb"; a folder is always reachable with a slash.
-
-    Beside a running service the two processes share the index (SQLite serialises their write
-    transactions; the duplicate check runs inside one) and the new forward jobs are announced with
-    SIGUSR1, as the queue verbs do. What assumes one process: the service's start-up recovery
-    (Buffer.recover) deletes everything in incoming/ and every file under objects/ not yet
-    indexed, so this command holds the buffer's lock when no service runs, and beside a running
-    service it holds a writer's lock (buffer/lock.py writer) that makes a service restarted
-    meanwhile leave the cleaning to its next start. Retention's room-making before a reserve
-    refusal is the service's only: here a full reserve fails the file (disk-full)."""
-    from gateway.buffer.intake import Intake
-    from gateway.dicom.sop_classes import storage_sop_classes
-    from gateway.events import EventBus
-    from gateway.media.importer import import_tree
-    from gateway.part10.attributes import configure_pydicom
-
-    loaded = None
-    if "/" not in args.path:
-        loaded = _load(args)
-        if args.path in loaded.config.media.drives:
-            return _import_drive(loaded, args.path, args.label)
-    label = args.label or DEFAULT_IMPORT_LABEL
-    if not _LABEL_RE.fullmatch(label):
-        raise UsageError(f"import: label {label!r}: 1 to 32 letters, digits, '.', '_' or '-'")
-    root = Path(args.path)
-    if not root.is_dir():
-        raise UsageError(f"import: {root}: {'not a folder' if root.exists() else 'no such folder'}"
-                         " (give the folder a medium is mounted or copied at, or a drive of [media.drives])")
-    loaded = loaded or _load(args)
-    cfg = loaded.config
-    with buffer_for_writing(loaded) as (buffer, beside):
-        configure_pydicom()
-        intake = Intake(cfg, buffer, EventBus(), storage_sop_classes(cfg.storage.extra_sop_classes))
-        report = import_tree(root, label, intake, buffer.files.new_incoming_path)
-    how = "followed its DICOMDIR" if report.method == "dicomdir" else report.note
-    print(f"import {report.import_id} of {root} as MEDIA:{label}: {how}")
-    if report.method == "dicomdir" and report.note:
-        print(f"note: {report.note}")
-    for item in report.problems():
-        print(item.line())
-    print(report.summary())
-    if report.routed:
-        if not beside:
-            print("no service is running on this buffer: the imported objects are forwarded at its next start")
-        else:
-            _wake_service(loaded.buffer_dir)
-    if not report.ok:
-        print(f"some files were not imported (above); the report: dicom-gateway imports {report.import_id}")
-        return exit_codes.FAILED
-    return exit_codes.OK
-
-
-def cmd_imports(args) -> int:
-    from gateway.buffer.imports import ImportStore
-    from gateway.operator_views import show_imports
-
-    return show_imports(ImportStore(_queue(_load(args)).index), args.id)
-
-
-def cmd_export(args) -> int:
-    """`export STUDY_UID... [--to DRIVE] [--copies N] [--wait]`: queue the studies for media
-    (gateway/media/export.py), wake the running service, print the job ids. With --wait, follow
-    the jobs in the index: exit 0 when every medium was verified, 1 as soon as one attempt failed
-    (the job itself waits for the next medium; `queue list` shows it), 2 for a usage error."""
-    from gateway import commands
-
-    loaded = _load(args)
-    commands.export_drive(loaded.config, args.to)  # a usage error before the buffer is opened
-    q = _queue(loaded)
-    # The split is decided now, for the smallest medium the drive's kind takes: the CLI does not
-    # touch a drive the service may be burning with.
-    result = commands.export(q, loaded.config, args.studies, args.to, args.copies, mark=not args.no_mark)
-    for line in result.lines()[:-1]:
-        print(line)
-    ids = [r.job_id for r in result.results]
-    _wake_service(loaded.buffer_dir)
-    if not args.wait:
-        return exit_codes.OK
-    from gateway.operator_views import follow_exports
-
-    try:
-        return exit_codes.OK if follow_exports(q, ids, sys.stdout.isatty()) else exit_codes.FAILED
-    except KeyboardInterrupt:
-        # --wait waits for a medium as long as it takes; leaving it gives nothing up.
-        print(f"\nstopped waiting; job{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} stay queued "
-              "(dicom-gateway queue list)", file=sys.stderr)
-        return exit_codes.INTERRUPTED
-
-
-def _copies(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 20:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of copies (1 to 20)")
-    return int(text)
-
-
 def cmd_print_test(args) -> int:
     from gateway.print.calibrate import print_test
 
@@ -594,7 +394,7 @@ def cmd_print_test(args) -> int:
 
 
 def cmd_conformance(args) -> int:
-    """`conformance [--output FILE]`: the DICOM Conformance Statement (gateway/conformance.py) as
+    """`conformance [--output FILE]`: the DICOM Conformance Statement (gateway/conformance/) as
     Markdown on stdout, or written to FILE. Without --config the statement is the published one, for
     the schema's defaults (the config search is not used: a checkout's config/gateway.toml would
     change it); with --config (and --set) it describes that box."""
@@ -623,12 +423,6 @@ def cmd_conformance(args) -> int:
 def _job_id(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a job ID (a number from `queue list`)")
-    return int(text)
-
-
-def _import_id(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an import's number (a number from `imports`)")
     return int(text)
 
 
@@ -685,43 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.epilog = QUEUE_VERBS_HELP
     add("status", cmd_status, "service, buffer, destinations and printer at a glance")
     add("studies", cmd_studies, "studies held in the buffer, with their delivery state per destination")
-    sp = add("import", cmd_import, "import the DICOM files under a folder (a medium's file-set), or the medium in "
-                                   "a drive, into the buffer")
-    sp.add_argument("path", metavar="PATH|DRIVE",
-                    help="the folder: a mounted or copied medium (its DICOMDIR is followed, else every file is "
-                         "read); or a drive of [media.drives], whose medium the running service reads (./NAME "
-                         "for a folder named like a drive)")
-    sp.add_argument("--label", help=f"the medium's name; the source is MEDIA:<label> (default {DEFAULT_IMPORT_LABEL})")
-    sp = add("imports", cmd_imports, "the reports of media imports, or one import's files")
-    sp.add_argument("id", nargs="?", type=_import_id, help="an import's number: its files and what became of each")
-    sp = add("export", cmd_export, "write studies to a USB stick, CD or DVD (queued; the service writes them)")
-    sp.add_argument("studies", nargs="+", metavar="STUDY_UID", help="Study Instance UIDs held in the buffer")
-    sp.add_argument("--to", metavar="DRIVE", help="drive name from [media.drives] (default: the only one)")
-    sp.add_argument("--copies", type=_copies, default=1, help="how many media (default 1)")
-    sp.add_argument("--no-mark", action="store_true",
-                    help="do not count the studies as exported (an export rule taking studies not yet "
-                         "exported still takes them)")
-    sp.add_argument("--wait", action="store_true",
-                    help="follow the jobs until every medium is verified (exit 0) or an attempt fails (exit 1)")
-    sp = add("eject", cmd_eject, "give back the medium in a drive (refused while it is written or read)")
-    sp.add_argument("drive", metavar="DRIVE", help="drive name from [media.drives]")
-    sp = add("worklist", cmd_worklist, "the modality worklist and the current procedure a capture is for")
-    sp.add_argument("--refresh", action="store_true", help="ask the worklist SCP now (the running service does)")
-    choice = sp.add_mutually_exclusive_group()
-    choice.add_argument("--select", metavar="N|KEY", help="make item N of the listing (or the item with that key)"
-                                                         " the current procedure")
-    choice.add_argument("--next", action="store_true", help="the next item becomes current (wraps)")
-    choice.add_argument("--previous", action="store_true", help="the previous item becomes current (wraps)")
-    choice.add_argument("--unscheduled", action="store_true",
-                        help="capture for no worklist item: a generated Patient ID, flagged unscheduled")
-    sp = add("capture", cmd_capture, "take a still (or record a clip) from the grabber for the current procedure")
-    what = sp.add_mutually_exclusive_group()
-    what.add_argument("--clip", nargs="?", const=0.0, type=_clip_seconds, metavar="SECONDS",
-                      help="record a clip (default length: capture.clip_s) instead of a still")
-    what.add_argument("--end", action="store_true", help="the procedure is over: its MPPS is completed")
-    what.add_argument("--discontinue", action="store_true",
-                      help="the procedure was stopped before it was finished: its MPPS is discontinued")
-    sp.add_argument("--no-wait", action="store_true", help="with --clip: answer when recording starts")
+    # `import`, `imports`, `export`, `eject` (gateway/cli_media.py); `worklist`, `capture`
+    # (gateway/cli_capture.py)
+    from gateway import cli_capture, cli_media
+    cli_media.add_parsers(add)
+    cli_capture.add_parsers(add)
     sp = add("conformance", cmd_conformance, "the DICOM Conformance Statement (PS3.2), generated from the code")
     sp.add_argument("--output", metavar="FILE", help="write it to FILE (default: print it); "
                                                      "CONFORMANCE.md is this for the default config")
@@ -782,4 +544,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m gateway.cli` runs this file as __main__, a second copy of the module beside the
+    # gateway.cli that cli_media, cli_capture and cli_query import: the verbs there raise that
+    # copy's UsageError, which only that copy's main() catches (else: "internal error", exit 70).
+    from gateway.cli import main as _main
+
+    sys.exit(_main())

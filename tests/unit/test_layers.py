@@ -34,7 +34,8 @@ own line of it):
                  gateway.control (the socket the command line asks the running service through),
                  gateway.preflight (what `run` checks first) and gateway.conformance (the conformance
                  statement, rendered from the roles app.py wires)
-  cli            gateway.cli, the command line, and gateway.operator_views (what it shows)
+  cli            gateway.cli, the command line (its verbs of Q/R, media and capture in gateway.cli_query,
+                 gateway.cli_media, gateway.cli_capture), and gateway.operator_views (what it shows)
 
 Decisions worth knowing:
 - Imports inside `if TYPE_CHECKING:` do not count: they never run, and an annotation naming a
@@ -72,7 +73,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("dicom net", ("gateway.dicom.net", "gateway.dicom.status", "gateway.dicom.sop_classes")),
     ("dicom roles", ("gateway.dicom",)),
     ("app", ("gateway.app", "gateway.commands", "gateway.control", "gateway.preflight", "gateway.conformance")),
-    ("cli", ("gateway.cli", "gateway.operator_views", "gateway.cli_query")),
+    ("cli", ("gateway.cli", "gateway.operator_views", "gateway.cli_query", "gateway.cli_media", "gateway.cli_capture")),
 ]
 # The `gateway` package itself (its __init__) holds nothing and imports nothing: anyone may import it.
 EXACT = {"gateway": "leaves"}
