@@ -187,9 +187,12 @@ class Coercer:
         self._wl_items: tuple = ()
 
     @classmethod
-    def for_ingest(cls, config, buffer_dir: Path) -> "Coercer":
-        """The ingest rules of `config` (a gateway.config.Config)."""
-        return cls([r for r in config.coercion if r.on_ingest], config.ae.title, WorklistStore(buffer_dir))
+    def for_ingest(cls, config, buffer_dir: Path | None) -> "Coercer":
+        """The ingest rules of `config` (a gateway.config.Config); buffer_dir: where the worklist
+        cache is (None: no buffer, e.g. the conformance statement's roles; fill_from_worklist finds
+        nothing)."""
+        worklist = WorklistStore(buffer_dir) if buffer_dir is not None else None
+        return cls([r for r in config.coercion if r.on_ingest], config.ae.title, worklist)
 
     @classmethod
     def for_destination(cls, config, destination: str) -> "Coercer":

@@ -85,8 +85,9 @@ class Intake:
         self.events = events
         self.storage_classes = storage_classes
         # the [[coercion]] rules applied on ingest, before the index and the router
-        self.coercer = (Coercer.for_ingest(config, buffer.files.root) if getattr(config, "coercion", None)
-                        else Coercer([], ""))
+        # (buffer None: a role built only to be described, gateway/conformance/contexts.py)
+        self.coercer = (Coercer.for_ingest(config, buffer.files.root if buffer is not None else None)
+                        if getattr(config, "coercion", None) else Coercer([], ""))
         # the objects being coerced in their receive stream, by spool path (weak: a spool
         # dropped mid-data-set takes its entry with it)
         self._heads: "weakref.WeakValueDictionary[str, HeadCoercion]" = weakref.WeakValueDictionary()

@@ -84,9 +84,7 @@ def render(config: Config | None = None) -> str:
     add = out.append
     add(f"# DICOM Conformance Statement — {PRODUCT} {_version()}")
     add("")
-    # "gateway/conformance.py" is the package now; the words wait for the next change of the
-    # statement, so that splitting the module changed no byte of CONFORMANCE.md.
-    add(f"Generated from the code by `{GENERATED_BY}` (gateway/conformance.py): edit the code or the "
+    add(f"Generated from the code by `{GENERATED_BY}` (gateway/conformance/): edit the code or the "
         "generator, never this file. Layout after PS3.2 (2024). Values that are configurable are given "
         "with the default of the config schema (gateway/config/), as \"configurable, default X\".")
     add("")

@@ -1,4 +1,4 @@
-"""The conformance statement (gateway/conformance.py): the committed CONFORMANCE.md is the generated
+"""The conformance statement (gateway/conformance/): the committed CONFORMANCE.md is the generated
 one, and it names what the listener accepts.
 
 Which contexts the running gateway really accepts is tests/interop/test_conformance_contexts.py.
@@ -89,3 +89,16 @@ def test_cli_prints_the_statement_and_writes_the_file(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [f"conformance: cannot write {tmp_path / 'no' / 'c.md'}: "
                                                "No such file or directory"]
+
+
+def test_the_statement_of_a_config_with_coercion_rules_says_so(tmp_path):
+    # `conformance --config` with [[coercion]] rules once ended in "internal error" (the storage role
+    # was built without a buffer, and its intake looked for the worklist cache in it).
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[buffer]\npath = "buf"\n\n[[coercion]]\nname = "legacy-ct"\ncalling_ae = ["CT1"]\n'
+                   'fill_from_worklist = ["PatientName"]\n\n[worklist]\nenabled = true\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'hw-sim'}"}
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "conformance", "--config", str(cfg)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "rules of the configuration (none by default; 1 in this configuration)" in run.stdout
