@@ -52,6 +52,33 @@ def test_identical_resend_is_not_queued_again(tmp_path):
     assert len(list(buf.files.objects.rglob("*.dcm"))) == 1
 
 
+def test_the_same_data_set_under_another_file_meta_is_the_same_instance(tmp_path):
+    # A PACS returning what the modality sent, or a disc's copy: the file meta (Source AE, the
+    # writer's implementation) differs, the data set does not -> IDENTICAL, no false warning.
+    from gateway.part10 import file_meta
+    from gateway.part10.structure import file_meta as meta_end
+
+    buf = _buffer(tmp_path)
+    src = tmp_path / "x.dcm"
+    ds = make_ct(src)
+    assert _ingest(buf, src).outcome is Outcome.STORED
+    start, meta = meta_end(src.read_bytes())
+    body = src.read_bytes()[start:]
+    other_meta = tmp_path / "from-pacs.dcm"
+    other_meta.write_bytes(file_meta.encode(ds.SOPClassUID, ds.SOPInstanceUID, meta["transfer_syntax"],
+                                            "SOME-OTHER-AE") + body)
+    assert other_meta.read_bytes() != src.read_bytes()
+    assert _ingest(buf, other_meta, calling="PACS").outcome is Outcome.IDENTICAL
+    # Another transfer syntax in the meta, or one byte of the data set changed: not the same.
+    other_ts = tmp_path / "other-ts.dcm"
+    other_ts.write_bytes(file_meta.encode(ds.SOPClassUID, ds.SOPInstanceUID, "1.2.840.10008.1.2.1.99") + body)
+    changed = tmp_path / "changed.dcm"
+    changed.write_bytes(src.read_bytes()[:-1] + bytes([src.read_bytes()[-1] ^ 1]))
+    for path in (other_ts, changed):
+        assert buf._duplicate_outcome({"path": buf.index.query("SELECT path FROM instances")[0]["path"]},
+                                      path) is Outcome.REPLACED, path.name
+
+
 def test_replacement_after_forwarding_is_forwarded_again(tmp_path):
     buf = _buffer(tmp_path)
     a, b = tmp_path / "a.dcm", tmp_path / "b.dcm"
