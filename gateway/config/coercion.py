@@ -61,6 +61,9 @@ MAX_RULES = 64
 _MAX_ENTRIES = 256
 _MAX_MAP = 10000
 _MAX_VALUE = 1024
+# PS3.5 Table 6.2-1: the most characters a value of each text VR holds (PN: per component group).
+_MAX_CHARS = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
+              "PN": 64, "SH": 16, "ST": 1024, "TM": 14, "UI": 64}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TAG_RE = re.compile(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?")
 
@@ -245,6 +248,29 @@ class CoercionRule(Section):
                        "patient_id_prefix, delete)")
         return out
 
+    def notes(self) -> list[str]:
+        """What check-config should point out although the rule is valid, each a phrase without the
+        rule's name: actions that will refuse objects (0x0110) whose values the rule cannot hold."""
+        out: list[str] = []
+        if not self.character_set:
+            for key, values in (("set", self.set_), ("map", {k: v for t in self.map_.values() for k, v in t.items()})):
+                for spec, value in values.items():
+                    if not value.isascii():
+                        out.append(f"{key}: {spec!r}: a value that is not ASCII: an object whose Specific "
+                                   "Character Set (0008,0005) cannot hold it is refused (0x0110); add "
+                                   "character_set (e.g. \"ISO_IR 192\") to the rule")
+                        break
+        for target, src in self.copy_.items():
+            try:
+                t, s = attribute_tag(target), attribute_tag(src)
+            except ValueError:
+                continue
+            vt, vs = attribute_vr(t), attribute_vr(s)
+            if _MAX_CHARS.get(vs, 0) > _MAX_CHARS.get(vt, 1 << 30):
+                out.append(f"copy: {target!r} ({vt}, at most {_MAX_CHARS[vt]} characters) from {src!r} ({vs}, "
+                           f"up to {_MAX_CHARS[vs]}): an object with a longer value is refused (0x0110)")
+        return out
+
     def _written(self) -> set[int]:
         tags = set()
         for spec in list(self.fill_from_worklist) + list(self.copy_) + list(self.map_) + list(self.set_):
@@ -324,6 +350,7 @@ def check_config_lines(config) -> list[str]:
     gateway.config.Config): each coercion rule (CoercionRule.summary) and each route that matches
     on indexed attributes."""
     lines = [f"coerces ({i + 1}) {rule.summary()}" for i, rule in enumerate(config.coercion)]
+    lines += [f"note: coercion.{rule.name}.{note}" for rule in config.coercion for note in rule.notes()]
     lines += [f"note: {note}" for note in caller_notes(config)]
     for i, route in enumerate(config.routes):
         if route.match:

@@ -493,3 +493,20 @@ def test_a_media_import_is_coerced_and_a_failing_rule_is_reported(tmp_path):
     stored = pydicom.dcmread(buf.files.absolute(row["path"]))
     assert stored.InstitutionName == "Clinique Générale"
     assert stored.OriginalAttributesSequence[-1].SourceOfPreviousValues == "MEDIA:USB1"
+
+
+def test_check_config_notes_rules_that_will_refuse_objects():
+    # Valid rules that will refuse objects at run time (0x0110): said before the modality's sends fail.
+    from gateway.config.coercion import check_config_lines
+    cfg = Config.model_validate({"peers": {"us": {"ae_title": "US1"}}, "coercion": [
+        {"name": "jp", "calling_ae": ["US1"], "set": {"PatientName": "山田^太郎"}},
+        {"name": "cp", "calling_ae": ["US1"], "copy": {"StationName": "InstitutionName"}},
+        {"name": "ok", "calling_ae": ["US1"], "character_set": "ISO_IR 192", "set": {"PatientName": "山田^太郎"},
+         "copy": {"InstitutionName": "StationName"}}]})
+    notes = [line for line in check_config_lines(cfg) if line.startswith("note:")]
+    assert notes == [
+        "note: coercion.jp.set: 'PatientName': a value that is not ASCII: an object whose Specific Character "
+        "Set (0008,0005) cannot hold it is refused (0x0110); add character_set (e.g. \"ISO_IR 192\") to the rule",
+        "note: coercion.cp.copy: 'StationName' (SH, at most 16 characters) from 'InstitutionName' (LO, up to 64): "
+        "an object with a longer value is refused (0x0110)"]
+    assert not any("山田" in line for line in check_config_lines(cfg))  # no values in its output
