@@ -35,7 +35,21 @@ Figures and targets (issue 13, "How it must be shown"):
                                   $BENCH_CACHE/memory.json); its latest figure is quoted, with its
                                   date. Target <= 120 MB.
 
-Today (commit 67337ed, 2 cores, shared VM): TODAY_PLACEHOLDER
+Today (the baseline: commit 67337ed, 2 cores, shared VM, load ~2.5; medians of 3 interleaved runs):
+  BENCH_SCALE=1 (500 CT)    3.06 syncs per acknowledged object on 1 and on 4 associations (3.03 net of
+                            the idle start/stop's 15): 1.00 fsync (the day's objects/ directory after
+                            the rename) + 2.06 fdatasync (1 the received spool file, ~1.06 SQLite's WAL
+                            commit and its checkpoints); 1-3 ms spent in them per object on this disk.
+                            Targets 1.0 and 0.5: 3.1x and 6.1x over. Nothing is shared between
+                            associations: 4 senders cost exactly as many syncs per object as one.
+                            SD card: 44.5 img/s on 1 association = 0.22x the bound (target 0.9): three
+                            waits in series, 15.3 ms of the ~22.5 ms per object; 135 img/s on 4 = 0.67x
+                            (target 2.0): the waits of different associations overlap, none is saved.
+                            VM disk, same runs: 276 img/s (1) and 362 img/s (4).
+  BENCH_SCALE=0.2 (100 CT)  3.19 syncs/object (3.04 net: the start-up's syncs over fewer objects);
+                            SD card 43.2 img/s = 0.22x (1), 104 img/s = 0.52x (4).
+  peak RSS, 1 GB object     80 MB receiving the 1049 MB object (bench_memory.py, 2026-11-29, commit
+                            7671524, full scale): within the 120 MB target.
 
 No C compiler: one line naming the Debian package (gcc) and the sync figures are skipped; the
 memory reference is still printed. Measurements only: nothing here asserts a figure.
