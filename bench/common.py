@@ -259,6 +259,45 @@ def storescu(port: int, files: list[Path], *, aec: str, tuned: bool = True, time
             "sender_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
 
 
+def storescu_concurrent(port: int, groups: list[list[Path]], *, aec: str, tuned: bool = True,
+                        timeout: float = 3600, logs: list[Path] | None = None) -> dict:
+    """len(groups) storescu processes started together, one association each, group i's files on
+    association i (storescu's own options as in storescu()). wall_s runs from before the first start
+    to the last exit; rc is the first non-zero exit status (0: all 0), errors the first E:/F: lines of each."""
+    argv0 = [need("storescu"), "-aet", SENDER_AE, "-aec", aec]
+    if tuned:
+        argv0 += ["-xe", "--max-pdu", str(PDU), "--max-send-pdu", str(PDU)]
+    env = _env(tuned)
+    procs: list[subprocess.Popen] = []
+    # Output to files, not pipes: a pipe read only after another sender exits could fill and stall it.
+    sinks = [tempfile.TemporaryFile() for _ in groups]
+    t0 = time.perf_counter()
+    try:
+        for files, sink in zip(groups, sinks):
+            procs.append(subprocess.Popen(argv0 + ["127.0.0.1", str(port)] + [str(f) for f in files],
+                                          stdout=sink, stderr=subprocess.STDOUT, env=env))
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        wall = time.perf_counter() - t0
+    finally:
+        for p in procs:  # never leave a sender behind (a timeout, ^C)
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    outs = []
+    for sink in sinks:
+        sink.seek(0)
+        outs.append(sink.read().decode(errors="replace"))
+        sink.close()
+    errors: list[str] = []
+    for i, out in enumerate(outs):
+        if logs is not None:
+            logs[i].write_text(out)
+        errors += [f"association {i + 1}: {ln}" for ln in out.splitlines() if ln.startswith(("E:", "F:"))][:3]
+    return {"wall_s": wall, "rc": next((p.returncode for p in procs if p.returncode), 0), "errors": errors}
+
+
 def warm(files: list[Path]) -> None:
     """Read the files once so every run starts with them in the page cache."""
     for f in files:

@@ -3,7 +3,8 @@
     python bench/run_all.py                 # all, full sizes
     BENCH_SCALE=0.1 python bench/run_all.py # quick
     python bench/run_all.py ingest memory   # only these (names: datasets ingest forward memory
-                                            #   profile film_render export observers capture coercion qrfind)
+                                            #   profile film_render export observers capture coercion qrfind
+                                            #   sync)
 
 Measurements only: a benchmark that fails is reported and the next one runs; the exit status is
 non-zero only when a benchmark crashed. bench_film_render.py is run when it exists.
@@ -23,6 +24,7 @@ from common import BENCH, CACHE, MB, PY, REPEAT, SCALE, table  # noqa: E402
 ORDER = ["datasets", "ingest", "forward", "memory", "profile", "film_render", "export", "observers", "capture"]
 ORDER += ["coercion"]  # ingest with [[coercion]] rules on vs off (bench_coercion.py)
 ORDER += ["qrfind"]  # C-FIND over the buffer vs Orthanc (bench_qrfind.py)
+ORDER += ["sync"]  # sync calls per acknowledged object, CT ingest on a simulated SD card (bench_sync.py)
 
 
 def script(name: str) -> Path:
@@ -138,6 +140,25 @@ def summary_rows(started: float) -> list[list]:
                      f"{g['rsp_s']:.0f} responses/s, peak RSS {g['peak_rss_mb']:.0f} MB",
                      f"Orthanc {o['rsp_s']:.0f} responses/s, peak RSS {o['peak_rss_mb']:.0f} MB",
                      f"{qr['ratio']:.2f}x (target >= {qr['target']})"])
+    # sync calls per acknowledged object and CT ingest under a simulated SD card (bench_sync.py)
+    syn = load("sync")
+    if fresh(syn) and "summary" in syn:
+        t = syn["targets"]
+        for a, s in syn["summary"]["disk"].items():
+            rows.append([f"sync calls per acknowledged CT object, {a} assoc",
+                         f"{s['syncs_per_ack']:.2f} ({s['fsync_per_ack']:.2f} fsync + {s['fdatasync_per_ack']:.2f} "
+                         f"fdatasync)", "", f"{s['syncs_per_ack']:.2f} (target <= {t['syncs_per_ack'][a]})"])
+        for a, s in syn["summary"]["sd"].items():
+            rows.append([f"CT ingest, {syn['delay_us'] / 1000:g} ms per sync (simulated SD card), {a} assoc",
+                         f"{s['img_s']:.1f} img/s", f"one-sync bound {syn['bound_img_s']:.0f} img/s",
+                         f"{syn['sd_ratio'][a]:.2f}x (target >= {t['sd_ratio'][a]})"])
+        m = syn.get("memory")
+        if m and not fresh(mem):  # the memory row above already shows it when bench_memory ran now
+            rows.append([f"memory, {m['object_mb']:.0f} MB object (bench_memory.py of {m['time']})",
+                         f"peak RSS receive {m['receive_peak_mb']:.0f} MB", "",
+                         f"target <= {m['target_mb']} MB"])
+    elif fresh(syn):
+        rows.append(["sync", f"skipped: {syn.get('skipped', '?')}", "", ""])
     return rows
 
 
