@@ -323,7 +323,8 @@ def cmd_status(args) -> int:
 def cmd_studies(args) -> int:
     from gateway.operator_views import show_studies
 
-    return show_studies(_queue(_load(args)))
+    loaded = _load(args)
+    return show_studies(_queue(loaded), loaded.config.archive_titles())
 
 
 def _ask_service(loaded: LoadedConfig, verb: str, timeout: float, no_service: str, **args) -> int:

@@ -283,12 +283,16 @@ def _backlog_line(states: dict, now: float, noun: str = "jobs") -> str:
     return ", ".join(parts)
 
 
-def show_studies(q) -> int:
-    """`studies`: each study held, with its delivery state per destination (latest job)."""
+def show_studies(q, archives: frozenset[str] = frozenset()) -> int:
+    """`studies`: each study held, with its delivery state per destination (latest job).
+    archives: the destinations' AE titles (Config.archive_titles): a study that came only from
+    them (retrieved from the PACS) is said to be a copy, not "no route matched"."""
     studies = q.index.query(
         "SELECT st.id, st.study_uid, st.study_date, p.patient_id,"
         " (SELECT GROUP_CONCAT(DISTINCT se.modality) FROM series se WHERE se.study_fk = st.id) AS modalities,"
-        " (SELECT COUNT(*) FROM instances i JOIN series se ON se.id = i.series_fk WHERE se.study_fk = st.id) AS n"
+        " (SELECT COUNT(*) FROM instances i JOIN series se ON se.id = i.series_fk WHERE se.study_fk = st.id) AS n,"
+        " (SELECT GROUP_CONCAT(DISTINCT i.calling_ae) FROM instances i JOIN series se ON se.id = i.series_fk"
+        "  WHERE se.study_fk = st.id) AS sources"
         " FROM studies st JOIN patients p ON p.id = st.patient_fk ORDER BY st.first_received")
     held = [s for s in studies if s["n"]]
     if not held:
@@ -308,7 +312,11 @@ def show_studies(q) -> int:
         print(f"{s['study_date'] or '-':10} {s['patient_id'] or '-':16} {s['modalities'] or '-':8} "
               f"{s['n']:>6}  {s['study_uid']}")
         per = delivery.get(s["id"], {})
-        if not per:
+        sources = set((s["sources"] or "").split(","))
+        if not per and sources and sources <= archives:
+            # routing.py never sends a copy back where it came from (retrieved from the PACS)
+            print(f"{'':45}a copy from {', '.join(sorted(sources))}: not forwarded")
+        elif not per:
             print(f"{'':45}no destination (no route matched)")
         for target, counts in sorted(per.items()):
             label = {"done": "delivered", "queued": "waiting", "in_flight": "sending",

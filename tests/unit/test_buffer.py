@@ -192,3 +192,19 @@ def test_attribute_errors(tmp_path):
     make_ct(src, study_uid="1.2.3.abc")
     with pytest.raises(InvalidDataset, match="StudyInstanceUID is not a valid UID"):
         read_attributes(src)
+
+
+def test_studies_says_a_copy_from_the_pacs_is_not_forwarded_not_that_no_route_matched(tmp_path, capsys):
+    # A study retrieved from the PACS has no forward job by design (routing never sends it back).
+    from gateway.operator_views import show_studies
+
+    buf = _buffer(tmp_path, routes=())
+    a, b = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    make_ct(a, seed=1)
+    make_ct(b, seed=2)
+    _ingest(buf, a, calling="TESTPACS")
+    _ingest(buf, b, calling="MOD")
+    assert show_studies(buf, frozenset({"TESTPACS"})) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.strip() for line in out[2::2]] == ["a copy from TESTPACS: not forwarded",
+                                                    "no destination (no route matched)"]
