@@ -533,7 +533,7 @@ def _condition(kw: str, value, pn_ci: bool, where: list[str], params: list) -> N
     params.append(text)
 
 
-# Modality (0008,0060) at STUDY level. PS3.4 has it a series key only (Table C.6-3 / C.6-7); the
+# Modality (0008,0060) at STUDY level. PS3.4 has it a series key only (Tables C.6-3 / C.6-6); the
 # study-level key for it is Modalities in Study (0008,0061, Table C.6-2 / C.6-5), which matches a
 # study with a series of any of the values given (C.6.1.1.3.2). A workstation that sends Modality=MR
 # at study level means that: "the MR studies". Ignoring it would answer every study, which is
