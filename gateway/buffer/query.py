@@ -9,6 +9,15 @@ with single value matching; relational queries are not offered (extended negotia
 answered 0). Keys of a level above the query level besides its unique key are matched and
 returned too (the parent's values).
 
+Keys of a level below the query level (Modality at STUDY level, say): PS3.4 C.4.1.2.1 has the
+SCU send the keys of the query level and the unique keys above it, nothing below; many
+workstations send them anyway, and Orthanc and dcm4chee ignore them. So does this SCP: such a key
+does not restrict the match and is returned zero length, and the pendings are FF01 (PS3.4
+C.4.1.1.4, "one or more Optional Keys were not supported for existence and/or matching"), as for
+any key the index does not hold; FindPlan.ignored lists them for the query's log line. One
+exception, see _MODALITY_AT_STUDY: Modality (0008,0060) at STUDY level is matched as Modalities in
+Study (0008,0061) would be (still returned zero length, still FF01).
+
 Matching (PS3.4 C.2.2.2), all of it in one parameterised SQL statement over the index:
   - universal: a key sent empty (or "*") matches everything and is returned;
   - single value: equality (case-sensitive except PN, see below);
@@ -171,13 +180,16 @@ class FindPlan:
     """A checked query: the SQL that matches it and how to build each response.
     level: the Query/Retrieve Level; sql/params: the statement (with a `> ?` on the primary key
     for batches, the last parameter); returned: (tag, VR, keyword or None) in identifier order;
-    keyword None means zero length (a key the index does not hold)."""
+    keyword None means zero length (a key the index does not hold, or one of a level below the
+    query level); ignored: the tags of the keys of a level below the query level, in identifier
+    order (not matched, except Modality at STUDY level, see _MODALITY_AT_STUDY)."""
 
     model: str
     level: str
     sql: str
     params: list
     returned: list[tuple[int, str, str | None]] = field(default_factory=list)
+    ignored: list[int] = field(default_factory=list)
 
     @property
     def unsupported(self) -> bool:
@@ -189,10 +201,11 @@ class FindPlan:
 def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
          combined_datetime: bool = False) -> FindPlan:
     """Check `identifier` (a decoded C-FIND identifier) against `model` (PATIENT_ROOT_FIND or
-    STUDY_ROOT_FIND) and build its SQL. Raises QueryError (A900, with the tag at fault) for a
-    missing or unknown QueryRetrieveLevel, a key of a level below it, a missing or non-single
-    unique key of a level above it (PS3.4 C.4.1.2.1), a wildcard where its VR allows none, or a
-    malformed range."""
+    STUDY_ROOT_FIND) and build its SQL. A key of a level below the query level is not matched
+    and is returned zero length (FindPlan.ignored; Modality at STUDY level excepted, see
+    _MODALITY_AT_STUDY). Raises QueryError (A900, with the tag at fault) for a missing or unknown
+    QueryRetrieveLevel, a missing or non-single unique key of a level above it (PS3.4 C.4.1.2.1),
+    a wildcard where its VR allows none, or a malformed range."""
     levels = MODELS[model]
     raw_level = identifier.get("QueryRetrieveLevel")
     if raw_level is None or not str(raw_level).strip():
@@ -206,6 +219,8 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
     params: list = []
     returned: list[tuple[int, str, str | None]] = []
     given: dict[str, object] = {}
+    ignored: list[int] = []
+    modality_at_study = None
     for elem in identifier:
         if elem.tag in _NOT_KEYS or elem.tag.is_private or elem.tag.element == 0:
             continue
@@ -215,7 +230,12 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
             returned.append((int(elem.tag), elem.VR, None))
             continue
         if levels.index(model_level(model, kw)) > depth:
-            raise QueryError(f"{kw} is a {model_level(model, kw)} key, query is at {level}", int(elem.tag))
+            # Not of this level: not matched, returned zero length, FF01 (the module's docstring).
+            ignored.append(int(elem.tag))
+            returned.append((int(elem.tag), elem.VR, None))
+            if kw == _MODALITY_AT_STUDY and level == "STUDY":
+                modality_at_study = elem.value
+            continue
         given[kw] = elem.value
         returned.append((int(elem.tag), elem.VR, kw))
     # The unique keys of the levels above: present, single value (baseline hierarchical search).
@@ -239,6 +259,8 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
         _condition(kw, value, pn_case_insensitive, where, params)
     if combined:
         _combined_condition(_text(given["StudyDate"]), _text(given["StudyTime"]), where, params)
+    if modality_at_study is not None:
+        _modalities_condition(_text(modality_at_study), where, params)
     if level in _HOLDS:
         where.append(_HOLDS[level])
     tables, pk = _FROM[level]
@@ -247,7 +269,7 @@ def plan(identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
     sql = (f"SELECT {', '.join(columns)} FROM {tables} WHERE {' AND '.join(where + [f'{pk} > ?'])}"
            f" ORDER BY {pk} LIMIT {_BATCH}")
     returned.sort(key=lambda r: r[0])
-    return FindPlan(model, level, sql, params, returned)
+    return FindPlan(model, level, sql, params, returned, ignored)
 
 
 def find(index: "Index", identifier: Dataset, model: str, *, pn_case_insensitive: bool = True,
@@ -463,11 +485,7 @@ def _condition(kw: str, value, pn_ci: bool, where: list[str], params: list) -> N
     if wild and vr not in WILDCARD_VRS:
         raise QueryError(f"{kw}: wildcards are not allowed in a {vr} value", int(Tag(kw)))
     if kw == "ModalitiesInStudy":
-        terms = []
-        for v in text.split("\\"):
-            terms.append("y.modality GLOB ?")
-            params.append(_glob(v))
-        where.append(f"EXISTS (SELECT 1 FROM series y WHERE y.study_fk = st.id AND ({' OR '.join(terms)}))")
+        _modalities_condition(text, where, params)
         return
     if vr == "UI":
         uids = [u.strip() for u in text.split("\\") if u.strip()]
@@ -513,6 +531,30 @@ def _condition(kw: str, value, pn_ci: bool, where: list[str], params: list) -> N
         return
     where.append(f"{key.column} = ?")
     params.append(text)
+
+
+# Modality (0008,0060) at STUDY level. PS3.4 has it a series key only (Tables C.6-3 / C.6-6); the
+# study-level key for it is Modalities in Study (0008,0061, Table C.6-2 / C.6-5), which matches a
+# study with a series of any of the values given (C.6.1.1.3.2). A workstation that sends Modality=MR
+# at study level means that: "the MR studies". Ignoring it would answer every study, which is
+# correct by the standard (FF01 says the key was not used) but floods the SCU's list; matching it
+# as Modalities in Study answers what was meant and filters no study the SCU wanted. It is still
+# returned zero length and the pendings are still FF01: the key is not of this level, and a study
+# has no single Modality to return. The other keys below the level are only ignored: none of them
+# has a study-level counterpart.
+_MODALITY_AT_STUDY = "Modality"
+
+
+def _modalities_condition(text: str, where: list[str], params: list) -> None:
+    """A study with a series whose Modality matches any of the "\\"-separated values of `text`
+    (wildcards allowed: CS); none when `text` is empty or "*" (universal matching)."""
+    if text in ("", "*"):
+        return
+    terms = []
+    for v in text.split("\\"):
+        terms.append("y.modality GLOB ?")
+        params.append(_glob(v))
+    where.append(f"EXISTS (SELECT 1 FROM series y WHERE y.study_fk = st.id AND ({' OR '.join(terms)}))")
 
 
 def _time_expr(column: str) -> str:

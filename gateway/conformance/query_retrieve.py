@@ -137,8 +137,14 @@ def _qr_find_scp(out: list[str], config: Config) -> None:
             f"Information models: {models}. Only peers with `peers.*.may_query = true` may query (an "
             "unknown caller, when `ae.accept_unknown_callers` admits it, may too). Search method: baseline "
             "hierarchical (PS3.4 C.4.1.2.1): the unique key of every level above the query level must be "
-            "given with one value; relational queries are not supported. Keys of a level below the query "
-            "level are refused (A900); keys of the levels above are matched and returned too.", "",
+            "given with one value; relational queries are not supported. Keys of the levels above are matched "
+            "and returned too. Keys of a level below the query level (Modality at STUDY level, say), which "
+            "PS3.4 C.4.1.2.1 does not have the SCU send, are not refused: they do not restrict the match, "
+            "are returned zero length, and the pendings are FF01 (optional keys not supported, PS3.4 "
+            "C.4.1.1.4); the log line of the query names them (keyword and tag, no values). One exception "
+            "many workstations rely on: Modality (0008,0060) at STUDY level matches as Modalities in Study "
+            "would (studies with a series of that modality, list of values and wildcards alike), still "
+            "returned zero length with FF01.", "",
             "Table 4.2-10 C-FIND keys matched and returned (level as in the Patient Root model; in Study "
             "Root the patient's keys are STUDY keys)", ""]
     rows = []

@@ -3,16 +3,18 @@
 module is the DIMSE adapter: who may ask, the statuses, pendings and C-CANCEL.
 
 Statuses (PS3.4 C.4.1.1.4, PS3.7 C):
-  FF00 / FF01  a match (FF01 when a key asked for is not held: returned zero length, not matched)
+  FF00 / FF01  a match (FF01 when a key asked for is not held, or is of a level below the query
+               level: returned zero length, not matched; Modality at STUDY level is matched as
+               Modalities in Study, and still FF01: gateway/buffer/query.py)
   0000         no more matches
   FE00         C-CANCEL received: no further pendings
   0124         Refused: Not Authorized (PS3.7 Annex C, a general status of the DIMSE services): the
                calling AE is a configured peer with `may_query = false`. PS3.4 C.4.1.1.4 has no
                status for "not allowed"; A700 (out of resources) would tell the SCU to try again
                later, which is wrong, and A900 would blame its identifier.
-  A900         the identifier does not fit the model (no or unknown Query/Retrieve Level, a key of a
-               lower level, a missing or non-single unique key above the level, a wildcard or range
-               where the VR allows none); Error Comment and Offending Element name the key
+  A900         the identifier does not fit the model (no or unknown Query/Retrieve Level, a missing
+               or non-single unique key above the level, a wildcard or range where the VR allows
+               none); Error Comment and Offending Element name the key
   A700         the index is busy or locked beyond its timeout, or memory ran out
   C000         the identifier cannot be decoded; C001 another index failure (logged)
 
@@ -47,6 +49,7 @@ import sqlite3
 import weakref
 from io import BytesIO
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
@@ -70,15 +73,16 @@ CANNOT_DECODE = 0xC000
 INDEX_FAILURE = 0xC001
 CANCELLED = 0xFE00
 PENDING, PENDING_WARNING = 0xFF00, 0xFF01
+_MODALITY = 0x00080060
 # Every status this SCP answers besides pendings, with when (the conformance statement's table).
 STATUSES = {
     0x0000: "no more matches",
     CANCELLED: "C-CANCEL received; no further matches are sent",
     NOT_AUTHORIZED: "the calling AE is a configured peer with `may_query = false`",
     OUT_OF_RESOURCES: "the index stayed busy or locked beyond its timeout, or memory ran out",
-    query.IDENTIFIER_DOES_NOT_MATCH: "no or unknown Query/Retrieve Level, a key of a lower level, a unique key "
-                                     "above the level missing or not a single value, a wildcard or range "
-                                     "where the VR allows none (Error Comment and Offending Element say which)",
+    query.IDENTIFIER_DOES_NOT_MATCH: "no or unknown Query/Retrieve Level, a unique key above the level missing "
+                                     "or not a single value, a wildcard or range where the VR allows none "
+                                     "(Error Comment and Offending Element say which)",
     CANNOT_DECODE: "the identifier cannot be decoded",
     INDEX_FAILURE: "another failure of the index (logged)",
 }
@@ -92,6 +96,20 @@ def _status(code: int, comment: str = "", offending: int | None = None) -> Datas
     if offending is not None:
         ds.OffendingElement = [offending]
     return ds
+
+
+def _ignored(plan: query.FindPlan) -> str:
+    """The keys of a level below the query level, for the query's log line: keywords and tags,
+    never values (they may be patient data); "" when there are none."""
+    if not plan.ignored:
+        return ""
+    names = []
+    for tag in plan.ignored:
+        name = f"{keyword_for_tag(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if tag == _MODALITY and plan.level == "STUDY":
+            name += " matched as ModalitiesInStudy"
+        names.append(name)
+    return f"; keys below the {plan.level} level not supported (FF01): {', '.join(names)}"
 
 
 # P-DATA primitives (one per pending response) waiting for the DUL thread: enough that it never
@@ -318,5 +336,5 @@ class QueryFindSCP:
         if event.is_cancelled:
             yield done(CANCELLED)
             return
-        log.info("C-FIND %s level from %s: %d matches", plan.level, calling, state["matches"])
+        log.info("C-FIND %s level from %s: %d matches%s", plan.level, calling, state["matches"], _ignored(plan))
         yield done(0x0000)

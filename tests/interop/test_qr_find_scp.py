@@ -241,3 +241,21 @@ def test_combined_date_time_matching_when_negotiated(gw, tmp_path):
     assert found == []
     statuses, found = _pyfind(gw, STUDY_ROOT, ds, combined=True)
     assert [r.PatientID for r in found] == ["CT-1"] and statuses[-1] == 0x0000
+
+
+def test_modality_at_study_level_answers_its_studies_with_ff01(gw, tmp_path):
+    # Many workstations send Modality (a SERIES key) at STUDY level: matched as ModalitiesInStudy
+    # (the charset files are OT, the made CTs CT), returned empty, pendings FF01 ("optional keys not
+    # supported"); a series key without a study-level meaning (SeriesNumber) restricts nothing.
+    rs, log = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientID",
+                                           "Modality=CT", "SeriesNumber=99"])
+    assert [r.PatientID for r in rs] == ["CT-1"], log
+    assert rs[0]["Modality"].is_empty and rs[0]["SeriesNumber"].is_empty
+    statuses = re.findall(r"DIMSE Status\s*:\s*0x([0-9A-Fa-f]{4})", log)
+    assert [s.upper() for s in statuses] == ["FF01", "0000"], log
+    assert "Warning: Unsupported optional keys" in log, log  # as findscu 3.6.7 names FF01
+    rs, _ = findscu(gw, tmp_path, "-S", ["QueryRetrieveLevel=STUDY", "PatientID", "Modality=OT"])
+    assert sorted(r.PatientID for r in rs) == ["H31EXAMPLE", "SCSFREN", "SCSGERM", "X1EXAMPLE"]
+    wait_until(lambda: "Modality (0008,0060) matched as ModalitiesInStudy" in gw.log, 10,
+               what="the query's log line naming the ignored keys")
+    assert "SeriesNumber (0020,0011)" in gw.log and "=99" not in gw.log

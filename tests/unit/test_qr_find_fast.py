@@ -103,3 +103,20 @@ def test_an_ambiguous_vr_is_left_to_pydicom():
     q.add_new(0x00280106, "US or SS", None)  # Smallest Image Pixel Value: not held, VR not plain
     p = query.plan(q, STUDY_ROOT_FIND)
     assert not query.encodable_by_hand(p)
+
+
+@pytest.mark.parametrize("model", [PATIENT_ROOT_FIND, STUDY_ROOT_FIND])
+def test_keys_below_the_level_are_hand_encoded_zero_length_as_pydicom_writes_them(buf, cts, model):
+    top = "PATIENT" if model == PATIENT_ROOT_FIND else "STUDY"
+    q = _identifier(top, model, {})
+    q.Modality = "CT"  # at STUDY level matched as Modalities in Study, returned zero length
+    q.SeriesDescription = "x*"
+    q.SOPInstanceUID = ""
+    if top == "PATIENT":
+        q.StudyDate = "2026*"
+    p = query.plan(q, model)
+    assert p.unsupported and 0x00080060 in p.ignored
+    assert _compare(buf, q, model) >= 1
+    for row in buf.index.query(p.sql, (*p.params, 0)):
+        ds = query._response(p, row, "EDGE", (False, True))
+        assert ds["Modality"].is_empty and ds["SeriesDescription"].is_empty and ds["SOPInstanceUID"].is_empty

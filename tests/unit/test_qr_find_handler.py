@@ -1,15 +1,21 @@
 """The C-FIND SCP's handler on its own (gateway/dicom/qr_find_scp.py): the qr-query event it
-publishes, and A700 when the index stays locked. The index is real; the lock is injected, since
+publishes, A700 when the index stays locked, and FF01 for keys below the query level on both
+paths (pynetdicom's Datasets, the hand-encoded bytes). The index is real; the lock is injected, since
 a WAL reader is never blocked by a writer on a healthy disk."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from io import BytesIO
 from types import SimpleNamespace
+
+import pytest
 
 from index_seed import seed_studies
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.dsutils import decode
 
 from gateway.buffer.index import Index
 from gateway.buffer.query import STUDY_ROOT_FIND
@@ -98,4 +104,41 @@ def test_a_locked_index_is_answered_a700(tmp_path, monkeypatch):
     q.QueryRetrieveLevel = "STUDY"
     out = _run(scp, _Event("WS", q))
     assert [c for c, _, _ in out] == [0xA700] and "locked" in out[0][2].ErrorComment
+    index.close()
+
+
+def _decoded(identifier, implicit: bool) -> Dataset:
+    """A pending's identifier as the SCU reads it: the fast path's bytes decoded, a Dataset as is."""
+    if isinstance(identifier, bytes):
+        return decode(BytesIO(identifier), implicit, True)
+    return identifier
+
+
+@pytest.mark.parametrize("implicit", [None, True, False], ids=["pynetdicom", "fast-implicit", "fast-explicit"])
+def test_keys_below_the_level_answer_ff01_on_both_paths_and_are_logged_without_values(tmp_path, caplog, implicit):
+    index = _index(tmp_path, 3)
+    with index.tx() as cur:  # the first study MR, the others CT
+        cur.execute("UPDATE series SET modality = CASE WHEN series_uid = '1.2.3.0.1' THEN 'MR' ELSE 'CT' END")
+    scp = _scp(tmp_path, index, None)
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = ""
+    q.Modality = "MR"
+    q.SeriesDescription = "SECRET*"  # a series key: not matched (no series has it), zero length back
+    caplog.set_level(logging.INFO, logger="gateway.dicom.qr_find")
+    # on_find is pynetdicom's path (Datasets); _answers with implicit set is serve()'s (bytes).
+    answers = scp.on_find(_Event("WS", q)) if implicit is None else scp._answers(_Event("WS", q), implicit)
+    out = [(status if isinstance(status, int) else status.Status, ds) for status, ds in answers]
+    assert [code for code, _ in out] == [0xFF01, 0x0000]
+    rsp = _decoded(out[0][1], bool(implicit))
+    assert rsp.StudyInstanceUID == "1.2.3.0" and rsp["Modality"].is_empty and rsp["SeriesDescription"].is_empty
+    (line,) = [r.getMessage() for r in caplog.records if "matches" in r.getMessage()]
+    assert "Modality (0008,0060) matched as ModalitiesInStudy" in line and "SeriesDescription (0008,103E)" in line
+    assert "SECRET" not in line and "MR" not in line.replace("ModalitiesInStudy", "")
+    # Without keys below the level: FF00.
+    q2 = Dataset()
+    q2.QueryRetrieveLevel = "STUDY"
+    q2.ModalitiesInStudy = "CT"
+    answers = scp.on_find(_Event("WS", q2)) if implicit is None else scp._answers(_Event("WS", q2), implicit)
+    assert [s if isinstance(s, int) else s.Status for s, _ in answers] == [0xFF00, 0xFF00, 0x0000]
     index.close()

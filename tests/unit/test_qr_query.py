@@ -17,7 +17,7 @@ from pynetdicom.dsutils import decode, encode
 from gateway.buffer import migrations
 from gateway.buffer.index import Index
 from gateway.buffer.ingest import Buffer
-from gateway.buffer.query import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, QueryError, find
+from gateway.buffer.query import PATIENT_ROOT_FIND, STUDY_ROOT_FIND, QueryError, find, plan
 from gateway.part10.attributes import read_attributes
 
 CHARSET_FILES = ("chrFren", "chrGerm", "chrH31", "chrH32", "chrI2", "chrX1", "chrX2", "chrRuss",
@@ -274,12 +274,50 @@ def test_series_and_image_levels_need_single_unique_keys_above(buf, cts):
     assert len(rs) == 2 and all(r.SOPClassUID == a.SOPClassUID for r in rs)
 
 
+# -- keys of a level below the query level ---------------------------------------------------------------
+def test_keys_below_the_level_do_not_restrict_and_come_back_zero_length(buf, cts):
+    a, b, c = cts
+    everything = _values(_find(buf, "STUDY", StudyInstanceUID=""), "StudyInstanceUID")
+    q = _q("STUDY", StudyInstanceUID="", SeriesInstanceUID="1.2.3.999", SeriesDescription="none*",
+           SOPInstanceUID="1.2.3.998", InstanceNumber="77", BodyPartExamined="")
+    p = plan(q, STUDY_ROOT_FIND)
+    assert p.ignored == [0x00080018, 0x0008103E, 0x00180015, 0x0020000E, 0x00200013]  # tag order
+    assert p.unsupported  # the pendings are FF01
+    rs = list(find(buf.index, q, STUDY_ROOT_FIND))
+    assert _values(rs, "StudyInstanceUID") == everything
+    for kw in ("SeriesInstanceUID", "SeriesDescription", "SOPInstanceUID", "InstanceNumber", "BodyPartExamined"):
+        assert all(r[kw].is_empty for r in rs), kw
+    # Patient Root, PATIENT level: the study's and the series' keys alike (Modality is only ignored here).
+    q = _q("PATIENT", PatientID="P-A", StudyDate="2026*", AccessionNumber="none", Modality="XA")
+    p = plan(q, PATIENT_ROOT_FIND)
+    assert p.ignored == [0x00080020, 0x00080050, 0x00080060] and p.unsupported
+    (r,) = find(buf.index, q, PATIENT_ROOT_FIND)
+    assert r.PatientID == "P-A" and r["StudyDate"].is_empty and r["Modality"].is_empty
+    # Only the keys of the query level and above: FF00.
+    assert not plan(_q("STUDY", StudyInstanceUID="", ModalitiesInStudy=""), STUDY_ROOT_FIND).unsupported
+
+
+def test_modality_at_study_level_matches_as_modalities_in_study(buf, cts):
+    a, b, c = cts
+    for model, extra in ((STUDY_ROOT_FIND, {}), (PATIENT_ROOT_FIND, {"PatientID": "P-A"})):
+        q = _q("STUDY", StudyInstanceUID="", Modality="SR", **extra)
+        p = plan(q, model)
+        assert p.ignored == [0x00080060] and p.unsupported
+        rs = list(find(buf.index, q, model))
+        assert [r.StudyInstanceUID for r in rs] == [a.StudyInstanceUID]
+        assert rs[0]["Modality"].is_empty  # a study has no one Modality: zero length, FF01
+    assert _values(_find(buf, "STUDY", StudyInstanceUID="", Modality=["SR", "MR"]), "StudyInstanceUID") == \
+        sorted([a.StudyInstanceUID, c.StudyInstanceUID])
+    assert _values(_find(buf, "STUDY", StudyInstanceUID="", Modality="M?"), "StudyInstanceUID") == [c.StudyInstanceUID]
+    assert _find(buf, "STUDY", StudyInstanceUID="", Modality="XA") == []
+    # Universal: every study, as without the key.
+    assert len(_find(buf, "STUDY", StudyInstanceUID="", Modality="")) == len(CHARSET_FILES) + 3
+
+
 @pytest.mark.parametrize("level, model, keys, offending", [
     (None, STUDY_ROOT_FIND, {}, 0x00080052),
     ("PATIENT", STUDY_ROOT_FIND, {}, 0x00080052),  # no patient level in Study Root
     ("FRAME", PATIENT_ROOT_FIND, {}, 0x00080052),
-    ("STUDY", STUDY_ROOT_FIND, {"Modality": "CT"}, 0x00080060),  # a series key at study level
-    ("PATIENT", PATIENT_ROOT_FIND, {"StudyDate": ""}, 0x00080020),
     ("STUDY", STUDY_ROOT_FIND, {"StudyDate": "2026*"}, 0x00080020),  # no wildcard in DA
     ("STUDY", STUDY_ROOT_FIND, {"StudyDate": "2026-01-05"}, 0x00080020),  # not a range
 ])
