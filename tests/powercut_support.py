@@ -3,7 +3,7 @@ whose docstring is the model: what survives a cut and what does not).
 
 How a test uses it:
 
-    from powercut_support import powercut_mount  # noqa: F401 (a fixture)
+    from powercut_support import powercut_mount  # the fixture (tests/ is on sys.path)
 
     def test_survives(powercut_mount):
         path = powercut_mount.path          # a directory on the bed: run the gateway here
@@ -53,6 +53,21 @@ def fuse_available():
     except (ImportError, OSError) as e:
         return f"mfusepy cannot load libfuse3 ({e}; Debian package fuse3, PyPI mfusepy)"
     return None
+
+
+def mounted(path):
+    """Whether PATH is a mount point in this namespace. From /proc/self/mountinfo, not
+    os.path.ismount: a frozen or dead FUSE mount fails stat (EIO, ENOTCONN) and looks unmounted."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            # mountinfo escapes space, tab, newline and backslash as octal.
+            for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+                point = point.replace(code, char)
+            if point == target:
+                return True
+    return False
 
 
 class PowerCutMount:
@@ -141,7 +156,7 @@ class PowerCutMount:
                 clean = bool(self._ask("unmount").get("ok"))
             except (OSError, ValueError, PowerCutError):
                 pass
-        if not clean and os.path.ismount(self.path):
+        if not clean and mounted(self.path):
             for flags in ("-u", "-uz"):
                 if subprocess.run(["fusermount3", flags, self.path],
                                   capture_output=True).returncode == 0:
