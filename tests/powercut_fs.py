@@ -72,10 +72,12 @@ UTIME_OMIT = (1 << 30) - 2
 # libfuse renames a file unlinked while open to this prefix and unlinks it at the last close.
 HIDDEN = ".fuse_hidden"
 RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-# Past this many recorded dirty ranges they are merged, so a file written in millions of small
-# pieces between syncs costs bounded memory.
+# Past this many recorded dirty ranges they are merged, and if still as many, replaced by the one
+# range covering them all (copying clean bytes at the next sync is harmless): a file written in
+# millions of small pieces between syncs costs bounded memory and time.
 MERGE_AT = 512
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 
 
 class Node:
@@ -99,6 +101,8 @@ class Node:
             self.dirty.append((start, end))
             if len(self.dirty) > MERGE_AT:
                 self.dirty = merged(self.dirty)
+                if len(self.dirty) > MERGE_AT // 2:
+                    self.dirty = [(self.dirty[0][0], max(end for _, end in self.dirty))]
 
 
 def merged(ranges):
@@ -572,9 +576,7 @@ class PowerCutFS(mfusepy.Operations):
     def fallocate(self, path, mode, offset, size, fh):
         with self.mutex:
             self._check()
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-            if libc.fallocate(fh, mode, offset, size) != 0:
+            if LIBC.fallocate(fh, mode, offset, size) != 0:
                 raise mfusepy.FuseOSError(ctypes.get_errno())
             node = self.handles[fh]
             # Conservative: the whole range may have changed (zero range, punch hole, growth).

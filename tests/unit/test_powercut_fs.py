@@ -4,6 +4,7 @@ break when SQLite is told not to sync), and before a cut processes see a normal 
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
@@ -160,6 +161,27 @@ def test_truncate_after_sync_brings_back_the_synced_size(powercut_mount):
     assert read(os.path.join(root, "f")) == data
 
 
+def test_many_scattered_writes_then_one_sync_survive_exactly(powercut_mount):
+    """More dirty ranges than the bed keeps apart (it merges them): the synced bytes all the same."""
+    root = powercut_mount.path
+    path = os.path.join(root, "scattered")
+    durable_file(root, "scattered", os.urandom(300_000))
+    with open(path, "r+b", buffering=0) as f:
+        for offset in range(7, 300_000, 97):  # ~3000 separate small writes
+            f.seek(offset)
+            f.write(os.urandom(5))
+        f.seek(300_000 + 1000)  # and one past the end, leaving a hole
+        f.write(b"tail")
+        os.fsync(f.fileno())
+    synced = read(path)
+    with open(path, "r+b") as f:
+        f.write(b"after the sync")
+
+    powercut_mount.cut()
+
+    assert read(path) == synced
+
+
 # The writer commits one transaction a row, says so after each COMMIT returned, and then holds the
 # connection open (no clean close, no checkpoint) until it is killed like a process at a power cut.
 WRITER = r"""
@@ -241,6 +263,8 @@ LOCK_HOLDER = r"""
 import fcntl, sys
 f = open(sys.argv[1], "r+b")
 fcntl.lockf(f, fcntl.LOCK_EX)
+g = open(sys.argv[1] + ".flock", "w")
+fcntl.flock(g, fcntl.LOCK_EX)
 print("locked", flush=True)
 sys.stdin.read()
 """
@@ -317,9 +341,10 @@ def file_ops(root):
                               stdout=subprocess.PIPE, text=True)
     try:
         seen.append(holder.stdout.readline().strip())
-        import fcntl
         with open(p("h"), "r+b") as f:
             seen.append(outcome(lambda: fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)))
+        with open(p("h.flock"), "r") as f:
+            seen.append(outcome(lambda: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)))
     finally:
         holder.kill()
         holder.wait(WAIT)
