@@ -6,17 +6,19 @@ How a test uses it:
     from powercut_support import powercut_mount  # the fixture (tests/ is on sys.path)
 
     def test_survives(powercut_mount):
-        path = powercut_mount.path          # a directory on the bed: run the gateway here
-        ...                                 # start processes; kill them (kill -9) before the cut
+        path = powercut_mount.path          # a directory on the bed: put the buffer here
+        ...                                 # write the test's setup (config, seeded files)
+        powercut_mount.make_durable()       # the setup on the medium (fsync files and dirs)
+        ...                                 # start processes, work; kill them (kill -9)
         powercut_mount.cut()                # the power cut; the mount is back, holding what survived
         powercut_mount.stats()              # {"fsync": {kind: n}, "fdatasync": ..., "fsyncdir": ...,
                                             #  "fsync_total": n, ...} since the last (re)mount
 
-cut() kills nothing: a process still using the mount makes the unmount fall back to a lazy one
-and its later requests fail (EIO), so stop them first. The fixture skips, naming the Debian
-package fuse3, when /dev/fuse or fusermount3 is missing, and fails instead when the environment
-variable CI is set. It always unmounts (fusermount3 -u, then -uz) and ends its FUSE process, even
-when the test fails.
+cut() kills nothing: while a process still uses the mount the unmount is refused and cut() raises
+PowerCutError naming that (the model stays frozen at that instant: later requests fail with EIO),
+so stop them first. The fixture skips, naming the Debian package fuse3, when /dev/fuse or
+fusermount3 is missing, and fails instead when the environment variable CI is set. It always
+unmounts (fusermount3 -u, then -uz and the bed's process killed) even when the test fails.
 """
 
 import importlib
@@ -53,6 +55,14 @@ def fuse_available():
     except (ImportError, OSError) as e:
         return f"mfusepy cannot load libfuse3 ({e}; Debian package fuse3, PyPI mfusepy)"
     return None
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def mounted(path):
@@ -126,6 +136,25 @@ class PowerCutMount:
         """Sync calls seen since this mount: {"fsync"|"fdatasync"|"fsyncdir": {kind: count},
         "<op>_total": count}; kinds as powercut_fs.path_kind names them."""
         return self._ask("stats")
+
+    def make_durable(self, path=None):
+        """fsync every file and directory under PATH (default: the whole mount) and PATH's
+        parents up to the mount: for a test's setup (a config, a seeded buffer), which a real
+        install would have had on the medium long before any cut. Directories created by the
+        test and not made durable this way are gone after a cut, as the model says."""
+        top = os.path.realpath(path or self.path)
+        for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+            for name in filenames:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(dirpath)
+        mount = os.path.realpath(self.path)
+        while top != mount and top.startswith(mount + os.sep):
+            top = os.path.dirname(top)
+            _fsync_dir(top)
 
     def cut(self):
         """Simulate a power cut and mount again on what survived. The caller has stopped every
