@@ -48,8 +48,9 @@ kernel's page cache in front of the mount is dropped at unmount, so it cannot hi
 Durable copies are not themselves fsynced to the real disk: the bed models a cut, it does not
 survive a real one.
 
-Errors: operations answer with the errno the backing file system gave; a bad command line exits 2
-with one line on stderr.
+Errors: operations answer with the errno the backing file system gave (EIO once cut); a bad
+command line exits 2 with argparse's usage and one error line. Device nodes and sockets are kept
+in the model as entries only and come back as FIFOs (nothing here makes them).
 """
 
 import argparse
