@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= auto
 # What the interop tests and the service use from Debian (see ../shared/PEERS.md).
 APT_PACKAGES := dcmtk orthanc dicom3tools xorriso genisoimage dosfstools mtools ghostscript \
 	libsystemd-dev pkg-config systemd curl fonts-dejavu-core fonts-ipafont-gothic python3-venv \
-	chromium chromium-driver udev python3-seccomp gcc libc6-dev
+	chromium chromium-driver udev python3-seccomp gcc libc6-dev fuse3
 
 .PHONY: run test bench deps venv check-config clean pacs try-echo try-store try-print install
 
