@@ -46,6 +46,21 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs_durable(path: Path) -> None:
+    """mkdir -p whose result survives a power cut: each directory it creates is named durably (its
+    parent fsynced after the mkdir). A fresh box's buffer directory, created but never fsynced
+    into its parent, is gone after a cut with every object acknowledged into it. Raises OSError
+    (FileExistsError when a component is a file)."""
+    missing = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        fsync_dir(d.parent)
+
+
 class FileStore:
     def __init__(self, root: Path, reserve_bytes: int):
         self.root = root
@@ -56,7 +71,7 @@ class FileStore:
         # an object is refused for the reserve. Returns the bytes it freed.
         self.make_room: Callable[[int], int] | None = None
         for d in (self.root, self.incoming, self.objects):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs_durable(d)
         self._incoming_dev = os.stat(self.incoming).st_dev
 
     # -- space ---------------------------------------------------------------------------------
@@ -120,8 +135,7 @@ class FileStore:
     def _day_dir(self) -> Path:
         final_dir = self.objects / time.strftime("%Y%m%d")
         if not final_dir.is_dir():
-            final_dir.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.objects)
+            make_dirs_durable(final_dir)
         return final_dir
 
     def relative(self, path: Path) -> str:
