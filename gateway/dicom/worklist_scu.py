@@ -22,7 +22,6 @@ implicit -> explicit), so a name in ISO 2022 Japanese reaches the capture as the
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -32,8 +31,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from gateway.buffer.procedure import Procedure, encode_identifier
-from gateway.dicom.net.pynetdicom_patches import rejection
-from gateway.dicom.net.storage_requestor import describe_connect_error, describe_rejection
+from gateway.dicom.net.association_failure import why_no_association
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("gateway.dicom.worklist_scu")
@@ -146,19 +144,6 @@ def _unique(item: Procedure, before: list[Procedure]) -> Procedure:
     return replace(item, key=f"{item.key}#{n}")
 
 
-def _why_no_association(assoc, where: str, host: str, port: int, timeout: float) -> str:
-    if assoc.is_rejected:
-        result, source, reason = rejection(assoc)
-        return f"association rejected by {where}: " + describe_rejection(result or 0, source or 0, reason or 0)
-    # pynetdicom says no more than "failed": try the connection itself to say why in words.
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        return f"no association with {where}: {describe_connect_error(exc, timeout)}"
-    return f"no association with {where}: aborted or no answer within {timeout:g} s"
-
-
 def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQuery,
          timeout: float = 10.0, max_items: int = 500) -> list[Procedure]:
     """C-FIND ``query`` on the worklist SCP ``ae_title@host:port`` as ``calling_ae``; every pending
@@ -177,7 +162,7 @@ def find(ae_title: str, host: str, port: int, calling_ae: str, query: WorklistQu
     ae.add_requested_context(ModalityWorklistInformationFind, list(MWL_SYNTAXES))
     assoc = ae.associate(host, port, ae_title=ae_title)
     if not assoc.is_established:
-        raise WorklistError(_why_no_association(assoc, where, host, port, timeout))
+        raise WorklistError(why_no_association(assoc, where, host, port, timeout))
     items: list[Procedure] = []
     final: int | None = None
     try:

@@ -660,3 +660,51 @@ def test_r13_encode_command_set_is_what_send_msg_sends():
         first = assoc.dul.to_provider_queue.get_nowait().presentation_data_value_list[0][1]
         assert first == b"\x03" + command, pin("encode_command_set differs from send_msg's command set")
         assert command[12:] and b"\x00\x00\x00\x08" in command, pin("no Command Data Set Type")
+
+
+def _rejecting_server(result=0x01, source=0x01, diagnostic=0x07):
+    """A peer that reads one A-ASSOCIATE-RQ, answers A-ASSOCIATE-RJ (PS3.8 9.3.4) and closes at once."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            head = conn.recv(6, socket.MSG_WAITALL)
+            left = int.from_bytes(head[2:6], "big")
+            while left:
+                left -= len(conn.recv(left))
+            conn.sendall(bytes([0x03, 0x00, 0, 0, 0, 4, 0x00, result, source, diagnostic]))
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def test_r15_unread_rejection(monkeypatch):
+    import time
+
+    from gateway.dicom.net.association_failure import rejected, why_no_association
+
+    assert "if not socket._is_connected:" in source(ACSE._negotiate_as_requestor), \
+        pin("the requestor no longer checks the connection before reading the answer (the race R15 covers)")
+    send_request = ACSE.send_request
+
+    def slow_requestor(self):
+        # The requesting thread of a loaded machine: it looks at the socket only after the DUL
+        # thread has read the RJ and closed the connection.
+        send_request(self)
+        self.socket._ready.wait(10)
+        deadline = time.monotonic() + 10
+        while self.socket._is_connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    monkeypatch.setattr(ACSE, "send_request", slow_requestor)
+    ae = AE(ae_title="EDGE")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    port = _rejecting_server()
+    assoc = ae.associate("127.0.0.1", port, ae_title="NOSUCHAE")
+    assert not assoc.is_established and not assoc.is_rejected, pin("the race no longer loses the rejection")
+    assert pynetdicom_patches.unread_rejection(assoc) == (0x01, 0x01, 0x07), pin("the RJ is not in to_user_queue")
+    assert rejected(assoc) == (0x01, 0x01, 0x07)
+    line = why_no_association(assoc, f"NOSUCHAE@127.0.0.1:{port}", "127.0.0.1", port, 5)
+    assert line.startswith(f"association rejected by NOSUCHAE@127.0.0.1:{port}: ") and "called AE title" in line, line

@@ -71,6 +71,11 @@ Reads of internals (no change; a named function so that callers do not reach in 
   R14 wake_response_waiter(assoc): (None, None) on DIMSEServiceProvider.msg_queue, as the state
       machine puts it when the peer aborts: wakes a send_c_* waiting for a response after our own
       A-ABORT (dicom-gateway retrieve's second Ctrl-C).
+  R15 unread_rejection(assoc): an A-ASSOCIATE-RJ the DUL queued but pynetdicom's requestor never
+      read: in 3.0's ACSE._negotiate_as_requestor, when the peer closes right after its RJ and the
+      DUL thread has closed the socket before the requesting thread looks at it, the request is
+      taken for a failed connection (is_aborted, not is_rejected), and the answer stays in the
+      DUL's to_user_queue (a loaded machine hit it: "aborted or no answer" for a wrong AE title).
 
 Why each change exists:
 
@@ -109,7 +114,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 from pynetdicom.dsutils import encode
 from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
-from pynetdicom.pdu_primitives import A_RELEASE, P_DATA
+from pynetdicom.pdu_primitives import A_ASSOCIATE, A_RELEASE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -469,6 +474,20 @@ def accepted_context(assoc, sop_class_uid: str):
     Association._get_valid_context(uid, "", None) (pynetdicom 3.0 association.py:396; raises
     ValueError when none was accepted)."""
     return assoc._get_valid_context(sop_class_uid, "", None)
+
+
+def unread_rejection(assoc) -> tuple[int, int, int] | None:
+    """R15: (result, source, diagnostic) of an A-ASSOCIATE-RJ waiting in the DUL's to_user_queue
+    that the requestor never read (see the list above), or None; looked at, not taken (pynetdicom
+    3.0: DULServiceProvider.to_user_queue, a queue.Queue; the RJ primitive is an A_ASSOCIATE with
+    result 1 or 2, acse.py:528)."""
+    q = assoc.dul.to_user_queue
+    with q.mutex:
+        waiting = list(q.queue)
+    for pdu in waiting:
+        if isinstance(pdu, A_ASSOCIATE) and getattr(pdu, "result", None) in (0x01, 0x02):
+            return pdu.result, pdu.result_source, pdu.diagnostic
+    return None
 
 
 def release_requested(assoc) -> bool:
