@@ -115,7 +115,8 @@ function draw(s) {
   $("qr").textContent = !q ? "-" : plural(t.queries, "query", "queries")
     + (lq ? " (last " + clock(lq.at) + " from " + lq.calling_ae + ", " + (lq.level || "no level") + ", "
     + lq.matches + " matches)" : "") + "; " + plural(t.retrieves, "retrieve", "retrieves") + ": "
-    + t.completed + " sent, " + t.failed + " failed, " + t.warning + " with warnings";
+    + t.completed + " sent, " + t.failed + " failed, " + t.warning + " with warnings"
+    + (q && q.since ? " (counted since " + clock(q.since) + ", when the service started)" : "");
   $("qr-failure").textContent = !qf ? "none" : clock(qf.at) + ": " + qf.operation + " from " + qf.calling_ae
     + (qf.operation === "C-MOVE" ? " to " + qf.destination : "") + ": " + hex(qf.status) + " (" + qf.outcome + ")"
     + (qf.operation === "C-FIND" ? "" : ", " + qf.completed + " sent, " + qf.failed + " failed, " + qf.remaining

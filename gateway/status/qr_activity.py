@@ -73,6 +73,8 @@ class QrActivity:
         self._last_retrieve: dict[str, Any] | None = None
         self._last_failure: dict[str, Any] | None = None
         self._good_at: dict[str, float] = {}  # calling AE -> its last good request
+        # The counts live in memory: after a restart "today" counts from the start, and says so.
+        self._started = time.time()
 
     def apply(self, ev: Event) -> None:
         """Fold one qr-query or qr-retrieve event (other kinds are ignored). KeyError for a payload
@@ -123,6 +125,8 @@ class QrActivity:
                          retrieve's, with the retrieve's destination and counts) | None
           failing        True when that failure's calling AE has had no good answer since: a peer
                          still in trouble, not one that failed once and then got through
+          since          when today's counts began: the service's start when it started today
+                         (the counts are not kept across a restart), else None (local midnight)
 
         status: the final status as an integer (-1: none); outcome: its class (outcome())."""
         now = time.time() if now is None else now
@@ -132,4 +136,5 @@ class QrActivity:
             failing = failure is not None and self._good_at.get(failure["calling_ae"], 0.0) < failure["at"]
             return {"today": today, "last_query": copy.deepcopy(self._last_query),
                     "last_retrieve": copy.deepcopy(self._last_retrieve), "last_failure": failure,
-                    "failing": failing}
+                    "failing": failing,
+                    "since": self._started if local_day(self._started) == local_day(now) else None}

@@ -157,3 +157,15 @@ def test_status_json_and_metrics_of_a_running_server_show_the_activity():
     finally:
         server.stop()
         obs.stop()
+
+
+def test_today_says_since_when_it_counts_after_a_restart():
+    # The fold lives in memory: started today, its "today" begins at the start, not at midnight.
+    import time
+
+    from gateway.status.qr_activity import QrActivity
+
+    qr = QrActivity()
+    now = time.time()
+    assert qr.summary(now)["since"] == pytest.approx(now, abs=60)
+    assert qr.summary(now + 2 * 86400)["since"] is None  # another day: counted from its midnight
