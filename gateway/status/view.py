@@ -22,7 +22,7 @@ Shape (times in seconds since the epoch, sizes in bytes, None = not known yet):
    "config_problems": [{"key", "detail", "at"}]: the snapshot's, oldest first (what the config
                    asks for and the running service could not have; they hold until a restart)
    "qr":           Query/Retrieve served from the buffer: {"today", "last_query", "last_retrieve",
-                   "last_failure", "failing"} (gateway/status/qr_activity.py QrActivity.summary;
+                   "last_failure", "failing", "since"} (gateway/status/qr_activity.py QrActivity.summary;
                    AE titles, levels, counts and statuses, no patient data); None when not folded
    "errors":       [{"at", "what"}]: the last errors known (destinations down, disk full, media
                    faults, printer not NORMAL, config problems, the index unreadable, a Q/R peer
