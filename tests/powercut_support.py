@@ -57,7 +57,8 @@ def fuse_available():
     return None
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
+    """fsync the directory `path` (its entries made durable on the bed)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -150,11 +151,11 @@ class PowerCutMount:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(dirpath)
+            fsync_dir(dirpath)
         mount = os.path.realpath(self.path)
         while top != mount and top.startswith(mount + os.sep):
             top = os.path.dirname(top)
-            _fsync_dir(top)
+            fsync_dir(top)
 
     def cut(self):
         """Simulate a power cut and mount again on what survived. The caller has stopped every

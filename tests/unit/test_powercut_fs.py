@@ -21,12 +21,7 @@ powercut_mount = powercut_support.powercut_mount
 WAIT = 60  # s: bound on a helper process's step, never reached unless something hangs
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_dir = powercut_support.fsync_dir
 
 
 def write(path, data, sync=False, datasync=False):
