@@ -515,20 +515,26 @@ def cmd_retrieve(args) -> int:
     peer = _peer(loaded, "retrieve", args.destination, cfg.qr_scu.retrieve_session_s)
     find_peer = peer.__class__(**{**peer.__dict__, "session_s": cfg.qr_scu.find_session_s})
     cancel, lookup = Cancel(), Cancel(at_once=True)
-    step = "looking up " + _looked_up(args)
+    # What Ctrl-C interrupts, for its line ("" once the retrieve's own association is set up).
+    step = ["looking up " + _looked_up(args)]
     try:
         with _cancel_on_sigint(lookup):
-            targets = _targets(args, find_peer, model, cfg.qr_scu.max_results, lookup)
-        step = ""
+            try:
+                targets = _targets(args, find_peer, model, cfg.qr_scu.max_results, lookup)
+            except ValueError as exc:  # identifier(): a value its VR does not allow (--patient)
+                raise _usage(f"retrieve: {exc}") from None
+        if lookup.requested:  # between two look-ups, or after the last: stop all the same
+            raise Interrupted(find_peer, established=True)
+        step[0] = "looking up the SOP classes to ask for" if use_get else ""
         if not targets:
             code = exit_codes.OK
         elif use_get:
-            code = _get(loaded, peer, find_peer, targets, model, cancel, lookup)
+            code = _get(loaded, peer, find_peer, targets, model, cancel, lookup, step)
         else:
             code = _move(loaded, peer, targets, model, cancel, args.to)
     except Interrupted as exc:
         # Nothing asked to move yet: no counts to give, and nothing retrieved.
-        print(f"retrieve: interrupted {'while ' + step if step else str(exc).removeprefix('interrupted ')}; "
+        print(f"retrieve: interrupted {'while ' + step[0] if step[0] else str(exc).removeprefix('interrupted ')}; "
               "nothing retrieved", file=sys.stderr)
         return exit_codes.INTERRUPTED
     except QrError as exc:
@@ -676,10 +682,10 @@ def _holds(loaded, targets) -> None:
               f"{'this study' if len(studies) == 1 else 'these studies'}")
 
 
-def _get(loaded, peer, find_peer, targets, model, cancel, lookup) -> int:
+def _get(loaded, peer, find_peer, targets, model, cancel, lookup, step: list[str]) -> int:
     from gateway import cli
     from gateway.dicom.net.listener import configure_pynetdicom
-    from gateway.dicom.qr_scu import QrError, RetrievedStore, get, retrieve_identifier
+    from gateway.dicom.qr_scu import Interrupted, QrError, RetrievedStore, get, retrieve_identifier
     from gateway.dicom.store_scp import StoreSCP
     from gateway.events import EventBus
     from gateway.part10.attributes import configure_pydicom
@@ -687,9 +693,12 @@ def _get(loaded, peer, find_peer, targets, model, cancel, lookup) -> int:
     cfg = loaded.config
     with _cancel_on_sigint(lookup):
         classes = _sop_classes(find_peer, targets, model, cfg.qr_scu.max_results, lookup)
+    if lookup.requested:
+        raise Interrupted(find_peer, established=True)
     if not classes:
         raise QrError(f"{peer.ae_title} lists no instances (no SOP Class UID at the IMAGE level) for what was asked")
     idents = [retrieve_identifier(level, keys) for level, keys in targets]
+    step[0] = ""  # the C-GET's own association next
     with cli.buffer_for_writing(loaded) as (buffer, beside):
         configure_pydicom()
         configure_pynetdicom(buffer.files.incoming, buffer.files.check_reserve, cfg.ae.max_pdu)

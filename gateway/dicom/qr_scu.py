@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -226,7 +227,14 @@ def identifier(level: str, keys: dict[str, str], model: str = "study") -> Datase
             # Refused here, by name: pydicom would only warn (on the terminal) and send it.
             raise ValueError(f"{kw}: {value!r} is not a UID (digits and dots, at most 64 characters; "
                              "several separated by \\)")
-        setattr(ds, kw, value)
+        with warnings.catch_warnings():
+            # pydicom only warns of a value its VR does not allow (too long, not a date), on the
+            # terminal, with its source path, and sends it: refused here in one line instead.
+            warnings.simplefilter("error")
+            try:
+                setattr(ds, kw, value)
+            except UserWarning as exc:
+                raise ValueError(f"{kw}: {exc}".rstrip(".")) from None
     return ds
 
 

@@ -169,3 +169,20 @@ def test_identifiers_are_never_cut_and_headings_are_spelled_alike(capsys):
     # The added keys are headed like the level's own: words, UIDs as "... UID".
     assert "SERIES UID" in head and "STUDY ID" in head and "PATIENT BIRTH DATE" in head, head
     assert "SERIESINSTANCEUID" not in head and "STUDYID" not in head, head
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["query", "-k", "PatientBirthDate=foo"], "PatientBirthDate: Invalid value for VR DA: 'foo'"),
+    (["query", "--accession", "A" * 20], "AccessionNumber: The value length (20) exceeds the maximum length of 16"),
+    (["retrieve", "--patient", "P" * 70], "PatientID: The value length (70) exceeds the maximum length of 64"),
+])
+def test_a_value_its_vr_refuses_is_one_usage_line(tmp_path, capsys, argv, words):
+    """pydicom only warns (its source path on the terminal) and sends it: refused by name instead."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, err = _run(capsys, *argv, "--config", _config(tmp_path))
+    assert not caught, [str(w.message) for w in caught]
+    assert code == 2 and err.startswith(f"dicom-gateway: {argv[0]}: ") and err.count("\n") == 1, err
+    assert words in err, err
