@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.valuerep import validate_value
 from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
@@ -227,9 +229,16 @@ def identifier(level: str, keys: dict[str, str], model: str = "study") -> Datase
             # Refused here, by name: pydicom would only warn (on the terminal) and send it.
             raise ValueError(f"{kw}: {value!r} is not a UID (digits and dots, at most 64 characters; "
                              "several separated by \\)")
+        # pydicom only warns of a value its VR does not allow (too long, not a date), on the
+        # terminal with its source path, and sends it (and not even that once a reading mode of
+        # IGNORE is set, configure_pydicom): refused here in one line instead, each of several
+        # values (backslash-separated) on its own.
+        for part in str(value).split("\\"):
+            try:
+                validate_value(dictionary_VR(tag), part, pydicom_config.RAISE)
+            except ValueError as exc:
+                raise ValueError(f"{kw}: {exc}".rstrip(".")) from None
         with warnings.catch_warnings():
-            # pydicom only warns of a value its VR does not allow (too long, not a date), on the
-            # terminal, with its source path, and sends it: refused here in one line instead.
             warnings.simplefilter("error")
             try:
                 setattr(ds, kw, value)
