@@ -639,7 +639,7 @@ def _move_hint(status: int, move_ae: str, here: bool) -> str:
 
 def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     from gateway.config import _check_ae_title
-    from gateway.dicom.qr_scu import QrError, move, retrieve_identifier
+    from gateway.dicom.qr_scu import Interrupted, QrError, move, retrieve_identifier
 
     cfg = loaded.config
     move_ae = to or cfg.qr_scu.move_destination or cfg.ae.title
@@ -663,6 +663,8 @@ def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     try:
         with _cancel_on_sigint(cancel):
             result = move(peer, idents, move_ae, model, cancel, _progress)
+    except Interrupted:
+        raise  # cmd_retrieve says it, exit 130
     except QrError as exc:
         hint = _move_hint(exc.status, move_ae, here) if exc.status is not None else ""
         raise QrError(f"{exc}; {hint}" if hint else str(exc), exc.status) from None

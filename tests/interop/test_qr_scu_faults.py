@@ -81,3 +81,60 @@ def test_pacs_aborting_at_the_first_request_says_why(tmp_path, argv):
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr == (f"{argv[0]}: ABORTPACS@127.0.0.1:{port}: the PACS aborted the association (it may not "
                         "accept calling AE title FOO: check the PACS's list of known modalities)\n"), r.stderr
+
+
+def test_ctrl_c_while_the_moves_own_association_is_set_up(tmp_path):
+    """The look-up C-FIND is answered; the C-MOVE's association request then goes unanswered (a
+    PACS that holds its second A-ASSOCIATE-RQ): Ctrl-C names that step, exit 130, not exit 1."""
+    import threading
+
+    import pydicom
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
+                                      StudyRootQueryRetrieveInformationModelMove)
+
+    released, second = threading.Event(), threading.Event()
+    count = []
+
+    def on_requested(event):
+        count.append(1)
+        if len(count) >= 2:  # hold the RQ unanswered (pynetdicom answers after this handler)
+            second.set()
+            released.wait(60)
+
+    def on_find(event):
+        ds = pydicom.Dataset()
+        ds.QueryRetrieveLevel, ds.StudyInstanceUID = "STUDY", "1.2.3"
+        yield 0xFF00, ds
+
+    ae = AE(ae_title="HOLDPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    from tests.peers import free_port
+
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_FIND, on_find)])
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {"qr_scu": {"association_s": 600},
+                                          "peers": {"hold": {"ae_title": "HOLDPACS", "may_store": True}}})
+    proc = None
+    try:
+        gw.start()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
+             "--destination", f"HOLDPACS@127.0.0.1:{port}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert second.wait(60), "no second association request came"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        released.set()
+        server.shutdown()
+        gw.stop()
+    assert proc.returncode == 130, out + err
+    assert err == (f"retrieve: interrupted before the association with HOLDPACS@127.0.0.1:{port} was established; "
+                   "nothing retrieved\n"), err
