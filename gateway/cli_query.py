@@ -18,7 +18,9 @@ first by C-FIND (an unknown UID is one clear line, exit 1, before anything moves
 Either way they are recorded as received from the PACS's AE title and never routed back to it.
 
 Pending responses print a progress line; Ctrl-C sends C-CANCEL (a second one aborts) and the
-command ends with the counts so far, exit 130. Exit 0: done; 1: failed (PACS down, rejected, a
+command ends with the counts so far (or says none came), exit 130. With no request on the wire
+yet (the association being set up) or during a retrieve's look-up, Ctrl-C aborts at once and the
+command says which step it stopped, exit 130. Exit 0: done; 1: failed (PACS down, rejected, a
 failure status, an unknown UID, sub-operations failed); 2: bad command line or config.
 """
 
@@ -35,12 +37,13 @@ from gateway import exit_codes
 LEVEL_CHOICES = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 # Columns of the table per level: (keyword, heading, width; 0 = as wide as its longest value).
-# UIDs are never cut (a cut UID cannot be pasted into the next command): their width is 0.
+# UIDs and identifiers are never cut (a cut one cannot be pasted into the next command, nor
+# matched against a request form): their width is 0.
 _COLUMNS = {
-    "PATIENT": [("PatientID", "PATIENT ID", 16), ("PatientName", "NAME", 24), ("PatientBirthDate", "BIRTH", 8),
+    "PATIENT": [("PatientID", "PATIENT ID", 0), ("PatientName", "NAME", 24), ("PatientBirthDate", "BIRTH", 8),
                 ("PatientSex", "SEX", 3), ("NumberOfPatientRelatedStudies", "STUDIES", 7)],
-    "STUDY": [("StudyDate", "DATE", 8), ("PatientID", "PATIENT ID", 14), ("PatientName", "NAME", 22),
-              ("ModalitiesInStudy", "MOD", 6), ("AccessionNumber", "ACCESSION", 12),
+    "STUDY": [("StudyDate", "DATE", 8), ("PatientID", "PATIENT ID", 0), ("PatientName", "NAME", 22),
+              ("ModalitiesInStudy", "MOD", 6), ("AccessionNumber", "ACCESSION", 0),
               ("NumberOfStudyRelatedInstances", "IMAGES", 6), ("StudyDescription", "DESCRIPTION", 20),
               ("StudyInstanceUID", "STUDY UID", 0)],
     "SERIES": [("Modality", "MOD", 4), ("SeriesNumber", "NUMBER", 6), ("NumberOfSeriesRelatedInstances", "IMAGES", 6),
@@ -69,6 +72,18 @@ def _key_value(text: str) -> tuple[str, str]:
         return keyword_of(name), value
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _uid(text: str) -> str:
+    """A UID option's value (PS3.5 9.1: digits and dots, at most 64 characters); argparse names
+    the option in its usage error, before any association (pydicom would only warn, on the
+    terminal, and send it)."""
+    from gateway.config.base import is_uid
+
+    if not is_uid(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UID (digits and dots, at most 64 characters, "
+                                         "e.g. 1.2.840.113619.2.55.3)")
+    return text
 
 
 def _date_range(text: str) -> str:
@@ -108,8 +123,8 @@ def add_parsers(add) -> None:
     sp.add_argument("--modality", metavar="MOD",
                     help="Modalities in Study (STUDY level) or Modality (SERIES level), e.g. CT")
     sp.add_argument("--accession", metavar="NUMBER", help="Accession Number")
-    sp.add_argument("--study", metavar="UID", help="Study Instance UID (needed for SERIES and IMAGE levels)")
-    sp.add_argument("--series", metavar="UID", help="Series Instance UID (needed for the IMAGE level)")
+    sp.add_argument("--study", type=_uid, metavar="UID", help="Study Instance UID (needed for SERIES and IMAGE levels)")
+    sp.add_argument("--series", type=_uid, metavar="UID", help="Series Instance UID (needed for the IMAGE level)")
     sp.add_argument("--patient-root", action="store_true",
                     help="use the Patient Root model (default Study Root; PATIENT level always uses it)")
     sp.add_argument("--json", action="store_true", help="print the matches as JSON (a list of objects)")
@@ -119,13 +134,13 @@ def add_parsers(add) -> None:
     sp = add("retrieve", cmd_retrieve, "fetch a study, series or patient from the PACS into the buffer "
                                        "(C-MOVE to this box, or C-GET)")
     what = sp.add_mutually_exclusive_group(required=True)
-    what.add_argument("--study", metavar="UID", action="append", help="a Study Instance UID (repeatable)")
-    what.add_argument("--series", metavar="UID", help="a Series Instance UID (with --in-study)")
+    what.add_argument("--study", type=_uid, metavar="UID", action="append", help="a Study Instance UID (repeatable)")
+    what.add_argument("--series", type=_uid, metavar="UID", help="a Series Instance UID (with --in-study)")
     what.add_argument("--patient", metavar="ID", help="every study the PACS has for this Patient ID")
-    what.add_argument("--priors-of", metavar="STUDY_UID",
+    what.add_argument("--priors-of", type=_uid, metavar="STUDY_UID",
                       help="the other studies the PACS has for the patient of this study (held in the buffer): "
                            "same Patient ID; one whose Issuer of Patient ID or Birth Date differs is left out")
-    sp.add_argument("--in-study", metavar="UID", help="the Study Instance UID of --series")
+    sp.add_argument("--in-study", type=_uid, metavar="UID", help="the Study Instance UID of --series")
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--get", action="store_true", help="C-GET: the instances come back on this association "
                                                         "and are stored by this command")
@@ -170,9 +185,15 @@ def _peer(loaded, verb: str, name: str | None, session_s: float):
 
 @contextmanager
 def _cancel_on_sigint(cancel):
-    """Ctrl-C during the operation asks `cancel` (C-CANCEL, then abort) instead of raising."""
+    """Ctrl-C during the operation asks `cancel` (C-CANCEL, then abort) instead of raising. Only
+    a C-CANCEL or an abort of an operation under way is announced here; an interrupted set-up or
+    lookup is said once by the command when it ends (qr_scu.Interrupted). Once asked, further
+    Ctrl-Cs are ignored until the command ends: it is ending already, and a KeyboardInterrupt
+    while the interpreter joins pynetdicom's threads would print a traceback."""
     def on_sigint(signum, frame):
         cancel.request()
+        if not cancel.announced:
+            return
         print("aborting the association" if cancel.aborted
               else "cancelling: C-CANCEL sent (Ctrl-C again aborts the association)", file=sys.stderr, flush=True)
 
@@ -180,7 +201,7 @@ def _cancel_on_sigint(cancel):
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if cancel.requested else before)
 
 
 def _text(ds, kw: str) -> str:
@@ -209,7 +230,7 @@ def _query_keys(args) -> dict[str, str]:
 
 def cmd_query(args) -> int:
     from gateway import cli
-    from gateway.dicom.qr_scu import Cancel, MissingKey, QrError, find, identifier
+    from gateway.dicom.qr_scu import Cancel, Interrupted, MissingKey, QrError, find, identifier
 
     loaded = cli._load(args)
     model = "patient" if args.patient_root or args.level == "PATIENT" else "study"
@@ -226,6 +247,9 @@ def cmd_query(args) -> int:
     try:
         with _cancel_on_sigint(cancel):
             result = find(peer, ident, model, loaded.config.qr_scu.max_results, cancel)
+    except Interrupted as exc:
+        print(f"query: {exc}; nothing was asked", file=sys.stderr)
+        return exit_codes.INTERRUPTED
     except QrError as exc:
         print(f"query: {exc}", file=sys.stderr)
         return exit_codes.FAILED
@@ -248,14 +272,29 @@ def cmd_query(args) -> int:
     return exit_codes.INTERRUPTED if result.cancelled else exit_codes.OK
 
 
+# Identifiers among the keys a user may add: never cut, like UIDs.
+_WHOLE = {"PatientID", "AccessionNumber", "StudyID", "IssuerOfPatientID", "OtherPatientIDs"}
+# Headings of the UID columns as the level tables spell them; any other added key is spelled
+# out from its keyword ("PatientBirthDate" -> "PATIENT BIRTH DATE").
+_HEADINGS = {"StudyInstanceUID": "STUDY UID", "SeriesInstanceUID": "SERIES UID",
+             "SOPInstanceUID": "SOP INSTANCE UID", "SOPClassUID": "SOP CLASS"}
+
+
+def _heading(kw: str) -> str:
+    import re
+
+    return _HEADINGS.get(kw) or re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", kw).upper()
+
+
 def _columns(level: str, keys) -> list[tuple[str, str, int]]:
     """The table's columns for `level`, and one before the last for each key the user asked for
-    that the level's columns lack (a UID one as wide as its values, any other 16 wide)."""
+    that the level's columns lack (a UID or identifier one as wide as its values, any other 16
+    wide), headed like the level's own columns."""
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
     columns = list(_COLUMNS[level])
     shown = {kw for kw, _, _ in columns}
-    columns[-1:-1] = [(kw, kw.upper(), 0 if dictionary_VR(tag_for_keyword(kw)) == "UI" else 16)
+    columns[-1:-1] = [(kw, _heading(kw), 0 if kw in _WHOLE or dictionary_VR(tag_for_keyword(kw)) == "UI" else 16)
                       for kw in keys if kw not in shown and kw != "SpecificCharacterSet"]
     return columns
 
@@ -272,9 +311,11 @@ def _shown(ds, kw: str) -> str:
 
 def _table(columns, matches) -> None:
     """Print `columns` ((keyword, heading, width)) of `matches`: a text cut to its width ends in
-    "~"; a width-0 column (UIDs, SOP class names) is as wide as its longest value, never cut."""
+    "~"; a width-0 column (UIDs, identifiers, SOP class names) is as wide as its longest value,
+    never cut; a heading is never cut either (its column is at least as wide)."""
     rows = [[_shown(m, kw) or "-" for kw, _, _ in columns] for m in matches]
-    widths = [w or max([len(head)] + [len(row[i]) for row in rows]) for i, (_, head, w) in enumerate(columns)]
+    widths = [max(w, len(head)) if w else max([len(head)] + [len(row[i]) for row in rows])
+              for i, (_, head, w) in enumerate(columns)]
 
     def cell(text: str, width: int) -> str:
         return (text if len(text) <= width else text[:width - 1] + "~").ljust(width)
@@ -317,7 +358,7 @@ def _other_patient(held: tuple[str, str, str], match) -> str:
     return ""
 
 
-def _prior_targets(args, peer, model: str, max_results: int):
+def _prior_targets(args, peer, model: str, max_results: int, lookup):
     """The priors of --priors-of: the PACS's other studies of the held study's patient, newest
     first, at most --max-priors, those the buffer already holds whole left out."""
     from gateway.dicom.qr_scu import QrError, find, identifier
@@ -330,7 +371,7 @@ def _prior_targets(args, peer, model: str, max_results: int):
     if not patient_id:
         raise QrError(f"study {args.priors_of} has no Patient ID: its priors cannot be matched")
     found = find(peer, identifier("STUDY", {"PatientID": patient_id, "IssuerOfPatientID": ""}, model),
-                 model, max_results)
+                 model, max_results, lookup)
     priors = []
     for m in found.matches:
         uid = _text(m, "StudyInstanceUID")
@@ -361,44 +402,45 @@ def _prior_targets(args, peer, model: str, max_results: int):
     return targets
 
 
-def _targets(args, peer, model: str, max_results: int):
-    """The identifiers to retrieve, each checked by a C-FIND first: a list of (level, keys)."""
+def _targets(args, peer, model: str, max_results: int, lookup):
+    """The identifiers to retrieve, each checked by a C-FIND first: a list of (level, keys).
+    `lookup`: the Cancel of these C-FINDs (at_once: Ctrl-C aborts, nothing is kept)."""
     from gateway.dicom.qr_scu import QrError, find, identifier
 
     if args.series and not args.in_study:
         raise _usage("retrieve: --series needs --in-study STUDY_UID (a hierarchical retrieve names the study)")
     if args.priors_of:
-        return _prior_targets(args, peer, model, max_results)
+        return _prior_targets(args, peer, model, max_results, lookup)
     if model == "patient" and not args.patient:
         raise _usage("retrieve: with --patient-root, give --patient ID (the whole patient)")
     if args.patient is not None and model == "patient":
         keys = {"PatientID": args.patient}
-        found = find(peer, identifier("PATIENT", keys, model), model, max_results)
+        found = find(peer, identifier("PATIENT", keys, model), model, max_results, lookup)
         if not found.matches:
             raise QrError(f"patient {args.patient!r}: not found on {peer.ae_title}")
         return [("PATIENT", keys)]
     if args.patient is not None:
-        found = find(peer, identifier("STUDY", {"PatientID": args.patient}, model), model, max_results)
+        found = find(peer, identifier("STUDY", {"PatientID": args.patient}, model), model, max_results, lookup)
         uids = [str(m.get("StudyInstanceUID", "")) for m in found.matches if m.get("StudyInstanceUID")]
         if not uids:
             raise QrError(f"patient {args.patient!r}: no studies on {peer.ae_title}")
         return [("STUDY", {"StudyInstanceUID": uid}) for uid in uids]
     if args.series:
         keys = {"StudyInstanceUID": args.in_study, "SeriesInstanceUID": args.series}
-        found = find(peer, identifier("SERIES", keys, model), model, max_results)
+        found = find(peer, identifier("SERIES", keys, model), model, max_results, lookup)
         if not found.matches:
             raise QrError(f"series {args.series}: not found on {peer.ae_title} in study {args.in_study}")
         return [("SERIES", keys)]
     targets = []
     for uid in args.study:
-        found = find(peer, identifier("STUDY", {"StudyInstanceUID": uid}, model), model, max_results)
+        found = find(peer, identifier("STUDY", {"StudyInstanceUID": uid}, model), model, max_results, lookup)
         if not found.matches:
             raise QrError(f"study {uid}: not found on {peer.ae_title}")
         targets.append(("STUDY", {"StudyInstanceUID": uid}))
     return targets
 
 
-def _sop_classes(peer, targets, model: str, max_results: int) -> set[str]:
+def _sop_classes(peer, targets, model: str, max_results: int, lookup) -> set[str]:
     """The SOP classes of the instances to C-GET (the storage contexts must be proposed before the
     C-GET; PS3.4 C.4.3.1): the study's SOP Classes in Study (0008,0062) when the PACS returns it
     (Orthanc does; for a SERIES target a superset, which costs only contexts), else from C-FINDs
@@ -409,18 +451,18 @@ def _sop_classes(peer, targets, model: str, max_results: int) -> set[str]:
     classes: set[str] = set()
     for level, keys in targets:
         study = {k: v for k, v in keys.items() if k in ("PatientID", "StudyInstanceUID")}
-        found = find(peer, identifier("STUDY", dict(study, SOPClassesInStudy=""), model), model, max_results)
+        found = find(peer, identifier("STUDY", dict(study, SOPClassesInStudy=""), model), model, max_results, lookup)
         listed = {str(v) for m in found.matches for v in _values(m, "SOPClassesInStudy") if str(v)}
         if listed:
             classes |= listed
             continue
         series = [keys["SeriesInstanceUID"]] if level == "SERIES" else None
         if series is None:
-            found = find(peer, identifier("SERIES", study, model), model, max_results * 100)
+            found = find(peer, identifier("SERIES", study, model), model, max_results * 100, lookup)
             series = [str(m.SeriesInstanceUID) for m in found.matches if m.get("SeriesInstanceUID")]
         for uid in series:
             found = find(peer, identifier("IMAGE", dict(study, SeriesInstanceUID=uid), model), model,
-                         max_results * 100)
+                         max_results * 100, lookup)
             classes |= {str(m.SOPClassUID) for m in found.matches if m.get("SOPClassUID")}
     return classes
 
@@ -457,7 +499,7 @@ def _study_counts(loaded, study_uids: list[str]) -> int:
 
 def cmd_retrieve(args) -> int:
     from gateway import cli
-    from gateway.dicom.qr_scu import Cancel, QrError
+    from gateway.dicom.qr_scu import Cancel, Interrupted, QrError
 
     loaded = cli._load(args)
     cfg = loaded.config
@@ -472,15 +514,29 @@ def cmd_retrieve(args) -> int:
     args.loaded, args.prior_uids = loaded, []
     peer = _peer(loaded, "retrieve", args.destination, cfg.qr_scu.retrieve_session_s)
     find_peer = peer.__class__(**{**peer.__dict__, "session_s": cfg.qr_scu.find_session_s})
-    cancel = Cancel()
+    cancel, lookup = Cancel(), Cancel(at_once=True)
+    # What Ctrl-C interrupts, for its line ("" once the retrieve's own association is set up).
+    step = ["looking up " + _looked_up(args)]
     try:
-        targets = _targets(args, find_peer, model, cfg.qr_scu.max_results)
+        with _cancel_on_sigint(lookup):
+            try:
+                targets = _targets(args, find_peer, model, cfg.qr_scu.max_results, lookup)
+            except ValueError as exc:  # identifier(): a value its VR does not allow (--patient)
+                raise _usage(f"retrieve: {exc}") from None
+        if lookup.requested:  # between two look-ups, or after the last: stop all the same
+            raise Interrupted(find_peer, established=True)
+        step[0] = "looking up the SOP classes to ask for" if use_get else ""
         if not targets:
             code = exit_codes.OK
         elif use_get:
-            code = _get(loaded, peer, find_peer, targets, model, cancel)
+            code = _get(loaded, peer, find_peer, targets, model, cancel, lookup, step)
         else:
             code = _move(loaded, peer, targets, model, cancel, args.to)
+    except Interrupted as exc:
+        # Nothing asked to move yet: no counts to give, and nothing retrieved.
+        print(f"retrieve: interrupted {'while ' + step[0] if step[0] else str(exc).removeprefix('interrupted ')}; "
+              "nothing retrieved", file=sys.stderr)
+        return exit_codes.INTERRUPTED
     except QrError as exc:
         print(f"retrieve: {exc}", file=sys.stderr)
         return exit_codes.FAILED
@@ -491,6 +547,17 @@ def cmd_retrieve(args) -> int:
               "stay)", file=sys.stderr)
         return code
     return _export_with_priors(loaded, args.priors_of, args.prior_uids, args.drive)
+
+
+def _looked_up(args) -> str:
+    """What the C-FINDs before a retrieve look up, for "interrupted while looking up ..."."""
+    if args.priors_of:
+        return "the priors of the study"
+    if args.patient is not None:
+        return "the patient's studies"
+    if args.series:
+        return "the series"
+    return "the study" if len(args.study) == 1 else "the studies"
 
 
 def _export_drive(cfg, name: str | None) -> str:
@@ -529,9 +596,12 @@ def _summary(result, into: str) -> str:
     """The closing line of a retrieve, the same for C-MOVE and C-GET: "retrieved N of M instances
     (F failed, W warning) into the buffer", N the sub-operations that stored an instance
     (completed, and warning: stored with a warning, PS3.4 C.4.2.1.5), M all of them (and those
-    never attempted); then why it ended early, if it did."""
+    never attempted); then why it ended early, if it did. Cancelled before any response gave
+    counts, nothing is known of what the PACS had sent: it is not written as "0 of 0"."""
     from gateway.dicom.qr_scu import status_words
 
+    if result.cancelled and result.unreported and not (result.completed or result.failed or result.warning):
+        return f"cancelled before the PACS reported progress; what it had sent into {into} is not known"
     got = result.completed + result.warning
     total = got + result.failed + result.remaining
     line = (f"retrieved {got} of {total} instance{'' if total == 1 else 's'} ({result.failed} failed, "
@@ -569,7 +639,7 @@ def _move_hint(status: int, move_ae: str, here: bool) -> str:
 
 def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     from gateway.config import _check_ae_title
-    from gateway.dicom.qr_scu import QrError, move, retrieve_identifier
+    from gateway.dicom.qr_scu import Interrupted, QrError, move, retrieve_identifier
 
     cfg = loaded.config
     move_ae = to or cfg.qr_scu.move_destination or cfg.ae.title
@@ -593,31 +663,44 @@ def _move(loaded, peer, targets, model, cancel, to: str | None) -> int:
     try:
         with _cancel_on_sigint(cancel):
             result = move(peer, idents, move_ae, model, cancel, _progress)
+    except Interrupted:
+        raise  # cmd_retrieve says it, exit 130
     except QrError as exc:
         hint = _move_hint(exc.status, move_ae, here) if exc.status is not None else ""
         raise QrError(f"{exc}; {hint}" if hint else str(exc), exc.status) from None
     code = _report(result, "the buffer" if here else move_ae)
-    studies = [keys["StudyInstanceUID"] for _, keys in targets if "StudyInstanceUID" in keys]
-    if here and studies:
-        n = _study_counts(loaded, studies)
-        print(f"the buffer holds {n} instance{'s' if n != 1 else ''} of "
-              f"{'this study' if len(studies) == 1 else 'these studies'}")
+    if here:
+        _holds(loaded, targets)
     return code
 
 
-def _get(loaded, peer, find_peer, targets, model, cancel) -> int:
+def _holds(loaded, targets) -> None:
+    """The last line of a retrieve into this box, C-MOVE or C-GET alike: what the buffer holds of
+    the studies asked (whatever this retrieve added to it)."""
+    studies = [keys["StudyInstanceUID"] for _, keys in targets if "StudyInstanceUID" in keys]
+    if studies:
+        n = _study_counts(loaded, studies)
+        print(f"the buffer holds {n} instance{'s' if n != 1 else ''} of "
+              f"{'this study' if len(studies) == 1 else 'these studies'}")
+
+
+def _get(loaded, peer, find_peer, targets, model, cancel, lookup, step: list[str]) -> int:
     from gateway import cli
     from gateway.dicom.net.listener import configure_pynetdicom
-    from gateway.dicom.qr_scu import QrError, RetrievedStore, get, retrieve_identifier
+    from gateway.dicom.qr_scu import Interrupted, QrError, RetrievedStore, get, retrieve_identifier
     from gateway.dicom.store_scp import StoreSCP
     from gateway.events import EventBus
     from gateway.part10.attributes import configure_pydicom
 
     cfg = loaded.config
-    classes = _sop_classes(find_peer, targets, model, cfg.qr_scu.max_results)
+    with _cancel_on_sigint(lookup):
+        classes = _sop_classes(find_peer, targets, model, cfg.qr_scu.max_results, lookup)
+    if lookup.requested:
+        raise Interrupted(find_peer, established=True)
     if not classes:
         raise QrError(f"{peer.ae_title} lists no instances (no SOP Class UID at the IMAGE level) for what was asked")
     idents = [retrieve_identifier(level, keys) for level, keys in targets]
+    step[0] = ""  # the C-GET's own association next
     with cli.buffer_for_writing(loaded) as (buffer, beside):
         configure_pydicom()
         configure_pynetdicom(buffer.files.incoming, buffer.files.check_reserve, cfg.ae.max_pdu)
@@ -636,4 +719,5 @@ def _get(loaded, peer, find_peer, targets, model, cancel) -> int:
             print("no service is running on this buffer: routes, if any, act at its next start")
     if store.refused and code == exit_codes.OK:
         code = exit_codes.FAILED
+    _holds(loaded, targets)
     return code

@@ -96,3 +96,73 @@ class FakePACS:
         if assoc.is_established:
             assoc.send_n_event_report(ds, 2 if bad else 1, COMMITMENT, COMMITMENT_INSTANCE)
             assoc.release()
+
+
+class SilentListener:
+    """A plain TCP listener standing in for a PACS that goes wrong at association set-up: it
+    accepts and reads the A-ASSOCIATE-RQ, then never answers (`mode="mute"`) or answers it with an
+    A-ABORT PDU (`mode="abort"`, PS3.8 9.3.8: type 07, source 0 = service-user). `requested` is set
+    once an A-ASSOCIATE-RQ (PDU type 01) has arrived, `closed` once the requestor ended the
+    connection (an A-ABORT PDU from it, or the socket closed)."""
+
+    def __init__(self, mode: str = "mute"):
+        import socket
+
+        self.mode = mode
+        self.requested = threading.Event()
+        self.closed = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._conns: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn) -> None:
+        try:
+            first = conn.recv(65536)
+            if first[:1] == b"\x01":
+                self.requested.set()
+                if self.mode == "abort":
+                    conn.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+            while first:
+                if first[:1] == b"\x07" and self.mode == "mute":
+                    break  # the requestor's A-ABORT
+                first = conn.recv(65536)
+        except OSError:
+            pass
+        self.closed.set()
+
+    def stop(self) -> None:
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+
+
+def aborting_qr_pacs(aet: str = "ABORTPACS"):
+    """A pynetdicom Study Root FIND/MOVE/GET SCP that accepts any association and aborts it at the
+    first request, as Orthanc does for a calling AE title missing from its DicomModalities.
+    Returns (server, port)."""
+    from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
+                                      StudyRootQueryRetrieveInformationModelGet,
+                                      StudyRootQueryRetrieveInformationModelMove)
+
+    def abort(event):
+        event.assoc.abort()
+        yield 0xC000, None  # not sent: the association is gone
+
+    ae = AE(ae_title=aet)
+    for uid in (StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove,
+                StudyRootQueryRetrieveInformationModelGet):
+        ae.add_supported_context(uid)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
+        (evt.EVT_C_FIND, abort), (evt.EVT_C_MOVE, abort), (evt.EVT_C_GET, abort)])
+    return server, port

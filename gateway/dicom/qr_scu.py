@@ -23,16 +23,21 @@ from the PACS's AE title. Routing never sends an instance back to the AE title i
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.valuerep import validate_value
 from pynetdicom import AE, build_role, evt
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
 from gateway.dicom import status
 from gateway.dicom.net import pynetdicom_patches
@@ -74,6 +79,7 @@ RETURN_KEYS = {
 }
 
 _PENDING = (0xFF00, 0xFF01)
+_UID = re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*")  # PS3.5 9.1
 # PS3.4 C.4.1.1.4 (FIND), C.4.2.1.5 (MOVE), C.4.3.1.4 (GET) and PS3.7 C general statuses, in words.
 STATUS_WORDS = {
     0x0000: "success",
@@ -107,6 +113,18 @@ class QrError(Exception):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class Interrupted(QrError):
+    """A Cancel request (Ctrl-C) ended the work with nothing to report: before the association was
+    established (the A-ASSOCIATE-RQ unanswered: the wait is cut and the association aborted, not
+    left to the association timer), or, for a Cancel made with `at_once` (a lookup), whenever it
+    came. `established`: whether an association was up when it came."""
+
+    def __init__(self, peer: "QrPeer", established: bool):
+        when = "after" if established else "before"
+        super().__init__(f"interrupted {when} the association with {peer.where} was established")
+        self.established = established
 
 
 class MissingKey(ValueError):
@@ -207,7 +225,25 @@ def identifier(level: str, keys: dict[str, str], model: str = "study") -> Datase
             raise ValueError(f"{kw!r} is not a DICOM keyword")
         if dictionary_VR(tag) == "SQ":
             raise ValueError(f"{kw}: sequence matching is not offered by this command")
-        setattr(ds, kw, value)
+        if dictionary_VR(tag) == "UI" and value and not all(_UID.fullmatch(v) for v in value.split("\\")):
+            # Refused here, by name: pydicom would only warn (on the terminal) and send it.
+            raise ValueError(f"{kw}: {value!r} is not a UID (digits and dots, at most 64 characters; "
+                             "several separated by \\)")
+        # pydicom only warns of a value its VR does not allow (too long, not a date), on the
+        # terminal with its source path, and sends it (and not even that once a reading mode of
+        # IGNORE is set, configure_pydicom): refused here in one line instead, each of several
+        # values (backslash-separated) on its own.
+        for part in str(value).split("\\"):
+            try:
+                validate_value(dictionary_VR(tag), part, pydicom_config.RAISE)
+            except ValueError as exc:
+                raise ValueError(f"{kw}: {exc}".rstrip(".")) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                setattr(ds, kw, value)
+            except UserWarning as exc:
+                raise ValueError(f"{kw}: {exc}".rstrip(".")) from None
     return ds
 
 
@@ -234,13 +270,27 @@ class Cancel:
     """Asked from another thread or a signal handler: the first request sends C-CANCEL for the
     operation in progress (PS3.7 9.3.2.3 / 9.3.3.3 / 9.3.4.3; the SCP then ends it with status
     FE00 and the counts so far); a second request aborts the association. Before an operation is
-    under way a request only marks it, and the operation sends C-CANCEL as soon as it starts."""
+    under way a request only marks it, and the operation sends C-CANCEL as soon as it starts.
+    While the association is being set up nothing is on the wire to cancel: a request cuts the
+    wait for the A-ASSOCIATE-AC at once (the association is aborted) and the session raises
+    Interrupted. `at_once`: every request aborts (a lookup, whose matches are not worth keeping),
+    and the operation raises Interrupted."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = False) -> None:
         self._lock = threading.Lock()
+        self.at_once = at_once
         self.requested = 0
         self._target: tuple | None = None  # (assoc, msg_id, context_id)
         self._sent = False
+        self._connecting = None  # the association being set up, from EVT_REQUESTED
+        self.cut_setup = False  # a request cut the association set-up
+
+    @property
+    def announced(self) -> bool:
+        """A request now acts on an operation under way (C-CANCEL, or the abort of a second one),
+        which the command says at once; otherwise (set-up, `at_once`) the command says what
+        happened when the operation has ended."""
+        return not self.at_once and self._target is not None
 
     def request(self) -> None:
         # Counted here, at once (two Ctrl-C in quick succession are two requests: the second
@@ -256,13 +306,20 @@ class Cancel:
 
     def _act(self) -> None:
         with self._lock:
-            target, sent = self._target, self._sent
+            target, sent, connecting = self._target, self._sent, self._connecting
             if target is None:
+                if connecting is not None:
+                    self.cut_setup = True
+                    # The requesting thread waits up to association_s for the A-ASSOCIATE-AC on
+                    # the DUL's queue (pynetdicom 3.0 acse.py:460): None there is its "ACSE
+                    # timeout", after which it aborts the association itself (A-ABORT, socket
+                    # closed, DUL thread ended), so nothing is left for the interpreter to join.
+                    connecting.dul.to_user_queue.put(None)
                 return
             assoc, msg_id, cx_id = target
             if not sent:
                 self._sent = True
-        if self.requested >= 2 or sent:
+        if self.requested >= 2 or sent or self.at_once:
             assoc.abort()
             # The operation's thread waits for the next response up to the inactivity timer; an
             # abort we send ourselves puts nothing in its queue: it is woken here instead.
@@ -272,6 +329,18 @@ class Cancel:
             assoc.send_c_cancel(msg_id, cx_id)
         except RuntimeError:  # the association already ended
             pass
+
+    def _setting_up(self, event) -> None:
+        """EVT_REQUESTED: the A-ASSOCIATE-RQ is on its way, the association not yet up."""
+        with self._lock:
+            self._connecting = event.assoc
+            pending = self.requested
+        if pending:
+            self._act()
+
+    def _set_up(self) -> None:
+        with self._lock:
+            self._connecting = None
 
     def _attach(self, assoc, msg_id: int, cx_id: int) -> None:
         with self._lock:
@@ -310,6 +379,9 @@ class RetrieveResult:
     remaining: int = 0
     failed_uids: list[str] = field(default_factory=list)
     cancelled: bool = False
+    # Cancelled before any response gave counts: what the PACS had sent is not known (it may
+    # have stored some at the destination already).
+    unreported: bool = False
 
     def add(self, other: "RetrieveResult") -> None:
         self.completed += other.completed
@@ -318,6 +390,7 @@ class RetrieveResult:
         self.remaining += other.remaining
         self.failed_uids += other.failed_uids
         self.cancelled = self.cancelled or other.cancelled
+        self.unreported = self.unreported or other.unreported
         if other.status != 0x0000 and self.status == 0x0000:
             self.status = other.status
 
@@ -331,7 +404,19 @@ Progress = Callable[[RetrieveResult], None]
 
 # -- associations ------------------------------------------------------------------------------------
 
-def _why_no_association(assoc, peer: QrPeer) -> str:
+def _peer_aborted(peer: QrPeer, answered: bool) -> str:
+    """The PACS sent an A-ABORT (or dropped the connection). Before any answer the usual reason is
+    a calling AE title it does not know: Orthanc accepts the association and aborts at the first
+    request; others abort the A-ASSOCIATE-RQ itself."""
+    if answered:
+        return f"{peer.where}: the PACS aborted the association"
+    return (f"{peer.where}: the PACS aborted the association (it may not accept calling AE title "
+            f"{peer.calling_ae}: check the PACS's list of known modalities)")
+
+
+def _why_no_association(assoc, peer: QrPeer, peer_aborted: bool = False) -> str:
+    if peer_aborted:
+        return _peer_aborted(peer, answered=False)
     if assoc.is_rejected:
         result, source, reason = rejection(assoc)
         return f"association rejected by {peer.where}: " + describe_rejection(result or 0, source or 0, reason or 0)
@@ -362,8 +447,10 @@ class _Session:
     """One association to the PACS, with the session timer running: past `session_s` it is
     aborted (seed statement: "a timeout closes the connection")."""
 
-    def __init__(self, peer: QrPeer, sop_class: str, storage: Iterable[str] = (), store_handler=None):
+    def __init__(self, peer: QrPeer, sop_class: str, storage: Iterable[str] = (), store_handler=None,
+                 cancel: Cancel | None = None):
         self.peer = peer
+        self.peer_aborted = False
         self.sop_class = sop_class
         ae = AE(ae_title=peer.calling_ae)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
@@ -379,11 +466,22 @@ class _Session:
             # PS3.4 C.4.3.1: the requestor of a C-GET is the Storage SCP of its sub-operations.
             roles.append(build_role(uid, scp_role=True))
         handlers = [(evt.EVT_C_STORE, store_handler)] if store_handler is not None else []
+        handlers.append((evt.EVT_ACSE_RECV, self._on_acse))
+        if cancel is not None:
+            handlers.append((evt.EVT_REQUESTED, cancel._setting_up))
         self.expired = False
-        self.assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, ext_neg=roles or None,
-                                  evt_handlers=handlers)
+        try:
+            self.assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, ext_neg=roles or None,
+                                      evt_handlers=handlers)
+        finally:
+            if cancel is not None:
+                cancel._set_up()
+        if cancel is not None and (cancel.cut_setup or (cancel.at_once and cancel.requested)):
+            if self.assoc.is_established:  # the A-ASSOCIATE-AC won the race with the request
+                self.assoc.abort()
+            raise Interrupted(peer, established=not cancel.cut_setup)
         if not self.assoc.is_established:
-            raise QrError(_why_no_association(self.assoc, peer))
+            raise QrError(_why_no_association(self.assoc, peer, self.peer_aborted))
         try:
             self.context_id = accepted_context(self.assoc, sop_class).context_id
         except ValueError:
@@ -394,6 +492,12 @@ class _Session:
         self._timer.start()
         self._msg_id = 0
 
+    def _on_acse(self, event) -> None:
+        # EVT_ACSE_RECV: an A-ABORT (or A-P-ABORT: the connection dropped) from the PACS's side;
+        # one we send ourselves never comes through here.
+        if isinstance(event.primitive, (A_ABORT, A_P_ABORT)):
+            self.peer_aborted = True
+
     def _expire(self) -> None:
         self.expired = True
         self.assoc.abort()
@@ -402,8 +506,15 @@ class _Session:
         self._msg_id += 1
         return self._msg_id
 
-    def lost(self, what: str) -> QrError:
-        """The error for a response that never came (pynetdicom yields an empty status)."""
+    def lost(self, what: str, answered: bool = False) -> QrError:
+        """The error for a response that never came (pynetdicom yields an empty status);
+        `answered`: some response of the association came before."""
+        if not self.peer_aborted and self.assoc.is_alive():
+            # The reactor thread files the PACS's A-ABORT (EVT_ACSE_RECV) just after the state
+            # machine woke us: let it, it ends at once after an abort.
+            self.assoc.join(1.0)
+        if self.peer_aborted or self.assoc.acse.is_aborted():
+            return QrError(_peer_aborted(self.peer, answered))
         if self.expired:
             return QrError(f"{self.peer.where}: {what} stopped: the session timer "
                            f"({self.peer.session_s:g} s) expired and the association was aborted")
@@ -436,7 +547,8 @@ def find(peer: QrPeer, ident: Dataset, model: str = "study", max_results: int = 
     (the query is cancelled first). A cancel gives the matches so far with `cancelled` set."""
     result = FindResult()
     uid = MODELS[model]["FIND"]
-    with _Session(peer, uid) as session:
+    answered = False
+    with _Session(peer, uid, cancel=cancel) as session:
         msg_id = session.next_msg_id()
         if cancel is not None:
             cancel._attach(session.assoc, msg_id, session.context_id)
@@ -444,7 +556,13 @@ def find(peer: QrPeer, ident: Dataset, model: str = "study", max_results: int = 
             responses = session.assoc.send_c_find(ident, uid, msg_id=msg_id, priority=MEDIUM)
             for rsp, match in responses:
                 if not rsp:
-                    raise session.lost("C-FIND")
+                    if cancel is not None and cancel.at_once and cancel.requested:
+                        raise Interrupted(peer, established=True)
+                    if cancel is not None and cancel.aborted:
+                        result.cancelled = True  # the matches so far
+                        break
+                    raise session.lost("C-FIND", answered)
+                answered = True
                 code = int(rsp.Status)
                 if code in _PENDING:
                     if match is None:
@@ -465,7 +583,7 @@ def find(peer: QrPeer, ident: Dataset, model: str = "study", max_results: int = 
                 cancel._detach()
     if result.status == 0xFE00:
         result.cancelled = True
-    elif result.status != 0x0000:
+    elif result.status != 0x0000 and not result.cancelled:
         raise QrError(f"{peer.where}: C-FIND failed, status {status_words(result.status)}", result.status)
     return result
 
@@ -477,18 +595,23 @@ def _drain(responses) -> None:
             return
 
 
-def _counts(rsp: Dataset, into: RetrieveResult) -> None:
+def _counts(rsp: Dataset, into: RetrieveResult) -> bool:
+    """Copy the response's sub-operation counts; whether it had any."""
+    found = False
     for kw, attr in (("NumberOfCompletedSuboperations", "completed"), ("NumberOfFailedSuboperations", "failed"),
                      ("NumberOfWarningSuboperations", "warning"),
                      ("NumberOfRemainingSuboperations", "remaining")):
         value = rsp.get(kw)
         if value is not None:
             setattr(into, attr, int(value))
+            found = True
+    return found
 
 
 def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: Cancel | None,
                   progress: Progress | None) -> RetrieveResult:
     result = RetrieveResult()
+    reported = False
     if cancel is not None:
         cancel._attach(session.assoc, msg_id, session.context_id)
     try:
@@ -497,10 +620,10 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
                 if cancel is not None and cancel.aborted:
                     result.cancelled = True
                     break
-                raise session.lost(what)
+                raise session.lost(what, reported)
             code = int(rsp.Status)
             result.remaining = 0
-            _counts(rsp, result)
+            reported = _counts(rsp, result) or reported
             if code in _PENDING:
                 if progress is not None:
                     progress(result)
@@ -523,6 +646,7 @@ def _run_retrieve(session: _Session, responses, what: str, msg_id: int, cancel: 
                       result.status)
     # A failure after sub-operations (A702 when every one failed) is a result: its counts and
     # Failed SOP Instance UID List say what happened to each instance.
+    result.unreported = result.cancelled and not reported
     return result
 
 
@@ -537,7 +661,7 @@ def move(peer: QrPeer, idents: list[Dataset], move_ae: str, model: str = "study"
     returned with its counts (`ok` false)."""
     uid = MODELS[model]["MOVE"]
     total = RetrieveResult()
-    with _Session(peer, uid) as session:
+    with _Session(peer, uid, cancel=cancel) as session:
         for ident in idents:
             msg_id = session.next_msg_id()
             responses = session.assoc.send_c_move(ident, move_ae, uid, msg_id=msg_id, priority=MEDIUM)
@@ -559,7 +683,7 @@ def get(peer: QrPeer, idents: list[Dataset], sop_classes: Iterable[str], store: 
                       f"({MAX_GET_STORAGE_CLASSES}); retrieve series by series")
     uid = MODELS[model]["GET"]
     total = RetrieveResult()
-    with _Session(peer, uid, classes, store.handle) as session:
+    with _Session(peer, uid, classes, store.handle, cancel) as session:
         for ident in idents:
             msg_id = session.next_msg_id()
             responses = session.assoc.send_c_get(ident, uid, msg_id=msg_id, priority=MEDIUM)

@@ -137,7 +137,7 @@ def test_retrieve_by_move_lands_in_the_service_and_is_not_sent_back(box):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "C-MOVE from TESTPACS to EDGE" in r.stdout
     assert "retrieved 1 of 1 instance (0 failed, 0 warning) into the buffer\n" in r.stdout
-    assert "the buffer holds 1 instance of this study" in r.stdout
+    assert r.stdout.splitlines()[-1] == "the buffer holds 1 instance of this study", r.stdout
     row = box.held(sop)
     assert row is not None and row["calling_ae"] == "TESTPACS"
     # The only destination is the PACS it came from: no forward job (routing.py, never back).
@@ -154,6 +154,8 @@ def test_retrieve_by_get_is_stored_by_the_command(box):
         assert "C-GET from TESTPACS, over the same association" in r.stdout and "destination" not in r.stdout
         # The same summary as a C-MOVE's (test_retrieve_by_move_lands_in_the_service_and_is_not_sent_back).
         assert "retrieved 1 of 1 instance (0 failed, 0 warning) into the buffer\n" in r.stdout
+        # And it ends as a C-MOVE's does.
+        assert r.stdout.splitlines()[-1] == "the buffer holds 1 instance of this study", r.stdout
         row = box.held(sop)
         assert row is not None and row["calling_ae"] == "TESTPACS"
         assert box.forward_jobs(row["id"]) == 0
@@ -203,19 +205,33 @@ def test_pacs_down_rejected_unknown_study_one_line(box):
     assert len(r.stderr.splitlines()) == 1
 
 
+def test_unknown_calling_ae_is_named(box):
+    """Orthanc accepts the association of a calling AE title missing from its DicomModalities and
+    aborts it at the first request: the line names the title, for query and retrieve alike."""
+    study = _uids(CT)[0]
+    for argv in (["query"], ["retrieve", "--study", study]):
+        r = box.cli(*argv, "--set", "qr_scu.calling_ae=FOO")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.stderr == (f"{argv[0]}: TESTPACS@127.0.0.1:{box.orthanc.dicom}: the PACS aborted the association "
+                            "(it may not accept calling AE title FOO: check the PACS's list of known modalities)\n"
+                            ), r.stderr
+
+
 # -- cancel during a slow move -------------------------------------------------------------------
 
-def _slow_pacs(gw_port: int, sub_ops: int, calling: str, honours_cancel: bool = True):
+def _slow_pacs(gw_port: int, sub_ops: int, calling: str, honours_cancel: bool = True,
+               hold: threading.Event | None = None):
     """A pynetdicom Study Root FIND/MOVE SCP whose C-MOVE sends one instance (CT_small, a new SOP
     Instance UID each) a second to the gateway, answering a C-CANCEL with FE00 and the counts
-    (`honours_cancel`), or going on as if none came."""
+    (`honours_cancel`), or going on as if none came. `seen["moving"]` is set when a C-MOVE
+    arrives; with `hold`, its first sub-operation waits for it (up to 60 s)."""
     from pydicom.uid import generate_uid
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
                                       StudyRootQueryRetrieveInformationModelMove, CTImageStorage)
 
     base = pydicom.dcmread(CT)
-    seen = {"cancelled": False}
+    seen = {"cancelled": False, "moving": threading.Event()}
 
     def on_find(event):
         ds = pydicom.Dataset()
@@ -229,6 +245,9 @@ def _slow_pacs(gw_port: int, sub_ops: int, calling: str, honours_cancel: bool = 
             yield None, None  # pynetdicom answers 0xA801, move destination unknown
             return
         yield "127.0.0.1", gw_port
+        seen["moving"].set()
+        if hold is not None:
+            hold.wait(60)
         yield sub_ops
         for _ in range(sub_ops):
             for _ in range(20):
@@ -325,6 +344,89 @@ def test_a_second_ctrl_c_aborts_a_move_the_pacs_does_not_cancel(tmp_path):
         if server is not None:
             server.shutdown()
         gw.stop()
+
+
+def test_double_ctrl_c_before_any_progress_says_the_counts_are_unknown(tmp_path):
+    """Both Ctrl-Cs before the first pending response (the slow PACS sends its first instance a
+    second in): no counts came, so none are claimed ("0 of 0" was wrong: the PACS may have sent
+    one already)."""
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {"peers": {"slow": {"ae_title": "SLOWPACS", "may_store": True}}})
+    server = None
+    try:
+        gw.start()
+        hold = threading.Event()
+        server, port, seen = _slow_pacs(gw.port, 20, "SLOWPACS", honours_cancel=False, hold=hold)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
+             "--destination", f"SLOWPACS@127.0.0.1:{port}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        errs: list[str] = []
+        reader = threading.Thread(target=lambda: errs.extend(proc.stderr), daemon=True)
+        reader.start()
+        try:
+            assert seen["moving"].wait(60), "no C-MOVE came"
+            proc.send_signal(signal.SIGINT)
+            # The second Ctrl-C once the first was taken (two signals at once may arrive as one).
+            wait_until(lambda: any("C-CANCEL sent" in ln for ln in errs), 60, what="the C-CANCEL")
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+            out = proc.stdout.read()
+        finally:
+            hold.set()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        reader.join(10)
+        rc, err = proc.returncode, "".join(errs)
+        assert rc == 130, out + err
+        assert "aborting the association" in err, out + err
+        assert "pending:" not in out, out + err  # else the counts were reported: not this case
+        assert "cancelled before the PACS reported progress; what it had sent into the buffer is not known" in out, out
+        assert "retrieved 0 of 0" not in out and "Traceback" not in err, out + err
+    finally:
+        if server is not None:
+            server.shutdown()
+        gw.stop()
+
+
+def test_ctrl_c_during_the_lookup_names_the_step(tmp_path):
+    """The association is up and the C-FIND that looks the study up unanswered: Ctrl-C aborts it
+    and the line says which step it stopped (the inactivity timer is 600 s: a wait fails the
+    bounded wait of _interrupted_retrieve)."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    answered = threading.Event()
+    asked = threading.Event()
+
+    def on_find(event):
+        asked.set()
+        answered.wait(60)
+        yield 0x0000, None
+
+    ae = AE(ae_title="SLOWPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    (tmp_path / "gw").mkdir()
+    gw = GatewayProcess(tmp_path / "gw", {"qr_scu": {"inactivity_s": 600}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "retrieve", "--study", "1.2.3", "--config", str(gw.config_path),
+         "--destination", f"SLOWPACS@127.0.0.1:{port}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert asked.wait(60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        answered.set()
+        server.shutdown()
+    assert proc.returncode == 130, out + err
+    assert err == "retrieve: interrupted while looking up the study; nothing retrieved\n", err
 
 
 def test_move_destination_unknown_in_words(tmp_path):

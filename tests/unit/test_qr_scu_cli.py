@@ -119,3 +119,71 @@ def test_move_destination_hints():
     hint = _move_hint(0xC000, "EDGE", here=True)
     assert "may not know EDGE as a move destination (or could not connect to it)" in hint and "or use --get" in hint
     assert _move_hint(0xA900, "EDGE", here=True) == ""
+
+
+def test_cancelled_before_any_counts_claims_none():
+    from gateway.cli_query import _summary
+
+    result = RetrieveResult(status=0xFE00, cancelled=True, unreported=True)
+    assert _summary(result, "the buffer") == ("cancelled before the PACS reported progress; what it had sent into "
+                                              "the buffer is not known")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["query", "--study", "notauid"], "--study"),
+    (["query", "--level", "image", "--study", "1.2", "--series", "x"], "--series"),
+    (["retrieve", "--study", "1.2", "--study", "1.2.x"], "--study"),
+    (["retrieve", "--series", "x", "--in-study", "1.2"], "--series"),
+    (["retrieve", "--series", "1.2", "--in-study", "1..2"], "--in-study"),
+    (["retrieve", "--priors-of", "1.2." + "3" * 70], "--priors-of"),
+    (["query", "-k", "StudyInstanceUID=abc"], "StudyInstanceUID"),
+])
+def test_a_bad_uid_is_a_usage_error_naming_the_option(tmp_path, capsys, argv, option):
+    """Refused before any association (the PACS port here has nothing behind it: a query that ran
+    would fail with exit 1), with no raw pydicom warning on the terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a pydicom UserWarning fails the test
+        try:
+            code, err = _run(capsys, *argv, "--config", _config(tmp_path))
+        except SystemExit as exc:  # argparse's usage error
+            code, err = exc.code, capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and option in err and "not a UID" in err, err
+    assert err.startswith(f"dicom-gateway {argv[0]}: ") or err.startswith(f"dicom-gateway: {argv[0]}: "), err
+
+
+def test_identifiers_are_never_cut_and_headings_are_spelled_alike(capsys):
+    from gateway.cli_query import _columns, _table
+
+    ds = Dataset()
+    ds.StudyDate, ds.PatientID, ds.PatientName = "20080504", "PID-0123456789012345", "DOE^JOHN"
+    ds.AccessionNumber = "2008050417123456"  # 16 characters, the VR's maximum
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.StudyID = LONG_UID, "1.2.3", "STUDY-ID-123456"
+    columns = _columns("STUDY", {"SeriesInstanceUID": "", "StudyID": "", "PatientBirthDate": ""})
+    _table(columns, [ds])
+    head, row = capsys.readouterr().out.splitlines()
+    assert "~" not in row, row
+    for value in ("PID-0123456789012345", "2008050417123456", "STUDY-ID-123456", LONG_UID):
+        assert value in row, row
+    # The added keys are headed like the level's own: words, UIDs as "... UID".
+    assert "SERIES UID" in head and "STUDY ID" in head and "PATIENT BIRTH DATE" in head, head
+    assert "SERIESINSTANCEUID" not in head and "STUDYID" not in head, head
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["query", "-k", "PatientBirthDate=foo"], "PatientBirthDate: Invalid value for VR DA: 'foo'"),
+    (["query", "--accession", "A" * 20], "AccessionNumber: The value length (20) exceeds the maximum length of 16"),
+    (["retrieve", "--patient", "P" * 70], "PatientID: The value length (70) exceeds the maximum length of 64"),
+])
+def test_a_value_its_vr_refuses_is_one_usage_line(tmp_path, capsys, argv, words):
+    """pydicom only warns (its source path on the terminal) and sends it: refused by name instead."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, err = _run(capsys, *argv, "--config", _config(tmp_path))
+    raw = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]  # pydicom's kind
+    assert not raw, raw
+    assert code == 2 and err.startswith(f"dicom-gateway: {argv[0]}: ") and err.count("\n") == 1, err
+    assert words in err, err
