@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -40,10 +39,9 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
 from gateway.dicom import status
-from gateway.dicom.net import pynetdicom_patches
-from gateway.dicom.net.pynetdicom_patches import accepted_context, dataset_file, rejection
-from gateway.dicom.net import receive_spool
-from gateway.dicom.net.storage_requestor import describe_connect_error, describe_rejection
+from gateway.dicom.net import pynetdicom_patches, receive_spool
+from gateway.dicom.net.association_failure import aborted_by_peer, rejected, why_no_association
+from gateway.dicom.net.pynetdicom_patches import accepted_context, dataset_file
 from gateway.dicom.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION
 from gateway.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, normalise_ae
 
@@ -314,7 +312,7 @@ class Cancel:
                     # the DUL's queue (pynetdicom 3.0 acse.py:460): None there is its "ACSE
                     # timeout", after which it aborts the association itself (A-ABORT, socket
                     # closed, DUL thread ended), so nothing is left for the interpreter to join.
-                    connecting.dul.to_user_queue.put(None)
+                    pynetdicom_patches.end_association_wait(connecting)
                 return
             assoc, msg_id, cx_id = target
             if not sent:
@@ -415,18 +413,9 @@ def _peer_aborted(peer: QrPeer, answered: bool) -> str:
 
 
 def _why_no_association(assoc, peer: QrPeer, peer_aborted: bool = False) -> str:
-    if peer_aborted:
+    if (peer_aborted or aborted_by_peer(assoc)) and rejected(assoc) is None:
         return _peer_aborted(peer, answered=False)
-    if assoc.is_rejected:
-        result, source, reason = rejection(assoc)
-        return f"association rejected by {peer.where}: " + describe_rejection(result or 0, source or 0, reason or 0)
-    # pynetdicom says no more than "failed": try the connection itself to say why in words.
-    try:
-        with socket.create_connection((peer.host, peer.port), timeout=peer.association_s):
-            pass
-    except OSError as exc:
-        return f"no association with {peer.where}: {describe_connect_error(exc, peer.association_s)}"
-    return f"no association with {peer.where}: aborted or no answer within {peer.association_s:g} s"
+    return why_no_association(assoc, peer.where, peer.host, peer.port, peer.association_s)
 
 
 def storage_contexts(n_classes: int) -> list[list[str]]:

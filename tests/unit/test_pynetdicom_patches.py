@@ -662,8 +662,9 @@ def test_r13_encode_command_set_is_what_send_msg_sends():
         assert command[12:] and b"\x00\x00\x00\x08" in command, pin("no Command Data Set Type")
 
 
-def _rejecting_server(result=0x01, source=0x01, diagnostic=0x07):
-    """A peer that reads one A-ASSOCIATE-RQ, answers A-ASSOCIATE-RJ (PS3.8 9.3.4) and closes at once."""
+def _rejecting_server(result=0x01, source=0x01, diagnostic=0x07, pdu_type=0x03):
+    """A peer that reads one A-ASSOCIATE-RQ, answers A-ASSOCIATE-RJ (PS3.8 9.3.4; pdu_type 0x07:
+    an A-ABORT, 9.3.8, its source and reason in the last two bytes) and closes at once."""
     srv = socket.create_server(("127.0.0.1", 0))
 
     def serve():
@@ -673,32 +674,36 @@ def _rejecting_server(result=0x01, source=0x01, diagnostic=0x07):
             left = int.from_bytes(head[2:6], "big")
             while left:
                 left -= len(conn.recv(left))
-            conn.sendall(bytes([0x03, 0x00, 0, 0, 0, 4, 0x00, result, source, diagnostic]))
+            conn.sendall(bytes([pdu_type, 0x00, 0, 0, 0, 4, 0x00, result, source, diagnostic]))
         srv.close()
 
     threading.Thread(target=serve, daemon=True).start()
     return srv.getsockname()[1]
 
 
-def test_r15_unread_rejection(monkeypatch):
+@pytest.fixture
+def slow_requestor(monkeypatch):
+    """The requesting thread of a loaded machine: it looks at the socket only after the DUL thread
+    has read the peer's answer and closed the connection (the race of R15 and R17, made certain)."""
     import time
 
-    from gateway.dicom.net.association_failure import rejected, why_no_association
-
-    assert "if not socket._is_connected:" in source(ACSE._negotiate_as_requestor), \
-        pin("the requestor no longer checks the connection before reading the answer (the race R15 covers)")
     send_request = ACSE.send_request
 
-    def slow_requestor(self):
-        # The requesting thread of a loaded machine: it looks at the socket only after the DUL
-        # thread has read the RJ and closed the connection.
+    def slow(self):
         send_request(self)
         self.socket._ready.wait(10)
         deadline = time.monotonic() + 10
         while self.socket._is_connected and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    monkeypatch.setattr(ACSE, "send_request", slow_requestor)
+    monkeypatch.setattr(ACSE, "send_request", slow)
+
+
+def test_r15_unread_rejection(slow_requestor):
+    from gateway.dicom.net.association_failure import rejected, why_no_association
+
+    assert "if not socket._is_connected:" in source(ACSE._negotiate_as_requestor), \
+        pin("the requestor no longer checks the connection before reading the answer (the race R15 covers)")
     ae = AE(ae_title="EDGE")
     ae.add_requested_context("1.2.840.10008.1.1")
     port = _rejecting_server()
@@ -708,3 +713,26 @@ def test_r15_unread_rejection(monkeypatch):
     assert rejected(assoc) == (0x01, 0x01, 0x07)
     line = why_no_association(assoc, f"NOSUCHAE@127.0.0.1:{port}", "127.0.0.1", port, 5)
     assert line.startswith(f"association rejected by NOSUCHAE@127.0.0.1:{port}: ") and "called AE title" in line, line
+
+
+def test_r16_end_association_wait():
+    assert "receive_pdu(wait=True, timeout=self.acse_timeout)" in source(ACSE._negotiate_as_requestor), \
+        pin("the requestor no longer waits for the A-ASSOCIATE answer on the DUL's queue")
+    assert "elif rsp is None:" in source(ACSE._negotiate_as_requestor), pin("None is no longer the ACSE timeout")
+    assoc = _association()
+    pynetdicom_patches.end_association_wait(assoc)
+    assert assoc.dul.receive_pdu(wait=True, timeout=30) is None, pin("the waiter did not get None at once")
+
+
+def test_r17_unread_abort(slow_requestor):
+    from gateway.dicom.net.association_failure import aborted_by_peer, rejected, why_no_association
+
+    ae = AE(ae_title="FOO")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    port = _rejecting_server(result=0x00, source=0x00, diagnostic=0x00, pdu_type=0x07)  # A-ABORT, service user
+    assoc = ae.associate("127.0.0.1", port, ae_title="SHY")
+    assert not assoc.is_established and not assoc.is_rejected
+    assert pynetdicom_patches.unread_abort(assoc), pin("the peer's A-ABORT is not in to_user_queue")
+    assert aborted_by_peer(assoc) and rejected(assoc) is None
+    line = why_no_association(assoc, f"SHY@127.0.0.1:{port}", "127.0.0.1", port, 5)
+    assert line == f"no association with SHY@127.0.0.1:{port}: it aborted the association request (A-ABORT)", line

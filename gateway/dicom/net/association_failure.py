@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 
-from gateway.dicom.net.pynetdicom_patches import rejection, unread_rejection
+from gateway.dicom.net.pynetdicom_patches import rejection, unread_abort, unread_rejection
 from gateway.dicom.net.storage_requestor import describe_connect_error, describe_rejection
 
 
@@ -24,19 +24,24 @@ def rejected(assoc) -> tuple[int, int, int] | None:
     return unread_rejection(assoc)
 
 
-def why_no_association(assoc, where: str, host: str, port: int, timeout: float,
-                       aborted: str = "aborted or no answer") -> str:
+def aborted_by_peer(assoc) -> bool:
+    """The peer answered `assoc`'s request with an A-ABORT (read by pynetdicom or lost in R17's
+    race); an abort of our own (a timeout, a Ctrl-C) is not one."""
+    return unread_abort(assoc)
+
+
+def why_no_association(assoc, where: str, host: str, port: int, timeout: float) -> str:
     """One line: why `assoc` (a pynetdicom requestor's Association, not established) failed.
-    where: "AE@host:port" for the line; timeout: seconds allowed to connect and to be answered;
-    aborted: the words for a peer that took the connection and did not accept (the caller may know
-    more, e.g. the PACS aborted)."""
+    where: "AE@host:port" for the line; timeout: seconds allowed to connect and to be answered."""
     rj = rejected(assoc)
     if rj is not None:
         return f"association rejected by {where}: " + describe_rejection(*rj)
+    if aborted_by_peer(assoc):
+        return f"no association with {where}: it aborted the association request (A-ABORT)"
     # pynetdicom says no more than "failed": try the connection itself to say why in words.
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
         return f"no association with {where}: {describe_connect_error(exc, timeout)}"
-    return f"no association with {where}: {aborted} within {timeout:g} s"
+    return f"no association with {where}: aborted or no answer within {timeout:g} s"

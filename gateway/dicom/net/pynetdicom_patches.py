@@ -76,6 +76,12 @@ Reads of internals (no change; a named function so that callers do not reach in 
       DUL thread has closed the socket before the requesting thread looks at it, the request is
       taken for a failed connection (is_aborted, not is_rejected), and the answer stays in the
       DUL's to_user_queue (a loaded machine hit it: "aborted or no answer" for a wrong AE title).
+  R17 unread_abort(assoc): the same race with an A-ABORT answering the A-ASSOCIATE-RQ (a PACS
+      that does not know our calling AE title): the A_ABORT primitive stays unread in the queue.
+  R16 end_association_wait(assoc): None on the DUL's to_user_queue while the requesting thread
+      waits for the A-ASSOCIATE-AC/RJ (acse.py:460 receive_pdu(wait=True, timeout=acse_timeout)):
+      it reads that as its ACSE timeout and aborts the association itself at once (dicom-gateway
+      query/retrieve: Ctrl-C while a silent PACS holds the request).
 
 Why each change exists:
 
@@ -114,7 +120,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_DELETE, N_EVENT_REPORT, N_GET, N_SET
 from pynetdicom.dsutils import encode
 from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
-from pynetdicom.pdu_primitives import A_ASSOCIATE, A_RELEASE, P_DATA
+from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_RELEASE, P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -488,6 +494,22 @@ def unread_rejection(assoc) -> tuple[int, int, int] | None:
         if isinstance(pdu, A_ASSOCIATE) and getattr(pdu, "result", None) in (0x01, 0x02):
             return pdu.result, pdu.result_source, pdu.diagnostic
     return None
+
+
+def unread_abort(assoc) -> bool:
+    """R17: an A-ABORT from the peer (an A_ABORT primitive, pdu_primitives.py; not A_P_ABORT, the
+    provider's own for a dropped connection) waits unread in the DUL's to_user_queue (R15's race
+    with an A-ABORT for an answer); looked at, not taken."""
+    q = assoc.dul.to_user_queue
+    with q.mutex:
+        return any(type(pdu) is A_ABORT for pdu in q.queue)
+
+
+def end_association_wait(assoc) -> None:
+    """R16: wake the thread waiting in pynetdicom 3.0's ACSE._negotiate_as_requestor for the
+    answer to `assoc`'s A-ASSOCIATE-RQ (DULServiceProvider.receive_pdu on to_user_queue, dul.py:336):
+    it takes None for its ACSE timeout and aborts the association (A-ABORT, socket closed)."""
+    assoc.dul.to_user_queue.put(None)
 
 
 def release_requested(assoc) -> bool:
