@@ -52,7 +52,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -66,6 +65,7 @@ ROWS = 32
 NEW_PER_SENDER = (3, 8)  # new instances per sender and cycle, inclusive range
 SENDERS = (1, 1, 2, 3)  # how many associations at once: one most often, several sometimes
 SENDER_GRACE_S = 5.0  # s a sender gets to read what reached its socket before the cut and end
+FORWARD_S_PER_OBJECT = 0.004  # s; small objects to a local storescp, batches of 5 (measured ~2.5)
 DRAIN_TIMEOUT_S = 60.0  # s for the restarted service to forward its whole queue
 START_TIMEOUT_S = 30.0  # s for the service to reach READY
 DESTINATION_AET = "TESTPACS"
@@ -114,6 +114,10 @@ class Destination:
         if self.proc is not None and self.proc.poll() is None:
             kill_group(self.proc)
 
+    def snapshot(self) -> set[tuple[str, int]]:
+        """(name, mtime in ns) of every file: a new or re-sent object changes it."""
+        return {(e.name, e.stat().st_mtime_ns) for e in os.scandir(self.dir)}
+
     def received(self) -> dict[str, Path]:
         """SOP Instance UID -> file, from the names storescp gives ("CT.1.2.3...")."""
         return {p.name.split(".", 1)[1]: p for p in self.dir.iterdir() if "." in p.name}
@@ -147,11 +151,13 @@ class Campaign:
         (workdir / "gw").mkdir(parents=True, exist_ok=True)
         self.gw = GatewayProcess(workdir / "gw", {
             "buffer": {"path": str(self.buffer)},
+            # Its own start-up is part of every cycle; the status page is an observer only.
+            "status_http": {"enabled": False},
             # Small batches and quick retries: a cut often lands between claim and done, and a
             # requeued job goes out again at once.
             "destinations": {"pacs": {"ae_title": DESTINATION_AET, "host": "127.0.0.1",
                                       "port": self.destination.port, "batch_size": 5,
-                                      "retry_initial_s": 0.2, "retry_max_s": 1.0}},
+                                      "retry_initial_s": 0.1, "retry_max_s": 0.3}},
         })
         self.gw.buffer = self.buffer  # GatewayProcess assumes workdir/buffer; ours is on the bed
         self.acked: dict[str, Path] = {}  # SOP Instance UID -> the file sent, Success seen
@@ -159,7 +165,8 @@ class Campaign:
         self.carry: list[Path] = []  # sent, no Success yet: sent again next cycle
         self.checked: set[str] = set()  # acknowledged instances whose bytes were compared already
         self.early: set[str] = set()  # delivered before their Success reached the sender
-        self.start_s = 2.0  # s the last start took (the startup phase's range), measured
+        self.start_s = 2.0  # s the last start took, process start to READY (printed)
+        self.ready_s = 0.2  # s of it from the port bound to READY (the startup phase's range)
         self.send_s = 1.0  # s the last complete send took (the ingest phase's range), measured
         self.summary: list[tuple] = []
         self._batch = 0
@@ -179,11 +186,9 @@ class Campaign:
             self.bed.make_durable()
         self._start_gateway()
 
-    def _start_gateway(self) -> None:
-        """Start the service and wait (bounded) for READY: its port is bound before recovery, so
-        READY is the listener's "listening as" line, logged when associations are accepted,
-        after recovery and the workers."""
-        t0 = time.monotonic()
+    def _launch(self) -> int:
+        """Start the service; return once its port is bound, which App.start does first, before
+        recovery. Returns where this start's lines begin in the log."""
         mark = len(self.gw.log)
         try:
             self.gw.start(timeout=START_TIMEOUT_S)
@@ -192,13 +197,23 @@ class Campaign:
             time.sleep(1.0)
             mark = len(self.gw.log)
             self.gw.start(timeout=START_TIMEOUT_S)
+        return mark
+
+    def _start_gateway(self) -> None:
+        """Start the service and wait (bounded) for READY: the listener's "listening as" line,
+        logged when associations are accepted, after recovery and the workers. Measures the
+        start-up proper (port bound to READY), the startup phase's range."""
+        t0 = time.monotonic()
+        mark = self._launch()
+        bound = time.monotonic()
 
         def ready():
             if self.gw.proc.poll() is not None:
                 raise AssertionError(f"the service exited with {self.gw.proc.returncode} before READY: "
                                      f"{self.gw.log[mark:][-500:]}")
             return READY_LINE in self.gw.log[mark:]
-        wait_until(ready, START_TIMEOUT_S, 0.02, "the service to reach READY")
+        wait_until(ready, START_TIMEOUT_S, 0.01, "the service to reach READY")
+        self.ready_s = time.monotonic() - bound
         self.start_s = time.monotonic() - t0
 
     def close(self) -> None:
@@ -269,46 +284,56 @@ class Campaign:
                 self.gw.kill9()
                 where = f"{at:.3f} s after the senders started"
             elif phase == "forward":
+                # A backlog: the destination is down while the senders send; it comes back and the
+                # cut lands at a random instant after the first forward arrives.
+                self.destination.stop()
                 for scu in senders:
                     scu.proc.wait(60)
                 self.send_s = time.monotonic() - t0
-                before = len(self.destination.received())
-                at = instant * 0.3
+                before = self.destination.snapshot()
+                self.destination.start()
+                wait_until(lambda: self.destination.snapshot() != before, DRAIN_TIMEOUT_S, 0.005,
+                           f"forwarding to resume once the destination is back (seed {self.seed}, cut {cut})")
+                # Over about the time the backlog takes to drain here (a few ms an object).
+                backlog = sum(len(scu.acknowledged()) for scu in senders)
+                at = instant * FORWARD_S_PER_OBJECT * max(1, backlog)
                 time.sleep(at)
                 self.gw.kill9()
-                where = (f"{at:.3f} s after the senders ended, {len(self.destination.received()) - before}"
-                         f" forwarded by then")
+                where = (f"{at:.3f} s after the first forward of a backlog of {backlog} arrived, "
+                         f"{len(self.destination.snapshot() - before)} arrived by then")
             else:  # startup
                 time.sleep(instant * self.send_s)
                 self.gw.kill9()
-                at = second * self.start_s
-                mark = len(self.gw.log)
-                timer = threading.Timer(at, self.gw.kill9)
-                try:
-                    timer.start()
-                    self.gw.start(timeout=START_TIMEOUT_S)  # returns once the port is bound
-                except RuntimeError:
-                    pass  # killed before it bound its port
-                finally:
-                    timer.join()
+                # The instant is spread over the start-up proper (recovery, the workers) and as
+                # much again after READY, not over the interpreter's imports.
+                mark = self._launch()
+                at = second * 2 * self.ready_s
+                time.sleep(at)
+                self.gw.kill9()
                 state = "after READY" if READY_LINE in self.gw.log[mark:] else "before READY"
                 where = (f"kill -9 {instant * self.send_s:.3f} s after the senders started, then "
-                         f"{at:.3f} s into the restart ({state})")
+                         f"{at:.3f} s after the restart bound its port ({state})")
         finally:
             self.gw.kill9()
             # The senders are on other boxes: they survive the cut and read what reached them.
             offered, acked, refused = self._end_senders(senders)
+        t_cut = time.monotonic()
         self.bed.cut()
+        t_cut = time.monotonic() - t_cut
         mark = len(self.gw.log)
         ctx = f"seed {self.seed}, cut {cut} ({phase}: {where})"
         self._start_gateway()
         assert refused == [], f"{ctx}: the gateway refused work: {refused[:3]}"
         rec = last_recovery(self.gw.log[mark:])
-        self.check(ctx)
+        t_check = time.monotonic()
+        early = self.check(ctx)
+        t_check = time.monotonic() - t_check
         self.summary.append((cut, phase, round(at, 3)))
-        return (f"cut {cut}: {phase}, {where}; {acked}/{offered} acknowledged; recovery removed "
-                f"{rec['partial']} partial and {rec['orphans']} orphan files, requeued {rec['requeued']} "
-                f"jobs; READY in {self.start_s:.2f} s; {len(self.acked)} acknowledged in all")
+        return (f"cut {cut}: {phase}, {where}; {acked}/{offered} acknowledged"
+                f"{f', {early} delivered whose Success the sender never read' if early else ''}; "
+                f"recovery removed {rec['partial']} partial and {rec['orphans']} orphan files, requeued "
+                f"{rec['requeued']} jobs; cut {t_cut:.2f} s, READY {self.start_s:.2f} s, drain and check "
+                f"{t_check:.2f} s; {len(self.acked)} acknowledged in all")
 
     # --- invariants ---------------------------------------------------------------------------
 
@@ -320,9 +345,10 @@ class Campaign:
             return (s,) if not {"queued", "in_flight", "committing"} & set(s) else None
         return wait_until(drained, DRAIN_TIMEOUT_S, 0.1, f"the forward queue to drain ({ctx})")[0]
 
-    def check(self, ctx: str, full: bool = False) -> None:
+    def check(self, ctx: str, full: bool = False) -> int:
         """The module docstring's invariants. Bytes are compared for the instances not compared in
-        an earlier check (all of them when full); presence is checked for all every time."""
+        an earlier check (all of them when full); presence is checked for all every time. Returns
+        how many instances were newly found delivered without a Success the sender read."""
         states = self.drain(ctx)
         assert set(states) <= {"done"}, f"{ctx}: forward jobs not done after the drain: {states}"
         new = {u: p for u, p in self.acked.items() if full or u not in self.checked}
@@ -342,8 +368,10 @@ class Campaign:
         not_durable = sorted(unconfirmed - rows)
         assert not not_durable, (f"{ctx}: delivered, never acknowledged, and not in the buffer after the "
                                  f"cut (forwarded before it was durable): {not_durable[:3]}")
+        early = len(unconfirmed - self.early)
         self.early |= unconfirmed
         for uid, original in new.items():
             assert dataset_bytes(received[uid]) == dataset_bytes(original), (
                 f"{ctx}: {uid} at the destination differs from the one sent")
         self.checked |= set(new)
+        return early
