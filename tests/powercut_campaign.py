@@ -13,8 +13,9 @@ One cycle (one cut):
    power cut (``PowerCutMount.cut``): everything the gateway did not make durable is gone. The
    senders are modalities on other boxes: they are not cut, they read the responses already on
    their socket and end (killed after SENDER_GRACE_S if not).
-3. The gateway starts again on what survived; it must reach READY (its port accepting: the service
-   opens it only after recovery) and log its recovery.
+3. The gateway starts again on what survived; it must log its recovery and reach READY (the
+   listener's "listening as" line: the port itself is bound before recovery, associations are
+   accepted only after it and the workers).
 4. It drains the forward queue, then the invariants hold (``Campaign.check``):
    - every instance a sender got Success for is in the index and its file holds the data set
      bytes as sent (tests/fault_support.check_buffer, the kill -9 campaign's check);
@@ -22,9 +23,12 @@ One cycle (one cut):
      object file without its row, incoming/ empty, SQLite's integrity check ok (same check);
    - no forward job lost: every acknowledged instance has a done job and is at the destination,
      byte-identical; nothing is at the destination that was not acknowledged, except an instance
-     whose Success was on its way to the sender at the cut and that is durable in the buffer
-     (forwarding starts once the index is committed, which may be a moment before the response
-     leaves: the data is safe, the sender sends it again);
+     whose Success was on its way to the sender at the cut and that is durable in the buffer.
+     Forwarding starts once the index is committed, which may be a moment before the response
+     leaves; and a response that did leave can still be lost: the killed gateway's socket, with
+     the sender's next request unread in it, closes with a reset, and the sender's kernel then
+     drops what it had not yet read. The data is safe and the sender sends it again; each cut's
+     line counts these;
    - no sender was refused (a Store Response other than Success, a rejected association): a cut
      must never make the service turn work away.
 
@@ -32,10 +36,19 @@ The phases (a dict, PHASES: the print and media-export phases come later and go 
 own invariants in ``Campaign.check``; storage commitment needs a PACS that commits, Orthanc as in
 tests/interop/test_crash.py, and is not in this first version):
 
-- ``ingest``: cut at a random instant while the senders send (forwarding runs too);
-- ``forward``: the senders are done, cut at a random instant while the backlog is forwarded;
-- ``startup``: kill -9 while receiving (no cut), start again, cut at a random instant of that
-  start-up (during recovery, or just after READY when the start was quicker than the instant).
+- ``ingest``: cut at a random instant while the senders send (forwarding runs too), over the
+  time the last complete send took here;
+- ``forward``: the destination is down while the senders send (a backlog builds), comes back,
+  and the cut lands at a random instant after the first forward arrives, over about the time the
+  backlog takes to drain (FORWARD_S_PER_OBJECT), so batches are cut between claim and done;
+- ``startup``: kill -9 while receiving (no cut), start again, cut at a random instant from the
+  port bound (recovery next) to as long again after READY: the interpreter's imports, which
+  touch nothing on the bed, are not what is cut.
+
+The cost of a cycle is the service's start, about 1.5 s of it the interpreter importing the
+gateway before it touches the buffer; with small objects and one bed mount for all cuts (cut()
+mounts again) a cycle takes 2.5-3 s on this 2-core machine, so the default budget usually ends the
+campaign short of 100 cuts when other tests run beside it.
 
 Replay and size: the seed is printed (and in every failure message); ``POWERCUT_SEED=<seed>``
 repeats its phases, instants and sender counts (the machine's timing still varies).
