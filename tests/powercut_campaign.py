@@ -32,9 +32,8 @@ One cycle (one cut):
    - no sender was refused (a Store Response other than Success, a rejected association): a cut
      must never make the service turn work away.
 
-The phases (a dict, PHASES: the print and media-export phases come later and go there, with their
-own invariants in ``Campaign.check``; storage commitment needs a PACS that commits, Orthanc as in
-tests/interop/test_crash.py, and is not in this first version):
+The phases (a dict, PHASES; the print and media-export phases come later and go there, with
+their own peers and their own invariants in ``Campaign.check``, as storage commitment did):
 
 - ``ingest``: cut at a random instant while the senders send (forwarding runs too), over the
   time the last complete send took here;
@@ -44,6 +43,13 @@ tests/interop/test_crash.py, and is not in this first version):
 - ``startup``: kill -9 while receiving (no cut), start again, cut at a random instant from the
   port bound (recovery next) to as long again after READY: the interpreter's imports, which
   touch nothing on the bed, are not what is cut.
+
+With storage commitment (``Campaign(..., commitment=True)``, COMMIT_PHASES) the destination is
+Orthanc, which commits and sends its N-EVENT-REPORT back on a new association; the ``commit`` phase
+cuts just after a commitment became pending, so the report finds the gateway dead or is answered
+and lost in the cut. The drain then also waits for ``committing`` jobs, and no commitment may stay
+pending: a lost report times out (COMMITMENT_TIMEOUT_S, noticed within the service's housekeeping
+tick) and its instances are sent and committed again.
 
 The cost of a cycle is the service's start, about 1.5 s of it the interpreter importing the
 gateway before it touches the buffer; with small objects and one bed mount for all cuts (cut()
@@ -69,9 +75,10 @@ import time
 from pathlib import Path
 
 from datasets import make_series
+from dicom_bytes import dataset_bytes as bytes_of_dataset
 from dicom_bytes import file_dataset_bytes as dataset_bytes
-from fault_support import StoreSCU, check_buffer, job_states, last_recovery, query, sop_uid_of
-from peers import GatewayProcess, free_port, kill_group, require, wait_port, wait_until
+from fault_support import StoreSCU, check_buffer, job_states, last_recovery, pending_txns, query, sop_uid_of
+from peers import GatewayProcess, Orthanc, free_port, kill_group, require, wait_port, wait_until
 
 # Small objects make a cycle cheap: 32 x 32 x 16 bit, about 2 KiB a data set.
 ROWS = 32
@@ -88,6 +95,11 @@ PRECREATE_BUFFER = True
 # Phase -> weight. Later phases (print, media export, storage commitment) are added here and in
 # Campaign._cycle / Campaign.check.
 PHASES = {"ingest": 5, "forward": 3, "startup": 2}
+# With storage commitment (Orthanc as the PACS): the commit phase cuts while a commitment is
+# pending; a report lost in the cut times out (COMMITMENT_TIMEOUT_S, noticed within the service's
+# housekeeping tick) and the instances are sent and committed again.
+COMMIT_PHASES = {"ingest": 1, "forward": 1, "commit": 2}
+COMMITMENT_TIMEOUT_S = 2.0
 
 
 def seed_from_env() -> int:
@@ -102,10 +114,12 @@ def cuts_from_env() -> tuple[int, float]:
     return int(os.environ.get("POWERCUT_CUTS", "100")), float(os.environ.get("POWERCUT_BUDGET_S", "240"))
 
 
-class Destination:
+class StoreSCPDestination:
     """DCMTK storescp as the forwards' destination, writing each object to DIR/<modality>.<SOP UID>
     (a re-sent instance overwrites its file: forwarding is at least once, the content is what
-    counts)."""
+    counts). The campaign's destinations offer: port, start(), stop(), snapshot() (changes when
+    anything arrives), received() (the SOP Instance UIDs held) and dataset(uid) (its data set
+    bytes)."""
 
     def __init__(self, workdir: Path):
         self.exe = require("storescp", "dcmtk")
@@ -115,7 +129,7 @@ class Destination:
         self.log_path = workdir / "storescp.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Destination":
+    def start(self) -> "StoreSCPDestination":
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.exe, "-aet", DESTINATION_AET, "-od", str(self.dir), "--socket-timeout", "20",
@@ -134,6 +148,37 @@ class Destination:
     def received(self) -> dict[str, Path]:
         """SOP Instance UID -> file, from the names storescp gives ("CT.1.2.3...")."""
         return {p.name.split(".", 1)[1]: p for p in self.dir.iterdir() if "." in p.name}
+
+    def dataset(self, uid: str) -> bytes:
+        return dataset_bytes(self.received()[uid])
+
+
+class OrthancDestination:
+    """Orthanc (tests/peers.Orthanc) as the destination: it answers storage commitment, sending
+    its N-EVENT-REPORT on a new association to the gateway (gateway_port). Same offer as
+    StoreSCPDestination."""
+
+    def __init__(self, workdir: Path, gateway_port: int):
+        self.orthanc = Orthanc(workdir, gateway_port, aet=DESTINATION_AET)
+        self.port = self.orthanc.dicom
+
+    def start(self) -> "OrthancDestination":
+        self.orthanc.start()
+        return self
+
+    def stop(self) -> None:
+        self.orthanc.stop()
+
+    def snapshot(self) -> int:
+        """Orthanc's last change number: a new instance adds one."""
+        return int(self.orthanc.get("/changes?last")["Last"])
+
+    def received(self) -> dict[str, str]:
+        """SOP Instance UID -> Orthanc's id."""
+        return {i["MainDicomTags"]["SOPInstanceUID"]: i["ID"] for i in self.orthanc.get("/instances?expand")}
+
+    def dataset(self, uid: str) -> bytes:
+        return bytes_of_dataset(self.orthanc.instance_file(uid))
 
 
 def refusals(log: str) -> list[str]:
@@ -154,15 +199,20 @@ class Campaign:
     bed: a started tests/powercut_support.PowerCutMount; workdir: a directory off the bed (config,
     logs, the objects to send, the destination's folder)."""
 
-    def __init__(self, bed, workdir: Path, seed: int):
+    def __init__(self, bed, workdir: Path, seed: int, commitment: bool = False):
         self.bed = bed
         self.workdir = workdir
         self.seed = seed
         self.rng = random.Random(seed)
-        self.destination = Destination(workdir / "destination")
+        self.commitment = commitment
+        self.phases = COMMIT_PHASES if commitment else PHASES
+        port = free_port()
+        self.destination = (OrthancDestination(workdir / "orthanc", port) if commitment
+                            else StoreSCPDestination(workdir / "destination"))
         self.buffer = Path(bed.path) / "buffer"
         (workdir / "gw").mkdir(parents=True, exist_ok=True)
-        self.gw = GatewayProcess(workdir / "gw", {
+        commit = {"storage_commitment": True, "commitment_timeout_s": COMMITMENT_TIMEOUT_S} if commitment else {}
+        self.gw = GatewayProcess(workdir / "gw", port=port, config={
             "buffer": {"path": str(self.buffer)},
             # Its own start-up is part of every cycle; the status page is an observer only.
             "status_http": {"enabled": False},
@@ -170,7 +220,7 @@ class Campaign:
             # requeued job goes out again at once.
             "destinations": {"pacs": {"ae_title": DESTINATION_AET, "host": "127.0.0.1",
                                       "port": self.destination.port, "batch_size": 5,
-                                      "retry_initial_s": 0.1, "retry_max_s": 0.3}},
+                                      "retry_initial_s": 0.1, "retry_max_s": 0.3, **commit}},
         })
         self.gw.buffer = self.buffer  # GatewayProcess assumes workdir/buffer; ours is on the bed
         self.acked: dict[str, Path] = {}  # SOP Instance UID -> the file sent, Success seen
@@ -284,7 +334,7 @@ class Campaign:
 
     def run_cycle(self, cut: int) -> str:
         """One cut: send, kill, cut, restart, drain, check. Returns the line printed for it."""
-        phase = self.rng.choices(list(PHASES), weights=list(PHASES.values()))[0]
+        phase = self.rng.choices(list(self.phases), weights=list(self.phases.values()))[0]
         # Fractions of the phase's range, which is scaled by what this machine measured.
         instant, second = self.rng.random(), self.rng.random()
         senders = self._senders(cut)
@@ -303,8 +353,8 @@ class Campaign:
                 for scu in senders:
                     scu.proc.wait(60)
                 self.send_s = time.monotonic() - t0
-                before = self.destination.snapshot()
                 self.destination.start()
+                before = self.destination.snapshot()
                 wait_until(lambda: self.destination.snapshot() != before, DRAIN_TIMEOUT_S, 0.005,
                            f"forwarding to resume once the destination is back (seed {self.seed}, cut {cut})")
                 # Over about the time the backlog takes to drain here (a few ms an object).
@@ -312,8 +362,21 @@ class Campaign:
                 at = instant * FORWARD_S_PER_OBJECT * max(1, backlog)
                 time.sleep(at)
                 self.gw.kill9()
-                where = (f"{at:.3f} s after the first forward of a backlog of {backlog} arrived, "
-                         f"{len(self.destination.snapshot() - before)} arrived by then")
+                where = f"{at:.3f} s after the first forward of a backlog of {backlog} arrived"
+            elif phase == "commit":
+                # The moment a new storage commitment is pending (the PACS's report then finds the
+                # gateway dead), or a random instant after it; unless the queue drained first.
+                old = set(pending_txns(self.buffer))
+                try:
+                    wait_until(lambda: set(pending_txns(self.buffer)) - old, 15, 0.005,
+                               "a new pending storage commitment")
+                    at = instant * 0.05
+                    where = f"{at:.3f} s after a storage commitment became pending"
+                except AssertionError:
+                    at = 0.0
+                    where = "no new commitment pending within 15 s (all committed): cut idle"
+                time.sleep(at)
+                self.gw.kill9()
             else:  # startup
                 time.sleep(instant * self.send_s)
                 self.gw.kill9()
@@ -364,6 +427,9 @@ class Campaign:
         how many instances were newly found delivered without a Success the sender read."""
         states = self.drain(ctx)
         assert set(states) <= {"done"}, f"{ctx}: forward jobs not done after the drain: {states}"
+        if self.commitment:
+            commits = dict(query(self.buffer, "SELECT state, COUNT(*) FROM commitments GROUP BY state"))
+            assert "pending" not in commits, f"{ctx}: storage commitments still pending: {commits}"
         new = {u: p for u, p in self.acked.items() if full or u not in self.checked}
         check_buffer(self.buffer, new, ctx)
         rows = {r[0] for r in query(self.buffer, "SELECT sop_uid FROM instances")}
@@ -384,7 +450,7 @@ class Campaign:
         early = len(unconfirmed - self.early)
         self.early |= unconfirmed
         for uid, original in new.items():
-            assert dataset_bytes(received[uid]) == dataset_bytes(original), (
+            assert self.destination.dataset(uid) == dataset_bytes(original), (
                 f"{ctx}: {uid} at the destination differs from the one sent")
         self.checked |= set(new)
         return early

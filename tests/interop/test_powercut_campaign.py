@@ -5,6 +5,7 @@ POWERCUT_BUDGET_S). Print and media export phases come later (PHASES there)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from powercut_campaign import Campaign, cuts_from_env, seed_from_env
 from powercut_support import powercut_mount  # noqa: F401 - the fixture
 
 CUTS, BUDGET_S = cuts_from_env()
+COMMIT_CUTS = int(os.environ.get("POWERCUT_COMMIT_CUTS", "10"))
 
 # The budget bounds the cuts; the rest is one start, the last cut's bounded waits and the final
 # full check. The campaign is one test in one worker: xdist runs the rest of the suite beside it.
@@ -36,6 +38,29 @@ def test_power_cuts_while_receiving_and_forwarding_lose_nothing_acknowledged(pow
         print(f"seed {seed}: {done} of {CUTS} cuts ran (budget {BUDGET_S:.0f} s), phases {phases}; "
               f"{len(campaign.acked)} instances acknowledged, all in the buffer and at the destination; "
               f"{len(campaign.early)} delivered before their Success reached the sender (durable)")
+    finally:
+        campaign.close()
+
+
+def test_power_cuts_with_storage_commitment_pending_lose_no_job(powercut_mount, tmp_path):  # noqa: F811
+    """Orthanc as the PACS, storage commitment on: cuts while commitments are pending (and while
+    receiving and forwarding); every job ends done, no commitment stays pending, every instance
+    is in Orthanc byte-identical. Fewer cuts (POWERCUT_COMMIT_CUTS, default 10): a report lost in
+    a cut costs the commitment timeout plus a housekeeping tick before the drain ends."""
+    seed = seed_from_env()
+    campaign = Campaign(powercut_mount, tmp_path / "campaign", seed, commitment=True)
+    try:
+        campaign.start()
+        t0 = time.monotonic()
+        done = 0
+        for cut in range(COMMIT_CUTS):
+            print(campaign.run_cycle(cut), flush=True)
+            done += 1
+            if time.monotonic() - t0 > BUDGET_S:
+                break
+        campaign.check(f"seed {seed}, after all {done} cuts", full=True)
+        print(f"seed {seed}: {done} of {COMMIT_CUTS} cuts with storage commitment ran; "
+              f"{len(campaign.acked)} instances acknowledged, all committed by Orthanc")
     finally:
         campaign.close()
 
