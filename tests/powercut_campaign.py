@@ -249,9 +249,10 @@ class Campaign:
             self.bed.make_durable()
         self._start_gateway()
 
-    def _launch(self) -> int:
+    def _launch(self, ctx: str = "first start") -> int:
         """Start the service; return once its port is bound, which App.start does first, before
-        recovery. Returns where this start's lines begin in the log."""
+        recovery. Returns where this start's lines begin in the log. AssertionError (naming ctx
+        and the service's last log line) when it does not start."""
         mark = len(self.gw.log)
         try:
             self.gw.start(timeout=START_TIMEOUT_S)
@@ -259,23 +260,27 @@ class Campaign:
             # A kill -9 may leave the port briefly busy (as tests/fault_support.restart).
             time.sleep(1.0)
             mark = len(self.gw.log)
-            self.gw.start(timeout=START_TIMEOUT_S)
+            try:
+                self.gw.start(timeout=START_TIMEOUT_S)
+            except (RuntimeError, TimeoutError) as exc:
+                last = (self.gw.log[mark:].strip().splitlines() or ["(nothing logged)"])[-1]
+                raise AssertionError(f"{ctx}: the service did not start: {exc}; its last line: {last}") from None
         return mark
 
-    def _start_gateway(self) -> None:
+    def _start_gateway(self, ctx: str = "first start") -> None:
         """Start the service and wait (bounded) for READY: the listener's "listening as" line,
         logged when associations are accepted, after recovery and the workers. Measures the
         start-up proper (port bound to READY), the startup phase's range."""
         t0 = time.monotonic()
-        mark = self._launch()
+        mark = self._launch(ctx)
         bound = time.monotonic()
 
         def ready():
             if self.gw.proc.poll() is not None:
-                raise AssertionError(f"the service exited with {self.gw.proc.returncode} before READY: "
+                raise AssertionError(f"{ctx}: the service exited with {self.gw.proc.returncode} before READY: "
                                      f"{self.gw.log[mark:][-500:]}")
             return READY_LINE in self.gw.log[mark:]
-        wait_until(ready, START_TIMEOUT_S, 0.01, "the service to reach READY")
+        wait_until(ready, START_TIMEOUT_S, 0.01, f"the service to reach READY ({ctx})")
         self.ready_s = time.monotonic() - bound
         self.start_s = time.monotonic() - t0
 
@@ -297,8 +302,10 @@ class Campaign:
         return self._senders_of(self.rng.choice(SENDERS), f"c{cut:03d}")
 
     def _senders_of(self, n: int, tag: str) -> list[StoreSCU]:
+        """n storescu started together (the objects are written first), each with new objects and
+        its share of the carried-over ones. One that fails to start stops the others."""
         carry, self.carry = self.carry, []
-        senders = []
+        batches = []
         for k in range(n):
             self._batch += 1
             files = make_series(self.workdir / "send" / f"b{self._batch:05d}",
@@ -306,9 +313,17 @@ class Campaign:
             files = carry[k::n] + files
             for p in files:
                 self.sent.setdefault(sop_uid_of(p), p)
-            scu = StoreSCU(self.workdir, self.gw.port, files, f"{tag}-{k}")
-            scu.files = files  # what it offers, for carrying over what got no Success
-            senders.append(scu)
+            batches.append(files)
+        senders: list[StoreSCU] = []
+        try:
+            for k, files in enumerate(batches):
+                scu = StoreSCU(self.workdir, self.gw.port, files, f"{tag}-{k}")
+                scu.files = files  # what it offers, for carrying over what got no Success
+                senders.append(scu)
+        except BaseException:
+            for scu in senders:
+                scu.close()
+            raise
         return senders
 
     def _end_senders(self, senders: list[StoreSCU]) -> tuple[int, int, list[str]]:
@@ -337,6 +352,12 @@ class Campaign:
         phase = self.rng.choices(list(self.phases), weights=list(self.phases.values()))[0]
         # Fractions of the phase's range, which is scaled by what this machine measured.
         instant, second = self.rng.random(), self.rng.random()
+        before = None
+        if phase == "forward":
+            # A backlog: the destination is down while the senders send. (Its snapshot first:
+            # once its port is up again it may get the whole backlog before a look afterwards.)
+            before = self.destination.snapshot()
+            self.destination.stop()
         senders = self._senders(cut)
         t0 = time.monotonic()
         try:
@@ -347,14 +368,12 @@ class Campaign:
                 self.gw.kill9()
                 where = f"{at:.3f} s after the senders started"
             elif phase == "forward":
-                # A backlog: the destination is down while the senders send; it comes back and the
-                # cut lands at a random instant after the first forward arrives.
-                self.destination.stop()
+                # The destination comes back and the cut lands at a random instant after the
+                # first forward of the backlog arrives.
                 for scu in senders:
                     scu.proc.wait(60)
                 self.send_s = time.monotonic() - t0
                 self.destination.start()
-                before = self.destination.snapshot()
                 wait_until(lambda: self.destination.snapshot() != before, DRAIN_TIMEOUT_S, 0.005,
                            f"forwarding to resume once the destination is back (seed {self.seed}, cut {cut})")
                 # Over about the time the backlog takes to drain here (a few ms an object).
@@ -382,7 +401,7 @@ class Campaign:
                 self.gw.kill9()
                 # The instant is spread over the start-up proper (recovery, the workers) and as
                 # much again after READY, not over the interpreter's imports.
-                mark = self._launch()
+                mark = self._launch(f"seed {self.seed}, cut {cut}: the restart after kill -9")
                 at = second * 2 * self.ready_s
                 time.sleep(at)
                 self.gw.kill9()
@@ -398,7 +417,7 @@ class Campaign:
         t_cut = time.monotonic() - t_cut
         mark = len(self.gw.log)
         ctx = f"seed {self.seed}, cut {cut} ({phase}: {where})"
-        self._start_gateway()
+        self._start_gateway(ctx)
         assert refused == [], f"{ctx}: the gateway refused work: {refused[:3]}"
         rec = last_recovery(self.gw.log[mark:])
         t_check = time.monotonic()
