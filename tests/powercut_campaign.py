@@ -92,8 +92,8 @@ DESTINATION_AET = "TESTPACS"
 READY_LINE = "listening as EDGE on "  # gateway.dicom.listener, logged once it accepts
 # The buffer directory made (durably) by the harness, not by the service: see Campaign.start.
 PRECREATE_BUFFER = True
-# Phase -> weight. Later phases (print, media export, storage commitment) are added here and in
-# Campaign._cycle / Campaign.check.
+# Phase -> weight. Later phases (print, media export) are added here, in Campaign.run_cycle (how
+# the instant is picked) and Campaign.check (their invariants: no film printed twice...).
 PHASES = {"ingest": 5, "forward": 3, "startup": 2}
 # With storage commitment (Orthanc as the PACS): the commit phase cuts while a commitment is
 # pending; a report lost in the cut times out (COMMITMENT_TIMEOUT_S, noticed within the service's
@@ -433,11 +433,19 @@ class Campaign:
     # --- invariants ---------------------------------------------------------------------------
 
     def drain(self, ctx: str) -> dict[str, int]:
-        """Wait (bounded) until the forward queue is empty; the job states then."""
+        """Wait (bounded) until the forward queue is empty and, with storage commitment, no
+        transaction is pending; the job states then. (A report closes its jobs and then its
+        transaction, in two index transactions: jobs done with the transaction still pending is a
+        moment of every report, and after a cut between the two the transaction expires at its
+        deadline with nothing left to resend.)"""
         def drained():
             s = job_states(self.buffer)
+            if {"queued", "in_flight", "committing"} & set(s):
+                return None
+            if self.commitment and pending_txns(self.buffer):
+                return None
             # A 1-tuple: an empty queue (no jobs at all) is an answer too, not a falsy "wait on".
-            return (s,) if not {"queued", "in_flight", "committing"} & set(s) else None
+            return (s,)
         return wait_until(drained, DRAIN_TIMEOUT_S, 0.1, f"the forward queue to drain ({ctx})")[0]
 
     def check(self, ctx: str, full: bool = False) -> int:
