@@ -40,6 +40,7 @@ import time
 from drivers import registry
 from gateway import exit_codes, preflight, systemd_notify
 from gateway.buffer import lock as buffer_lock
+from gateway.buffer.files import make_dirs_durable
 from gateway.buffer.ingest import Buffer
 from gateway.buffer.retention import Retention
 from gateway.commands import Commands
@@ -88,7 +89,9 @@ def _lock_buffer(root) -> buffer_lock.BufferLock:
     if root.exists() and not root.is_dir():
         raise StartupError(f"buffer.path: {root} is a file, not a folder", exit_codes.CONFIG)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        # named durably: on a fresh box a power cut lost a buffer whose folder was never fsynced
+        # into its parent, with every object acknowledged into it (the power-cut campaign)
+        make_dirs_durable(root)
     except OSError as exc:
         raise StartupError(f"buffer.path: cannot create {root}: {exc.strerror or exc}", exit_codes.CONFIG) from None
     try:

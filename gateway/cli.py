@@ -363,6 +363,7 @@ def buffer_for_writing(loaded):
     service it takes the writer's lock: a restart of the service leaves this process's files in
     incoming/ alone. Yields (buffer, beside_service)."""
     from gateway.buffer import lock as buffer_lock
+    from gateway.buffer.files import make_dirs_durable
     from gateway.buffer.ingest import Buffer
     from gateway.routing import Router
 
@@ -370,7 +371,7 @@ def buffer_for_writing(loaded):
     held = None
     if _service_pid(loaded.buffer_dir) is None:
         try:
-            loaded.buffer_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs_durable(loaded.buffer_dir)  # as the service names it (gateway/app.py)
             held = buffer_lock.acquire(loaded.buffer_dir)
         except buffer_lock.BufferLocked:
             held = None  # a service started a moment ago; its recovery is done: write beside it

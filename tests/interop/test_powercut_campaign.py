@@ -65,13 +65,10 @@ def test_power_cuts_with_storage_commitment_pending_lose_no_job(powercut_mount, 
         campaign.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: on a fresh box the service creates buffer.path with a plain "
-                   "mkdir (gateway/app.py _lock_buffer) before the buffer's durable mkdir runs, so the "
-                   "directory's name is never fsynced into its parent: a power cut loses the whole "
-                   "buffer, every acknowledged instance with it")
 def test_a_fresh_box_buffer_created_by_the_service_survives_a_power_cut(powercut_mount, tmp_path):  # noqa: F811
-    # The smallest case the campaign found (any seed, cut 0, when the service makes the buffer):
-    # one acknowledged C-STORE, kill -9, cut; the instance must be in the index after the restart.
+    # The smallest case the campaign found (any seed, cut 0, when the service made the buffer with
+    # a plain mkdir, gateway/app.py, so its folder's name was never durable): one acknowledged
+    # C-STORE, kill -9, cut; the instance must be in the index after the restart.
     seed = seed_from_env()
     campaign = Campaign(powercut_mount, tmp_path / "fresh", seed)
     try:
